@@ -1,0 +1,95 @@
+"""Input checking shared by every backend: arrays in, clear errors out.
+
+Nothing here computes; it only turns what the user passed into arrays the
+kernels accept, or raises naming the argument, what was expected and what came.
+"""
+
+import numbers
+import sys
+
+import numpy as np
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_torch_tensor(a) -> bool:
+    """True for a torch.Tensor, decided without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def _describe(a) -> str:
+    shape = getattr(a, "shape", None)
+    dtype = getattr(a, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(a).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return type(a).__name__
+
+
+def host_array(name: str, a) -> np.ndarray:
+    """`a` as a 2-D float32/float64 NumPy array in native byte order (a view where possible)."""
+    if is_torch_tensor(a):
+        if a.device.type != "cpu":
+            raise ValueError(f"{name} is a torch tensor on {a.device}; the CPU backend needs "
+                             f"tensors on the CPU (move it with {name}.cpu())")
+        if a.dtype not in _torch_floats():
+            raise TypeError(f"{name} must be float32 or float64, got torch {a.dtype} "
+                            f"(cast it with {name}.float() or {name}.double())")
+        a = a.detach().resolve_conj().resolve_neg().numpy()
+    elif not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as e:  # noqa: BLE001 - anything NumPy cannot read is the caller's error
+            raise TypeError(f"{name} must be an array (NumPy array or torch tensor), "
+                            f"got {type(a).__name__} that NumPy cannot convert: {e}") from None
+        if a.dtype == object:
+            raise TypeError(f"{name} must be an array of float32 or float64, "
+                            f"got {type(a).__name__} that converts to dtype object")
+    else:
+        a = np.asarray(a)  # a memmap or other subclass becomes a plain view
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {a.ndim}-D array of shape {a.shape}")
+    dt = a.dtype
+    if dt.kind != "f" or dt.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {dt} "
+                        f"(cast it with {name}.astype(np.float64))")
+    if not dt.isnative:
+        raise TypeError(f"{name} has non-native byte order ({dt.str}); cast it with "
+                        f"{name}.astype({name}.dtype.newbyteorder('='))")
+    return a
+
+
+def _torch_floats():
+    torch = sys.modules["torch"]
+    return (torch.float32, torch.float64)
+
+
+def check_shapes(x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tuple[int, int, int]:
+    """(N, K, M) for x (N,K), W (K,M), y (N,M); ValueError listing all three shapes."""
+    N, K = x.shape
+    K2, M = W.shape
+    if K2 != K or y.shape != (N, M):
+        raise ValueError(f"shapes do not match: x {x.shape} must be (N, K), W {W.shape} (K, M) "
+                         f"and y {y.shape} (N, M)")
+    if not (x.dtype == W.dtype == y.dtype):
+        raise TypeError(f"x, W and y must have the same dtype, got {x.dtype}, {W.dtype} and "
+                        f"{y.dtype} (cast them all to one of float32, float64)")
+    return N, K, M
+
+
+def check_relu_grad_at_zero(a) -> float:
+    """The subgradient at h == 0 as a float in [0, 1]."""
+    if isinstance(a, bool) or not isinstance(a, numbers.Real):
+        raise TypeError(f"relu_grad_at_zero must be a real number in [0, 1], got {a!r}")
+    v = float(a)
+    if not (0.0 <= v <= 1.0):  # also rejects NaN
+        raise ValueError(f"relu_grad_at_zero must be in [0, 1], got {v!r}")
+    return v
+
+
+def inputs(x, W, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """Validate x, W, y; C-contiguous native float arrays (copies only where needed) and (N, K, M)."""
+    xa, Wa, ya = host_array("x", x), host_array("W", W), host_array("y", y)
+    nkm = check_shapes(xa, Wa, ya)
+    # The kernels read C-contiguous rows; other layouts are copied once here.
+    return (np.ascontiguousarray(xa), np.ascontiguousarray(Wa), np.ascontiguousarray(ya), nkm)

@@ -1,0 +1,87 @@
+"""Public entry points: validate, allocate, dispatch to a kernel.
+
+N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
+"""
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _inputs
+
+
+class Grads(NamedTuple):
+    """f and its gradients. f is a float; dx, dW, dy have the shapes of x, W, y."""
+
+    f: float
+    dx: Any
+    dW: Any
+    dy: Any
+
+
+def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
+    """f = Σ (max(x·W, 0) − y)² and its gradients with respect to x, W and y.
+
+    Parameters
+    ----------
+    x : array (N, K), W : array (K, M), y : array (N, M)
+        NumPy arrays (any strides, read-only and memory maps included) or torch
+        CPU tensors, all float32 or all float64.  They are never modified.
+    relu_grad_at_zero : float in [0, 1]
+        relu'(0), the subgradient used where h = x·W is exactly 0.
+        0.0 is torch.relu's (and the notebook's d_relu); 0.5 is what autograd
+        gives through torch.maximum(h, 0); 1.0 is torch.clamp(h, min=0)'s.
+
+    Returns
+    -------
+    Grads(f, dx, dW, dy)
+        f as a Python float summed in float64; dx, dW, dy new C-contiguous
+        arrays of the inputs' dtype (torch tensors if x is one, sharing memory
+        with the arrays loopgrad allocated).
+
+    Raises
+    ------
+    TypeError
+        non-float, mixed or non-native dtypes; inputs that are not arrays.
+    ValueError
+        arrays that are not 2-D, shapes that do not fit together,
+        relu_grad_at_zero outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np, loopgrad
+    >>> x = np.array([[1.0, 2.0]]); W = np.array([[1.0], [-1.0]]); y = np.array([[0.5]])
+    >>> loopgrad.grads(x, W, y).f   # h = -1, z = 0 - 0.5
+    0.25
+    """
+    a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
+    xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
+    from . import cpu
+
+    rows, nchunks, stride = cpu.plan(N, K, M)
+    dx = np.empty((N, K), xa.dtype)
+    dW = np.empty((K, M), xa.dtype)
+    dy = np.empty((N, M), xa.dtype)
+    partials = cpu.partials_buffer(nchunks, stride)
+    # One chunk: the parallel region would cost more than it saves.
+    kern = cpu.kernel("grads", xa.dtype, parallel=nchunks > 1)
+    f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
+    if _inputs.is_torch_tensor(x):
+        import torch
+
+        dx, dW, dy = torch.from_numpy(dx), torch.from_numpy(dW), torch.from_numpy(dy)
+    return Grads(float(f), dx, dW, dy)
+
+
+def loss(x, W, y) -> float:
+    """f = Σ (max(x·W, 0) − y)², summed in float64; the forward alone, no gradient work.
+
+    Takes the same inputs as `grads` and raises the same errors.
+    """
+    xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
+    from . import cpu
+
+    rows, nchunks, _ = cpu.plan(N, K, M)
+    partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
+    kern = cpu.kernel("loss", xa.dtype, parallel=nchunks > 1)
+    return float(kern(partials, xa, Wa, ya, rows))

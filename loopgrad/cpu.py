@@ -1,0 +1,223 @@
+"""CPU kernels: explicit loops compiled by Numba.
+
+N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
+
+    h = x·W    z = max(h, 0) − y    f = Σ z²
+    g = 2·z·relu'(h)    dx = g·Wᵀ    dW = xᵀ·g    dy = −2·z
+
+One fused pass over the rows: each row's h, z and g live in two length-M
+float64 scratch vectors, never as N×M arrays.  Rows are split into chunks
+whose size depends only on the shape (see `plan`), never on the thread count.
+Each chunk writes its own rows of dx and dy and its own float64 partial of dW
+and f; the partials are then summed in chunk order.  So the result is bitwise
+the same for any number of threads, and serial == parallel.
+
+Arithmetic is float64 throughout (h, z, g, the dx dot products, the dW and f
+sums), rounded once to the input dtype on store: for float32 inputs every
+output is within about one float32 rounding of the exact float64 answer.
+
+Kernels only loop; `loopgrad.api` validates, allocates and dispatches.
+"""
+
+import numpy as np
+from numba import njit, prange, types
+
+# Each chunk's partial row is padded to a whole number of 64-byte cache lines
+# so that two threads never write the same line (false sharing measured 2.7x
+# slower on this machine).
+CACHE_LINE = 64
+_PAD = CACHE_LINE // 8  # float64s per cache line
+
+# A chunk holds about this many multiply-adds of work (enough to amortise a
+# task, small enough to balance on many cores), and at most _MAX_CHUNKS chunks
+# are made so that the partials stay within _PARTIAL_BYTES.
+_CHUNK_WORK = 1 << 17
+_MAX_CHUNKS = 1024
+_PARTIAL_BYTES = 64 << 20
+
+
+def plan(N: int, K: int, M: int) -> tuple[int, int, int]:
+    """Chunking for an N×K×M problem: (rows_per_chunk, nchunks, row_stride).
+
+    A pure function of the shape, so results never depend on thread count.
+    row_stride is the length of one chunk's float64 partial row (K·M dW
+    values, then f), padded to whole cache lines.
+    """
+    row_stride = (K * M + 1 + _PAD - 1) // _PAD * _PAD
+    if N == 0:
+        return 1, 0, row_stride
+    per_row = 3 * K * M + 2 * M + 1
+    rows = max(1, _CHUNK_WORK // per_row)
+    max_chunks = max(1, min(_MAX_CHUNKS, _PARTIAL_BYTES // (8 * row_stride)))
+    rows = max(rows, -(-N // max_chunks))
+    return rows, -(-N // rows), row_stride
+
+
+def partials_buffer(nchunks: int, row_stride: int) -> np.ndarray:
+    """Uninitialised (nchunks, row_stride) float64 array starting on a cache line."""
+    raw = np.empty(nchunks * row_stride + _PAD, np.float64)
+    skip = (-raw.ctypes.data % CACHE_LINE) // 8
+    return raw[skip:skip + nchunks * row_stride].reshape(nchunks, row_stride)
+
+
+# ---------------------------------------------------------------- row kernels
+
+@njit(nogil=True, cache=True)
+def _rows_forward(h, x, W, n):
+    # h[m] = Σ_k x[n,k]·W[k,m], k outer so the inner loop runs along W's rows
+    K, M = W.shape
+    for m in range(M):
+        h[m] = 0.0
+    for k in range(K):
+        xk = np.float64(x[n, k])
+        for m in range(M):
+            h[m] += xk * W[k, m]
+
+
+@njit(nogil=True, cache=True)
+def _chunk_loss(x, W, y, start, stop):
+    # rows [start, stop) → Σ z²
+    M = W.shape[1]
+    h = np.empty(M, np.float64)
+    f = 0.0
+    for n in range(start, stop):
+        _rows_forward(h, x, W, n)
+        for m in range(M):
+            hm = h[m]
+            r = 0.0 if hm < 0.0 else hm  # max(h, 0) that keeps NaN, as torch does
+            z = r - y[n, m]
+            f += z * z
+    return f
+
+
+@njit(nogil=True, cache=True)
+def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
+    # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z²
+    K, M = W.shape
+    h = np.empty(M, np.float64)
+    g = np.empty(M, np.float64)
+    for i in range(K * M):
+        dW_part[i] = 0.0
+    f = 0.0
+    for n in range(start, stop):
+        _rows_forward(h, x, W, n)
+        for m in range(M):
+            hm = h[m]
+            r = 0.0 if hm < 0.0 else hm
+            z = r - y[n, m]
+            f += z * z
+            # g = 2·z·relu'(h) as torch's backward does it: a select, not a
+            # product, so an infinite or NaN z does not leak through relu' = 0;
+            # a NaN h passes 2·z (NaN) on, as torch.relu and torch.maximum do.
+            if hm < 0.0 or (hm == 0.0 and relu_grad_at_zero == 0.0):
+                g[m] = 0.0
+            elif hm == 0.0:
+                g[m] = relu_grad_at_zero * (2.0 * z)
+            else:
+                g[m] = 2.0 * z
+            dy[n, m] = -2.0 * z
+        # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
+        for k in range(K):
+            s = 0.0
+            for m in range(M):
+                s += g[m] * W[k, m]
+            dx[n, k] = s
+            xk = np.float64(x[n, k])
+            base = k * M
+            for m in range(M):
+                dW_part[base + m] += xk * g[m]
+    return f
+
+
+@njit(nogil=True, cache=True)
+def _sum_partials_f(partials, col):
+    # f = Σ_c partials[c, col], in chunk order
+    f = 0.0
+    for c in range(partials.shape[0]):
+        f += partials[c, col]
+    return f
+
+
+# ------------------------------------------------------------ public kernels
+# Each exists serial and parallel; the two bodies differ only in range/prange.
+# They are separate functions (not one compiled twice) because Numba's disk
+# cache keys entries by function and signature, not by the parallel flag.
+
+def _grads_serial(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk):
+    N = x.shape[0]
+    K, M = W.shape
+    for c in range(partials.shape[0]):
+        start = c * rows_per_chunk
+        partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
+                                          start, min(start + rows_per_chunk, N))
+    for k in range(K):
+        for m in range(M):
+            dW[k, m] = _sum_partials_f(partials, k * M + m)
+    return _sum_partials_f(partials, K * M)
+
+
+def _grads_parallel(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk):
+    N = x.shape[0]
+    K, M = W.shape
+    for c in prange(partials.shape[0]):
+        start = c * rows_per_chunk
+        partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
+                                          start, min(start + rows_per_chunk, N))
+    for k in prange(K):
+        for m in range(M):
+            dW[k, m] = _sum_partials_f(partials, k * M + m)
+    return _sum_partials_f(partials, K * M)
+
+
+def _loss_serial(partials, x, W, y, rows_per_chunk):
+    N = x.shape[0]
+    for c in range(partials.shape[0]):
+        start = c * rows_per_chunk
+        partials[c, 0] = _chunk_loss(x, W, y, start, min(start + rows_per_chunk, N))
+    return _sum_partials_f(partials, 0)
+
+
+def _loss_parallel(partials, x, W, y, rows_per_chunk):
+    N = x.shape[0]
+    for c in prange(partials.shape[0]):
+        start = c * rows_per_chunk
+        partials[c, 0] = _chunk_loss(x, W, y, start, min(start + rows_per_chunk, N))
+    return _sum_partials_f(partials, 0)
+
+
+_PY = {
+    ("grads", False): _grads_serial,
+    ("grads", True): _grads_parallel,
+    ("loss", False): _loss_serial,
+    ("loss", True): _loss_parallel,
+}
+_COMPILED: dict = {}
+
+
+def _signature(name: str, dtype: np.dtype):
+    t = types.float32 if dtype == np.float32 else types.float64
+    out = types.Array(t, 2, "C")
+    inp = types.Array(t, 2, "C", readonly=True)  # writable arrays convert to this too
+    part = types.Array(types.float64, 2, "C")
+    if name == "grads":
+        return types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp)
+    return types.float64(part, inp, inp, inp, types.intp)
+
+
+def kernel(name: str, dtype, parallel: bool):
+    """The compiled kernel `name` ("grads" or "loss") for dtype, serial or parallel.
+
+    Compiled on first use (one signature per dtype; read-only inputs share it)
+    and cached on disk.
+
+    grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk) -> f
+    loss(partials, x, W, y, rows_per_chunk) -> f
+    """
+    dtype = np.dtype(dtype)
+    key = (name, dtype, parallel)
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = njit(_signature(name, dtype), parallel=parallel, nogil=True, cache=True)(
+            _PY[name, parallel])
+        _COMPILED[key] = fn
+    return fn

@@ -1,0 +1,158 @@
+"""Reference implementations and the accuracy contract, shared by tests and benchmarks.
+
+N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
+
+These use array libraries on purpose: they are what loopgrad is checked
+against, never its compute path.
+
+- `torch_autograd`: autograd of the notebook expression (the oracle).
+- `numpy_hand`: the hand-derived formula in NumPy.
+- `error_bounds`: how far a correct implementation may be from the exact
+  answer, element by element, from the dtype and the reduction lengths.
+- `check`: compare one output against the reference within its bound, with a
+  diagnosable message.
+"""
+
+import numpy as np
+
+# Tie conventions torch offers directly: relu'(0) = 0 (torch.relu), 0.5
+# (torch.maximum splits ties, as in the notebook) and 1 (torch.clamp(min=0)).
+_TORCH_RELU = {
+    0.0: lambda h, torch: torch.relu(h),
+    0.5: lambda h, torch: torch.maximum(h, torch.zeros((), dtype=h.dtype)),
+    1.0: lambda h, torch: torch.clamp(h, min=0),
+}
+
+# The accuracy contract: the long sums (dW over rows, f over all elements)
+# may run in the input dtype over blocks of at most this many terms, and must
+# be carried in float64 across blocks.  loopgrad's CPU kernels use float64
+# throughout, which is well inside it.
+SUM_BLOCK = 512
+
+
+def torch_autograd(x, W, y, relu_grad_at_zero=0.0, dtype="float64", form="trace"):
+    """(f, dx, dW, dy) as NumPy arrays: torch autograd of the notebook expression.
+
+    z = relu(x·W) − y, f = trace(zᵀz) (form="trace", the notebook's) or
+    f = Σ z² (form="sum": the same function, but with an infinite z the
+    trace's products with the identity make inf·0 = NaN across the row, where
+    Σ z² keeps IEEE's answer; loopgrad follows Σ z²), with the relu whose subgradient at 0 is
+    relu_grad_at_zero (any value in [0, 1]: the three torch ops for 0, 0.5 and
+    1; otherwise a blend a·clamp + (1−a)·relu, whose subgradient at 0 is a).
+    Computed in `dtype` (float64 by default) from the inputs as given.
+    """
+    import torch
+
+    tdt = getattr(torch, dtype)
+    xt, Wt, yt = (torch.as_tensor(np.asarray(a)).to(tdt).requires_grad_() for a in (x, W, y))
+    h = torch.matmul(xt, Wt)
+    a = float(relu_grad_at_zero)
+    if a in _TORCH_RELU:
+        r = _TORCH_RELU[a](h, torch)
+    else:
+        r = a * torch.clamp(h, min=0) + (1 - a) * torch.relu(h)
+    z = r - yt
+    f = torch.trace(torch.matmul(z.T, z)) if form == "trace" else torch.sum(z * z)
+    f.backward()
+    return (float(f.detach()), xt.grad.numpy(), Wt.grad.numpy(), yt.grad.numpy())
+
+
+def numpy_hand(x, W, y, relu_grad_at_zero=0.0):
+    """(f, dx, dW, dy): the hand-derived formula in NumPy, in the inputs' dtype."""
+    h = x @ W
+    z = np.maximum(h, 0) - y
+    d = np.where(h > 0, 1.0, np.where(h == 0, relu_grad_at_zero, 0.0)).astype(h.dtype)
+    g = 2 * z * d
+    return (float(np.sum(z.astype(np.float64) ** 2)), g @ W.T, x.T @ g, -2 * z)
+
+
+def _gamma(n, u):
+    # Higham's γ_n = n·u / (1 − n·u): the relative error bound of an n-term sum of products
+    nu = n * u
+    return nu / (1 - nu) if nu < 1 else np.inf
+
+
+def _exactly_integer(x, W, mantissa_bits):
+    # True when every partial sum of x·W is an integer below 2^p: h is exact in any order
+    if not (np.all(np.mod(x, 1) == 0) and np.all(np.mod(W, 1) == 0)):
+        return False
+    return bool((np.abs(x) @ np.abs(W)).max(initial=0) < 2.0 ** mantissa_bits)
+
+
+def _bounds_at(u, x, W, y, ref, exact_h):
+    # a-priori error bounds for a computation with unit roundoff u in the input dtype
+    N, K = x.shape
+    M = W.shape[1]
+    u64 = np.finfo(np.float64).eps / 2
+    ax, aW, ay = np.abs(x), np.abs(W), np.abs(y)
+    A = ax @ aW                        # |x|·|W| ≥ |h|
+    Z = A + ay                         # ≥ |z|
+    eh = 0.0 if exact_h else _gamma(K, u) * A
+    ez = eh + u * Z                    # relu and the subtraction round once
+    h = x @ W
+    # Where |h| is within h's own error of 0, the sign of relu'(h) is not
+    # determined by the inputs at this precision: either choice is correct,
+    # and g may be anything from 0 to 2z there.
+    amb = np.abs(h) <= (eh + (0.0 if exact_h else _gamma(K, u64) * A))
+    eg = 2 * (ez + u * Z) + np.where(amb, 2 * (Z + ez), 0.0)
+    G = 2 * Z + eg                     # ≥ |ĝ|
+    f, dx, dW, dy = ref
+    nb = min(N, SUM_BLOCK)
+    sum_gamma = _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)
+    return (
+        float(np.sum(2 * Z * ez + ez * ez) + _gamma(N * M, u64) * np.sum(Z * Z)),
+        (eg + _gamma(M, u) * G) @ aW.T + u * np.abs(dx),
+        ax.T @ (eg + sum_gamma * G) + u * np.abs(dW),
+        2 * ez + 2 * u * Z,
+    )
+
+
+def error_bounds(x, W, y, ref):
+    """Per-element bounds (f, dx, dW, dy) on |computed − exact| for a correct implementation.
+
+    The model: h and dx are sums of K and M products in the input dtype; z, g
+    and dy round once each; dW and f are sums carried in float64 across blocks
+    of at most SUM_BLOCK terms (see above).  Each bound is Higham's worst case
+    γ_n·Σ|terms| for that sum, plus the bound of the float64 reference `ref`
+    itself.  Where h is within its error of 0 the ReLU mask is not decided by
+    the inputs, and the bound admits either side.  Inputs made of integers
+    whose products sum exactly (|x|·|W| < 2^mantissa) have exact h and no
+    ambiguity, which lets tie tests check relu'(0) exactly.
+    """
+    # Non-finite inputs give non-finite outputs, which check() compares by
+    # pattern; the finite outputs beside them are bounded by the finite inputs.
+    x64, W64, y64 = (np.nan_to_num(np.asarray(a, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+                     for a in (x, W, y))
+    info = np.finfo(np.asarray(x).dtype)
+    exact_h = _exactly_integer(x64, W64, info.nmant + 1)
+    ours = _bounds_at(info.eps / 2, x64, W64, y64, ref, exact_h)
+    theirs = _bounds_at(np.finfo(np.float64).eps / 2, x64, W64, y64, ref, exact_h)
+    return tuple(a + b for a, b in zip(ours, theirs))
+
+
+def check(name, got, ref, bound):
+    """Raise AssertionError unless |got − ref| ≤ bound everywhere (NaN/inf must match exactly).
+
+    The message names the output, its dtype and shape, the largest error, the
+    largest error-to-bound ratio and the first mismatching elements.
+    """
+    got = np.asarray(got)
+    g64 = got.astype(np.float64)
+    ref = np.asarray(ref, np.float64)
+    if g64.shape != ref.shape:
+        raise AssertionError(f"{name}: shape {g64.shape}, expected {ref.shape}")
+    finite = np.isfinite(ref)
+    with np.errstate(invalid="ignore"):  # inf − inf where both are infinite: compared below
+        err = np.where(finite, np.abs(g64 - ref), 0.0)
+    same_special = np.where(finite, True, (g64 == ref) | (np.isnan(g64) & np.isnan(ref)))
+    ok = same_special & np.where(finite, err <= np.asarray(bound) * (1 + 1e-9), True)
+    ok &= np.where(finite, np.isfinite(g64), True)
+    if np.all(ok):
+        return
+    bad = np.argwhere(~ok) if ok.ndim else [()]
+    ratio = np.where(finite, err / np.maximum(bound, np.finfo(np.float64).tiny), np.inf)
+    pairs = ", ".join(f"{tuple(int(i) for i in ix)}: got {g64[tuple(ix)]!r} want "
+                      f"{ref[tuple(ix)]!r}" for ix in bad[:4])
+    raise AssertionError(
+        f"{name} ({got.dtype}, shape {got.shape}): {len(bad)} element(s) out of bound; "
+        f"max |err| {np.max(err):.3e}, max err/bound {np.max(ratio):.3e}; {pairs}")

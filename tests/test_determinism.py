@@ -1,0 +1,40 @@
+"""Bitwise the same run to run, and for any number of threads."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import loopgrad
+from _helpers import draw
+
+_CHILD = """
+import hashlib, sys, numpy as np, loopgrad
+rng = np.random.default_rng(7)
+x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((300_000, 5), (5, 3), (300_000, 3)))
+f, dx, dW, dy = loopgrad.grads(x, W, y)
+import numba
+digest = [hashlib.sha256(a.tobytes()).hexdigest() for a in (dx, dW, dy)]
+sys.stdout.write(repr((numba.get_num_threads(), f.hex(), *digest)))
+"""
+
+
+def test_two_calls_are_bitwise_equal(rng):
+    x, W, y = draw(rng, 100_003, 6, 5, np.float32)
+    a, b = loopgrad.grads(x, W, y), loopgrad.grads(x, W, y)
+    assert a.f == b.f
+    for u, v in zip(a[1:], b[1:]):
+        assert np.array_equal(u.view(np.uint32), v.view(np.uint32))
+
+
+def test_thread_count_does_not_change_a_bit():
+    out = {}
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                             text=True, check=True)
+        n, *bits = eval(run.stdout)  # noqa: S307 - our own child's repr
+        assert n == int(threads)
+        out[threads] = bits
+    assert out["1"] == out["2"]

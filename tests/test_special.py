@@ -1,0 +1,41 @@
+"""Empty dimensions, NaN and inf: what torch gives."""
+
+import numpy as np
+import pytest
+
+import loopgrad
+from _helpers import assert_matches_torch, draw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,K,M", [(0, 3, 2), (4, 0, 2), (4, 3, 0), (0, 0, 0), (0, 5, 0)])
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
+def test_empty_dimensions(rng, N, K, M, dtype, a0):
+    x, W, y = draw(rng, N, K, M, dtype)
+    got = loopgrad.grads(x, W, y, relu_grad_at_zero=a0)
+    assert [a.shape for a in got[1:]] == [(N, K), (K, M), (N, M)]
+    assert_matches_torch(got, x, W, y, a0)
+    assert loopgrad.loss(x, W, y) == got.f
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where,value", [("x", np.nan), ("x", np.inf), ("x", -np.inf),
+                                         ("W", np.nan), ("W", np.inf), ("y", np.nan),
+                                         ("y", np.inf), ("y", -np.inf)])
+def test_nan_and_inf_propagate_as_in_torch(rng, dtype, where, value):
+    x, W, y = draw(rng, 9, 3, 4, dtype)
+    {"x": x, "W": W, "y": y}[where][1, 2] = value
+    got = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
+    # check() demands the same NaN/inf pattern as torch and bounds the finite rest.
+    # Autograd of Σ z², not of the notebook's trace(zᵀz): with an infinite z the
+    # trace's products with the identity turn inf·0 into NaN across the row.
+    assert_matches_torch(got, x, W, y, 0.5, form="sum")
+    assert not all(np.isfinite(np.asarray(a)).all() for a in got)  # something did propagate
+
+
+def test_large_values_do_not_overflow_f(rng):
+    # z² overflows float32 but f is summed in float64
+    x, W, y = draw(rng, 8, 2, 2, np.float32)
+    y[:] = 3e20
+    got = loopgrad.grads(x, W, y)
+    assert np.isfinite(got.f) and got.f > np.finfo(np.float32).max

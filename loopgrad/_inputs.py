@@ -18,24 +18,13 @@ def is_torch_tensor(a) -> bool:
     return torch is not None and isinstance(a, torch.Tensor)
 
 
-def _describe(a) -> str:
-    shape = getattr(a, "shape", None)
-    dtype = getattr(a, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{type(a).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return type(a).__name__
-
-
 def host_array(name: str, a) -> np.ndarray:
     """`a` as a 2-D float32/float64 NumPy array in native byte order (a view where possible)."""
     if is_torch_tensor(a):
         if a.device.type != "cpu":
             raise ValueError(f"{name} is a torch tensor on {a.device}; the CPU backend needs "
                              f"tensors on the CPU (move it with {name}.cpu())")
-        if a.dtype not in _torch_floats():
-            raise TypeError(f"{name} must be float32 or float64, got torch {a.dtype} "
-                            f"(cast it with {name}.float() or {name}.double())")
-        a = a.detach().resolve_conj().resolve_neg().numpy()
+        a = torch_detached(name, a).numpy()
     elif not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
@@ -47,21 +36,29 @@ def host_array(name: str, a) -> np.ndarray:
                             f"got {type(a).__name__} that converts to dtype object")
     else:
         a = np.asarray(a)  # a memmap or other subclass becomes a plain view
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {a.ndim}-D array of shape {a.shape}")
-    dt = a.dtype
-    if dt.kind != "f" or dt.itemsize not in (4, 8):
-        raise TypeError(f"{name} must have dtype float32 or float64, got {dt} "
-                        f"(cast it with {name}.astype(np.float64))")
-    if not dt.isnative:
-        raise TypeError(f"{name} has non-native byte order ({dt.str}); cast it with "
-                        f"{name}.astype({name}.dtype.newbyteorder('='))")
+    check_meta(name, a.shape, a.dtype)
     return a
 
 
-def _torch_floats():
+def check_meta(name: str, shape: tuple, dtype: np.dtype) -> None:
+    """Raise unless an array of this shape and dtype is 2-D, float32/float64 and native-endian."""
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D, got {len(shape)}-D array of shape {tuple(shape)}")
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype} "
+                        f"(cast it with {name}.astype(np.float64))")
+    if not dtype.isnative:
+        raise TypeError(f"{name} has non-native byte order ({dtype.str}); cast it with "
+                        f"{name}.astype({name}.dtype.newbyteorder('='))")
+
+
+def torch_detached(name: str, t):
+    """A float32/float64 torch tensor, detached from autograd (no copy)."""
     torch = sys.modules["torch"]
-    return (torch.float32, torch.float64)
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got torch {t.dtype} "
+                        f"(cast it with {name}.float() or {name}.double())")
+    return t.detach().resolve_conj().resolve_neg()
 
 
 def check_shapes(x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tuple[int, int, int]:

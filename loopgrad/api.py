@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _inputs
+from . import _gpu, _inputs
 
 
 class Grads(NamedTuple):
@@ -19,7 +19,23 @@ class Grads(NamedTuple):
     dy: Any
 
 
-def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
+def _device(device, x, W, y) -> str:
+    # "cpu" or "cuda": where the call runs; all three inputs must live together
+    where = [_gpu.on_gpu(a) for a in (x, W, y)]
+    if any(where) and not all(where):
+        places = ", ".join(f"{n} on the {'GPU' if g else 'host'}" for n, g in zip("xWy", where))
+        raise ValueError(f"x, W and y must be on the same device, got {places}")
+    if device is None:
+        return "cuda" if where[0] else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    if device == "cpu" and where[0]:
+        raise ValueError("device='cpu' but x, W and y are on the GPU: copy them to the host "
+                         "first, or use device='cuda' (or None)")
+    return device
+
+
+def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None) -> Grads:
     """f = Σ (max(x·W, 0) − y)² and its gradients with respect to x, W and y.
 
     Parameters
@@ -31,6 +47,11 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
         relu'(0), the subgradient used where h = x·W is exactly 0.
         0.0 is torch.relu's (and the notebook's d_relu); 0.5 is what autograd
         gives through torch.maximum(h, 0); 1.0 is torch.clamp(h, min=0)'s.
+    device : None, "cpu" or "cuda"
+        None runs on the GPU when x lives there (torch CUDA tensors, CuPy or
+        numba device arrays: used in place, results on the same device and of
+        the same kind) and on the CPU otherwise.  "cuda" with host arrays
+        copies them in and the results back.
 
     Returns
     -------
@@ -45,7 +66,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
         non-float, mixed or non-native dtypes; inputs that are not arrays.
     ValueError
         arrays that are not 2-D, shapes that do not fit together,
-        relu_grad_at_zero outside [0, 1].
+        relu_grad_at_zero outside [0, 1], inputs on different devices.
+    RuntimeError
+        device="cuda" without a usable CUDA GPU (the message says why).
 
     Examples
     --------
@@ -55,6 +78,8 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
     0.25
     """
     a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
+    if _device(device, x, W, y) == "cuda":
+        return Grads(*_gpu.compute(x, W, y, a0, grads=True))
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     from . import cpu
 
@@ -73,11 +98,13 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0) -> Grads:
     return Grads(float(f), dx, dW, dy)
 
 
-def loss(x, W, y) -> float:
+def loss(x, W, y, *, device: str | None = None) -> float:
     """f = Σ (max(x·W, 0) − y)², summed in float64; the forward alone, no gradient work.
 
-    Takes the same inputs as `grads` and raises the same errors.
+    Takes the same inputs (and device) as `grads` and raises the same errors.
     """
+    if _device(device, x, W, y) == "cuda":
+        return _gpu.compute(x, W, y, 0.0, grads=False)
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     from . import cpu
 

@@ -52,7 +52,8 @@ def _device_view(name, a, cuda):
     else:
         cai = a.__cuda_array_interface__
         _inputs.check_meta(name, tuple(cai["shape"]), np.dtype(cai["typestr"]))
-    return cuda.as_cuda_array(a)
+    # no sync: the kernels run on the caller's current stream, after its producers
+    return cuda.as_cuda_array(a, sync=False)
 
 
 def _library(x):
@@ -84,10 +85,10 @@ def _empty(lib, x, shape, dtype, cuda, stream):
         torch = sys.modules["torch"]
         tdt = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
         t = torch.empty(shape, dtype=tdt, device=x.device)
-        return t, cuda.as_cuda_array(t)
+        return t, cuda.as_cuda_array(t, sync=False)
     if lib == "cupy":
         c = sys.modules["cupy"].empty(shape, dtype)
-        return c, cuda.as_cuda_array(c)
+        return c, cuda.as_cuda_array(c, sync=False)
     d = cuda.device_array(shape, dtype, stream=stream)
     return d, d
 

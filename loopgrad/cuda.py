@@ -35,15 +35,17 @@ if not hasattr(np, "row_stack"):
     # typing first loads; NumPy 2.5 removed that alias of np.vstack
     np.row_stack = np.vstack
 
-from numba import cuda  # noqa: E402 - after the shim above
+from numba import cuda, float64  # noqa: E402 - after the shim above
 
 # ---------------------------------------------------------------- skinny path
 SKINNY_MAX = 16        # K and M up to this take the fused row kernel
 ROWS = 64              # rows per tile = threads per block
 MAX_BLOCKS = 2048      # grid-stride beyond this many blocks (shape-determined)
-# shared array sizes must be compile-time constants: globals, not expressions
-_TILE = ROWS * SKINNY_MAX
-_WSIZE = SKINNY_MAX * SKINNY_MAX
+
+
+def fused_shared_bytes(K: int, M: int) -> int:
+    """Dynamic shared memory of fused_rows: x, dx, y/dy and g tiles, W, dW, f (float64)."""
+    return 8 * (2 * ROWS * (K | 1) + 2 * ROWS * (M | 1) + 2 * K * M + ROWS)
 
 
 @cuda.jit
@@ -52,77 +54,79 @@ def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, grads):
 
     grads=False computes f alone (no dx, dy, dW writes).
     """
-    xs = cuda.shared.array(_TILE, np.float64)
-    ys = cuda.shared.array(_TILE, np.float64)    # y, then dy on its way out
-    gs = cuda.shared.array(_TILE, np.float64)
-    dxs = cuda.shared.array(_TILE, np.float64)
-    Ws = cuda.shared.array(_WSIZE, np.float64)
-    dWs = cuda.shared.array(_WSIZE, np.float64)
-    fs = cuda.shared.array(ROWS, np.float64)
-    h = cuda.local.array(SKINNY_MAX, np.float64)
-
     N = x.shape[0]
     K = W.shape[0]
     M = W.shape[1]
     KM = K * M
+    # One dynamic shared buffer, sized for this K and M (fused_shared_bytes).
+    # Row strides are odd, so the rows a warp's threads read lie in different banks.
+    KP = K | 1
+    MP = M | 1
+    sm = cuda.shared.array(0, float64)
+    XS = 0                       # x tile (ROWS, KP)
+    DXS = ROWS * KP              # dx tile (ROWS, KP)
+    YS = 2 * ROWS * KP           # y tile, then dy on its way out (ROWS, MP)
+    GS = YS + ROWS * MP          # g tile (ROWS, MP)
+    WS = GS + ROWS * MP          # W (K, M)
+    DWS = WS + KM                # this block's dW (K, M)
+    FS = DWS + KM                # per-thread f, for the block sum (ROWS,)
     t = cuda.threadIdx.x
     for e in range(t, KM, ROWS):
-        Ws[e] = W[e // M, e % M]
-        dWs[e] = 0.0
+        sm[WS + e] = W[e // M, e % M]
+        sm[DWS + e] = 0.0
     f = 0.0
     ntiles = (N + ROWS - 1) // ROWS
     for tile in range(cuda.blockIdx.x, ntiles, cuda.gridDim.x):
         row0 = np.int64(tile) * ROWS
         rows = min(ROWS, N - row0)
         cuda.syncthreads()  # the previous tile's shared data is consumed
-        for i in range(t, rows * K, ROWS):
-            xs[i] = x[row0 + i // K, i % K]
+        for i in range(t, rows * K, ROWS):      # coalesced: consecutive threads, consecutive x
+            sm[XS + (i // K) * KP + i % K] = x[row0 + i // K, i % K]
         for i in range(t, rows * M, ROWS):
-            ys[i] = y[row0 + i // M, i % M]
+            sm[YS + (i // M) * MP + i % M] = y[row0 + i // M, i % M]
         cuda.syncthreads()
         if t < rows:
+            xr = XS + t * KP
+            yr = YS + t * MP
+            gr = GS + t * MP
             for m in range(M):
-                h[m] = 0.0
-            for k in range(K):
-                xk = xs[t * K + k]
-                for m in range(M):
-                    h[m] += xk * Ws[k * M + m]   # h[n,m] = Σ_k x[n,k]·W[k,m]
-            for m in range(M):
-                hm = h[m]
-                z = (0.0 if hm < 0.0 else hm) - ys[t * M + m]  # max(h, 0) keeping NaN
+                hm = 0.0
+                for k in range(K):                # h[n,m] = Σ_k x[n,k]·W[k,m]
+                    hm += sm[xr + k] * sm[WS + k * M + m]
+                z = (0.0 if hm < 0.0 else hm) - sm[yr + m]  # max(h, 0) keeping NaN
                 f += z * z
                 # g as torch's backward selects it (see loopgrad/cpu.py)
                 if hm < 0.0 or (hm == 0.0 and relu_grad_at_zero == 0.0):
-                    gs[t * M + m] = 0.0
+                    sm[gr + m] = 0.0
                 elif hm == 0.0:
-                    gs[t * M + m] = relu_grad_at_zero * (2.0 * z)
+                    sm[gr + m] = relu_grad_at_zero * (2.0 * z)
                 else:
-                    gs[t * M + m] = 2.0 * z
-                ys[t * M + m] = -2.0 * z
+                    sm[gr + m] = 2.0 * z
+                sm[yr + m] = -2.0 * z
             if grads:
-                for k in range(K):               # dx[n,k] = Σ_m g[n,m]·W[k,m]
+                for k in range(K):                # dx[n,k] = Σ_m g[n,m]·W[k,m]
                     s = 0.0
                     for m in range(M):
-                        s += gs[t * M + m] * Ws[k * M + m]
-                    dxs[t * K + k] = s
+                        s += sm[gr + m] * sm[WS + k * M + m]
+                    sm[DXS + t * KP + k] = s
         cuda.syncthreads()
         if grads:
             for i in range(t, rows * M, ROWS):
-                dy[row0 + i // M, i % M] = ys[i]
+                dy[row0 + i // M, i % M] = sm[YS + (i // M) * MP + i % M]
             for i in range(t, rows * K, ROWS):
-                dx[row0 + i // K, i % K] = dxs[i]
-            for e in range(t, KM, ROWS):         # dW[k,m] += Σ_rows x[n,k]·g[n,m]
+                dx[row0 + i // K, i % K] = sm[DXS + (i // K) * KP + i % K]
+            for e in range(t, KM, ROWS):          # dW[k,m] += Σ_rows x[n,k]·g[n,m]
                 k = e // M
                 m = e % M
                 s = 0.0
                 for r in range(rows):
-                    s += xs[r * K + k] * gs[r * M + m]
-                dWs[e] += s
+                    s += sm[XS + r * KP + k] * sm[GS + r * MP + m]
+                sm[DWS + e] += s
     for e in range(t, KM, ROWS):
-        dW_part[cuda.blockIdx.x, e] = dWs[e]
-    _block_sum(fs, f, t)
+        dW_part[cuda.blockIdx.x, e] = sm[DWS + e]
+    _block_sum(sm[FS:FS + ROWS], f, t)
     if t == 0:
-        dW_part[cuda.blockIdx.x, KM] = fs[0]
+        dW_part[cuda.blockIdx.x, KM] = sm[FS]
 
 
 @cuda.jit(device=True, inline=True)
@@ -173,7 +177,7 @@ _ACC = (TM, TN)
 @cuda.jit(device=True, inline=True)
 def _mma(acc, As, Bs, ty, tx):
     # acc[i,j] += Σ_p As[p, ty+TY·i]·Bs[p, tx+TX·j]: strided ownership keeps shared reads conflict-free
-    b = cuda.local.array(TN, np.float64)
+    b = cuda.local.array(TN, float64)
     for p in range(BK):
         for j in range(TN):
             b[j] = Bs[p, tx + TX * j]
@@ -193,10 +197,10 @@ def _zero(acc):
 @cuda.jit
 def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, grads):
     """h = x·W by 64×64 tiles; epilogue: z, f partial per block, and (grads) dy and g."""
-    As = cuda.shared.array(_A_TILE, np.float64)
-    Bs = cuda.shared.array(_B_TILE, np.float64)
-    fs = cuda.shared.array(THREADS, np.float64)
-    acc = cuda.local.array(_ACC, np.float64)
+    As = cuda.shared.array(_A_TILE, float64)
+    Bs = cuda.shared.array(_B_TILE, float64)
+    fs = cuda.shared.array(THREADS, float64)
+    acc = cuda.local.array(_ACC, float64)
     N, K = x.shape
     M = W.shape[1]
     ty = cuda.threadIdx.y
@@ -244,9 +248,9 @@ def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, grads):
 @cuda.jit
 def dx_tiled(dx, g, W):
     """dx[n,k] = Σ_m g[n,m]·W[k,m] by 64×64 tiles."""
-    As = cuda.shared.array(_A_TILE, np.float64)
-    Bs = cuda.shared.array(_B_TILE, np.float64)
-    acc = cuda.local.array(_ACC, np.float64)
+    As = cuda.shared.array(_A_TILE, float64)
+    Bs = cuda.shared.array(_B_TILE, float64)
+    acc = cuda.local.array(_ACC, float64)
     N, M = g.shape
     K = W.shape[0]
     ty = cuda.threadIdx.y
@@ -278,9 +282,9 @@ def dx_tiled(dx, g, W):
 @cuda.jit
 def dW_tiled(dW_part, x, g, rows_per_slice):
     """dW_part[s,k,m] = Σ_{n in slice s} x[n,k]·g[n,m] by 64×64 tiles; slices on grid z."""
-    As = cuda.shared.array(_A_TILE, np.float64)
-    Bs = cuda.shared.array(_B_TILE, np.float64)
-    acc = cuda.local.array(_ACC, np.float64)
+    As = cuda.shared.array(_A_TILE, float64)
+    Bs = cuda.shared.array(_B_TILE, float64)
+    acc = cuda.local.array(_ACC, float64)
     N, K = x.shape
     M = g.shape[1]
     ty = cuda.threadIdx.y
@@ -330,7 +334,7 @@ def sum_slices(dW, part):
 @cuda.jit
 def sum_vector(out, part):
     """out[0] = Σ part in a fixed order: one block, strided per-thread sums, then a tree."""
-    fs = cuda.shared.array(THREADS, np.float64)
+    fs = cuda.shared.array(THREADS, float64)
     t = cuda.threadIdx.x
     s = 0.0
     for i in range(t, part.shape[0], THREADS):
@@ -375,7 +379,8 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, strea
         part = empty((blocks, K * M + 1), np.float64)
         if not grads:
             dx, dy = x, y  # never written; the kernel needs arrays of the right kind
-        fused_rows[blocks, ROWS, stream](dx, part, dy, x, W, y, relu_grad_at_zero, grads)
+        fused_rows[blocks, ROWS, stream, fused_shared_bytes(K, M)](
+            dx, part, dy, x, W, y, relu_grad_at_zero, grads)
         dW_out = dW if grads else empty((K, M), np.float64)
         sum_blocks[_cdiv(K * M + 1, 128), 128, stream](dW_out, f_out, part)
         return _fetch(f_out, stream)

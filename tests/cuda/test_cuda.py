@@ -15,7 +15,7 @@ from _helpers import assert_matches_torch, draw
 from numba import cuda
 
 SKINNY = [(1, 1, 1), (37, 5, 3), (10, 4, 4), (130, 16, 16)]   # 130: two tiles and a ragged one
-TILED = [(9, 20, 3), (70, 17, 19), (5, 3, 18)]                 # not multiples of 64 or 16
+TILED = [(9, 20, 3), (70, 17, 19), (5, 3, 18)]                 # not multiples of any tile
 EMPTY = [(0, 3, 2), (5, 0, 3), (6, 3, 0), (0, 20, 2), (6, 17, 0), (5, 0, 20)]
 
 

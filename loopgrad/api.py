@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _gpu, _inputs
+from . import _gpu, _inputs, _parallel
 
 
 class Grads(NamedTuple):
@@ -89,8 +89,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     dy = np.empty((N, M), xa.dtype)
     partials = cpu.partials_buffer(nchunks, stride)
     # One chunk: the parallel region would cost more than it saves.
-    kern = cpu.kernel("grads", xa.dtype, parallel=nchunks > 1)
-    f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
+    parallel = nchunks > 1 and _parallel.allowed()
+    with _parallel.guard(parallel):
+        f = cpu.kernel("grads", xa.dtype, parallel)(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
     if _inputs.is_torch_tensor(x):
         import torch
 
@@ -110,5 +111,6 @@ def loss(x, W, y, *, device: str | None = None) -> float:
 
     rows, nchunks, _ = cpu.plan(N, K, M)
     partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
-    kern = cpu.kernel("loss", xa.dtype, parallel=nchunks > 1)
-    return float(kern(partials, xa, Wa, ya, rows))
+    parallel = nchunks > 1 and _parallel.allowed()
+    with _parallel.guard(parallel):
+        return float(cpu.kernel("loss", xa.dtype, parallel)(partials, xa, Wa, ya, rows))

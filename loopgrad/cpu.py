@@ -22,6 +22,8 @@ Kernels only loop; `loopgrad.api` validates, allocates and dispatches.
 import numpy as np
 from numba import njit, prange, types
 
+from ._scalar import relu_backward
+
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
 # slower on this machine).
@@ -60,9 +62,27 @@ def partials_buffer(nchunks: int, row_stride: int) -> np.ndarray:
     return raw[skip:skip + nchunks * row_stride].reshape(nchunks, row_stride)
 
 
+def _jit(fn=None, **options):
+    """njit with nogil and the disk cache, or without the cache where no folder can take it.
+
+    Numba caches beside the source, else in NUMBA_CACHE_DIR or the user's
+    cache folder; when none is writable (a read-only install, no home), it
+    refuses cache=True outright.  Then every process compiles afresh.
+    """
+    def deco(f):
+        try:
+            return njit(nogil=True, cache=True, **options)(f)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(nogil=True, **options)(f)
+    return deco(fn) if fn is not None else deco
+
+
 # ---------------------------------------------------------------- row kernels
 
-@njit(nogil=True, cache=True)
+_relu_backward = _jit(relu_backward)  # g = 2·z·relu'(h), torch's way (see _scalar.py)
+
+
+@_jit
 def _rows_forward(h, x, W, n):
     # h[m] = Σ_k x[n,k]·W[k,m], k outer so the inner loop runs along W's rows
     K, M = W.shape
@@ -74,7 +94,7 @@ def _rows_forward(h, x, W, n):
             h[m] += xk * W[k, m]
 
 
-@njit(nogil=True, cache=True)
+@_jit
 def _chunk_loss(x, W, y, start, stop):
     # rows [start, stop) → Σ z²
     M = W.shape[1]
@@ -90,7 +110,7 @@ def _chunk_loss(x, W, y, start, stop):
     return f
 
 
-@njit(nogil=True, cache=True)
+@_jit
 def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
     # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z²
     K, M = W.shape
@@ -106,15 +126,7 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
             r = 0.0 if hm < 0.0 else hm
             z = r - y[n, m]
             f += z * z
-            # g = 2·z·relu'(h) as torch's backward does it: a select, not a
-            # product, so an infinite or NaN z does not leak through relu' = 0;
-            # a NaN h passes 2·z (NaN) on, as torch.relu and torch.maximum do.
-            if hm < 0.0 or (hm == 0.0 and relu_grad_at_zero == 0.0):
-                g[m] = 0.0
-            elif hm == 0.0:
-                g[m] = relu_grad_at_zero * (2.0 * z)
-            else:
-                g[m] = 2.0 * z
+            g[m] = _relu_backward(hm, z, relu_grad_at_zero)
             dy[n, m] = -2.0 * z
         # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
         for k in range(K):
@@ -129,7 +141,7 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
     return f
 
 
-@njit(nogil=True, cache=True)
+@_jit
 def _sum_partials_f(partials, col):
     # f = Σ_c partials[c, col], in chunk order
     f = 0.0
@@ -217,7 +229,7 @@ def kernel(name: str, dtype, parallel: bool):
     key = (name, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = njit(_signature(name, dtype), parallel=parallel, nogil=True, cache=True)(
-            _PY[name, parallel])
+        fn = _jit(_PY[name, parallel], signature_or_function=_signature(name, dtype),
+                  parallel=parallel)
         _COMPILED[key] = fn
     return fn

@@ -37,6 +37,11 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda, float64  # noqa: E402 - after the shim above
 
+from ._scalar import relu_backward  # noqa: E402
+
+# g = 2·z·relu'(h), torch's way (see _scalar.py)
+_relu_backward = cuda.jit(device=True, inline=True)(relu_backward)
+
 # ---------------------------------------------------------------- skinny path
 SKINNY_MAX = 16        # K and M up to this take the fused row kernel
 ROWS = 64              # rows per tile = threads per block
@@ -95,13 +100,7 @@ def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, grads):
                     hm += sm[xr + k] * sm[WS + k * M + m]
                 z = (0.0 if hm < 0.0 else hm) - sm[yr + m]  # max(h, 0) keeping NaN
                 f += z * z
-                # g as torch's backward selects it (see loopgrad/cpu.py)
-                if hm < 0.0 or (hm == 0.0 and relu_grad_at_zero == 0.0):
-                    sm[gr + m] = 0.0
-                elif hm == 0.0:
-                    sm[gr + m] = relu_grad_at_zero * (2.0 * z)
-                else:
-                    sm[gr + m] = 2.0 * z
+                sm[gr + m] = _relu_backward(hm, z, relu_grad_at_zero)
                 sm[yr + m] = -2.0 * z
             if grads:
                 for k in range(K):                # dx[n,k] = Σ_m g[n,m]·W[k,m]
@@ -236,12 +235,7 @@ def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, grads):
                 f += z * z
                 if grads:
                     dy[n, m] = -2.0 * z
-                    if hm < 0.0 or (hm == 0.0 and relu_grad_at_zero == 0.0):
-                        g[n, m] = 0.0
-                    elif hm == 0.0:
-                        g[n, m] = relu_grad_at_zero * (2.0 * z)
-                    else:
-                        g[n, m] = 2.0 * z
+                    g[n, m] = _relu_backward(hm, z, relu_grad_at_zero)
     _block_sum(fs, f, t)
     if t == 0:
         f_part[cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x] = fs[0]

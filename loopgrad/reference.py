@@ -44,7 +44,8 @@ def torch_autograd(x, W, y, relu_grad_at_zero=0.0, dtype="float64", form="trace"
     import torch
 
     tdt = getattr(torch, dtype)
-    xt, Wt, yt = (torch.as_tensor(np.asarray(a)).to(tdt).requires_grad_() for a in (x, W, y))
+    xt, Wt, yt = (torch.as_tensor(np.ascontiguousarray(a)).to(tdt).requires_grad_()
+                  for a in (x, W, y))
     h = torch.matmul(xt, Wt)
     a = float(relu_grad_at_zero)
     if a in _TORCH_RELU:
@@ -145,7 +146,10 @@ def check(name, got, ref, bound):
     with np.errstate(invalid="ignore"):  # inf − inf where both are infinite: compared below
         err = np.where(finite, np.abs(g64 - ref), 0.0)
     same_special = np.where(finite, True, (g64 == ref) | (np.isnan(g64) & np.isnan(ref)))
-    ok = same_special & np.where(finite, err <= np.asarray(bound) * (1 + 1e-9), True)
+    # a NaN bound comes from inf·0 in the magnitudes of near-overflowing
+    # inputs: the worst case is unbounded there
+    bound = np.where(np.isnan(bound), np.inf, bound)
+    ok = same_special & np.where(finite, err <= bound * (1 + 1e-9), True)
     ok &= np.where(finite, np.isfinite(g64), True)
     if np.all(ok):
         return

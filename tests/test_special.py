@@ -39,3 +39,15 @@ def test_large_values_do_not_overflow_f(rng):
     y[:] = 3e20
     got = loopgrad.grads(x, W, y)
     assert np.isfinite(got.f) and got.f > float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
+def test_nan_h_follows_each_torch_op(a0):
+    # h = 0·inf = NaN: torch.relu and torch.maximum pass 2z = NaN back,
+    # torch.clamp(min=0) (relu'(0) = 1) drops it; dW = x·g then shows which
+    x = np.array([[0.0, 1.0]])
+    W = np.array([[np.inf], [1.0]])
+    y = np.array([[0.0]])
+    got = loopgrad.grads(x, W, y, relu_grad_at_zero=a0)
+    assert_matches_torch(got, x, W, y, a0, form="sum")
+    assert np.isnan(got.dW[1, 0]) == (a0 != 1.0)

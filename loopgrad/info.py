@@ -1,0 +1,76 @@
+"""`loopgrad info`: what to paste into a bug report.
+
+Versions, the Numba threading layer and thread count, where the kernels are
+cached and how many are there, and whether a CUDA GPU can be used.
+"""
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def report() -> dict:
+    """The facts `loopgrad info` prints, as a dict of label → text."""
+    import numba
+    import numpy as np
+
+    import loopgrad
+    from . import _parallel, cpu
+
+    # the layer is chosen at the first parallel region: run a tiny one
+    x = np.zeros((1, 1))
+    cpu.kernel("loss", np.float64, parallel=True)(cpu.partials_buffer(1, 8), x, x, x, 1)
+    cache = cpu._chunk_grads._cache
+    path = getattr(cache, "cache_path", None)
+    if path is None:
+        cached = "disabled: no writable cache folder (each process compiles afresh)"
+    else:
+        n = len([f for f in os.listdir(path) if f.endswith(".nbc")]) if os.path.isdir(path) else 0
+        cached = f"{path} ({n} compiled kernels; NUMBA_CACHE_DIR moves it)"
+    try:
+        from . import _gpu
+        _gpu.kernels()
+        from numba import cuda
+        name = getattr(cuda.get_current_device(), "name", "Numba's CUDA simulator")
+        gpu = f"usable: {name.decode() if isinstance(name, bytes) else name}"
+    except Exception as e:  # noqa: BLE001 - any failure is the answer
+        gpu = f"not usable: {e}"
+    layer = _parallel.layer()
+    return {
+        "loopgrad": f"{loopgrad.__version__} ({os.path.dirname(loopgrad.__file__)})",
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()})",
+        "packages": ", ".join(f"{d} {_version(d)}" for d in
+                              ("numpy", "numba", "llvmlite", "torch", "numba-cuda", "dask")),
+        "threads": f"{numba.get_num_threads()} Numba threads (NUMBA_NUM_THREADS)",
+        "threading layer": f"{layer}"
+                           + (" (concurrent calls serialised)" if layer == "workqueue" else "")
+                           + (" (forked children run the serial kernels)" if layer == "omp" else ""),
+        "kernel cache": cached,
+        "CUDA": gpu,
+    }
+
+
+def main(args=None) -> int:
+    for label, text in report().items():
+        print(f"{label + ':':17s} {text}")
+    return 0

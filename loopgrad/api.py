@@ -90,8 +90,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     partials = cpu.partials_buffer(nchunks, stride)
     # One chunk: the parallel region would cost more than it saves.
     parallel = nchunks > 1 and _parallel.allowed()
+    kern = cpu.kernel("grads", xa.dtype, parallel, K, M)
     with _parallel.guard(parallel):
-        f = cpu.kernel("grads", xa.dtype, parallel)(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
+        f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
     if _inputs.is_torch_tensor(x):
         import torch
 
@@ -112,5 +113,6 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     rows, nchunks, _ = cpu.plan(N, K, M)
     partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
     parallel = nchunks > 1 and _parallel.allowed()
+    kern = cpu.kernel("loss", xa.dtype, parallel, K, M)
     with _parallel.guard(parallel):
-        return float(cpu.kernel("loss", xa.dtype, parallel)(partials, xa, Wa, ya, rows))
+        return float(kern(partials, xa, Wa, ya, rows))

@@ -1,0 +1,88 @@
+"""The kernels generated for small K·M (loopgrad/_skinny.py), at kernel level."""
+
+import os
+
+import numpy as np
+import pytest
+
+import loopgrad
+from loopgrad import _skinny, cpu
+from _helpers import assert_matches_torch, draw
+
+# vectorized (4×4, 3×5, 1×1) and scalar-only (2×8, 16×1: stride too long) shapes
+SHAPES = [(1, 1), (4, 4), (3, 5), (2, 8), (16, 1), (5, 3)]
+
+
+def run(name, x, W, y, parallel, a0=0.0):
+    N, K = x.shape
+    M = W.shape[1]
+    rows, nchunks, stride = cpu.plan(N, K, M)
+    rows = max(1, rows // 7)          # more, smaller chunks than the API would make
+    nchunks = -(-N // rows)
+    partials = cpu.partials_buffer(nchunks, stride)
+    partials.fill(np.nan)
+    kern = _skinny.kernel(name, K, M, x.dtype, parallel)
+    if name == "loss":
+        return kern(partials, x, W, y, rows)
+    dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
+    f = kern(dx, dW, dy, partials, x, W, y, a0, rows)
+    return f, dx, dW, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,M", SHAPES)
+def test_generated_kernels(rng, K, M, dtype):
+    x, W, y = draw(rng, 3001, K, M, dtype)
+    par, ser = run("grads", x, W, y, True), run("grads", x, W, y, False)
+    assert_matches_torch(par, x, W, y)           # a NaN left unwritten would fail here
+    for a, b in zip(par, ser):
+        assert np.array_equal(a, b)              # serial and parallel: the same bits
+    assert run("loss", x, W, y, True) == run("loss", x, W, y, False)
+    assert run("loss", x, W, y, True) == pytest.approx(par[0], rel=1e-14)
+
+
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
+def test_generated_ties_and_nan_rule(rng, a0):
+    x = rng.integers(-2, 3, (400, 3)).astype(np.float32)
+    W = rng.integers(-2, 3, (3, 4)).astype(np.float32)
+    y = rng.integers(-3, 4, (400, 4)).astype(np.float32)
+    x[7, 0], W[1, 2] = np.nan, np.inf           # a NaN h in row 7, infinities in column 2
+    assert_matches_torch(run("grads", x, W, y, True, a0), x, W, y, a0, form="sum")
+
+
+def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
+    x, W, y = draw(rng, 50_000, 4, 4, np.float64)
+    got = loopgrad.grads(x, W, y)
+    rows, nchunks, stride = cpu.plan(50_000, 4, 4)
+    general = [np.empty(s) for s in ((50_000, 4), (4, 4), (50_000, 4))]
+    f = cpu.kernel("grads", np.float64, True)(*general, cpu.partials_buffer(nchunks, stride),
+                                               x, W, y, 0.0, rows)
+    assert got.f == pytest.approx(f, rel=1e-13)
+    for a, b in zip(got[1:], general):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    assert cpu.kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
+    assert cpu.kernel("grads", np.float64, True, 5, 4) is cpu.kernel("grads", np.float64, True)
+
+
+def test_source_is_written_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_skinny, "_MODULES", {})
+    mod = _skinny.module(2, 3)
+    path = mod.__file__
+    assert path.startswith(str(tmp_path))
+    mtime = os.stat(path).st_mtime_ns
+    monkeypatch.setattr(_skinny, "_MODULES", {})
+    assert _skinny.module(2, 3).__file__ == path and os.stat(path).st_mtime_ns == mtime
+    src = open(path).read()
+    assert "h2 = x0 * w0_2 + x1 * w1_2" in src and "dx[i + np.uint64(1)] =" in src
+
+
+def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
+    def nowhere():
+        raise RuntimeError("no writable folder")
+    monkeypatch.setattr(_skinny, "_folder", nowhere)
+    monkeypatch.setattr(_skinny, "_MODULES", {})
+    monkeypatch.setattr(_skinny, "_COMPILED", {})
+    assert cpu.kernel("grads", np.float32, False, 2, 2) is cpu.kernel("grads", np.float32, False)
+    x, W, y = draw(rng, 100, 2, 2)
+    assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)

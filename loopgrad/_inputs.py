@@ -20,7 +20,9 @@ def is_torch_tensor(a) -> bool:
 
 def host_array(name: str, a) -> np.ndarray:
     """`a` as a 2-D float32/float64 NumPy array in native byte order (a view where possible)."""
-    if is_torch_tensor(a):
+    if type(a) is np.ndarray:
+        pass  # the common case first
+    elif is_torch_tensor(a):
         if a.device.type != "cpu":
             raise ValueError(f"{name} is a torch tensor on {a.device}; the CPU backend needs "
                              f"tensors on the CPU (move it with {name}.cpu())")
@@ -76,6 +78,8 @@ def check_shapes(x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tuple[int, int,
 
 def check_relu_grad_at_zero(a) -> float:
     """The subgradient at h == 0 as a float in [0, 1]."""
+    if type(a) is float and 0.0 <= a <= 1.0:  # the common case, without the ABC check
+        return a
     if isinstance(a, bool) or not isinstance(a, numbers.Real):
         raise TypeError(f"relu_grad_at_zero must be a real number in [0, 1], got {a!r}")
     v = float(a)
@@ -89,4 +93,4 @@ def inputs(x, W, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int,
     xa, Wa, ya = host_array("x", x), host_array("W", W), host_array("y", y)
     nkm = check_shapes(xa, Wa, ya)
     # The kernels read C-contiguous rows; other layouts are copied once here.
-    return (np.ascontiguousarray(xa), np.ascontiguousarray(Wa), np.ascontiguousarray(ya), nkm)
+    return (*(a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in (xa, Wa, ya)), nkm)

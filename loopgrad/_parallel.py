@@ -21,6 +21,7 @@ import sys
 import threading
 
 _lock = threading.Lock()
+_unguarded = contextlib.nullcontext()
 _serial_only = False
 
 
@@ -53,4 +54,4 @@ def guard(parallel: bool):
     """The context to run a kernel in: a process-wide lock for parallel kernels unless the layer is thread-safe."""
     if parallel and layer() not in ("omp", "tbb"):
         return _lock
-    return contextlib.nullcontext()
+    return _unguarded

@@ -19,8 +19,21 @@ class Grads(NamedTuple):
     dy: Any
 
 
+_CPU = None
+
+
+def _cpu():
+    # loopgrad.cpu, imported (with Numba) on the first call, not with loopgrad
+    global _CPU
+    if _CPU is None:
+        from . import cpu as _CPU
+    return _CPU
+
+
 def _device(device, x, W, y) -> str:
     # "cpu" or "cuda": where the call runs; all three inputs must live together
+    if device is None and type(x) is type(W) is type(y) is np.ndarray:
+        return "cpu"  # the common case, without the per-library checks
     where = [_gpu.on_gpu(a) for a in (x, W, y)]
     if any(where) and not all(where):
         places = ", ".join(f"{n} on the {'GPU' if g else 'host'}" for n, g in zip("xWy", where))
@@ -81,8 +94,7 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     if _device(device, x, W, y) == "cuda":
         return Grads(*_gpu.compute(x, W, y, a0, grads=True))
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
-    from . import cpu
-
+    cpu = _cpu()
     rows, nchunks, stride = cpu.plan(N, K, M)
     dx = np.empty((N, K), xa.dtype)
     dW = np.empty((K, M), xa.dtype)
@@ -93,7 +105,7 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     kern = cpu.kernel("grads", xa.dtype, parallel, K, M)
     with _parallel.guard(parallel):
         f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
-    if _inputs.is_torch_tensor(x):
+    if type(x) is not np.ndarray and _inputs.is_torch_tensor(x):
         import torch
 
         dx, dW, dy = torch.from_numpy(dx), torch.from_numpy(dW), torch.from_numpy(dy)
@@ -108,8 +120,7 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     if _device(device, x, W, y) == "cuda":
         return _gpu.compute(x, W, y, 0.0, grads=False)
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
-    from . import cpu
-
+    cpu = _cpu()
     rows, nchunks, _ = cpu.plan(N, K, M)
     partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
     parallel = nchunks > 1 and _parallel.allowed()

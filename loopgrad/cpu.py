@@ -19,6 +19,8 @@ output is within about one float32 rounding of the exact float64 answer.
 Kernels only loop; `loopgrad.api` validates, allocates and dispatches.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange, types
 
@@ -38,6 +40,7 @@ _MAX_CHUNKS = 1024
 _PARTIAL_BYTES = 64 << 20
 
 
+@functools.lru_cache(maxsize=256)
 def plan(N: int, K: int, M: int) -> tuple[int, int, int]:
     """Chunking for an N×K×M problem: (rows_per_chunk, nchunks, row_stride).
 
@@ -57,8 +60,10 @@ def plan(N: int, K: int, M: int) -> tuple[int, int, int]:
 
 def partials_buffer(nchunks: int, row_stride: int) -> np.ndarray:
     """Uninitialised (nchunks, row_stride) float64 array starting on a cache line."""
+    if nchunks <= 1:
+        return np.empty((nchunks, row_stride))  # one writer: nothing to share a line with
     raw = np.empty(nchunks * row_stride + _PAD, np.float64)
-    skip = (-raw.ctypes.data % CACHE_LINE) // 8
+    skip = (-raw.__array_interface__["data"][0] % CACHE_LINE) // 8
     return raw[skip:skip + nchunks * row_stride].reshape(nchunks, row_stride)
 
 
@@ -204,6 +209,7 @@ _PY = {
     ("loss", True): _loss_parallel,
 }
 _COMPILED: dict = {}
+_CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → kernel: one lookup per call
 
 
 def _signature(name: str, dtype: np.dtype):
@@ -227,6 +233,14 @@ def kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
     grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk) -> f
     loss(partials, x, W, y, rows_per_chunk) -> f
     """
+    chosen = (name, dtype, parallel, K, M)
+    fn = _CHOSEN.get(chosen)
+    if fn is None:
+        fn = _CHOSEN[chosen] = _choose(name, np.dtype(dtype), parallel, K, M)
+    return fn
+
+
+def _choose(name, dtype, parallel, K, M):
     from . import _skinny
 
     if 1 <= K * M <= _skinny.MAX_KM:
@@ -234,7 +248,6 @@ def kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
             return _skinny.kernel(name, K, M, dtype, parallel)
         except RuntimeError:  # no writable folder for the generated source
             pass
-    dtype = np.dtype(dtype)
     key = (name, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:

@@ -38,9 +38,11 @@ _HEADER = '''\
 import numpy as np
 from numba import njit, prange, types
 
-# contract: FMAs; reassoc: the f and dW sums split over vector lanes.
-# No nnan/ninf: NaN and inf must propagate as in torch.
-_FM = {{"contract", "reassoc"}}
+# reassoc: the f and dW sums split over vector lanes.  Not contract: an FMA
+# skips the rounding, and the overflow, of its product, so h = inf + a·b with
+# a·b overflowing to −inf would give inf instead of torch's NaN.  Not
+# nnan/ninf: NaN and inf must propagate as in torch.
+_FM = {{"reassoc"}}
 
 
 @njit(nogil=True, cache=True, fastmath=_FM)

@@ -115,7 +115,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
 def loss(x, W, y, *, device: str | None = None) -> float:
     """f = Σ (max(x·W, 0) − y)², summed in float64; the forward alone, no gradient work.
 
-    Takes the same inputs (and device) as `grads` and raises the same errors.
+    Takes the same inputs (and device) as `grads` and raises the same errors.  Equal
+    to `grads(...).f` to float64 rounding: the same chunks, summed in an order that
+    may differ within a chunk.
     """
     if _device(device, x, W, y) == "cuda":
         return _gpu.compute(x, W, y, 0.0, grads=False)

@@ -45,7 +45,9 @@ def test_loss_matches_grads_and_torch(rng, dtype):
     ref = reference.torch_autograd(x, W, y)
     bound = reference.error_bounds(x, W, y, ref)[0]
     reference.check("f", f, ref[0], bound)
-    assert f == loopgrad.grads(x, W, y).f  # same rows, same chunks, same order
+    # both summed in float64 over the same chunks; the vectorized kernels may
+    # split a chunk's sum over lanes differently, so equal to float64 rounding
+    assert f == pytest.approx(loopgrad.grads(x, W, y).f, rel=1e-14)
 
 
 def test_float32_f_is_summed_in_float64(rng):

@@ -1,11 +1,11 @@
-"""The `loopgrad` command: `loopgrad demo` reproduces the notebook."""
+"""The `loopgrad` command: `loopgrad demo` reproduces the notebook, `loopgrad bench` times it."""
 
 import argparse
 import sys
 
 import numpy as np
 
-from . import __version__
+from . import __version__, bench
 
 
 def _format_matrix(a: np.ndarray) -> str:
@@ -64,7 +64,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="reproduce the notebook (seed 0, 10×4 and 4×4) and "
                                     "compare with torch autograd")
     p.set_defaults(run=demo)
+    p = sub.add_parser("bench", help="time f and its gradients: loopgrad against NumPy, torch "
+                                     "and JAX, each checked first", description=bench.DESCRIPTION)
+    bench.add_arguments(p)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the exact command, recorded by `loopgrad bench`
     if args.command is None:
         parser.print_help()
         return 2

@@ -1,0 +1,212 @@
+"""Output of `loopgrad bench`: the plain table, the Markdown section and the plot.
+
+Everything here reads the record `loopgrad.bench` builds (the same object
+`--json` writes), so the three outputs never disagree with the JSON.
+"""
+
+import os
+
+COLUMNS = ("shape N×K×M", "dtype", "implementation", "check", "compile", "median",
+           "p20–p80", "GFLOP/s", "GB/s", "vs torch")
+_RIGHT = {"compile", "median", "p20–p80", "GFLOP/s", "GB/s", "vs torch"}
+
+
+def _unit(s):
+    return (1e-6, "µs") if s < 1e-3 else (1e-3, "ms") if s < 1 else (1.0, "s")
+
+
+def _g3(v) -> str:
+    # three significant digits, never in exponent form for large values
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def fmt_time(s) -> str:
+    if s is None:
+        return "—"
+    scale, unit = _unit(s)
+    return f"{_g3(s / scale)} {unit}"
+
+
+def _spread(r) -> str:
+    if r["median_s"] is None:
+        return "—"
+    scale, unit = _unit(r["median_s"])
+    return f"{_g3(r['p20_s'] / scale)}–{_g3(r['p80_s'] / scale)} {unit}"
+
+
+def _num(v, suffix="") -> str:
+    return "—" if v is None else _g3(v) + suffix
+
+
+def _check_cell(r) -> str:
+    if r["status"] == "skipped":
+        return f"skipped: {r['reason']}"
+    if r["status"] == "error":
+        return f"ERROR: {r['reason']}"
+    if r["status"] == "mismatch":
+        errs = r["errors"] or {}
+        if not errs:
+            return f"MISMATCH: {r['reason']}"
+        name, e = max(errs.items(), key=lambda kv: kv[1]["err_over_bound"])
+        return (f"MISMATCH {name}: max |err| {e['max_abs_err']:.2e} = "
+                f"{e['err_over_bound']:.3g}× bound")
+    if r["check"] == "ok*" and r["errors"]:
+        name, e = max(r["errors"].items(), key=lambda kv: kv[1]["err_over_bound"])
+        return f"ok* {name} {_g3(e['err_over_bound'])}×"
+    return r["check"]
+
+
+def rows(record) -> list:
+    """One list of strings per result, in COLUMNS order."""
+    out = []
+    for r in record["results"]:
+        N, K, M = r["shape"]
+        speed = r["speedup_vs_torch"]
+        out.append([f"{N}×{K}×{M}", r["dtype"], r["impl"], _check_cell(r),
+                    ("0" if r["compile_s"] == 0 else fmt_time(r["compile_s"]))
+                    if r["median_s"] else "—",
+                    fmt_time(r["median_s"]), _spread(r), _num(r["gflops"]), _num(r["gbps"]),
+                    _num(speed, "×")])
+    return out
+
+
+def _notes(record, md) -> list:
+    code = (lambda s: f"`{s}`") if md else (lambda s: s)
+    lines = []
+    for s in record["skipped"]:
+        lines.append(f"skipped: {code(s['impl'])} ({s['label']}): {s['reason']}")
+    if any(r["check"] == "ok*" for r in record["results"]):
+        lines.append("ok* X n×: output X is n times beyond loopgrad's accuracy contract "
+                     "(reference.error_bounds: long sums carried in float64) but within the "
+                     "worst case of summing in the input dtype; every error is in the JSON")
+    lines.append("vs torch: torch autograd's median / this median, at the same shape "
+                 "(> 1 is faster)")
+    other = record["machine"]["other_load"]
+    if other is not None and other > 0.05:
+        lines.append(f"warning: other processes kept {other:.0%} of the "
+                     f"{record['machine']['cores']} cores busy during the run: timings are "
+                     "noisy")
+    return lines
+
+
+def table(record) -> str:
+    """The plain-text table for the terminal, with skips and notes below it."""
+    body = rows(record)
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c)
+              for i, c in enumerate(COLUMNS)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if COLUMNS[i] in _RIGHT else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    s = record["settings"]
+    head = (f"loopgrad bench: f, dx, dW, dy in {s['dtype']}; median of up to {s['repeat']} "
+            f"calls (≤ {s['max_time_s']:g} s per cell) after warm-up; "
+            f"Numba {record['threads']['numba']} threads")
+    out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
+    out += [line(r) for r in body]
+    return "\n".join(out + [""] + _notes(record, md=False))
+
+
+def _blas_line(record) -> str:
+    b, env = record["blas"], record["env"]
+    parts = []
+    if b["numpy_build"]:
+        parts.append(f"{b['numpy_build']['name']} {b['numpy_build']['version']}")
+    for d in b["loaded"] or ():
+        if d.get("user_api") == "blas" and "numpy" in d.get("filepath", ""):
+            parts.append(f"{d.get('internal_api')} {d.get('version')}, "
+                         f"{d.get('threading_layer')}, {d.get('num_threads')} threads, "
+                         f"kernels for {d.get('architecture')}")
+    parts.append(f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, "
+                 f"OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}")
+    return "; ".join(parts)
+
+
+def markdown(record, plot=None) -> str:
+    """A dated Markdown section for benchmarks/RESULTS.md: context, table, notes, plot."""
+    m, t, s, v = record["machine"], record["threads"], record["settings"], record["versions"]
+    what = "custom shapes" if "--shapes" in record["command"] else f"preset {s['preset']}"
+    mem = f", {m['memory_gib']:.0f} GiB" if m["memory_gib"] else ""
+    git = f" (git {v['loopgrad_git']})" if v.get("loopgrad_git") else ""
+    versions = ", ".join(f"{k} {val}{git if k == 'loopgrad' else ''}" for k, val in v.items()
+                         if val and k not in ("loopgrad_git", "tqdm", "threadpoolctl"))
+    out = [
+        f"## {record['date'][:10]} — `loopgrad bench`, {what}, {s['dtype']}",
+        "",
+        f"- Command: `{record['command']}` (run {record['date']})",
+        f"- Machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable){mem}; "
+        f"{m['platform']}",
+        f"- Threads: Numba {t['numba']} ({t['numba_threading_layer']}), torch {t['torch']}, "
+        f"NumPy's BLAS {t['blas']}",
+        f"- NumPy's BLAS: {_blas_line(record)}",
+        f"- Versions: {versions}",
+        f"- Checked against: {record['reference']}, relu'(0) = {s['relu_grad_at_zero']}",
+        f"- Timing: first call (compile) apart, warm-up, then up to {s['repeat']} calls or "
+        f"{s['max_time_s']:g} s per cell; median and 20th–80th percentiles; "
+        "GFLOP/s = 6·N·K·M / median, GB/s = bytes of x, W, y read and dx, dW, dy written / "
+        "median",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---:" if c in _RIGHT else "---" for c in COLUMNS) + "|",
+    ]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows(record)]
+    out += [""] + [f"- {n}" for n in _notes(record, md=True)]
+    labels = {r["impl"]: r["label"] for r in record["results"]}
+    out.append("- implementations: " + "; ".join(f"`{k}` {lab}" for k, lab in labels.items()))
+    if plot:
+        out += ["", f"![time and GFLOP/s against work, per implementation]"
+                    f"({os.path.basename(plot)})"]
+    return "\n".join(out) + "\n"
+
+
+def plot(record, path) -> None:
+    """Median time and GFLOP/s against work (6·N·K·M), one colour per implementation.
+
+    Square shapes (N = K = M) and the others (skinny: N ≫ K, M) are drawn as
+    separate lines, solid and dotted: at equal work they stress different
+    things (arithmetic against memory traffic), so one line through both
+    would zigzag.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, (ax_t, ax_g) = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
+    impls = list(dict.fromkeys(r["impl"] for r in record["results"]))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, key in enumerate(impls):
+        for square, style in ((True, dict(linestyle="-", marker="o")),
+                              (False, dict(linestyle=":", marker="s"))):
+            pts = sorted((r["flops"], r["median_s"], r["gflops"]) for r in record["results"]
+                         if r["impl"] == key and r["median_s"]
+                         and (len(set(r["shape"])) == 1) == square)
+            if pts:
+                fl, med, gf = zip(*pts)
+                ax_t.plot(fl, med, color=colours[i % len(colours)], **style)
+                ax_g.plot(fl, gf, color=colours[i % len(colours)], **style)
+    for ax, ylabel in ((ax_t, "median time per call (s)"), (ax_g, "GFLOP/s (6·N·K·M / median)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("work per call: 6·N·K·M flops")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    # shape labels: square ones along the top, skinny ones along the bottom (they overlap in work)
+    for r in {tuple(r["shape"]): r for r in record["results"]}.values():
+        top = len(set(r["shape"])) == 1
+        ax_g.annotate("×".join(map(str, r["shape"])), (r["flops"], 1.0 if top else 0.0),
+                      xycoords=("data", "axes fraction"), rotation=90, fontsize=7, alpha=0.6,
+                      xytext=(2, -4 if top else 4), textcoords="offset points",
+                      va="top" if top else "bottom")
+    handles = [Line2D([], [], color=colours[i % len(colours)], label=key)
+               for i, key in enumerate(impls)]
+    handles += [Line2D([], [], color="grey", linestyle="-", marker="o", label="square N=K=M"),
+                Line2D([], [], color="grey", linestyle=":", marker="s", label="skinny")]
+    ax_t.legend(handles=handles, fontsize=8)
+    fig.suptitle(f"loopgrad bench, f + dx, dW, dy, {record['settings']['dtype']}, "
+                 f"{record['machine']['cpu_model']} ({record['machine']['cores']} cores), "
+                 f"{record['date'][:10]}")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,271 @@
+"""`loopgrad bench`: runs end to end, checks before it times, documents its JSON, rejects bad options."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loopgrad import bench, bench_impls, cli
+
+torch = pytest.importorskip("torch")
+# raised inside torch while torch.compile sets up, not by loopgrad
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+TINY = ["--shapes", "7x3x2,50x4x5", "--repeat", "3", "--max-time", "0.05", "--no-progress"]
+CPU_FAST = "loopgrad,loopgrad-1t,torch,torch-hand,jax,numpy"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def _short_settle(monkeypatch):
+    # the pause between cells only matters for real timings
+    monkeypatch.setattr(bench, "_SETTLE_S", 0.0)
+
+
+def _bench(capsys, *args):
+    rc = cli.main(["bench", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _table_rows(stdout):
+    # rows of the plain table: "7×3×2  float32  impl  check ..."
+    return [line.split() for line in stdout.splitlines() if re.match(r"\d+×\d+×\d+\s", line)]
+
+
+def _documented_fields():
+    # the field names listed in the bench module docstring's JSON section
+    doc = bench.__doc__.split("JSON (--json FILE)")[1]
+    top, _, res = doc.partition("    results ")
+    top_names = re.findall(r"^    (\w+)\s", top, re.M) + ["results"]
+    res_names = []
+    for m in re.finditer(r"^        (\w[\w, ]*?)(?:\s{2,}|$)", res, re.M):
+        res_names += [n.strip() for n in m.group(1).split(",")]
+    return top_names, res_names
+
+
+def test_tiny_run_end_to_end(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    rc, out, err = _bench(capsys, *TINY, "--impl", CPU_FAST, "--json", str(path))
+    assert rc == 0, out + err
+    rec = json.loads(path.read_text())
+    want = [i for i in CPU_FAST.split(",")
+            if not (i == "jax" and any(s["impl"] == "jax" for s in rec["skipped"]))]
+    rows = _table_rows(out)
+    assert [(r[0], r[2]) for r in rows] == [(s, i) for s in ("7×3×2", "50×4×5") for i in want]
+    assert all(r[3] == "ok" for r in rows), out
+    by = {(tuple(r["shape"]), r["impl"]): r for r in rec["results"]}
+    for r in rec["results"]:
+        assert r["status"] == "timed" and r["check"] == "ok", r
+        assert r["samples"] >= 3
+        assert 0 < r["p20_s"] <= r["median_s"] <= r["p80_s"]
+        assert r["first_call_s"] > 0 and r["compile_s"] >= 0
+        N, K, M = r["shape"]
+        assert r["flops"] == 6 * N * K * M
+        assert r["bytes"] == 4 * 2 * (N * K + K * M + N * M)
+        assert r["gflops"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
+        assert r["gbps"] == pytest.approx(r["bytes"] / r["median_s"] / 1e9)
+        base = by[tuple(r["shape"]), "torch"]["median_s"]
+        assert r["speedup_vs_torch"] == pytest.approx(base / r["median_s"])
+        # loopgrad's own rows are held to its accuracy contract
+        if r["impl"].startswith("loopgrad"):
+            assert max(e["err_over_bound"] for e in r["errors"].values()) <= 1
+
+
+def test_json_has_exactly_the_documented_fields(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    rc, _, _ = _bench(capsys, "--shapes", "5x2x3", "--repeat", "3", "--max-time", "0.01",
+                      "--no-progress", "--impl", "loopgrad,numpy,torch-cuda", "--threads", "1",
+                      "--json", str(path))
+    assert rc == 0
+    rec = json.loads(path.read_text())
+    top, res = _documented_fields()
+    assert sorted(rec) == sorted(top)
+    for r in rec["results"]:
+        assert sorted(r) == sorted(res)
+    readme = README.read_text()
+    for name in top + res:
+        assert name in readme, f"README does not document the JSON field {name!r}"
+    import numba
+    import os
+
+    assert rec["schema"] == bench.SCHEMA
+    assert rec["command"].startswith("loopgrad bench --shapes 5x2x3")
+    assert rec["settings"]["shapes"] == [[5, 2, 3]] and rec["settings"]["threads"] == 1
+    assert rec["threads"]["numba"] == 1 and rec["threads"]["torch"] == 1
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored afterwards
+    assert rec["machine"]["cores"] == os.cpu_count()
+    assert rec["versions"]["numpy"] == np.__version__
+    assert rec["versions"]["torch"] == torch.__version__
+    assert rec["env"]["OPENBLAS_CORETYPE"] == os.environ.get("OPENBLAS_CORETYPE")
+    assert rec["env"]["OPENBLAS_L2_SIZE"] == os.environ.get("OPENBLAS_L2_SIZE")
+    pytest.importorskip("threadpoolctl")
+    blas = [d for d in rec["blas"]["loaded"] if d["user_api"] == "blas"]
+    assert blas and rec["threads"]["blas"] == [1]  # --threads limits NumPy's BLAS too
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shapes", "3x4"], "invalid shape '3x4'"),
+    (["--shapes", "10x0x4"], "invalid shape '10x0x4'"),
+    (["--dtype", "int8"], "invalid choice: 'int8'"),
+    (["--impl", "nope"], "unknown implementation 'nope'"),
+    (["--preset", "nope"], "invalid choice: 'nope'"),
+    (["--threads", "0"], "expected a positive int"),
+    (["--repeat", "x"], "expected a positive int"),
+])
+def test_bad_options_are_usage_errors(capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "usage: loopgrad bench" in err and message in err
+
+
+def test_too_many_threads_is_a_usage_error(capsys):
+    import numba
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--threads", str(numba.config.NUMBA_NUM_THREADS + 1)])
+    assert e.value.code == 2 and "NUMBA_NUM_THREADS" in capsys.readouterr().err
+
+
+class _Wrong(bench_impls.Loopgrad):
+    key, label = "wrong", "loopgrad with dW off by 1%"
+    calls = 0
+
+    def prepare(self, x, W, y):
+        inner = super().prepare(x, W, y)
+
+        def run():
+            type(self).calls += 1
+            f, dx, dW, dy = inner.run()
+            return f, dx, dW * np.float32(1.01), dy
+
+        return bench_impls.Prepared(run, inner.host)
+
+
+class _Broken(bench_impls.Impl):
+    key, label, skip_on_error = "broken", "fails on its first call, like torch.compile can", True
+
+    def prepare(self, x, W, y):
+        def run():
+            raise RuntimeError("no C++ compiler")
+
+        return bench_impls.Prepared(run, tuple)
+
+
+class _Absent(bench_impls.Impl):
+    key, label = "absent", "a peer that is not installed"
+
+    def unavailable(self):
+        return "absentlib not installed"
+
+
+def test_wrong_is_a_mismatch_not_timed_and_missing_peers_are_skipped(capsys, tmp_path,
+                                                                       monkeypatch):
+    extra = [_Wrong(), _Broken(), _Absent()]
+    reg = bench_impls.registry
+    monkeypatch.setattr(bench_impls, "registry", lambda: reg() + extra)
+    monkeypatch.setattr(bench_impls, "KEYS", bench_impls.KEYS + tuple(i.key for i in extra))
+    monkeypatch.setitem(sys.modules, "jax", None)  # JAX absent, whether installed or not
+    _Wrong.calls = 0
+    path = tmp_path / "r.json"
+    rc, out, _ = _bench(capsys, *TINY, "--impl", "loopgrad,torch,jax,loopgrad-cuda,wrong,"
+                        "broken,absent", "--json", str(path))
+    assert rc == 1  # a mismatch fails the command
+    rec = json.loads(path.read_text())
+    wrong = [r for r in rec["results"] if r["impl"] == "wrong"]
+    assert len(wrong) == 2 and _Wrong.calls == 2  # one checked call per shape, none timed
+    for r in wrong:
+        assert r["status"] == "mismatch" and r["check"] == "mismatch"
+        assert r["median_s"] is None and r["samples"] == 0 and r["speedup_vs_torch"] is None
+        assert "dW" in r["reason"]
+        assert r["errors"]["dW"]["err_over_bound"] > 1 >= r["errors"]["dx"]["err_over_bound"]
+    assert re.search(r"wrong\s+MISMATCH dW: max \|err\| \S+ = \S+× bound", out)
+    broken = [r for r in rec["results"] if r["impl"] == "broken"]
+    assert [r["status"] for r in broken] == ["skipped", "skipped"]
+    assert all("no C++ compiler" in r["reason"] for r in broken)
+    skipped = {s["impl"]: s["reason"] for s in rec["skipped"]}
+    assert skipped["absent"] == "absentlib not installed"
+    assert "JAX not installed" in skipped["jax"]
+    if not torch.cuda.is_available():
+        assert skipped["loopgrad-cuda"] == "no CUDA GPU"
+    for key in skipped:
+        assert re.search(rf"^skipped: {re.escape(key)} \(.*\): ", out, re.M)
+    assert {r["impl"] for r in rec["results"]} == {"loopgrad", "torch", "wrong", "broken"}
+    assert all(r["status"] == "timed" for r in rec["results"]
+               if r["impl"] in ("loopgrad", "torch"))
+
+
+def test_torch_compile_is_timed_or_skipped_with_its_compile_time(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    rc, out, _ = _bench(capsys, "--shapes", "7x3x2", "--repeat", "3", "--max-time", "0.01",
+                        "--no-progress", "--impl", "torch,torch-compile", "--json", str(path))
+    assert rc == 0
+    (r,) = [r for r in json.loads(path.read_text())["results"] if r["impl"] == "torch-compile"]
+    if r["status"] == "skipped":  # a machine where torch.compile cannot work
+        assert r["reason"]
+    else:
+        assert r["check"] == "ok" and r["compile_s"] > 0 and r["first_call_s"] > r["median_s"]
+
+
+def test_markdown_and_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "r.png"
+    rc, out, _ = _bench(capsys, "--shapes", "6x2x2,40x3x2", "--repeat", "3", "--max-time", "0.01",
+                        "--no-progress", "--impl", "loopgrad,torch", "--markdown",
+                        "--plot", str(png))
+    assert rc == 0
+    assert re.match(r"## \d{4}-\d\d-\d\d — `loopgrad bench`", out)
+    assert "- Command: `loopgrad bench --shapes 6x2x2,40x3x2" in out
+    assert "OPENBLAS_CORETYPE=" in out and f"numpy {np.__version__}" in out
+    lines = [line for line in out.splitlines() if line.startswith("| 6×2×2") or
+             line.startswith("| 40×3×2")]
+    assert len(lines) == 4 and all(line.split(" | ")[3] == "ok" for line in lines)
+    assert "![time and GFLOP/s" in out and "(r.png)" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shapes_and_presets():
+    assert bench._shapes("10x4x4,1e6X4x4") == [(10, 4, 4), (1_000_000, 4, 4)]
+    quick = bench.PRESETS["quick"][0]
+    assert (10, 4, 4) in quick
+    assert any(N >= 100 * max(K, M) for N, K, M in quick)  # a skinny, memory-bound shape
+    assert any(N == K == M >= 256 for N, K, M in quick)     # a square, compute-bound shape
+    full = bench.PRESETS["full"][0]
+    assert set(full) == set(bench.PRESETS["skinny"][0]) | set(bench.PRESETS["square"][0])
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys, loopgrad.cli\n"
+            "for argv in (['--help'], ['bench', '--help']):\n"
+            "    try:\n        loopgrad.cli.main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = ('torch', 'jax', 'matplotlib', 'tqdm', 'numba', 'threadpoolctl')\n"
+            "sys.stderr.write(repr(sorted(m for m in heavy if m in sys.modules)))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "bench" in run.stdout and "--preset" in run.stdout
+    assert run.stderr.strip() == "[]"
+
+
+def test_check_tiers(rng):
+    # ok within loopgrad's contract; ok* within the worst case of a float32 sum; else mismatch
+    from loopgrad import reference
+
+    x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((20_000, 3), (3, 4),
+                                                                    (20_000, 4)))
+    ref = reference.torch_autograd(x, W, y, 0.5)
+    bounds = reference.error_bounds(x, W, y, ref)
+    loose = bench._loose_bounds(x, ref, bounds)
+    got = [ref[0], *(a.astype(np.float32) for a in ref[1:])]
+    assert bench._check(got, ref, bounds, loose)[0] == "ok"
+    f_err = 1e-4 * ref[0]  # torch's float32 trace(zᵀz) is off by about this much at N = 1e6
+    assert bounds[0] < f_err < loose[0]
+    check, reason, errors = bench._check([ref[0] + f_err, *got[1:]], ref, bounds, loose)
+    assert check == "ok*" and reason.startswith("f ") and errors["f"]["err_over_bound"] > 1
+    assert bench._check([ref[0] * 1.1, *got[1:]], ref, bounds, loose)[0] == "mismatch"
+    assert bench._check([got[0], -got[1], *got[2:]], ref, bounds, loose)[0] == "mismatch"

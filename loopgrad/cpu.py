@@ -84,13 +84,24 @@ def _jit(fn=None, **options):
 
 # ---------------------------------------------------------------- row kernels
 
-_relu_backward = _jit(relu_backward)  # g = 2·z·relu'(h), torch's way (see _scalar.py)
+# g = 2·z·relu'(h), torch's way (see _scalar.py); inlined: a call per element
+# measured 2× slower (dev/skinny_v3.py)
+_relu_backward = _jit(relu_backward, inline="always")
+
+# The row loops below index with unsigned integers and allow reassociation:
+# Numba guards every signed index against negative values with a select that
+# stops LLVM's loop vectorizer, and the dx dot products and f sums only
+# vectorize when their order may change.  Together 2–5× (dev/rows_v4.py).
+# No contract (FMA hides a product's overflow) and no nnan/ninf (NaN and inf
+# must propagate as in torch).
+_FM = {"reassoc"}
 
 
-@_jit
+@_jit(inline="always", fastmath=_FM)
 def _rows_forward(h, x, W, n):
     # h[m] = Σ_k x[n,k]·W[k,m], k outer so the inner loop runs along W's rows
-    K, M = W.shape
+    K = np.uint64(W.shape[0])
+    M = np.uint64(W.shape[1])
     for m in range(M):
         h[m] = 0.0
     for k in range(K):
@@ -99,13 +110,13 @@ def _rows_forward(h, x, W, n):
             h[m] += xk * W[k, m]
 
 
-@_jit
+@_jit(fastmath=_FM)
 def _chunk_loss(x, W, y, start, stop):
     # rows [start, stop) → Σ z²
-    M = W.shape[1]
-    h = np.empty(M, np.float64)
+    M = np.uint64(W.shape[1])
+    h = np.empty(W.shape[1], np.float64)
     f = 0.0
-    for n in range(start, stop):
+    for n in range(np.uint64(start), np.uint64(stop)):
         _rows_forward(h, x, W, n)
         for m in range(M):
             hm = h[m]
@@ -115,16 +126,17 @@ def _chunk_loss(x, W, y, start, stop):
     return f
 
 
-@_jit
+@_jit(fastmath=_FM)
 def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
     # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z²
-    K, M = W.shape
-    h = np.empty(M, np.float64)
-    g = np.empty(M, np.float64)
+    K = np.uint64(W.shape[0])
+    M = np.uint64(W.shape[1])
+    h = np.empty(W.shape[1], np.float64)
+    g = np.empty(W.shape[1], np.float64)
     for i in range(K * M):
         dW_part[i] = 0.0
     f = 0.0
-    for n in range(start, stop):
+    for n in range(np.uint64(start), np.uint64(stop)):
         _rows_forward(h, x, W, n)
         for m in range(M):
             hm = h[m]

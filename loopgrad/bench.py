@@ -33,6 +33,8 @@ Check: `ok` = within loopgrad's accuracy contract (`reference.error_bounds`);
 JSON (--json FILE): one object with these fields
 
     schema          "loopgrad-bench/1"
+    interrupted     true when Ctrl-C stopped the run: results hold the cells measured
+                    before it (the command then exits 130)
     command         the command line, as run
     date            ISO 8601, UTC
     settings        preset, shapes [[N, K, M], ...], dtype, impls, repeat,
@@ -297,18 +299,27 @@ def _check(got, ref, bounds, loose):
     return "ok", None, errors
 
 
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _reference(x, W, y, a0):
-    """(f, dx, dW, dy) in float64 and a description of where it came from."""
+    """(f, dx, dW, dy) in float64: torch autograd, or NumPy's hand formula without torch."""
     from . import reference
 
-    try:
-        return (reference.torch_autograd(x, W, y, a0, dtype="float64"),
-                "torch autograd of the notebook expression in float64 "
+    if _torch_available():
+        return reference.torch_autograd(x, W, y, a0, dtype="float64")
+    x64, W64, y64 = (a.astype(np.float64) for a in (x, W, y))
+    return reference.numpy_hand(x64, W64, y64, a0)
+
+
+def _reference_name() -> str:
+    if _torch_available():
+        return ("torch autograd of the notebook expression in float64 "
                 "(loopgrad.reference.torch_autograd)")
-    except ImportError:
-        x64, W64, y64 = (a.astype(np.float64) for a in (x, W, y))
-        return (reference.numpy_hand(x64, W64, y64, a0),
-                "NumPy hand formula in float64 (torch not installed)")
+    return "NumPy hand formula in float64 (torch not installed)"
 
 
 # --------------------------------------------------------------- the command
@@ -351,32 +362,19 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
             active.append(impl)
     a0 = bench_impls.RELU_GRAD_AT_ZERO
     bar = _progress(len(shapes) * (len(active) + 1), args.no_progress)
-    results, ref_name = [], None
+    results, interrupted = [], False
     try:
-        for N, K, M in shapes:
-            rng = np.random.default_rng(args.seed)
-            x, W, y = (rng.standard_normal(s).astype(dtype) for s in ((N, K), (K, M), (N, M)))
-            bar.set_postfix_str(f"{N}x{K}x{M} reference")
-            ref, ref_name = _reference(x, W, y, a0)
-            bounds = reference.error_bounds(x, W, y, ref)
-            loose = _loose_bounds(x, ref, bounds)
-            bar.update()
-            time.sleep(_SETTLE_S)
-            for impl in active:
-                bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
-                cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
-                results.append(_describe(cell, impl, (N, K, M), dtype))
-                bar.update()
-                gc.collect()
-                time.sleep(_SETTLE_S)
-            del x, W, y, ref, bounds, loose
+        try:
+            _measure(args, active, shapes, dtype, max_time, a0, bar, results)
+        except KeyboardInterrupt:  # Ctrl-C: stop, and report the cells measured so far
+            interrupted = True
         threads, loaded = _threads()  # while --threads is still in force
     finally:
         bar.close()
         restore_threads()
     _speedups(results, bench_impls.BASELINE)
-    record = _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0,
-                     threads, loaded, busy.other())
+    record = _record(args, shapes, dtype, max_time, impls, skipped, results, _reference_name(),
+                     a0, threads, loaded, busy.other(), interrupted)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)
@@ -384,7 +382,33 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
     if args.plot:
         bench_report.plot(record, args.plot)
     print(bench_report.markdown(record, args.plot) if args.markdown else bench_report.table(record))
+    if interrupted:
+        print(f"interrupted: {len(results)} cell(s) measured before Ctrl-C", file=sys.stderr)
+        return 130
     return 0 if all(r["status"] in ("timed", "skipped") for r in results) else 1
+
+
+def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
+    """Time every implementation at every shape, appending one record per cell to results."""
+    from . import reference
+
+    for N, K, M in shapes:
+        rng = np.random.default_rng(args.seed)
+        x, W, y = (rng.standard_normal(s).astype(dtype) for s in ((N, K), (K, M), (N, M)))
+        bar.set_postfix_str(f"{N}x{K}x{M} reference")
+        ref = _reference(x, W, y, a0)
+        bounds = reference.error_bounds(x, W, y, ref)
+        loose = _loose_bounds(x, ref, bounds)
+        bar.update()
+        time.sleep(_SETTLE_S)
+        for impl in active:
+            bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
+            cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
+            results.append(_describe(cell, impl, (N, K, M), dtype))
+            bar.update()
+            gc.collect()
+            time.sleep(_SETTLE_S)
+        del x, W, y, ref, bounds, loose
 
 
 def _describe(cell, impl, nkm, dtype) -> dict:
@@ -587,7 +611,7 @@ def _memory_gib():
 
 
 def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0,
-            threads, loaded, other_load) -> dict:
+            threads, loaded, other_load, interrupted=False) -> dict:
     import numba
 
     import loopgrad
@@ -600,6 +624,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
     argv = getattr(args, "argv", None)
     return dict(
         schema=SCHEMA,
+        interrupted=interrupted,
         command="loopgrad " + shlex.join(argv if argv is not None else sys.argv[1:]),
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,

@@ -269,3 +269,30 @@ def test_check_tiers(rng):
     assert check == "ok*" and reason.startswith("f ") and errors["f"]["err_over_bound"] > 1
     assert bench._check([ref[0] * 1.1, *got[1:]], ref, bounds, loose)[0] == "mismatch"
     assert bench._check([got[0], -got[1], *got[2:]], ref, bounds, loose)[0] == "mismatch"
+
+
+def test_ctrl_c_reports_the_cells_measured_so_far(tmp_path):
+    # a real SIGINT into a running `loopgrad bench`: it must print what it has,
+    # write the JSON marked interrupted, and exit 130 (not a traceback)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopgrad", "bench", "--shapes", "3x2x2," + ",".join(["400x3x3"] * 40),
+         "--impl", "loopgrad,numpy", "--repeat", "3", "--max-time", "0.05", "--no-progress",
+         "--json", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # 41 shapes take over 20 s (a settling pause between cells); interrupt after a few
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted:" in err
+    rec = json.loads(path.read_text())
+    assert rec["interrupted"] is True
+    assert 0 < len(rec["results"]) < 2 * 41
+    assert all(r["status"] == "timed" for r in rec["results"])
+    assert _table_rows(out)

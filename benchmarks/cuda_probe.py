@@ -52,6 +52,8 @@ def tensors(N, K, M):
 def overhead():
     from numba import cuda
 
+    from loopgrad import _gpu
+
     x, W, y = tensors(10, 4, 4)
     loopgrad.grads(x, W, y)
     xd, Wd, yd = (cuda.as_cuda_array(t, sync=False) for t in (x, W, y))
@@ -71,6 +73,10 @@ def overhead():
         "f_out.copy_to_host": lambda: f_out.copy_to_host(),
         "k.run (launches + fetch)": lambda: k.run(*outs, xd, Wd, yd, 0.0),
         "torch hand formula": lambda: (lambda h: ((torch.clamp(h, min=0) - y) ** 2).sum().item())(x @ W),
+        "with cuda.gpus[0]: (enter + exit)": lambda: cuda.gpus[0].__enter__() and cuda.gpus[0].__exit__(None, None, None),
+        "torch.cuda.current_stream()": lambda: torch.cuda.current_stream(x.device),
+        "_gpu._stream_and_device": lambda: _gpu._stream_and_device(x, "torch", cuda),
+        "_gpu._device_view (one tensor)": lambda: _gpu._device_view("x", x, cuda),
     }
     for name, fn in stages.items():
         fn()

@@ -22,3 +22,8 @@ timeout 200 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda 2>&1 | tee "
 
 echo "== timings"
 timeout 240 python3 benchmarks/gpu_bench.py --out "$out/gpu_results.md"
+
+echo "== the benchmark CLI's GPU rows (checked against float64, then timed)"
+timeout 120 python3 -m loopgrad bench --shapes 10x4x4,1000000x4x4,100000x64x64 \
+    --impl torch-cuda,loopgrad-cuda,torch-cuda-hand --no-progress --max-time 0.5 \
+    > "$out/gpu_cli.txt" 2>&1; tail -15 "$out/gpu_cli.txt"

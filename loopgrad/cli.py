@@ -55,6 +55,13 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def info(args: argparse.Namespace) -> int:
+    """Print what a bug report needs (see loopgrad/info.py)."""
+    from . import info
+
+    return info.main(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="loopgrad",
@@ -64,6 +71,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="reproduce the notebook (seed 0, 10×4 and 4×4) and "
                                     "compare with torch autograd")
     p.set_defaults(run=demo)
+    p = sub.add_parser("info", help="versions, threading layer, kernel cache and GPU: "
+                                    "for bug reports")
+    p.set_defaults(run=info)
     p = sub.add_parser("bench", help="time f and its gradients: loopgrad against NumPy, torch "
                                      "and JAX, each checked first", description=bench.DESCRIPTION)
     bench.add_arguments(p)

@@ -77,6 +77,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="time f and its gradients: loopgrad against NumPy, torch "
                                      "and JAX, each checked first", description=bench.DESCRIPTION)
     bench.add_arguments(p)
+    from . import fit  # light: torch is imported only when `loopgrad fit` runs
+
+    p = sub.add_parser("fit", help="fit W by SGD and Adam with loopgrad.torch.loss and with "
+                                   "pure torch, side by side", description=fit.DESCRIPTION)
+    fit.add_arguments(p)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv  # the exact command, recorded by `loopgrad bench`

@@ -233,7 +233,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of W0 (default 0)")
     p.add_argument("--threads", type=_positive(int), metavar="T",
                    help="threads for both Numba and torch (default: theirs)")
-    p.add_argument("--plot", metavar="FILE.png", help="save the loss curves (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="save the loss curves (needs matplotlib; skipped with a note without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -273,8 +274,13 @@ def run(args: argparse.Namespace) -> int:
         if not cmp["ok"]:
             status = 1
     if args.plot:
-        plot(args.plot, results)
-        print(f"\nloss curves: {args.plot}")
+        try:
+            plot(args.plot, results)
+        except ImportError as e:
+            print(f"loopgrad fit: no plot without matplotlib ({e}): pip install matplotlib",
+                  file=sys.stderr)
+        else:
+            print(f"\nloss curves: {args.plot}")
     return status
 
 

@@ -4,7 +4,6 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -68,13 +67,25 @@ def test_tolerances_follow_eps_and_N():
     assert fit.tolerances(10**6, 16, "float64")[0] < 1e-11
 
 
-def test_cli_fit(tmp_path, capsys):
-    png = tmp_path / "loss.png"
-    assert cli.main(["fit", "--n", "3000", "--steps", "5", "--no-progress", "--seed", "1",
-                     "--plot", str(png)]) == 0
+def test_cli_fit(capsys):
+    assert cli.main(["fit", "--n", "3000", "--steps", "5", "--no-progress", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert out.count("→ same") == 2 and "SGD" in out and "ADAM" in out and "ms/step" in out
+
+
+def test_cli_fit_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    assert cli.main(["fit", "--n", "1000", "--steps", "3", "--no-progress", "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_fit_plot_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib raises ImportError
+    png = tmp_path / "loss.png"
+    assert cli.main(["fit", "--n", "1000", "--steps", "2", "--optimizer", "sgd", "--no-progress",
+                     "--plot", str(png)]) == 0
+    assert "no plot without matplotlib" in capsys.readouterr().err and not png.exists()
 
 
 def test_example_script(tmp_path):
@@ -82,4 +93,10 @@ def test_example_script(tmp_path):
                           "--steps", "3", "--optimizer", "adam", "--no-progress"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "→ same" in run.stdout and (tmp_path / "train_loss.png").is_file()
+    assert "→ same" in run.stdout
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no plot without matplotlib" in run.stderr
+    else:
+        assert (tmp_path / "train_loss.png").is_file()

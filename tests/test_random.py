@@ -109,10 +109,13 @@ def test_loss_kernel(rng, dtype):
 
 
 def test_plan_depends_on_shape_only_and_bounds_memory():
-    for N, K, M in [(0, 3, 3), (1, 1, 1), (10**6, 4, 4), (1024, 1024, 1024), (10**7, 1, 1)]:
+    for N, K, M in [(0, 3, 3), (1, 1, 1), (10**6, 4, 4), (1024, 1024, 1024), (2048, 2048, 2048),
+                    (10**7, 1, 1)]:
         rows, nchunks, stride = cpu.plan(N, K, M)
         assert rows >= 1 and nchunks * rows >= N and (nchunks - 1) * rows < max(N, 1)
         assert stride % 8 == 0 and stride >= K * M + 1
-        assert nchunks * stride * 8 <= max(64 << 20, stride * 8)
+        assert nchunks * stride * 8 <= max(64 << 20, 4 * stride * 8)
+        if K * M >= 1 << 20:
+            assert nchunks >= 4  # wide shapes still split for the threads
     buf = cpu.partials_buffer(5, 24)
     assert buf.ctypes.data % 64 == 0 and buf.shape == (5, 24) and buf.strides[0] % 64 == 0

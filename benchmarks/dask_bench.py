@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from loopgrad.info import cpu_model
+
 GIB = 2**30
 MIB = 2**20
 
@@ -59,17 +61,6 @@ def _reset_peak():
 
 def _peak_kib():
     return _kib("VmHWM")
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _rows(n):
@@ -319,7 +310,7 @@ def main(argv=None):
     r = {"command": " ".join(["python", "benchmarks/dask_bench.py", *(argv or sys.argv[1:])]),
          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
          "settings": vars(a),
-         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
+         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                      "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
                                          * os.sysconf("SC_PHYS_PAGES") / GIB, 1)},
          "versions": {"python": platform.python_version(), "numba": numba.__version__,

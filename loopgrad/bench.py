@@ -349,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args, impls, shapes, dtype, max_time) -> int:
-    from . import bench_impls, bench_report, reference
+    from . import bench_impls, bench_report
 
     busy = _BusyMeter()
     restore_threads = _set_threads(args.threads)
@@ -535,28 +535,10 @@ class _BusyMeter:
         return round(min(max(frac, 0.0), 1.0), 3)
 
 
-class _NoBar:
-    def set_postfix_str(self, s):
-        pass
-
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total, off):
-    if off:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        print("loopgrad bench: no progress bar without tqdm (pip install 'loopgrad[bench]')",
-              file=sys.stderr)
-        return _NoBar()
-    return tqdm(total=total, file=sys.stderr, unit="cell", desc="loopgrad bench",
-                dynamic_ncols=True)
+    from ._progress import progress
+
+    return progress(total, "loopgrad bench", "cell", enabled=not off)
 
 
 # ---------------------------------------------------------- machine and record
@@ -592,17 +574,6 @@ def _git_describe():
         return None
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gib():
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -613,6 +584,8 @@ def _memory_gib():
 def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0,
             threads, loaded, other_load, interrupted=False) -> dict:
     import numba
+
+    from .info import cpu_model
 
     import loopgrad
 
@@ -630,7 +603,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,
                       impls=[i.key for i in impls], repeat=args.repeat, max_time_s=max_time,
                       seed=args.seed, relu_grad_at_zero=a0, threads=args.threads),
-        machine=dict(cpu_model=_cpu_model(), cores=os.cpu_count(),
+        machine=dict(cpu_model=cpu_model(), cores=os.cpu_count(),
                      usable_cores=len(os.sched_getaffinity(0))
                      if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                      memory_gib=_memory_gib(), platform=platform.platform(),

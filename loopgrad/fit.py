@@ -184,25 +184,9 @@ def plot(path, results):
 
 
 def _progress(total, desc, on):
-    if on:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            print("loopgrad fit: no progress bar without tqdm (pip install tqdm)", file=sys.stderr)
-        else:
-            return tqdm(total=total, desc=desc, file=sys.stderr, unit="step", dynamic_ncols=True)
-    return _NoBar()
+    from ._progress import progress
 
-
-class _NoBar:
-    def set_postfix_str(self, s):
-        pass
-
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
+    return progress(total, desc, "step", enabled=on)
 
 
 def _positive(kind):

@@ -17,7 +17,8 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -58,7 +59,7 @@ def report() -> dict:
     return {
         "loopgrad": f"{loopgrad.__version__} ({os.path.dirname(loopgrad.__file__)})",
         "python": f"{platform.python_version()} ({sys.executable})",
-        "platform": f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()})",
+        "platform": f"{platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()})",
         "packages": ", ".join(f"{d} {_version(d)}" for d in
                               ("numpy", "numba", "llvmlite", "torch", "numba-cuda", "dask")),
         "threads": f"{numba.get_num_threads()} Numba threads (NUMBA_NUM_THREADS)",

@@ -162,7 +162,7 @@ def test_no_grad_runs_the_forward_only(rng, monkeypatch, dtype):
     want = float(dtype(loopgrad.loss(x, W, y)))
     # loopgrad.loss and loopgrad.grads may add f's terms in different orders
     # (the generated kernels for K·M ≤ 16): equal to float64 rounding, not bitwise
-    assert with_grad == pytest.approx(want, rel=4 * np.finfo(dtype).eps, abs=0)
+    assert with_grad == pytest.approx(want, rel=float(4 * np.finfo(dtype).eps), abs=0)
     forbid_gradient_work(monkeypatch)
     for ctx in (torch.no_grad, torch.inference_mode):
         with ctx():

@@ -200,25 +200,13 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool):
 
     Compiled for one dtype (read-only inputs accepted) on first use, as in cpu.py.
     """
-    from numba import njit, types
+    from . import cpu  # its signatures and its njit with the cache-less fallback
 
     dtype = np.dtype(dtype)
     key = (name, K, M, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:
-        mod = module(K, M)
-        t = types.float32 if dtype == np.float32 else types.float64
-        out = types.Array(t, 2, "C")
-        inp = types.Array(t, 2, "C", readonly=True)
-        part = types.Array(types.float64, 2, "C")
-        if name == "grads":
-            sig = types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp)
-        else:
-            sig = types.float64(part, inp, inp, inp, types.intp)
-        py = getattr(mod, f"_{name}_{'parallel' if parallel else 'serial'}")
-        try:
-            fn = njit(sig, parallel=parallel, nogil=True, cache=True)(py)
-        except RuntimeError:  # no cache locator: compile in memory
-            fn = njit(sig, parallel=parallel, nogil=True)(py)
+        py = getattr(module(K, M), f"_{name}_{'parallel' if parallel else 'serial'}")
+        fn = cpu._jit(py, signature_or_function=cpu._signature(name, dtype), parallel=parallel)
         _COMPILED[key] = fn
     return fn

@@ -13,10 +13,8 @@ def relu_backward(h, z, relu_grad_at_zero):
     torch.relu and torch.maximum do, except for relu'(0) = 1, whose op,
     torch.clamp(min=0), drops it (its mask h ≥ 0 is false for NaN).
     """
-    if h > 0.0:
-        return 2.0 * z
-    if h == 0.0:
-        return 0.0 if relu_grad_at_zero == 0.0 else relu_grad_at_zero * (2.0 * z)
-    if h < 0.0 or relu_grad_at_zero == 1.0:
-        return 0.0
-    return 2.0 * z  # h is NaN
+    t = 2.0 * z
+    at_tie = 0.0 if relu_grad_at_zero == 0.0 else relu_grad_at_zero * t
+    at_nan = 0.0 if relu_grad_at_zero == 1.0 else t  # t is NaN where h is
+    # one expression, no early returns: LLVM turns it into selects and vectorizes it
+    return t if h > 0.0 else (at_tie if h == 0.0 else (0.0 if h < 0.0 else at_nan))

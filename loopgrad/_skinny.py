@@ -167,26 +167,33 @@ def _folder() -> str:
 _MODULES: dict = {}
 
 
-def module(K: int, M: int):
-    """The generated module for (K, M), written (atomically, once) and imported."""
-    mod = _MODULES.get((K, M))
+def load(name: str, src: str):
+    """Module `name` with source `src`, written (atomically, once) into the cache folder and imported.
+
+    The file name carries a digest of the source, so a changed generator
+    writes a new file and Numba's cache (keyed by file and mtime) follows it.
+    """
+    mod = _MODULES.get(name)
     if mod is not None:
         return mod
-    src = _source(K, M)
     digest = hashlib.sha256(src.encode()).hexdigest()[:12]
-    name = f"rows_k{K}_m{M}_{digest}"
-    path = os.path.join(_folder(), name + ".py")
+    path = os.path.join(_folder(), f"{name}_{digest}.py")
     if not os.path.exists(path):  # rewriting would change its mtime and void Numba's cache
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(src)
         os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(f"loopgrad._generated.{name}", path)
+    spec = importlib.util.spec_from_file_location(f"loopgrad._generated.{name}_{digest}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-    _MODULES[K, M] = mod
+    _MODULES[name] = mod
     return mod
+
+
+def module(K: int, M: int):
+    """The generated row module for (K, M)."""
+    return load(f"rows_k{K}_m{M}", _source(K, M))
 
 
 _COMPILED: dict = {}

@@ -95,16 +95,23 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
         return Grads(*_gpu.compute(x, W, y, a0, grads=True))
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     cpu = _cpu()
-    rows, nchunks, stride = cpu.plan(N, K, M)
     dx = np.empty((N, K), xa.dtype)
     dW = np.empty((K, M), xa.dtype)
     dy = np.empty((N, M), xa.dtype)
-    partials = cpu.partials_buffer(nchunks, stride)
-    # One chunk: the parallel region would cost more than it saves.
-    parallel = nchunks > 1 and _parallel.allowed()
-    kern = cpu.kernel("grads", xa.dtype, parallel, K, M)
-    with _parallel.guard(parallel):
-        f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
+    if cpu.tiled(K, M):
+        name, nchunks, rows = cpu.tiled_plan(N, K, M, xa.dtype)
+        parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
+        kern = cpu.tiled_kernel(name, xa.dtype, parallel)
+        with _parallel.guard(parallel):
+            f = kern(dx, dW, dy, xa, Wa, ya, a0, nchunks, rows)
+    else:
+        rows, nchunks, stride = cpu.plan(N, K, M)
+        partials = cpu.partials_buffer(nchunks, stride)
+        # One chunk: the parallel region would cost more than it saves.
+        parallel = nchunks > 1 and _parallel.allowed()
+        kern = cpu.kernel("grads", xa.dtype, parallel, K, M)
+        with _parallel.guard(parallel):
+            f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
     if type(x) is not np.ndarray and _inputs.is_torch_tensor(x):
         import torch
 
@@ -123,6 +130,11 @@ def loss(x, W, y, *, device: str | None = None) -> float:
         return _gpu.compute(x, W, y, 0.0, grads=False)
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     cpu = _cpu()
+    if cpu.tiled(K, M):
+        parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
+        kern = cpu.tiled_kernel("loss", xa.dtype, parallel)
+        with _parallel.guard(parallel):
+            return float(kern(xa, Wa, ya))
     rows, nchunks, _ = cpu.plan(N, K, M)
     partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
     parallel = nchunks > 1 and _parallel.allowed()

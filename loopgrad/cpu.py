@@ -24,7 +24,9 @@ import functools
 import numpy as np
 from numba import njit, prange, types
 
+from . import _tiled
 from ._scalar import relu_backward
+from ._skinny import MAX_KM
 
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
@@ -258,7 +260,7 @@ def kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
 def _choose(name, dtype, parallel, K, M):
     from . import _skinny
 
-    if 1 <= K * M <= _skinny.MAX_KM:
+    if 1 <= K * M <= MAX_KM:
         try:
             return _skinny.kernel(name, K, M, dtype, parallel)
         except RuntimeError:  # no writable folder for the generated source
@@ -270,3 +272,22 @@ def _choose(name, dtype, parallel, K, M):
                   parallel=parallel)
         _COMPILED[key] = fn
     return fn
+
+
+# ------------------------------------------------------------- the tiled path
+# From K = 8 on, the register-tiled products of _tiled.py beat the row kernel
+# 1.1–3× at 10⁵ rows (and 8–10× on square shapes); below it the row kernel's
+# float64 loop over M wins (dev/gemm_v6.py, "crossover").
+TILED_MIN_K = 8
+# Multiply-adds under which the tiled kernels run serially: a parallel region
+# costs more than it saves (bitwise the same result either way).
+TILED_PARALLEL_WORK = 1 << 16
+
+
+def tiled(K: int, M: int) -> bool:
+    """Whether an N×K×M problem goes to the tiled kernels rather than the row kernels."""
+    return K >= TILED_MIN_K and K * M > MAX_KM
+
+
+tiled_plan = _tiled.plan
+tiled_kernel = _tiled.kernel

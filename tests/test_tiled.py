@@ -1,0 +1,178 @@
+"""The tiled kernels for K ≥ 8 (loopgrad/_tiled.py), at kernel level and through the API."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import loopgrad
+from loopgrad import _tiled, cpu
+from _helpers import assert_matches_torch, draw
+
+# Block edges: MR = 12 rows, NR = 32 (float32) / 16 (float64) columns, MC = 96
+# rows, KC = 512 / 256 steps.  Each shape sits across some of them.
+SHAPES = [
+    (1, 8, 3),         # one row, one partial tile
+    (97, 13, 33),      # one past MC rows, one past NR columns
+    (193, 520, 40),    # K past KC: h summed over two KC blocks
+    (130, 9, 530),     # M past KC: dx summed over two KC blocks
+    (1100, 40, 17),    # N past KC (and SUM_BLOCK): dW over several row blocks
+    (50, 300, 300),    # wide K·M: the three-pass kernel
+]
+
+
+def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None):
+    """(f, dx, dW, dy) from tiled kernel `name` into NaN-poisoned outputs."""
+    N, K = x.shape
+    M = W.shape[1]
+    _, nchunks, rows = _tiled.plan(N, K, M, x.dtype)
+    if chunk_rows is not None:
+        rows, nchunks = chunk_rows, -(-N // chunk_rows)
+    kern = _tiled.kernel(name, x.dtype, parallel)
+    if name == "loss":
+        return kern(x, W, y)
+    dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
+    f = kern(dx, dW, dy, x, W, y, a0, nchunks, rows)
+    return f, dx, dW, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,K,M", SHAPES)
+def test_both_kernels_match_torch(rng, N, K, M, dtype):
+    x, W, y = draw(rng, N, K, M, dtype)
+    for name in ("grads_fused", "grads"):
+        par = run(name, x, W, y, True)
+        assert_matches_torch(par, x, W, y)        # an element left unwritten stays NaN
+        for a, b in zip(par, run(name, x, W, y, False)):
+            assert np.array_equal(a, b), name     # serial and parallel: the same bits
+    f = run("loss", x, W, y, True)
+    assert f == run("loss", x, W, y, False)
+    assert f == pytest.approx(par[0], rel=1e-14)  # the same h; f's sum grouped differently
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fresh_random_shapes_through_the_api(rng, dtype):
+    for _ in range(5):
+        N = int(rng.integers(1, 2500))
+        K = int(rng.integers(cpu.TILED_MIN_K, 120))
+        M = int(rng.integers(3, 120))
+        x, W, y = draw(rng, N, K, M, dtype, scale=float(rng.uniform(0.1, 10)))
+        assert cpu.tiled(K, M)
+        assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
+
+
+@pytest.mark.parametrize("name", ["grads_fused", "grads"])
+def test_chunking_changes_no_bit_of_dx_dy(rng, name):
+    # dx and dy never depend on the chunks; dW and f only through their fixed-order sums
+    x, W, y = draw(rng, 3000, 20, 24)
+    a, b = run(name, x, W, y, True, chunk_rows=576), run(name, x, W, y, True, chunk_rows=1536)
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[3], b[3])
+    assert_matches_torch(a, x, W, y)
+    assert_matches_torch(b, x, W, y)
+
+
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("name", ["grads_fused", "grads"])
+def test_ties_and_special_values(rng, name, a0):
+    # integers: h is exact in float32, so h == 0 is a true tie and relu'(0) is checked
+    # exactly; a NaN h in row 7 and infinities in column 2 follow torch's rule
+    x = rng.integers(-2, 3, (400, 10)).astype(np.float32)
+    W = rng.integers(-2, 3, (10, 40)).astype(np.float32)
+    y = rng.integers(-3, 4, (400, 40)).astype(np.float32)
+    ties = run(name, x, W, y, True, a0)
+    assert np.sum((x @ W) == 0) > 100
+    assert_matches_torch(ties, x, W, y, a0)
+    x[7, 0], W[1, 2] = np.nan, np.inf
+    assert_matches_torch(run(name, x, W, y, True, a0), x, W, y, a0, form="sum")
+
+
+def test_api_routes_by_shape(monkeypatch, rng):
+    used = []
+    kernel = cpu.tiled_kernel
+    monkeypatch.setattr(cpu, "tiled_kernel", lambda *a: used.append(a[0]) or kernel(*a))
+    for K, M in ((7, 40), (8, 2), (8, 3), (64, 64), (300, 300)):
+        x, W, y = draw(rng, 200, K, M)
+        assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
+    assert used == ["grads_fused", "grads_fused", "grads"]
+    assert loopgrad.loss(x, W, y) == pytest.approx(loopgrad.grads(x, W, y).f, rel=1e-14)
+    assert used[-2:] == ["loss", "grads"]
+
+
+def test_plan_is_a_function_of_the_shape():
+    for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):
+        name, nchunks, rows = _tiled.plan(N, K, M, np.float32)
+        assert nchunks * rows >= N and (nchunks - 1) * rows < max(N, 1)
+        assert rows % _tiled.SIZES["float32"][2] == 0 or name == "grads"
+    assert _tiled.plan(10**6, 16, 16, np.float32)[0] == "grads_fused"
+    assert _tiled.plan(2048, 2048, 2048, np.float32)[0] == "grads"
+
+
+def test_empty_rows(rng):
+    x, W, y = draw(rng, 0, 12, 40)
+    got = loopgrad.grads(x, W, y)
+    assert got.f == 0.0 and got.dx.shape == (0, 12) and np.array_equal(got.dW, np.zeros((12, 40), np.float32))
+
+
+# ------------------------------------------------------------ the SLP switch
+
+def _micro_kernel_asm(slp: bool) -> str:
+    # compile a fresh copy of the float32 micro-kernel, with or without SLP
+    from numba import njit, types
+
+    mod = _tiled._skinny.load("tiled_float32", _tiled._source("float32"))
+    u, a = types.uint64, types.Array(types.float32, 1, "C")
+    sig = types.void(u, a, u, u, a, u, u, a)
+    fresh = njit(sig, fastmath={"contract"})
+    if slp:
+        with _tiled.slp_vectorize():
+            fn = fresh(mod.mk.py_func)
+    else:
+        fn = fresh(mod.mk.py_func)
+    return "\n".join(fn.inspect_asm().values())
+
+
+def test_slp_vectorizes_the_micro_kernel_and_is_put_back():
+    from numba.core import config
+
+    before = config.SLP_VECTORIZE
+    packed = re.compile(r"vfmadd\w*ps\s.*%[yz]mm")
+    if not packed.search(_micro_kernel_asm(slp=True)):
+        pytest.skip("no packed float32 FMA on this CPU")
+    assert config.SLP_VECTORIZE == before
+    # without SLP the same source stays scalar: the switch is what vectorizes it
+    assert not packed.search(_micro_kernel_asm(slp=False))
+
+
+def test_slp_switch_restored_after_an_error():
+    from numba.core import config
+
+    before = config.SLP_VECTORIZE
+    with pytest.raises(ZeroDivisionError):
+        with _tiled.slp_vectorize():
+            assert config.SLP_VECTORIZE == 1
+            1 / 0
+    assert config.SLP_VECTORIZE == before
+
+
+_CHILD = """
+import numpy as np, numba
+from numba.core import config
+want = config.SLP_VECTORIZE                 # the user's setting, numba imported first
+import loopgrad
+x, W, y = (np.ones(s, np.float32) for s in ((300, 20), (20, 30), (300, 30)))
+loopgrad.grads(x, W, y)                     # compiles the tiled kernels (empty cache)
+assert config.SLP_VECTORIZE == want, (config.SLP_VECTORIZE, want)
+print(want)
+"""
+
+
+@pytest.mark.parametrize("user_setting", ["0", "1"])
+def test_user_numba_setting_survives(tmp_path, user_setting):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_SLP_VECTORIZE=user_setting)
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == user_setting

@@ -55,6 +55,19 @@ JSON (--json FILE): one object with these fields
                     installed)
     reference       what the outputs were checked against
     skipped         [{impl, label, reason}]: implementations that could not run here
+    ceilings        only with --ceilings (loopgrad.bench_ceilings): the best this machine does,
+                    measured after the cells (null where Ctrl-C came first):
+                      memory_copy  {gbps, best, array_bytes, bytes_per_copy, dtype, repeat,
+                                    measurements: [{key, label, threads, best_s, gbps, reason}]}
+                                   bytes read + written per second copying a 256 MiB
+                                   float32 array: np.copyto (1 thread), a Numba prange loop
+                      sgemm        {gflops, best, n, dtype, repeat, measurements: [{key, label,
+                                    env, blas, threads, best_s, gflops, reason}]}
+                                   2·n³ / time of a float32 2048² product: NumPy a @ b in a
+                                   fresh process with the environment as it is and without
+                                   OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE; torch.matmul
+                    gbps, gflops: the best measurement's (named by best); each measurement is
+                    the fastest of repeat calls after a warm-up, or null with its reason
     results         one object per shape × implementation that ran:
 
         shape           [N, K, M]
@@ -176,6 +189,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop timing a cell after S seconds (default: the preset's, "
                         "0.5 for quick, 1.5 otherwise)")
     g.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    g.add_argument("--ceilings", action="store_true",
+                   help="also measure the machine's ceilings, printed after the table: memory "
+                        "copy GB/s (np.copyto, a Numba prange loop; 256 MiB) and float32 "
+                        "matmul GFLOP/s (NumPy with and without OPENBLAS_CORETYPE/"
+                        "OPENBLAS_L2_SIZE, torch; n = 2048); about 10 s")
     o = p.add_argument_group("output (the table goes to stdout, progress to stderr)")
     o.add_argument("--markdown", action="store_true",
                    help="print a dated Markdown section (machine, versions, command, table) "
@@ -361,11 +379,15 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
         else:
             active.append(impl)
     a0 = bench_impls.RELU_GRAD_AT_ZERO
-    bar = _progress(len(shapes) * (len(active) + 1), args.no_progress)
+    ceilings = dict(memory_copy=None, sgemm=None) if getattr(args, "ceilings", False) else None
+    bar = _progress(len(shapes) * (len(active) + 1) + (len(ceilings) if ceilings else 0),
+                    args.no_progress)
     results, interrupted = [], False
     try:
         try:
             _measure(args, active, shapes, dtype, max_time, a0, bar, results)
+            if ceilings is not None:
+                _measure_ceilings(args, bar, ceilings)
         except KeyboardInterrupt:  # Ctrl-C: stop, and report the cells measured so far
             interrupted = True
         threads, loaded = _threads()  # while --threads is still in force
@@ -374,7 +396,7 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
         restore_threads()
     _speedups(results, bench_impls.BASELINE)
     record = _record(args, shapes, dtype, max_time, impls, skipped, results, _reference_name(),
-                     a0, threads, loaded, busy.other(), interrupted)
+                     a0, threads, loaded, busy.other(), interrupted, ceilings)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)
@@ -409,6 +431,19 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
             gc.collect()
             time.sleep(_SETTLE_S)
         del x, W, y, ref, bounds, loose
+
+
+def _measure_ceilings(args, bar, ceilings):
+    """Fill ceilings (memory_copy, sgemm) one by one: Ctrl-C keeps those measured."""
+    from . import bench_ceilings
+
+    for name, measure in (("memory_copy", bench_ceilings.memory_copy),
+                          ("sgemm", bench_ceilings.sgemm)):
+        bar.set_postfix_str(f"ceilings: {name.replace('_', ' ')}")
+        time.sleep(_SETTLE_S)
+        ceilings[name] = measure(threads=args.threads)
+        bar.update()
+        gc.collect()
 
 
 def _describe(cell, impl, nkm, dtype) -> dict:
@@ -582,7 +617,7 @@ def _memory_gib():
 
 
 def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0,
-            threads, loaded, other_load, interrupted=False) -> dict:
+            threads, loaded, other_load, interrupted=False, ceilings=None) -> dict:
     import numba
 
     from .info import cpu_model
@@ -595,6 +630,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
     except Exception:  # noqa: BLE001 - older NumPy: no dict mode
         build = None
     argv = getattr(args, "argv", None)
+    extra = {} if ceilings is None else dict(ceilings=ceilings)  # only with --ceilings
     return dict(
         schema=SCHEMA,
         interrupted=interrupted,
@@ -619,5 +655,6 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
                                                   "tqdm", "matplotlib")}),
         reference=ref_name,
         skipped=skipped,
+        **extra,
         results=results,
     )

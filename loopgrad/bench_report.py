@@ -89,6 +89,74 @@ def _notes(record, md) -> list:
     return lines
 
 
+_CEILINGS = (  # key in record["ceilings"], name, figure's key and unit
+    ("memory_copy", "memory copy", "gbps", "GB/s"),
+    ("sgemm", "sgemm", "gflops", "GFLOP/s"),
+)
+
+
+def _ceiling_how(name, c) -> str:
+    if name == "memory_copy":
+        return (f"bytes read + written per second copying {c['array_bytes'] / 2**20:g} MiB of "
+                f"{c['dtype']}")
+    return f"2·n³ / time of a {c['dtype']} n × n product, n = {c['n']}"
+
+
+def _measurement_how(m) -> str:
+    if m.get("reason"):
+        return f"not measured: {m['reason']}"
+    parts = {"numba-prange": ["@njit(parallel=True)"], "torch": ["this process"]}.get(
+        m.get("key"), [])
+    if m.get("env") is not None:  # NumPy in a fresh process
+        pins = ", ".join(f"{k}={v}" for k, v in m["env"].items() if v is not None)
+        parts.append("fresh process" + (f", {pins}" if pins else ""))
+    blas = m.get("blas") or {}
+    if blas.get("internal_api"):
+        parts.append(" ".join(str(v) for v in (blas["internal_api"], blas.get("version"))
+                              if v)
+                     + (f", {blas['architecture']} kernels" if blas.get("architecture")
+                        else ""))
+    if m.get("threads"):
+        parts.append(f"{m['threads']} thread{'s' if m['threads'] > 1 else ''}")
+    return "; ".join(parts)
+
+
+def ceiling_rows(record) -> list:
+    """[(what, figure, how measured, is_ceiling)] for --ceilings, [] without it.
+
+    One row per ceiling (the best of its measurements), then one per measurement.
+    """
+    ceilings = record.get("ceilings")
+    if ceilings is None:
+        return []
+    out = []
+    for name, what, key, unit in _CEILINGS:
+        c = ceilings.get(name)
+        if c is None:
+            out.append((what, "—", "not measured (interrupted)", True))
+            continue
+        how = (f"{_ceiling_how(name, c)}; the best below, each the fastest of {c['repeat']} "
+               "after a warm-up" if c[key] is not None else "nothing could be measured")
+        out.append((what, _num(c[key], f" {unit}"), how, True))
+        for m in c["measurements"]:
+            out.append((m["label"], _num(m[key], f" {unit}"), _measurement_how(m), False))
+    return out
+
+
+def _ceilings_block(record) -> list:
+    body = ceiling_rows(record)
+    if not body:
+        return []
+    w_what = max(len(r[0]) + (0 if r[3] else 2) for r in body)
+    w_fig = max(len(r[1]) for r in body)
+    out = ["", "ceilings (--ceilings): the best this machine does, to read GB/s and GFLOP/s "
+               "above against"]
+    for what, fig, how, top in body:
+        what = what if top else "  " + what
+        out.append(f"  {what.ljust(w_what)}  {fig.rjust(w_fig)}  {how}".rstrip())
+    return out
+
+
 def table(record) -> str:
     """The plain-text table for the terminal, with skips and notes below it."""
     body = rows(record)
@@ -105,7 +173,7 @@ def table(record) -> str:
             f"Numba {record['threads']['numba']} threads")
     out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
-    return "\n".join(out + [""] + _notes(record, md=False))
+    return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))
 
 
 def _blas_line(record) -> str:
@@ -154,6 +222,15 @@ def markdown(record, plot=None) -> str:
     out += [""] + [f"- {n}" for n in _notes(record, md=True)]
     labels = {r["impl"]: r["label"] for r in record["results"]}
     out.append("- implementations: " + "; ".join(f"`{k}` {lab}" for k, lab in labels.items()))
+    ceilings = ceiling_rows(record)
+    if ceilings:
+        out += ["", "Ceilings (`--ceilings`): the best this machine does, to read GB/s and "
+                    "GFLOP/s above against", "",
+                "| what | figure | how measured |", "|---|---:|---|"]
+        for what, fig, how, top in ceilings:
+            what, fig, how = (c.replace("|", "\\|") for c in (what, fig, how))
+            out.append(f"| **{what}** | **{fig}** | {how} |" if top
+                       else f"| ↳ {what} | {fig} | {how} |")
     if plot:
         out += ["", f"![time and GFLOP/s against work, per implementation]"
                     f"({os.path.basename(plot)})"]

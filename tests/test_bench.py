@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loopgrad import bench, bench_impls, cli
+from loopgrad import bench, bench_ceilings, bench_impls, bench_report, cli
 
 torch = pytest.importorskip("torch")
 # raised inside torch while torch.compile sets up, not by loopgrad
@@ -25,6 +25,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _short_settle(monkeypatch):
     # the pause between cells only matters for real timings
     monkeypatch.setattr(bench, "_SETTLE_S", 0.0)
+
+
+@pytest.fixture
+def tiny_ceilings(monkeypatch):
+    # --ceilings at sizes that take milliseconds: a 1 MiB copy, a 32 x 32 product
+    monkeypatch.setattr(bench_ceilings, "COPY_MIB", 1)
+    monkeypatch.setattr(bench_ceilings, "SGEMM_N", 32)
+    monkeypatch.setattr(bench_ceilings, "REPEAT", 2)
 
 
 def _bench(capsys, *args):
@@ -58,6 +66,7 @@ def test_tiny_run_end_to_end(capsys, tmp_path):
             if not (i == "jax" and any(s["impl"] == "jax" for s in rec["skipped"]))]
     rows = _table_rows(out)
     assert [(r[0], r[2]) for r in rows] == [(s, i) for s in ("7×3×2", "50×4×5") for i in want]
+    assert "ceilings" not in rec and "ceilings" not in out  # only with --ceilings
     assert all(r[3] == "ok" for r in rows), out
     by = {(tuple(r["shape"]), r["impl"]): r for r in rec["results"]}
     for r in rec["results"]:
@@ -77,11 +86,11 @@ def test_tiny_run_end_to_end(capsys, tmp_path):
             assert max(e["err_over_bound"] for e in r["errors"].values()) <= 1
 
 
-def test_json_has_exactly_the_documented_fields(capsys, tmp_path):
+def test_json_has_exactly_the_documented_fields(capsys, tmp_path, tiny_ceilings):
     path = tmp_path / "r.json"
-    rc, _, _ = _bench(capsys, "--shapes", "5x2x3", "--repeat", "3", "--max-time", "0.01",
-                      "--no-progress", "--impl", "loopgrad,numpy,torch-cuda", "--threads", "1",
-                      "--json", str(path))
+    rc, out, _ = _bench(capsys, "--shapes", "5x2x3", "--repeat", "3", "--max-time", "0.01",
+                        "--no-progress", "--impl", "loopgrad,numpy,torch-cuda", "--threads", "1",
+                        "--ceilings", "--json", str(path))
     assert rc == 0
     rec = json.loads(path.read_text())
     top, res = _documented_fields()
@@ -107,6 +116,104 @@ def test_json_has_exactly_the_documented_fields(capsys, tmp_path):
     pytest.importorskip("threadpoolctl")
     blas = [d for d in rec["blas"]["loaded"] if d["user_api"] == "blas"]
     assert blas and rec["threads"]["blas"] == [1]  # --threads limits NumPy's BLAS too
+    # --ceilings: both measured, with --threads 1 in force, and printed after the table
+    ceil = rec["ceilings"]
+    _check_memory_copy(ceil["memory_copy"])
+    _check_sgemm(ceil["sgemm"])
+    assert all(m["threads"] == 1 for c in ceil.values() for m in c["measurements"]
+               if m["gbps" if "gbps" in m else "gflops"] is not None)
+    assert out.index("ceilings (--ceilings)") > out.index("5×2×3")
+    assert re.search(r"^  memory copy\s+[\d.]+ GB/s  ", out, re.M)
+    assert re.search(r"^  sgemm\s+[\d.]+ GFLOP/s  ", out, re.M)
+    md = bench_report.markdown(rec)
+    assert "| what | figure | how measured |" in md
+    assert re.search(r"^\| \*\*sgemm\*\* \| \*\*[\d.]+ GFLOP/s\*\* \|", md, re.M)
+    assert re.search(r"^\| ↳ NumPy np\.copyto \| [\d.]+ GB/s \| 1 thread \|$", md, re.M)
+
+
+def _positive(v):
+    return isinstance(v, float) and np.isfinite(v) and v > 0
+
+
+def _check_memory_copy(c):
+    assert sorted(c) == sorted(["gbps", "best", "array_bytes", "bytes_per_copy", "dtype",
+                                "repeat", "measurements"])
+    assert [m["key"] for m in c["measurements"]] == ["numpy-copyto", "numba-prange"]
+    for m in c["measurements"]:
+        assert sorted(m) == sorted(["key", "label", "threads", "best_s", "gbps", "reason"])
+        assert m["reason"] is None and _positive(m["best_s"]) and _positive(m["gbps"])
+        assert m["gbps"] == pytest.approx(c["bytes_per_copy"] / m["best_s"] / 1e9)
+    assert c["bytes_per_copy"] == 2 * c["array_bytes"]
+    assert c["gbps"] == max(m["gbps"] for m in c["measurements"])
+    assert c["best"] in [m["label"] for m in c["measurements"] if m["gbps"] == c["gbps"]]
+
+
+def _check_sgemm(c):
+    assert sorted(c) == sorted(["gflops", "best", "n", "dtype", "repeat", "measurements"])
+    assert [m["key"] for m in c["measurements"]] == ["numpy", "numpy-unpinned", "torch"]
+    n = c["n"]
+    for m in c["measurements"]:
+        assert sorted(m) == sorted(["key", "label", "env", "blas", "threads", "best_s",
+                                    "gflops", "reason"])
+        if m["key"] == "numpy-unpinned" and m["reason"]:
+            continue  # neither variable set here: nothing to remove
+        assert m["reason"] is None and _positive(m["best_s"]) and _positive(m["gflops"])
+        assert m["gflops"] == pytest.approx(2 * n**3 / m["best_s"] / 1e9)
+    assert _positive(c["gflops"])
+    assert c["gflops"] == max(m["gflops"] for m in c["measurements"] if m["gflops"])
+
+
+def test_ceilings_at_tiny_sizes(monkeypatch):
+    copy = bench_ceilings.memory_copy(mib=1, repeat=2)
+    _check_memory_copy(copy)
+    assert copy["array_bytes"] == 2**20 and copy["repeat"] == 2
+    # NumPy's product runs twice in fresh processes: as the environment is, and without
+    # the two variables that pin OpenBLAS's kernels (set to Haswell and 512 on some machines)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    mm = bench_ceilings.sgemm(n=32, repeat=2, timeout=60)
+    _check_sgemm(mm)
+    numpy, unpinned, _ = mm["measurements"]
+    assert numpy["env"] == {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
+    assert unpinned["env"] == {"OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
+    if numpy["blas"]:  # threadpoolctl in the subprocess: which kernels OpenBLAS chose
+        assert numpy["blas"]["internal_api"] == "openblas"
+        assert numpy["blas"]["architecture"].lower() == "haswell"
+    # neither set: the second run would repeat the first, so it is not made
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.delenv("OPENBLAS_L2_SIZE")
+    mm = bench_ceilings.sgemm(n=16, repeat=1, with_torch=False)
+    assert [m["key"] for m in mm["measurements"]] == ["numpy", "numpy-unpinned"]
+    assert mm["measurements"][1]["gflops"] is None and "neither" in mm["measurements"][1]["reason"]
+    assert mm["best"] == mm["measurements"][0]["label"] and _positive(mm["gflops"])
+
+
+def test_ceilings_subprocess_failures_are_reported(monkeypatch):
+    monkeypatch.setattr(bench_ceilings, "_CHILD", "raise SystemExit('no BLAS here')")
+    mm = bench_ceilings.sgemm(n=8, repeat=1, with_torch=False)
+    assert mm["gflops"] is None and mm["best"] is None
+    assert "the subprocess failed: no BLAS here" in mm["measurements"][0]["reason"]
+    monkeypatch.setattr(bench_ceilings, "_CHILD", "import time; time.sleep(30)")
+    mm = bench_ceilings.sgemm(n=8, repeat=1, timeout=0.5, with_torch=False)
+    assert mm["measurements"][0]["reason"] == "timed out after 0.5 s"
+
+
+def test_ctrl_c_during_the_ceilings_keeps_what_was_measured(capsys, tmp_path, monkeypatch,
+                                                          tiny_ceilings):
+    def interrupted(**_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_ceilings, "sgemm", interrupted)
+    path = tmp_path / "r.json"
+    rc, out, err = _bench(capsys, "--shapes", "5x2x3", "--repeat", "3", "--max-time", "0.01",
+                          "--no-progress", "--impl", "loopgrad", "--ceilings",
+                          "--json", str(path))
+    assert rc == 130 and "interrupted:" in err
+    rec = json.loads(path.read_text())
+    assert rec["interrupted"] is True and rec["results"][0]["status"] == "timed"
+    _check_memory_copy(rec["ceilings"]["memory_copy"])
+    assert rec["ceilings"]["sgemm"] is None
+    assert re.search(r"^  sgemm\s+—  not measured \(interrupted\)$", out, re.M)
 
 
 @pytest.mark.parametrize("args, message", [

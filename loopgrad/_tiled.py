@@ -58,11 +58,15 @@ MR, NR, MC, KC = U({MR}), U({NR}), U({MC}), U({KC})
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
+# The epilogue's f sum may split over vector lanes (the same way every run); the
+# micro-kernel, compiled on its own, keeps _FM even where LLVM inlines it.
+_FM_EPILOGUE = {{"contract", "reassoc"}}
 
 
 @njit(nogil=True, cache=True, fastmath=_FM)
-def mk(kc, A, ao, lda, B, bo, ldb, Ct):
-    # Ct[i·NR + j] = Σ_p A[ao + p·lda + i] · B[bo + p·ldb + j],  an MR×NR tile
+def mk(kc, A, ao, lda, ldi, B, bo, ldb, Ct):
+    # Ct[i·NR + j] = Σ_p A[ao + p·lda + i·ldi] · B[bo + p·ldb + j], an MR×NR tile;
+    # A is a packed micro-panel (lda = MR, ldi = 1) or rows or columns of x or g as they lie
 '''
 
 _BODY = '''
@@ -100,73 +104,74 @@ def pack_b(Bp, src, rs, cs, nrows, ncols):
                 Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
 
 
-@njit(nogil=True, cache=True, fastmath=_FM)
-def forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, fa, want_grads):
-    # rows [r0, r0+rows): h = x·W accumulated in g (the block's rows, stride Mp), then
-    # the epilogue: returns f = Σ z²; with want_grads writes dy, and g zero-padded to Mp
+@njit(nogil=True, cache=True, fastmath=_FM_EPILOGUE)
+def forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, want_grads):
+    # rows [r0, r0+rows): h = x·W into g (the block's rows, stride Mp, whole panels of
+    # MR rows), then the epilogue: returns f = Σ z²; with want_grads writes dy, and g
+    # over h in place (g's columns past M hold junk that nothing reads as g)
     nir = (rows + MR - U(1)) // MR
-    for j in range(NR):
-        fa[j] = 0.0  # f by column position: vectorizes without reordering any one sum
+    full = rows // MR  # whole panels read x in place; a last partial one is packed
     for pc in range(U(0), K, KC):
         kc = min(KC, K - pc)
-        last = pc + kc == K
-        pack_a(Ap, x, K, r0, rows, pc, kc)
+        if full < nir:
+            pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
         for jr in range(Mp // NR):
-            ncol = min(NR, M - jr * NR)
+            bo = (jr * K + pc) * NR
             for ir in range(nir):
-                mk(kc, Ap, ir * kc * MR, MR, Wp, (jr * K + pc) * NR, NR, Ct)
-                for i in range(min(MR, rows - ir * MR)):
-                    n = ir * MR + i
-                    gb = n * Mp + jr * NR
-                    t = i * NR
-                    if pc != U(0):
-                        for j in range(NR):
-                            Ct[t + j] += g[gb + j]
-                    if not last:
-                        for j in range(NR):
-                            g[gb + j] = Ct[t + j]
-                        continue
-                    yb = (r0 + n) * M + jr * NR
-                    if want_grads:
-                        for j in range(ncol):
-                            hj = Ct[t + j]
-                            z = (0.0 if hj < 0.0 else np.float64(hj)) - np.float64(y[yb + j])
-                            fa[j] += z * z
-                            dy[yb + j] = -2.0 * z
-                            g[gb + j] = _relu_backward(hj, z, a0)
-                        for j in range(ncol, NR):
-                            g[gb + j] = T(0.0)  # padding: g's rows are B for dW = xᵀ·g
-                    else:
-                        for j in range(ncol):
-                            hj = Ct[t + j]
-                            z = (0.0 if hj < 0.0 else np.float64(hj)) - np.float64(y[yb + j])
-                            fa[j] += z * z
+                if ir < full:
+                    mk(kc, x, (r0 + ir * MR) * K + pc, U(1), K, Wp, bo, NR, Ct)
+                else:
+                    mk(kc, Ap, U(0), MR, U(1), Wp, bo, NR, Ct)
+                if pc == U(0):
+                    wb_store(Ct, g, ir * MR * Mp + jr * NR, Mp)
+                else:
+                    wb_add(Ct, g, ir * MR * Mp + jr * NR, Mp)
     f = 0.0
-    for j in range(NR):
-        f += fa[j]
+    for n in range(rows):
+        gb = n * Mp
+        yb = (r0 + n) * M
+        if want_grads:
+            for j in range(M):
+                h = g[gb + j]
+                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
+                f += z * z
+                dy[yb + j] = -2.0 * z
+                g[gb + j] = _relu_backward(h, z, a0)
+        else:
+            for j in range(M):
+                h = g[gb + j]
+                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
+                f += z * z
     return f
 
 
 @njit(nogil=True, cache=True, fastmath=_FM)
-def dx_block(dx, g, Wtp, K, M, Mp, r0, rows, Ap, Ct):
-    # rows [r0, r0+rows) of dx = g·Wᵀ (g: the block's rows):
-    # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
+def dx_block(dx, g, Wtp, K, M, Mp, r0, rows, Ct):
+    # rows [r0, r0+rows) of dx = g·Wᵀ (g: the block's rows, read in place: its buffer
+    # has whole panels of rows): h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
     nir = (rows + MR - U(1)) // MR
     for pc in range(U(0), M, KC):
         kc = min(KC, M - pc)
-        pack_a(Ap, g, Mp, U(0), rows, pc, kc)
         for jr in range((K + NR - U(1)) // NR):
             ncol = min(NR, K - jr * NR)
+            bo = (jr * M + pc) * NR
             for ir in range(nir):
-                mk(kc, Ap, ir * kc * MR, MR, Wtp, (jr * M + pc) * NR, NR, Ct)
-                for i in range(min(MR, rows - ir * MR)):
-                    b = (r0 + ir * MR + i) * K + jr * NR
+                mk(kc, g, ir * MR * Mp + pc, U(1), Mp, Wtp, bo, NR, Ct)
+                nrow = min(MR, rows - ir * MR)
+                b = (r0 + ir * MR) * K + jr * NR
+                if nrow == MR and ncol == NR:  # a whole tile
+                    if pc == U(0):
+                        wb_store(Ct, dx, b, K)
+                    else:
+                        wb_add(Ct, dx, b, K)
+                    continue
+                for i in range(nrow):
                     if pc == U(0):
                         for j in range(ncol):
-                            dx[b + j] = Ct[i * NR + j]
+                            dx[b + i * K + j] = Ct[i * NR + j]
                     else:
                         for j in range(ncol):
-                            dx[b + j] += Ct[i * NR + j]
+                            dx[b + i * K + j] += Ct[i * NR + j]
 
 
 @njit(nogil=True, cache=True, fastmath=_FM)
@@ -174,14 +179,20 @@ def dw_block(part, x, g, K, Mp, n0, n1, k0, krows, Ap, Ct):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
     # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
     nir = (krows + MR - U(1)) // MR
+    full = krows // MR  # whole panels read x's rows in place; a last partial one is packed
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
-        pack_at(Ap, x, K, k0, krows, pc, kc)
+        if full < nir:
+            pack_at(Ap, x, K, k0 + full * MR, krows - full * MR, pc, kc)
         for jr in range(Mp // NR):
-            for ir in range(nir):
-                mk(kc, Ap, ir * kc * MR, MR, g, (pc - n0) * Mp + jr * NR, Mp, Ct)
-                for i in range(min(MR, krows - ir * MR)):
-                    b = (k0 + ir * MR + i) * Mp + jr * NR
+            bo = (pc - n0) * Mp + jr * NR
+            for ir in range(full):
+                mk(kc, x, pc * K + k0 + ir * MR, K, U(1), g, bo, Mp, Ct)
+                wb_add64(Ct, part, (k0 + ir * MR) * Mp + jr * NR, Mp)
+            if full < nir:
+                mk(kc, Ap, U(0), MR, U(1), g, bo, Mp, Ct)
+                for i in range(krows - full * MR):
+                    b = (k0 + full * MR + i) * Mp + jr * NR
                     for j in range(NR):
                         part[b + j] += np.float64(Ct[i * NR + j])
 
@@ -224,14 +235,13 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
         n1 = min(N, n0 + R)
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
-        fa = np.empty(NR)
-        g = np.empty(MC * Mp, T)
+        g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
         pc = part[U(c) * K * Mp:]
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, fa, True)
-            dx_block(dx, g, Wtp, K, M, Mp, r0, rows, Ap, Ct)
+            f += forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, True)
+            dx_block(dx, g, Wtp, K, M, Mp, r0, rows, Ct)
             for k0 in range(U(0), K, MC):
                 dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[U(c)] = f
@@ -251,7 +261,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - U(1)) // NR * NR
     Wp, Wtp = pack_w(W, K, M)
-    g = np.empty(N * Mp, T)
+    g = np.empty((N + MR - U(1)) // MR * MR * Mp, T)  # whole panels of MR rows for dx
     nb = (N + MC - U(1)) // MC
     fb = np.empty(nb)
     for b in {range}(nb):
@@ -260,8 +270,8 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
         gb = g[r0 * Mp:]
-        fb[b] = forward_block(gb, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, np.empty(NR), True)
-        dx_block(dx, gb, Wtp, K, M, Mp, r0, rows, Ap, Ct)
+        fb[b] = forward_block(gb, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, True)
+        dx_block(dx, gb, Wtp, K, M, Mp, r0, rows, Ct)
     nc, R = U(nchunks), U(chunk_rows)
     nk = (K + MC - U(1)) // MC
     part = np.zeros(nc * K * Mp)
@@ -291,7 +301,7 @@ def _loss_{name}(x2, W2, y2):
         r0 = U(b) * MC
         h = np.empty(MC * Mp, T)
         fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0),
-                              np.empty(MC * KC, T), np.empty(MR * NR, T), np.empty(NR), False)
+                              np.empty(MC * KC, T), np.empty(MR * NR, T), False)
     f = 0.0
     for b in range(nb):
         f += fb[b]
@@ -308,15 +318,34 @@ def _micro_kernel(T: str, MR: int, NR: int) -> str:
     L.append(f"{ind * 2}bp = bo + p * ldb")
     L += [f"{ind * 2}b{j} = B[bp + U({j})]" for j in range(NR)]
     for i in range(MR):
-        L.append(f"{ind * 2}a = A[ap + U({i})]")
+        L.append(f"{ind * 2}a = A[ap + U({i}) * ldi]")
         L += [f"{ind * 2}c{i}_{j} += a * b{j}" for j in range(NR)]
     L += [f"{ind}Ct[U({i * NR + j})] = c{i}_{j}" for i in range(MR) for j in range(NR)]
     return "\n".join(L) + "\n"
 
 
+def _write_backs(MR: int, NR: int) -> str:
+    # A whole MR×NR tile from Ct into C (row stride ldc): stored, added, or added in
+    # float64.  Straight-line, each row's loads before its stores, so SLP vectorizes
+    # it; as a loop it stays scalar (LLVM cannot rule out that C and Ct overlap).
+    out = []
+    for name, add, cast in (("wb_store", False, ""), ("wb_add", True, ""),
+                            ("wb_add64", True, "np.float64")):
+        L = [f"\n\n@njit(nogil=True, cache=True, fastmath=_FM)\ndef {name}(Ct, C, co, ldc):"]
+        for i in range(MR):
+            L.append(f"    r = co + U({i}) * ldc")
+            L += [f"    t{j} = {cast}(Ct[U({i * NR + j})])" for j in range(NR)]
+            if add:
+                L += [f"    t{j} += C[r + U({j})]" for j in range(NR)]
+            L += [f"    C[r + U({j})] = t{j}" for j in range(NR)]
+        out.append("\n".join(L) + "\n")
+    return "".join(out)
+
+
 def _source(T: str) -> str:
     MR, NR, MC, KC = SIZES[T]
-    src = _HEADER.format(T=T, MR=MR, NR=NR, MC=MC, KC=KC) + _micro_kernel(T, MR, NR) + _BODY
+    src = (_HEADER.format(T=T, MR=MR, NR=NR, MC=MC, KC=KC) + _micro_kernel(T, MR, NR)
+           + _write_backs(MR, NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         src += _DRIVERS.format(name=name, range=rng)
     return src

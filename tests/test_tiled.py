@@ -124,7 +124,7 @@ def _micro_kernel_asm(slp: bool) -> str:
 
     mod = _tiled._skinny.load("tiled_float32", _tiled._source("float32"))
     u, a = types.uint64, types.Array(types.float32, 1, "C")
-    sig = types.void(u, a, u, u, a, u, u, a)
+    sig = types.void(u, a, u, u, u, a, u, u, a)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, Ct)
     fresh = njit(sig, fastmath={"contract"})
     if slp:
         with _tiled.slp_vectorize():

@@ -99,9 +99,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     dW = np.empty((K, M), xa.dtype)
     dy = np.empty((N, M), xa.dtype)
     if cpu.tiled(K, M):
-        name, nchunks, rows = cpu.tiled_plan(N, K, M, xa.dtype)
+        name, variant, nchunks, rows = cpu.tiled_plan(N, K, M, xa.dtype)
         parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
-        kern = cpu.tiled_kernel(name, xa.dtype, parallel)
+        kern = cpu.tiled_kernel(name, variant, parallel)
         with _parallel.guard(parallel):
             f = kern(dx, dW, dy, xa, Wa, ya, a0, nchunks, rows)
     else:
@@ -132,7 +132,7 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     cpu = _cpu()
     if cpu.tiled(K, M):
         parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
-        kern = cpu.tiled_kernel("loss", xa.dtype, parallel)
+        kern = cpu.tiled_kernel("loss", cpu.tiled_variant(K, M, xa.dtype), parallel)
         with _parallel.guard(parallel):
             return float(kern(xa, Wa, ya))
     rows, nchunks, _ = cpu.plan(N, K, M)

@@ -291,3 +291,4 @@ def tiled(K: int, M: int) -> bool:
 
 tiled_plan = _tiled.plan
 tiled_kernel = _tiled.kernel
+tiled_variant = _tiled.variant

@@ -12,8 +12,8 @@ import loopgrad
 from loopgrad import _tiled, cpu
 from _helpers import assert_matches_torch, draw
 
-# Block edges: MR = 12 rows, NR = 32 (float32) / 16 (float64) columns, MC = 96
-# rows, KC = 512 / 256 steps.  Each shape sits across some of them.
+# Block edges: MR = 12 or 16 rows, NR = 32 or 16 columns, MC = 96 rows, KC = 512
+# (float32) or 256 (float64) steps.  Each shape sits across some of them.
 SHAPES = [
     (1, 8, 3),         # one row, one partial tile
     (97, 13, 33),      # one past MC rows, one past NR columns
@@ -24,32 +24,32 @@ SHAPES = [
 ]
 
 
-def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None):
+def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None, variant=None):
     """(f, dx, dW, dy) from tiled kernel `name` into NaN-poisoned outputs."""
     N, K = x.shape
     M = W.shape[1]
-    _, nchunks, rows = _tiled.plan(N, K, M, x.dtype)
+    _, planned, nchunks, rows = _tiled.plan(N, K, M, x.dtype)
+    variant = variant or planned
     if chunk_rows is not None:
         rows, nchunks = chunk_rows, -(-N // chunk_rows)
-    kern = _tiled.kernel(name, x.dtype, parallel)
     if name == "loss":
-        return kern(x, W, y)
+        return _tiled.kernel("loss", variant, parallel)(x, W, y)
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
-    f = kern(dx, dW, dy, x, W, y, a0, nchunks, rows)
+    f = _tiled.kernel(name, variant, parallel)(dx, dW, dy, x, W, y, a0, nchunks, rows)
     return f, dx, dW, dy
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", sorted(_tiled.SIZES))
 @pytest.mark.parametrize("N,K,M", SHAPES)
-def test_both_kernels_match_torch(rng, N, K, M, dtype):
-    x, W, y = draw(rng, N, K, M, dtype)
+def test_both_kernels_match_torch(rng, N, K, M, variant):
+    x, W, y = draw(rng, N, K, M, np.dtype(variant.split("-")[0]))
     for name in ("grads_fused", "grads"):
-        par = run(name, x, W, y, True)
+        par = run(name, x, W, y, True, variant=variant)
         assert_matches_torch(par, x, W, y)        # an element left unwritten stays NaN
-        for a, b in zip(par, run(name, x, W, y, False)):
+        for a, b in zip(par, run(name, x, W, y, False, variant=variant)):
             assert np.array_equal(a, b), name     # serial and parallel: the same bits
-    f = run("loss", x, W, y, True)
-    assert f == run("loss", x, W, y, False)
+    f = run("loss", x, W, y, True, variant=variant)
+    assert f == run("loss", x, W, y, False, variant=variant)
     assert f == pytest.approx(par[0], rel=1e-14)  # the same h; f's sum grouped differently
 
 
@@ -103,11 +103,13 @@ def test_api_routes_by_shape(monkeypatch, rng):
 
 def test_plan_is_a_function_of_the_shape():
     for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):
-        name, nchunks, rows = _tiled.plan(N, K, M, np.float32)
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, np.float32)
         assert nchunks * rows >= N and (nchunks - 1) * rows < max(N, 1)
-        assert rows % _tiled.SIZES["float32"][2] == 0 or name == "grads"
-    assert _tiled.plan(10**6, 16, 16, np.float32)[0] == "grads_fused"
-    assert _tiled.plan(2048, 2048, 2048, np.float32)[0] == "grads"
+        MR, NR, MC, KC = _tiled.SIZES[variant]
+        assert rows % (MC if name == "grads_fused" else KC) == 0
+    assert _tiled.plan(10**6, 16, 16, np.float32)[:2] == ("grads_fused", "float32-16x16")
+    assert _tiled.plan(10**5, 64, 64, np.float64)[:2] == ("grads_fused", "float64")
+    assert _tiled.plan(2048, 2048, 2048, np.float32)[:2] == ("grads", "float32")
 
 
 def test_empty_rows(rng):
@@ -122,7 +124,7 @@ def _micro_kernel_asm(slp: bool) -> str:
     # compile a fresh copy of the float32 micro-kernel, with or without SLP
     from numba import njit, types
 
-    mod = _tiled._skinny.load("tiled_float32", _tiled._source("float32"))
+    mod = _tiled._skinny.load("tiled_float32", _tiled._source("float32"))  # the 12×32 tile
     u, a = types.uint64, types.Array(types.float32, 1, "C")
     sig = types.void(u, a, u, u, u, a, u, u, a)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, Ct)
     fresh = njit(sig, fastmath={"contract"})

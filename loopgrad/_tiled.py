@@ -97,13 +97,12 @@ def pack_at(Ap, src, ld, c0, ncols, r0, kc):
 
 
 @njit(nogil=True, cache=True, fastmath=_FM)
-def pack_b(Bp, src, rs, cs, nrows, ncols):
-    # B (nrows × ncols, strides rs, cs) → NR-column micro-panels [jr][p][NR], zero-padded
-    for jr in range((ncols + NR - U(1)) // NR):
-        for p in range(nrows):
-            for j in range(NR):
-                c = jr * NR + j
-                Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
+def pack_b(Bp, src, rs, cs, nrows, ncols, jr):
+    # column panel jr of B (nrows × ncols, strides rs, cs) → Bp[jr][p][NR], zero-padded
+    for p in range(nrows):
+        for j in range(NR):
+            c = jr * NR + j
+            Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
 
 
 @njit(nogil=True, cache=True, fastmath=_FM_EPILOGUE)
@@ -217,14 +216,6 @@ def sum_chunks(dW, part, nchunks, K, M, Mp, k):
         dW[k * M + m] = s
 
 
-@njit(nogil=True, cache=True)
-def pack_w(W, K, M):
-    # W packed as B of h = x·W, and Wᵀ as B of dx = g·Wᵀ
-    Wp = np.empty(K * ((M + NR - U(1)) // NR * NR), T)
-    pack_b(Wp, W, M, U(1), K, M)
-    Wtp = np.empty(M * ((K + NR - U(1)) // NR * NR), T)
-    pack_b(Wtp, W, U(1), M, M, K)
-    return Wp, Wtp
 '''
 
 _DRIVERS = '''
@@ -236,7 +227,13 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - U(1)) // NR * NR
-    Wp, Wtp = pack_w(W, K, M)
+    Wp = np.empty(K * Mp, T)             # B of h = x·W
+    for jr in {range}(Mp // NR):
+        pack_b(Wp, W, M, U(1), K, M, U(jr))
+    Kp = (K + NR - U(1)) // NR * NR
+    Wtp = np.empty(M * Kp, T)            # B of dx = g·Wᵀ
+    for jr in {range}(Kp // NR):
+        pack_b(Wtp, W, U(1), M, M, K, U(jr))
     nc, R = U(nchunks), U(chunk_rows)
     part = np.zeros(nc * K * Mp)
     fc = np.empty(nc)
@@ -270,7 +267,13 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - U(1)) // NR * NR
-    Wp, Wtp = pack_w(W, K, M)
+    Wp = np.empty(K * Mp, T)             # B of h = x·W
+    for jr in {range}(Mp // NR):
+        pack_b(Wp, W, M, U(1), K, M, U(jr))
+    Kp = (K + NR - U(1)) // NR * NR
+    Wtp = np.empty(M * Kp, T)            # B of dx = g·Wᵀ
+    for jr in {range}(Kp // NR):
+        pack_b(Wtp, W, U(1), M, M, K, U(jr))
     g = np.empty((N + MR - U(1)) // MR * MR * Mp, T)  # whole panels of MR rows for dx
     nb = (N + MC - U(1)) // MC
     fb = np.empty(nb)
@@ -304,7 +307,8 @@ def _loss_{name}(x2, W2, y2):
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - U(1)) // NR * NR
     Wp = np.empty(K * Mp, T)
-    pack_b(Wp, W, M, U(1), K, M)
+    for jr in {range}(Mp // NR):
+        pack_b(Wp, W, M, U(1), K, M, U(jr))
     nb = (N + MC - U(1)) // MC
     fb = np.empty(nb)
     for b in {range}(nb):

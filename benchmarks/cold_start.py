@@ -5,7 +5,10 @@
 Each cell is one new Python process timed from before `import loopgrad` to
 after its first `loopgrad.grads` call, with NUMBA_CACHE_DIR pointing at a
 folder that is empty for the cold run and filled by it for the warm one.
-10×4×4 takes the serial kernel, 10⁶×4×4 the parallel one: each compiles apart.
+One shape per path, each compiling apart: the generated skinny kernels
+(serial at 10×4×4, parallel at 10⁶×4×4), the general row kernel (K < 8,
+K·M > 16), and the tiled kernels (cpu.tiled): the fused pass in its 16×16
+and 12×32 tiles, and the three-pass kernel for wide K·M.
 """
 
 import os
@@ -18,27 +21,38 @@ import time
 t0 = time.perf_counter()
 import numpy as np
 import loopgrad
-x, W, y = (np.ones(s, np.{dtype}) for s in (({n}, 4), (4, 4), ({n}, 4)))
+x, W, y = (np.ones(s, np.{dtype}) for s in (({n}, {k}), ({k}, {m}), ({n}, {m})))
 loopgrad.grads(x, W, y)
 print(time.perf_counter() - t0)
 """
 
 
-def first_call(dtype, n, cache_dir):
+PATHS = [  # (N, K, M, what it compiles)
+    (10, 4, 4, "skinny, serial"),
+    (10**6, 4, 4, "skinny, parallel"),
+    (10**5, 5, 40, "general rows"),
+    (10**5, 16, 16, "tiled, fused"),
+    (10**5, 64, 64, "tiled, fused"),
+    (512, 512, 512, "tiled, three passes"),
+]
+
+
+def first_call(dtype, shape, cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", CHILD.format(dtype=dtype, n=n)], env=env,
-                         capture_output=True, text=True, check=True)
+    n, k, m = shape
+    out = subprocess.run([sys.executable, "-c", CHILD.format(dtype=dtype, n=n, k=k, m=m)],
+                         env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     print("| dtype | shape | path | empty cache | warm cache |\n|---|---|---|---|---|")
     for dtype in ("float32", "float64"):
-        for n, path in ((10, "serial"), (10**6, "parallel")):
+        for n, k, m, path in PATHS:
             with tempfile.TemporaryDirectory() as cache:
-                cold = first_call(dtype, n, cache)
-                warm = min(first_call(dtype, n, cache) for _ in range(3))
-            print(f"| {dtype} | {n}×4×4 | {path} | {cold:.2f} s | {warm:.2f} s |")
+                cold = first_call(dtype, (n, k, m), cache)
+                warm = min(first_call(dtype, (n, k, m), cache) for _ in range(3))
+            print(f"| {dtype} | {n}×{k}×{m} | {path} | {cold:.2f} s | {warm:.2f} s |", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ U = np.uint64
 T = np.{T}
 MR, NR, MC, KC = U({MR}), U({NR}), U({MC}), U({KC})
 LINE = U(64 // np.dtype(T).itemsize)  # elements per cache line
+BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see _prefetch.py)
 PF_K, PF_AHEAD = U(64), U(4096)
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
@@ -219,6 +220,25 @@ def dw_block(part, x, g, K, Mp, n0, n1, k0, krows, Ap, Ct):
 
 
 @njit(nogil=True, cache=True)
+def trusted(f, W, dW, M):
+    # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
+    # caller then recomputes with the float64 row kernel).  f finite: h and z were
+    # finite; |g| ≤ 2·√f bounds g and dx's partial sums through max|W|; an overflow
+    # in dW's T sums would have left a non-finite dW.
+    if not f - f == 0.0:
+        return np.nan
+    wmax = 0.0
+    for i in range(W.shape[0]):
+        wmax = max(wmax, abs(np.float64(W[i])))
+    if 2.0 * np.sqrt(f) * max(wmax, 1.0) * np.float64(M) > 0.5 * BIG:
+        return np.nan
+    for i in range(dW.shape[0]):
+        if not dW[i] - dW[i] == 0.0:
+            return np.nan
+    return f
+
+
+@njit(nogil=True, cache=True)
 def sum_chunks(dW, part, nchunks, K, M, Mp, k):
     # dW[k, :] = Σ_c part[c, k, :], in chunk order
     for m in range(M):
@@ -269,7 +289,7 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     f = 0.0
     for c in range(nc):
         f += fc[c]
-    return f
+    return trusted(f, W, dW, M)
 
 
 def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
@@ -311,7 +331,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     f = 0.0
     for b in range(nb):
         f += fb[b]
-    return f
+    return trusted(f, W, dW, M)
 
 
 def _loss_{name}(x2, W2, y2):
@@ -331,7 +351,7 @@ def _loss_{name}(x2, W2, y2):
     f = 0.0
     for b in range(nb):
         f += fb[b]
-    return f
+    return f if f - f == 0.0 else np.nan  # not finite: the caller recomputes in float64
 '''
 
 

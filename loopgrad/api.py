@@ -98,13 +98,15 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     dx = np.empty((N, K), xa.dtype)
     dW = np.empty((K, M), xa.dtype)
     dy = np.empty((N, M), xa.dtype)
+    f = np.nan
     if cpu.tiled(K, M):
         name, variant, nchunks, rows = cpu.tiled_plan(N, K, M, xa.dtype)
         parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
         kern = cpu.tiled_kernel(name, variant, parallel)
         with _parallel.guard(parallel):
             f = kern(dx, dW, dy, xa, Wa, ya, a0, nchunks, rows)
-    else:
+    if f != f:  # the row kernels; after the tiled ones, where they give NaN: an input, h
+        # or z not finite, or a risk of overflow in their input-dtype sums (_tiled.py)
         rows, nchunks, stride = cpu.plan(N, K, M)
         partials = cpu.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
@@ -134,7 +136,9 @@ def loss(x, W, y, *, device: str | None = None) -> float:
         parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
         kern = cpu.tiled_kernel("loss", cpu.tiled_variant(K, M, xa.dtype), parallel)
         with _parallel.guard(parallel):
-            return float(kern(xa, Wa, ya))
+            f = kern(xa, Wa, ya)
+        if f == f:  # else (NaN) not finite: the float64 row kernel decides, as in grads
+            return float(f)
     rows, nchunks, _ = cpu.plan(N, K, M)
     partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
     parallel = nchunks > 1 and _parallel.allowed()

@@ -275,10 +275,11 @@ def _choose(name, dtype, parallel, K, M):
 
 
 # ------------------------------------------------------------- the tiled path
-# From K = 8 on, the register-tiled products of _tiled.py beat the row kernel
-# 1.1–3× at 10⁵ rows (and 8–10× on square shapes); below it the row kernel's
-# float64 loop over M wins (dev/gemm_v6.py, "crossover").
-TILED_MIN_K = 8
+# From K = 4 on (past the generated skinny kernels), the register-tiled products
+# of _tiled.py beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square
+# shapes); at K ≤ 2 the row kernel's loop over M wins, at K = 3 it is close
+# (dev/tiled_v7.md, "crossover").
+TILED_MIN_K = 4
 # Multiply-adds under which the tiled kernels run serially: a parallel region
 # costs more than it saves (bitwise the same result either way).
 TILED_PARALLEL_WORK = 1 << 16

@@ -93,12 +93,47 @@ def test_api_routes_by_shape(monkeypatch, rng):
     used = []
     kernel = cpu.tiled_kernel
     monkeypatch.setattr(cpu, "tiled_kernel", lambda *a: used.append(a[0]) or kernel(*a))
-    for K, M in ((7, 40), (8, 2), (8, 3), (64, 64), (300, 300)):
+    for K, M in ((3, 40), (4, 4), (4, 5), (64, 64), (300, 300)):
         x, W, y = draw(rng, 200, K, M)
         assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
     assert used == ["grads_fused", "grads_fused", "grads"]
     assert loopgrad.loss(x, W, y) == pytest.approx(loopgrad.grads(x, W, y).f, rel=1e-14)
     assert used[-2:] == ["loss", "grads"]
+
+
+def _hostile(rng, dtype):
+    # inputs where the tiled kernels' input-dtype sums could overflow or meet inf/NaN
+    big = float(np.finfo(dtype).max)
+    cases = []
+    for where, value in (("x", np.inf), ("W", np.nan), ("y", -np.inf),
+                         ("x", 0.9 * big), ("W", 0.9 * big), ("y", 0.5 * big)):
+        x, W, y = draw(rng, 300, 12, 20, dtype)
+        {"x": x, "W": W, "y": y}[where][3, 4] = value
+        cases.append((where, value, x, W, y))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_or_overflowing_inputs_fall_back_to_float64(rng, dtype):
+    from loopgrad import reference
+
+    for where, value, x, W, y in _hostile(rng, dtype):
+        if dtype == np.float64 and np.isfinite(value) and where != "y":
+            continue  # 0.9·max float64 products overflow in any float64 arithmetic
+        # the tiled kernel refuses (NaN) ...
+        assert np.isnan(run("grads_fused", x, W, y, True)[0]), (where, value)
+        # ... and the API's answer is the row kernel's: torch's pattern of NaN and inf
+        got = loopgrad.grads(x, W, y)
+        with np.errstate(all="ignore"):
+            ref = reference.torch_autograd(x, W, y, form="sum")
+            bounds = reference.error_bounds(x, W, y, ref)
+        for name, g, r, b in zip(("f", "dx", "dW", "dy"), got, ref, bounds):
+            if name != "f":
+                with np.errstate(over="ignore"):
+                    r = np.asarray(r).astype(dtype).astype(np.float64)  # overflow → inf, as stored
+            reference.check(name, g, r, b)
+        f = loopgrad.loss(x, W, y)
+        assert f == pytest.approx(got.f, rel=1e-14, nan_ok=True), (where, value)
 
 
 def test_plan_is_a_function_of_the_shape():

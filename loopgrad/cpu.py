@@ -16,6 +16,11 @@ Arithmetic is float64 throughout (h, z, g, the dx dot products, the dW and f
 sums), rounded once to the input dtype on store: for float32 inputs every
 output is within about one float32 rounding of the exact float64 answer.
 
+These row kernels take K ≤ 3 (and any K·M ≤ 16, generated in _skinny.py);
+from K = 4 on, `tiled` sends a shape to the register-tiled kernels of
+_tiled.py, which sum h and dx in the input dtype and fall back to these where
+that could overflow.
+
 Kernels only loop; `loopgrad.api` validates, allocates and dispatches.
 """
 

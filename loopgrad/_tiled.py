@@ -250,11 +250,8 @@ def sum_chunks(dW, part, nchunks, K, M, Mp, k):
 
 '''
 
-_DRIVERS = '''
-
-def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
-    # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
-    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache)
+# both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed
+_PROLOGUE = '''\
     N, K, M = U(x2.shape[0]), U(x2.shape[1]), U(W2.shape[1])
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
@@ -266,7 +263,14 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     Wtp = np.empty(M * Kp, T)            # B of dx = g·Wᵀ
     for jr in {range}(Kp // NR):
         pack_b(Wtp, W, U(1), M, M, K, U(jr))
-    nc, R = U(nchunks), U(chunk_rows)
+'''
+
+_DRIVERS = '''
+
+def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
+    # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
+    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache)
+{prologue}    nc, R = U(nchunks), U(chunk_rows)
     part = np.zeros(nc * K * Mp)
     fc = np.empty(nc)
     for c in {range}(nc):
@@ -295,18 +299,7 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
 def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
     # whole, then dW = xᵀ·g over (row chunk, block of MC rows of dW) items
-    N, K, M = U(x2.shape[0]), U(x2.shape[1]), U(W2.shape[1])
-    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
-    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
-    Mp = (M + NR - U(1)) // NR * NR
-    Wp = np.empty(K * Mp, T)             # B of h = x·W
-    for jr in {range}(Mp // NR):
-        pack_b(Wp, W, M, U(1), K, M, U(jr))
-    Kp = (K + NR - U(1)) // NR * NR
-    Wtp = np.empty(M * Kp, T)            # B of dx = g·Wᵀ
-    for jr in {range}(Kp // NR):
-        pack_b(Wtp, W, U(1), M, M, K, U(jr))
-    g = np.empty((N + MR - U(1)) // MR * MR * Mp, T)  # whole panels of MR rows for dx
+{prologue}    g = np.empty((N + MR - U(1)) // MR * MR * Mp, T)  # whole panels of MR rows for dx
     nb = (N + MC - U(1)) // MC
     fb = np.empty(nb)
     for b in {range}(nb):
@@ -394,7 +387,7 @@ def _source(variant: str) -> str:
     src = (_HEADER.format(T=T, MR=MR, NR=NR, MC=MC, KC=KC) + _micro_kernel(T, MR, NR)
            + _write_backs(MR, NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
-        src += _DRIVERS.format(name=name, range=rng)
+        src += _DRIVERS.format(name=name, range=rng, prologue=_PROLOGUE.format(range=rng))
     return src
 
 

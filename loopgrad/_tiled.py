@@ -62,6 +62,7 @@ LINE = U(64 // np.dtype(T).itemsize)  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see _prefetch.py)
 PF_K, PF_AHEAD = U(64), U(4096)
+JB = U(8)  # column panels per dW item of the three-pass kernel (256 float32 columns)
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
@@ -219,23 +220,50 @@ def dw_block(part, x, g, K, Mp, n0, n1, k0, krows, Ap, Ct):
                         part[b + j] += np.float64(Ct[i * NR + j])
 
 
-@njit(nogil=True, cache=True)
-def trusted(f, W, dW, M):
+@njit(nogil=True, cache=True, fastmath=_FM)
+def pack_g(Gp, g, Mp, pc, kc, jr):
+    # rows [pc, pc+kc) of g's column panel jr → Gp[jr][p][NR]: B of dW = xᵀ·g
+    for p in range(kc):
+        for j in range(NR):
+            Gp[(jr * kc + p) * NR + j] = g[(pc + p) * Mp + jr * NR + j]
+
+
+@njit(nogil=True, cache=True, fastmath=_FM)
+def dw_item(part, x, Gp, K, Mp, pc, kc, k0, krows, jr0, njr, Ap, Ct):
+    # part[k, jr0·NR : (jr0+njr)·NR] += Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] for k in [k0, k0+krows):
+    # one KC block of dW = xᵀ·g, both operands packed (rows of x and g lie 4 KiB or more apart)
+    nir = (krows + MR - U(1)) // MR
+    pack_at(Ap, x, K, k0, krows, pc, kc)
+    for jr in range(jr0, jr0 + njr):
+        for ir in range(nir):
+            mk(kc, Ap, ir * kc * MR, MR, U(1), Gp, jr * kc * NR, NR, Ct)
+            if ir * MR + MR <= krows:
+                wb_add64(Ct, part, (k0 + ir * MR) * Mp + jr * NR, Mp)
+                continue
+            for i in range(krows - ir * MR):
+                b = (k0 + ir * MR + i) * Mp + jr * NR
+                for j in range(NR):
+                    part[b + j] += np.float64(Ct[i * NR + j])
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
+def trusted(f, W, dW):
     # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
     # caller then recomputes with the float64 row kernel).  f finite: h and z were
-    # finite; |g| ≤ 2·√f bounds g and dx's partial sums through max|W|; an overflow
-    # in dW's T sums would have left a non-finite dW.
+    # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
+    # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
+    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds.
     if not f - f == 0.0:
         return np.nan
-    wmax = 0.0
+    w2 = 0.0
     for i in range(W.shape[0]):
-        wmax = max(wmax, abs(np.float64(W[i])))
-    if 2.0 * np.sqrt(f) * max(wmax, 1.0) * np.float64(M) > 0.5 * BIG:
+        w2 += np.float64(W[i]) * np.float64(W[i])
+    if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
         return np.nan
+    bad = 0.0
     for i in range(dW.shape[0]):
-        if not dW[i] - dW[i] == 0.0:
-            return np.nan
-    return f
+        bad += np.float64(dW[i]) - np.float64(dW[i])
+    return f if bad == 0.0 else np.nan
 
 
 @njit(nogil=True, cache=True)
@@ -293,12 +321,12 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     f = 0.0
     for c in range(nc):
         f += fc[c]
-    return trusted(f, W, dW, M)
+    return trusted(f, W, dW)
 
 
 def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
-    # whole, then dW = xᵀ·g over (row chunk, block of MC rows of dW) items
+    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used)
 {prologue}    g = np.empty((N + MR - U(1)) // MR * MR * Mp, T)  # whole panels of MR rows for dx
     nb = (N + MC - U(1)) // MC
     fb = np.empty(nb)
@@ -310,21 +338,26 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
         gb = g[r0 * Mp:]
         fb[b] = forward_block(gb, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, True)
         dx_block(dx, gb, Wtp, K, M, Mp, r0, rows, Ct)
-    nc, R = U(nchunks), U(chunk_rows)
+    # dW = xᵀ·g one block of KC rows at a time: g's block packed once for all threads,
+    # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - U(1)) // MC
-    part = np.zeros(nc * K * Mp)
-    for item in {range}(nc * nk):
-        c, kb = U(item) // nk, U(item) % nk
-        n0 = c * R
-        k0 = kb * MC
-        dw_block(part[c * K * Mp:], x, g[n0 * Mp:], K, Mp, n0, min(N, n0 + R), k0,
-                 min(MC, K - k0), np.empty(MC * KC, T), np.empty(MR * NR, T))
+    njb = (Mp // NR + JB - U(1)) // JB
+    part = np.zeros(K * Mp)
+    Gp = np.empty(KC * Mp, T)
+    for pc in range(U(0), N, KC):
+        kc = min(KC, N - pc)
+        for jr in {range}(Mp // NR):
+            pack_g(Gp, g, Mp, pc, kc, U(jr))
+        for item in {range}(nk * njb):
+            kb, jb = U(item) // njb, U(item) % njb
+            dw_item(part, x, Gp, K, Mp, pc, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
+                    min(JB, Mp // NR - jb * JB), np.empty(MC * KC, T), np.empty(MR * NR, T))
     for k in {range}(K):
-        sum_chunks(dW, part, nc, K, M, Mp, U(k))
+        sum_chunks(dW, part, U(1), K, M, Mp, U(k))
     f = 0.0
     for b in range(nb):
         f += fb[b]
-    return trusted(f, W, dW, M)
+    return trusted(f, W, dW)
 
 
 def _loss_{name}(x2, W2, y2):
@@ -444,13 +477,12 @@ def variant(K: int, M: int, dtype) -> str:
 
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
-# 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops; the
-# three-pass kernel's dW items aim at _ITEMS for the threads.  Partials stay
-# within _PARTIAL_BYTES.  All of it is a function of the shape alone.
+# 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and
+# their partials stay within _PARTIAL_BYTES.  Wider shapes take the three-pass
+# kernel, which has one partial.  All of it is a function of the shape alone.
 _FUSED_KM = 32768
 _CHUNK_WORK = 1 << 24
 _MAX_CHUNKS = 1024
-_ITEMS = 8
 _PARTIAL_BYTES = 64 << 20
 
 
@@ -467,8 +499,4 @@ def plan(N: int, K: int, M: int, dtype) -> tuple[str, str, int, int]:
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // MC) * MC
         return "grads_fused", v, max(1, -(-N // rows)), rows
-    nk = -(-K // MC)
-    blocks = max(1, -(-N // KC))
-    nchunks = max(1, min(-(-_ITEMS // nk), budget, blocks))
-    rows = -(-blocks // nchunks) * KC
-    return "grads", v, -(-max(N, 1) // rows), rows
+    return "grads", v, 1, -(-max(N, 1) // KC) * KC  # one chunk: dW goes block by block

@@ -48,6 +48,13 @@ def report() -> dict:
         n = len([f for f in os.listdir(path) if f.endswith(".nbc")]) if os.path.isdir(path) else 0
         cached = f"{path} ({n} compiled kernels; NUMBA_CACHE_DIR moves it)"
     try:
+        from . import _skinny
+        folder = _skinny._folder()
+        n = len([f for f in os.listdir(folder) if f.endswith(".py")])
+        generated = f"{folder} ({n} modules: the skinny and tiled kernels' source, cached beside it)"
+    except RuntimeError as e:
+        generated = f"none: {e}"
+    try:
         from . import _gpu
         _gpu.kernels()
         from numba import cuda
@@ -67,11 +74,12 @@ def report() -> dict:
                            + (" (concurrent calls serialised)" if layer == "workqueue" else "")
                            + (" (forked children run the serial kernels)" if layer == "omp" else ""),
         "kernel cache": cached,
+        "generated kernels": generated,
         "CUDA": gpu,
     }
 
 
 def main(args=None) -> int:
     for label, text in report().items():
-        print(f"{label + ':':17s} {text}")
+        print(f"{label + ':':19s} {text}")
     return 0

@@ -130,6 +130,6 @@ def test_peak_memory_is_inputs_plus_outputs():
 
 def test_info_command():
     out = run_child("from loopgrad import cli; cli.main(['info'])")
-    for label in ("loopgrad:", "threading layer:", "kernel cache:", "CUDA:"):
+    for label in ("loopgrad:", "threading layer:", "kernel cache:", "generated kernels:", "CUDA:"):
         assert label in out
     assert "layer:  None" not in out

@@ -99,6 +99,7 @@ import os
 import platform
 import shlex
 import sys
+import threading
 import time
 
 import numpy as np
@@ -385,9 +386,10 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
     results, interrupted = [], False
     try:
         try:
-            _measure(args, active, shapes, dtype, max_time, a0, bar, results)
-            if ceilings is not None:
-                _measure_ceilings(args, bar, ceilings)
+            with _ctrl_c:
+                _measure(args, active, shapes, dtype, max_time, a0, bar, results)
+                if ceilings is not None:
+                    _measure_ceilings(args, bar, ceilings)
         except KeyboardInterrupt:  # Ctrl-C: stop, and report the cells measured so far
             interrupted = True
         threads, loaded = _threads()  # while --threads is still in force
@@ -410,11 +412,53 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
     return 0 if all(r["status"] in ("timed", "skipped") for r in results) else 1
 
 
+class _CtrlC:
+    """SIGINT noted as well as raised, and raised again at the next cell.
+
+    Python raises KeyboardInterrupt wherever the main thread is; inside a ctypes
+    callback (Numba compiling, writing its cache) the exception is printed and
+    dropped ("Exception ignored on calling ctypes callback function") and the
+    run would go on to the end.  `check()` between cells raises it again.
+    """
+
+    def __init__(self):
+        self.seen = False
+        self._before = None
+
+    def __enter__(self):
+        import signal
+
+        self.seen = False
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+            self._before = None
+        return False
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self):
+        if self.seen:
+            raise KeyboardInterrupt
+
+
+_ctrl_c = _CtrlC()
+
+
 def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
     """Time every implementation at every shape, appending one record per cell to results."""
     from . import reference
 
     for N, K, M in shapes:
+        _ctrl_c.check()
         rng = np.random.default_rng(args.seed)
         x, W, y = (rng.standard_normal(s).astype(dtype) for s in ((N, K), (K, M), (N, M)))
         bar.set_postfix_str(f"{N}x{K}x{M} reference")
@@ -424,6 +468,7 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
         bar.update()
         time.sleep(_SETTLE_S)
         for impl in active:
+            _ctrl_c.check()
             bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
             cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
             results.append(_describe(cell, impl, (N, K, M), dtype))
@@ -439,6 +484,7 @@ def _measure_ceilings(args, bar, ceilings):
 
     for name, measure in (("memory_copy", bench_ceilings.memory_copy),
                           ("sgemm", bench_ceilings.sgemm)):
+        _ctrl_c.check()
         bar.set_postfix_str(f"ceilings: {name.replace('_', ' ')}")
         time.sleep(_SETTLE_S)
         ceilings[name] = measure(threads=args.threads)

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,35 @@ def test_ctrl_c_during_the_ceilings_keeps_what_was_measured(capsys, tmp_path, mo
     assert re.search(r"^  sgemm\s+—  not measured \(interrupted\)$", out, re.M)
 
 
+def test_ctrl_c_swallowed_mid_cell_still_stops_at_the_next_cell(capsys, tmp_path, monkeypatch):
+    # SIGINT while Numba compiles can land in a ctypes callback, where Python prints
+    # the KeyboardInterrupt and drops it; the run must still stop, after that cell
+    import os
+    import signal
+
+    time_cell = bench._time_cell
+    calls = []
+
+    def swallowing(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here and raises ...
+            except KeyboardInterrupt:
+                pass             # ... and the "callback" drops it
+        return time_cell(*a, **k)
+
+    monkeypatch.setattr(bench, "_time_cell", swallowing)
+    path = tmp_path / "r.json"
+    rc, out, err = _bench(capsys, "--shapes", "5x2x3,6x2x3,7x2x3", "--repeat", "3",
+                          "--max-time", "0.01", "--no-progress", "--impl", "loopgrad",
+                          "--json", str(path))
+    assert rc == 130 and "interrupted: 1 cell(s)" in err
+    assert len(calls) == 1 and json.loads(path.read_text())["interrupted"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
 @pytest.mark.parametrize("args, message", [
     (["--shapes", "3x4"], "invalid shape '3x4'"),
     (["--shapes", "10x0x4"], "invalid shape '10x0x4'"),
@@ -397,7 +427,10 @@ def test_ctrl_c_reports_the_cells_measured_so_far(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "interrupted:" in err
+    # no traceback but the report Python prints when the signal lands in a ctypes
+    # callback (Numba compiling) and is dropped there; bench stops after that cell
+    dropped = "Exception ignored on calling ctypes callback function"
+    assert err.count("Traceback") == err.count(dropped) and "interrupted:" in err, err[-2000:]
     rec = json.loads(path.read_text())
     assert rec["interrupted"] is True
     assert 0 < len(rec["results"]) < 2 * 41

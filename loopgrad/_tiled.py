@@ -1,32 +1,37 @@
-"""Tiled kernels for wide K and M: three products around a register-tiled micro-kernel.
+"""Tiled kernels for K ≥ 4: three products around a register-tiled micro-kernel.
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
-    pass 1, per block of MC rows:  h = x·W  → epilogue: z, f, dy, g (g kept in one N×Mp buffer)
-                                   dx = g·Wᵀ                 (g's block is still in cache)
-    pass 2, per (row chunk, block of MC rows of dW):  dW = xᵀ·g
+Fused (`grads_fused`, K·Mp ≤ 32768): one pass over chunks of rows; per block of MC rows
+    h = x·W → epilogue: z, f, dy, g (g: the block's rows only)
+    dx = g·Wᵀ,  dW += xᵀ·g into the chunk's float64 partial (small: it stays in cache)
+Three passes (`grads`, wider): blocks of MC rows for h, the epilogue and dx, with g
+    kept whole (one N×Mp buffer); then dW = xᵀ·g one block of KC rows at a time,
+    g's block packed once for all threads.
 
-Each product is BLIS's loop nest: blocks of A packed into micro-panels of MR
-rows, B in micro-panels of NR columns (W and Wᵀ packed once per call; g is
-laid out with NR-padded rows so it serves as B as it is), and a micro-kernel
-that keeps an MR×NR tile of C in MR·NR scalar accumulators over KC steps.
-The micro-kernel is generated source (one scalar per accumulator) that
-LLVM's SLP vectorizer turns into MR·NR/lanes vector FMAs: 24 zmm registers
-for float32's 12×32 and float64's 12×16.  dev/gemm_v6.py measured the
-choices (unsigned indices: 47 → 260 GFLOP/s a core; SLP off: scalar code).
+Each product is BLIS's loop nest around a micro-kernel that keeps an MR×NR tile
+of C in MR·NR scalar accumulators over up to KC steps.  W and Wᵀ are packed in
+NR-column panels once per call; x and g are read in place (the micro-kernel
+takes A's two strides), packed only where a panel would run past the end of x
+or, for dW, always.  The micro-kernel and the tile write-backs are generated
+straight-line source that LLVM's SLP vectorizer turns into vector code: 24 zmm
+accumulators for float32's 12×32 tile and float64's 12×16, 16 for the 16×16
+float32 tile used where K or M ≤ 16.  Short rows of x are prefetched ahead.
+Every step, kept or not, is measured in dev/gemm_v6.py and dev/tiled_v7.md.
 
 Numerics (the contract in loopgrad.reference): h and dx are sums of K and M
 products in the input dtype, as in torch and BLAS, with FMA (`contract`);
 the dW sum runs in the input dtype over blocks of KC ≤ reference.SUM_BLOCK
-rows and in float64 across them; z, g and dy are float64 from the rounded
-h; f is a float64 sum.  FMA keeps a product unrounded, so a product that
-overflows next to an infinite partial sum gives inf where torch's float64
-oracle gives NaN (and float32 products overflow at 1.8e19, where the
-float64 path does not): the row kernels, which cover the hostile-input
-tests, stay FMA-free; this path trades that corner for speed.
+rows and in float64 across them; z, g and dy are float64 from the rounded h;
+f is a float64 sum.  Input-dtype sums and FMA differ from float64 where
+values overflow or meet inf and NaN (a float32 product overflows at 1.8e19;
+an FMA hides a product's overflow next to an infinite sum), so the kernels
+return NaN where f is not finite or where g·Wᵀ or dW could have overflowed
+(`trusted`), and loopgrad.api recomputes those calls with the float64 row
+kernels: torch's pattern of NaN and inf holds on every path.
 
 Deterministic: blocks and chunks depend on the shape alone, every output
-element is written by one thread, and the dW chunks are summed in order.
+element is written by one thread, and partial sums are added in a fixed order.
 
 SLP is a process-wide Numba setting (config.SLP_VECTORIZE, default off).
 loopgrad turns it on only while it compiles these kernels, under Numba's

@@ -40,17 +40,10 @@ import time
 import numpy as np
 
 from loopgrad.info import cpu_model
+from memory import _kib  # benchmarks/memory.py, beside this script
 
 GIB = 2**30
 MIB = 2**20
-
-
-def _kib(key):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
 
 
 def _reset_peak():

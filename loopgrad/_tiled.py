@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _skinny
 
-# dtype → (MR, NR, MC, KC): 24 accumulator registers of 16 float32 / 8 float64,
+# variant → (MR, NR, MC, KC): 24 accumulator registers of 16 float32 / 8 float64,
 # an A block of MC×KC in L2 (192 KiB), a B micro-panel of KC×NR in L1/L2
 # "-16x16": float32 tiles for K or M ≤ 16, where 32 columns would be half padding
 SIZES = {"float32": (12, 32, 96, 512), "float32-16x16": (16, 16, 96, 512),
@@ -497,10 +497,9 @@ def plan(N: int, K: int, M: int, dtype) -> tuple[str, str, int, int]:
     v = variant(K, M, dtype)
     MR, NR, MC, KC = SIZES[v]
     Mp = -(-M // NR) * NR
-    budget = max(1, _PARTIAL_BYTES // (8 * K * Mp))
     if K * Mp <= _FUSED_KM:
         rows = -(-max(1, _CHUNK_WORK // (6 * K * M)) // MC) * MC  # whole blocks
-        most = min(_MAX_CHUNKS, budget)
+        most = min(_MAX_CHUNKS, max(1, _PARTIAL_BYTES // (8 * K * Mp)))
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // MC) * MC
         return "grads_fused", v, max(1, -(-N // rows)), rows

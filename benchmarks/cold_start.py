@@ -7,7 +7,7 @@ after its first `loopgrad.grads` call, with NUMBA_CACHE_DIR pointing at a
 folder that is empty for the cold run and filled by it for the warm one.
 One shape per path, each compiling apart: the generated skinny kernels
 (serial at 10×4×4, parallel at 10⁶×4×4), the general row kernel (K ≤ 3,
-K·M > 16), and the tiled kernels (cpu.tiled): the fused pass in its 16×16
+K·M > 16), and the tiled kernels (cpu.is_tiled): the fused pass in its 16×16
 and 12×32 tiles, and the three-pass kernel for wide K·M.
 """
 

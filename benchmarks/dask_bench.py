@@ -179,7 +179,7 @@ def cluster_run(a):
     import distributed
 
     import loopgrad.dask
-    from loopgrad.bench import _BusyMeter  # other processes' share of the cores, from /proc/stat
+    from loopgrad.bench.engine import _BusyMeter  # other processes' share of the cores, from /proc/stat
 
     out = {}
     with distributed.LocalCluster(n_workers=a.workers, threads_per_worker=a.threads_per_worker,

@@ -1,4 +1,4 @@
-"""Variant 6: the register-tiled micro-kernel that loopgrad/_tiled.py is built on.
+"""Variant 6: the register-tiled micro-kernel that loopgrad/cpu/tiled.py is built on.
 
 A BLIS-style float32 product C = A·B: B packed once in 32-column panels, A
 packed per block of MC = 96 rows and KC = 512 steps in 12-row panels, and a

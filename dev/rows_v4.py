@@ -63,7 +63,7 @@ def chunk(dx, dW_part, dy, x, W, y, a0, start, stop):
 
 
 if __name__ == "__main__":
-    from loopgrad import cpu
+    from loopgrad.cpu import rows as cpu
     rng = np.random.default_rng(0)
     for N, K, M in [(20_000, 64, 64), (100_000, 16, 16), (2_000, 256, 256)]:
         x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((N, K), (K, M), (N, M)))

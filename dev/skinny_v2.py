@@ -100,7 +100,7 @@ def grads(dx, dW, dy, partials, x, W, y, a0, rows):
 
 if __name__ == "__main__":
     import loopgrad
-    from loopgrad import cpu
+    from loopgrad.cpu import rows as cpu
     rng = np.random.default_rng(0)
     for N, K, M in [(10**6, 4, 4), (10**6, 16, 16)]:
         x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((N, K), (K, M), (N, M)))

@@ -7,8 +7,7 @@ Importing loopgrad is light: Numba compiles (or loads from its disk cache) on
 the first call, and torch is imported only when you pass torch tensors.
 """
 
-__version__ = "1.0.0"
-
+from ._version import __version__
 from .api import Grads, grads, loss
 
 __all__ = ["Grads", "grads", "loss", "__version__"]

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _gpu, _inputs, _parallel
+from . import _gpu, _inputs
 
 
 class Grads(NamedTuple):
@@ -20,7 +20,6 @@ class Grads(NamedTuple):
 
 
 _CPU = None
-_NAN = float("nan")
 
 
 def _cpu():
@@ -93,28 +92,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     """
     a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
     if _device(device, x, W, y) == "cuda":
-        return Grads(*_gpu.compute(x, W, y, a0, grads=True))
-    xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
-    cpu = _cpu()
-    dx = np.empty((N, K), xa.dtype)
-    dW = np.empty((K, M), xa.dtype)
-    dy = np.empty((N, M), xa.dtype)
-    f = _NAN
-    if K >= cpu.TILED_MIN_K and K * M > cpu.MAX_KM:  # cpu.tiled(K, M), inlined: 10×4×4 takes 3 µs
-        name, variant, nchunks, rows = cpu.tiled_plan(N, K, M, xa.dtype)
-        parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
-        kern = cpu.tiled_kernel(name, variant, parallel)
-        with _parallel.guard(parallel):
-            f = kern(dx, dW, dy, xa, Wa, ya, a0, nchunks, rows)
-    if f != f:  # the row kernels; after the tiled ones, where they give NaN: an input, h
-        # or z not finite, or a risk of overflow in their input-dtype sums (_tiled.py)
-        rows, nchunks, stride = cpu.plan(N, K, M)
-        partials = cpu.partials_buffer(nchunks, stride)
-        # One chunk: the parallel region would cost more than it saves.
-        parallel = nchunks > 1 and _parallel.allowed()
-        kern = cpu.kernel("grads", xa.dtype, parallel, K, M)
-        with _parallel.guard(parallel):
-            f = kern(dx, dW, dy, partials, xa, Wa, ya, a0, rows)
+        return Grads(*_gpu.grads(x, W, y, a0))
+    xa, Wa, ya, _ = _inputs.inputs(x, W, y)
+    f, dx, dW, dy = _cpu().grads(xa, Wa, ya, a0)
     if type(x) is not np.ndarray and _inputs.is_torch_tensor(x):
         import torch
 
@@ -130,19 +110,6 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     may differ within a chunk.
     """
     if _device(device, x, W, y) == "cuda":
-        return _gpu.compute(x, W, y, 0.0, grads=False)
-    xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
-    cpu = _cpu()
-    if cpu.tiled(K, M):
-        parallel = N * K * M >= cpu.TILED_PARALLEL_WORK and _parallel.allowed()
-        kern = cpu.tiled_kernel("loss", cpu.tiled_variant(K, M, xa.dtype), parallel)
-        with _parallel.guard(parallel):
-            f = kern(xa, Wa, ya)
-        if f == f:  # else (NaN) not finite: the float64 row kernel decides, as in grads
-            return float(f)
-    rows, nchunks, _ = cpu.plan(N, K, M)
-    partials = cpu.partials_buffer(nchunks, cpu.CACHE_LINE // 8)
-    parallel = nchunks > 1 and _parallel.allowed()
-    kern = cpu.kernel("loss", xa.dtype, parallel, K, M)
-    with _parallel.guard(parallel):
-        return float(kern(partials, xa, Wa, ya, rows))
+        return _gpu.loss(x, W, y)
+    xa, Wa, ya, _ = _inputs.inputs(x, W, y)
+    return float(_cpu().loss(xa, Wa, ya))

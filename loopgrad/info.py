@@ -35,12 +35,12 @@ def report() -> dict:
     import numpy as np
 
     import loopgrad
-    from . import _parallel, cpu
+    from .cpu import jit, parallel, rows
 
     # the layer is chosen at the first parallel region: run a tiny one
     x = np.zeros((1, 1))
-    cpu.kernel("loss", np.float64, parallel=True)(cpu.partials_buffer(1, 8), x, x, x, 1)
-    cache = cpu._chunk_grads._cache
+    rows.kernel("loss", np.float64, parallel=True)(rows.partials_buffer(1, 8), x, x, x, 1)
+    cache = rows._chunk_grads._cache
     path = getattr(cache, "cache_path", None)
     if path is None:
         cached = "disabled: no writable cache folder (each process compiles afresh)"
@@ -48,8 +48,7 @@ def report() -> dict:
         n = len([f for f in os.listdir(path) if f.endswith(".nbc")]) if os.path.isdir(path) else 0
         cached = f"{path} ({n} compiled kernels; NUMBA_CACHE_DIR moves it)"
     try:
-        from . import _skinny
-        folder = _skinny._folder()
+        folder = jit.folder()
         n = len([f for f in os.listdir(folder) if f.endswith(".py")])
         generated = f"{folder} ({n} modules: the skinny and tiled kernels' source, cached beside it)"
     except RuntimeError as e:
@@ -62,7 +61,7 @@ def report() -> dict:
         gpu = f"usable: {name.decode() if isinstance(name, bytes) else name}"
     except Exception as e:  # noqa: BLE001 - any failure is the answer
         gpu = f"not usable: {e}"
-    layer = _parallel.layer()
+    layer = parallel.layer()
     return {
         "loopgrad": f"{loopgrad.__version__} ({os.path.dirname(loopgrad.__file__)})",
         "python": f"{platform.python_version()} ({sys.executable})",

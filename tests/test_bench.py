@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loopgrad import bench, bench_ceilings, bench_impls, bench_report, cli
+from loopgrad import cli
+from loopgrad.bench import ceilings as bench_ceilings, engine as bench, impls as bench_impls, \
+    report as bench_report
 
 torch = pytest.importorskip("torch")
 # raised inside torch while torch.compile sets up, not by loopgrad

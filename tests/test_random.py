@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import loopgrad
-from loopgrad import cpu, reference
+from loopgrad import reference
+from loopgrad.cpu import rows as general
 from _helpers import assert_matches_torch, draw
 
 SHAPES = [
@@ -75,13 +76,13 @@ def run_kernel(x, W, y, a0=0.0, parallel=True, rows=None):
     """Call the grads kernel directly on NaN-poisoned outputs."""
     N, K = x.shape
     M = W.shape[1]
-    plan_rows, nchunks, stride = cpu.plan(N, K, M)
+    plan_rows, nchunks, stride = general.plan(N, K, M)
     rows = rows or plan_rows
     nchunks = -(-N // rows) if N else 0
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
-    partials = cpu.partials_buffer(nchunks, stride)
+    partials = general.partials_buffer(nchunks, stride)
     partials.fill(np.nan)
-    f = cpu.kernel("grads", x.dtype, parallel)(dx, dW, dy, partials, x, W, y, a0, rows)
+    f = general.kernel("grads", x.dtype, parallel)(dx, dW, dy, partials, x, W, y, a0, rows)
     return f, dx, dW, dy
 
 
@@ -99,10 +100,10 @@ def test_kernel_writes_every_output(rng, dtype, rows):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_loss_kernel(rng, dtype):
     x, W, y = draw(rng, 1001, 7, 2, dtype)
-    partials = cpu.partials_buffer(11, 8)
+    partials = general.partials_buffer(11, 8)
     partials.fill(np.nan)
-    f_par = cpu.kernel("loss", dtype, True)(partials, x, W, y, 91)
-    f_ser = cpu.kernel("loss", dtype, False)(partials, x, W, y, 91)
+    f_par = general.kernel("loss", dtype, True)(partials, x, W, y, 91)
+    f_ser = general.kernel("loss", dtype, False)(partials, x, W, y, 91)
     assert f_par == f_ser
     ref = reference.torch_autograd(x, W, y)
     reference.check("f", f_par, ref[0], reference.error_bounds(x, W, y, ref)[0])
@@ -111,11 +112,11 @@ def test_loss_kernel(rng, dtype):
 def test_plan_depends_on_shape_only_and_bounds_memory():
     for N, K, M in [(0, 3, 3), (1, 1, 1), (10**6, 4, 4), (1024, 1024, 1024), (2048, 2048, 2048),
                     (10**7, 1, 1)]:
-        rows, nchunks, stride = cpu.plan(N, K, M)
+        rows, nchunks, stride = general.plan(N, K, M)
         assert rows >= 1 and nchunks * rows >= N and (nchunks - 1) * rows < max(N, 1)
         assert stride % 8 == 0 and stride >= K * M + 1
         assert nchunks * stride * 8 <= max(64 << 20, 4 * stride * 8)
         if K * M >= 1 << 20:
             assert nchunks >= 4  # wide shapes still split for the threads
-    buf = cpu.partials_buffer(5, 24)
+    buf = general.partials_buffer(5, 24)
     assert buf.ctypes.data % 64 == 0 and buf.shape == (5, 24) and buf.strides[0] % 64 == 0

@@ -1,4 +1,4 @@
-"""The kernels generated for small K·M (loopgrad/_skinny.py), at kernel level."""
+"""The kernels generated for small K·M (loopgrad/cpu/skinny.py), at kernel level."""
 
 import os
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import loopgrad
-from loopgrad import _skinny, cpu
+from loopgrad import cpu
+from loopgrad.cpu import jit, rows, skinny as _skinny
 from _helpers import assert_matches_torch, draw
 
 # vectorized (4×4, 3×5, 1×1) and scalar-only (2×8, 16×1: stride too long) shapes
@@ -16,16 +17,16 @@ SHAPES = [(1, 1), (4, 4), (3, 5), (2, 8), (16, 1), (5, 3)]
 def run(name, x, W, y, parallel, a0=0.0):
     N, K = x.shape
     M = W.shape[1]
-    rows, nchunks, stride = cpu.plan(N, K, M)
-    rows = max(1, rows // 7)          # more, smaller chunks than the API would make
-    nchunks = -(-N // rows)
-    partials = cpu.partials_buffer(nchunks, stride)
+    chunk_rows, nchunks, stride = rows.plan(N, K, M)
+    chunk_rows = max(1, chunk_rows // 7)  # more, smaller chunks than the API would make
+    nchunks = -(-N // chunk_rows)
+    partials = rows.partials_buffer(nchunks, stride)
     partials.fill(np.nan)
     kern = _skinny.kernel(name, K, M, x.dtype, parallel)
     if name == "loss":
-        return kern(partials, x, W, y, rows)
+        return kern(partials, x, W, y, chunk_rows)
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
-    f = kern(dx, dW, dy, partials, x, W, y, a0, rows)
+    f = kern(dx, dW, dy, partials, x, W, y, a0, chunk_rows)
     return f, dx, dW, dy
 
 
@@ -53,25 +54,25 @@ def test_generated_ties_and_nan_rule(rng, a0):
 def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     x, W, y = draw(rng, 50_000, 4, 4, np.float64)
     got = loopgrad.grads(x, W, y)
-    rows, nchunks, stride = cpu.plan(50_000, 4, 4)
+    chunk_rows, nchunks, stride = rows.plan(50_000, 4, 4)
     general = [np.empty(s) for s in ((50_000, 4), (4, 4), (50_000, 4))]
-    f = cpu.kernel("grads", np.float64, True)(*general, cpu.partials_buffer(nchunks, stride),
-                                               x, W, y, 0.0, rows)
+    f = rows.kernel("grads", np.float64, True)(*general, rows.partials_buffer(nchunks, stride),
+                                               x, W, y, 0.0, chunk_rows)
     assert got.f == pytest.approx(f, rel=1e-13)
     for a, b in zip(got[1:], general):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
-    assert cpu.kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
-    assert cpu.kernel("grads", np.float64, True, 5, 4) is cpu.kernel("grads", np.float64, True)
+    assert cpu.row_kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
+    assert cpu.row_kernel("grads", np.float64, True, 5, 4) is rows.kernel("grads", np.float64, True)
 
 
 def test_source_is_written_once(monkeypatch, tmp_path):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_skinny, "_MODULES", {})
+    monkeypatch.setattr(jit, "_MODULES", {})
     mod = _skinny.module(2, 3)
     path = mod.__file__
     assert path.startswith(str(tmp_path))
     mtime = os.stat(path).st_mtime_ns
-    monkeypatch.setattr(_skinny, "_MODULES", {})
+    monkeypatch.setattr(jit, "_MODULES", {})
     assert _skinny.module(2, 3).__file__ == path and os.stat(path).st_mtime_ns == mtime
     src = open(path).read()
     assert "h2 = x0 * w0_2 + x1 * w1_2" in src and "dx[i + np.uint64(1)] =" in src
@@ -80,10 +81,10 @@ def test_source_is_written_once(monkeypatch, tmp_path):
 def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
     def nowhere():
         raise RuntimeError("no writable folder")
-    monkeypatch.setattr(_skinny, "_folder", nowhere)
-    monkeypatch.setattr(_skinny, "_MODULES", {})
+    monkeypatch.setattr(jit, "folder", nowhere)
+    monkeypatch.setattr(jit, "_MODULES", {})
     monkeypatch.setattr(_skinny, "_COMPILED", {})
     monkeypatch.setattr(cpu, "_CHOSEN", {})
-    assert cpu.kernel("grads", np.float32, False, 2, 2) is cpu.kernel("grads", np.float32, False)
+    assert cpu.row_kernel("grads", np.float32, False, 2, 2) is rows.kernel("grads", np.float32, False)
     x, W, y = draw(rng, 100, 2, 2)
     assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)

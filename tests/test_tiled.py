@@ -1,4 +1,4 @@
-"""The tiled kernels for K ≥ 8 (loopgrad/_tiled.py), at kernel level and through the API."""
+"""The tiled kernels for K ≥ 4 (loopgrad/cpu/tiled.py), at kernel level and through the API."""
 
 import os
 import re
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import loopgrad
-from loopgrad import _tiled, cpu
+from loopgrad import cpu
+from loopgrad.cpu import jit, tiled as _tiled
 from _helpers import assert_matches_torch, draw
 
 # Block edges: MR = 12 or 16 rows, NR = 32 or 16 columns, MC = 96 rows, KC = 512
@@ -60,7 +61,7 @@ def test_fresh_random_shapes_through_the_api(rng, dtype):
         K = int(rng.integers(cpu.TILED_MIN_K, 120))
         M = int(rng.integers(3, 120))
         x, W, y = draw(rng, N, K, M, dtype, scale=float(rng.uniform(0.1, 10)))
-        assert cpu.tiled(K, M)
+        assert cpu.is_tiled(K, M)
         assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
 
 
@@ -91,8 +92,8 @@ def test_ties_and_special_values(rng, name, a0):
 
 def test_api_routes_by_shape(monkeypatch, rng):
     used = []
-    kernel = cpu.tiled_kernel
-    monkeypatch.setattr(cpu, "tiled_kernel", lambda *a: used.append(a[0]) or kernel(*a))
+    kernel = _tiled.kernel
+    monkeypatch.setattr(_tiled, "kernel", lambda *a: used.append(a[0]) or kernel(*a))
     for K, M in ((3, 40), (4, 4), (4, 5), (64, 64), (300, 300)):
         x, W, y = draw(rng, 200, K, M)
         assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
@@ -159,12 +160,12 @@ def _micro_kernel_asm(slp: bool) -> str:
     # compile a fresh copy of the float32 micro-kernel, with or without SLP
     from numba import njit, types
 
-    mod = _tiled._skinny.load("tiled_float32", _tiled._source("float32"))  # the 12×32 tile
+    mod = jit.load("tiled_float32", _tiled._source("float32"))  # the 12×32 tile
     u, a = types.uint64, types.Array(types.float32, 1, "C")
     sig = types.void(u, a, u, u, u, a, u, u, a)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, Ct)
     fresh = njit(sig, fastmath={"contract"})
     if slp:
-        with _tiled.slp_vectorize():
+        with jit.settings(slp=True):
             fn = fresh(mod.mk.py_func)
     else:
         fn = fresh(mod.mk.py_func)
@@ -188,7 +189,7 @@ def test_slp_switch_restored_after_an_error():
 
     before = config.SLP_VECTORIZE
     with pytest.raises(ZeroDivisionError):
-        with _tiled.slp_vectorize():
+        with jit.settings(slp=True):
             assert config.SLP_VECTORIZE == 1
             1 / 0
     assert config.SLP_VECTORIZE == before

@@ -247,7 +247,7 @@ def test_dtype_and_value_of_f(rng, dtype):
 def test_contiguous_inputs_are_read_in_place(rng, monkeypatch, dtype):
     # the kernel receives the tensors' own memory: no copy on the way in
     seen = []
-    kernel = cpu.kernel
+    kernel = cpu.row_kernel
 
     def spy(*args, **kwargs):
         k = kernel(*args, **kwargs)
@@ -256,7 +256,7 @@ def test_contiguous_inputs_are_read_in_place(rng, monkeypatch, dtype):
             seen.append([v.ctypes.data for v in a if isinstance(v, np.ndarray)])
             return k(*a)
         return run
-    monkeypatch.setattr(cpu, "kernel", spy)
+    monkeypatch.setattr(cpu, "row_kernel", spy)
     x, W, y = make(rng, 500, 3, 2, dtype)
     lt.loss(x, W, y).backward()
     with torch.no_grad():

@@ -61,7 +61,7 @@ def test_api_device_cuda_host_arrays_agree_with_cpu(rng, N, K, M):
     assert isinstance(gpu.dx, np.ndarray) and gpu.dx.dtype == np.float32
     assert_matches_torch(gpu, x, W, y)
     assert_matches_torch(cpu, x, W, y)
-    if not loopgrad.cpu.tiled(K, M):
+    if not loopgrad.cpu.is_tiled(K, M):
         # both round the same float64 arithmetic once; sums may differ in order only
         # (the CPU's tiled kernels compute h in float32, within the contract checked above)
         assert abs(gpu.f - cpu.f) <= 1e-12 * cpu.f

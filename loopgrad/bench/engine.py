@@ -3,7 +3,7 @@
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
 For each shape the inputs are drawn once (standard normal, seeded) and every
-implementation (`loopgrad.bench_impls`) gets the same arrays.  Each cell
+implementation (`loopgrad.bench.impls`) gets the same arrays.  Each cell
 (shape × implementation) goes:
 
 1. prepare: convert the inputs (torch tensors, JAX arrays), untimed;
@@ -55,7 +55,7 @@ JSON (--json FILE): one object with these fields
                     installed)
     reference       what the outputs were checked against
     skipped         [{impl, label, reason}]: implementations that could not run here
-    ceilings        only with --ceilings (loopgrad.bench_ceilings): the best this machine does,
+    ceilings        only with --ceilings (loopgrad.bench.ceilings): the best this machine does,
                     measured after the cells (null where Ctrl-C came first):
                       memory_copy  {gbps, best, array_bytes, bytes_per_copy, dtype, repeat,
                                     measurements: [{key, label, threads, best_s, gbps, reason}]}
@@ -145,7 +145,7 @@ def _shapes(text: str) -> list:
 
 
 def _impls(text: str) -> list:
-    from .bench_impls import KEYS
+    from .impls import KEYS
 
     keys = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in keys if k not in KEYS]
@@ -294,7 +294,7 @@ def _loose_bounds(x, ref, bounds):
 
 def _check(got, ref, bounds, loose):
     """(check, reason, errors): "ok" within the contract, "ok*" within the loose bounds."""
-    from . import reference
+    from .. import reference
 
     errors = {}
     try:
@@ -326,7 +326,7 @@ def _torch_available() -> bool:
 
 def _reference(x, W, y, a0):
     """(f, dx, dW, dy) in float64: torch autograd, or NumPy's hand formula without torch."""
-    from . import reference
+    from .. import reference
 
     if _torch_available():
         return reference.torch_autograd(x, W, y, a0, dtype="float64")
@@ -345,7 +345,7 @@ def _reference_name() -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run `loopgrad bench`; 0 if every implementation that ran matched the reference."""
-    from . import bench_impls
+    from . import impls as bench_impls
 
     parser = args.bench_parser
     if args.plot:
@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args, impls, shapes, dtype, max_time) -> int:
-    from . import bench_impls, bench_report
+    from . import impls as bench_impls, report as bench_report
 
     busy = _BusyMeter()
     restore_threads = _set_threads(args.threads)
@@ -455,7 +455,7 @@ _ctrl_c = _CtrlC()
 
 def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
     """Time every implementation at every shape, appending one record per cell to results."""
-    from . import reference
+    from .. import reference
 
     for N, K, M in shapes:
         _ctrl_c.check()
@@ -480,7 +480,7 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
 
 def _measure_ceilings(args, bar, ceilings):
     """Fill ceilings (memory_copy, sgemm) one by one: Ctrl-C keeps those measured."""
-    from . import bench_ceilings
+    from . import ceilings as bench_ceilings
 
     for name, measure in (("memory_copy", bench_ceilings.memory_copy),
                           ("sgemm", bench_ceilings.sgemm)):
@@ -617,7 +617,7 @@ class _BusyMeter:
 
 
 def _progress(total, off):
-    from ._progress import progress
+    from .._progress import progress
 
     return progress(total, "loopgrad bench", "cell", enabled=not off)
 
@@ -638,7 +638,7 @@ def _git_describe():
     # which commit was measured: the code changes faster than the version number
     import subprocess
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def git(*args):
         out = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True,
@@ -666,7 +666,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
             threads, loaded, other_load, interrupted=False, ceilings=None) -> dict:
     import numba
 
-    from .info import cpu_model
+    from ..info import cpu_model
 
     import loopgrad
 

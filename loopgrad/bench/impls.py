@@ -157,7 +157,7 @@ class NumpyHand(Impl):
     key, label = "numpy", "NumPy hand formula (loopgrad.reference.numpy_hand)"
 
     def prepare(self, x, W, y):
-        from . import reference
+        from .. import reference
 
         return Prepared(lambda: reference.numpy_hand(x, W, y, RELU_GRAD_AT_ZERO), _host4)
 

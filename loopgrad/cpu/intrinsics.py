@@ -1,4 +1,6 @@
-"""prefetch(a, i): a hint to the CPU to load a[i]'s cache line soon, for Numba kernels.
+"""LLVM intrinsics for the Numba kernels.
+
+prefetch(a, i): a hint to the CPU to load a[i]'s cache line soon.
 
 LLVM's llvm.prefetch intrinsic (read, keep in all cache levels, data).  A
 hint only: it never faults, so it may point past the end of `a`, and it

@@ -1,4 +1,4 @@
-"""CPU kernels: explicit loops compiled by Numba.
+"""The general row kernels: explicit loops over rows, float64 throughout.
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
@@ -16,22 +16,22 @@ Arithmetic is float64 throughout (h, z, g, the dx dot products, the dW and f
 sums), rounded once to the input dtype on store: for float32 inputs every
 output is within about one float32 rounding of the exact float64 answer.
 
-These row kernels take K ≤ 3 (and any K·M ≤ 16, generated in _skinny.py);
-from K = 4 on, `tiled` sends a shape to the register-tiled kernels of
-_tiled.py, which sum h and dx in the input dtype and fall back to these where
-that could overflow.
+These take K ≤ 3 with K·M > 16 (skinny.py generates faster ones for K·M ≤ 16;
+from K = 4 on tiled.py's register-tiled kernels take over), and every shape
+where the tiled kernels' input-dtype sums could overflow or meet inf and NaN
+(loopgrad.cpu chooses).  They are the readable oracle the others are checked
+against.
 
-Kernels only loop; `loopgrad.api` validates, allocates and dispatches.
+Kernels only loop; `loopgrad.cpu` allocates and dispatches.
 """
 
 import functools
 
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 
-from . import _tiled
-from ._scalar import relu_backward
-from ._skinny import MAX_KM
+from .._scalar import relu_backward as _relu_backward_py
+from .jit import jit as _jit
 
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
@@ -77,26 +77,11 @@ def partials_buffer(nchunks: int, row_stride: int) -> np.ndarray:
     return raw[skip:skip + nchunks * row_stride].reshape(nchunks, row_stride)
 
 
-def _jit(fn=None, **options):
-    """njit with nogil and the disk cache, or without the cache where no folder can take it.
-
-    Numba caches beside the source, else in NUMBA_CACHE_DIR or the user's
-    cache folder; when none is writable (a read-only install, no home), it
-    refuses cache=True outright.  Then every process compiles afresh.
-    """
-    def deco(f):
-        try:
-            return njit(nogil=True, cache=True, **options)(f)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(nogil=True, **options)(f)
-    return deco(fn) if fn is not None else deco
-
-
 # ---------------------------------------------------------------- row kernels
 
 # g = 2·z·relu'(h), torch's way (see _scalar.py); inlined: a call per element
 # measured 2× slower (dev/skinny_v3.py)
-_relu_backward = _jit(relu_backward, inline="always")
+relu_backward = _jit(_relu_backward_py, inline="always")
 
 # The row loops below index with unsigned integers and allow reassociation:
 # Numba guards every signed index against negative values with a select that
@@ -153,7 +138,7 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
             r = 0.0 if hm < 0.0 else hm
             z = r - y[n, m]
             f += z * z
-            g[m] = _relu_backward(hm, z, relu_grad_at_zero)
+            g[m] = relu_backward(hm, z, relu_grad_at_zero)
             dy[n, m] = -2.0 * z
         # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
         for k in range(K):
@@ -231,10 +216,10 @@ _PY = {
     ("loss", True): _loss_parallel,
 }
 _COMPILED: dict = {}
-_CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → kernel: one lookup per call
 
 
-def _signature(name: str, dtype: np.dtype):
+def signature(name: str, dtype: np.dtype):
+    """The Numba signature of row kernel `name` ("grads" or "loss") for dtype."""
     t = types.float32 if dtype == np.float32 else types.float64
     out = types.Array(t, 2, "C")
     inp = types.Array(t, 2, "C", readonly=True)  # writable arrays convert to this too
@@ -244,57 +229,19 @@ def _signature(name: str, dtype: np.dtype):
     return types.float64(part, inp, inp, inp, types.intp)
 
 
-def kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
-    """The compiled kernel `name` ("grads" or "loss") for dtype, serial or parallel.
+def kernel(name: str, dtype, parallel: bool):
+    """The compiled general row kernel `name` ("grads" or "loss") for dtype, serial or parallel.
 
-    Given a small K and M (K·M ≤ _skinny.MAX_KM), the kernel generated for
-    them (10–25× faster, see _skinny.py); otherwise the general one below.
     Compiled on first use (one signature per dtype; read-only inputs share it)
     and cached on disk.
 
     grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk) -> f
     loss(partials, x, W, y, rows_per_chunk) -> f
     """
-    chosen = (name, dtype, parallel, K, M)
-    fn = _CHOSEN.get(chosen)
-    if fn is None:
-        fn = _CHOSEN[chosen] = _choose(name, np.dtype(dtype), parallel, K, M)
-    return fn
-
-
-def _choose(name, dtype, parallel, K, M):
-    from . import _skinny
-
-    if 1 <= K * M <= MAX_KM:
-        try:
-            return _skinny.kernel(name, K, M, dtype, parallel)
-        except RuntimeError:  # no writable folder for the generated source
-            pass
+    dtype = np.dtype(dtype)
     key = (name, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _jit(_PY[name, parallel], signature_or_function=_signature(name, dtype),
-                  parallel=parallel)
-        _COMPILED[key] = fn
+        fn = _COMPILED[key] = _jit(_PY[name, parallel], signature_or_function=signature(name, dtype),
+                                   parallel=parallel)
     return fn
-
-
-# ------------------------------------------------------------- the tiled path
-# From K = 4 on (past the generated skinny kernels), the register-tiled products
-# of _tiled.py beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square
-# shapes); at K ≤ 2 the row kernel's loop over M wins, at K = 3 it is close
-# (dev/tiled_v7.md, "crossover").
-TILED_MIN_K = 4
-# Multiply-adds under which the tiled kernels run serially: a parallel region
-# costs more than it saves (bitwise the same result either way).
-TILED_PARALLEL_WORK = 1 << 16
-
-
-def tiled(K: int, M: int) -> bool:
-    """Whether an N×K×M problem goes to the tiled kernels rather than the row kernels."""
-    return K >= TILED_MIN_K and K * M > MAX_KM
-
-
-tiled_plan = _tiled.plan
-tiled_kernel = _tiled.kernel
-tiled_variant = _tiled.variant

@@ -1,0 +1,11 @@
+"""`loopgrad bench`: f and its three gradients timed implementation by implementation.
+
+    engine.py     cells: inputs, the check against the float64 reference, timing, JSON
+    impls.py      the implementations (loopgrad, torch, torch.compile, JAX, NumPy, CUDA)
+    report.py     the table, the Markdown section for benchmarks/RESULTS.md, the plot
+    ceilings.py   the machine's memory-copy and matmul ceilings (--ceilings)
+"""
+
+from .engine import DESCRIPTION, add_arguments, run
+
+__all__ = ["DESCRIPTION", "add_arguments", "run"]

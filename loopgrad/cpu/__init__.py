@@ -1,0 +1,99 @@
+"""The CPU backend: f and its gradients by Numba kernels, chosen by shape.
+
+N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
+
+    grads(x, W, y, relu_grad_at_zero) -> (f, dx, dW, dy)
+    loss(x, W, y) -> f
+
+take validated arrays (loopgrad.api: C-contiguous, native float32 or
+float64, shapes that fit) and allocate the outputs.  Three kernel families:
+
+    rows.py     the general row kernels, float64 throughout: K ≤ 3, and the fallback
+    skinny.py   row kernels generated for one small (K, M): K·M ≤ 16
+    tiled.py    register-tiled products: K ≥ 4 and K·M > 16
+
+The tiled kernels sum h and dx in the input dtype; where that could overflow
+or meets inf and NaN they return NaN, and the call is recomputed by the float64
+row kernels (torch's pattern of NaN and inf on every path).
+"""
+
+import numpy as np
+
+from . import parallel, rows, skinny, tiled
+
+# From K = 4 on (past the generated skinny kernels), the register-tiled products
+# beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
+# at K ≤ 2 the row kernel's loop over M wins, at K = 3 it is close
+# (dev/tiled_v7.md, "crossover").
+TILED_MIN_K = 4
+# Multiply-adds under which the tiled kernels run serially: a parallel region
+# costs more than it saves (bitwise the same result either way).
+TILED_PARALLEL_WORK = 1 << 16
+
+_NAN = float("nan")
+_CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → row kernel: one lookup per call
+
+
+def is_tiled(K: int, M: int) -> bool:
+    """Whether an N×K×M problem goes to the tiled kernels rather than the row kernels."""
+    return K >= TILED_MIN_K and K * M > skinny.MAX_KM
+
+
+def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
+    """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) when
+    K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's arguments)."""
+    chosen = (name, dtype, parallel, K, M)
+    fn = _CHOSEN.get(chosen)
+    if fn is None:
+        if 1 <= K * M <= skinny.MAX_KM:
+            try:
+                fn = skinny.kernel(name, K, M, dtype, parallel)
+            except RuntimeError:  # no writable folder for the generated source
+                pass
+        fn = _CHOSEN[chosen] = fn or rows.kernel(name, dtype, parallel)
+    return fn
+
+
+def grads(x, W, y, relu_grad_at_zero: float):
+    """(f, dx, dW, dy) for validated arrays: f a float64, the gradients new arrays of x's dtype."""
+    N, K = x.shape
+    M = W.shape[1]
+    dx = np.empty((N, K), x.dtype)
+    dW = np.empty((K, M), x.dtype)
+    dy = np.empty((N, M), x.dtype)
+    f = _NAN
+    if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
+        name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, x.dtype)
+        par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
+        kern = tiled.kernel(name, variant, par)
+        with parallel.guard(par):
+            f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows)
+    if f != f:  # the row kernels; after the tiled ones, where they give NaN: an input, h
+        # or z not finite, or a risk of overflow in their input-dtype sums (tiled.py)
+        chunk_rows, nchunks, stride = rows.plan(N, K, M)
+        partials = rows.partials_buffer(nchunks, stride)
+        # One chunk: the parallel region would cost more than it saves.
+        par = nchunks > 1 and parallel.allowed()
+        kern = row_kernel("grads", x.dtype, par, K, M)
+        with parallel.guard(par):
+            f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows)
+    return f, dx, dW, dy
+
+
+def loss(x, W, y) -> float:
+    """f for validated arrays, summed in float64: the forward alone, no gradient work."""
+    N, K = x.shape
+    M = W.shape[1]
+    if is_tiled(K, M):
+        par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
+        kern = tiled.kernel("loss", tiled.variant(K, M, x.dtype), par)
+        with parallel.guard(par):
+            f = kern(x, W, y)
+        if f == f:  # else (NaN) not finite: the float64 row kernel decides, as in grads
+            return f
+    chunk_rows, nchunks, _ = rows.plan(N, K, M)
+    partials = rows.partials_buffer(nchunks, rows.CACHE_LINE // 8)
+    par = nchunks > 1 and parallel.allowed()
+    kern = row_kernel("loss", x.dtype, par, K, M)
+    with parallel.guard(par):
+        return kern(partials, x, W, y, chunk_rows)

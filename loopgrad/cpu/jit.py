@@ -1,0 +1,115 @@
+"""Compile helpers for the CPU kernels: Numba's jit with a cache fallback, scoped
+compiler settings, and generated source loaded as modules.
+
+Nothing here computes; the kernel modules call these to build their kernels.
+"""
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+
+from numba import njit
+
+from .._version import __version__
+
+
+def jit(fn=None, **options):
+    """njit with nogil and the disk cache, or without the cache where no folder can take it.
+
+    Numba caches beside the source, else in NUMBA_CACHE_DIR or the user's
+    cache folder; when none is writable (a read-only install, no home), it
+    refuses cache=True outright.  Then every process compiles afresh.
+    """
+    def deco(f):
+        try:
+            return njit(nogil=True, cache=True, **options)(f)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(nogil=True, **options)(f)
+    return deco(fn) if fn is not None else deco
+
+
+@contextlib.contextmanager
+def settings(slp: bool = False, vector_bits: int | None = None):
+    """Numba's compiler settings for what compiles inside, put back as they were after.
+
+    slp: LLVM's SLP vectorizer on (Numba's config.SLP_VECTORIZE, off by
+    default), which turns the tiled kernels' straight-line tiles into vector
+    code.  vector_bits: the vector width LLVM's vectorizers aim at in every
+    function compiled inside (the "prefer-vector-width" function attribute, as
+    clang's -mprefer-vector-width sets it): LLVM tunes Intel's AVX-512 chips
+    for 256-bit vectors, which halves the FMA rate and makes a tile sized for
+    32 zmm registers spill (dev/machines_v8.md).
+
+    Both are process-wide in Numba, so they are set under Numba's (re-entrant)
+    compiler lock: no other thread compiles while they hold, and other Numba
+    code in the process compiles as it would without loopgrad.
+    """
+    from numba.core import codegen, config
+    from numba.core.compiler_lock import global_compiler_lock
+
+    library = codegen.CPUCodeLibrary
+    add_ir_module = library.add_ir_module
+
+    def add_with_width(self, ir_module):
+        for fn in ir_module.functions:
+            if not fn.is_declaration:
+                # AttributeSet.add accepts only llvmlite's known names; a string attribute
+                # is written out as it is
+                set.add(fn.attributes, f'"prefer-vector-width"="{vector_bits}"')
+        return add_ir_module(self, ir_module)
+
+    with global_compiler_lock:
+        before = config.SLP_VECTORIZE
+        config.SLP_VECTORIZE = int(slp) or before
+        if vector_bits:
+            library.add_ir_module = add_with_width
+        try:
+            yield
+        finally:
+            config.SLP_VECTORIZE = before
+            library.add_ir_module = add_ir_module
+
+
+def folder() -> str:
+    """A writable folder for generated modules: beside Numba's cache if set, else the user's."""
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") \
+        or os.path.join(os.path.expanduser("~"), ".cache")
+    for root in (base, tempfile.gettempdir()):
+        path = os.path.join(root, "loopgrad", f"generated-{__version__}")
+        try:
+            os.makedirs(path, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+        except OSError:
+            continue
+    raise RuntimeError("no writable folder for loopgrad's generated kernels")
+
+
+_MODULES: dict = {}
+
+
+def load(name: str, src: str):
+    """Module `name` with source `src`, written (atomically, once) into `folder()` and imported.
+
+    The file name carries a digest of the source, so a changed generator
+    writes a new file and Numba's cache (keyed by file and mtime) follows it.
+    """
+    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
+    mod = _MODULES.get((name, digest))
+    if mod is not None:
+        return mod
+    path = os.path.join(folder(), f"{name}_{digest}.py")
+    if not os.path.exists(path):  # rewriting would change its mtime and void Numba's cache
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(src)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(f"loopgrad._generated.{name}_{digest}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    _MODULES[name, digest] = mod
+    return mod

@@ -10,11 +10,15 @@ import pytest
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import jit, tiled as _tiled
+from loopgrad.cpu import jit, machine, tiled as _tiled
 from _helpers import assert_matches_torch, draw
 
-# Block edges: MR = 12 or 16 rows, NR = 32 or 16 columns, MC = 96 rows, KC = 512
-# (float32) or 256 (float64) steps.  Each shape sits across some of them.
+# Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
+VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
+
+# Block edges, on the AVX-512 entry: MR = 12 or 16 rows, NR = 32 or 16 columns, MC = 96
+# rows, KC = 512 (float32) or 256 (float64) steps; the others' are smaller.  Each shape
+# sits across some of them.
 SHAPES = [
     (1, 8, 3),         # one row, one partial tile
     (97, 13, 33),      # one past MC rows, one past NR columns
@@ -25,32 +29,32 @@ SHAPES = [
 ]
 
 
-def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None, variant=None):
+def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None, variant=None, isa=None):
     """(f, dx, dW, dy) from tiled kernel `name` into NaN-poisoned outputs."""
     N, K = x.shape
     M = W.shape[1]
-    _, planned, nchunks, rows = _tiled.plan(N, K, M, x.dtype)
+    _, planned, nchunks, rows = _tiled.plan(N, K, M, x.dtype, isa)
     variant = variant or planned
     if chunk_rows is not None:
         rows, nchunks = chunk_rows, -(-N // chunk_rows)
     if name == "loss":
-        return _tiled.kernel("loss", variant, parallel)(x, W, y)
+        return _tiled.kernel("loss", variant, parallel, isa)(x, W, y)
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
-    f = _tiled.kernel(name, variant, parallel)(dx, dW, dy, x, W, y, a0, nchunks, rows)
+    f = _tiled.kernel(name, variant, parallel, isa)(dx, dW, dy, x, W, y, a0, nchunks, rows)
     return f, dx, dW, dy
 
 
-@pytest.mark.parametrize("variant", sorted(_tiled.SIZES))
+@pytest.mark.parametrize("isa,variant", VARIANTS)
 @pytest.mark.parametrize("N,K,M", SHAPES)
-def test_both_kernels_match_torch(rng, N, K, M, variant):
+def test_both_kernels_match_torch(rng, N, K, M, isa, variant):
     x, W, y = draw(rng, N, K, M, np.dtype(variant.split("-")[0]))
     for name in ("grads_fused", "grads"):
-        par = run(name, x, W, y, True, variant=variant)
+        par = run(name, x, W, y, True, variant=variant, isa=isa)
         assert_matches_torch(par, x, W, y)        # an element left unwritten stays NaN
-        for a, b in zip(par, run(name, x, W, y, False, variant=variant)):
+        for a, b in zip(par, run(name, x, W, y, False, variant=variant, isa=isa)):
             assert np.array_equal(a, b), name     # serial and parallel: the same bits
-    f = run("loss", x, W, y, True, variant=variant)
-    assert f == run("loss", x, W, y, False, variant=variant)
+    f = run("loss", x, W, y, True, variant=variant, isa=isa)
+    assert f == run("loss", x, W, y, False, variant=variant, isa=isa)
     assert f == pytest.approx(par[0], rel=1e-14)  # the same h; f's sum grouped differently
 
 
@@ -137,15 +141,17 @@ def test_non_finite_or_overflowing_inputs_fall_back_to_float64(rng, dtype):
         assert f == pytest.approx(got.f, rel=1e-14, nan_ok=True), (where, value)
 
 
-def test_plan_is_a_function_of_the_shape():
+@pytest.mark.parametrize("isa", sorted(machine.TABLE))
+def test_plan_is_a_function_of_the_shape(isa):
     for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):
-        name, variant, nchunks, rows = _tiled.plan(N, K, M, np.float32)
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, np.float32, isa)
         assert nchunks * rows >= N and (nchunks - 1) * rows < max(N, 1)
-        MR, NR, MC, KC = _tiled.SIZES[variant]
-        assert rows % (MC if name == "grads_fused" else KC) == 0
-    assert _tiled.plan(10**6, 16, 16, np.float32)[:2] == ("grads_fused", "float32-16x16")
-    assert _tiled.plan(10**5, 64, 64, np.float64)[:2] == ("grads_fused", "float64")
-    assert _tiled.plan(2048, 2048, 2048, np.float32)[:2] == ("grads", "float32")
+        t = machine.TABLE[isa].tiles[variant]
+        assert rows % (t.MC if name == "grads_fused" else t.KC) == 0
+    narrow = "float32-narrow" if "float32-narrow" in machine.TABLE[isa].tiles else "float32"
+    assert _tiled.plan(10**6, 16, 16, np.float32, isa)[:2] == ("grads_fused", narrow)
+    assert _tiled.plan(10**5, 64, 64, np.float64, isa)[:2] == ("grads_fused", "float64")
+    assert _tiled.plan(2048, 2048, 2048, np.float32, isa)[:2] == ("grads", "float32")
 
 
 def test_empty_rows(rng):
@@ -156,16 +162,16 @@ def test_empty_rows(rng):
 
 # ------------------------------------------------------------ the SLP switch
 
-def _micro_kernel_asm(slp: bool) -> str:
-    # compile a fresh copy of the float32 micro-kernel, with or without SLP
-    from numba import njit, types
+def _micro_kernel_asm(slp: bool, vector_bits=None) -> str:
+    # compile a fresh copy of the AVX-512 entry's float32 micro-kernel, with or without SLP
+    from numba import njit, types as nt
 
-    mod = jit.load("tiled_float32", _tiled._source("float32"))  # the 12×32 tile
-    u, a = types.uint64, types.Array(types.float32, 1, "C")
-    sig = types.void(u, a, u, u, u, a, u, u, a)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, Ct)
-    fresh = njit(sig, fastmath={"contract"})
+    mod = _tiled.module("float32", "avx512")
+    P, I = nt.CPointer(nt.float32), nt.int64
+    sig = nt.void(I, P, I, I, I, P, I, I, P, I, I)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc)
+    fresh = njit(sig, fastmath={"contract"}, pipeline_class=jit.StraightLine)
     if slp:
-        with jit.settings(slp=True):
+        with jit.settings(slp=True, vector_bits=vector_bits):
             fn = fresh(mod.mk.py_func)
     else:
         fn = fresh(mod.mk.py_func)
@@ -182,6 +188,15 @@ def test_slp_vectorizes_the_micro_kernel_and_is_put_back():
     assert config.SLP_VECTORIZE == before
     # without SLP the same source stays scalar: the switch is what vectorizes it
     assert not packed.search(_micro_kernel_asm(slp=False))
+
+
+def test_vector_width_gives_zmm_on_avx512():
+    # LLVM tunes Intel's AVX-512 chips for 256-bit vectors; the entry's width overrides it
+    if machine.target()["isa"] != "avx512":
+        pytest.skip("not an AVX-512 CPU")
+    zmm = re.compile(r"vfmadd\w*ps\s.*%zmm")
+    assert len(zmm.findall(_micro_kernel_asm(slp=True, vector_bits=512))) >= 16  # 8×32: 16 zmm
+    assert not re.search(r"%zmm", _micro_kernel_asm(slp=True, vector_bits=256))
 
 
 def test_slp_switch_restored_after_an_error():

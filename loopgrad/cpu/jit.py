@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 from numba import njit
+from numba.core import compiler
 
 from .._version import __version__
 
@@ -31,8 +32,23 @@ def jit(fn=None, **options):
     return deco(fn) if fn is not None else deco
 
 
+class StraightLine(compiler.CompilerBase):
+    """Numba's nopython pipeline without SSA reconstruction, for generated straight-line code.
+
+    The reconstruction costs (variables assigned more than once × statements):
+    a 16×16 micro-kernel's 256 accumulators, each updated in the loop, spend
+    most of their compile in it (4.1 → 1.4 s without; dev/machines_v8.md 8c).
+    Type inference unifies a variable's assignments without it, as Numba did
+    before 0.50; the generated code gives each variable one type.
+    """
+
+    def define_pipelines(self):
+        self.state.flags.enable_ssa = False
+        return [compiler.DefaultPassBuilder.define_nopython_pipeline(self.state)]
+
+
 @contextlib.contextmanager
-def settings(slp: bool = False, vector_bits: int | None = None):
+def settings(slp: bool = False, vector_bits: int | None = None, opt: int | None = None):
     """Numba's compiler settings for what compiles inside, put back as they were after.
 
     slp: LLVM's SLP vectorizer on (Numba's config.SLP_VECTORIZE, off by
@@ -62,14 +78,16 @@ def settings(slp: bool = False, vector_bits: int | None = None):
         return add_ir_module(self, ir_module)
 
     with global_compiler_lock:
-        before = config.SLP_VECTORIZE
-        config.SLP_VECTORIZE = int(slp) or before
+        before = config.SLP_VECTORIZE, config.OPT
+        config.SLP_VECTORIZE = int(slp) or before[0]
+        if opt is not None:
+            config.OPT = config._OptLevel(opt)
         if vector_bits:
             library.add_ir_module = add_with_width
         try:
             yield
         finally:
-            config.SLP_VECTORIZE = before
+            config.SLP_VECTORIZE, config.OPT = before
             library.add_ir_module = add_ir_module
 
 

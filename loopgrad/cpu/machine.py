@@ -1,0 +1,105 @@
+"""The machine table: every kernel size that depends on the CPU's vector ISA, by ISA and dtype.
+
+One entry per vector ISA, chosen at run time from the CPU that Numba compiles
+for (LLVM's host CPU name and features, or NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
+where they are set), the way BLIS picks a configuration per microarchitecture
+(its config/<arch>/bli_cntx_init_<arch>.c files).  The loop nests in tiled.py
+and skinny.py know no chip; they take their sizes from here.
+
+LOOPGRAD_CPU_ISA=avx512|avx2|generic forces an entry.  Code for a narrower
+ISA runs anywhere (that is how the tests check every entry on one machine);
+an entry wider than the CPU still gives the right answers, only slowly.  The
+choice depends on the machine and the shape alone, so results are bitwise the
+same run to run and for any thread count on one machine; another entry may
+round differently (its sums are grouped by other tile sizes).
+"""
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+ENV = "LOOPGRAD_CPU_ISA"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A register tile and its blocking: C is MR×NR, over KC steps, in blocks of MC rows."""
+
+    MR: int
+    NR: int
+    MC: int
+    KC: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    isa: str
+    vector_bits: int   # the width LLVM's vectorizers aim at (jit.settings)
+    registers: int     # vector registers: the tile's accumulators must fit
+    # dtype → tile; "float32-narrow": the tile for K or M up to its NR, where the wide
+    # tile's columns would be mostly padding
+    tiles: dict = field(hash=False)
+    source: str = ""
+
+
+TABLE = {
+    "avx512": Entry(
+        "avx512", 512, 32,
+        {"float32": Tile(8, 32, 96, 512), "float32-narrow": Tile(16, 16, 96, 512),
+         "float64": Tile(8, 16, 96, 256)},
+        "16 zmm accumulators of 32 registers; measured on Emerald Rapids, micro-kernel in "
+        "L1 (dev/machines_v8.md 8d): float32 8×32 173, 16×16 158, 12×32 94 GFLOP/s a core "
+        "(12×32, BLIS skx's 32×12 transposed, spills there); float64 8×16 73, 12×16 45"),
+    "avx2": Entry(
+        "avx2", 256, 16,
+        {"float32": Tile(12, 8, 144, 256), "float64": Tile(12, 4, 72, 256)},
+        "12 ymm accumulators of 16 registers, one vector a row (its broadcast folds into the "
+        "FMA): BLIS haswell's count and MC/KC (sgemm 6×16, dgemm 6×8, MC 144/72, KC 256); "
+        "compiled for znver3 and run on Emerald Rapids, 12×8 63–84 GFLOP/s a core against "
+        "6×16's 45–50 (dev/machines_v8.md 8d)"),
+    "generic": Entry(
+        "generic", 128, 16,
+        {"float32": Tile(12, 4, 96, 256), "float64": Tile(12, 2, 96, 256)},
+        "12 accumulators of 128 bits, one vector a row: fits any 16-register ISA (SSE2 "
+        "without FMA needs 2 more; NEON has 32); a safe default, not tuned"),
+}
+
+
+def _target() -> tuple[str, str, str]:
+    # (triple, CPU name, features) that Numba compiles for
+    from llvmlite import binding as ll
+    from numba.core import codegen, config
+
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None \
+        else codegen.get_host_cpu_features()
+    return ll.get_process_triple(), name, features
+
+
+def detect(triple: str, features: str) -> str:
+    """The table's ISA for an LLVM target triple and feature string ("+avx2,-avx512f,...")."""
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if not triple.startswith(("x86_64", "i686", "i386")):
+        return "generic"
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= on:
+        return "avx512"
+    if {"avx2", "fma"} <= on:
+        return "avx2"
+    return "generic"
+
+
+@functools.lru_cache(maxsize=1)
+def target() -> dict:
+    """What the kernels are built for: CPU name, detected ISA, and the entry in use (and why)."""
+    triple, name, features = _target()
+    found = detect(triple, features)
+    forced = os.environ.get(ENV, "").strip().lower() or None
+    if forced is not None and forced not in TABLE:
+        raise ValueError(f"{ENV} must be one of {', '.join(TABLE)} (or unset), got {forced!r}")
+    return dict(cpu_name=name, triple=triple, isa=found, entry=forced or found,
+                forced=forced is not None)
+
+
+def entry() -> Entry:
+    """The table entry the kernels use on this machine (LOOPGRAD_CPU_ISA forces one)."""
+    return TABLE[target()["entry"]]

@@ -225,7 +225,16 @@ print(want)
 @pytest.mark.parametrize("user_setting", ["0", "1"])
 def test_user_numba_setting_survives(tmp_path, user_setting):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_SLP_VECTORIZE=user_setting)
+    env.pop(machine.ENV, None)
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == user_setting
+    # the compile (an empty cache: seconds) said once what it compiles and where it is cached
+    notes = [line for line in out.stderr.splitlines() if line.startswith("loopgrad: compiling")]
+    assert len(notes) == 1, out.stderr[-2000:]
+    assert "float32 tiled kernels" in notes[0] and str(tmp_path) in notes[0]
+    assert machine.target()["cpu_name"] in notes[0] and "loopgrad compile" in notes[0]
+    again = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "loopgrad: compiling" not in again.stderr  # cached

@@ -7,14 +7,17 @@ Nothing here computes; the kernel modules call these to build their kernels.
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import sys
 import tempfile
+import threading
 
 from numba import njit
 from numba.core import compiler
 
 from .._version import __version__
+from . import machine
 
 
 def jit(fn=None, **options):
@@ -89,6 +92,57 @@ def settings(slp: bool = False, vector_bits: int | None = None, opt: int | None 
         finally:
             config.SLP_VECTORIZE, config.OPT = before
             library.add_ir_module = add_ir_module
+
+
+NOTICE_AFTER_S = 2.0
+_log = logging.getLogger("loopgrad")
+_noticed: set = set()
+
+
+@contextlib.contextmanager
+def notice(what: str):
+    """One line on stderr (logger "loopgrad", level WARNING) if what compiles inside runs
+    longer than NOTICE_AFTER_S: what is compiling, that it happens once for this CPU, and
+    where Numba caches it.
+
+    Numba's "numba:compile" event comes only when its disk cache has missed, so a
+    cached kernel says nothing.  Said once per `what` in a process.  Held under
+    Numba's compiler lock, so the events in the window are ours.
+    """
+    from numba.core import event
+    from numba.core.compiler_lock import global_compiler_lock
+
+    if what in _noticed:
+        yield
+        return
+    timer = None
+
+    def say(path):
+        _noticed.add(what)
+        t = machine.target()
+        _log.warning("loopgrad: compiling %s for this CPU (%s, table entry %s): once per "
+                     "machine and loopgrad version, cached in %s; `loopgrad compile` does it "
+                     "ahead of time", what, t["cpu_name"], t["entry"], path)
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            nonlocal timer
+            if timer is None:
+                cache = getattr(ev.data["dispatcher"], "_cache", None)
+                path = getattr(cache, "_cache_path", None) or "memory only (no writable folder)"
+                timer = threading.Timer(NOTICE_AFTER_S, say, (path,))
+                timer.daemon = True
+                timer.start()
+
+        def on_end(self, ev):
+            pass
+
+    try:
+        with global_compiler_lock, event.install_listener("numba:compile", Listener()):
+            yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def folder() -> str:

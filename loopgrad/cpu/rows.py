@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange, types
 
 from .._scalar import relu_backward as _relu_backward_py
-from .jit import jit as _jit
+from .jit import jit as _jit, notice
 
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
@@ -242,6 +242,8 @@ def kernel(name: str, dtype, parallel: bool):
     key = (name, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _COMPILED[key] = _jit(_PY[name, parallel], signature_or_function=signature(name, dtype),
-                                   parallel=parallel)
+        with notice(f"the {dtype} row kernels"):
+            fn = _COMPILED[key] = _jit(_PY[name, parallel],
+                                       signature_or_function=signature(name, dtype),
+                                       parallel=parallel)
     return fn

@@ -165,6 +165,7 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool):
     fn = _COMPILED.get(key)
     if fn is None:
         py = getattr(module(K, M), f"_{name}_{'parallel' if parallel else 'serial'}")
-        fn = jit.jit(py, signature_or_function=rows.signature(name, dtype), parallel=parallel)
+        with jit.notice(f"the {dtype} row kernels for K = {K}, M = {M}"):
+            fn = jit.jit(py, signature_or_function=rows.signature(name, dtype), parallel=parallel)
         _COMPILED[key] = fn
     return fn

@@ -67,6 +67,7 @@ BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = 64, 4096
 JB = 8  # column panels per dW item of the three-pass kernel
+PACK_K = {PACK_K}  # x rows at least this long are packed for h = x·W
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
@@ -130,6 +131,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
     # panels read x in place, a last partial one too (its extra rows give rows of
     # the tile that are never stored) unless it would read past the end of x
     full = nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
+    if K >= PACK_K:
+        full = 0  # long rows: all panels packed (rows K apart would share L1 sets)
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if full < nir:
@@ -146,7 +149,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
                             prefetch(x, ahead + q)
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 else:
-                    mk(kc, Ap, 0, MR, 1, Wp, bo, NR, C, c0, ldc)
+                    mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, Mp, Ct, MR)
     # the epilogue runs along rows, or along the whole block where g has no padding:
@@ -427,11 +430,15 @@ def _tile_adds(NR: int) -> str:
     return "".join(out)
 
 
+_PACK_K = 1 << 62
+
+
 def _source(entry: machine.Entry, variant: str) -> str:
     T = variant.split("-")[0]
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
-    src = (_HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC)
+    src = (_HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
+                          PACK_K=_PACK_K)
            + _micro_kernel(T, MR, NR) + _tile_adds(NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         src += _DRIVERS.format(name=name, range=rng, prologue=_PROLOGUE.format(range=rng),
@@ -467,10 +474,11 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
 @functools.lru_cache(maxsize=None)
 def _kernel(name, variant, parallel, isa):
     entry = machine.TABLE[isa]
-    py = getattr(module(variant, isa), f"_{name}_{'parallel' if parallel else 'serial'}")
-    with jit.settings(slp=True, vector_bits=entry.vector_bits):
-        return jit.jit(py, signature_or_function=_signature(name, np.dtype(variant.split("-")[0])),
-                       parallel=parallel)
+    dtype = np.dtype(variant.split("-")[0])
+    with jit.notice(f"the {dtype} tiled kernels"):
+        py = getattr(module(variant, isa), f"_{name}_{'parallel' if parallel else 'serial'}")
+        with jit.settings(slp=True, vector_bits=entry.vector_bits):
+            return jit.jit(py, signature_or_function=_signature(name, dtype), parallel=parallel)
 
 
 @functools.lru_cache(maxsize=None)

@@ -54,11 +54,12 @@ import numpy as np, loopgrad
 from loopgrad import reference
 from loopgrad.cpu import machine
 rng = np.random.default_rng(5)
-x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((203, 37), (37, 45), (203, 45)))
-got = loopgrad.grads(x, W, y)
-ref = reference.torch_autograd(x, W, y)
-for name, g, r, b in zip(("f", "dx", "dW", "dy"), got, ref, reference.error_bounds(x, W, y, ref)):
-    reference.check(name, g, r, b)
+for K, M in ((37, 45), (4, 4)):     # a tiled shape and a skinny one
+    x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((20003, K), (K, M), (20003, M)))
+    got = loopgrad.grads(x, W, y)
+    ref = reference.torch_autograd(x, W, y)
+    for name, g, r, b in zip(("f", "dx", "dW", "dy"), got, ref, reference.error_bounds(x, W, y, ref)):
+        reference.check(name, g, r, b)
 print(machine.target()["entry"], machine.target()["forced"])
 """
 

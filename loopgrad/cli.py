@@ -74,6 +74,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="versions, threading layer, kernel cache and GPU: "
                                     "for bug reports")
     p.set_defaults(run=info)
+    from . import warmup
+
+    p = sub.add_parser("compile", help="compile every CPU kernel for this machine ahead of use "
+                                       "(Docker images, CI caches)", description=warmup.DESCRIPTION)
+    warmup.add_arguments(p)
     p = sub.add_parser("bench", help="time f and its gradients: loopgrad against NumPy, torch "
                                      "and JAX, each checked first", description=bench.DESCRIPTION)
     bench.add_arguments(p)

@@ -19,7 +19,7 @@ row kernels (torch's pattern of NaN and inf on every path).
 
 import numpy as np
 
-from . import parallel, rows, skinny, tiled
+from . import machine, parallel, rows, skinny, tiled
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -97,3 +97,45 @@ def loss(x, W, y) -> float:
     kern = row_kernel("loss", x.dtype, par, K, M)
     with parallel.guard(par):
         return kern(partials, x, W, y, chunk_rows)
+
+
+# --------------------------------------------------------- compiling ahead (`loopgrad compile`)
+
+def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled")) -> list:
+    """Every kernel this CPU's shapes can use, as units of work that `warm` compiles.
+
+    Each unit holds all the kernels of its generated module (or of rows.py), so
+    that units can compile in parallel processes without two of them writing the
+    same function's cache index.
+    """
+    dtypes = tuple(np.dtype(d).name for d in dtypes)
+    units = []
+    if "rows" in families:
+        units.append(("rows", dtypes))
+    if "skinny" in families:
+        units += [("skinny", dtypes, K, M) for K in range(1, skinny.MAX_KM + 1)
+                  for M in range(1, skinny.MAX_KM // K + 1)]
+    if "tiled" in families:
+        tiles = machine.entry().tiles
+        units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]
+    return units
+
+
+def warm(unit) -> str:
+    """Compile (or load from the disk cache) the kernels of one `warm_units` unit; its label."""
+    family, dtypes = unit[0], unit[1]
+    for dtype in dtypes:
+        for par in (False, True):
+            for name in ("grads", "loss"):
+                if family == "rows":
+                    rows.kernel(name, dtype, par)
+                elif family == "skinny":
+                    skinny.kernel(name, unit[2], unit[3], np.dtype(dtype), par)
+            if family == "tiled":
+                for name in ("grads_fused", "grads", "loss"):
+                    tiled.kernel(name, unit[2], par)
+    if family == "rows":
+        return f"general row kernels ({', '.join(dtypes)})"
+    if family == "skinny":
+        return f"row kernels for K = {unit[2]}, M = {unit[3]} ({', '.join(dtypes)})"
+    return f"tiled kernels, {unit[2]} tile"

@@ -1,0 +1,65 @@
+"""`loopgrad compile`: every kernel compiled ahead, so that later calls compile nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loopgrad import cli, cpu
+
+# a later process: a call of each family, counting the compiles Numba starts (its
+# "numba:compile" event comes only when the disk cache misses)
+_CHILD = """
+import numpy as np
+from numba.core import event
+import loopgrad
+
+class Count(event.Listener):
+    n = 0
+    def on_start(self, ev):
+        Count.n += 1
+    def on_end(self, ev):
+        pass
+
+rng = np.random.default_rng(0)
+with event.install_listener("numba:compile", Count()):
+    for N, K, M in ((5000, 3, 7), (5000, 24, 40), (50, 300, 300)):  # rows, tiled fused, three-pass
+        x, W, y = (rng.standard_normal(s) for s in ((N, K), (K, M), (N, M)))
+        loopgrad.grads(x, W, y)
+        loopgrad.loss(x, W, y)
+print(Count.n)
+"""
+
+
+def test_compile_then_nothing_compiles(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "loopgrad", "compile", "--dtype", "float64", "--kernels",
+           "rows,tiled", "--jobs", "2", "--no-progress"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loopgrad compile: done in" in out.stderr
+    assert "loopgrad: compiling" not in out.stderr  # the workers' notices are not repeated
+    later = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert later.stdout.strip() == "0", later.stderr[-2000:]
+
+
+def test_units_cover_every_family():
+    units = cpu.warm_units(("float32",))
+    skinny = [u for u in units if u[0] == "skinny"]
+    assert all(1 <= K * M <= cpu.skinny.MAX_KM for _, _, K, M in skinny)
+    assert len(skinny) == sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))
+    tiles = [u[2] for u in units if u[0] == "tiled"]
+    assert tiles and all(t.startswith("float32") for t in tiles)
+    assert ("rows", ("float32",)) in units
+
+
+@pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],
+                                  ["compile", "--kernels", "gemm"]])
+def test_bad_options_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert "expected" in capsys.readouterr().err

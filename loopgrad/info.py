@@ -1,7 +1,8 @@
 """`loopgrad info`: what to paste into a bug report.
 
-Versions, the Numba threading layer and thread count, where the kernels are
-cached and how many are there, and whether a CUDA GPU can be used.
+Versions, the CPU as LLVM names it and the machine-table entry the kernels use,
+the Numba threading layer and thread count, where the kernels are cached and how
+many are there, and whether a CUDA GPU can be used.
 """
 
 import importlib.metadata
@@ -35,7 +36,7 @@ def report() -> dict:
     import numpy as np
 
     import loopgrad
-    from .cpu import jit, parallel, rows
+    from .cpu import jit, machine, parallel, rows
 
     # the layer is chosen at the first parallel region: run a tiny one
     x = np.zeros((1, 1))
@@ -62,10 +63,16 @@ def report() -> dict:
     except Exception as e:  # noqa: BLE001 - any failure is the answer
         gpu = f"not usable: {e}"
     layer = parallel.layer()
+    m = machine.summary()
+    tiles = ", ".join(f"{k} {v}" for k, v in m["tiles"].items())
+    forced = f" (forced by {machine.ENV})" if m["table_forced"] else ""
     return {
         "loopgrad": f"{loopgrad.__version__} ({os.path.dirname(loopgrad.__file__)})",
         "python": f"{platform.python_version()} ({sys.executable})",
         "platform": f"{platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()})",
+        "CPU": f"LLVM {m['llvm_cpu']}, vector ISA {m['isa']}",
+        "kernel table": f"entry {m['table_entry']}{forced}: {m['vector_bits']}-bit vectors, "
+                        f"tiles {tiles}",
         "packages": ", ".join(f"{d} {_version(d)}" for d in
                               ("numpy", "numba", "llvmlite", "torch", "numba-cuda", "dask")),
         "threads": f"{numba.get_num_threads()} Numba threads (NUMBA_NUM_THREADS)",

@@ -112,6 +112,15 @@ def test_json_has_exactly_the_documented_fields(capsys, tmp_path, tiny_ceilings)
     assert rec["threads"]["numba"] == 1 and rec["threads"]["torch"] == 1
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored afterwards
     assert rec["machine"]["cores"] == os.cpu_count()
+    from loopgrad.cpu import machine
+
+    m = machine.summary()  # which CPU and which of loopgrad's table entries made the figures
+    assert {k: rec["machine"][k] for k in m} == m and m["table_entry"] in machine.TABLE
+    kernels = {r["impl"]: r["kernel"] for r in rec["results"]}
+    assert kernels["loopgrad"] == "skinny rows K=2 M=3 (%d-bit)" % m["vector_bits"]
+    assert kernels["numpy"] is None
+    assert f"loopgrad's kernels: 5×2×3 {kernels['loopgrad']}" in out
+    assert f"(LLVM {m['llvm_cpu']}, {m['isa']}); loopgrad's table entry {m['table_entry']}" in out
     assert rec["versions"]["numpy"] == np.__version__
     assert rec["versions"]["torch"] == torch.__version__
     assert rec["env"]["OPENBLAS_CORETYPE"] == os.environ.get("OPENBLAS_CORETYPE")
@@ -363,6 +372,11 @@ def test_markdown_and_plot(capsys, tmp_path):
     assert re.match(r"## \d{4}-\d\d-\d\d — `loopgrad bench`", out)
     assert "- Command: `loopgrad bench --shapes 6x2x2,40x3x2" in out
     assert "OPENBLAS_CORETYPE=" in out and f"numpy {np.__version__}" in out
+    from loopgrad.cpu import machine
+
+    m = machine.summary()
+    assert f"(LLVM `{m['llvm_cpu']}`, {m['isa']})" in out
+    assert f"- loopgrad's kernels: machine-table entry {m['table_entry']}" in out
     lines = [line for line in out.splitlines() if line.startswith("| 6×2×2") or
              line.startswith("| 40×3×2")]
     assert len(lines) == 4 and all(line.split(" | ")[3] == "ok" for line in lines)

@@ -130,6 +130,12 @@ def test_peak_memory_is_inputs_plus_outputs():
 
 def test_info_command():
     out = run_child("from loopgrad import cli; cli.main(['info'])")
-    for label in ("loopgrad:", "threading layer:", "kernel cache:", "generated kernels:", "CUDA:"):
+    for label in ("loopgrad:", "CPU:", "kernel table:", "threading layer:", "kernel cache:",
+                  "generated kernels:", "CUDA:"):
         assert label in out
+    from loopgrad.cpu import machine
+
+    m = machine.summary()
+    assert f"CPU:                LLVM {m['llvm_cpu']}, vector ISA {m['isa']}" in out
+    assert f"kernel table:       entry {m['table_entry']}: {m['vector_bits']}-bit vectors" in out
     assert "layer:  None" not in out

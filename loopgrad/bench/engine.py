@@ -39,7 +39,10 @@ JSON (--json FILE): one object with these fields
     date            ISO 8601, UTC
     settings        preset, shapes [[N, K, M], ...], dtype, impls, repeat,
                     max_time_s, seed, relu_grad_at_zero, threads (requested or null)
-    machine         cpu_model, cores, usable_cores, memory_gib, platform, python,
+    machine         cpu_model, llvm_cpu (LLVM's name of the CPU Numba compiles for), isa
+                    (avx512, avx2 or generic), table_entry (loopgrad's machine-table entry the
+                    kernels use), table_forced (LOOPGRAD_CPU_ISA set), vector_bits, tiles
+                    ({dtype: "MRxNR"}), cores, usable_cores, memory_gib, platform, python,
                     other_load (the fraction of all cores other processes kept busy
                     during the run, from /proc/stat; null where unknown)
     threads         numba, numba_threading_layer, torch, blas (numpy's BLAS threads)
@@ -74,6 +77,8 @@ JSON (--json FILE): one object with these fields
         dtype           "float32" or "float64"
         impl            the --impl key
         label           what it is
+        kernel          for loopgrad's rows, the kernel the shape runs (loopgrad.cpu.describe),
+                        else null
         status          "timed", "mismatch", "skipped" or "error"
         reason          why not timed (the check's message, the exception), else null
         check           "ok", "ok*", "mismatch", or null when it did not get that far
@@ -122,7 +127,8 @@ PRESETS = {
 }
 PRESETS["full"] = (PRESETS["skinny"][0] + PRESETS["square"][0], 1.5)
 _ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "XLA_FLAGS")
+        "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "XLA_FLAGS",
+        "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "LOOPGRAD_CPU_ISA")
 
 
 # ---------------------------------------------------------------- the options
@@ -498,7 +504,7 @@ def _describe(cell, impl, nkm, dtype) -> dict:
     nbytes = dtype.itemsize * 2 * (N * K + K * M + N * M)
     med = cell["median_s"]
     return dict(shape=[N, K, M], dtype=dtype.name, impl=impl.key, label=impl.label,
-                **cell, flops=flops, bytes=nbytes,
+                kernel=impl.kernel(N, K, M, dtype), **cell, flops=flops, bytes=nbytes,
                 gflops=flops / med / 1e9 if med else None,
                 gbps=nbytes / med / 1e9 if med else None,
                 speedup_vs_torch=None)
@@ -655,6 +661,13 @@ def _git_describe():
         return None
 
 
+def _cpu_summary() -> dict:
+    # LLVM's CPU name, the vector ISA and loopgrad's table entry: which kernels ran
+    from ..cpu import machine
+
+    return machine.summary()
+
+
 def _memory_gib():
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -685,7 +698,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,
                       impls=[i.key for i in impls], repeat=args.repeat, max_time_s=max_time,
                       seed=args.seed, relu_grad_at_zero=a0, threads=args.threads),
-        machine=dict(cpu_model=cpu_model(), cores=os.cpu_count(),
+        machine=dict(cpu_model=cpu_model(), **_cpu_summary(), cores=os.cpu_count(),
                      usable_cores=len(os.sched_getaffinity(0))
                      if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                      memory_gib=_memory_gib(), platform=platform.platform(),

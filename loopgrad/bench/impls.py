@@ -90,6 +90,10 @@ class Impl:
     def threads(self):
         return contextlib.nullcontext()
 
+    def kernel(self, N, K, M, dtype) -> "str | None":
+        """Which kernel this implementation runs at the shape, where it chooses one."""
+        return None
+
 
 # ------------------------------------------------------------------ loopgrad
 
@@ -101,6 +105,11 @@ class Loopgrad(Impl):
 
         return Prepared(lambda: loopgrad.grads(x, W, y, relu_grad_at_zero=RELU_GRAD_AT_ZERO),
                         _host4)
+
+    def kernel(self, N, K, M, dtype):
+        from .. import cpu
+
+        return cpu.describe(N, K, M, dtype)
 
 
 class LoopgradOneThread(Loopgrad):

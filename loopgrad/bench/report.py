@@ -81,6 +81,12 @@ def _notes(record, md) -> list:
                      "worst case of summing in the input dtype; every error is in the JSON")
     lines.append("vs torch: torch autograd's median / this median, at the same shape "
                  "(> 1 is faster)")
+    kernels = {}
+    for r in record["results"]:
+        if r.get("kernel") and r["impl"] == "loopgrad":
+            kernels.setdefault("×".join(map(str, r["shape"])), r["kernel"])
+    if kernels:
+        lines.append("loopgrad's kernels: " + "; ".join(f"{k} {v}" for k, v in kernels.items()))
     other = record["machine"]["other_load"]
     if other is not None and other > 0.05:
         lines.append(f"warning: other processes kept {other:.0%} of the "
@@ -168,9 +174,12 @@ def table(record) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     s = record["settings"]
+    m = record["machine"]
     head = (f"loopgrad bench: f, dx, dW, dy in {s['dtype']}; median of up to {s['repeat']} "
             f"calls (≤ {s['max_time_s']:g} s per cell) after warm-up; "
-            f"Numba {record['threads']['numba']} threads")
+            f"Numba {record['threads']['numba']} threads\n"
+            f"{m['cpu_model']} (LLVM {m.get('llvm_cpu')}, {m.get('isa')}); loopgrad's table "
+            f"entry {m.get('table_entry')}{' (forced)' if m.get('table_forced') else ''}")
     out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))
@@ -203,8 +212,12 @@ def markdown(record, plot=None) -> str:
         f"## {record['date'][:10]} — `loopgrad bench`, {what}, {s['dtype']}",
         "",
         f"- Command: `{record['command']}` (run {record['date']})",
-        f"- Machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable){mem}; "
-        f"{m['platform']}",
+        f"- Machine: {m['cpu_model']} (LLVM `{m.get('llvm_cpu')}`, {m.get('isa')}), "
+        f"{m['cores']} cores ({m['usable_cores']} usable){mem}; {m['platform']}",
+        f"- loopgrad's kernels: machine-table entry {m.get('table_entry')}"
+        f"{' (forced by LOOPGRAD_CPU_ISA)' if m.get('table_forced') else ''}, "
+        f"{m.get('vector_bits')}-bit vectors, tiles "
+        + ", ".join(f"{k} {v}" for k, v in (m.get("tiles") or {}).items()),
         f"- Threads: Numba {t['numba']} ({t['numba_threading_layer']}), torch {t['torch']}, "
         f"NumPy's BLAS {t['blas']}",
         f"- NumPy's BLAS: {_blas_line(record)}",

@@ -39,6 +39,20 @@ def is_tiled(K: int, M: int) -> bool:
     return K >= TILED_MIN_K and K * M > skinny.MAX_KM
 
 
+def describe(N: int, K: int, M: int, dtype) -> str:
+    """The kernel an N×K×M call in dtype runs, in words (bench rows, bug reports)."""
+    dtype = np.dtype(dtype)
+    entry = machine.entry()
+    if is_tiled(K, M):
+        name, variant, nchunks, _ = tiled.plan(N, K, M, dtype)
+        t = entry.tiles[variant]
+        how = "fused" if name == "grads_fused" else "three-pass"
+        return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
+    if 1 <= K * M <= skinny.MAX_KM:
+        return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit)"
+    return "general rows (float64)"
+
+
 def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
     """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) when
     K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's arguments)."""

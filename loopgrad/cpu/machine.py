@@ -103,3 +103,13 @@ def target() -> dict:
 def entry() -> Entry:
     """The table entry the kernels use on this machine (LOOPGRAD_CPU_ISA forces one)."""
     return TABLE[target()["entry"]]
+
+
+def summary() -> dict:
+    """The facts a benchmark figure needs to name its machine: LLVM's CPU name, the ISA, the
+    table entry in use (and whether LOOPGRAD_CPU_ISA forced it), its vector width and tiles."""
+    t = target()
+    e = TABLE[t["entry"]]
+    tiles = {k: f"{v.MR}x{v.NR}" for k, v in e.tiles.items()}
+    return dict(llvm_cpu=t["cpu_name"], isa=t["isa"], table_entry=t["entry"],
+                table_forced=t["forced"], vector_bits=e.vector_bits, tiles=tiles)

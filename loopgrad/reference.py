@@ -146,11 +146,14 @@ def check(name, got, ref, bound):
     with np.errstate(invalid="ignore"):  # inf − inf where both are infinite: compared below
         err = np.where(finite, np.abs(g64 - ref), 0.0)
     same_special = np.where(finite, True, (g64 == ref) | (np.isnan(g64) & np.isnan(ref)))
-    # a NaN bound comes from inf·0 in the magnitudes of near-overflowing
-    # inputs: the worst case is unbounded there
-    bound = np.where(np.isnan(bound), np.inf, bound)
     ok = same_special & np.where(finite, err <= bound * (1 + 1e-9), True)
     ok &= np.where(finite, np.isfinite(g64), True)
+    # Where the bound is not finite (inf, or NaN from inf·0) the magnitudes of the terms
+    # overflow, and the answer of a correct implementation depends on whether a product is
+    # fused with its sum: 1.6e308 + 2·(−1.6e308) is −1.6e308 with an FMA (torch's BLAS)
+    # and −inf with the product rounded first; inf + (−1.6e308)·1.6e308 is inf or NaN.
+    # The contract bounds nothing there, and any result is admitted.
+    ok |= ~np.isfinite(bound)
     if np.all(ok):
         return
     bad = np.argwhere(~ok) if ok.ndim else [()]

@@ -51,3 +51,20 @@ def test_nan_h_follows_each_torch_op(a0):
     got = loopgrad.grads(x, W, y, relu_grad_at_zero=a0)
     assert_matches_torch(got, x, W, y, a0, form="sum")
     assert np.isnan(got.dW[1, 0]) == (a0 != 1.0)
+
+
+def test_check_admits_any_answer_only_where_the_bound_is_unbounded():
+    # a finite reference wants a finite answer within the bound, a special one the same
+    # special; where the magnitudes overflow (the bound is inf or NaN) a fused multiply-add
+    # decides torch's own answer, and anything is admitted
+    from loopgrad import reference
+
+    ref = np.array([1.0, 1e308, np.inf])
+    unbounded = np.array([1e-12, np.inf, np.nan])
+    reference.check("v", np.array([1.0, -np.inf, np.nan]), ref, unbounded)
+    for got, bound in (([1.0, -np.inf, np.inf], [1e-12, 1e300, np.nan]),   # inf for a finite
+                       ([1.0, 1e308, np.nan], [1e-12, np.inf, 1e300]),     # NaN for an inf
+                       ([np.nan, 1e308, np.inf], unbounded),               # NaN where bounded
+                       ([1.1, 1e308, np.inf], unbounded)):                 # beyond the bound
+        with pytest.raises(AssertionError, match="1 element"):
+            reference.check("v", np.array(got), ref, np.array(bound))

@@ -19,7 +19,7 @@ row kernels (torch's pattern of NaN and inf on every path).
 
 import numpy as np
 
-from . import machine, parallel, rows, skinny, tiled
+from . import machine, parallel, rows, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -80,8 +80,14 @@ def grads(x, W, y, relu_grad_at_zero: float):
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, x.dtype)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern = tiled.kernel(name, variant, par)
-        with parallel.guard(par):
-            f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows)
+        n64, nT = tiled.scratch(name, variant, N, K, M, nchunks)
+        ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, x.dtype)
+        try:
+            with parallel.guard(par):
+                f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT)
+        finally:
+            workspace.give(ws64)
+            workspace.give(wsT)
     if f != f:  # the row kernels; after the tiled ones, where they give NaN: an input, h
         # or z not finite, or a risk of overflow in their input-dtype sums (tiled.py)
         chunk_rows, nchunks, stride = rows.plan(N, K, M)
@@ -100,9 +106,14 @@ def loss(x, W, y) -> float:
     M = W.shape[1]
     if is_tiled(K, M):
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
-        kern = tiled.kernel("loss", tiled.variant(K, M, x.dtype), par)
-        with parallel.guard(par):
-            f = kern(x, W, y)
+        variant = tiled.variant(K, M, x.dtype)
+        kern = tiled.kernel("loss", variant, par)
+        wsT = workspace.take(tiled.scratch("loss", variant, N, K, M, 1)[1], x.dtype)
+        try:
+            with parallel.guard(par):
+                f = kern(x, W, y, wsT)
+        finally:
+            workspace.give(wsT)
         if f == f:  # else (NaN) not finite: the float64 row kernel decides, as in grads
             return f
     chunk_rows, nchunks, _ = rows.plan(N, K, M)

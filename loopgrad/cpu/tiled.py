@@ -291,29 +291,36 @@ def sum_chunks(dW2, part2, nchunks, K, M, Mp):
 """
 
 # both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
-# parallel by the three-pass kernel, whose W can be large; the fused one's is small:
-# one parallel loop less to compile, dev/machines_v8.md 8e)
+# parallel by the three-pass kernel, whose W can be large, with dW's partial zeroed;
+# the fused one's W is small).  Each parallel loop costs 0.6–2 s of compile: they are
+# as few as the passes need (dev/machines_v8.md 8e).
 _PROLOGUE = """\
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - 1) // NR * NR
-    Wp = np.empty(K * Mp, T)             # B of h = x·W
-    for jr in {range}(Mp // NR):
-        pack_b(Wp, W, M, 1, K, M, jr)
     Kp = (K + NR - 1) // NR * NR
-    Wtp = np.empty(M * Kp, T)            # B of dx = g·Wᵀ
-    for jr in {range}(Kp // NR):
-        pack_b(Wtp, W, 1, M, M, K, jr)
+    # scratch from the caller (workspace.py; sizes: `scratch`): W packed twice, then the rest
+    Wp = wsT[:K * Mp]                    # B of h = x·W
+    Wtp = wsT[K * Mp:K * Mp + M * Kp]    # B of dx = g·Wᵀ
+    part = ws64[:{nparts}]               # dW's float64 partials
+    for jr in {range}(max(Mp, Kp) // NR):
+        if jr < Mp // NR:
+            pack_b(Wp, W, M, 1, K, M, jr)
+            if {zero}:
+                for k in range(K):
+                    part[k * Mp + jr * NR:k * Mp + (jr + 1) * NR] = 0.0
+        if jr < Kp // NR:
+            pack_b(Wtp, W, 1, M, M, K, jr)
+    rest = wsT[K * Mp + M * Kp:]
 """
 
 _DRIVERS = """
 
-def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
+def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
     # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
     # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache)
-{serial_prologue}    nc, R = nchunks, chunk_rows
-    part = np.zeros(nc * K * Mp)
+{fused_prologue}    nc, R = nchunks, chunk_rows
     fc = np.empty(nc)
     for c in {range}(nc):
         n0 = c * R
@@ -321,7 +328,8 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
         g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
-        pc = part[c * K * Mp:]
+        pc = part[c * K * Mp:(c + 1) * K * Mp]
+        pc[:] = 0.0
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
@@ -337,10 +345,10 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     return trusted(f, W, dW)
 
 
-def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
+def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
     # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used)
-{prologue}    g = np.empty((N + MR - 1) // MR * MR * Mp, T)  # whole panels of MR rows for dx
+{prologue}    g = rest[:(N + MR - 1) // MR * MR * Mp]  # whole panels of MR rows for dx
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
     for b in {range}(nb):
@@ -355,8 +363,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
     njb = (Mp // NR + JB - 1) // JB
-    part = np.zeros(K * Mp)
-    Gp = np.empty(KC * Mp, T)
+    Gp = rest[(N + MR - 1) // MR * MR * Mp:][:KC * Mp]
     for pc in range(0, N, KC):
         kc = min(KC, N - pc)
         for jr in {range}(Mp // NR):
@@ -365,7 +372,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
             kb, jb = item // njb, item % njb
             dw_item(part, x, Gp, K, Mp, pc, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
                     min(JB, Mp // NR - jb * JB), np.empty(MC * KC, T), np.empty(MR * NR, T))
-    for k in {range}(K):
+    for k in range(K):  # serial: a copy, ≤ 1 % of the call (2048³)
         dW[k * M:(k + 1) * M] = part[k * Mp:k * Mp + M]
     f = 0.0
     for b in range(nb):
@@ -373,12 +380,12 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows):
     return trusted(f, W, dW)
 
 
-def _loss_{name}(x2, W2, y2):
+def _loss_{name}(x2, W2, y2, wsT):
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - 1) // NR * NR
-    Wp = np.empty(K * Mp, T)
-    for jr in {range}(Mp // NR):
+    Wp = wsT[:K * Mp]
+    for jr in range(Mp // NR):  # serial: one parallel loop less to compile
         pack_b(Wp, W, M, 1, K, M, jr)
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
@@ -441,8 +448,11 @@ def _source(entry: machine.Entry, variant: str) -> str:
                           PACK_K=_PACK_K)
            + _micro_kernel(T, MR, NR) + _tile_adds(NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
-        src += _DRIVERS.format(name=name, range=rng, prologue=_PROLOGUE.format(range=rng),
-                               serial_prologue=_PROLOGUE.format(range="range"))
+        src += _DRIVERS.format(
+            name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp", zero=True),
+            # the fused kernel zeroes each chunk's partial in its chunk
+            fused_prologue=_PROLOGUE.format(range="range", nparts="nchunks * K * Mp",
+                                            zero=False))
     return src
 
 
@@ -452,9 +462,11 @@ def _signature(name: str, dtype: np.dtype):
     t = types.float32 if dtype == np.float32 else types.float64
     out = types.Array(t, 2, "C")
     inp = types.Array(t, 2, "C", readonly=True)
+    ws64, wsT = types.Array(types.float64, 1, "C"), types.Array(t, 1, "C")
     if name.startswith("grads"):
-        return types.float64(out, out, out, inp, inp, inp, types.float64, types.intp, types.intp)
-    return types.float64(inp, inp, inp)
+        return types.float64(out, out, out, inp, inp, inp, types.float64, types.intp, types.intp,
+                             ws64, wsT)
+    return types.float64(inp, inp, inp, wsT)
 
 
 def _isa(isa: str | None) -> str:
@@ -465,8 +477,9 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     """The tiled kernel `name` for a variant of the machine table's entry (this CPU's unless
     `isa` names one), serial or parallel, compiled with SLP on at the entry's vector width.
 
-    grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows) -> f
-    grads_fused: the same arguments; loss(x, W, y) -> f.  See `plan`.
+    grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT) -> f
+    grads_fused: the same arguments; loss(x, W, y, wsT) -> f.  See `plan`; the scratch
+    ws64 (float64) and wsT (the input dtype) hold at least `scratch` elements.
     """
     return _kernel(name, variant, parallel, _isa(isa))
 
@@ -488,6 +501,20 @@ def module(variant: str, isa: str):
     entry = machine.TABLE[isa]
     with jit.settings(slp=True, vector_bits=entry.vector_bits):
         return jit.load(f"tiled_{isa}_{variant}", _source(entry, variant))
+
+
+def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
+            isa: str | None = None) -> tuple[int, int]:
+    """(float64 elements, input-dtype elements) of scratch kernel `name` takes (ws64, wsT):
+    dW's float64 partials; W packed for h and for dx, and the three-pass kernel's g and
+    packed block of g (the drivers lay them out in this order)."""
+    t = machine.TABLE[_isa(isa)].tiles[variant]
+    Mp, Kp = -(-M // t.NR) * t.NR, -(-K // t.NR) * t.NR
+    if name == "loss":
+        return 0, K * Mp
+    if name == "grads_fused":
+        return nchunks * K * Mp, K * Mp + M * Kp
+    return K * Mp, K * Mp + M * Kp + -(-N // t.MR) * t.MR * Mp + t.KC * Mp
 
 
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:

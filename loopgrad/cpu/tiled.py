@@ -241,17 +241,22 @@ def pack_g(Gp2, g2, Mp, pc, kc, jr):
             Gp[(jr * kc + p) * NR + j] = g[(pc + p) * Mp + jr * NR + j]
 
 
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True,
-      fastmath=_FM)
-def dw_item(part2, x2, Gp2, K, Mp, pc, kc, k0, krows, jr0, njr, Ap2, Ct2):
+@njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
+    # columns [k0, k0+krows) of rows [pc, pc+kc) of x → MR-column micro-panels at
+    # Xp[k0·kc:]: A of one KC block of dW = xᵀ·g, packed once for every item
+    pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
+
+
+@njit(nt.void(A64, A1, A1, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
+def dw_item(part2, Xp2, Gp2, Mp, kc, k0, krows, jr0, njr, Ct2):
     # part[k, jr0·NR : (jr0+njr)·NR] += Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] for k in [k0, k0+krows):
     # one KC block of dW = xᵀ·g, both operands packed (rows of x and g lie 4 KiB or more apart)
-    part, x, Gp, Ap, Ct = pointer(part2), pointer(x2), pointer(Gp2), pointer(Ap2), pointer(Ct2)
+    part, Xp, Gp, Ct = pointer(part2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
-    pack_at(Ap, x, K, k0, krows, pc, kc)
     for jr in range(jr0, jr0 + njr):
         for ir in range(nir):
-            mk(kc, Ap, ir * kc * MR, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
+            mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
             tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, min(MR, krows - ir * MR))
 
 
@@ -364,14 +369,20 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     nk = (K + MC - 1) // MC
     njb = (Mp // NR + JB - 1) // JB
     Gp = rest[(N + MR - 1) // MR * MR * Mp:][:KC * Mp]
+    Xp = rest[(N + MR - 1) // MR * MR * Mp + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
     for pc in range(0, N, KC):
         kc = min(KC, N - pc)
-        for jr in {range}(Mp // NR):
-            pack_g(Gp, g, Mp, pc, kc, jr)
+        # the block's g by column panels and xᵀ by MC rows of dW, once for all the items
+        for t in {range}(Mp // NR + nk):
+            if t < Mp // NR:
+                pack_g(Gp, g, Mp, pc, kc, t)
+            else:
+                k0 = (t - Mp // NR) * MC
+                pack_xt(Xp, x, K, pc, kc, k0, min(MC, K - k0))
         for item in {range}(nk * njb):
             kb, jb = item // njb, item % njb
-            dw_item(part, x, Gp, K, Mp, pc, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
-                    min(JB, Mp // NR - jb * JB), np.empty(MC * KC, T), np.empty(MR * NR, T))
+            dw_item(part, Xp, Gp, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
+                    min(JB, Mp // NR - jb * JB), np.empty(MR * NR, T))
     for k in range(K):  # serial: a copy, ≤ 1 % of the call (2048³)
         dW[k * M:(k + 1) * M] = part[k * Mp:k * Mp + M]
     f = 0.0
@@ -507,14 +518,14 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
             isa: str | None = None) -> tuple[int, int]:
     """(float64 elements, input-dtype elements) of scratch kernel `name` takes (ws64, wsT):
     dW's float64 partials; W packed for h and for dx, and the three-pass kernel's g and
-    packed block of g (the drivers lay them out in this order)."""
+    packed blocks of g and xᵀ (the drivers lay them out in this order)."""
     t = machine.TABLE[_isa(isa)].tiles[variant]
     Mp, Kp = -(-M // t.NR) * t.NR, -(-K // t.NR) * t.NR
     if name == "loss":
         return 0, K * Mp
     if name == "grads_fused":
         return nchunks * K * Mp, K * Mp + M * Kp
-    return K * Mp, K * Mp + M * Kp + -(-N // t.MR) * t.MR * Mp + t.KC * Mp
+    return K * Mp, K * Mp + M * Kp + -(-N // t.MR) * t.MR * Mp + t.KC * Mp + -(-K // t.MR) * t.MR * t.KC
 
 
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:

@@ -194,6 +194,8 @@ def test_ceilings_at_tiny_sizes(monkeypatch):
     # neither set: the second run would repeat the first, so it is not made
     monkeypatch.delenv("OPENBLAS_CORETYPE")
     monkeypatch.delenv("OPENBLAS_L2_SIZE")
+    mm = bench_ceilings.sgemm(n=16, repeat=1, with_torch=False, dtype="float64")
+    assert mm["dtype"] == "float64" and mm["gflops"] > 0   # dgemm, for float64 runs
     mm = bench_ceilings.sgemm(n=16, repeat=1, with_torch=False)
     assert [m["key"] for m in mm["measurements"]] == ["numpy", "numpy-unpinned"]
     assert mm["measurements"][1]["gflops"] is None and "neither" in mm["measurements"][1]["reason"]

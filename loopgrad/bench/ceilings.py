@@ -18,6 +18,7 @@ sgemm        GFLOP/s = 2·n³ / time of a float32 n × n matrix product (n =
              an older core than the real one, OpenBLAS runs at about half
              speed), and torch.matmul in this process when torch is installed:
              about the most the square shapes can reach.
+dgemm        the same in float64, measured for --dtype float64 runs.
 
 Each figure is the fastest of `repeat` calls after a warm-up.  Every function
 returns a plain dict (JSON-ready): the ceiling, which measurement gave it, and
@@ -152,7 +153,7 @@ def memory_copy(mib=None, repeat=None, threads=None) -> dict:
 _CHILD = r"""
 import json, sys, time
 import numpy as np
-n, repeat, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+n, repeat, threads, dtype = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 try:
     import threadpoolctl
 except ImportError:
@@ -160,8 +161,8 @@ except ImportError:
 if threads and threadpoolctl:
     threadpoolctl.threadpool_limits(threads, user_api="blas")
 rng = np.random.default_rng(0)
-a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-c = np.empty((n, n), np.float32)
+a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+c = np.empty((n, n), dtype)
 np.matmul(a, b, out=c)
 np.matmul(a, b, out=c)
 best = float("inf")
@@ -177,14 +178,14 @@ print(json.dumps(dict(best_s=best, blas=blas[0] if blas else None)))
 """
 
 
-def _numpy_sgemm(key, label, env, n, repeat, threads, timeout) -> dict:
+def _numpy_sgemm(key, label, env, n, repeat, threads, timeout, dtype) -> dict:
     if threads:
         env = dict(env, OPENBLAS_NUM_THREADS=str(threads))
     m = dict(key=key, label=label, env={k: env.get(k) for k in OPENBLAS_PINS},
              blas=None, threads=None, best_s=None, gflops=None, reason=None)
     try:
         run = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(repeat),
-                              str(threads or 0)],
+                              str(threads or 0), dtype],
                              env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         m["reason"] = f"timed out after {timeout:g} s"
@@ -203,7 +204,7 @@ def _numpy_sgemm(key, label, env, n, repeat, threads, timeout) -> dict:
     return m
 
 
-def _torch_sgemm(n, repeat) -> dict:
+def _torch_sgemm(n, repeat, dtype) -> dict:
     m = dict(key="torch", label="torch.matmul", env=None, blas=None,
              threads=None, best_s=None, gflops=None, reason=None)
     try:
@@ -213,8 +214,8 @@ def _torch_sgemm(n, repeat) -> dict:
         return m
     try:
         g = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(n, n, generator=g, dtype=torch.float32) for _ in range(2))
-        c = torch.empty(n, n, dtype=torch.float32)
+        a, b = (torch.randn(n, n, generator=g, dtype=getattr(torch, dtype)) for _ in range(2))
+        c = torch.empty(n, n, dtype=getattr(torch, dtype))
         torch.matmul(a, b, out=c)
         best = _best(lambda: torch.matmul(a, b, out=c), repeat)
     except Exception as e:  # noqa: BLE001 - reported beside the others
@@ -233,8 +234,10 @@ def _torch_blas(torch):
     return found.group(1) if found else None
 
 
-def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True) -> dict:
-    """The float32 n × n matrix product (default n = SGEMM_N) in GFLOP/s = 2·n³ / time.
+def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
+          dtype="float32") -> dict:
+    """The float32 n × n matrix product (default n = SGEMM_N) in GFLOP/s = 2·n³ / time
+    (dtype="float64": dgemm, the ceiling of float64 runs).
 
     NumPy runs in a fresh process (sys.executable), with the environment as
     it is, then without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (only when one
@@ -247,21 +250,21 @@ def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True) -> d
     env = dict(os.environ)
     pinned = any(k in env for k in OPENBLAS_PINS)
     measurements = [_numpy_sgemm("numpy", "NumPy a @ b, environment as it is", env, n, repeat,
-                                 threads, timeout)]
+                                 threads, timeout, dtype)]
     unpinned = {k: v for k, v in env.items() if k not in OPENBLAS_PINS}
     label = "NumPy a @ b, without " + " and ".join(OPENBLAS_PINS)
     if pinned:
         measurements.append(_numpy_sgemm("numpy-unpinned", label, unpinned, n, repeat,
-                                         threads, timeout))
+                                         threads, timeout, dtype))
     else:
         measurements.append(dict(key="numpy-unpinned", label=label, env=None, blas=None,
                                  threads=None, best_s=None, gflops=None,
                                  reason="neither is set: the same as the run above"))
     if with_torch:
         with _threads(threads):
-            measurements.append(_torch_sgemm(n, repeat))
+            measurements.append(_torch_sgemm(n, repeat, dtype))
     gflops, best = _ceiling(measurements, "gflops")
-    return dict(gflops=gflops, best=best, n=n, dtype="float32", repeat=repeat,
+    return dict(gflops=gflops, best=best, n=n, dtype=dtype, repeat=repeat,
                 measurements=measurements)
 
 

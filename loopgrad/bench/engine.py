@@ -69,6 +69,7 @@ JSON (--json FILE): one object with these fields
                                    2·n³ / time of a float32 2048² product: NumPy a @ b in a
                                    fresh process with the environment as it is and without
                                    OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE; torch.matmul
+                      dgemm        only with --dtype float64: the same, float64
                     gbps, gflops: the best measurement's (named by best); each measurement is
                     the fastest of repeat calls after a warm-up, or null with its reason
     results         one object per shape × implementation that ran:
@@ -386,7 +387,10 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
         else:
             active.append(impl)
     a0 = bench_impls.RELU_GRAD_AT_ZERO
-    ceilings = dict(memory_copy=None, sgemm=None) if getattr(args, "ceilings", False) else None
+    ceilings = None
+    if getattr(args, "ceilings", False):  # float64 runs read the square shapes against dgemm
+        ceilings = dict(memory_copy=None, sgemm=None, **({"dgemm": None} if dtype == np.float64
+                                                          else {}))
     bar = _progress(len(shapes) * (len(active) + 1) + (len(ceilings) if ceilings else 0),
                     args.no_progress)
     results, interrupted = [], False
@@ -489,7 +493,10 @@ def _measure_ceilings(args, bar, ceilings):
     from . import ceilings as bench_ceilings
 
     for name, measure in (("memory_copy", bench_ceilings.memory_copy),
-                          ("sgemm", bench_ceilings.sgemm)):
+                          ("sgemm", bench_ceilings.sgemm),
+                          ("dgemm", lambda **kw: bench_ceilings.sgemm(dtype="float64", **kw))):
+        if name not in ceilings:
+            continue
         _ctrl_c.check()
         bar.set_postfix_str(f"ceilings: {name.replace('_', ' ')}")
         time.sleep(_SETTLE_S)

@@ -7,21 +7,27 @@ Fused (`grads_fused`, K·Mp ≤ 32768): one pass over chunks of rows; per block 
     dx = g·Wᵀ,  dW += xᵀ·g into the chunk's float64 partial (small: it stays in cache)
 Three passes (`grads`, wider): blocks of MC rows for h, the epilogue and dx, with g
     kept whole (one N×Mp buffer); then dW = xᵀ·g one block of KC rows at a time,
-    g's block packed once for all threads.
+    g's and xᵀ's blocks packed once for all threads.
 
 Each product is BLIS's loop nest around a micro-kernel that keeps an MR×NR tile
-of C in MR·NR scalar accumulators over up to KC steps.  W and Wᵀ are packed in
-NR-column panels once per call; x and g are read in place (the micro-kernel
-takes A's two strides), packed only where a panel would run past the end of x
-or, for dW, always.  The micro-kernel and the tile write-backs are generated
-straight-line source that LLVM's SLP vectorizer turns into vector code: 24 zmm
-accumulators for float32's 12×32 tile and float64's 12×16, 16 for the 16×16
-float32 tile used where K or M ≤ 16.  Short rows of x are prefetched ahead.
-Every step, kept or not, is measured in dev/gemm_v6.py and dev/tiled_v7.md.
+of C in MR·NR scalar accumulators over up to KC steps; MR, NR, MC, KC and the
+vector width come from the machine table (machine.py), one entry per ISA.  W
+and Wᵀ are packed in NR-column panels once per call; x and g are read in place
+(the micro-kernel takes A's two strides), packed only where a panel would run
+past the end of x or, for dW, always.  The micro-kernel is generated
+straight-line source that LLVM's SLP vectorizer turns into vector code (on the
+AVX-512 entry: 16 zmm accumulators, 8×32 float32 and 8×16 float64, 16×16
+float32 where K or M ≤ 16); it stores a whole tile where it belongs, or into
+a tile buffer that a row loop adds.  The generated code reaches every array
+through pointers with int64 indices, and every function but the drivers has a
+signature (one compile each, as the module is imported).  Short rows of x are
+prefetched ahead.  Every step, kept or not, is measured in dev/gemm_v6.py,
+dev/tiled_v7.md and dev/machines_v8.md.
 
 Numerics (the contract in loopgrad.reference): h and dx are sums of K and M
 products in the input dtype, as in torch and BLAS, with FMA (`contract`);
-the dW sum runs in the input dtype over blocks of KC ≤ reference.SUM_BLOCK
+the h and dx sums run over blocks of KC terms (256: torch's error, see
+machine.py), the dW sum in the input dtype over blocks of KC ≤ reference.SUM_BLOCK
 rows and in float64 across them; z, g and dy are float64 from the rounded h;
 f is a float64 sum.  Input-dtype sums and FMA differ from float64 where
 values overflow or meet inf and NaN (a float32 product overflows at 1.8e19;
@@ -67,7 +73,6 @@ BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = 64, 4096
 JB = 8  # column panels per dW item of the three-pass kernel
-PACK_K = {PACK_K}  # x rows at least this long are packed for h = x·W
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
@@ -131,8 +136,6 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
     # panels read x in place, a last partial one too (its extra rows give rows of
     # the tile that are never stored) unless it would read past the end of x
     full = nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
-    if K >= PACK_K:
-        full = 0  # long rows: all panels packed (rows K apart would share L1 sets)
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if full < nir:
@@ -448,15 +451,11 @@ def _tile_adds(NR: int) -> str:
     return "".join(out)
 
 
-_PACK_K = 1 << 62
-
-
 def _source(entry: machine.Entry, variant: str) -> str:
     T = variant.split("-")[0]
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
-    src = (_HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                          PACK_K=_PACK_K)
+    src = (_HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC)
            + _micro_kernel(T, MR, NR) + _tile_adds(NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         src += _DRIVERS.format(

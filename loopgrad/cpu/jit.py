@@ -51,8 +51,7 @@ class StraightLine(compiler.CompilerBase):
 
 
 @contextlib.contextmanager
-def settings(slp: bool = False, vector_bits: int | None = None, opt: int | None = None,
-             loop_vectorize: bool | None = None):
+def settings(slp: bool = False, vector_bits: int | None = None):
     """Numba's compiler settings for what compiles inside, put back as they were after.
 
     slp: LLVM's SLP vectorizer on (Numba's config.SLP_VECTORIZE, off by
@@ -82,18 +81,14 @@ def settings(slp: bool = False, vector_bits: int | None = None, opt: int | None 
         return add_ir_module(self, ir_module)
 
     with global_compiler_lock:
-        before = config.SLP_VECTORIZE, config.OPT, config.LOOP_VECTORIZE
-        config.SLP_VECTORIZE = int(slp) or before[0]
-        if opt is not None:
-            config.OPT = config._OptLevel(opt)
-        if loop_vectorize is not None:
-            config.LOOP_VECTORIZE = int(loop_vectorize)
+        before = config.SLP_VECTORIZE
+        config.SLP_VECTORIZE = int(slp) or before
         if vector_bits:
             library.add_ir_module = add_with_width
         try:
             yield
         finally:
-            config.SLP_VECTORIZE, config.OPT, config.LOOP_VECTORIZE = before
+            config.SLP_VECTORIZE = before
             library.add_ir_module = add_ir_module
 
 

@@ -129,7 +129,6 @@ def compute(x, W, y, relu_grad_at_zero: float, grads: bool):
     return (f, *host)
 
 
-
 # the backend interface loopgrad.cpu offers too
 def grads(x, W, y, relu_grad_at_zero: float):
     """(f, dx, dW, dy) on the GPU: see `compute`."""

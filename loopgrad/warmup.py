@@ -76,19 +76,15 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     bar = progress(len(units), "loopgrad compile", "module", not args.no_progress)
     jobs = max(1, min(args.jobs, len(units)))
+    # spawn: a fresh interpreter per worker, no forked Numba or OpenMP state
+    pool = multiprocessing.get_context("spawn").Pool(jobs) if jobs > 1 else None
     try:
-        if jobs == 1:
-            results = map(_warm, units)
-        else:
-            # spawn: a fresh interpreter per worker, no forked Numba or OpenMP state
-            pool = multiprocessing.get_context("spawn").Pool(jobs)
-            results = pool.imap_unordered(_warm, units)
-        for label, seconds in results:
+        for label, seconds in (pool.imap_unordered(_warm, units) if pool else map(_warm, units)):
             bar.set_postfix_str(f"{label}: {seconds:.1f} s")
             bar.update()
     finally:
         bar.close()
-        if jobs > 1:
+        if pool:
             pool.terminate()
     print(f"loopgrad compile: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0

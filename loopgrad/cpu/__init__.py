@@ -44,7 +44,7 @@ def describe(N: int, K: int, M: int, dtype) -> str:
     dtype = np.dtype(dtype)
     entry = machine.entry()
     if is_tiled(K, M):
-        name, variant, nchunks, _ = tiled.plan(N, K, M, dtype)
+        name, variant, _, _ = tiled.plan(N, K, M, dtype)
         t = entry.tiles[variant]
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
@@ -149,18 +149,19 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
 def warm(unit) -> str:
     """Compile (or load from the disk cache) the kernels of one `warm_units` unit; its label."""
     family, dtypes = unit[0], unit[1]
-    for dtype in dtypes:
-        for par in (False, True):
+    for par in (False, True):
+        if family == "tiled":
+            for name in ("grads_fused", "grads", "loss"):
+                tiled.kernel(name, unit[2], par)
+            continue
+        for dtype in dtypes:
             for name in ("grads", "loss"):
                 if family == "rows":
                     rows.kernel(name, dtype, par)
-                elif family == "skinny":
+                else:
                     skinny.kernel(name, unit[2], unit[3], np.dtype(dtype), par)
-            if family == "tiled":
-                for name in ("grads_fused", "grads", "loss"):
-                    tiled.kernel(name, unit[2], par)
-    if family == "rows":
-        return f"general row kernels ({', '.join(dtypes)})"
-    if family == "skinny":
-        return f"row kernels for K = {unit[2]}, M = {unit[3]} ({', '.join(dtypes)})"
-    return f"tiled kernels, {unit[2]} tile"
+    if family == "tiled":
+        return f"tiled kernels, {unit[2]} tile"
+    where = "general row kernels" if family == "rows" else \
+        f"row kernels for K = {unit[2]}, M = {unit[3]}"
+    return f"{where} ({', '.join(dtypes)})"

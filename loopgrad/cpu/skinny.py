@@ -8,8 +8,9 @@ those don't alias the outputs, so every update goes through memory and
 nothing vectorizes (about 20 ms at 10⁶×4×4 float32).  Written out for a
 fixed K and M, the row is straight-line code on scalars: W in K·M scalars,
 dW in K·M scalar accumulators, and the loop over rows is one LLVM can
-vectorize, 8 rows at a time in float64 with interleaved loads and stores
-(the row stride is a constant).  Indices are unsigned, so Numba adds no
+vectorize, as many rows at a time as the table entry's vector width holds
+float64s (8 at 512 bits), with interleaved loads and stores (the row stride
+is a constant).  Indices are unsigned, so Numba adds no
 negative-index wraparound selects (which block vectorization).
 
 The arithmetic is the same as rows.py's (float64 throughout, g by

@@ -4,8 +4,8 @@ The tiled kernels need scratch arrays: W packed twice, g for the three-pass
 kernel (N×M), dW's float64 partials.  Allocated afresh inside a kernel (Numba's
 np.empty: malloc, 4 KiB pages), an array beyond glibc's 32 MiB mmap threshold
 comes back as new pages every call, which the OS faults in and zeroes inside the
-parallel region: 0.32 ms per MiB measured on the Emerald Rapids machine, 33 ms
-of a 2048³ call (dev/machines_v8.md 8g).  So the wrapper takes them from here:
+parallel region: 0.32 ms per MiB measured on the Emerald Rapids machine
+(dev/machines_v8.md 8g).  So the wrapper takes them from here:
 NumPy arrays (NumPy asks for huge pages on large ones), handed back after the
 call and reused by the next, up to KEEP_BYTES in all.  Concurrent calls each
 take their own.  `release()` frees what is kept.

@@ -73,6 +73,7 @@ BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = 64, 4096
 JB = 8  # column panels per dW item of the three-pass kernel
+FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
@@ -251,16 +252,36 @@ def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
     pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
 
 
-@njit(nt.void(A64, A1, A1, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_item(part2, Xp2, Gp2, Mp, kc, k0, krows, jr0, njr, Ct2):
-    # part[k, jr0·NR : (jr0+njr)·NR] += Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] for k in [k0, k0+krows):
-    # one KC block of dW = xᵀ·g, both operands packed (rows of x and g lie 4 KiB or more apart)
-    part, Xp, Gp, Ct = pointer(part2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
+@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
+def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
+    # one KC block of dW = xᵀ·g (both operands packed: rows of x and g lie 4 KiB or more
+    # apart) for rows [k0, k0+krows) and column panels [jr0, jr0+njr) of dW, the tile
+    # of Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] summed in float64 into part; `block` says which:
+    # FIRST sets part, MIDDLE adds, LAST writes dW = T(part + tile), ONLY dW = tile
+    # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a)
+    part, dW, Xp, Gp, Ct = pointer(part2), pointer(dW2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
     for jr in range(jr0, jr0 + njr):
+        cols = min(NR, M - jr * NR)
         for ir in range(nir):
+            rows = min(MR, krows - ir * MR)
+            o = (k0 + ir * MR) * Mp + jr * NR
+            d = (k0 + ir * MR) * M + jr * NR
+            if block == ONLY and rows == MR and cols == NR:  # straight into dW
+                mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, dW, d, M)
+                continue
             mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
-            tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, min(MR, krows - ir * MR))
+            if block == FIRST:
+                tile_set64(part, o, Mp, Ct, rows)
+            elif block == MIDDLE:
+                tile_add64(part, o, Mp, Ct, rows)
+            elif block == LAST and cols == NR:
+                tile_fold(dW, d, M, part, o, Mp, Ct, rows)
+            else:  # a last panel's columns past M are padding; ONLY's last rows
+                for i in range(rows):
+                    for j in range(cols):
+                        t = np.float64(Ct[i * NR + j])
+                        dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
 
 
 @njit(nt.float64(nt.float64, R1, A1), nogil=True, cache=True, fastmath={"reassoc"})
@@ -299,8 +320,7 @@ def sum_chunks(dW2, part2, nchunks, K, M, Mp):
 """
 
 # both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
-# parallel by the three-pass kernel, whose W can be large, with dW's partial zeroed;
-# the fused one's W is small).  Each parallel loop costs 0.6–2 s of compile: they are
+# parallel by the three-pass kernel, whose W can be large; the fused one's W is small).  Each parallel loop costs 0.6–2 s of compile: they are
 # as few as the passes need (dev/machines_v8.md 8e).
 _PROLOGUE = """\
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
@@ -315,9 +335,6 @@ _PROLOGUE = """\
     for jr in {range}(max(Mp, Kp) // NR):
         if jr < Mp // NR:
             pack_b(Wp, W, M, 1, K, M, jr)
-            if {zero}:
-                for k in range(K):
-                    part[k * Mp + jr * NR:k * Mp + (jr + 1) * NR] = 0.0
         if jr < Kp // NR:
             pack_b(Wtp, W, 1, M, M, K, jr)
     rest = wsT[K * Mp + M * Kp:]
@@ -382,12 +399,12 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
             else:
                 k0 = (t - Mp // NR) * MC
                 pack_xt(Xp, x, K, pc, kc, k0, min(MC, K - k0))
+        last = pc + kc == N
+        block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
         for item in {range}(nk * njb):
             kb, jb = item // njb, item % njb
-            dw_item(part, Xp, Gp, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
-                    min(JB, Mp // NR - jb * JB), np.empty(MR * NR, T))
-    for k in range(K):  # serial: a copy, ≤ 1 % of the call (2048³)
-        dW[k * M:(k + 1) * M] = part[k * Mp:k * Mp + M]
+            dw_item(part, dW, Xp, Gp, M, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
+                    min(JB, Mp // NR - jb * JB), block, np.empty(MR * NR, T))
     f = 0.0
     for b in range(nb):
         f += fb[b]
@@ -448,6 +465,19 @@ def _tile_adds(NR: int) -> str:
         L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]
         L += [f"        C[r + {j}] = c{j}" for j in range(NR)]
         out.append("\n".join(L) + "\n")
+    # dW's first KC block sets its float64 partial, the last writes D = T(C + Ct) to dW
+    head = ("\n\n@njit(nt.void({args}), nogil=True, cache=True, fastmath=_FM,\n"
+            "      pipeline_class=StraightLine)\n")
+    L = [head.format(args="P64, I, I, P, I") + "def tile_set64(C, co, ldc, Ct, rows):",
+         "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
+    L += [f"        C[r + {j}] = np.float64(Ct[t + {j}])" for j in range(NR)]
+    L += [head.format(args="P, I, I, P64, I, I, P, I")
+          + "def tile_fold(D, do, ldd, C, co, ldc, Ct, rows):",
+          "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
+          "        t = i * NR"]
+    L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
+    L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
+    out.append("\n".join(L) + "\n")
     return "".join(out)
 
 
@@ -459,10 +489,9 @@ def _source(entry: machine.Entry, variant: str) -> str:
            + _micro_kernel(T, MR, NR) + _tile_adds(NR) + _BODY)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         src += _DRIVERS.format(
-            name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp", zero=True),
+            name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp"),
             # the fused kernel zeroes each chunk's partial in its chunk
-            fused_prologue=_PROLOGUE.format(range="range", nparts="nchunks * K * Mp",
-                                            zero=False))
+            fused_prologue=_PROLOGUE.format(range="range", nparts="nchunks * K * Mp"))
     return src
 
 

@@ -19,7 +19,7 @@ row kernels (torch's pattern of NaN and inf on every path).
 
 import numpy as np
 
-from . import machine, parallel, rows, skinny, tiled, workspace
+from . import background, machine, parallel, rows, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -68,6 +68,17 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
     return fn
 
 
+def tiled_kernel(name: str, variant: str, par: bool):
+    """(kernel, whether it is parallel): the parallel tiled kernel if asked for and it is
+    compiled or cached, else the serial one (bitwise the same result), with the parallel
+    one compiling in the background for the calls after (background.py)."""
+    if par and not tiled.ready(name, variant, True):
+        kern = tiled.kernel(name, variant, False)  # before: the compile holds Numba's lock
+        background.start((name, variant), lambda: tiled.kernel(name, variant, True))
+        return kern, False
+    return tiled.kernel(name, variant, par), par
+
+
 def grads(x, W, y, relu_grad_at_zero: float):
     """(f, dx, dW, dy) for validated arrays: f a float64, the gradients new arrays of x's dtype."""
     N, K = x.shape
@@ -79,7 +90,7 @@ def grads(x, W, y, relu_grad_at_zero: float):
     if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, x.dtype)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
-        kern = tiled.kernel(name, variant, par)
+        kern, par = tiled_kernel(name, variant, par)
         n64, nT = tiled.scratch(name, variant, N, K, M, nchunks)
         ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, x.dtype)
         try:
@@ -107,7 +118,7 @@ def loss(x, W, y) -> float:
     if is_tiled(K, M):
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         variant = tiled.variant(K, M, x.dtype)
-        kern = tiled.kernel("loss", variant, par)
+        kern, par = tiled_kernel("loss", variant, par)
         wsT = workspace.take(tiled.scratch("loss", variant, N, K, M, 1)[1], x.dtype)
         try:
             with parallel.guard(par):

@@ -35,6 +35,31 @@ def jit(fn=None, **options):
     return deco(fn) if fn is not None else deco
 
 
+def compile(disp, signature):
+    """Compile (or load from the disk cache) a dispatcher of `jit`'s, made without a
+    signature, for signature and for it alone, as njit(signature) does; disp."""
+    disp.compile(signature)
+    disp.disable_compile()
+    return disp
+
+
+def ready(disp, signature) -> bool:
+    """Whether `compile` would return at once: compiled in this process or on disk.
+
+    Reads the disk cache's index through Numba's internals; where they differ
+    (another Numba), says True, and the caller compiles in the foreground as it
+    would without this question.
+    """
+    if disp.overloads:
+        return True
+    cache = getattr(disp, "_cache", None)
+    try:
+        key = cache._index_key(signature, disp.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - no cache (NullCache), or Numba's internals moved
+        return type(cache).__name__ != "NullCache"
+
+
 class StraightLine(compiler.CompilerBase):
     """Numba's nopython pipeline without SSA reconstruction, for generated straight-line code.
 

@@ -523,14 +523,28 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     return _kernel(name, variant, parallel, _isa(isa))
 
 
+def ready(name: str, variant: str, parallel: bool, isa: str | None = None) -> bool:
+    """Whether `kernel` returns without compiling: compiled in this process or cached on disk
+    (its generated module is imported, from the cache or compiled, to find out)."""
+    disp, sig = _dispatcher(name, variant, parallel, _isa(isa))
+    return jit.ready(disp, sig)
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name, variant, parallel, isa):
-    entry = machine.TABLE[isa]
+    disp, sig = _dispatcher(name, variant, parallel, isa)
+    with jit.notice(f"the {np.dtype(variant.split('-')[0])} tiled kernels"), \
+            jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
+        return jit.compile(disp, sig)
+
+
+@functools.lru_cache(maxsize=None)
+def _dispatcher(name, variant, parallel, isa):
     dtype = np.dtype(variant.split("-")[0])
     with jit.notice(f"the {dtype} tiled kernels"):
         py = getattr(module(variant, isa), f"_{name}_{'parallel' if parallel else 'serial'}")
-        with jit.settings(slp=True, vector_bits=entry.vector_bits):
-            return jit.jit(py, signature_or_function=_signature(name, dtype), parallel=parallel)
+    sig = _signature(name, dtype)
+    return jit.jit(py, parallel=parallel), sig
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,83 @@
+"""Compiles that run behind the caller: a cold first call never waits for the parallel driver.
+
+On an empty cache, a tiled kernel's parallel driver is the slowest piece to
+compile (5–7 s of a 10–13 s first call on 2 cores, dev/machines_v8.md 9c).
+loopgrad.cpu then runs the call with the serial driver, which gives bitwise
+the same result, and compiles the parallel one here, in a daemon thread,
+for the calls after.
+
+Numba compiles under one process-wide lock, so another compile in the
+process waits for a background one to finish, as it would for any compile.
+A fork while one runs would copy the held lock into the child, where no
+thread would release it: before a fork, the process waits for the compile
+to end (os.register_at_fork).  A process that exits first drops the work;
+the next one starts it again.
+"""
+
+import os
+import threading
+
+_lock = threading.Lock()
+_running: dict = {}  # key → thread
+
+
+def start(key, compile_fn) -> None:
+    """Run compile_fn() in a daemon thread unless a compile for key is already running."""
+    with _lock:
+        if key in _running:
+            return
+        t = threading.Thread(target=_run, args=(key, compile_fn), daemon=True,
+                             name=f"loopgrad compile {key}")
+        _running[key] = t
+    t.start()
+
+
+def _run(key, compile_fn) -> None:
+    try:
+        compile_fn()
+    except Exception:  # noqa: BLE001 - the foreground compiles it again and raises there
+        pass
+    finally:
+        with _lock:
+            _running.pop(key, None)
+
+
+def running() -> list:
+    """The keys of the compiles still running."""
+    with _lock:
+        return list(_running)
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Wait for the running compiles; whether they all ended within timeout seconds."""
+    with _lock:
+        threads = list(_running.values())
+    for t in threads:
+        t.join(timeout)
+    return not running()
+
+
+def _compiler_lock():
+    from numba.core.compiler_lock import global_compiler_lock
+    return global_compiler_lock
+
+
+def _before_fork() -> None:
+    if _running:  # the child must not inherit a compile's lock, held
+        _compiler_lock().acquire()
+        _held.append(True)
+
+
+def _after_fork(child: bool) -> None:
+    global _lock
+    if child:  # no thread of the parent's runs here
+        _lock = threading.Lock()
+        _running.clear()
+    if _held:
+        _held.pop()
+        _compiler_lock().release()
+
+
+_held: list = []
+os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
+                    after_in_child=lambda: _after_fork(True))

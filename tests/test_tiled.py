@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -213,6 +214,36 @@ def test_slp_switch_restored_after_an_error():
     assert config.SLP_VECTORIZE == before
 
 
+def test_settings_from_two_threads_put_numba_back():
+    # a second thread's settings, entered while the first holds them, must put back
+    # Numba's own add_ir_module, not the first one's width patch
+    import threading
+    from numba.core import codegen
+
+    original = codegen.CPUCodeLibrary.add_ir_module
+    inside, done = threading.Event(), threading.Event()
+
+    def first():
+        with jit.settings(vector_bits=512):
+            inside.set()
+            done.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert inside.wait(10)
+    def second_fn():
+        with jit.settings(vector_bits=256):
+            pass
+
+    second = threading.Thread(target=second_fn)
+    second.start()
+    time.sleep(0.3)  # the second now waits for Numba's compiler lock
+    done.set()
+    t.join(10)
+    second.join(10)
+    assert codegen.CPUCodeLibrary.add_ir_module is original
+
+
 _CHILD = """
 import numpy as np, numba
 from numba.core import config
@@ -220,8 +251,11 @@ want = config.SLP_VECTORIZE                 # the user's setting, numba imported
 import loopgrad
 x, W, y = (np.ones(s, np.float32) for s in ((300, 20), (20, 30), (300, 30)))
 loopgrad.grads(x, W, y)                     # compiles the tiled kernels (empty cache)
+from loopgrad.cpu import background
+behind = bool(background.running())         # the parallel kernel compiling behind the call
+background.wait()
 assert config.SLP_VECTORIZE == want, (config.SLP_VECTORIZE, want)
-print(want)
+print(want, behind)
 """
 
 
@@ -232,7 +266,7 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == user_setting
+    assert out.stdout.split() == [user_setting, "True"]  # cold: the parallel kernel behind
     # the compile (an empty cache: seconds) said once what it compiles and where it is cached
     notes = [line for line in out.stderr.splitlines() if line.startswith("loopgrad: compiling")]
     assert len(notes) == 1, out.stderr[-2000:]
@@ -241,6 +275,7 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
     again = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0 and "loopgrad: compiling" not in again.stderr  # cached
+    assert again.stdout.split() == [user_setting, "False"]
 
 
 # ------------------------------------------------------------------ accuracy

@@ -49,17 +49,3 @@ def prefetch(typingctx, p, i):
         return context.get_dummy_value()
     return types.void(p, i), codegen
 
-
-@intrinsic
-def select(typingctx, c, a, b):
-    # c ? a : b as one LLVM select of a and b's common type
-    if not isinstance(c, types.Boolean):
-        return None
-    t = typingctx.unify_types(a, b)
-    if not isinstance(t, (types.Float, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        x, y = (context.cast(builder, v, s, t) for v, s in zip(args[1:], sig.args[1:]))
-        return builder.select(args[0], x, y)
-    return t(c, a, b), codegen

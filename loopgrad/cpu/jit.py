@@ -89,13 +89,14 @@ def settings(slp: bool = False, vector_bits: int | None = None):
 
     Both are process-wide in Numba, so they are set under Numba's (re-entrant)
     compiler lock: no other thread compiles while they hold, and other Numba
-    code in the process compiles as it would without loopgrad.
+    code in the process compiles as it would without loopgrad.  (While one of
+    loopgrad's compiles runs, in the background too, numba.config reads its
+    SLP setting; a compile elsewhere waits for the lock, as for any compile.)
     """
     from numba.core import codegen, config
     from numba.core.compiler_lock import global_compiler_lock
 
     library = codegen.CPUCodeLibrary
-    add_ir_module = library.add_ir_module
 
     def add_with_width(self, ir_module):
         for fn in ir_module.functions:
@@ -105,7 +106,8 @@ def settings(slp: bool = False, vector_bits: int | None = None):
                 set.add(fn.attributes, f'"prefer-vector-width"="{vector_bits}"')
         return add_ir_module(self, ir_module)
 
-    with global_compiler_lock:
+    with global_compiler_lock:  # what to put back is read under the lock too (another
+        add_ir_module = library.add_ir_module  # thread's settings may hold until then)
         before = config.SLP_VECTORIZE
         config.SLP_VECTORIZE = int(slp) or before
         if vector_bits:

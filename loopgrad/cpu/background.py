@@ -10,10 +10,12 @@ Numba compiles under one process-wide lock, so another compile in the
 process waits for a background one to finish, as it would for any compile.
 A fork while one runs would copy the held lock into the child, where no
 thread would release it: before a fork, the process waits for the compile
-to end (os.register_at_fork).  A process that exits first drops the work;
-the next one starts it again.
+to end (os.register_at_fork).  A process that is about to exit waits for
+it too (atexit), so that it lands in the disk cache: a one-shot script
+compiles it once, after its first call instead of inside it.
 """
 
+import atexit
 import os
 import threading
 
@@ -81,3 +83,4 @@ def _after_fork(child: bool) -> None:
 _held: list = []
 os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
                     after_in_child=lambda: _after_fork(True))
+atexit.register(wait)

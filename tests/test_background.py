@@ -1,4 +1,5 @@
-"""A cold parallel tiled kernel compiles behind a serial call (loopgrad/cpu/background.py)."""
+"""A cold tiled kernel compiles behind a call that runs its serial driver in the interpreter
+(loopgrad.cpu.tiled_kernel, loopgrad/cpu/background.py)."""
 
 import os
 import subprocess
@@ -17,7 +18,7 @@ from _helpers import assert_matches_torch, draw
 N, K, M = 300, 64, 64  # the fused kernel, above the parallel threshold
 
 
-def test_cold_parallel_kernel_compiles_behind_a_serial_call(monkeypatch, rng):
+def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
     x, W, y = draw(rng, N, K, M)
     name, variant, _, _ = tiled.plan(N, K, M, x.dtype)
     started = []
@@ -25,16 +26,18 @@ def test_cold_parallel_kernel_compiles_behind_a_serial_call(monkeypatch, rng):
     monkeypatch.setattr(background, "start", lambda key, fn: started.append(key) or start(key, fn))
     monkeypatch.setattr(tiled, "ready", lambda *a: False)  # as on an empty cache
 
+    monkeypatch.setattr(cpu, "_READY", set())
     kern, par = cpu.tiled_kernel(name, variant, True)
-    assert not par and kern is tiled.kernel(name, variant, False)
+    assert not par and kern is tiled.driver(name, variant)  # the interpreted serial driver
     first = loopgrad.grads(x, W, y)
-    assert started == [(name, variant)] * 2
+    assert started == [(name, variant, True)] * 2
     assert background.wait(timeout=300)
 
     monkeypatch.undo()
     assert tiled.ready(name, variant, True)
     kern, par = cpu.tiled_kernel(name, variant, True)
     assert par and kern is tiled.kernel(name, variant, True)
+    assert (name, variant, True) in cpu._READY  # asked once, then a set lookup
     after = loopgrad.grads(x, W, y)
     assert_matches_torch(first, x, W, y)
     assert first.f == after.f
@@ -89,3 +92,30 @@ def test_ready_reads_the_disk_cache():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize("N,K,M", [(0, 12, 40), (1, 8, 3), (97, 13, 33), (300, 64, 64),
+                                   (1100, 40, 17), (50, 300, 300), (130, 9, 530)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_interpreted_driver_is_bitwise_the_kernel(rng, N, K, M, dtype):
+    # the driver the first call runs on an empty cache, against the compiled kernels
+    x, W, y = draw(rng, N, K, M, dtype)
+    x[:, 0] = 0.0  # ties: h == 0 on some rows
+    for name in ("grads_fused", "grads", "loss"):
+        _, variant, nchunks, rows = tiled.plan(N, K, M, dtype)
+        if name == "grads":
+            nchunks, rows = 1, -(-max(N, 1) // 256) * 256
+        n64, nT = tiled.scratch(name, variant, N, K, M, nchunks)
+        got = []
+        for fn in (tiled.driver(name, variant), tiled.kernel(name, variant, True)):
+            ws64, wsT = np.full(n64, np.nan), np.full(nT, np.nan, dtype)
+            if name == "loss":
+                got.append((fn(x, W, y, wsT),))
+                continue
+            outs = [np.full(s, np.nan, dtype) for s in ((N, K), (K, M), (N, M))]
+            got.append((fn(*outs, x, W, y, 0.5, nchunks, rows, ws64, wsT), *outs))
+        assert got[0][0] == got[1][0] or (got[0][0] != got[0][0] and got[1][0] != got[1][0])
+        for a, b in zip(got[0][1:], got[1][1:]):
+            assert np.array_equal(a, b)
+        if name != "loss":
+            assert_matches_torch((got[0][0], *got[0][1:]), x, W, y, 0.5)

@@ -81,6 +81,10 @@ _FM = {{"contract"}}
 # micro-kernel, compiled on its own, keeps _FM even where LLVM inlines it.
 _FM_EPILOGUE = {{"contract", "reassoc"}}
 
+"""
+
+_MK_HEAD = """
+
 
 @njit(nt.void(I, P, I, I, I, P, I, I, P, I, I), nogil=True, cache=True, fastmath=_FM,
       pipeline_class=StraightLine)
@@ -90,7 +94,7 @@ def mk(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
     # A is a packed micro-panel (lda = MR, ldi = 1) or rows or columns of x or g as they lie
 """
 
-_BODY = """
+_COMMON = """
 
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def pack_a(Ap, src, ld, r0, nrows, c0, kc):
@@ -209,6 +213,28 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, Ct2):
                             dx[b + i * K + j] += Ct[i * NR + j]
 
 
+@njit(nt.float64(nt.float64, R1, A1), nogil=True, cache=True, fastmath={"reassoc"})
+def trusted(f, W, dW):
+    # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
+    # caller then recomputes with the float64 row kernel).  f finite: h and z were
+    # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
+    # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
+    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds.
+    if not f - f == 0.0:
+        return np.nan
+    w2 = 0.0
+    for i in range(W.shape[0]):
+        w2 += np.float64(W[i]) * np.float64(W[i])
+    if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
+        return np.nan
+    bad = 0.0
+    for i in range(dW.shape[0]):
+        bad += np.float64(dW[i]) - np.float64(dW[i])
+    return f if bad == 0.0 else np.nan
+"""
+
+_FUSED = """
+
 @njit(nt.void(A64, R1, A1, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
 def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
@@ -235,6 +261,21 @@ def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
                     mk(kc, Ap, 0, MR, 1, g, bo, Mp, Ct, 0, NR)
                 tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
 
+
+@njit(nt.void(A1, A64, I, I, I, I), nogil=True, cache=True)
+def sum_chunks(dW2, part2, nchunks, K, M, Mp):
+    # dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in chunk 0's rows
+    # (serial: at most a few % of the fused kernel's work, see plan)
+    dW, part = pointer(dW2), pointer(part2)
+    for c in range(1, nchunks):
+        for i in range(K * Mp):
+            part[i] += part[c * K * Mp + i]
+    for k in range(K):
+        for m in range(M):
+            dW[k * M + m] = part[k * Mp + m]
+"""
+
+_THREE = """
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):
@@ -282,41 +323,6 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
                     for j in range(cols):
                         t = np.float64(Ct[i * NR + j])
                         dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
-
-
-@njit(nt.float64(nt.float64, R1, A1), nogil=True, cache=True, fastmath={"reassoc"})
-def trusted(f, W, dW):
-    # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
-    # caller then recomputes with the float64 row kernel).  f finite: h and z were
-    # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
-    # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
-    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds.
-    if not f - f == 0.0:
-        return np.nan
-    w2 = 0.0
-    for i in range(W.shape[0]):
-        w2 += np.float64(W[i]) * np.float64(W[i])
-    if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
-        return np.nan
-    bad = 0.0
-    for i in range(dW.shape[0]):
-        bad += np.float64(dW[i]) - np.float64(dW[i])
-    return f if bad == 0.0 else np.nan
-
-
-@njit(nt.void(A1, A64, I, I, I, I), nogil=True, cache=True)
-def sum_chunks(dW2, part2, nchunks, K, M, Mp):
-    # dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in chunk 0's rows
-    # (serial: at most a few % of the fused kernel's work, see plan)
-    dW, part = pointer(dW2), pointer(part2)
-    for c in range(1, nchunks):
-        for i in range(K * Mp):
-            part[i] += part[c * K * Mp + i]
-    for k in range(K):
-        for m in range(M):
-            dW[k * M + m] = part[k * Mp + m]
-
-
 """
 
 # both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
@@ -340,7 +346,7 @@ _PROLOGUE = """\
     rest = wsT[K * Mp + M * Kp:]
 """
 
-_DRIVERS = """
+_FUSED_DRIVER = """
 
 def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
     # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
@@ -368,7 +374,9 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64
     for c in range(nc):
         f += fc[c]
     return trusted(f, W, dW)
+"""
 
+_THREE_DRIVER = """
 
 def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
@@ -388,6 +396,8 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
     njb = (Mp // NR + JB - 1) // JB
+    if N == 0:  # no block of rows: dW = 0
+        dW[:] = 0.0
     Gp = rest[(N + MR - 1) // MR * MR * Mp:][:KC * Mp]
     Xp = rest[(N + MR - 1) // MR * MR * Mp + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
     for pc in range(0, N, KC):
@@ -409,7 +419,9 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     for b in range(nb):
         f += fb[b]
     return trusted(f, W, dW)
+"""
 
+_LOSS_DRIVER = """
 
 def _loss_{name}(x2, W2, y2, wsT):
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
@@ -449,49 +461,65 @@ def _micro_kernel(T: str, MR: int, NR: int) -> str:
     return "\n".join(L) + "\n"
 
 
-def _tile_adds(NR: int) -> str:
+def _tile_adds(NR: int, part: str) -> str:
     # C[co + i·ldc + j] += Ct[i·NR + j] for the first `rows` rows of a tile, into T or float64
     # C (T + float64 is float64).  A loop over rows, each row straight-line with its loads
     # before its stores, so SLP vectorizes it; a loop over j instead stays scalar (unrolled,
     # LLVM cannot move a row's loads past its stores: C and Ct might overlap).
+    head = ("\n\n@njit(nt.void({args}), nogil=True, cache=True, fastmath=_FM,\n"
+            "      pipeline_class=StraightLine)\n")
     out = []
     for name, ptr in (("tile_add", "P"), ("tile_add64", "P64")):
-        L = [f"\n\n@njit(nt.void({ptr}, I, I, P, I), nogil=True, cache=True, fastmath=_FM,\n"
-             f"      pipeline_class=StraightLine)\n"
-             f"def {name}(C, co, ldc, Ct, rows):",
-             "    for i in range(rows):",
-             "        r = co + i * ldc",
-             "        t = i * NR"]
+        if (name == "tile_add") != (part == "common"):
+            continue
+        L = [head.format(args=f"{ptr}, I, I, P, I") + f"def {name}(C, co, ldc, Ct, rows):",
+             "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
         L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]
         L += [f"        C[r + {j}] = c{j}" for j in range(NR)]
         out.append("\n".join(L) + "\n")
-    # dW's first KC block sets its float64 partial, the last writes D = T(C + Ct) to dW
-    head = ("\n\n@njit(nt.void({args}), nogil=True, cache=True, fastmath=_FM,\n"
-            "      pipeline_class=StraightLine)\n")
-    L = [head.format(args="P64, I, I, P, I") + "def tile_set64(C, co, ldc, Ct, rows):",
-         "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
-    L += [f"        C[r + {j}] = np.float64(Ct[t + {j}])" for j in range(NR)]
-    L += [head.format(args="P, I, I, P64, I, I, P, I")
-          + "def tile_fold(D, do, ldd, C, co, ldc, Ct, rows):",
-          "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
-          "        t = i * NR"]
-    L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
-    L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
-    out.append("\n".join(L) + "\n")
+    if part == "three":
+        # dW's first KC block sets its float64 partial, the last writes D = T(C + Ct) to dW
+        L = [head.format(args="P64, I, I, P, I") + "def tile_set64(C, co, ldc, Ct, rows):",
+             "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
+        L += [f"        C[r + {j}] = np.float64(Ct[t + {j}])" for j in range(NR)]
+        L += [head.format(args="P, I, I, P64, I, I, P, I")
+              + "def tile_fold(D, do, ldd, C, co, ldc, Ct, rows):",
+              "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
+              "        t = i * NR"]
+        L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
+        L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
+        out.append("\n".join(L) + "\n")
     return "".join(out)
 
 
-def _source(entry: machine.Entry, variant: str) -> str:
+# A variant's code is three generated modules, so that a first call compiles only what
+# its kernel uses (dev/machines_v8.md 9c): "common" (the micro-kernel, h and dx by
+# blocks, the loss driver), "fused" and "three" (the two grads kernels' dW and drivers),
+# each of the last two importing the first.
+PARTS = {"loss": "common", "grads_fused": "fused", "grads": "three"}
+_SHARED = "mk, tile_add, pack_a, pack_at, pack_b, forward_block, dx_block, trusted"
+
+
+def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
     T = variant.split("-")[0]
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
-    src = (_HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC)
-           + _micro_kernel(T, MR, NR) + _tile_adds(NR) + _BODY)
+    src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC)
+    if part == "common":
+        src += _MK_HEAD + _micro_kernel(T, MR, NR) + _tile_adds(NR, part) + _COMMON
+    else:
+        src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
+                f"for _n in {_SHARED!r}.split(', '))\n") + _tile_adds(NR, part)
+        src += _FUSED if part == "fused" else _THREE
     for name, rng in (("serial", "range"), ("parallel", "prange")):
-        src += _DRIVERS.format(
-            name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp"),
-            # the fused kernel zeroes each chunk's partial in its chunk
-            fused_prologue=_PROLOGUE.format(range="range", nparts="nchunks * K * Mp"))
+        if part == "common":
+            src += _LOSS_DRIVER.format(name=name, range=rng)
+        elif part == "fused":  # the fused kernel zeroes each chunk's partial in its chunk
+            src += _FUSED_DRIVER.format(name=name, range=rng, fused_prologue=_PROLOGUE.format(
+                range="range", nparts="nchunks * K * Mp"))
+        else:
+            src += _THREE_DRIVER.format(name=name, range=rng, prologue=_PROLOGUE.format(
+                range=rng, nparts="K * Mp"))
     return src
 
 
@@ -523,6 +551,13 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     return _kernel(name, variant, parallel, _isa(isa))
 
 
+def driver(name: str, variant: str, isa: str | None = None):
+    """Kernel `name`'s serial driver as plain Python over the module's compiled pieces:
+    `kernel`'s arguments and bitwise its result, with nothing more to compile (the
+    drivers only loop, slice and add in float64, as the interpreter does)."""
+    return getattr(module(variant, _isa(isa), PARTS[name]), f"_{name}_serial")
+
+
 def ready(name: str, variant: str, parallel: bool, isa: str | None = None) -> bool:
     """Whether `kernel` returns without compiling: compiled in this process or cached on disk
     (its generated module is imported, from the cache or compiled, to find out)."""
@@ -542,18 +577,22 @@ def _kernel(name, variant, parallel, isa):
 def _dispatcher(name, variant, parallel, isa):
     dtype = np.dtype(variant.split("-")[0])
     with jit.notice(f"the {dtype} tiled kernels"):
-        py = getattr(module(variant, isa), f"_{name}_{'parallel' if parallel else 'serial'}")
+        py = getattr(module(variant, isa, PARTS[name]),
+                     f"_{name}_{'parallel' if parallel else 'serial'}")
     sig = _signature(name, dtype)
     return jit.jit(py, parallel=parallel), sig
 
 
 @functools.lru_cache(maxsize=None)
-def module(variant: str, isa: str):
-    """The generated module of a tile of entry `isa`, imported with SLP on at the entry's
-    vector width: its functions have signatures and compile (or load) as it is imported."""
+def module(variant: str, isa: str, part: str = "common"):
+    """A generated module (`PARTS`) of a tile of entry `isa`, imported with SLP on at the
+    entry's vector width: its functions have signatures and compile (or load) as it is
+    imported, the common module's first."""
     entry = machine.TABLE[isa]
+    common = module(variant, isa).__name__ if part != "common" else ""
     with jit.settings(slp=True, vector_bits=entry.vector_bits):
-        return jit.load(f"tiled_{isa}_{variant}", _source(entry, variant))
+        name = f"tiled_{isa}_{variant}" + ("" if part == "common" else f"_{part}")
+        return jit.load(name, _source(entry, variant, part, common))
 
 
 def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,

@@ -54,9 +54,22 @@ def test_a_compile_runs_once_per_key():
     assert background.wait(timeout=10) and calls == [1]
 
 
-def test_a_failing_compile_is_dropped():
+def test_a_failing_compile_is_kept_for_the_foreground(monkeypatch):
     background.start("test-fail", lambda: 1 / 0)
     assert background.wait(timeout=10) and background.running() == []
+    assert isinstance(background.failed("test-fail"), ZeroDivisionError)
+    # through the router: the failed kernel is compiled in the foreground, where it raises
+    monkeypatch.setattr(cpu, "_READY", set())
+    monkeypatch.setattr(tiled, "ready", lambda *a: False)
+    monkeypatch.setattr(background, "_failed", {("grads", "float32", True): ValueError("x")})
+
+    def broken(*a):
+        raise RuntimeError("the compile's error")
+
+    monkeypatch.setattr(tiled, "kernel", broken)
+    with pytest.raises(RuntimeError, match="the compile's error"):
+        cpu.tiled_kernel("grads", "float32", True)
+    assert background.running() == []  # and nothing started again
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")

@@ -78,8 +78,8 @@ def tiled_kernel(name: str, variant: str, par: bool):
     for the calls after (background.py, dev/machines_v8.md 9c).
     """
     key = (name, variant, par)
-    if key in _READY or tiled.ready(name, variant, par):
-        _READY.add(key)
+    if key in _READY or tiled.ready(name, variant, par) or background.failed(key):
+        _READY.add(key)  # a failed background compile fails again here, for the caller to see
         return tiled.kernel(name, variant, par), par
     background.start(key, lambda: tiled.kernel(name, variant, par))
     return tiled.driver(name, variant), False

@@ -21,6 +21,7 @@ import threading
 
 _lock = threading.Lock()
 _running: dict = {}  # key → thread
+_failed: dict = {}   # key → the exception its compile raised
 
 
 def start(key, compile_fn) -> None:
@@ -37,11 +38,17 @@ def start(key, compile_fn) -> None:
 def _run(key, compile_fn) -> None:
     try:
         compile_fn()
-    except Exception:  # noqa: BLE001 - the foreground compiles it again and raises there
-        pass
+    except Exception as e:  # noqa: BLE001 - kept: the caller compiles in the foreground then
+        _failed[key] = e
     finally:
         with _lock:
             _running.pop(key, None)
+
+
+def failed(key) -> Exception | None:
+    """The exception a compile for key raised here, if one did (the caller should then
+    compile in the foreground, where the error reaches the user, rather than start again)."""
+    return _failed.get(key)
 
 
 def running() -> list:

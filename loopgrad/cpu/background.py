@@ -1,10 +1,10 @@
-"""Compiles that run behind the caller: a cold first call never waits for the parallel driver.
+"""Compiles that run behind the caller: a cold first call does not wait for its kernel's driver.
 
-On an empty cache, a tiled kernel's parallel driver is the slowest piece to
-compile (5–7 s of a 10–13 s first call on 2 cores, dev/machines_v8.md 9c).
-loopgrad.cpu then runs the call with the serial driver, which gives bitwise
-the same result, and compiles the parallel one here, in a daemon thread,
-for the calls after.
+On an empty cache, a tiled kernel's driver is the slowest part to compile
+(the parallel one 5–7 s of a 10–13 s first call on 2 cores, dev/machines_v8.md
+9c).  loopgrad.cpu.tiled_kernel then runs the call with the generated serial
+driver in the interpreter, over the compiled pieces (bitwise the same result),
+and compiles the kernel here, in a daemon thread, for the calls after.
 
 Numba compiles under one process-wide lock, so another compile in the
 process waits for a background one to finish, as it would for any compile.
@@ -12,7 +12,9 @@ A fork while one runs would copy the held lock into the child, where no
 thread would release it: before a fork, the process waits for the compile
 to end (os.register_at_fork).  A process that is about to exit waits for
 it too (atexit), so that it lands in the disk cache: a one-shot script
-compiles it once, after its first call instead of inside it.
+compiles it once, after its first call instead of inside it.  A compile
+that fails is kept (`failed`): the caller compiles it in the foreground then,
+where the error reaches the user.
 """
 
 import atexit
@@ -22,6 +24,7 @@ import threading
 _lock = threading.Lock()
 _running: dict = {}  # key → thread
 _failed: dict = {}   # key → the exception its compile raised
+_held: list = []     # the compiler lock, taken by _before_fork
 
 
 def start(key, compile_fn) -> None:
@@ -87,7 +90,6 @@ def _after_fork(child: bool) -> None:
         _compiler_lock().release()
 
 
-_held: list = []
 os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
                     after_in_child=lambda: _after_fork(True))
 atexit.register(wait)

@@ -48,4 +48,3 @@ def prefetch(typingctx, p, i):
                           i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.void(p, i), codegen
-

@@ -20,8 +20,11 @@ AVX-512 entry: 16 zmm accumulators, 8×32 float32 and 8×16 float64, 16×16
 float32 where K or M ≤ 16); it stores a whole tile where it belongs, or into
 a tile buffer that a row loop adds.  The generated code reaches every array
 through pointers with int64 indices, and every function but the drivers has a
-signature (one compile each, as the module is imported).  Short rows of x are
-prefetched ahead.  Every step, kept or not, is measured in dev/gemm_v6.py,
+signature (one compile each, as the module is imported); a tile's code is three
+modules (`PARTS`), so that a kernel compiles only its own pieces.  The drivers
+only loop, slice and add in float64, so they also run as plain Python over the
+compiled pieces (`driver`: bitwise the same; a cold first call, loopgrad.cpu).
+Short rows of x are prefetched ahead.  Every step, kept or not, is measured in dev/gemm_v6.py,
 dev/tiled_v7.md and dev/machines_v8.md.
 
 Numerics (the contract in loopgrad.reference): h and dx are sums of K and M

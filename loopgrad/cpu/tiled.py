@@ -472,9 +472,7 @@ def _tile_adds(NR: int, part: str) -> str:
     head = ("\n\n@njit(nt.void({args}), nogil=True, cache=True, fastmath=_FM,\n"
             "      pipeline_class=StraightLine)\n")
     out = []
-    for name, ptr in (("tile_add", "P"), ("tile_add64", "P64")):
-        if (name == "tile_add") != (part == "common"):
-            continue
+    for name, ptr in [("tile_add", "P")] if part == "common" else [("tile_add64", "P64")]:
         L = [head.format(args=f"{ptr}, I, I, P, I") + f"def {name}(C, co, ldc, Ct, rows):",
              "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
         L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]

@@ -38,3 +38,29 @@ def test_thread_count_does_not_change_a_bit():
         assert n == int(threads)
         out[threads] = bits
     assert out["1"] == out["2"]
+
+
+def test_tiled_kernels_give_the_same_bits_on_one_thread_and_two(rng):
+    # the parallel tiled kernels split rows (fused) or rows × column panels (three-pass)
+    # into items by the shape alone, and add partial sums in item order
+    import numba
+
+    from loopgrad.cpu import tiled
+
+    for N, K, M in ((700, 40, 600), (333, 300, 290)):
+        x, W, y = draw(rng, N, K, M, np.float32)
+        name, variant, nchunks, rows = tiled.plan(N, K, M, x.dtype)
+        kernel = tiled.kernel(name, variant, parallel=True)
+        n64, nT = tiled.scratch(name, variant, N, K, M, nchunks)
+        out = {}
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            try:
+                dx, dW, dy = (np.full(s, np.nan, np.float32) for s in ((N, K), (K, M), (N, M)))
+                f = kernel(dx, dW, dy, x, W, y, 0.0, nchunks, rows,
+                           np.full(n64, np.nan), np.full(nT, np.nan, np.float32))
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            out[threads] = (f, dx.tobytes(), dW.tobytes(), dy.tobytes())
+        assert not np.isnan(out[1][0])
+        assert out[1] == out[2], (N, K, M, name)

@@ -5,9 +5,9 @@ N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 Fused (`grads_fused`, K·Mp ≤ 32768): one pass over chunks of rows; per block of MC rows
     h = x·W → epilogue: z, f, dy, g (g: the block's rows only)
     dx = g·Wᵀ,  dW += xᵀ·g into the chunk's float64 partial (small: it stays in cache)
-Three passes (`grads`, wider): blocks of MC rows for h, the epilogue and dx, with g
-    kept whole (one N×Mp buffer); then dW = xᵀ·g one block of KC rows at a time,
-    g's and xᵀ's blocks packed once for all threads.
+Three passes (`grads`, wider): h and the epilogue, then dx, by items of MC rows × JH
+    column panels, with g kept whole (one N×Mp buffer); then dW = xᵀ·g one block of
+    KC rows at a time, g's and xᵀ's blocks packed once for all threads.
 
 Each product is BLIS's loop nest around a micro-kernel that keeps an MR×NR tile
 of C in MR·NR scalar accumulators over up to KC steps; MR, NR, MC, KC and the
@@ -76,6 +76,7 @@ BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = 64, 4096
 JB = 8  # column panels per dW item of the three-pass kernel
+JH = 4  # column panels per h and dx item of the three-pass kernel
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
@@ -132,12 +133,13 @@ def pack_b(Bp2, src2, rs, cs, nrows, ncols, jr):
             Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
 
 
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, A1, A1, nt.boolean),
+@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean),
       nogil=True, cache=True, fastmath=_FM_EPILOGUE)
-def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_grads):
-    # rows [r0, r0+rows): h = x·W into g (the block's rows, stride Mp, whole panels of
-    # MR rows), then the epilogue: returns f = Σ z²; with want_grads writes dy, and g
-    # over h in place (g's columns past M hold junk that nothing reads as g)
+def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads):
+    # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
+    # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
+    # columns; with want_grads writes dy, and g over h in place (g's columns past M hold
+    # junk that nothing reads as g)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
@@ -148,13 +150,13 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
         kc = min(KC, K - pc)
         if full < nir:
             pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
-        for jr in range(Mp // NR):
+        for jr in range(j0, j0 + nj):
             bo = (jr * K + pc) * NR
             for ir in range(nir):
                 co = ir * MR * Mp + jr * NR
                 C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
                 if ir < full:
-                    if jr == 0 and K <= PF_K:
+                    if jr == j0 and K <= PF_K:
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
                         for q in range(0, MR * K, LINE):
                             prefetch(x, ahead + q)
@@ -163,14 +165,16 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
                     mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, Mp, Ct, MR)
-    # the epilogue runs along rows, or along the whole block where g has no padding:
-    # a short row (M = 16) is shorter than one vectorized step and would run scalar
-    flat = Mp == M
+    # the epilogue runs along rows, or along the whole block where g has no padding and
+    # the columns are all of them: a short row (M = 16) is shorter than one vectorized
+    # step and would run scalar
+    c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
+    flat = Mp == M and c0 == 0 and c1 == M
     f = 0.0
     for n in range(1 if flat else rows):
-        gb = n * Mp
-        yb = (r0 + n) * M
-        length = rows * M if flat else M
+        gb = n * Mp + c0
+        yb = (r0 + n) * M + c0
+        length = rows * M if flat else c1 - c0
         if want_grads:
             for j in range(length):
                 h = g[gb + j]
@@ -186,15 +190,16 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, Ap2, Ct2, want_g
     return f
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, Ct2):
-    # rows [r0, r0+rows) of dx = g·Wᵀ (g: the block's rows, read in place: its buffer
-    # has whole panels of rows): h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
+def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
+    # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
+    # read in place: its buffer has whole panels of rows):
+    # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)
-        for jr in range((K + NR - 1) // NR):
+        for jr in range(j0, j0 + nj):
             ncol = min(NR, K - jr * NR)
             bo = (jr * M + pc) * NR
             for ir in range(nir):
@@ -367,8 +372,9 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, True)
-            dx_block(dx, g, Wtp, K, M, Mp, r0, rows, Ct)
+            f += forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct,
+                               True)
+            dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
             for k0 in range(0, K, MC):
                 dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
@@ -385,16 +391,21 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
     # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used)
 {prologue}    g = rest[:(N + MR - 1) // MR * MR * Mp]  # whole panels of MR rows for dx
+    # h and its epilogue, then dx, by items of MC rows × JH column panels: W's panels of
+    # an item stay in its core's L2, and there are enough items to keep every thread busy
     nb = (N + MC - 1) // MC
-    fb = np.empty(nb)
-    for b in {range}(nb):
-        r0 = b * MC
-        rows = min(MC, N - r0)
-        Ap = np.empty(MC * KC, T)
-        Ct = np.empty(MR * NR, T)
-        gb = g[r0 * Mp:]
-        fb[b] = forward_block(gb, dy, x, Wp, y, a0, K, M, Mp, r0, rows, Ap, Ct, True)
-        dx_block(dx, gb, Wtp, K, M, Mp, r0, rows, Ct)
+    nh, nx = Mp // NR, Kp // NR
+    gh, gx = (nh + JH - 1) // JH, (nx + JH - 1) // JH
+    fb = np.empty(nb * gh)
+    for item in {range}(nb * gh):
+        r0, j0 = item // gh * MC, item % gh * JH
+        fb[item] = forward_block(g[r0 * Mp:], dy, x, Wp, y, a0, K, M, Mp, r0,
+                                 min(MC, N - r0), j0, min(JH, nh - j0),
+                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True)
+    for item in {range}(nb * gx):
+        r0, j0 = item // gx * MC, item % gx * JH
+        dx_block(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JH, nx - j0),
+                 np.empty(MR * NR, T))
     # dW = xᵀ·g one block of KC rows at a time: g's block packed once for all threads,
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
@@ -419,7 +430,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
             dw_item(part, dW, Xp, Gp, M, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
                     min(JB, Mp // NR - jb * JB), block, np.empty(MR * NR, T))
     f = 0.0
-    for b in range(nb):
+    for b in range(nb * gh):
         f += fb[b]
     return trusted(f, W, dW)
 """
@@ -438,8 +449,8 @@ def _loss_{name}(x2, W2, y2, wsT):
     for b in {range}(nb):
         r0 = b * MC
         h = np.empty(MC * Mp, T)
-        fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0),
-                              np.empty(MC * KC, T), np.empty(MR * NR, T), False)
+        fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), 0,
+                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False)
     f = 0.0
     for b in range(nb):
         f += fb[b]

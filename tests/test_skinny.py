@@ -10,8 +10,9 @@ from loopgrad import cpu
 from loopgrad.cpu import jit, rows, skinny as _skinny
 from _helpers import assert_matches_torch, draw
 
-# vectorized (4×4, 3×5, 1×1) and scalar-only (2×8, 16×1: stride too long) shapes
-SHAPES = [(1, 1), (4, 4), (3, 5), (2, 8), (16, 1), (5, 3)]
+# rows LLVM vectorizes with its default options (4×4, 3×5, 1×1, 5×3) and those that need
+# skinny.LLVM_OPTIONS (2×8, 16×1: more than 16 overflow checks; 1×12: an interleave group of 12)
+SHAPES = [(1, 1), (4, 4), (3, 5), (2, 8), (16, 1), (5, 3), (1, 12)]
 
 
 def run(name, x, W, y, parallel, a0=0.0):
@@ -88,3 +89,33 @@ def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
     assert cpu.row_kernel("grads", np.float32, False, 2, 2) is rows.kernel("grads", np.float32, False)
     x, W, y = draw(rng, 100, 2, 2)
     assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
+
+
+def _packed_float64_ops(K, M, llvm, tag):
+    # the row function of the generated (K, M) module compiled afresh (no disk cache), with
+    # or without LLVM_OPTIONS: its count of packed float64 instructions on ymm/zmm registers
+    import re
+
+    from numba import njit
+
+    from loopgrad.cpu import machine
+
+    bits = machine.entry().vector_bits
+    src = _skinny._source(K, M, bits).replace("cache=True", "cache=False")
+    mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", src + f"\n# {tag}\n")
+    with jit.settings(vector_bits=bits, llvm=llvm):
+        njit(rows.signature("grads", np.float64))(mod._grads_serial)
+    asm = "".join(mod.rows.inspect_asm().values())
+    return len(re.findall(r"\tv\w+pd\t.*%[yz]mm", asm))
+
+
+def test_llvm_options_vectorize_long_rows_and_are_put_back():
+    from loopgrad.cpu import machine
+
+    if machine.entry().isa not in ("avx512", "avx2"):
+        pytest.skip("counts x86 ymm/zmm instructions")
+    assert _packed_float64_ops(2, 8, _skinny.LLVM_OPTIONS, "on") > 50
+    after = _packed_float64_ops(2, 8, None, "after")  # compiled after the options were set back
+    if after > 50:
+        pytest.skip("this LLVM vectorizes 2×8 rows with its default options: nothing to tell")
+    assert after < 10

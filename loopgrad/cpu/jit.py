@@ -76,8 +76,8 @@ class StraightLine(compiler.CompilerBase):
 
 
 @contextlib.contextmanager
-def settings(slp: bool = False, vector_bits: int | None = None):
-    """Numba's compiler settings for what compiles inside, put back as they were after.
+def settings(slp: bool = False, vector_bits: int | None = None, llvm: dict | None = None):
+    """Numba's and LLVM's compiler settings for what compiles inside, put back after.
 
     slp: LLVM's SLP vectorizer on (Numba's config.SLP_VECTORIZE, off by
     default), which turns the tiled kernels' straight-line tiles into vector
@@ -85,9 +85,12 @@ def settings(slp: bool = False, vector_bits: int | None = None):
     function compiled inside (the "prefer-vector-width" function attribute, as
     clang's -mprefer-vector-width sets it): LLVM tunes Intel's AVX-512 chips
     for 256-bit vectors, which halves the FMA rate and makes a tile sized for
-    32 zmm registers spill (dev/machines_v8.md).
+    32 zmm registers spill (dev/machines_v8.md).  llvm: LLVM command-line options,
+    {name: (value inside, LLVM's default)}, set with llvmlite's set_option and set back
+    to the default after (LLVM has no call that reads an option; loopgrad sets only
+    options its kernels need, see skinny.LLVM_OPTIONS).
 
-    Both are process-wide in Numba, so they are set under Numba's (re-entrant)
+    All are process-wide, so they are set under Numba's (re-entrant)
     compiler lock: no other thread compiles while they hold, and other Numba
     code in the process compiles as it would without loopgrad.  (While one of
     loopgrad's compiles runs, in the background too, numba.config reads its
@@ -113,10 +116,21 @@ def settings(slp: bool = False, vector_bits: int | None = None):
         if vector_bits:
             library.add_ir_module = add_with_width
         try:
+            _llvm_options({k: v for k, (v, _) in (llvm or {}).items()})
             yield
         finally:
             config.SLP_VECTORIZE = before
             library.add_ir_module = add_ir_module
+            _llvm_options({k: default for k, (_, default) in (llvm or {}).items()})
+
+
+def _llvm_options(options: dict) -> None:
+    # LLVM reads these when its passes run; an option LLVM lacks is ignored (llvmlite
+    # passes LLVM a null error stream), so an older or newer LLVM only misses the speed
+    from llvmlite import binding as ll
+
+    for name, value in options.items():
+        ll.set_option("loopgrad", f"-{name}={value}")
 
 
 NOTICE_AFTER_S = 2.0

@@ -31,8 +31,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 # LLVM options while these kernels compile ({name: (value, LLVM's default)}, jit.settings).
 # A row reads and writes 2·(K + M) elements, and the loop vectorizer needs one runtime
-# overflow check for each index it cannot prove safe: past 16 checks (K + M > 8: 2×7,
-# 1×9, 8×2 ...) it gave up and those rows ran scalar, 2.4–7.8 GB/s; with 128, 10–16 GB/s.
+# overflow check for each index it cannot prove safe: past 16 checks (about K + M > 8:
+# 2×7, 1×9, 8×2 ...) it gave up and those rows ran scalar, 2.4–7.8 GB/s; with 128, 9–17.
 # Rows of x or y longer than 8 (1×12, 1×16) also need interleave groups of up to 16
 # (LLVM's default stops at 8).  dev/machines_v8.md 10b.
 LLVM_OPTIONS = {"vectorize-scev-check-threshold": (128, 16),

@@ -110,13 +110,13 @@ def test_api_routes_by_shape(monkeypatch, rng):
     assert used[-2:] == ["loss", "grads"]
 
 
-def _hostile(rng, dtype):
+def _hostile(rng, dtype, shape=(300, 12, 20)):
     # inputs where the tiled kernels' input-dtype sums could overflow or meet inf/NaN
     big = float(np.finfo(dtype).max)
     cases = []
     for where, value in (("x", np.inf), ("W", np.nan), ("y", -np.inf),
                          ("x", 0.9 * big), ("W", 0.9 * big), ("y", 0.5 * big)):
-        x, W, y = draw(rng, 300, 12, 20, dtype)
+        x, W, y = draw(rng, *shape, dtype)
         {"x": x, "W": W, "y": y}[where][3, 4] = value
         cases.append((where, value, x, W, y))
     return cases
@@ -143,6 +143,17 @@ def test_non_finite_or_overflowing_inputs_fall_back_to_float64(rng, dtype):
             reference.check(name, g, r, b)
         f = loopgrad.loss(x, W, y)
         assert f == pytest.approx(got.f, rel=1e-14, nan_ok=True), (where, value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_three_pass_kernel_refuses_the_same_inputs(rng, dtype):
+    # its `trusted` check sees f, W and the dW it wrote: NaN, and the API falls back
+    for where, value, x, W, y in _hostile(rng, dtype, shape=(70, 300, 290)):
+        assert _tiled.plan(*x.shape, W.shape[1], dtype)[0] == "grads"
+        assert np.isnan(run("grads", x, W, y, True)[0]), (where, value)
+        assert np.isnan(run("grads", x, W, y, False)[0]), (where, value)
+    x, W, y = draw(rng, 70, 300, 290, dtype)
+    assert not np.isnan(run("grads", x, W, y, True)[0])  # and ordinary inputs pass
 
 
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))

@@ -1,13 +1,15 @@
 """The kernels generated for small K·M (loopgrad/cpu/skinny.py), at kernel level."""
 
 import os
+import re
 
 import numpy as np
 import pytest
+from numba import njit
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import jit, rows, skinny as _skinny
+from loopgrad.cpu import jit, machine, rows, skinny as _skinny
 from _helpers import assert_matches_torch, draw
 
 # rows LLVM vectorizes with its default options (4×4, 3×5, 1×1, 5×3) and those that need
@@ -94,12 +96,6 @@ def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
 def _packed_float64_ops(K, M, llvm, tag):
     # the row function of the generated (K, M) module compiled afresh (no disk cache), with
     # or without LLVM_OPTIONS: its count of packed float64 instructions on ymm/zmm registers
-    import re
-
-    from numba import njit
-
-    from loopgrad.cpu import machine
-
     bits = machine.entry().vector_bits
     src = _skinny._source(K, M, bits).replace("cache=True", "cache=False")
     mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", src + f"\n# {tag}\n")
@@ -110,8 +106,6 @@ def _packed_float64_ops(K, M, llvm, tag):
 
 
 def test_llvm_options_vectorize_long_rows_and_are_put_back():
-    from loopgrad.cpu import machine
-
     if machine.entry().isa not in ("avx512", "avx2"):
         pytest.skip("counts x86 ymm/zmm instructions")
     assert _packed_float64_ops(2, 8, _skinny.LLVM_OPTIONS, "on") > 50

@@ -93,8 +93,9 @@ def _empty(lib, x, shape, dtype, cuda, stream):
     return d, d
 
 
-def compute(x, W, y, relu_grad_at_zero: float, grads: bool):
-    """f, or (f, dx, dW, dy), on the GPU for inputs that live there or on the host."""
+def compute(x, W, y, relu_grad_at_zero: float, grads: bool, want: int = _inputs.WANT_ALL):
+    """f, or (f, dx, dW, dy), on the GPU for inputs that live there or on the host; with
+    grads, the gradients `want` (WANT_* bits) does not name are None."""
     k = kernels()
     from numba import cuda
     if on_gpu(x):
@@ -112,27 +113,34 @@ def compute(x, W, y, relu_grad_at_zero: float, grads: bool):
             if not grads:
                 return k.run(None, None, None, xd, Wd, yd, relu_grad_at_zero, False, stream,
                              scratch)
-            outs = [_empty(lib, x, s, xd.dtype, cuda, stream) for s in ((N, K), (K, M), (N, M))]
-            f = k.run(*(o[1] for o in outs), xd, Wd, yd, relu_grad_at_zero, True, stream, scratch)
+            outs = [_empty(lib, x, s, xd.dtype, cuda, stream) if want & b else (None, None)
+                    for s, b in _outputs(N, K, M)]
+            f = k.run(*(o[1] for o in outs), xd, Wd, yd, relu_grad_at_zero, True, stream, scratch,
+                      want)
             return (f, *(o[0] for o in outs))
     # host inputs: copy in, compute, copy back
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     xd, Wd, yd = (cuda.to_device(a) for a in (xa, Wa, ya))
     if not grads:
         return k.run(None, None, None, xd, Wd, yd, relu_grad_at_zero, False)
-    outs = [cuda.device_array(s, xa.dtype) for s in ((N, K), (K, M), (N, M))]
-    f = k.run(*outs, xd, Wd, yd, relu_grad_at_zero, True)
-    host = [o.copy_to_host() for o in outs]
+    outs = [cuda.device_array(s, xa.dtype) if want & b else None for s, b in _outputs(N, K, M)]
+    f = k.run(*outs, xd, Wd, yd, relu_grad_at_zero, True, want=want)
+    host = [None if o is None else o.copy_to_host() for o in outs]
     if _inputs.is_torch_tensor(x):
         torch = sys.modules["torch"]
-        host = [torch.from_numpy(h) for h in host]
+        host = [None if h is None else torch.from_numpy(h) for h in host]
     return (f, *host)
 
 
+def _outputs(N, K, M):
+    # (shape, WANT_* bit) of dx, dW, dy
+    return (((N, K), _inputs.WANT_DX), ((K, M), _inputs.WANT_DW), ((N, M), _inputs.WANT_DY))
+
+
 # the backend interface loopgrad.cpu offers too
-def grads(x, W, y, relu_grad_at_zero: float):
-    """(f, dx, dW, dy) on the GPU: see `compute`."""
-    return compute(x, W, y, relu_grad_at_zero, grads=True)
+def grads(x, W, y, relu_grad_at_zero: float, want: int = _inputs.WANT_ALL):
+    """(f, dx, dW, dy) on the GPU, None for the gradients `want` does not name: see `compute`."""
+    return compute(x, W, y, relu_grad_at_zero, grads=True, want=want)
 
 
 def loss(x, W, y) -> float:

@@ -88,6 +88,33 @@ def check_relu_grad_at_zero(a) -> float:
     return v
 
 
+# Which gradients a call computes, as the bits of one int (the kernels take it as is)
+WANT_DX, WANT_DW, WANT_DY = 1, 2, 4
+WANT_ALL = WANT_DX | WANT_DW | WANT_DY
+_WRT_BITS = {"x": WANT_DX, "W": WANT_DW, "y": WANT_DY}
+WRT_ALL = ("x", "W", "y")
+
+
+def check_wrt(wrt) -> int:
+    """`wrt` (a name or names among "x", "W", "y") as the WANT_* bits of the gradients to compute."""
+    if wrt is WRT_ALL:  # the default, without the loop
+        return WANT_ALL
+    names = (wrt,) if isinstance(wrt, str) else wrt
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"wrt must be a name or a tuple of names among 'x', 'W', 'y', "
+                        f"got {wrt!r}") from None
+    want = 0
+    for n in names:
+        bit = _WRT_BITS.get(n) if isinstance(n, str) else None
+        if bit is None:
+            raise ValueError(f"wrt must name inputs among 'x', 'W', 'y' (case matters: 'W'), "
+                             f"got {n!r} in wrt={wrt!r}")
+        want |= bit
+    return want
+
+
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)  # NumPy's own (native) instances
 
 

@@ -11,7 +11,8 @@ from . import _gpu, _inputs
 
 
 class Grads(NamedTuple):
-    """f and its gradients. f is a float; dx, dW, dy have the shapes of x, W, y."""
+    """f and its gradients. f is a float; dx, dW, dy have the shapes of x, W, y (or are
+    None where `wrt` did not ask for them)."""
 
     f: float
     dx: Any
@@ -48,15 +49,23 @@ def _device(device, x, W, y) -> str:
     return device
 
 
-def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None) -> Grads:
-    """f = Σ (max(x·W, 0) − y)² and its gradients with respect to x, W and y.
+def grads(x, W, y, *, wrt=_inputs.WRT_ALL, relu_grad_at_zero: float = 0.0,
+          device: str | None = None) -> Grads:
+    """f = Σ (max(x·W, 0) − y)² and its gradients with respect to x, W and y (or those in `wrt`).
 
     Parameters
     ----------
     x : array (N, K), W : array (K, M), y : array (N, M)
         NumPy arrays (any strides, read-only and memory maps included) or torch
         CPU tensors, all float32 or all float64.  They are never modified.
-    relu_grad_at_zero : float in [0, 1]
+    wrt : str or tuple of str, default ("x", "W", "y")
+        The inputs to differentiate with respect to, by name: ``wrt="W"`` when
+        only W's gradient is needed (fitting a layer's weights), ``wrt=()`` for
+        f alone.  Gradients not asked for are None and cost nothing: no dx
+        product, no dy stores, no N×M temporary beyond what the others need.
+        f, and every gradient computed, has the same bits as in the call with
+        all three (one exception: float32 inputs whose dW sums overflow, which
+        a call with dW recomputes in float64). : float in [0, 1]
         relu'(0), the subgradient used where h = x·W is exactly 0.
         0.0 is torch.relu's (and the notebook's d_relu); 0.5 is what autograd
         gives through torch.maximum(h, 0); 1.0 is torch.clamp(h, min=0)'s.
@@ -71,7 +80,7 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     Grads(f, dx, dW, dy)
         f as a Python float summed in float64; dx, dW, dy new C-contiguous
         arrays of the inputs' dtype (torch tensors if x is one, sharing memory
-        with the arrays loopgrad allocated).
+        with the arrays loopgrad allocated), None for those not in `wrt`.
 
     Raises
     ------
@@ -79,7 +88,8 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
         non-float, mixed or non-native dtypes; inputs that are not arrays.
     ValueError
         arrays that are not 2-D, shapes that do not fit together,
-        relu_grad_at_zero outside [0, 1], inputs on different devices.
+        relu_grad_at_zero outside [0, 1], inputs on different devices, a name in
+        `wrt` other than "x", "W", "y" (TypeError if wrt is not a str or names).
     RuntimeError
         device="cuda" without a usable CUDA GPU (the message says why).
 
@@ -89,16 +99,19 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0, device: str | None = None)
     >>> x = np.array([[1.0, 2.0]]); W = np.array([[1.0], [-1.0]]); y = np.array([[0.5]])
     >>> loopgrad.grads(x, W, y).f   # h = -1, z = 0 - 0.5
     0.25
+    >>> loopgrad.grads(x, W, y, wrt="W").dx is None
+    True
     """
     a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
+    want = _inputs.check_wrt(wrt)
     if _device(device, x, W, y) == "cuda":
-        return Grads(*_gpu.grads(x, W, y, a0))
+        return Grads(*_gpu.grads(x, W, y, a0, want))
     xa, Wa, ya, _ = _inputs.inputs(x, W, y)
-    f, dx, dW, dy = _cpu().grads(xa, Wa, ya, a0)
+    f, dx, dW, dy = _cpu().grads(xa, Wa, ya, a0, want)
     if type(x) is not np.ndarray and _inputs.is_torch_tensor(x):
         import torch
 
-        dx, dW, dy = torch.from_numpy(dx), torch.from_numpy(dW), torch.from_numpy(dy)
+        dx, dW, dy = (None if a is None else torch.from_numpy(a) for a in (dx, dW, dy))
     return Grads(float(f), dx, dW, dy)
 
 

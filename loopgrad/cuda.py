@@ -37,6 +37,7 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda, float64  # noqa: E402 - after the shim above
 
+from ._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY  # noqa: E402
 from ._scalar import relu_backward  # noqa: E402
 
 # g = 2·z·relu'(h), torch's way (see _scalar.py)
@@ -54,10 +55,10 @@ def fused_shared_bytes(K: int, M: int) -> int:
 
 
 @cuda.jit
-def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, grads):
+def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, want):
     """Rows of x, y → rows of dx, dy; dW_part[b] (K·M + 1,) = block b's dW and f partials.
 
-    grads=False computes f alone (no dx, dy, dW writes).
+    want (WANT_* bits) names the gradients written: 0 computes f alone.
     """
     N = x.shape[0]
     K = W.shape[0]
@@ -102,18 +103,18 @@ def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, grads):
                 f += z * z
                 sm[gr + m] = _relu_backward(hm, z, relu_grad_at_zero)
                 sm[yr + m] = -2.0 * z
-            if grads:
+            if want & WANT_DX:
                 for k in range(K):                # dx[n,k] = Σ_m g[n,m]·W[k,m]
                     s = 0.0
                     for m in range(M):
                         s += sm[gr + m] * sm[WS + k * M + m]
                     sm[DXS + t * KP + k] = s
         cuda.syncthreads()
-        if grads:
-            for i in range(t, rows * M, ROWS):
-                dy[row0 + i // M, i % M] = sm[YS + (i // M) * MP + i % M]
-            for i in range(t, rows * K, ROWS):
-                dx[row0 + i // K, i % K] = sm[DXS + (i // K) * KP + i % K]
+        for i in range(t, rows * M if want & WANT_DY else 0, ROWS):
+            dy[row0 + i // M, i % M] = sm[YS + (i // M) * MP + i % M]
+        for i in range(t, rows * K if want & WANT_DX else 0, ROWS):
+            dx[row0 + i // K, i % K] = sm[DXS + (i // K) * KP + i % K]
+        if want & WANT_DW:
             for e in range(t, KM, ROWS):          # dW[k,m] += Σ_rows x[n,k]·g[n,m]
                 k = e // M
                 m = e % M
@@ -196,8 +197,9 @@ def _zero(acc):
 
 
 @cuda.jit
-def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, grads):
-    """h = x·W by BM×BN tiles; epilogue: z, f partial per block, and (grads) dy and g."""
+def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, want):
+    """h = x·W by BM×BN tiles; epilogue: z, f partial per block, and dy and g where `want`
+    (WANT_* bits) asks for dy, and for dx or dW."""
     As = cuda.shared.array(_A_TILE, float64)
     Bs = cuda.shared.array(_B_TILE, float64)
     fs = cuda.shared.array(THREADS, float64)
@@ -233,8 +235,9 @@ def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, grads):
                 # Python float minus a float32 scalar would stay float32
                 z = (0.0 if hm < 0.0 else hm) - np.float64(y[n, m])
                 f += z * z
-                if grads:
+                if want & WANT_DY:
                     dy[n, m] = -2.0 * z
+                if want & (WANT_DX | WANT_DW):
                     g[n, m] = _relu_backward(hm, z, relu_grad_at_zero)
     _block_sum(fs, f, t)
     if t == 0:
@@ -357,10 +360,11 @@ def dW_slices(N: int, K: int, M: int) -> tuple[int, int]:
 
 
 def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, stream=0,
-        empty=None) -> float:
+        empty=None, want: int = WANT_ALL) -> float:
     """Launch the kernels on device arrays in `stream`; returns f (synchronises for it).
 
-    dx, dW, dy are written when grads is True (they may be None otherwise).
+    dx, dW, dy are written when grads is True and `want` (WANT_* bits) names them
+    (they may be None otherwise).
     empty(shape, dtype) allocates scratch device arrays (default: numba's
     allocator; the caller's library's caching allocator is much cheaper).
     """
@@ -369,27 +373,28 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, strea
             return cuda.device_array(shape, dtype, stream=stream)
     N, K = x.shape
     M = W.shape[1]
+    want = want if grads else 0
+    # arrays never written where not wanted: the kernels need arrays of the right kind
+    dx = dx if want & WANT_DX else x
+    dy = dy if want & WANT_DY else y
     f_out = empty(1, np.float64)
     if K <= SKINNY_MAX and M <= SKINNY_MAX:
         blocks = min(max(_cdiv(N, ROWS), 1), MAX_BLOCKS)
         part = empty((blocks, K * M + 1), np.float64)
-        if not grads:
-            dx, dy = x, y  # never written; the kernel needs arrays of the right kind
         fused_rows[blocks, ROWS, stream, fused_shared_bytes(K, M)](
-            dx, part, dy, x, W, y, relu_grad_at_zero, grads)
-        dW_out = dW if grads else empty((K, M), np.float64)
+            dx, part, dy, x, W, y, relu_grad_at_zero, want)
+        dW_out = dW if want & WANT_DW else empty((K, M), np.float64)
         sum_blocks[_cdiv(K * M + 1, 128), 128, stream](dW_out, f_out, part)
         return _fetch(f_out, stream)
     # An empty N or M still launches one block, which writes f = 0 and zeros.
     grid = (max(_cdiv(N, BM), 1), max(_cdiv(M, BN), 1))
     f_part = empty(grid[0] * grid[1], np.float64)
-    g = empty((N, M), x.dtype) if grads else y
-    fwd_dy = dy if grads else y
-    forward_tiled[grid, (TX, TY), stream](fwd_dy, g, f_part, x, W, y, relu_grad_at_zero, grads)
+    g = empty((N, M), x.dtype) if want & (WANT_DX | WANT_DW) else y
+    forward_tiled[grid, (TX, TY), stream](dy, g, f_part, x, W, y, relu_grad_at_zero, want)
     sum_vector[1, THREADS, stream](f_out, f_part)
-    if grads:
-        if N and K:
-            dx_tiled[(_cdiv(N, BM), _cdiv(K, BN)), (TX, TY), stream](dx, g, W)
+    if want & WANT_DX and N and K:
+        dx_tiled[(_cdiv(N, BM), _cdiv(K, BN)), (TX, TY), stream](dx, g, W)
+    if want & WANT_DW:
         rows, slices = dW_slices(N, K, M)
         if K and M:
             part = empty((slices, K, M), np.float64)

@@ -166,12 +166,13 @@ def _block(a):
     return a
 
 
-def _chunk_grads(x, W, y, relu_grad_at_zero, numba_threads):
-    # rows of one chunk → (f, dx, dW in float64, dy): loopgrad's fused kernel, once
+def _chunk_grads(x, W, y, relu_grad_at_zero, numba_threads, wrt):
+    # rows of one chunk → (f, dx, dW in float64, dy), None where not in wrt: loopgrad's
+    # fused kernel, once
     x, W, y = _block(x), _block(W), _block(y)
     with _numba_threads(numba_threads):
-        g = _api.grads(x, W, y, relu_grad_at_zero=relu_grad_at_zero)
-    return g.f, g.dx, g.dW.astype(np.float64), g.dy
+        g = _api.grads(x, W, y, wrt=wrt, relu_grad_at_zero=relu_grad_at_zero)
+    return g.f, g.dx, None if g.dW is None else g.dW.astype(np.float64), g.dy
 
 
 def _chunk_loss(x, W, y, numba_threads):
@@ -189,11 +190,12 @@ def _leaf_loss(part):
 
 
 def _add_grads(*nodes):
-    # (f, dW) partials, added in list order in float64
-    f, dW = nodes[0][0], nodes[0][1].copy()
+    # (f, dW) partials, added in list order in float64 (dW None: not asked for)
+    f, dW = nodes[0][0], None if nodes[0][1] is None else nodes[0][1].copy()
     for nf, ndW in nodes[1:]:
         f += nf
-        dW += ndW
+        if dW is not None:
+            dW += ndW
     return f, dW
 
 
@@ -223,7 +225,7 @@ def _chunk_parts(func, name, x, W, y, meta, **kwargs):
 
 # ------------------------------------------------------------------ public
 
-def grads(x, W, y, *, relu_grad_at_zero: float = 0.0,
+def grads(x, W, y, *, wrt=_inputs.WRT_ALL, relu_grad_at_zero: float = 0.0,
           numba_threads: int | None = None) -> _api.Grads:
     """f = Σ (max(x·W, 0) − y)² and its gradients over Dask arrays, lazily.
 
@@ -236,6 +238,9 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0,
         wrapped (with the other array's row chunks, or Dask's automatic size).
     W : array (K, M)
         A NumPy array or a dask array (merged into one chunk).
+    wrt : str or tuple of str, default ("x", "W", "y")
+        As in `loopgrad.grads`: the gradients to compute; the others are None
+        and no task computes them.
     relu_grad_at_zero : float in [0, 1]
         As in `loopgrad.grads`.
     numba_threads : int or None
@@ -245,29 +250,35 @@ def grads(x, W, y, *, relu_grad_at_zero: float = 0.0,
     Returns
     -------
     loopgrad.Grads(f, dx, dW, dy) of dask arrays
-        f: 0-d float64; dx, dy: chunked like x and y; dW: (K, M), one chunk.
+        f: 0-d float64; dx, dy: chunked like x and y; dW: (K, M), one chunk;
+        None for those not in `wrt`.
         `dask.compute(*g)` computes all four reading each chunk once; f is
         bitwise reproducible for a given chunking on any scheduler.
     """
     a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
+    want = _inputs.check_wrt(wrt)
+    names = tuple(n for n, b in (("x", _inputs.WANT_DX), ("W", _inputs.WANT_DW),
+                                 ("y", _inputs.WANT_DY)) if want & b)
     threads = _check_numba_threads(numba_threads)
     x, W, y = _as_dask(x, W, y)
-    token = tokenize(x, W, y, a0, threads)
+    token = tokenize(x, W, y, a0, threads, names)
     parts = _chunk_parts(_chunk_grads, f"loopgrad-grads-{token}", x, W, y,
-                         np.empty((0,), object), relu_grad_at_zero=a0, numba_threads=threads)
+                         np.empty((0,), object), relu_grad_at_zero=a0, numba_threads=threads,
+                         wrt=names)
     meta = np.empty((0, 0), x.dtype)
     dx, dy = (da.map_blocks(operator.getitem, parts, i, new_axis=1, chunks=a.chunks,
                             dtype=a.dtype, meta=meta, name=f"loopgrad-{n}-{token}")
-              for i, n, a in ((1, "dx", x), (3, "dy", y)))
+              if want & bit else None
+              for i, n, a, bit in ((1, "dx", x, _inputs.WANT_DX), (3, "dy", y, _inputs.WANT_DY)))
     leaves = [dask.delayed(_leaf_grads, pure=True)(p, dask_key_name=(f"loopgrad-leaf-{token}", c))
               for c, p in enumerate(parts.to_delayed(optimize_graph=False).ravel())]
     K, M = W.shape
     if not leaves:  # no chunks at all (a dask array with zero blocks)
-        leaves = [dask.delayed((0.0, np.zeros((K, M))))]
+        leaves = [dask.delayed((0.0, np.zeros((K, M)) if want & _inputs.WANT_DW else None))]
     root = _tree(leaves, _add_grads, f"loopgrad-tree-{token}")
     f = da.from_delayed(root[0], (), np.float64, name=f"loopgrad-f-{token}")
-    dW = da.from_delayed(dask.delayed(np.asarray)(root[1], x.dtype), (K, M), x.dtype,
-                         name=f"loopgrad-dW-{token}")
+    dW = (da.from_delayed(dask.delayed(np.asarray)(root[1], x.dtype), (K, M), x.dtype,
+                          name=f"loopgrad-dW-{token}") if want & _inputs.WANT_DW else None)
     return _api.Grads(f, dx, dW, dy)
 
 

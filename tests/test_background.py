@@ -13,6 +13,7 @@ import pytest
 import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import background, tiled
+from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 N, K, M = 300, 64, 64  # the fused kernel, above the parallel threshold
@@ -126,9 +127,41 @@ def test_interpreted_driver_is_bitwise_the_kernel(rng, N, K, M, dtype):
                 got.append((fn(x, W, y, wsT),))
                 continue
             outs = [np.full(s, np.nan, dtype) for s in ((N, K), (K, M), (N, M))]
-            got.append((fn(*outs, x, W, y, 0.5, nchunks, rows, ws64, wsT), *outs))
+            got.append((fn(*outs, x, W, y, 0.5, nchunks, rows, ws64, wsT, WANT_ALL), *outs))
         assert got[0][0] == got[1][0] or (got[0][0] != got[0][0] and got[1][0] != got[1][0])
         for a, b in zip(got[0][1:], got[1][1:]):
             assert np.array_equal(a, b)
         if name != "loss":
             assert_matches_torch((got[0][0], *got[0][1:]), x, W, y, 0.5)
+
+
+def test_threads_asking_for_one_kernel_at_once_all_get_it():
+    # Dask's first tasks ask for a kernel together: before jit.compile took Numba's
+    # compiler lock, all but the first raised "compilation disabled" (checked)
+    from numba import njit, types
+
+    from loopgrad.cpu import jit
+
+    def triple_sum(a):
+        s = 0.0
+        for i in range(a.shape[0]):
+            s += 3.0 * a[i]
+        return s
+
+    disp = njit(nogil=True)(triple_sum)
+    sig = types.float64(types.Array(types.float64, 1, "C"))
+    errors = []
+
+    def ask():
+        try:
+            jit.compile(disp, sig)
+        except Exception as e:  # noqa: BLE001 - what the test looks for
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert disp(np.ones(5)) == 15.0

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 import loopgrad
+from loopgrad._inputs import WANT_ALL
 from _helpers import draw
 
 _CHILD = """
@@ -58,7 +59,7 @@ def test_tiled_kernels_give_the_same_bits_on_one_thread_and_two(rng):
             try:
                 dx, dW, dy = (np.full(s, np.nan, np.float32) for s in ((N, K), (K, M), (N, M)))
                 f = kernel(dx, dW, dy, x, W, y, 0.0, nchunks, rows,
-                           np.full(n64, np.nan), np.full(nT, np.nan, np.float32))
+                           np.full(n64, np.nan), np.full(nT, np.nan, np.float32), WANT_ALL)
             finally:
                 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
             out[threads] = (f, dx.tobytes(), dW.tobytes(), dy.tobytes())

@@ -6,6 +6,7 @@ import pytest
 import loopgrad
 from loopgrad import reference
 from loopgrad.cpu import rows as general
+from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 SHAPES = [
@@ -82,7 +83,8 @@ def run_kernel(x, W, y, a0=0.0, parallel=True, rows=None):
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
     partials = general.partials_buffer(nchunks, stride)
     partials.fill(np.nan)
-    f = general.kernel("grads", x.dtype, parallel)(dx, dW, dy, partials, x, W, y, a0, rows)
+    f = general.kernel("grads", x.dtype, parallel)(dx, dW, dy, partials, x, W, y, a0, rows,
+                                                             WANT_ALL)
     return f, dx, dW, dy
 
 

@@ -10,6 +10,7 @@ from numba import njit
 import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import jit, machine, rows, skinny as _skinny
+from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 # rows LLVM vectorizes with its default options (4×4, 3×5, 1×1, 5×3) and those that need
@@ -29,7 +30,7 @@ def run(name, x, W, y, parallel, a0=0.0):
     if name == "loss":
         return kern(partials, x, W, y, chunk_rows)
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
-    f = kern(dx, dW, dy, partials, x, W, y, a0, chunk_rows)
+    f = kern(dx, dW, dy, partials, x, W, y, a0, chunk_rows, WANT_ALL)
     return f, dx, dW, dy
 
 
@@ -60,7 +61,7 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     chunk_rows, nchunks, stride = rows.plan(50_000, 4, 4)
     general = [np.empty(s) for s in ((50_000, 4), (4, 4), (50_000, 4))]
     f = rows.kernel("grads", np.float64, True)(*general, rows.partials_buffer(nchunks, stride),
-                                               x, W, y, 0.0, chunk_rows)
+                                               x, W, y, 0.0, chunk_rows, WANT_ALL)
     assert got.f == pytest.approx(f, rel=1e-13)
     for a, b in zip(got[1:], general):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)

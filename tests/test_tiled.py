@@ -12,6 +12,7 @@ import pytest
 import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import jit, machine, tiled as _tiled
+from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
@@ -44,7 +45,7 @@ def run(name, x, W, y, parallel, a0=0.0, chunk_rows=None, variant=None, isa=None
         return _tiled.kernel("loss", variant, parallel, isa)(x, W, y, wsT)
     dx, dW, dy = (np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
     f = _tiled.kernel(name, variant, parallel, isa)(dx, dW, dy, x, W, y, a0, nchunks, rows,
-                                                     ws64, wsT)
+                                                     ws64, wsT, WANT_ALL)
     return f, dx, dW, dy
 
 

@@ -2,11 +2,15 @@
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
-    grads(x, W, y, relu_grad_at_zero) -> (f, dx, dW, dy)
+    grads(x, W, y, relu_grad_at_zero, want) -> (f, dx, dW, dy)
     loss(x, W, y) -> f
 
 take validated arrays (loopgrad.api: C-contiguous, native float32 or
-float64, shapes that fit) and allocate the outputs.  Three kernel families:
+float64, shapes that fit) and allocate the outputs.  `want` (loopgrad._inputs'
+WANT_* bits) names the gradients to compute; the others are None, and no
+kernel computes or stores them.  f has the same bits whatever `want` is, and so
+has every gradient computed (one exception: where float32 sums overflow, see
+`grads`).  Three kernel families:
 
     rows.py     the general row kernels, float64 throughout: K ≤ 3, and the fallback
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16
@@ -19,6 +23,7 @@ row kernels (torch's pattern of NaN and inf on every path).
 
 import numpy as np
 
+from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import background, machine, parallel, rows, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
@@ -53,15 +58,16 @@ def describe(N: int, K: int, M: int, dtype) -> str:
     return "general rows (float64)"
 
 
-def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0):
-    """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) when
-    K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's arguments)."""
-    chosen = (name, dtype, parallel, K, M)
+def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: int = WANT_ALL):
+    """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) and `want`
+    when K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's
+    arguments; pass it the same `want`)."""
+    chosen = (name, dtype, parallel, K, M, want)
     fn = _CHOSEN.get(chosen)
     if fn is None:
         if 1 <= K * M <= skinny.MAX_KM:
             try:
-                fn = skinny.kernel(name, K, M, dtype, parallel)
+                fn = skinny.kernel(name, K, M, dtype, parallel, want)
             except RuntimeError:  # no writable folder for the generated source
                 pass
         fn = _CHOSEN[chosen] = fn or rows.kernel(name, dtype, parallel)
@@ -88,23 +94,31 @@ def tiled_kernel(name: str, variant: str, par: bool):
 _READY: set = set()
 
 
-def grads(x, W, y, relu_grad_at_zero: float):
-    """(f, dx, dW, dy) for validated arrays: f a float64, the gradients new arrays of x's dtype."""
+def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL):
+    """(f, dx, dW, dy) for validated arrays: f a float64, the gradients `want` names new
+    arrays of x's dtype, the others None.
+
+    f, and each gradient computed, has the bits of the call with every gradient, except
+    where the tiled kernels' float32 sums of dW overflow: a call with dW then recomputes in
+    float64 (the row kernels), one without dW cannot see it and keeps its float32 dx.
+    """
     N, K = x.shape
     M = W.shape[1]
-    dx = np.empty((N, K), x.dtype)
-    dW = np.empty((K, M), x.dtype)
-    dy = np.empty((N, M), x.dtype)
+    dt = x.dtype
+    dx = np.empty((N, K) if want & WANT_DX else (0, 0), dt)
+    dW = np.empty((K, M) if want & WANT_DW else (0, 0), dt)
+    dy = np.empty((N, M) if want & WANT_DY else (0, 0), dt)
     f = _NAN
     if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
-        name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, x.dtype)
+        name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern, par = tiled_kernel(name, variant, par)
-        n64, nT = tiled.scratch(name, variant, N, K, M, nchunks)
-        ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, x.dtype)
+        n64, nT = tiled.scratch(name, variant, N, K, M, nchunks, want=want)
+        ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, dt)
         try:
             with parallel.guard(par):
-                f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT)
+                f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT,
+                         want)
         finally:
             workspace.give(ws64)
             workspace.give(wsT)
@@ -114,10 +128,11 @@ def grads(x, W, y, relu_grad_at_zero: float):
         partials = rows.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
-        kern = row_kernel("grads", x.dtype, par, K, M)
+        kern = row_kernel("grads", dt, par, K, M, want)
         with parallel.guard(par):
-            f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows)
-    return f, dx, dW, dy
+            f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows, want)
+    return (f, dx if want & WANT_DX else None, dW if want & WANT_DW else None,
+            dy if want & WANT_DY else None)
 
 
 def loss(x, W, y) -> float:

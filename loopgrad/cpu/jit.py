@@ -37,9 +37,18 @@ def jit(fn=None, **options):
 
 def compile(disp, signature):
     """Compile (or load from the disk cache) a dispatcher of `jit`'s, made without a
-    signature, for signature and for it alone, as njit(signature) does; disp."""
-    disp.compile(signature)
-    disp.disable_compile()
+    signature, for signature and for it alone, as njit(signature) does; disp.
+
+    Threads that ask for one kernel at once (Dask's tasks, say) wait for the first: under
+    Numba's compiler lock (re-entrant, and the one that compiling takes anyway, so no
+    lock order to get wrong) the others find it compiled.
+    """
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        if getattr(disp, "_can_compile", True):
+            disp.compile(signature)
+            disp.disable_compile()
     return disp
 
 

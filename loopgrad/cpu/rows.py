@@ -30,6 +30,7 @@ import functools
 import numpy as np
 from numba import prange, types
 
+from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .._scalar import relu_backward as _relu_backward_py
 from .jit import jit as _jit, notice
 
@@ -122,14 +123,17 @@ def _chunk_loss(x, W, y, start, stop):
 
 
 @_jit(fastmath=_FM)
-def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
-    # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z²
+def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want):
+    # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z².
+    # want (WANT_* bits) picks the gradients written.  The loops that sum f and dW are
+    # the same code for every want, outside its branches: the same bits whatever is asked.
     K = np.uint64(W.shape[0])
     M = np.uint64(W.shape[1])
     h = np.empty(W.shape[1], np.float64)
     g = np.empty(W.shape[1], np.float64)
-    for i in range(K * M):
-        dW_part[i] = 0.0
+    if want & WANT_DW:
+        for i in range(K * M):
+            dW_part[i] = 0.0
     f = 0.0
     for n in range(np.uint64(start), np.uint64(stop)):
         _rows_forward(h, x, W, n)
@@ -139,17 +143,23 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
             z = r - y[n, m]
             f += z * z
             g[m] = relu_backward(hm, z, relu_grad_at_zero)
-            dy[n, m] = -2.0 * z
+            h[m] = z  # for dy
+        if want & WANT_DY:
+            for m in range(M):
+                dy[n, m] = -2.0 * h[m]
         # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
-        for k in range(K):
-            s = 0.0
-            for m in range(M):
-                s += g[m] * W[k, m]
-            dx[n, k] = s
-            xk = np.float64(x[n, k])
-            base = k * M
-            for m in range(M):
-                dW_part[base + m] += xk * g[m]
+        if want & WANT_DX:
+            for k in range(K):
+                s = 0.0
+                for m in range(M):
+                    s += g[m] * W[k, m]
+                dx[n, k] = s
+        if want & WANT_DW:
+            for k in range(K):
+                xk = np.float64(x[n, k])
+                base = k * M
+                for m in range(M):
+                    dW_part[base + m] += xk * g[m]
     return f
 
 
@@ -167,27 +177,27 @@ def _sum_partials_f(partials, col):
 # They are separate functions (not one compiled twice) because Numba's disk
 # cache keys entries by function and signature, not by the parallel flag.
 
-def _grads_serial(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk):
+def _grads_serial(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
     N = x.shape[0]
     K, M = W.shape
     for c in range(partials.shape[0]):
         start = c * rows_per_chunk
         partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
-                                          start, min(start + rows_per_chunk, N))
-    for k in range(K):
+                                          start, min(start + rows_per_chunk, N), want)
+    for k in range(K if want & WANT_DW else 0):
         for m in range(M):
             dW[k, m] = _sum_partials_f(partials, k * M + m)
     return _sum_partials_f(partials, K * M)
 
 
-def _grads_parallel(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk):
+def _grads_parallel(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
     N = x.shape[0]
     K, M = W.shape
     for c in prange(partials.shape[0]):
         start = c * rows_per_chunk
         partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
-                                          start, min(start + rows_per_chunk, N))
-    for k in prange(K):
+                                          start, min(start + rows_per_chunk, N), want)
+    for k in prange(K if want & WANT_DW else 0):
         for m in range(M):
             dW[k, m] = _sum_partials_f(partials, k * M + m)
     return _sum_partials_f(partials, K * M)
@@ -225,7 +235,8 @@ def signature(name: str, dtype: np.dtype):
     inp = types.Array(t, 2, "C", readonly=True)  # writable arrays convert to this too
     part = types.Array(types.float64, 2, "C")
     if name == "grads":
-        return types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp)
+        return types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp,
+                             types.intp)
     return types.float64(part, inp, inp, inp, types.intp)
 
 
@@ -235,7 +246,7 @@ def kernel(name: str, dtype, parallel: bool):
     Compiled on first use (one signature per dtype; read-only inputs share it)
     and cached on disk.
 
-    grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk) -> f
+    grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want) -> f
     loss(partials, x, W, y, rows_per_chunk) -> f
     """
     dtype = np.dtype(dtype)

@@ -52,6 +52,7 @@ import functools
 
 import numpy as np
 
+from .._inputs import WANT_ALL, WANT_DW, WANT_DX
 from . import jit, machine
 
 _HEADER = """\
@@ -61,6 +62,7 @@ _HEADER = """\
 import numpy as np
 from numba import njit, prange, types as nt
 
+from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.intrinsics import pointer, prefetch
 from loopgrad.cpu.jit import StraightLine
 from loopgrad.cpu.rows import relu_backward as _relu_backward
@@ -133,13 +135,16 @@ def pack_b(Bp2, src2, rs, cs, nrows, ncols, jr):
             Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
 
 
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean),
+@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I),
       nogil=True, cache=True, fastmath=_FM_EPILOGUE)
-def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads):
+def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
+                  dshift):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
-    # columns; with want_grads writes dy, and g over h in place (g's columns past M hold
-    # junk that nothing reads as g)
+    # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
+    # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
+    # f has the same bits), and g over h in place (g's columns past M hold junk that
+    # nothing reads as g)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
@@ -174,13 +179,14 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     for n in range(1 if flat else rows):
         gb = n * Mp + c0
         yb = (r0 + n) * M + c0
+        db = yb - dshift
         length = rows * M if flat else c1 - c0
         if want_grads:
             for j in range(length):
                 h = g[gb + j]
                 z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
                 f += z * z
-                dy[yb + j] = -2.0 * z
+                dy[db + j] = -2.0 * z
                 g[gb + j] = _relu_backward(h, z, a0)
         else:
             for j in range(length):
@@ -221,13 +227,14 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
                             dx[b + i * K + j] += Ct[i * NR + j]
 
 
-@njit(nt.float64(nt.float64, R1, A1), nogil=True, cache=True, fastmath={"reassoc"})
-def trusted(f, W, dW):
+@njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True, fastmath={"reassoc"})
+def trusted(f, W, dW, check_dW):
     # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
     # caller then recomputes with the float64 row kernel).  f finite: h and z were
     # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
     # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
-    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds.
+    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds (where dW
+    # was computed: check_dW).
     if not f - f == 0.0:
         return np.nan
     w2 = 0.0
@@ -236,7 +243,7 @@ def trusted(f, W, dW):
     if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
         return np.nan
     bad = 0.0
-    for i in range(dW.shape[0]):
+    for i in range(dW.shape[0] if check_dW else 0):
         bad += np.float64(dW[i]) - np.float64(dW[i])
     return f if bad == 0.0 else np.nan
 """
@@ -342,23 +349,29 @@ _PROLOGUE = """\
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - 1) // NR * NR
     Kp = (K + NR - 1) // NR * NR
-    # scratch from the caller (workspace.py; sizes: `scratch`): W packed twice, then the rest
+    # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
+    wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
+    wg = wdx or wdw
+    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
+    # then the rest
+    nwt = M * Kp if wdx else 0
     Wp = wsT[:K * Mp]                    # B of h = x·W
-    Wtp = wsT[K * Mp:K * Mp + M * Kp]    # B of dx = g·Wᵀ
-    part = ws64[:{nparts}]               # dW's float64 partials
+    Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
+    part = ws64[:{nparts} if wdw else 0]  # dW's float64 partials
     for jr in {range}(max(Mp, Kp) // NR):
         if jr < Mp // NR:
             pack_b(Wp, W, M, 1, K, M, jr)
-        if jr < Kp // NR:
+        if jr < Kp // NR and wdx:
             pack_b(Wtp, W, 1, M, M, K, jr)
-    rest = wsT[K * Mp + M * Kp:]
+    rest = wsT[K * Mp + nwt:]
 """
 
 _FUSED_DRIVER = """
 
-def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
+def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
     # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
-    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache)
+    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache);
+    # the gradients not wanted are not computed (dy goes to a block-sized sink)
 {fused_prologue}    nc, R = nchunks, chunk_rows
     fc = np.empty(nc)
     for c in {range}(nc):
@@ -367,30 +380,35 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
         g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
+        sink = np.empty(0 if wdy else MC * M, T)
         pc = part[c * K * Mp:(c + 1) * K * Mp]
         pc[:] = 0.0
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy, x, Wp, y, a0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct,
-                               True)
-            dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
-            for k0 in range(0, K, MC):
+            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
+                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M)
+            if wdx:
+                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
+            for k0 in range(0, K if wdw else 0, MC):
                 dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
-    sum_chunks(dW, part, nc, K, M, Mp)
+    if wdw:
+        sum_chunks(dW, part, nc, K, M, Mp)
     f = 0.0
     for c in range(nc):
         f += fc[c]
-    return trusted(f, W, dW)
+    return trusted(f, W, dW, wdw)
 """
 
 _THREE_DRIVER = """
 
-def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT):
+def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
-    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used)
-{prologue}    g = rest[:(N + MR - 1) // MR * MR * Mp]  # whole panels of MR rows for dx
+    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used); the
+    # gradients not wanted are not computed, and g is kept only for dx or dW
+{prologue}    ng = (N + MR - 1) // MR * MR * Mp if wg else 0
+    g = rest[:ng]  # whole panels of MR rows for dx
     # h and its epilogue, then dx, by items of MC rows × JH column panels: W's panels of
     # an item stay in its core's L2, and there are enough items to keep every thread busy
     nb = (N + MC - 1) // MC
@@ -399,10 +417,13 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     fb = np.empty(nb * gh)
     for item in {range}(nb * gh):
         r0, j0 = item // gh * MC, item % gh * JH
-        fb[item] = forward_block(g[r0 * Mp:], dy, x, Wp, y, a0, K, M, Mp, r0,
-                                 min(MC, N - r0), j0, min(JH, nh - j0),
-                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True)
-    for item in {range}(nb * gx):
+        # without dx and dW, h lives in the item's own block; without dy, dy in a sink
+        gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
+        fb[item] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
+                                 Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
+                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True,
+                                 0 if wdy else r0 * M)
+    for item in {range}(nb * gx if wdx else 0):
         r0, j0 = item // gx * MC, item % gx * JH
         dx_block(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JH, nx - j0),
                  np.empty(MR * NR, T))
@@ -410,11 +431,11 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
     njb = (Mp // NR + JB - 1) // JB
-    if N == 0:  # no block of rows: dW = 0
+    if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
-    Gp = rest[(N + MR - 1) // MR * MR * Mp:][:KC * Mp]
-    Xp = rest[(N + MR - 1) // MR * MR * Mp + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
-    for pc in range(0, N, KC):
+    Gp = rest[ng:][:KC * Mp]
+    Xp = rest[ng + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
+    for pc in range(0, N if wdw else 0, KC):
         kc = min(KC, N - pc)
         # the block's g by column panels and xᵀ by MC rows of dW, once for all the items
         for t in {range}(Mp // NR + nk):
@@ -432,7 +453,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT)
     f = 0.0
     for b in range(nb * gh):
         f += fb[b]
-    return trusted(f, W, dW)
+    return trusted(f, W, dW, wdw)
 """
 
 _LOSS_DRIVER = """
@@ -450,7 +471,7 @@ def _loss_{name}(x2, W2, y2, wsT):
         r0 = b * MC
         h = np.empty(MC * Mp, T)
         fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), 0,
-                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False)
+                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0)
     f = 0.0
     for b in range(nb):
         f += fb[b]
@@ -544,7 +565,7 @@ def _signature(name: str, dtype: np.dtype):
     ws64, wsT = types.Array(types.float64, 1, "C"), types.Array(t, 1, "C")
     if name.startswith("grads"):
         return types.float64(out, out, out, inp, inp, inp, types.float64, types.intp, types.intp,
-                             ws64, wsT)
+                             ws64, wsT, types.intp)
     return types.float64(inp, inp, inp, wsT)
 
 
@@ -556,7 +577,8 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     """The tiled kernel `name` for a variant of the machine table's entry (this CPU's unless
     `isa` names one), serial or parallel, compiled with SLP on at the entry's vector width.
 
-    grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT) -> f
+    grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT, want) -> f
+    (want: the WANT_* bits of the gradients to write; the others may be empty arrays)
     grads_fused: the same arguments; loss(x, W, y, wsT) -> f.  See `plan`; the scratch
     ws64 (float64) and wsT (the input dtype) hold at least `scratch` elements.
     """
@@ -608,17 +630,22 @@ def module(variant: str, isa: str, part: str = "common"):
 
 
 def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
-            isa: str | None = None) -> tuple[int, int]:
-    """(float64 elements, input-dtype elements) of scratch kernel `name` takes (ws64, wsT):
-    dW's float64 partials; W packed for h and for dx, and the three-pass kernel's g and
-    packed blocks of g and xᵀ (the drivers lay them out in this order)."""
+            isa: str | None = None, want: int = WANT_ALL) -> tuple[int, int]:
+    """(float64 elements, input-dtype elements) of scratch kernel `name` takes (ws64, wsT)
+    for the gradients `want` names: dW's float64 partials; W packed for h and for dx,
+    and the three-pass kernel's g and packed blocks of g and xᵀ (the drivers lay them
+    out in this order)."""
     t = machine.TABLE[_isa(isa)].tiles[variant]
     Mp, Kp = -(-M // t.NR) * t.NR, -(-K // t.NR) * t.NR
     if name == "loss":
         return 0, K * Mp
+    wt = M * Kp if want & WANT_DX else 0
+    n64 = (nchunks if name == "grads_fused" else 1) * K * Mp if want & WANT_DW else 0
     if name == "grads_fused":
-        return nchunks * K * Mp, K * Mp + M * Kp
-    return K * Mp, K * Mp + M * Kp + -(-N // t.MR) * t.MR * Mp + t.KC * Mp + -(-K // t.MR) * t.MR * t.KC
+        return n64, K * Mp + wt
+    g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
+    dw = t.KC * Mp + -(-K // t.MR) * t.MR * t.KC if want & WANT_DW else 0
+    return n64, K * Mp + wt + g + dw
 
 
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:

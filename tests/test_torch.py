@@ -311,3 +311,46 @@ def test_inputs_untouched(rng):
 
 def test_module_uses_real_torch():
     assert lt.torch is torch and loopgrad.torch is lt
+
+
+# ------------------------------------------------------------- the registered op
+
+@pytest.mark.parametrize("want", [7, 2, 5, 0])
+def test_opcheck(rng, want):
+    # schema, fake (meta) kernel, autograd registration, AOT dispatch (static and dynamic)
+    x, W, y = make(rng, N=20, K=5, M=4)
+    for a, bit in zip((x, W, y), (1, 2, 4)):
+        a.requires_grad_(bool(want & bit))
+    torch.library.opcheck(torch.ops.loopgrad.loss.default, (x, W, y, 0.5, want))
+
+
+def test_torch_compile_keeps_the_op_in_one_graph(rng):
+    x, W, y = make(rng, N=64, K=6, M=5)
+
+    def step(x, W, y):  # loopgrad's loss among torch ops, inputs that come out of other ops
+        return 0.5 * lt.loss(torch.tanh(x), 2.0 * W, y + 1.0) + (W ** 2).sum()
+
+    explain = torch._dynamo.explain(step)(x, W, y)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+    eager = torch.autograd.grad(step(x, W, y), (x, W, y))
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(x, W, y), (x, W, y))
+    for a, b in zip(got, eager):
+        assert torch.equal(a, b)
+
+
+def test_backward_computes_only_what_requires_grad(rng, monkeypatch):
+    x, W, y = make(rng, N=40, K=6, M=5, requires=False)
+    W.requires_grad_()
+    asked = []
+    real = api.grads
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["wrt"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "grads", spy)
+    lt.loss(x, W, y).backward()
+    assert asked == [("W",)] and x.grad is None and y.grad is None
+    full = loopgrad.grads(x.detach(), W.detach(), y.detach())
+    assert torch.equal(W.grad, full.dW)

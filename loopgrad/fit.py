@@ -9,8 +9,11 @@ in one line:
     loss = loopgrad.torch.loss(x, W, y)              # loopgrad
     loss = ((torch.relu(x @ W) - y) ** 2).sum()      # pure torch (--torch-loss sum)
 
-They run in lockstep, one step of each in turn, so that a busy machine slows
-both alike; each step is timed on its own (forward, backward, optimizer step).
+loopgrad's loss computes W's gradient alone (x and y do not require grad: no
+dx, no dy).  A third loop, `torch.compile` of the pure-torch loss, is timed
+beside them (the command's default; `train(compiled=True)`).  They run in
+lockstep, one step of each in turn, so that a busy machine slows all alike;
+each step is timed on its own (forward, backward, optimizer step).
 The command checks that both give the same losses and the same W at every
 step, to float32 rounding (see `compare`), prints the wall times and exits 1
 on a mismatch.  `examples/train.py` runs the same thing.
@@ -56,6 +59,13 @@ def torch_loss(form):
         z = torch.maximum(x @ W, torch.zeros((), dtype=x.dtype, device=x.device)) - y
         return torch.trace(z.T @ z)
     return notebook
+
+
+def compiled_torch_loss(form):
+    """The pure-torch loss compiled by torch.compile (Inductor): what a torch user would time."""
+    import torch
+
+    return torch.compile(torch_loss(form))
 
 
 def loopgrad_loss(form):
@@ -109,12 +119,15 @@ def warm_up(runs, x, y):
         r.loss_fn(x, W, y).backward()
 
 
-def train(x, y, W0, optimizer="sgd", lr=None, steps=20, form="sum", progress=False):
-    """(loopgrad Run, torch Run) after `steps` steps of each, in lockstep."""
+def train(x, y, W0, optimizer="sgd", lr=None, steps=20, form="sum", progress=False,
+          compiled=False):
+    """(loopgrad Run, torch Run[, torch.compile Run]) after `steps` steps of each, in lockstep."""
     N = x.shape[0]
     lr = DEFAULT_LR[optimizer](N) if lr is None else lr
     runs = (Run("loopgrad", loopgrad_loss(form), W0, optimizer, lr),
             Run("torch", torch_loss(form), W0, optimizer, lr))
+    if compiled:
+        runs += (Run("torch.compile", compiled_torch_loss(form), W0, optimizer, lr),)
     warm_up(runs, x, y)
     bar = _progress(steps, f"{optimizer}", progress)
     for _ in range(steps):
@@ -150,8 +163,9 @@ def tolerances(N, M, dtype="float32"):
 
 
 def compare(runs, N, M, dtype="float32"):
-    """Largest relative differences between the two loops: loss, W (each over all steps), and the tolerances."""
-    a, b = runs
+    """Largest relative differences between loopgrad's loop and torch's: loss, W (each over all
+    steps), and the tolerances."""
+    a, b = runs[:2]
     tol_f, tol_W = tolerances(N, M, dtype)
     df = max((abs(p - q) / max(abs(q), sys.float_info.min) for p, q in zip(a.losses, b.losses)),
              default=0.0)
@@ -170,7 +184,7 @@ def plot(path, results):
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, (opt, runs, cmp) in zip(axes[0], results):
-        for r, style in zip(runs, ("-", "--")):
+        for r, style in zip(runs, ("-", "--", ":")):
             ax.plot(range(len(r.losses)), r.losses, style,
                     label=f"{r.name}: {sum(r.seconds):.2f} s")
         ax.set_yscale("log")
@@ -212,6 +226,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-loss", choices=("sum", "notebook"), default="sum",
                    help="the pure-torch loss: ((relu(x@W) - y)**2).sum() (default), or the "
                         "notebook's trace(zᵀz) with torch.maximum (loopgrad then uses relu'(0) = 0.5)")
+    p.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time torch.compile of the pure-torch loss (default; its first "
+                        "step compiles, untimed, for some seconds)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of W0 (default 0)")
@@ -242,10 +259,10 @@ def run(args: argparse.Namespace) -> int:
     results, status = [], 0
     for opt in opts:
         runs = train(x, y, W0, opt, args.lr, args.steps, args.torch_loss,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, compiled=args.torch_compile)
         cmp = compare(runs, N, M, args.dtype)
         results.append((opt, runs, cmp))
-        lg, pt = (sum(r.seconds) for r in runs)
+        lg, pt = (sum(r.seconds) for r in runs[:2])
         print(f"\n{opt.upper()}, lr {runs[0].opt.param_groups[0]['lr']:.3g}:")
         print(f"  loss  step 0 {runs[0].losses[0]:.7g} → step {args.steps - 1} "
               f"{runs[0].losses[-1]:.7g} (torch {runs[1].losses[-1]:.7g})")
@@ -255,6 +272,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  wall time, {args.steps} steps: loopgrad {lg:.3f} s "
               f"({1e3 * lg / args.steps:.1f} ms/step), torch {pt:.3f} s "
               f"({1e3 * pt / args.steps:.1f} ms/step): loopgrad {pt / lg:.2f}× as fast")
+        if len(runs) > 2:
+            tc = sum(runs[2].seconds)
+            print(f"  torch.compile: {tc:.3f} s ({1e3 * tc / args.steps:.1f} ms/step): loopgrad "
+                  f"{tc / lg:.2f}× as fast (its loss at step {args.steps - 1}: "
+                  f"{runs[2].losses[-1]:.7g})")
         if not cmp["ok"]:
             status = 1
     if args.plot:

@@ -71,12 +71,14 @@ def test_cli_fit(capsys):
     assert cli.main(["fit", "--n", "3000", "--steps", "5", "--no-progress", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert out.count("→ same") == 2 and "SGD" in out and "ADAM" in out and "ms/step" in out
+    assert out.count("torch.compile:") == 2  # timed beside eager torch by default
 
 
 def test_cli_fit_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "loss.png"
-    assert cli.main(["fit", "--n", "1000", "--steps", "3", "--no-progress", "--plot", str(png)]) == 0
+    assert cli.main(["fit", "--n", "1000", "--steps", "3", "--no-progress", "--no-torch-compile",
+                     "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -84,13 +86,14 @@ def test_cli_fit_plot_without_matplotlib(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib raises ImportError
     png = tmp_path / "loss.png"
     assert cli.main(["fit", "--n", "1000", "--steps", "2", "--optimizer", "sgd", "--no-progress",
-                     "--plot", str(png)]) == 0
+                     "--no-torch-compile", "--plot", str(png)]) == 0
     assert "no plot without matplotlib" in capsys.readouterr().err and not png.exists()
 
 
 def test_example_script(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "examples" / "train.py"), "--n", "1000",
-                          "--steps", "3", "--optimizer", "adam", "--no-progress"],
+                          "--steps", "3", "--optimizer", "adam", "--no-progress",
+                          "--no-torch-compile"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "→ same" in run.stdout

@@ -350,3 +350,27 @@ def test_a_worker_killed_mid_compute_is_retried(client, data, tmp_path):
     assert_same_as_in_memory(got, x, W, y)
     client.wait_for_workers(2, timeout=60)
     assert set(client.scheduler_info()["workers"]) != before  # the nanny replaced it
+
+
+@pytest.mark.parametrize("wrt", [(), "W", ("x", "y"), ("x", "W")])
+def test_wrt_passes_through(data, monkeypatch, wrt):
+    # the gradients asked for have the bits of the full call; no chunk computes the others
+    x, W, y = data
+    xd, Wd, yd = chunked(x, W, y)
+    full = dask.compute(*lgd.grads(xd, Wd, yd))
+    asked, real = [], loopgrad.api.grads
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["wrt"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loopgrad.api, "grads", spy)
+    g = lgd.grads(xd, Wd, yd, wrt=wrt)
+    names = ("x", "W", "y")
+    assert [a is None for a in g[1:]] == [n not in wrt for n in names]
+    got = dask.compute(*(a for a in g if a is not None), scheduler="sync")
+    want = [full[0]] + [full[1 + i] for i, n in enumerate(names) if n in wrt]
+    for a, b in zip(got, want):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    expect = tuple(n for n in names if n in wrt)
+    assert len(asked) == 11 and set(asked) == {expect}  # every chunk, once, asking for wrt

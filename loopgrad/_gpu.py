@@ -93,9 +93,12 @@ def _empty(lib, x, shape, dtype, cuda, stream):
     return d, d
 
 
-def compute(x, W, y, relu_grad_at_zero: float, grads: bool, want: int = _inputs.WANT_ALL):
+def compute(x, W, y, relu_grad_at_zero: float, grads: bool, want: int = _inputs.WANT_ALL,
+            f_on_device: bool = False):
     """f, or (f, dx, dW, dy), on the GPU for inputs that live there or on the host; with
-    grads, the gradients `want` (WANT_* bits) does not name are None."""
+    grads, the gradients `want` (WANT_* bits) does not name are None.  f_on_device (torch
+    CUDA tensors only): f as a float64 tensor of shape (1,) on x's device, with no host
+    synchronisation (loopgrad.torch.loss)."""
     k = kernels()
     from numba import cuda
     if on_gpu(x):
@@ -110,14 +113,17 @@ def compute(x, W, y, relu_grad_at_zero: float, grads: bool, want: int = _inputs.
             def scratch(shape, dtype):
                 return _empty(lib, x, shape, dtype, cuda, stream)[1]
 
+            f_t, f_view = (_empty(lib, x, 1, np.float64, cuda, stream) if f_on_device
+                           else (None, None))
             if not grads:
-                return k.run(None, None, None, xd, Wd, yd, relu_grad_at_zero, False, stream,
-                             scratch)
+                f = k.run(None, None, None, xd, Wd, yd, relu_grad_at_zero, False, stream,
+                          scratch, f_out=f_view)
+                return f_t if f_on_device else f
             outs = [_empty(lib, x, s, xd.dtype, cuda, stream) if want & b else (None, None)
                     for s, b in _outputs(N, K, M)]
             f = k.run(*(o[1] for o in outs), xd, Wd, yd, relu_grad_at_zero, True, stream, scratch,
-                      want)
-            return (f, *(o[0] for o in outs))
+                      want, f_out=f_view)
+            return (f_t if f_on_device else f, *(o[0] for o in outs))
     # host inputs: copy in, compute, copy back
     xa, Wa, ya, (N, K, M) = _inputs.inputs(x, W, y)
     xd, Wd, yd = (cuda.to_device(a) for a in (xa, Wa, ya))

@@ -360,8 +360,9 @@ def dW_slices(N: int, K: int, M: int) -> tuple[int, int]:
 
 
 def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, stream=0,
-        empty=None, want: int = WANT_ALL) -> float:
-    """Launch the kernels on device arrays in `stream`; returns f (synchronises for it).
+        empty=None, want: int = WANT_ALL, f_out=None):
+    """Launch the kernels on device arrays in `stream`; returns f (synchronises for it), or
+    with f_out (a float64 device array of 1) writes f there and returns None at once.
 
     dx, dW, dy are written when grads is True and `want` (WANT_* bits) names them
     (they may be None otherwise).
@@ -377,7 +378,8 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, strea
     # arrays never written where not wanted: the kernels need arrays of the right kind
     dx = dx if want & WANT_DX else x
     dy = dy if want & WANT_DY else y
-    f_out = empty(1, np.float64)
+    fetch = f_out is None
+    f_out = empty(1, np.float64) if fetch else f_out
     if K <= SKINNY_MAX and M <= SKINNY_MAX:
         blocks = min(max(_cdiv(N, ROWS), 1), MAX_BLOCKS)
         part = empty((blocks, K * M + 1), np.float64)
@@ -385,7 +387,7 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, strea
             dx, part, dy, x, W, y, relu_grad_at_zero, want)
         dW_out = dW if want & WANT_DW else empty((K, M), np.float64)
         sum_blocks[_cdiv(K * M + 1, 128), 128, stream](dW_out, f_out, part)
-        return _fetch(f_out, stream)
+        return _fetch(f_out, stream) if fetch else None
     # An empty N or M still launches one block, which writes f = 0 and zeros.
     grid = (max(_cdiv(N, BM), 1), max(_cdiv(M, BN), 1))
     f_part = empty(grid[0] * grid[1], np.float64)
@@ -400,7 +402,7 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True, strea
             part = empty((slices, K, M), np.float64)
             dW_tiled[(_cdiv(K, BM), _cdiv(M, BN), slices), (TX, TY), stream](part, x, g, rows)
             sum_slices[_cdiv(K * M, 128), 128, stream](dW, part)
-    return _fetch(f_out, stream)
+    return _fetch(f_out, stream) if fetch else None
 
 
 def _fetch(f_out, stream) -> float:

@@ -12,7 +12,7 @@ explicitly.  Inside it `import torch` is PyTorch itself (absolute imports).
 
 import torch
 
-from . import _inputs, api
+from . import _gpu, _inputs, api
 
 _DOUBLE_BACKWARD = (
     "loopgrad.torch.loss supports first derivatives only: its gradients have no "
@@ -129,18 +129,19 @@ def _compute(x, W, y, relu_grad_at_zero, want):
     # (f, dx, dW, dy) as tensors, None for the gradients not wanted: the op's kernel, and
     # the eager path's forward.  CPU tensors go to loopgrad as NumPy views (its checks,
     # without its conversions of each tensor: 20 µs of a 10×4×4 call)
-    host = x.device.type == "cpu"
-    if host:
-        x, W, y = (_inputs.torch_detached(n, a).numpy() for n, a in (("x", x), ("W", W), ("y", y)))
+    if x.device.type != "cpu":  # on the GPU: f stays there, no host synchronisation
+        if want == 0:
+            f, grads = _gpu.compute(x, W, y, 0.0, False, f_on_device=True), (None, None, None)
+        else:
+            f, *grads = _gpu.compute(x, W, y, relu_grad_at_zero, True, want, f_on_device=True)
+        return (f.reshape(()).to(x.dtype), *grads)
+    x, W, y = (_inputs.torch_detached(n, a).numpy() for n, a in (("x", x), ("W", W), ("y", y)))
     if want == 0:  # the forward alone (no_grad, or nothing requires grad): loopgrad.loss
         f, grads = api.loss(x, W, y), (None, None, None)
     else:
         f, *grads = api.grads(x, W, y, wrt=_WRT[want], relu_grad_at_zero=relu_grad_at_zero)
-    if host:
-        grads = [None if g is None else torch.from_numpy(g) for g in grads]
-        return (torch.scalar_tensor(f, dtype=_TORCH_DTYPE[x.dtype.name]), *grads)
-    # on a GPU, loopgrad.grads has synchronised for f
-    return (torch.scalar_tensor(f, dtype=x.dtype, device=x.device), *grads)
+    grads = [None if g is None else torch.from_numpy(g) for g in grads]
+    return (torch.scalar_tensor(f, dtype=_TORCH_DTYPE[x.dtype.name]), *grads)
 
 
 _WRT = {want: tuple(n for n, b in (("x", _inputs.WANT_DX), ("W", _inputs.WANT_DW),

@@ -160,3 +160,39 @@ def test_big_skinny_matches_cpu(rng):
     gpu = loopgrad.grads(x, W, y, device="cuda")
     assert_matches_torch(gpu, x, W, y)
     assert gpu.f == loopgrad.grads(x, W, y, device="cuda").f
+
+
+@pytest.mark.parametrize("N,K,M", [(37, 5, 3), (9, 20, 3)])  # the fused row kernel, the tiled ones
+def test_kernels_write_only_what_is_asked(rng, N, K, M):
+    # each of the 8 choices on NaN-poisoned outputs: the wanted ones have the bits of the
+    # call with all three, the others stay NaN (never written); f has the same bits
+    x, W, y = draw(rng, N, K, M, np.float32)
+    W[:, 0] = 0.0  # exact ties
+    full = poisoned_run(x, W, y, 0.5)
+    xd, Wd, yd = (cuda.to_device(a) for a in (x, W, y))
+    for want in range(8):
+        outs = [cuda.to_device(np.full(s, np.nan, x.dtype)) for s in ((N, K), (K, M), (N, M))]
+        f = kernels.run(*outs, xd, Wd, yd, 0.5, want=want)
+        assert f == full[0], want
+        for bit, o, ref in zip((1, 2, 4), outs, full[1:]):
+            got = o.copy_to_host()
+            assert np.array_equal(got, ref) if want & bit else np.isnan(got).all(), (want, bit)
+
+
+def test_wrt_on_device_arrays(rng):
+    x, W, y = draw(rng, 40, 3, 2, np.float64)
+    xd, Wd, yd = (cuda.to_device(a) for a in (x, W, y))
+    got = loopgrad.grads(xd, Wd, yd, wrt="W")
+    assert got.dx is None and got.dy is None
+    assert np.array_equal(got.dW.copy_to_host(), loopgrad.grads(xd, Wd, yd).dW.copy_to_host())
+
+
+def test_f_can_stay_on_the_device(rng):
+    # run(f_out=...) writes f there and returns without fetching it (loopgrad.torch.loss)
+    x, W, y = draw(rng, 30, 4, 3, np.float64)
+    args = [cuda.to_device(a) for a in (x, W, y)]
+    for grads in (True, False):
+        outs = [cuda.to_device(np.full(s, np.nan)) for s in ((30, 4), (4, 3), (30, 3))]
+        f_out = cuda.to_device(np.full(1, np.nan))
+        assert kernels.run(*outs, *args, 0.0, grads, f_out=f_out) is None
+        assert f_out.copy_to_host()[0] == kernels.run(*outs, *args, 0.0, grads)

@@ -38,12 +38,33 @@ def _families(text: str) -> tuple:
     return names
 
 
+def _wants(text: str) -> tuple:
+    # "xWy,W" → the WANT_* bits of each choice of gradients ("none": f alone)
+    from ._inputs import check_wrt
+
+    wants = []
+    for token in (t.strip() for t in text.split(",")):
+        if token == "none":
+            wants.append(0)
+        elif token and set(token) <= set("xWy"):
+            wants.append(check_wrt(tuple(token)))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected choices of gradients such as xWy,W,x (letters of x, W, y; none for "
+                f"f alone), got {text!r}")
+    return tuple(dict.fromkeys(wants))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=_dtypes, default=("float32", "float64"), metavar="D[,D]",
                    help="float32, float64 or both (default both)")
     p.add_argument("--kernels", type=_families, default=FAMILIES, metavar="FAMILY[,...]",
                    help="kernel families: rows (general), skinny (K·M ≤ 16), tiled (K ≥ 4); "
                         "default all")
+    p.add_argument("--wrt", type=_wants, default=_wants("xWy,W"), metavar="CHOICE[,...]",
+                   help="the choices of gradients (loopgrad.grads's wrt) to compile the skinny "
+                        "row kernels for, which are generated per choice: letters of x, W, y, "
+                        "or none (default xWy,W: all three, and W alone as a training step asks)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     target = machine.target()
-    units = cpu.warm_units(args.dtype, args.kernels)
+    units = cpu.warm_units(args.dtype, args.kernels, args.wrt)
     # biggest first: the tiled modules take longest, the skinny ones fill in after
     units.sort(key=lambda u: u[0] != "tiled")
     print(f"loopgrad compile: {len(units)} modules for {target['cpu_name']} (table entry "

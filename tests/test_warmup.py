@@ -49,7 +49,8 @@ def test_compile_then_nothing_compiles(tmp_path):
 def test_units_cover_every_family():
     units = cpu.warm_units(("float32",))
     skinny = [u for u in units if u[0] == "skinny"]
-    assert all(1 <= K * M <= cpu.skinny.MAX_KM for _, _, K, M in skinny)
+    assert all(1 <= K * M <= cpu.skinny.MAX_KM for _, _, K, M, _ in skinny)
+    assert all(wants == (7, 2) for *_, wants in skinny)  # all three gradients, and W's alone
     assert len(skinny) == sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)
@@ -57,7 +58,8 @@ def test_units_cover_every_family():
 
 
 @pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],
-                                  ["compile", "--kernels", "gemm"]])
+                                  ["compile", "--kernels", "gemm"],
+                                  ["compile", "--wrt", "xWz"]])
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

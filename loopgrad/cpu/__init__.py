@@ -161,8 +161,11 @@ def loss(x, W, y) -> float:
 
 # --------------------------------------------------------- compiling ahead (`loopgrad compile`)
 
-def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled")) -> list:
-    """Every kernel this CPU's shapes can use, as units of work that `warm` compiles.
+def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled"),
+               wants=(WANT_ALL, WANT_DW)) -> list:
+    """Every kernel this CPU's shapes can use, as units of work that `warm` compiles: the
+    skinny rows for each choice of gradients in `wants` (WANT_* bits; by default all three,
+    and W's alone, which a training step asks for), the others take any choice.
 
     Each unit holds all the kernels of its generated module (or of rows.py), so
     that units can compile in parallel processes without two of them writing the
@@ -173,7 +176,7 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
-        units += [("skinny", dtypes, K, M) for K in range(1, skinny.MAX_KM + 1)
+        units += [("skinny", dtypes, K, M, tuple(wants)) for K in range(1, skinny.MAX_KM + 1)
                   for M in range(1, skinny.MAX_KM // K + 1)]
     if "tiled" in families:
         tiles = machine.entry().tiles
@@ -193,8 +196,9 @@ def warm(unit) -> str:
             for name in ("grads", "loss"):
                 if family == "rows":
                     rows.kernel(name, dtype, par)
-                else:
-                    skinny.kernel(name, unit[2], unit[3], np.dtype(dtype), par)
+                    continue
+                for want in (unit[4] if name == "grads" else (WANT_ALL,)):
+                    skinny.kernel(name, unit[2], unit[3], np.dtype(dtype), par, want)
     if family == "tiled":
         return f"tiled kernels, {unit[2]} tile"
     where = "general row kernels" if family == "rows" else \

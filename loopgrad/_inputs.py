@@ -115,6 +115,53 @@ def check_wrt(wrt) -> int:
     return want
 
 
+def check_out(out, want: int, x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tuple:
+    """`out` (None, or (dx, dW, dy) arrays to write into, None for any to allocate) as a
+    triple of validated C-contiguous writable host arrays or None; raises before anything
+    is written: wrong shapes, dtypes, layouts, read-only arrays, arrays overlapping the
+    inputs or each other, or an array given for a gradient `want` does not name."""
+    if out is None:
+        return None, None, None
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise TypeError(f"out must be None or a tuple (dx, dW, dy) of arrays or None, got "
+                        f"{type(out).__name__}" + (f" of length {len(out)}"
+                                                   if isinstance(out, (tuple, list)) else ""))
+    N, K = x.shape
+    M = W.shape[1]
+    arrays = []
+    for name, a, shape, bit, wrt in (("dx", out[0], (N, K), WANT_DX, "x"),
+                                     ("dW", out[1], (K, M), WANT_DW, "W"),
+                                     ("dy", out[2], (N, M), WANT_DY, "y")):
+        if a is None:
+            arrays.append(None)
+            continue
+        if not want & bit:
+            raise ValueError(f"out gives {name} an array, but wrt does not ask for {wrt}'s "
+                             f"gradient: pass None there")
+        if is_torch_tensor(a):
+            if a.device.type != "cpu" or a.requires_grad:
+                raise ValueError(f"out's {name} must be a CPU tensor that does not require "
+                                 f"grad, got one on {a.device} (requires_grad={a.requires_grad})")
+            a = a.numpy()
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"out's {name} must be a NumPy array (or torch CPU tensor) or None, "
+                            f"got {type(a).__name__}")
+        if a.shape != shape or a.dtype != x.dtype:
+            raise ValueError(f"out's {name} must have shape {shape} and dtype {x.dtype}, got "
+                             f"shape {a.shape} and dtype {a.dtype}")
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"out's {name} must be C-contiguous and writable, got "
+                             f"{'a read-only' if not a.flags.writeable else 'a non-contiguous'} "
+                             f"array (np.empty({shape}, {x.dtype.name}) makes one)")
+        for other, oname in [(x, "x"), (W, "W"), (y, "y")] + [
+                (b, n) for b, n in zip(arrays, ("dx", "dW")) if b is not None]:
+            if np.may_share_memory(a, other):
+                raise ValueError(f"out's {name} overlaps {oname} in memory: the outputs must be "
+                                 f"arrays of their own")
+        arrays.append(a)
+    return tuple(arrays)
+
+
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)  # NumPy's own (native) instances
 
 

@@ -94,9 +94,9 @@ def tiled_kernel(name: str, variant: str, par: bool):
 _READY: set = set()
 
 
-def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL):
+def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, None, None)):
     """(f, dx, dW, dy) for validated arrays: f a float64, the gradients `want` names new
-    arrays of x's dtype, the others None.
+    arrays of x's dtype (or the arrays of `out`, validated by the caller), the others None.
 
     f, and each gradient computed, has the bits of the call with every gradient, except
     where the tiled kernels' float32 sums of dW overflow: a call with dW then recomputes in
@@ -105,9 +105,10 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL):
     N, K = x.shape
     M = W.shape[1]
     dt = x.dtype
-    dx = np.empty((N, K) if want & WANT_DX else (0, 0), dt)
-    dW = np.empty((K, M) if want & WANT_DW else (0, 0), dt)
-    dy = np.empty((N, M) if want & WANT_DY else (0, 0), dt)
+    gx, gW, gy = out
+    dx = gx if gx is not None else np.empty((N, K) if want & WANT_DX else (0, 0), dt)
+    dW = gW if gW is not None else np.empty((K, M) if want & WANT_DW else (0, 0), dt)
+    dy = gy if gy is not None else np.empty((N, M) if want & WANT_DY else (0, 0), dt)
     f = _NAN
     if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)

@@ -1,0 +1,95 @@
+"""`out=`: the gradients written into the caller's arrays (NumPy's convention)."""
+
+import numpy as np
+import pytest
+
+import loopgrad
+from _helpers import draw
+
+# a shape of each kernel family: general rows, skinny rows, tiled fused, tiled three-pass
+SHAPES = [(203, 2, 19), (1001, 3, 5), (301, 20, 37), (97, 150, 230)]
+
+
+def poisoned(x, W, y):
+    N, K = x.shape
+    M = W.shape[1]
+    return tuple(np.full(s, np.nan, x.dtype) for s in ((N, K), (K, M), (N, M)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,K,M", SHAPES)
+def test_written_in_place_with_the_bits_of_a_fresh_call(rng, N, K, M, dtype):
+    x, W, y = draw(rng, N, K, M, dtype)
+    fresh = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
+    out = poisoned(x, W, y)
+    got = loopgrad.grads(x, W, y, out=out, relu_grad_at_zero=0.5)
+    assert got.f == fresh.f
+    for a, o, b in zip(got[1:], out, fresh[1:]):
+        assert a is o and a.tobytes() == b.tobytes()
+    again = loopgrad.grads(x, W, y, out=out, relu_grad_at_zero=0.5)  # reused: same bits
+    assert again.f == fresh.f and all(a.tobytes() == b.tobytes() for a, b in zip(again[1:], fresh[1:]))
+
+
+def test_with_wrt_and_partly_given(rng):
+    x, W, y = draw(rng, 301, 20, 37, np.float32)
+    fresh = loopgrad.grads(x, W, y)
+    dW = np.full((20, 37), np.nan, np.float32)
+    got = loopgrad.grads(x, W, y, wrt="W", out=(None, dW, None))
+    assert got.dx is None and got.dy is None and got.dW is dW
+    assert dW.tobytes() == fresh.dW.tobytes()
+    dx = np.full((301, 20), np.nan, np.float32)
+    got = loopgrad.grads(x, W, y, out=[dx, None, None])  # a list, dW and dy allocated
+    assert got.dx is dx and dx.tobytes() == fresh.dx.tobytes()
+    assert got.dW.tobytes() == fresh.dW.tobytes() and got.dy.tobytes() == fresh.dy.tobytes()
+
+
+def test_torch_tensors_as_out(rng):
+    torch = pytest.importorskip("torch")
+    x, W, y = draw(rng, 50, 6, 5, np.float64)
+    out = tuple(torch.full(s, float("nan"), dtype=torch.float64) for s in ((50, 6), (6, 5), (50, 5)))
+    got = loopgrad.grads(torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(y), out=out)
+    fresh = loopgrad.grads(x, W, y)
+    for a, o, b in zip(got[1:], out, fresh[1:]):
+        assert a is o and a.numpy().tobytes() == b.tobytes()
+
+
+def _bad_cases(x, W, y):
+    N, K = x.shape
+    M = W.shape[1]
+    good = poisoned(x, W, y)
+    f32 = np.full((N, M), np.nan, np.float32)
+    ro = np.full((N, M), np.nan)
+    ro.flags.writeable = False
+    strided = np.full((N, 2 * M), np.nan)[:, ::2]
+    big = np.full(N * K + N * M, np.nan)
+    yield "shape", (good[0], good[1], np.full((N, M + 1), np.nan)), ValueError
+    yield "dtype", (good[0], good[1], f32), ValueError
+    yield "read-only", (good[0], good[1], ro), ValueError
+    yield "non-contiguous", (good[0], good[1], strided), ValueError
+    yield "overlaps", (good[0], good[1], y), ValueError                     # dy = y
+    yield "overlaps", (big[:N * K].reshape(N, K), good[1], big[N * K - 1:N * K - 1 + N * M].reshape(N, M)), ValueError
+    yield "got ndarray", good[0], TypeError
+    yield "of length 2", good[:2], TypeError
+    yield "NumPy array", (good[0], good[1], "dy"), TypeError
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_out_is_refused_and_nothing_is_written(rng, case):
+    x, W, y = draw(rng, 40, 5, 3, np.float64)
+    words, out, error = list(_bad_cases(x, W, y))[case]
+    before = [None if not isinstance(a, np.ndarray) else a.copy()
+              for a in (out if isinstance(out, tuple) else (out,))]
+    with pytest.raises(error, match="out") as e:
+        loopgrad.grads(x, W, y, out=out)
+    assert words in str(e.value)
+    for a, b in zip(out if isinstance(out, tuple) else (out,), before):
+        if b is not None:
+            np.testing.assert_array_equal(a, b)  # untouched (NaN stays NaN)
+
+
+def test_out_for_a_gradient_not_asked_for_is_refused(rng):
+    x, W, y = draw(rng, 40, 5, 3, np.float64)
+    out = poisoned(x, W, y)
+    with pytest.raises(ValueError, match="does not ask for x's gradient"):
+        loopgrad.grads(x, W, y, wrt="W", out=out)
+    assert np.isnan(out[1]).all()

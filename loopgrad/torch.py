@@ -77,8 +77,8 @@ def loss(x, W, y, relu_grad_at_zero: float = 0.0) -> torch.Tensor:
     if torch.compiler.is_compiling():  # traced: the registered op, which the graph keeps
         _check(x, W, y)  # on fake tensors the op's kernel, and loopgrad.grads's checks, do not run
         return torch.ops.loopgrad.loss(x, W, y, a0, want)[0]
-    # eager: the same computation through an autograd.Function, whose dispatch costs a
-    # fraction of the op's (10×4×4: about 35 against 160 µs, dev/machines_v8.md 11c)
+    # eager: the same computation through an autograd.Function, whose dispatch costs less
+    # than the op's (10×4×4: 37 against 87–160 µs a forward, dev/machines_v8.md 11c)
     if not (x.device == W.device == y.device):
         _check(x, W, y)  # says which devices
     if want == 0:
@@ -108,7 +108,8 @@ def _check(x, W, y):
 
 # The op.  Forward computes f and the gradients `want` (loopgrad._inputs' WANT_* bits)
 # names, in one fused call, and returns them (empty tensors for the others): autograd
-# saves them, and backward only scales them.  Recomputing instead (f in forward, the
+# saves them, and backward only scales them.  `want` is an argument of the op because its
+# kernel runs below autograd, where which inputs require grad is not known.  Recomputing instead (f in forward, the
 # gradients in backward) costs a second pass over x and y per step.  Measured by
 # benchmarks/torch_save_vs_recompute.py (forward + backward, float32, K = M = 16,
 # medians; the 2-core CPU shared with other jobs):

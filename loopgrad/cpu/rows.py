@@ -22,6 +22,9 @@ where the tiled kernels' input-dtype sums could overflow or meet inf and NaN
 (loopgrad.cpu chooses).  They are the readable oracle the others are checked
 against.
 
+`want` (loopgrad._inputs' WANT_* bits) names the gradients a grads kernel writes; the
+others may be empty arrays, and f and dW have the same bits whatever it is.
+
 Kernels only loop; `loopgrad.cpu` allocates and dispatches.
 """
 

@@ -24,7 +24,10 @@ signature (one compile each, as the module is imported); a tile's code is three
 modules (`PARTS`), so that a kernel compiles only its own pieces.  The drivers
 only loop, slice and add in float64, so they also run as plain Python over the
 compiled pieces (`driver`: bitwise the same; a cold first call, loopgrad.cpu).
-Short rows of x are prefetched ahead.  Every step, kept or not, is measured in dev/gemm_v6.py,
+Short rows of x are prefetched ahead.  The drivers take `want` (the WANT_* bits of the
+gradients asked for): Wᵀ's packing and the dx pass only for dx, the dW pass only for dW,
+g kept only for either, and dy written into a block-sized sink where it is not wanted
+(the epilogue's loop, and so f's bits, the same for every choice).  Every step, kept or not, is measured in dev/gemm_v6.py,
 dev/tiled_v7.md and dev/machines_v8.md.
 
 Numerics (the contract in loopgrad.reference): h and dx are sums of K and M

@@ -129,27 +129,27 @@ def _chunk_loss(x, W, y, start, stop):
 def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want):
     # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z².
     # want (WANT_* bits) picks the gradients written.  The loops that sum f and dW are
-    # the same code for every want, outside its branches: the same bits whatever is asked.
+    # the same code for every want, outside its branches (dy's row goes to a sink where
+    # dy is not wanted): the same bits whatever is asked.
     K = np.uint64(W.shape[0])
     M = np.uint64(W.shape[1])
     h = np.empty(W.shape[1], np.float64)
     g = np.empty(W.shape[1], np.float64)
+    sink = np.empty(W.shape[1], dy.dtype)  # dy's row where dy is not wanted
     if want & WANT_DW:
         for i in range(K * M):
             dW_part[i] = 0.0
     f = 0.0
     for n in range(np.uint64(start), np.uint64(stop)):
         _rows_forward(h, x, W, n)
+        d = dy[n] if want & WANT_DY else sink
         for m in range(M):
             hm = h[m]
             r = 0.0 if hm < 0.0 else hm
             z = r - y[n, m]
             f += z * z
             g[m] = relu_backward(hm, z, relu_grad_at_zero)
-            h[m] = z  # for dy
-        if want & WANT_DY:
-            for m in range(M):
-                dy[n, m] = -2.0 * h[m]
+            d[m] = -2.0 * z
         # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
         if want & WANT_DX:
             for k in range(K):

@@ -393,8 +393,9 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64
                                Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
-            for k0 in range(0, K if wdw else 0, MC):
-                dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+            if wdw:
+                for k0 in range(0, K, MC):
+                    dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
     if wdw:
         sum_chunks(dW, part, nc, K, M, Mp)
@@ -426,10 +427,13 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT,
                                  Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
                                  np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                  0 if wdy else r0 * M)
-    for item in {range}(nb * gx if wdx else 0):
-        r0, j0 = item // gx * MC, item % gx * JH
-        dx_block(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JH, nx - j0),
-                 np.empty(MR * NR, T))
+    # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
+    # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
+    if wdx:
+        for item in {range}(nb * gx):
+            r0, j0 = item // gx * MC, item % gx * JH
+            dx_block(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
+                     min(JH, nx - j0), np.empty(MR * NR, T))
     # dW = xᵀ·g one block of KC rows at a time: g's block packed once for all threads,
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
@@ -438,21 +442,22 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT,
         dW[:] = 0.0
     Gp = rest[ng:][:KC * Mp]
     Xp = rest[ng + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
-    for pc in range(0, N if wdw else 0, KC):
-        kc = min(KC, N - pc)
-        # the block's g by column panels and xᵀ by MC rows of dW, once for all the items
-        for t in {range}(Mp // NR + nk):
-            if t < Mp // NR:
-                pack_g(Gp, g, Mp, pc, kc, t)
-            else:
-                k0 = (t - Mp // NR) * MC
-                pack_xt(Xp, x, K, pc, kc, k0, min(MC, K - k0))
-        last = pc + kc == N
-        block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
-        for item in {range}(nk * njb):
-            kb, jb = item // njb, item % njb
-            dw_item(part, dW, Xp, Gp, M, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
-                    min(JB, Mp // NR - jb * JB), block, np.empty(MR * NR, T))
+    if wdw:
+        for pc in range(0, N, KC):
+            kc = min(KC, N - pc)
+            # the block's g by column panels and xᵀ by MC rows of dW, once for all the items
+            for t in {range}(Mp // NR + nk):
+                if t < Mp // NR:
+                    pack_g(Gp, g, Mp, pc, kc, t)
+                else:
+                    k0 = (t - Mp // NR) * MC
+                    pack_xt(Xp, x, K, pc, kc, k0, min(MC, K - k0))
+            last = pc + kc == N
+            block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
+            for item in {range}(nk * njb):
+                kb, jb = item // njb, item % njb
+                dw_item(part, dW, Xp, Gp, M, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
+                        min(JB, Mp // NR - jb * JB), block, np.empty(MR * NR, T))
     f = 0.0
     for b in range(nb * gh):
         f += fb[b]

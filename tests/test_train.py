@@ -103,3 +103,26 @@ def test_example_script(tmp_path):
         assert "no plot without matplotlib" in run.stderr
     else:
         assert (tmp_path / "train_loss.png").is_file()
+
+
+def test_loopgrad_steps_compute_W_gradient_alone(data, monkeypatch):
+    # x and y do not require grad: every step asks loopgrad for dW alone (no dx, no dy)
+    from loopgrad import api
+
+    asked, real = [], api.grads
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["wrt"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "grads", spy)
+    x, y, _, W0 = data
+    fit.train(x, y, W0, "sgd", steps=3)
+    assert asked == [("W",)] * 4  # the warm-up step and 3 steps
+
+
+def test_train_times_torch_compile_too(data):
+    x, y, _, W0 = data
+    runs = fit.train(x, y, W0, "adam", steps=3, compiled=True)
+    assert [r.name for r in runs] == ["loopgrad", "torch", "torch.compile"]
+    assert len(runs[2].seconds) == 3 and fit.compare(runs, N, M)["ok"]

@@ -95,6 +95,10 @@ _WRT_BITS = {"x": WANT_DX, "W": WANT_DW, "y": WANT_DY}
 WRT_ALL = ("x", "W", "y")
 
 
+# wrt's names for each value of the WANT_* bits (the inverse of check_wrt)
+WRT_NAMES = tuple(tuple(n for n, b in _WRT_BITS.items() if want & b) for want in range(8))
+
+
 def check_wrt(wrt) -> int:
     """`wrt` (a name or names among "x", "W", "y") as the WANT_* bits of the gradients to compute."""
     if wrt is WRT_ALL:  # the default, without the loop

@@ -257,8 +257,7 @@ def grads(x, W, y, *, wrt=_inputs.WRT_ALL, relu_grad_at_zero: float = 0.0,
     """
     a0 = _inputs.check_relu_grad_at_zero(relu_grad_at_zero)
     want = _inputs.check_wrt(wrt)
-    names = tuple(n for n, b in (("x", _inputs.WANT_DX), ("W", _inputs.WANT_DW),
-                                 ("y", _inputs.WANT_DY)) if want & b)
+    names = _inputs.WRT_NAMES[want]
     threads = _check_numba_threads(numba_threads)
     x, W, y = _as_dask(x, W, y)
     token = tokenize(x, W, y, a0, threads, names)

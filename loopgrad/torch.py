@@ -140,13 +140,11 @@ def _compute(x, W, y, relu_grad_at_zero, want):
     if want == 0:  # the forward alone (no_grad, or nothing requires grad): loopgrad.loss
         f, grads = api.loss(x, W, y), (None, None, None)
     else:
-        f, *grads = api.grads(x, W, y, wrt=_WRT[want], relu_grad_at_zero=relu_grad_at_zero)
+        f, *grads = api.grads(x, W, y, wrt=_inputs.WRT_NAMES[want], relu_grad_at_zero=relu_grad_at_zero)
     grads = [None if g is None else torch.from_numpy(g) for g in grads]
     return (torch.scalar_tensor(f, dtype=_TORCH_DTYPE[x.dtype.name]), *grads)
 
 
-_WRT = {want: tuple(n for n, b in (("x", _inputs.WANT_DX), ("W", _inputs.WANT_DW),
-                                   ("y", _inputs.WANT_DY)) if want & b) for want in range(8)}
 _TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -1,7 +1,7 @@
 """`loopgrad info`: what to paste into a bug report.
 
 Versions, the CPU as LLVM names it and the machine-table entry the kernels use,
-the Numba threading layer and thread count, where the kernels are cached and how
+its cache sizes (loopgrad.cpu.caches), the Numba threading layer and thread count, where the kernels are cached and how
 many are there, and whether a CUDA GPU can be used.
 """
 
@@ -36,7 +36,7 @@ def report() -> dict:
     import numpy as np
 
     import loopgrad
-    from .cpu import jit, machine, parallel, rows
+    from .cpu import caches, jit, machine, parallel, rows
 
     # the layer is chosen at the first parallel region: run a tiny one
     x = np.zeros((1, 1))
@@ -73,6 +73,7 @@ def report() -> dict:
         "CPU": f"LLVM {m['llvm_cpu']}, vector ISA {m['isa']}",
         "kernel table": f"entry {m['table_entry']}{forced}: {m['vector_bits']}-bit vectors, "
                         f"tiles {tiles}",
+        "caches": caches.describe(caches.geometry()),
         "packages": ", ".join(f"{d} {_version(d)}" for d in
                               ("numpy", "numba", "llvmlite", "torch", "numba-cuda", "dask")),
         "threads": f"{numba.get_num_threads()} Numba threads (NUMBA_NUM_THREADS)",

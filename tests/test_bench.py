@@ -393,7 +393,8 @@ def test_shapes_and_presets():
     assert any(N >= 100 * max(K, M) for N, K, M in quick)  # a skinny, memory-bound shape
     assert any(N == K == M >= 256 for N, K, M in quick)     # a square, compute-bound shape
     full = bench.PRESETS["full"][0]
-    assert set(full) == set(bench.PRESETS["skinny"][0]) | set(bench.PRESETS["square"][0])
+    assert set(full) == set(bench.PRESETS["skinny"][0]) | set(bench.PRESETS["square"][0]) \
+        | set(bench.PRESETS["compute"][0])
 
 
 def test_help_imports_nothing_heavy():

@@ -17,7 +17,9 @@ sgemm        GFLOP/s = 2·n³ / time of a float32 n × n matrix product (n =
              OpenBLAS's kernels and its blocking: on a machine where they name
              an older core than the real one, OpenBLAS runs at about half
              speed), and torch.matmul in this process when torch is installed:
-             about the most the square shapes can reach.
+             about the most the square shapes can reach.  Under `loopgrad bench
+             --isa` (forced_isa) the second NumPy run is not made: without the
+             pin OpenBLAS would run the host's widest kernels, not the ISA's.
 dgemm        the same in float64, measured for --dtype float64 runs.
 
 Each figure is the fastest of `repeat` calls after a warm-up.  Every function
@@ -235,7 +237,7 @@ def _torch_blas(torch):
 
 
 def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
-          dtype="float32") -> dict:
+          dtype="float32", forced_isa=None) -> dict:
     """The float32 n × n matrix product (default n = SGEMM_N) in GFLOP/s = 2·n³ / time
     (dtype="float64": dgemm, the ceiling of float64 runs).
 
@@ -243,6 +245,8 @@ def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
     it is, then without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (only when one
     of them is set: otherwise the two runs are the same); torch.matmul runs
     here.  `threads` limits the BLAS and torch threads (default: theirs).
+    forced_isa: the ISA `loopgrad bench --isa` runs as (its environment pins
+    OpenBLAS, MKL and oneDNN to it): NumPy then runs only as pinned.
     """
     n = SGEMM_N if n is None else n
     repeat = REPEAT if repeat is None else repeat
@@ -253,7 +257,12 @@ def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
                                  threads, timeout, dtype)]
     unpinned = {k: v for k, v in env.items() if k not in OPENBLAS_PINS}
     label = "NumPy a @ b, without " + " and ".join(OPENBLAS_PINS)
-    if pinned:
+    if forced_isa:
+        measurements.append(dict(key="numpy-unpinned", label=label, env=None, blas=None,
+                                 threads=None, best_s=None, gflops=None,
+                                 reason=f"not under --isa {forced_isa}: OpenBLAS would run "
+                                        "the host's widest kernels"))
+    elif pinned:
         measurements.append(_numpy_sgemm("numpy-unpinned", label, unpinned, n, repeat,
                                          threads, timeout, dtype))
     else:

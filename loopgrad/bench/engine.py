@@ -22,6 +22,12 @@ implementation (`loopgrad.bench.impls`) gets the same arrays.  Each cell
 Cells are separated by a short sleep, and NumPy runs last at each shape:
 OpenBLAS threads spin for a while after a call and slow whatever runs next.
 
+--isa avx512|avx2|generic (loopgrad/bench/isa.py): the command runs itself
+again in a child process whose environment makes Numba compile for that ISA
+(with a disk cache of its own) and caps NumPy's OpenBLAS, torch's MKL and
+oneDNN and JAX's XLA to it; the child times everything, --ceilings included,
+and its exit status is the command's.
+
 Columns: GFLOP/s = 6·N·K·M / median (forward 2NKM, the dx and dW matmuls 2NKM
 each); GB/s = bytes of x, W, y read once and dx, dW, dy written once / median;
 `vs torch` = median of torch autograd (CPU) / median of the row.
@@ -38,20 +44,31 @@ JSON (--json FILE): one object with these fields
     command         the command line, as run
     date            ISO 8601, UTC
     settings        preset, shapes [[N, K, M], ...], dtype, impls, repeat,
-                    max_time_s, seed, relu_grad_at_zero, threads (requested or null)
+                    max_time_s, seed, relu_grad_at_zero, threads (requested or null),
+                    isa (--isa: native, avx512, avx2 or generic)
     machine         cpu_model, llvm_cpu (LLVM's name of the CPU Numba compiles for), isa
                     (avx512, avx2 or generic), table_entry (loopgrad's machine-table entry the
                     kernels use), table_forced (LOOPGRAD_CPU_ISA set), vector_bits, tiles
                     ({dtype: "MRxNR"}), cores, usable_cores, memory_gib, platform, python,
                     other_load (the fraction of all cores other processes kept busy
-                    during the run, from /proc/stat; null where unknown)
+                    during the run, from /proc/stat; null where unknown),
+                    isa_forced (null without --isa, else {isa, how: one line saying what was
+                    set, env: {variable: value} of those set: NUMBA_CPU_NAME,
+                    NUMBA_CPU_FEATURES, NUMBA_CACHE_DIR, OPENBLAS_CORETYPE,
+                    MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA, XLA_FLAGS,
+                    LOOPGRAD_BENCH_ISA}; see loopgrad/bench/isa.py),
+                    caches ({L1d, L2, L3: {bytes, ways, line, sets, shared_cpus, source}},
+                    loopgrad.cpu.caches.geometry(): read from sysfs, else sysconf, else
+                    defaults, as source says)
     threads         numba, numba_threading_layer, torch, blas (numpy's BLAS threads)
     blas            numpy_build (name, version numpy was built with),
                     loaded (threadpoolctl.threadpool_info() during the run, every thread
                     pool loaded, NumPy's BLAS among them; null without threadpoolctl)
     env             OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS,
-                    MKL_NUM_THREADS, NUMBA_NUM_THREADS, NUMBA_THREADING_LAYER, XLA_FLAGS
-                    (null when unset)
+                    MKL_NUM_THREADS, NUMBA_NUM_THREADS, NUMBA_THREADING_LAYER, XLA_FLAGS,
+                    NUMBA_CPU_NAME, NUMBA_CPU_FEATURES, NUMBA_CACHE_DIR, LOOPGRAD_CPU_ISA,
+                    LOOPGRAD_BENCH_ISA, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA,
+                    DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY (null when unset)
     versions        loopgrad, loopgrad_git (`git describe --always --dirty` of the checkout
                     loopgrad was imported from, null outside one), python, numpy, numba,
                     torch, jax, jaxlib, threadpoolctl, tqdm, matplotlib (null when not
@@ -68,7 +85,8 @@ JSON (--json FILE): one object with these fields
                                     env, blas, threads, best_s, gflops, reason}]}
                                    2·n³ / time of a float32 2048² product: NumPy a @ b in a
                                    fresh process with the environment as it is and without
-                                   OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE; torch.matmul
+                                   OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE (not under --isa: it
+                                   would run the host's widest kernels); torch.matmul
                       dgemm        only with --dtype float64: the same, float64
                     gbps, gflops: the best measurement's (named by best); each measurement is
                     the fastest of repeat calls after a warm-up, or null with its reason
@@ -110,6 +128,8 @@ import time
 
 import numpy as np
 
+from .isa import ISAS
+
 DESCRIPTION = ("Time f = Σ (max(x·W, 0) − y)² and its three gradients for each implementation "
                "at each shape, on the same inputs, each checked against a float64 reference "
                "before it is timed. Table on stdout, progress on stderr.")
@@ -125,11 +145,16 @@ PRESETS = {
     "skinny": (((10, 4, 4), (100_000, 4, 4), (1_000_000, 4, 4), (1_000_000, 16, 16),
                 (100_000, 64, 64)), 1.5),
     "square": (((256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)), 1.5),
+    # compute-bound shapes that are not powers of two, or not square (issue 20's targets)
+    "compute": (((1000, 1000, 1000), (1536, 768, 1280), (10_000, 1024, 1024),
+                 (100_000, 256, 256), (2048, 512, 2048)), 1.5),
 }
-PRESETS["full"] = (PRESETS["skinny"][0] + PRESETS["square"][0], 1.5)
+PRESETS["full"] = (PRESETS["skinny"][0] + PRESETS["square"][0] + PRESETS["compute"][0], 1.5)
 _ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
         "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "XLA_FLAGS",
-        "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "LOOPGRAD_CPU_ISA")
+        "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_CACHE_DIR", "LOOPGRAD_CPU_ISA",
+        "LOOPGRAD_BENCH_ISA", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+        "ATEN_CPU_CAPABILITY")
 
 
 # ---------------------------------------------------------------- the options
@@ -181,7 +206,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=tuple(PRESETS), default="quick",
                    help="shapes and time budget: quick (default, < 1 min: 10x4x4, 1000000x4x4, "
                         "512x512x512), skinny (N >> K, M: memory-bound), square "
-                        "(256^3 to 2048^3: compute-bound), full (skinny and square)")
+                        "(256^3 to 2048^3: compute-bound), compute (1000^3, 1536x768x1280, "
+                        "10000x1024x1024, 100000x256x256, 2048x512x2048), full (all three)")
     g.add_argument("--shapes", type=_shapes, metavar="NxKxM[,...]",
                    help="shapes instead of the preset's, e.g. 10x4x4,1000000x4x4")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -201,7 +227,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also measure the machine's ceilings, printed after the table: memory "
                         "copy GB/s (np.copyto, a Numba prange loop; 256 MiB) and float32 "
                         "matmul GFLOP/s (NumPy with and without OPENBLAS_CORETYPE/"
-                        "OPENBLAS_L2_SIZE, torch; n = 2048); about 10 s")
+                        "OPENBLAS_L2_SIZE, torch; n = 2048); about 10 s. Under --isa they run "
+                        "with the same settings (NumPy only as pinned)")
+    g.add_argument("--isa", choices=ISAS, default="native",
+                   help="run everything as on a machine of this vector ISA (default native: "
+                        "the host's). The bench runs itself again in a child process with "
+                        "loopgrad's kernels compiled for it (NUMBA_CPU_NAME/NUMBA_CPU_FEATURES "
+                        "with the wider features off, a Numba cache of its own) and the peers "
+                        "capped to it: OPENBLAS_CORETYPE (NumPy), MKL_ENABLE_INSTRUCTIONS and "
+                        "ONEDNN_MAX_CPU_ISA (torch), --xla_cpu_max_isa (JAX); --ceilings too. "
+                        "Only ISAs the CPU runs (native and generic on non-x86). "
+                        "torch.compile's generated elementwise code may still use the host's "
+                        "widest vectors (ATEN_CPU_CAPABILITY is not set)")
     o = p.add_argument_group("output (the table goes to stdout, progress to stderr)")
     o.add_argument("--markdown", action="store_true",
                    help="print a dated Markdown section (machine, versions, command, table) "
@@ -355,6 +392,11 @@ def run(args: argparse.Namespace) -> int:
     from . import impls as bench_impls
 
     parser = args.bench_parser
+    isa = getattr(args, "isa", "native")
+    if isa != "native":
+        rc = _run_as(args, isa)
+        if rc is not None:
+            return rc
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -372,6 +414,35 @@ def run(args: argparse.Namespace) -> int:
     keys = args.impl or list(bench_impls.KEYS)
     impls = [i for i in bench_impls.registry() if i.key in keys]
     return _run(args, impls, shapes, dtype, max_time)
+
+
+def _run_as(args, isa):
+    """--isa: run in a child process set up as an `isa` machine (its exit status), or in
+    this one when it is that child or nothing needs forcing (None)."""
+    from . import isa as bench_isa
+
+    parser = args.bench_parser
+    if os.environ.get(bench_isa.MARK) == isa:  # the child: check the settings took
+        from ..cpu import machine
+
+        got = machine.summary()
+        if got["isa"] != isa:
+            parser.error(f"--isa {isa}: Numba compiles for {got['llvm_cpu']} ({got['isa']}) in "
+                         f"the child process, not {isa}: NUMBA_CPU_NAME/NUMBA_CPU_FEATURES "
+                         "were not honoured")
+        return None
+    table = os.environ.get("LOOPGRAD_CPU_ISA", "").strip().lower()
+    if table and table != isa:
+        parser.error(f"--isa {isa} with LOOPGRAD_CPU_ISA={table}: that forces loopgrad's "
+                     "kernels to another table entry; unset it")
+    try:
+        env = bench_isa.child_environment(isa)
+    except bench_isa.Unsupported as e:
+        parser.error(str(e))
+    if env is None:  # generic on a host that is not x86: already the host's
+        return None
+    argv = getattr(args, "argv", None)
+    return bench_isa.reexec(list(sys.argv[1:] if argv is None else argv), env)
 
 
 def _run(args, impls, shapes, dtype, max_time) -> int:
@@ -490,11 +561,15 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
 
 def _measure_ceilings(args, bar, ceilings):
     """Fill ceilings (memory_copy, sgemm) one by one: Ctrl-C keeps those measured."""
-    from . import ceilings as bench_ceilings
+    from . import ceilings as bench_ceilings, isa as bench_isa
 
+    # under --isa, NumPy's product runs only as the child's environment pins it
+    forced = bench_isa.forced(getattr(args, "isa", "native"))
+    pinned = {} if forced is None else dict(forced_isa=forced["isa"])
     for name, measure in (("memory_copy", bench_ceilings.memory_copy),
-                          ("sgemm", bench_ceilings.sgemm),
-                          ("dgemm", lambda **kw: bench_ceilings.sgemm(dtype="float64", **kw))):
+                          ("sgemm", lambda **kw: bench_ceilings.sgemm(**pinned, **kw)),
+                          ("dgemm", lambda **kw: bench_ceilings.sgemm(dtype="float64", **pinned,
+                                                                      **kw))):
         if name not in ceilings:
             continue
         _ctrl_c.check()
@@ -686,7 +761,9 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
             threads, loaded, other_load, interrupted=False, ceilings=None) -> dict:
     import numba
 
+    from ..cpu import caches
     from ..info import cpu_model
+    from . import isa as bench_isa
 
     import loopgrad
 
@@ -704,13 +781,16 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,
                       impls=[i.key for i in impls], repeat=args.repeat, max_time_s=max_time,
-                      seed=args.seed, relu_grad_at_zero=a0, threads=args.threads),
+                      seed=args.seed, relu_grad_at_zero=a0, threads=args.threads,
+                      isa=getattr(args, "isa", "native")),
         machine=dict(cpu_model=cpu_model(), **_cpu_summary(), cores=os.cpu_count(),
                      usable_cores=len(os.sched_getaffinity(0))
                      if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                      memory_gib=_memory_gib(), platform=platform.platform(),
                      python=platform.python_version(),
-                     other_load=other_load),
+                     other_load=other_load,
+                     isa_forced=bench_isa.forced(getattr(args, "isa", "native")),
+                     caches=caches.geometry()),
         threads=threads,
         blas=dict(numpy_build=build, loaded=loaded),
         env={k: os.environ.get(k) for k in _ENV},

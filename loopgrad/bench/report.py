@@ -70,9 +70,36 @@ def rows(record) -> list:
     return out
 
 
+def isa_forced(record) -> "str | None":
+    """ "ISA forced: avx2 (Numba znver3 without AVX-512, OpenBLAS Haswell, ...)" under
+    `--isa`, None without it."""
+    forced = record["machine"].get("isa_forced")
+    if not forced:
+        return None
+    return f"ISA forced: {forced['isa']} ({forced['how']})"
+
+
+def _isa_mismatch(record) -> "str | None":
+    # OPENBLAS_CORETYPE is honoured only by OpenBLAS builds for several targets (DYNAMIC_ARCH)
+    forced = record["machine"].get("isa_forced")
+    want = (forced or {}).get("env", {}).get("OPENBLAS_CORETYPE")
+    got = [d.get("architecture") for d in record["blas"]["loaded"] or ()
+           if d.get("internal_api") == "openblas" and "numpy" in d.get("filepath", "")]
+    if want and got and any(str(a).lower() != want.lower() for a in got):
+        return (f"warning: OPENBLAS_CORETYPE={want}, but NumPy's OpenBLAS runs "
+                f"{', '.join(map(str, got))} kernels")
+    return None
+
+
 def _notes(record, md) -> list:
     code = (lambda s: f"`{s}`") if md else (lambda s: s)
     lines = []
+    if isa_forced(record):
+        from .isa import CAVEAT
+
+        lines.append(f"{code('--isa ' + record['machine']['isa_forced']['isa'])}: {CAVEAT}")
+        if _isa_mismatch(record):
+            lines.append(_isa_mismatch(record))
     for s in record["skipped"]:
         lines.append(f"skipped: {code(s['impl'])} ({s['label']}): {s['reason']}")
     if any(r["check"] == "ok*" for r in record["results"]):
@@ -183,6 +210,8 @@ def table(record) -> str:
             f"Numba {record['threads']['numba']} threads\n"
             f"{m['cpu_model']} (LLVM {m.get('llvm_cpu')}, {m.get('isa')}); loopgrad's table "
             f"entry {m.get('table_entry')}{' (forced)' if m.get('table_forced') else ''}")
+    if isa_forced(record):
+        head += "\n" + isa_forced(record)
     out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))
@@ -211,10 +240,14 @@ def markdown(record, plot=None) -> str:
     git = f" (git {v['loopgrad_git']})" if v.get("loopgrad_git") else ""
     versions = ", ".join(f"{k} {val}{git if k == 'loopgrad' else ''}" for k, val in v.items()
                          if val and k not in ("loopgrad_git", "tqdm", "threadpoolctl"))
+    forced = m.get("isa_forced")
     out = [
-        f"## {record['date'][:10]} — `loopgrad bench`, {what}, {s['dtype']}",
+        f"## {record['date'][:10]} — `loopgrad bench`, {what}, {s['dtype']}"
+        + (f", ISA forced: {forced['isa']}" if forced else ""),
         "",
         f"- Command: `{record['command']}` (run {record['date']})",
+        *([f"- {isa_forced(record)}: loopgrad's kernels and the peers run as on a machine "
+           f"of that ISA (`--isa {forced['isa']}`)"] if forced else []),
         f"- Machine: {m['cpu_model']} (LLVM `{m.get('llvm_cpu')}`, {m.get('isa')}), "
         f"{m['cores']} cores ({m['usable_cores']} usable){mem}; {m['platform']}",
         f"- loopgrad's kernels: machine-table entry {m.get('table_entry')}"
@@ -298,8 +331,9 @@ def plot(record, path) -> None:
     handles += [Line2D([], [], color="grey", linestyle="-", marker="o", label="square N=K=M"),
                 Line2D([], [], color="grey", linestyle=":", marker="s", label="skinny")]
     ax_t.legend(handles=handles, fontsize=8)
+    forced = isa_forced(record)
     fig.suptitle(f"loopgrad bench, f + dx, dW, dy, {record['settings']['dtype']}, "
                  f"{record['machine']['cpu_model']} ({record['machine']['cores']} cores), "
-                 f"{record['date'][:10]}")
+                 f"{record['date'][:10]}" + (f"\n{forced}" if forced else ""))
     fig.savefig(path, dpi=120)
     plt.close(fig)

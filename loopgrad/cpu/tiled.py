@@ -79,9 +79,14 @@ MR, NR, MC, KC = {MR}, {NR}, {MC}, {KC}
 LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
-PF_K, PF_AHEAD = 64, 4096
+PF_K, PF_AHEAD = {PF_K}, 4096
+# the three-pass kernel packs x into MR-row micro-panels once (rows longer than PF_K,
+# Mp ≥ PACK_X_M), and each dx item packs its rows of g: MR rows read in place lie K·size
+# bytes apart, a stream each, and at 4 KiB strides in one L1 set (dev/products_v9.md 12a)
+PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
-JH = 4  # column panels per h and dx item of the three-pass kernel
+JH = 4  # column panels per h item of the three-pass kernel
+DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 # contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
 # sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
@@ -128,6 +133,22 @@ def pack_at(Ap, src, ld, c0, ncols, r0, kc):
                 Ap[base + p * MR + i] = src[row + c] if c < ncols else T(0.0)
 
 
+@njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def pack_x(Xp2, x2, N, K, ir):
+    # rows [ir·MR, ir·MR + MR) of x (N×K) → micro-panel ir: Xp[(ir·K + p)·MR + i], rows
+    # past N zero; a KC block of a panel is then MR·kc contiguous elements
+    Xp, x = pointer(Xp2), pointer(x2)
+    base = ir * K * MR
+    for i in range(MR):
+        r = ir * MR + i
+        if r < N:
+            for p in range(K):
+                Xp[base + p * MR + i] = x[r * K + p]
+        else:
+            for p in range(K):
+                Xp[base + p * MR + i] = T(0.0)
+
+
 @njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_b(Bp2, src2, rs, cs, nrows, ncols, jr):
     # column panel jr of B (nrows × ncols, strides rs, cs) → Bp[jr][p][NR], zero-padded
@@ -138,22 +159,24 @@ def pack_b(Bp2, src2, rs, cs, nrows, ncols, jr):
             Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
 
 
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I),
-      nogil=True, cache=True, fastmath=_FM_EPILOGUE)
+@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
+                 A1), nogil=True, cache=True, fastmath=_FM_EPILOGUE)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
-                  dshift):
+                  dshift, xp2):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
     # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
     # f has the same bits), and g over h in place (g's columns past M hold junk that
-    # nothing reads as g)
+    # nothing reads as g).  xp2: x packed into micro-panels (pack_x; r0 a multiple of
+    # MR), or empty: x read in place
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
-    Ap, Ct = pointer(Ap2), pointer(Ct2)
+    Ap, Ct, Xp = pointer(Ap2), pointer(Ct2), pointer(xp2)
+    packed = xp2.shape[0] > 0
     nir = (rows + MR - 1) // MR
     # panels read x in place, a last partial one too (its extra rows give rows of
     # the tile that are never stored) unless it would read past the end of x
-    full = nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
+    full = nir if packed or (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if full < nir:
@@ -163,7 +186,9 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
             for ir in range(nir):
                 co = ir * MR * Mp + jr * NR
                 C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
-                if ir < full:
+                if packed:
+                    mk(kc, Xp, ((r0 // MR + ir) * K + pc) * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
+                elif ir < full:
                     if jr == j0 and K <= PF_K:
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
                         for q in range(0, MR * K, LINE):
@@ -295,6 +320,39 @@ def sum_chunks(dW2, part2, nchunks, K, M, Mp):
 
 _THREE = """
 
+
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
+def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
+    # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
+    # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
+    # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  The
+    # same products in the same order: the same bits as dx_block.
+    dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
+    nir = (rows + MR - 1) // MR
+    for pc in range(0, M, KC):
+        kc = min(KC, M - pc)
+        pack_a(Ap, g, Mp, 0, rows, pc, kc)
+        for jr in range(j0, j0 + nj):
+            ncol = min(NR, K - jr * NR)
+            bo = (jr * M + pc) * NR
+            for ir in range(nir):
+                nrow = min(MR, rows - ir * MR)
+                b = (r0 + ir * MR) * K + jr * NR
+                if nrow == MR and ncol == NR and pc == 0:  # a whole tile: straight into dx
+                    mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, dx, b, K)
+                    continue
+                mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, Ct, 0, NR)
+                if nrow == MR and ncol == NR:
+                    tile_add(dx, b, K, Ct, MR)
+                    continue
+                for i in range(nrow):
+                    if pc == 0:
+                        for j in range(ncol):
+                            dx[b + i * K + j] = Ct[i * NR + j]
+                    else:
+                        for j in range(ncol):
+                            dx[b + i * K + j] += Ct[i * NR + j]
+
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):
     # rows [pc, pc+kc) of g's column panel jr → Gp[jr][p][NR]: B of dW = xᵀ·g
@@ -356,17 +414,21 @@ _PROLOGUE = """\
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     wg = wdx or wdw
     # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
-    # then the rest
+    # x packed (npx micro-panels, `pack_x`), then the rest
     nwt = M * Kp if wdx else 0
+    npx = {npx}
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
+    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:{nparts} if wdw else 0]  # dW's float64 partials
-    for jr in {range}(max(Mp, Kp) // NR):
+    for jr in {range}(max(Mp // NR, Kp // NR, npx)):
         if jr < Mp // NR:
             pack_b(Wp, W, M, 1, K, M, jr)
         if jr < Kp // NR and wdx:
             pack_b(Wtp, W, 1, M, M, K, jr)
-    rest = wsT[K * Mp + nwt:]
+        if jr < npx:
+            pack_x(Xpk, x, N, K, jr)
+    rest = wsT[K * Mp + nwt + npx * MR * K:]
 """
 
 _FUSED_DRIVER = """
@@ -390,7 +452,7 @@ def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
-                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M)
+                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0])
             if wdx:
                 dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
             if wdw:
@@ -417,7 +479,7 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT,
     # an item stay in its core's L2, and there are enough items to keep every thread busy
     nb = (N + MC - 1) // MC
     nh, nx = Mp // NR, Kp // NR
-    gh, gx = (nh + JH - 1) // JH, (nx + JH - 1) // JH
+    gh = (nh + JH - 1) // JH
     fb = np.empty(nb * gh)
     for item in {range}(nb * gh):
         r0, j0 = item // gh * MC, item % gh * JH
@@ -426,14 +488,20 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT,
         fb[item] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
                                  Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
                                  np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                 0 if wdy else r0 * M)
+                                 0 if wdy else r0 * M, Xpk)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
+        # dx by items of MC rows × JX column panels, at least DX_ITEMS of them (enough
+        # to keep the threads busy): each packs its rows of g once per KC block, for all
+        # its panels.  The items write disjoint parts of dx: their shape changes no bit.
+        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
+        JX = (nx + gx - 1) // gx
+        gx = (nx + JX - 1) // JX
         for item in {range}(nb * gx):
-            r0, j0 = item // gx * MC, item % gx * JH
-            dx_block(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
-                     min(JH, nx - j0), np.empty(MR * NR, T))
+            r0, j0 = item // gx * MC, item % gx * JX
+            dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
+                      min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
     # dW = xᵀ·g one block of KC rows at a time: g's block packed once for all threads,
     # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
     nk = (K + MC - 1) // MC
@@ -479,7 +547,8 @@ def _loss_{name}(x2, W2, y2, wsT):
         r0 = b * MC
         h = np.empty(MC * Mp, T)
         fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), 0,
-                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0)
+                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
+                              h[:0])
     f = 0.0
     for b in range(nb):
         f += fb[b]
@@ -538,14 +607,15 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks, the loss driver), "fused" and "three" (the two grads kernels' dW and drivers),
 # each of the last two importing the first.
 PARTS = {"loss": "common", "grads_fused": "fused", "grads": "three"}
-_SHARED = "mk, tile_add, pack_a, pack_at, pack_b, forward_block, dx_block, trusted"
+_SHARED = "mk, tile_add, pack_a, pack_at, pack_b, pack_x, forward_block, dx_block, trusted"
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
     T = variant.split("-")[0]
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
-    src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC)
+    src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
+                         PACK_X_M=PACK_X_M, PF_K=PF_K)
     if part == "common":
         src += _MK_HEAD + _micro_kernel(T, MR, NR) + _tile_adds(NR, part) + _COMMON
     else:
@@ -557,10 +627,11 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
             src += _LOSS_DRIVER.format(name=name, range=rng)
         elif part == "fused":  # the fused kernel zeroes each chunk's partial in its chunk
             src += _FUSED_DRIVER.format(name=name, range=rng, fused_prologue=_PROLOGUE.format(
-                range="range", nparts="nchunks * K * Mp"))
+                range="range", nparts="nchunks * K * Mp", npx="0"))
         else:
-            src += _THREE_DRIVER.format(name=name, range=rng, prologue=_PROLOGUE.format(
-                range=rng, nparts="K * Mp"))
+            src += _THREE_DRIVER.format(
+                name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp",
+                                          npx="(N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0"))
     return src
 
 
@@ -653,7 +724,13 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
         return n64, K * Mp + wt
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
     dw = t.KC * Mp + -(-K // t.MR) * t.MR * t.KC if want & WANT_DW else 0
-    return n64, K * Mp + wt + g + dw
+    xp = -(-N // t.MR) * t.MR * K if packs_x(K, Mp) else 0
+    return n64, K * Mp + wt + xp + g + dw
+
+
+def packs_x(K: int, Mp: int) -> bool:
+    """Whether the three-pass kernel packs x into micro-panels (the generated driver's npx)."""
+    return K > PF_K and Mp >= PACK_X_M
 
 
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
@@ -664,6 +741,13 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
     narrow = tiles.get(name + "-narrow")
     return name + "-narrow" if narrow is not None and min(K, M) <= narrow.NR else name
 
+
+# x is packed for the three-pass h product where its rows are longer than the fused
+# kernel's prefetched ones (PF_K) and there are at least PACK_X_M columns to reuse each
+# packed element over (the pack reads and writes x once: about 20/M of the product's
+# time, dev/products_v9.md 12b)
+PF_K = 64
+PACK_X_M = 128
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
 # 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and

@@ -18,16 +18,21 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+def cpuinfo(field: str) -> "str | None":
+    """The first value of `field` ("model name", "vendor_id") in /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def report() -> dict:

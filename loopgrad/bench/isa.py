@@ -148,14 +148,9 @@ def how(isa: str, env: dict, host_cpu_name: "str | None" = None) -> str:
 # ------------------------------------------------------------ the host, the child
 
 def _vendor() -> "str | None":
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+    from ..info import cpuinfo
+
+    return cpuinfo("vendor_id")
 
 
 def host() -> tuple:
@@ -172,20 +167,10 @@ def cache_dir(isa: str, environ=None) -> str:
     """NUMBA_CACHE_DIR for runs forced to `isa`: <base>/loopgrad/bench-isa-<isa>/numba, with
     the base loopgrad.cpu.jit.folder takes (NUMBA_CACHE_DIR, else XDG_CACHE_HOME, else
     ~/.cache; the temporary folder where none is writable)."""
-    import tempfile
+    from ..cpu.jit import writable
 
-    environ = os.environ if environ is None else environ
-    base = environ.get("NUMBA_CACHE_DIR") or environ.get("XDG_CACHE_HOME") \
-        or os.path.join(os.path.expanduser("~"), ".cache")
-    for root in (base, tempfile.gettempdir()):
-        path = os.path.join(root, "loopgrad", f"bench-isa-{isa}", "numba")
-        try:
-            os.makedirs(path, exist_ok=True)
-            if os.access(path, os.W_OK):
-                return path
-        except OSError:
-            continue
-    return path  # Numba then caches nothing (each process compiles afresh), as elsewhere
+    # where none is writable Numba caches nothing (each process compiles afresh), as elsewhere
+    return writable(os.path.join(f"bench-isa-{isa}", "numba"), environ)
 
 
 def child_environment(isa: str, environ=None) -> "dict | None":

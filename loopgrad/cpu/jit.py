@@ -193,19 +193,30 @@ def notice(what: str):
             timer.cancel()
 
 
-def folder() -> str:
-    """A writable folder for generated modules: beside Numba's cache if set, else the user's."""
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") \
+def writable(name: str, environ=None) -> str:
+    """<base>/loopgrad/<name>, made if need be, with base NUMBA_CACHE_DIR, else
+    XDG_CACHE_HOME, else ~/.cache, and the temporary folder where that is not writable;
+    the last path tried where neither is (the caller decides what that means)."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("NUMBA_CACHE_DIR") or environ.get("XDG_CACHE_HOME") \
         or os.path.join(os.path.expanduser("~"), ".cache")
     for root in (base, tempfile.gettempdir()):
-        path = os.path.join(root, "loopgrad", f"generated-{__version__}")
+        path = os.path.join(root, "loopgrad", name)
         try:
             os.makedirs(path, exist_ok=True)
             if os.access(path, os.W_OK):
                 return path
         except OSError:
             continue
-    raise RuntimeError("no writable folder for loopgrad's generated kernels")
+    return path
+
+
+def folder() -> str:
+    """A writable folder for generated modules: beside Numba's cache if set, else the user's."""
+    path = writable(f"generated-{__version__}")
+    if not os.access(path, os.W_OK):
+        raise RuntimeError("no writable folder for loopgrad's generated kernels")
+    return path
 
 
 _MODULES: dict = {}

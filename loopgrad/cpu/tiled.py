@@ -224,6 +224,23 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     return f
 
 
+@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
+def tile_out(C, co, ldc, Ct, nrow, ncol, first):
+    # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
+    # KC block of a sum (first), added by the others; a whole tile of a later block by
+    # tile_add's vector rows
+    if nrow == MR and ncol == NR and not first:
+        tile_add(C, co, ldc, Ct, MR)
+        return
+    for i in range(nrow):
+        if first:
+            for j in range(ncol):
+                C[co + i * ldc + j] = Ct[i * NR + j]
+        else:
+            for j in range(ncol):
+                C[co + i * ldc + j] += Ct[i * NR + j]
+
+
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
 def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
     # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
@@ -243,16 +260,7 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
                     mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, dx, b, K)
                     continue
                 mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, Ct, 0, NR)
-                if nrow == MR and ncol == NR:
-                    tile_add(dx, b, K, Ct, MR)
-                    continue
-                for i in range(nrow):
-                    if pc == 0:
-                        for j in range(ncol):
-                            dx[b + i * K + j] = Ct[i * NR + j]
-                    else:
-                        for j in range(ncol):
-                            dx[b + i * K + j] += Ct[i * NR + j]
+                tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
 
 @njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True, fastmath={"reassoc"})
@@ -342,16 +350,7 @@ def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
                     mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, dx, b, K)
                     continue
                 mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, Ct, 0, NR)
-                if nrow == MR and ncol == NR:
-                    tile_add(dx, b, K, Ct, MR)
-                    continue
-                for i in range(nrow):
-                    if pc == 0:
-                        for j in range(ncol):
-                            dx[b + i * K + j] = Ct[i * NR + j]
-                    else:
-                        for j in range(ncol):
-                            dx[b + i * K + j] += Ct[i * NR + j]
+                tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):
@@ -607,7 +606,8 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks, the loss driver), "fused" and "three" (the two grads kernels' dW and drivers),
 # each of the last two importing the first.
 PARTS = {"loss": "common", "grads_fused": "fused", "grads": "three"}
-_SHARED = "mk, tile_add, pack_a, pack_at, pack_b, pack_x, forward_block, dx_block, trusted"
+_SHARED = ("mk, tile_add, tile_out, pack_a, pack_at, pack_b, pack_x, forward_block, dx_block, "
+           "trusted")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:

@@ -186,16 +186,17 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
             for ir in range(nir):
                 co = ir * MR * Mp + jr * NR
                 C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
-                if packed:
-                    mk(kc, Xp, ((r0 // MR + ir) * K + pc) * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
-                elif ir < full:
+                if packed or ir >= full:  # micro-panels: x's packed once, or this block's
+                    # last partial one (pack_a); one call, A's strides literals
+                    A, ao = (Xp, ((r0 // MR + ir) * K + pc) * MR) if packed else \
+                        (Ap, (ir - full) * kc * MR)
+                    mk(kc, A, ao, MR, 1, Wp, bo, NR, C, c0, ldc)
+                else:
                     if jr == j0 and K <= PF_K:
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
                         for q in range(0, MR * K, LINE):
                             prefetch(x, ahead + q)
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
-                else:
-                    mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, Mp, Ct, MR)
     # the epilogue runs along rows, or along the whole block where g has no padding and
@@ -346,11 +347,13 @@ def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
             for ir in range(nir):
                 nrow = min(MR, rows - ir * MR)
                 b = (r0 + ir * MR) * K + jr * NR
-                if nrow == MR and ncol == NR and pc == 0:  # a whole tile: straight into dx
-                    mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, dx, b, K)
-                    continue
-                mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, Ct, 0, NR)
-                tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
+                # a whole tile of the first block straight into dx, else into Ct; one call
+                # (the micro-kernel inlined once: compile time), A's strides literals
+                straight = nrow == MR and ncol == NR and pc == 0
+                C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
+                mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc)
+                if not straight:
+                    tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):
@@ -425,9 +428,13 @@ _PROLOGUE = """\
             pack_b(Wp, W, M, 1, K, M, jr)
         if jr < Kp // NR and wdx:
             pack_b(Wtp, W, 1, M, M, K, jr)
+{pack_x}    rest = wsT[K * Mp + nwt + npx * MR * K:]
+"""
+
+# the three-pass prologue's loop packs x too (the fused kernel reads x in place)
+_PACK_X = """\
         if jr < npx:
             pack_x(Xpk, x, N, K, jr)
-    rest = wsT[K * Mp + nwt + npx * MR * K:]
 """
 
 _FUSED_DRIVER = """
@@ -627,11 +634,11 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
             src += _LOSS_DRIVER.format(name=name, range=rng)
         elif part == "fused":  # the fused kernel zeroes each chunk's partial in its chunk
             src += _FUSED_DRIVER.format(name=name, range=rng, fused_prologue=_PROLOGUE.format(
-                range="range", nparts="nchunks * K * Mp", npx="0"))
+                range="range", nparts="nchunks * K * Mp", npx="0", pack_x=""))
         else:
-            src += _THREE_DRIVER.format(
-                name=name, range=rng, prologue=_PROLOGUE.format(range=rng, nparts="K * Mp",
-                                          npx="(N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0"))
+            src += _THREE_DRIVER.format(name=name, range=rng, prologue=_PROLOGUE.format(
+                range=rng, nparts="K * Mp", pack_x=_PACK_X,
+                npx="(N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0"))
     return src
 
 

@@ -4,6 +4,7 @@
     impls.py      the implementations (loopgrad, torch, torch.compile, JAX, NumPy, CUDA)
     report.py     the table, the Markdown section for benchmarks/RESULTS.md, the plot
     ceilings.py   the machine's memory-copy and matmul ceilings (--ceilings)
+    isa.py        --isa: the run as on a machine of another vector ISA, in a child process
 """
 
 from .engine import DESCRIPTION, add_arguments, run

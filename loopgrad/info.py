@@ -1,8 +1,9 @@
 """`loopgrad info`: what to paste into a bug report.
 
 Versions, the CPU as LLVM names it and the machine-table entry the kernels use,
-its cache sizes (loopgrad.cpu.caches), the Numba threading layer and thread count, where the kernels are cached and how
-many are there, and whether a CUDA GPU can be used.
+its cache sizes (loopgrad.cpu.caches), the Numba threading layer and thread
+count, where the kernels are cached and how many are there, and whether a CUDA
+GPU can be used.
 """
 
 import importlib.metadata

@@ -147,20 +147,16 @@ def how(isa: str, env: dict, host_cpu_name: "str | None" = None) -> str:
 
 # ------------------------------------------------------------ the host, the child
 
-def _vendor() -> "str | None":
-    from ..info import cpuinfo
-
-    return cpuinfo("vendor_id")
-
-
 def host() -> tuple:
     """(LLVM's host CPU name, Numba's host feature string, the process triple, vendor):
     the real host's, whatever NUMBA_CPU_NAME / NUMBA_CPU_FEATURES say."""
     from llvmlite import binding as ll
     from numba.core import codegen
 
+    from ..info import cpuinfo
+
     return (ll.get_host_cpu_name(), codegen.get_host_cpu_features(), ll.get_process_triple(),
-            _vendor())
+            cpuinfo("vendor_id"))
 
 
 def cache_dir(isa: str, environ=None) -> str:

@@ -98,8 +98,9 @@ def _notes(record, md) -> list:
         from .isa import CAVEAT
 
         lines.append(f"{code('--isa ' + record['machine']['isa_forced']['isa'])}: {CAVEAT}")
-        if _isa_mismatch(record):
-            lines.append(_isa_mismatch(record))
+        mismatch = _isa_mismatch(record)
+        if mismatch:
+            lines.append(mismatch)
     for s in record["skipped"]:
         lines.append(f"skipped: {code(s['impl'])} ({s['label']}): {s['reason']}")
     if any(r["check"] == "ok*" for r in record["results"]):
@@ -210,8 +211,9 @@ def table(record) -> str:
             f"Numba {record['threads']['numba']} threads\n"
             f"{m['cpu_model']} (LLVM {m.get('llvm_cpu')}, {m.get('isa')}); loopgrad's table "
             f"entry {m.get('table_entry')}{' (forced)' if m.get('table_forced') else ''}")
-    if isa_forced(record):
-        head += "\n" + isa_forced(record)
+    forced = isa_forced(record)
+    if forced:
+        head += "\n" + forced
     out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))

@@ -329,7 +329,6 @@ def sum_chunks(dW2, part2, nchunks, K, M, Mp):
 
 _THREE = """
 
-
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
 def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
     # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
@@ -354,6 +353,7 @@ def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
                 mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc)
                 if not straight:
                     tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
+
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):

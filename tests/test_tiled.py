@@ -18,15 +18,15 @@ from _helpers import assert_matches_torch, draw
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
 VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
 
-# Block edges, on the AVX-512 entry: MR = 12 or 16 rows, NR = 32 or 16 columns, MC = 96
-# rows, KC = 512 (float32) or 256 (float64) steps; the others' are smaller.  Each shape
-# sits across some of them.
+# Block edges, on the AVX-512 entry: MR = 8 or 16 rows, NR = 32 or 16 columns, MC = 96
+# rows, KC = 256 steps, dW chunks of DWB·KC = 1024 rows; the others' are about as large
+# (machine.TABLE).  Each shape sits across some of them.
 SHAPES = [
     (1, 8, 3),         # one row, one partial tile
     (97, 13, 33),      # one past MC rows, one past NR columns
     (193, 520, 40),    # K past KC: h summed over two KC blocks
     (130, 9, 530),     # M past KC: dx summed over two KC blocks
-    (1100, 40, 17),    # N past KC (and SUM_BLOCK): dW over several row blocks
+    (1100, 40, 17),    # N past KC (and SUM_BLOCK): dW over several row blocks, two chunks
     (50, 300, 300),    # wide K·M: the three-pass kernel
 ]
 

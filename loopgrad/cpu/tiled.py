@@ -85,6 +85,7 @@ PF_K, PF_AHEAD = {PF_K}, 4096
 # bytes apart, a stream each, and at 4 KiB strides in one L1 set (dev/products_v9.md 12a)
 PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
+DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
 JH = 4  # column panels per h item of the three-pass kernel
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
@@ -386,6 +387,14 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
             rows = min(MR, krows - ir * MR)
             o = (k0 + ir * MR) * Mp + jr * NR
             d = (k0 + ir * MR) * M + jr * NR
+            # the tile's rows of part (or of dW) lie Mp (M) elements apart, beyond the
+            # hardware prefetcher: ask for them while mk runs (dev/products_v10.md)
+            for i in range(rows):
+                for q in range(0, NR, 8):  # 8 float64s a line
+                    if block != ONLY:
+                        prefetch(part, o + i * Mp + q)
+                    if block == LAST or block == ONLY:
+                        prefetch(dW, d + i * M + q)
             if block == ONLY and rows == MR and cols == NR:  # straight into dW
                 mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, dW, d, M)
                 continue
@@ -508,30 +517,41 @@ def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT,
             r0, j0 = item // gx * MC, item % gx * JX
             dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
                       min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
-    # dW = xᵀ·g one block of KC rows at a time: g's block packed once for all threads,
-    # then (MC rows × JB·NR columns of dW) items, each added to the float64 partial
+    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
+    # by MC rows of dW packed once for all threads, then (MC rows × JB·NR columns of dW)
+    # items, each summing the chunk's blocks in turn into its part of the float64 partial,
+    # which stays in its core's L2 (block by block for all items, the partial came from
+    # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
     nk = (K + MC - 1) // MC
     njb = (Mp // NR + JB - 1) // JB
     if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
-    Gp = rest[ng:][:KC * Mp]
-    Xp = rest[ng + KC * Mp:][:(K + MR - 1) // MR * MR * KC]
+    nbc = min(DWB, (N + KC - 1) // KC)
+    xpb = (K + MR - 1) // MR * MR * KC  # one block's xᵀ panels
+    Gp = rest[ng:][:nbc * KC * Mp]
+    Xp = rest[ng + nbc * KC * Mp:][:nbc * xpb]
     if wdw:
-        for pc in range(0, N, KC):
-            kc = min(KC, N - pc)
-            # the block's g by column panels and xᵀ by MC rows of dW, once for all the items
-            for t in {range}(Mp // NR + nk):
-                if t < Mp // NR:
-                    pack_g(Gp, g, Mp, pc, kc, t)
+        for c0 in range(0, N, DWB * KC):
+            nbk = min(DWB, (N - c0 + KC - 1) // KC)
+            for t in {range}(nbk * (Mp // NR + nk)):
+                b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
+                pc = c0 + b * KC
+                kc = min(KC, N - pc)
+                if u < Mp // NR:
+                    pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
                 else:
-                    k0 = (t - Mp // NR) * MC
-                    pack_xt(Xp, x, K, pc, kc, k0, min(MC, K - k0))
-            last = pc + kc == N
-            block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
+                    k0 = (u - Mp // NR) * MC
+                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
             for item in {range}(nk * njb):
                 kb, jb = item // njb, item % njb
-                dw_item(part, dW, Xp, Gp, M, Mp, kc, kb * MC, min(MC, K - kb * MC), jb * JB,
-                        min(JB, Mp // NR - jb * JB), block, np.empty(MR * NR, T))
+                Ct = np.empty(MR * NR, T)
+                for b in range(nbk):
+                    pc = c0 + b * KC
+                    kc = min(KC, N - pc)
+                    last = pc + kc == N
+                    block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
+                    dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                            min(MC, K - kb * MC), jb * JB, min(JB, Mp // NR - jb * JB), block, Ct)
     f = 0.0
     for b in range(nb * gh):
         f += fb[b]
@@ -622,7 +642,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                         PACK_X_M=PACK_X_M, PF_K=PF_K)
+                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB)
     if part == "common":
         src += _MK_HEAD + _micro_kernel(T, MR, NR) + _tile_adds(NR, part) + _COMMON
     else:
@@ -730,7 +750,8 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     if name == "grads_fused":
         return n64, K * Mp + wt
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
-    dw = t.KC * Mp + -(-K // t.MR) * t.MR * t.KC if want & WANT_DW else 0
+    nbc = min(DWB, -(-N // t.KC))  # KC blocks per dW chunk (the driver's nbc)
+    dw = nbc * (t.KC * Mp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
     xp = -(-N // t.MR) * t.MR * K if packs_x(K, Mp) else 0
     return n64, K * Mp + wt + xp + g + dw
 
@@ -755,6 +776,7 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 # time, dev/products_v9.md 12b)
 PF_K = 64
 PACK_X_M = 128
+DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
 # 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and

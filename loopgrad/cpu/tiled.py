@@ -569,12 +569,21 @@ def _loss_{name}(x2, W2, y2, wsT):
         pack_b(Wp, W, M, 1, K, M, jr)
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
+    # each block packs its rows of x into micro-panels where the grads kernel packs x
+    # (rows longer than PF_K, Mp ≥ PACK_X_M: dev/products_v10.md 13d); forward_block then
+    # sees the block as rows from 0 of x, y and the panels.  The same products: the same f.
+    packed = K > PF_K and Mp >= PACK_X_M
     for b in {range}(nb):
         r0 = b * MC
+        rows = min(MC, N - r0)
         h = np.empty(MC * Mp, T)
-        fb[b] = forward_block(h, h, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), 0,
-                              Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
-                              h[:0])
+        xb = x[r0 * K:]
+        Xb = np.empty(MC * K if packed else 0, T)
+        if packed:
+            for ir in range((rows + MR - 1) // MR):
+                pack_x(Xb, xb, rows, K, ir)
+        fb[b] = forward_block(h, h, xb, Wp, y[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
+                              np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
     f = 0.0
     for b in range(nb):
         f += fb[b]

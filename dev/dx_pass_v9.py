@@ -15,7 +15,7 @@ rng = np.random.default_rng(0)
 g = rng.standard_normal(MC * Mp).astype(np.float32)
 W = rng.standard_normal(K * M).astype(np.float32)
 Wtp = np.empty(M * Kp, np.float32)
-for jr in range(Kp // NR): c.pack_b(Wtp, W, 1, M, M, K, jr)
+for jr in range(Kp // NR): c.pack_wt(Wtp, W, K, M, jr)
 dx = np.empty(N * K, np.float32); Ct = np.empty(MR*NR, np.float32); Ap = np.empty(MC*KC, np.float32)
 nx = Kp // NR
 def run(packed, JX):

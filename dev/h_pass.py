@@ -37,7 +37,7 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((N, K), dtype=np.float32).reshape(-1); W = rng.standard_normal((K, M), dtype=np.float32).reshape(-1)
 Mp = M
 Wp = np.empty(K*Mp, np.float32)
-for jr in range(Mp//NR): c.pack_b(Wp, W, M, 1, K, M, jr)
+c.pack_w(Wp, W, K, M, 0, K)
 g = np.empty(N*Mp, np.float32); Ct = np.empty(MR*NR, np.float32)
 nb = N//MC; nh = Mp//NR; gh = (nh+JH-1)//JH
 def run(KC):

@@ -150,14 +150,31 @@ def pack_x(Xp2, x2, N, K, ir):
                 Xp[base + p * MR + i] = T(0.0)
 
 
-@njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_b(Bp2, src2, rs, cs, nrows, ncols, jr):
-    # column panel jr of B (nrows × ncols, strides rs, cs) → Bp[jr][p][NR], zero-padded
-    Bp, src = pointer(Bp2), pointer(src2)
-    for p in range(nrows):
+@njit(nt.void(A1, R1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def pack_w(Wp2, W2, K, M, p0, p1):
+    # rows [p0, p1) of W (K×M) into all its column panels Wp[jr][p][NR], zero-padded: B of
+    # h = x·W.  Row by row, each read whole and in order: a panel at a time read NR
+    # elements of every row, rows 4 KiB apart at M = 1024, one page each, which the
+    # hardware prefetcher does not follow (3× a copy's time, dev/products_v10.md 13f)
+    Wp, W = pointer(Wp2), pointer(W2)
+    for p in range(p0, p1):
+        for jr in range((M + NR - 1) // NR):
+            for j in range(NR):
+                c = jr * NR + j
+                Wp[(jr * K + p) * NR + j] = W[p * M + c] if c < M else T(0.0)
+
+
+@njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def pack_wt(Wtp2, W2, K, M, jr):
+    # column panel jr of Wᵀ (M×K), rows [jr·NR, jr·NR + NR) of W → Wtp[jr][p][NR], zero-padded:
+    # B of dx = g·Wᵀ.  (Reading a line of each row at a time, the rows' lines once each,
+    # was 1.1–1.8× slower: its stores, NR apart, stay scalar; dev/products_v10.md 13f)
+    Wtp, W = pointer(Wtp2), pointer(W2)
+    base = jr * M * NR
+    for p in range(M):
         for j in range(NR):
             c = jr * NR + j
-            Bp[(jr * nrows + p) * NR + j] = src[p * rs + c * cs] if c < ncols else T(0.0)
+            Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
@@ -432,11 +449,11 @@ _PROLOGUE = """\
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:{nparts} if wdw else 0]  # dW's float64 partials
-    for jr in {range}(max(Mp // NR, Kp // NR, npx)):
-        if jr < Mp // NR:
-            pack_b(Wp, W, M, 1, K, M, jr)
-        if jr < Kp // NR and wdx:
-            pack_b(Wtp, W, 1, M, M, K, jr)
+    for jr in {range}(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
+        if jr < Kp // NR:
+            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+            if wdx:
+                pack_wt(Wtp, W, K, M, jr)
 {pack_x}    rest = wsT[K * Mp + nwt + npx * MR * K:]
 """
 
@@ -565,8 +582,7 @@ def _loss_{name}(x2, W2, y2, wsT):
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - 1) // NR * NR
     Wp = wsT[:K * Mp]
-    for jr in range(Mp // NR):  # serial: one parallel loop less to compile
-        pack_b(Wp, W, M, 1, K, M, jr)
+    pack_w(Wp, W, K, M, 0, K)  # serial: one parallel loop less to compile
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
     # each block packs its rows of x into micro-panels where the grads kernel packs x
@@ -642,8 +658,8 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks, the loss driver), "fused" and "three" (the two grads kernels' dW and drivers),
 # each of the last two importing the first.
 PARTS = {"loss": "common", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, tile_add, tile_out, pack_a, pack_at, pack_b, pack_x, forward_block, dx_block, "
-           "trusted")
+_SHARED = ("mk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
+           "dx_block, trusted")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:

@@ -243,6 +243,23 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     return f
 
 
+@njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
+    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed into
+    # micro-panels where the grads kernel packs x (rows longer than PF_K, Mp ≥ PACK_X_M:
+    # dev/products_v10.md 13d); forward_block sees the block as rows from 0 of x, y and
+    # the panels.  The same products as in place: the same f.
+    packed = K > PF_K and Mp >= PACK_X_M
+    xb = x2[r0 * K:]
+    Xb = np.empty(MC * K if packed else 0, T)
+    if packed:
+        for ir in range((rows + MR - 1) // MR):
+            pack_x(Xb, xb, rows, K, ir)
+    h = np.empty(MC * Mp, T)
+    return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
+                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
+
+
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def tile_out(C, co, ldc, Ct, nrow, ncol, first):
     # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
@@ -585,21 +602,8 @@ def _loss_{name}(x2, W2, y2, wsT):
     pack_w(Wp, W, K, M, 0, K)  # serial: one parallel loop less to compile
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
-    # each block packs its rows of x into micro-panels where the grads kernel packs x
-    # (rows longer than PF_K, Mp ≥ PACK_X_M: dev/products_v10.md 13d); forward_block then
-    # sees the block as rows from 0 of x, y and the panels.  The same products: the same f.
-    packed = K > PF_K and Mp >= PACK_X_M
-    for b in {range}(nb):
-        r0 = b * MC
-        rows = min(MC, N - r0)
-        h = np.empty(MC * Mp, T)
-        xb = x[r0 * K:]
-        Xb = np.empty(MC * K if packed else 0, T)
-        if packed:
-            for ir in range((rows + MR - 1) // MR):
-                pack_x(Xb, xb, rows, K, ir)
-        fb[b] = forward_block(h, h, xb, Wp, y[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
-                              np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
+    for b in {range}(nb):  # one call a block: a short parallel body compiles fast
+        fb[b] = loss_block(x, Wp, y, K, M, Mp, b * MC, min(MC, N - b * MC))
     f = 0.0
     for b in range(nb):
         f += fb[b]

@@ -113,10 +113,15 @@ def _synchronizer(x):
 
 
 def warm_up(runs, x, y):
-    """One untimed forward and backward of each loss: Numba's compile or cache load, torch's set-up."""
+    """One untimed forward and backward of each loss: Numba's compile or cache load, torch's
+    set-up, and the wait for the kernels loopgrad's first call left compiling (so that no
+    timed step runs one in transition)."""
+    from .cpu import background
+
     for r in runs:
         W = r.W.detach().clone().requires_grad_()
         r.loss_fn(x, W, y).backward()
+    background.wait()
 
 
 def train(x, y, W0, optimizer="sgd", lr=None, steps=20, form="sum", progress=False,

@@ -1,5 +1,5 @@
-"""A cold tiled kernel compiles behind a call that runs its serial driver in the interpreter
-(loopgrad.cpu.tiled_kernel, loopgrad/cpu/background.py)."""
+"""A cold tiled kernel compiles in a child process behind a call that runs its serial driver
+in the interpreter (loopgrad.cpu.tiled_kernel, loopgrad/cpu/background.py)."""
 
 import os
 import subprocess
@@ -24,15 +24,22 @@ def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
     name, variant, _, _ = tiled.plan(N, K, M, x.dtype)
     started = []
     start = background.start
-    monkeypatch.setattr(background, "start", lambda key, fn: started.append(key) or start(key, fn))
+    monkeypatch.setattr(background, "start",
+                        lambda key, fn, argv=None: started.append((key, argv)) or
+                        start(key, fn, argv))
     monkeypatch.setattr(tiled, "ready", lambda *a: False)  # as on an empty cache
 
     monkeypatch.setattr(cpu, "_READY", set())
     kern, par = cpu.tiled_kernel(name, variant, True)
     assert not par and kern is tiled.driver(name, variant)  # the interpreted serial driver
+    key = (name, variant, True)
+    # in a child process: no thread of this one compiles (it would hold the GIL)
+    assert started[0][0] == key and started[0][1][1:3] == ["-m", "loopgrad.cpu.compile_one"]
+    assert not any(t.name.startswith("loopgrad compile") for t in threading.enumerate())
     first = loopgrad.grads(x, W, y)
-    assert started == [(name, variant, True)] * 2
+    assert [k for k, _ in started] in ([key], [key] * 2)  # once more if the child had ended
     assert background.wait(timeout=300)
+    assert background.done(key) and background.failed(key) is None
 
     monkeypatch.undo()
     assert tiled.ready(name, variant, True)
@@ -44,6 +51,43 @@ def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
     assert first.f == after.f
     for a, b in zip(first[1:], after[1:]):
         assert np.array_equal(a, b)  # serial and parallel: bitwise the same
+
+
+def test_a_child_compile_is_a_process_and_its_failure_is_kept():
+    ok = [sys.executable, "-c", "import time; time.sleep(0.3)"]
+    background.start("test-child", None, ok)
+    assert background.busy("test-child") and background.running() == ["test-child"]
+    assert background.wait(timeout=30) and background.done("test-child")
+    assert not background.busy("test-child") and background.failed("test-child") is None
+    bad = [sys.executable, "-c", "import sys; sys.stderr.write('no such kernel'); sys.exit(3)"]
+    background.start("test-child-fails", None, bad)
+    assert background.wait(timeout=30) and not background.done("test-child-fails")
+    err = background.failed("test-child-fails")
+    assert isinstance(err, RuntimeError) and "status 3" in str(err) and "no such kernel" in str(err)
+
+
+def test_a_child_that_cannot_start_compiles_in_a_thread():
+    ran = []
+    background.start("test-no-child", lambda: ran.append(1), ["/no/such/python", "-c", "0"])
+    assert background.wait(timeout=10) and ran == [1] and background.done("test-no-child")
+
+
+def test_the_child_compiles_what_the_caller_looks_up(tmp_path):
+    # a fresh cache: the child (loopgrad.cpu.compile_one, the caller's environment) fills
+    # it, and a process with the same environment finds the kernel ready
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    name, variant = "loss", "float32"
+    code = ("import sys\nfrom loopgrad.cpu import background, machine, tiled\n"
+            f"key = ({name!r}, {variant!r}, False)\n"
+            f"print(tiled.ready({name!r}, {variant!r}, False))\n"
+            "background.start(key, None, [sys.executable, '-m', 'loopgrad.cpu.compile_one', "
+            f"{name!r}, {variant!r}, '0', machine.entry().isa])\n"
+            "assert background.wait(600) and background.done(key), background.failed(key)\n"
+            f"print(tiled.ready({name!r}, {variant!r}, False))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=900, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
 
 
 def test_a_compile_runs_once_per_key():
@@ -94,6 +138,17 @@ def test_fork_waits_for_a_background_compile():
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert background.wait(timeout=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_forgets_the_parents_compiles():
+    background.start("test-fork-child", None, [sys.executable, "-c", "import time; time.sleep(1)"])
+    pid = os.fork()
+    if pid == 0:  # not this process's child: nothing to wait for, at exit or asked
+        os._exit(0 if background.running() == [] and background.wait(0.1) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert background.running() == ["test-fork-child"] and background.wait(timeout=30)
 
 
 def test_ready_reads_the_disk_cache():

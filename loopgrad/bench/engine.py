@@ -8,7 +8,10 @@ implementation (`loopgrad.bench.impls`) gets the same arrays.  Each cell
 
 1. prepare: convert the inputs (torch tensors, JAX arrays), untimed;
 2. first call, timed on its own: compile time (Numba's disk-cache load,
-   torch.compile, JAX jit) shows as `compile` = first call − median;
+   torch.compile, JAX jit) shows as `compile` = first call − median; it
+   includes the wait for what the call left compiling (loopgrad's kernels
+   compile behind a cold first call), so that no timed call runs a kernel in
+   transition;
 3. check all four outputs against the float64 reference (torch autograd of
    the notebook expression, `loopgrad.reference.torch_autograd`) within the
    bounds of `loopgrad.reference.error_bounds` widened by the worst case of a
@@ -103,7 +106,8 @@ JSON (--json FILE): one object with these fields
         check           "ok", "ok*", "mismatch", or null when it did not get that far
         errors          {f, dx, dW, dy: {max_abs_err, err_over_bound}} against the
                         reference and loopgrad's contract bound, or null
-        first_call_s    the first call, compile included
+        first_call_s    the first call, compile included (and the wait for the kernels
+                        it left compiling)
         compile_s       first_call_s − median_s (at least 0)
         median_s, p20_s, p80_s   of the timed calls
         samples         how many calls were timed
@@ -262,6 +266,7 @@ def _time_cell(impl, x, W, y, ref, bounds, loose, max_time, repeat) -> dict:
             prep = impl.prepare(x, W, y)
             t0 = clock()
             out = prep.run()
+            prep.settle()  # the kernels it left compiling: their time is the first call's
             cell["first_call_s"] = clock() - t0
             got = prep.host(out)
             del out

@@ -17,8 +17,9 @@ An implementation has
 - `prepare(x, W, y)`: converts the NumPy inputs (to torch tensors, JAX or GPU
   arrays) outside the timed region and returns a `Prepared`: `run()` is the
   timed call (f and all three gradients; GPU implementations synchronize
-  before returning) and `host(out)` turns its result into (f, dx, dW, dy) as
-  host NumPy arrays for the correctness check;
+  before returning), `host(out)` turns its result into (f, dx, dW, dy) as
+  host NumPy arrays for the correctness check, and `settle()` waits for what
+  the first call left compiling (loopgrad's kernels, behind a cold first call);
 - `threads()`: a context the whole cell (check, warm-up, timing) runs in;
 - `skip_on_error`: a failure of prepare or of the first call is a skip with
   the reason (torch.compile, the CUDA backend still being built) instead of an
@@ -42,6 +43,9 @@ RELU_GRAD_AT_ZERO = 0.5
 class Prepared:
     run: Callable[[], Any]
     host: Callable[[Any], tuple]
+    # after the first call: wait for what it left compiling (loopgrad's kernels compile
+    # behind a cold first call), so that no timed call runs a kernel in transition
+    settle: Callable[[], Any] = lambda: None
 
 
 def _to_numpy(a) -> np.ndarray:
@@ -102,9 +106,10 @@ class Loopgrad(Impl):
 
     def prepare(self, x, W, y):
         import loopgrad
+        from ..cpu import background
 
         return Prepared(lambda: loopgrad.grads(x, W, y, relu_grad_at_zero=RELU_GRAD_AT_ZERO),
-                        _host4)
+                        _host4, background.wait)
 
     def kernel(self, N, K, M, dtype):
         from .. import cpu

@@ -21,6 +21,8 @@ or meets inf and NaN they return NaN, and the call is recomputed by the float64
 row kernels (torch's pattern of NaN and inf on every path).
 """
 
+import sys
+
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
@@ -80,14 +82,23 @@ def tiled_kernel(name: str, variant: str, par: bool):
     Compiled or in the disk cache: that kernel.  Otherwise (an empty cache) the
     generated serial driver run by the interpreter over its compiled pieces
     (tiled.driver: bitwise the same result, 1–2× the compiled serial kernel's
-    time, no driver to compile), while the kernel compiles in the background
-    for the calls after (background.py, dev/machines_v8.md 9c).
+    time, no driver to compile), while a child process compiles the kernel into
+    the disk cache for the calls after (background.py, dev/machines_v8.md 9c).
     """
     key = (name, variant, par)
-    if key in _READY or tiled.ready(name, variant, par) or background.failed(key):
-        _READY.add(key)  # a failed background compile fails again here, for the caller to see
+    if key in _READY:
         return tiled.kernel(name, variant, par), par
-    background.start(key, lambda: tiled.kernel(name, variant, par))
+    if background.busy(key):  # not ready: the child is still at it
+        return tiled.driver(name, variant), False
+    # a compile that ended (in the cache now: loaded) or failed (compiled here, in the
+    # foreground, where its error reaches the caller) is not started again
+    if background.done(key) or background.failed(key) or tiled.ready(name, variant, par):
+        _READY.add(key)
+        return tiled.kernel(name, variant, par), par
+    isa = machine.entry().isa
+    argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", name, variant,
+            "1" if par else "0", isa] if sys.executable else None  # None: in a thread
+    background.start(key, lambda: tiled.kernel(name, variant, par, isa), argv)
     return tiled.driver(name, variant), False
 
 

@@ -119,7 +119,7 @@ def main(argv=None):
                           else "(0)")
                 first_warm = min(w["first"] for w in warm)
                 print(f"| {name} | {dtype} | {n}×{k}×{m} | {path} | {cold['first']:.2f} s | "
-                      f"{during} | {one * 1e3:.1f} ms | {first_warm:.2f} s | "
+                      f"{during} | {one * 1e3:.3g} ms | {first_warm:.2f} s | "
                       f"{first_warm - base:.2f} s |", flush=True)
         if args.compile:
             with tempfile.TemporaryDirectory() as cache:

@@ -20,7 +20,7 @@ AVX-512 entry: 16 zmm accumulators, 8×32 float32 and 8×16 float64, 16×16
 float32 where K or M ≤ 16); it stores a whole tile where it belongs, or into
 a tile buffer that a row loop adds.  The generated code reaches every array
 through pointers with int64 indices, and every function but the drivers has a
-signature (one compile each, as the module is imported); a tile's code is three
+signature (one compile each, as the module is imported); a tile's code is four
 modules (`PARTS`), so that a kernel compiles only its own pieces.  The drivers
 only loop, slice and add in float64, so they also run as plain Python over the
 compiled pieces (`driver`: bitwise the same; a cold first call, loopgrad.cpu).
@@ -243,23 +243,6 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     return f
 
 
-@njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
-    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed into
-    # micro-panels where the grads kernel packs x (rows longer than PF_K, Mp ≥ PACK_X_M:
-    # dev/products_v10.md 13d); forward_block sees the block as rows from 0 of x, y and
-    # the panels.  The same products as in place: the same f.
-    packed = K > PF_K and Mp >= PACK_X_M
-    xb = x2[r0 * K:]
-    Xb = np.empty(MC * K if packed else 0, T)
-    if packed:
-        for ir in range((rows + MR - 1) // MR):
-            pack_x(Xb, xb, rows, K, ir)
-    h = np.empty(MC * Mp, T)
-    return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
-                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
-
-
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def tile_out(C, co, ldc, Ct, nrow, ncol, first):
     # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
@@ -444,6 +427,25 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
                     for j in range(cols):
                         t = np.float64(Ct[i * NR + j])
                         dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
+"""
+
+_LOSS = """
+
+@njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
+    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed into
+    # micro-panels where the grads kernel packs x (rows longer than PF_K, Mp ≥ PACK_X_M:
+    # dev/products_v10.md 13d); forward_block sees the block as rows from 0 of x, y and
+    # the panels.  The same products as in place: the same f.
+    packed = K > PF_K and Mp >= PACK_X_M
+    xb = x2[r0 * K:]
+    Xb = np.empty(MC * K if packed else 0, T)
+    if packed:
+        for ir in range((rows + MR - 1) // MR):
+            pack_x(Xb, xb, rows, K, ir)
+    h = np.empty(MC * Mp, T)
+    return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
+                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
 """
 
 # both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
@@ -657,11 +659,12 @@ def _tile_adds(NR: int, part: str) -> str:
     return "".join(out)
 
 
-# A variant's code is three generated modules, so that a first call compiles only what
+# A variant's code is four generated modules, so that a first call compiles only what
 # its kernel uses (dev/machines_v8.md 9c): "common" (the micro-kernel, h and dx by
-# blocks, the loss driver), "fused" and "three" (the two grads kernels' dW and drivers),
-# each of the last two importing the first.
-PARTS = {"loss": "common", "grads_fused": "fused", "grads": "three"}
+# blocks), "fused" and "three" (the two grads kernels' dW and drivers) and "loss" (its
+# blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
+# each of the last three importing the first.
+PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
            "dx_block, trusted")
 
@@ -676,10 +679,13 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
         src += _MK_HEAD + _micro_kernel(T, MR, NR) + _tile_adds(NR, part) + _COMMON
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
-                f"for _n in {_SHARED!r}.split(', '))\n") + _tile_adds(NR, part)
-        src += _FUSED if part == "fused" else _THREE
+                f"for _n in {_SHARED!r}.split(', '))\n")
+        src += _LOSS if part == "loss" else _tile_adds(NR, part) + \
+            (_FUSED if part == "fused" else _THREE)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         if part == "common":
+            continue
+        if part == "loss":
             src += _LOSS_DRIVER.format(name=name, range=rng)
         elif part == "fused":  # the fused kernel zeroes each chunk's partial in its chunk
             src += _FUSED_DRIVER.format(name=name, range=rng, fused_prologue=_PROLOGUE.format(

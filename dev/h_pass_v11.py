@@ -1,6 +1,6 @@
 """Where the three-pass h pass's time goes, one thread, against torch.mm (dev/products_v11.md).
 
-    python dev/h_pass_v11.py 1024 [rounds] [sweep]   # N = K = M = 1024; NUMBA_CPU_NAME/FEATURES force an entry
+    python dev/h_pass_v11.py 1024 [rounds] [sweep] [jh=2,4]   # N = K = M = 1024; NUMBA_CPU_NAME/FEATURES force an entry
 
 x packed into micro-panels as the kernel does (pack_x), W by pack_w.  Times, medians (and bests) as
 multiples of torch.mm's in the same rounds (the VM's speed drifts):
@@ -92,7 +92,9 @@ def run_pass(want, K=K, m=c):  # K = 0: the epilogue alone
 variants = {"pass": lambda: run_pass(True), "nograd": lambda: run_pass(False),
             "epilogue": lambda: run_pass(True, 0), "epi nograd": lambda: run_pass(False, 0)}
 for kc in (KC,) + ((KC // 2, 2 * KC) if 'sweep' in sys.argv else ()):
-    for jh in (c.JH,) + ((2 * c.JH, 16) if 'sweep' in sys.argv else ()):
+    jhs = [a[3:] for a in sys.argv if a.startswith("jh=")]
+    for jh in tuple(int(j) for j in jhs[0].split(",")) if jhs else \
+            (c.JH,) + ((2 * c.JH, 16) if 'sweep' in sys.argv else ()):
         def v(kc=kc, jh=jh):
             for r0, j0, nj in items(jh):
                 prod(g[r0 * Mp:], Xp, Wp, K, Mp, r0, MC, j0, nj, Ct, kc)

@@ -80,13 +80,10 @@ def _run(key, compile_fn) -> None:
             _running.pop(key, None)
 
 
-def _reap(key, job, timeout=0.0) -> bool:
+def _reap(key, job) -> bool:
     # under _lock: whether job (a child process) has ended; records how, and forgets it
     proc, err = job
-    try:
-        code = proc.wait(timeout) if timeout is None or timeout > 0 else proc.poll()
-    except subprocess.TimeoutExpired:
-        code = None
+    code = proc.poll()
     if code is None:
         return False
     if code == 0:
@@ -136,8 +133,8 @@ def running() -> list:
 def wait(timeout: float | None = None) -> bool:
     """Wait for the running compiles; whether they all ended within timeout seconds."""
     with _lock:
-        jobs = list(_running.items())
-    for key, job in jobs:
+        jobs = list(_running.values())
+    for job in jobs:
         if isinstance(job, tuple):
             try:
                 job[0].wait(timeout)

@@ -11,7 +11,7 @@ import pytest
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import jit, machine, tiled as _tiled
+from loopgrad.cpu import intrinsics, jit, machine, tiled as _tiled
 from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
@@ -177,43 +177,120 @@ def test_empty_rows(rng, K, M):
     assert got.f == 0.0 and got.dx.shape == (0, K) and np.array_equal(got.dW, np.zeros((K, M), np.float32))
 
 
-# ------------------------------------------------------------ the SLP switch
+# ------------------------------------------------------------ the SLP switch, the micro-kernel
 
-def _micro_kernel_asm(slp: bool, vector_bits=None) -> str:
-    # compile a fresh copy of the AVX-512 entry's float32 micro-kernel, with or without SLP
+def _tile_add_asm(slp: bool, vector_bits=None) -> str:
+    # compile a fresh copy of the AVX-512 entry's float32 tile add (straight-line source
+    # that only SLP vectorizes), with or without SLP
     from numba import njit, types as nt
 
     mod = _tiled.module("float32", "avx512")
     P, I = nt.CPointer(nt.float32), nt.int64
-    sig = nt.void(I, P, I, I, I, P, I, I, P, I, I)  # mk(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc)
-    fresh = njit(sig, fastmath={"contract"}, pipeline_class=jit.StraightLine)
+    fresh = njit(nt.void(P, I, I, P, I), fastmath={"contract"}, pipeline_class=jit.StraightLine)
     if slp:
         with jit.settings(slp=True, vector_bits=vector_bits):
-            fn = fresh(mod.mk.py_func)
+            fn = fresh(mod.tile_add.py_func)
     else:
-        fn = fresh(mod.mk.py_func)
+        fn = fresh(mod.tile_add.py_func)
     return "\n".join(fn.inspect_asm().values())
 
 
-def test_slp_vectorizes_the_micro_kernel_and_is_put_back():
+def _micro_kernel_asm(vector_bits) -> str:
+    # a fresh function around the AVX-512 entry's float32 micro-kernel (8×32, 16 lanes)
+    from numba import njit, types as nt
+
+    mk = intrinsics.microkernel("float32", 8, 32, 16)
+    A1 = nt.Array(nt.float32, 1, "C")
+
+    def body(kc, A2, B2, C2):
+        mk(kc, intrinsics.pointer(A2), 0, 8, 1, intrinsics.pointer(B2), 0, 32,
+           intrinsics.pointer(C2), 0, 32)
+    with jit.settings(vector_bits=vector_bits):
+        fn = njit(nt.void(nt.int64, A1, A1, A1))(body)
+    return "\n".join(fn.inspect_asm().values())
+
+
+def test_slp_vectorizes_the_tile_adds_and_is_put_back():
     from numba.core import config
 
     before = config.SLP_VECTORIZE
-    packed = re.compile(r"vfmadd\w*ps\s.*%[yz]mm")
-    if not packed.search(_micro_kernel_asm(slp=True)):
-        pytest.skip("no packed float32 FMA on this CPU")
+    packed = re.compile(r"vaddps\s.*%[xyz]mm")
+    if not packed.search(_tile_add_asm(slp=True)):
+        pytest.skip("no packed float32 add on this CPU")
     assert config.SLP_VECTORIZE == before
     # without SLP the same source stays scalar: the switch is what vectorizes it
-    assert not packed.search(_micro_kernel_asm(slp=False))
+    assert not packed.search(_tile_add_asm(slp=False))
 
 
 def test_vector_width_gives_zmm_on_avx512():
-    # LLVM tunes Intel's AVX-512 chips for 256-bit vectors; the entry's width overrides it
+    # LLVM tunes Intel's AVX-512 chips for 256-bit vectors: its vectorizers then build no
+    # zmm code; the entry's width overrides it.  The micro-kernel's vectors are written
+    # out (512 bits on this entry) and stay whole either way.
     if machine.target()["isa"] != "avx512":
         pytest.skip("not an AVX-512 CPU")
     zmm = re.compile(r"vfmadd\w*ps\s.*%zmm")
-    assert len(zmm.findall(_micro_kernel_asm(slp=True, vector_bits=512))) >= 16  # 8×32: 16 zmm
-    assert not re.search(r"%zmm", _micro_kernel_asm(slp=True, vector_bits=256))
+    assert len(zmm.findall(_micro_kernel_asm(512))) >= 16  # 8×32: 16 zmm accumulators
+    assert len(zmm.findall(_micro_kernel_asm(256))) >= 16
+    assert re.search(r"vaddps\s.*%zmm", _tile_add_asm(slp=True, vector_bits=512))
+    assert not re.search(r"%zmm", _tile_add_asm(slp=True, vector_bits=256))
+
+
+def _mk_runner(T, MR, NR, VW):
+    from numba import njit, types as nt
+
+    mk = intrinsics.microkernel(T, MR, NR, VW)
+    A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
+    I = nt.int64
+
+    @njit(nt.void(I, A1, I, I, I, A1, I, I, A1, I, I))
+    def run(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
+        mk(kc, intrinsics.pointer(A), ao, lda, ldi, intrinsics.pointer(B), bo, ldb,
+           intrinsics.pointer(C), co, ldc)
+    return run
+
+
+@pytest.mark.parametrize("T,MR,NR,VW", [("float32", 8, 32, 16), ("float32", 12, 8, 8),
+                                        ("float64", 8, 16, 8), ("float64", 3, 6, 2)])
+def test_micro_kernel_writes_its_tile_and_nothing_else(rng, T, MR, NR, VW):
+    # A read in place as columns of a row-major matrix (lda = 1, ldi = its row length),
+    # B with a row stride past NR, C a tile inside a bigger matrix poisoned with NaN
+    kc, lda_rows, ldb, ldc, ao, bo, co = 37, 41, NR + 5, NR + 3, 3, 7, 2 * (NR + 3) + 1
+    A = rng.standard_normal(ao + MR * lda_rows + 8).astype(T)
+    B = rng.standard_normal(bo + kc * ldb + NR).astype(T)
+    C = np.full(co + MR * ldc + NR, np.nan, T)
+    _mk_runner(T, MR, NR, VW)(kc, A, ao, 1, lda_rows, B, bo, ldb, C, co, ldc)
+    a = np.array([[A[ao + p + i * lda_rows] for p in range(kc)] for i in range(MR)], np.float64)
+    b = np.array([[B[bo + p * ldb + j] for j in range(NR)] for p in range(kc)], np.float64)
+    want = a @ b
+    got = np.array([[C[co + i * ldc + j] for j in range(NR)] for i in range(MR)], np.float64)
+    # kc terms in T: within kc·eps(T)·Σ|a·b| of the float64 product
+    bound = kc * np.finfo(T).eps * (np.abs(a) @ np.abs(b))
+    assert np.all(np.abs(got - want) <= bound)
+    inside = np.zeros(C.shape, bool)
+    for i in range(MR):
+        inside[co + i * ldc:co + i * ldc + NR] = True
+    assert np.isnan(C[~inside]).all() and not np.isnan(C[inside]).any()
+
+
+def test_micro_kernel_sums_in_order_exactly():
+    # integers: every product and partial sum exact, so the tile is the exact product, and
+    # kc = 0 leaves zeros (the sums start from zero)
+    T, MR, NR, VW, kc = "float32", 8, 32, 16, 50
+    r = np.random.default_rng(5)
+    A = r.integers(-8, 9, kc * MR).astype(T)
+    B = r.integers(-8, 9, kc * NR).astype(T)
+    C = np.full(MR * NR, np.nan, T)
+    run = _mk_runner(T, MR, NR, VW)
+    run(kc, A, 0, MR, 1, B, 0, NR, C, 0, NR)
+    want = A.reshape(kc, MR).T.astype(np.float64) @ B.reshape(kc, NR).astype(np.float64)
+    assert np.array_equal(C.reshape(MR, NR), want)
+    run(0, A, 0, MR, 1, B, 0, NR, C, 0, NR)
+    assert np.array_equal(C, np.zeros_like(C))
+
+
+def test_micro_kernel_needs_lanes_that_divide_its_columns():
+    with pytest.raises(ValueError, match="VW must divide NR, got NR = 12, VW = 8"):
+        intrinsics.microkernel("float32", 4, 12, 8)
 
 
 def test_slp_switch_restored_after_an_error():

@@ -54,6 +54,8 @@ compiles as before, whether numba was imported before loopgrad or after.
 import functools
 import hashlib
 import math
+import os
+import re
 
 import numpy as np
 
@@ -109,345 +111,6 @@ _MK = """
 # packed micro-panel (lda = MR, ldi = 1) or rows or columns of x or g as they lie.  Vector
 # code written as LLVM IR (intrinsics.microkernel), inlined where it is called.
 mk = microkernel("{T}", MR, NR, {VW})
-"""
-
-_COMMON = """
-
-@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
-def pack_a(Ap, src, ld, r0, nrows, c0, kc):
-    # rows [r0, r0+nrows), columns [c0, c0+kc) of src (row stride ld) → MR-row micro-panels
-    for ir in range((nrows + MR - 1) // MR):
-        base = ir * kc * MR
-        for p in range(kc):
-            for i in range(MR):
-                r = ir * MR + i
-                Ap[base + p * MR + i] = src[(r0 + r) * ld + c0 + p] if r < nrows else T(0.0)
-
-
-@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
-def pack_at(Ap, src, ld, c0, ncols, r0, kc):
-    # the transpose: columns [c0, c0+ncols) of rows [r0, r0+kc) → MR-column micro-panels
-    for ir in range((ncols + MR - 1) // MR):
-        base = ir * kc * MR
-        for p in range(kc):
-            row = (r0 + p) * ld + c0
-            for i in range(MR):
-                c = ir * MR + i
-                Ap[base + p * MR + i] = src[row + c] if c < ncols else T(0.0)
-
-
-@njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_x(Xp2, x2, N, K, ir):
-    # rows [ir·MR, ir·MR + MR) of x (N×K) → micro-panel ir: Xp[(ir·K + p)·MR + i], rows
-    # past N zero; a KC block of a panel is then MR·kc contiguous elements
-    Xp, x = pointer(Xp2), pointer(x2)
-    base = ir * K * MR
-    for i in range(MR):
-        r = ir * MR + i
-        if r < N:
-            for p in range(K):
-                Xp[base + p * MR + i] = x[r * K + p]
-        else:
-            for p in range(K):
-                Xp[base + p * MR + i] = T(0.0)
-
-
-@njit(nt.void(A1, R1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_w(Wp2, W2, K, M, p0, p1):
-    # rows [p0, p1) of W (K×M) into all its column panels Wp[jr][p][NR], zero-padded: B of
-    # h = x·W.  Row by row, each read whole and in order: a panel at a time read NR
-    # elements of every row, rows 4 KiB apart at M = 1024, one page each, which the
-    # hardware prefetcher does not follow (3× a copy's time, dev/products_v10.md 13f)
-    Wp, W = pointer(Wp2), pointer(W2)
-    for p in range(p0, p1):
-        for jr in range((M + NR - 1) // NR):
-            for j in range(NR):
-                c = jr * NR + j
-                Wp[(jr * K + p) * NR + j] = W[p * M + c] if c < M else T(0.0)
-
-
-@njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_wt(Wtp2, W2, K, M, jr):
-    # column panel jr of Wᵀ (M×K), rows [jr·NR, jr·NR + NR) of W → Wtp[jr][p][NR], zero-padded:
-    # B of dx = g·Wᵀ.  (Reading a line of each row at a time, the rows' lines once each,
-    # was 1.1–1.8× slower: its stores, NR apart, stay scalar; dev/products_v10.md 13f)
-    Wtp, W = pointer(Wtp2), pointer(W2)
-    base = jr * M * NR
-    for p in range(M):
-        for j in range(NR):
-            c = jr * NR + j
-            Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
-
-
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
-                 A1), nogil=True, cache=True, fastmath=_FM_EPILOGUE)
-def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
-                  dshift, xp2):
-    # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
-    # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
-    # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
-    # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
-    # f has the same bits), and g over h in place (g's columns past M hold junk that
-    # nothing reads as g).  xp2: x packed into micro-panels (pack_x; r0 a multiple of
-    # MR), or empty: x read in place
-    g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
-    Ap, Ct, Xp = pointer(Ap2), pointer(Ct2), pointer(xp2)
-    packed = xp2.shape[0] > 0
-    nir = (rows + MR - 1) // MR
-    # panels read x in place, a last partial one too (its extra rows give rows of
-    # the tile that are never stored) unless it would read past the end of x
-    full = nir if packed or (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
-    for pc in range(0, K, KC):
-        kc = min(KC, K - pc)
-        if full < nir:
-            pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
-        for jr in range(j0, j0 + nj):
-            bo = (jr * K + pc) * NR
-            for ir in range(nir):
-                co = ir * MR * Mp + jr * NR
-                C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
-                if packed or ir >= full:  # micro-panels: x's packed once, or this block's
-                    # last partial one (pack_a); one call, A's strides literals
-                    A, ao = (Xp, ((r0 // MR + ir) * K + pc) * MR) if packed else \
-                        (Ap, (ir - full) * kc * MR)
-                    mk(kc, A, ao, MR, 1, Wp, bo, NR, C, c0, ldc)
-                else:
-                    if jr == j0 and K <= PF_K:
-                        ahead = (r0 + ir * MR) * K + PF_AHEAD
-                        for q in range(0, MR * K, LINE):
-                            prefetch(x, ahead + q)
-                    mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
-                if pc > 0:
-                    tile_add(g, co, Mp, Ct, MR)
-    # the epilogue runs along rows, or along the whole block where g has no padding and
-    # the columns are all of them: a short row (M = 16) is shorter than one vectorized
-    # step and would run scalar
-    c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
-    flat = Mp == M and c0 == 0 and c1 == M
-    f = 0.0
-    for n in range(1 if flat else rows):
-        gb = n * Mp + c0
-        yb = (r0 + n) * M + c0
-        db = yb - dshift
-        length = rows * M if flat else c1 - c0
-        if want_grads:
-            for j in range(length):
-                h = g[gb + j]
-                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
-                f += z * z
-                dy[db + j] = -2.0 * z
-                g[gb + j] = _relu_backward(h, z, a0)
-        else:
-            for j in range(length):
-                h = g[gb + j]
-                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
-                f += z * z
-    return f
-
-
-@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
-def tile_out(C, co, ldc, Ct, nrow, ncol, first):
-    # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
-    # KC block of a sum (first), added by the others; a whole tile of a later block by
-    # tile_add's vector rows
-    if nrow == MR and ncol == NR and not first:
-        tile_add(C, co, ldc, Ct, MR)
-        return
-    for i in range(nrow):
-        if first:
-            for j in range(ncol):
-                C[co + i * ldc + j] = Ct[i * NR + j]
-        else:
-            for j in range(ncol):
-                C[co + i * ldc + j] += Ct[i * NR + j]
-
-
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
-    # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
-    # read in place: its buffer has whole panels of rows):
-    # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
-    dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
-    nir = (rows + MR - 1) // MR
-    for pc in range(0, M, KC):
-        kc = min(KC, M - pc)
-        for jr in range(j0, j0 + nj):
-            ncol = min(NR, K - jr * NR)
-            bo = (jr * M + pc) * NR
-            for ir in range(nir):
-                nrow = min(MR, rows - ir * MR)
-                b = (r0 + ir * MR) * K + jr * NR
-                if nrow == MR and ncol == NR and pc == 0:  # a whole tile: straight into dx
-                    mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, dx, b, K)
-                    continue
-                mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, Ct, 0, NR)
-                tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
-
-
-@njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True, fastmath={"reassoc"})
-def trusted(f, W, dW, check_dW):
-    # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
-    # caller then recomputes with the float64 row kernel).  f finite: h and z were
-    # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
-    # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
-    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds (where dW
-    # was computed: check_dW).
-    if not f - f == 0.0:
-        return np.nan
-    w2 = 0.0
-    for i in range(W.shape[0]):
-        w2 += np.float64(W[i]) * np.float64(W[i])
-    if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
-        return np.nan
-    bad = 0.0
-    for i in range(dW.shape[0] if check_dW else 0):
-        bad += np.float64(dW[i]) - np.float64(dW[i])
-    return f if bad == 0.0 else np.nan
-"""
-
-_FUSED = """
-
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
-    # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
-    # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
-    part, x, g, Ap, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ap2), pointer(Ct2)
-    nir = (krows + MR - 1) // MR
-    whole = krows // MR  # panels that read x's rows in place
-    for pc in range(n0, n1, KC):
-        kc = min(KC, n1 - pc)
-        # a last partial panel reads in place too (its extra columns of x give rows
-        # of the tile that are never stored) unless it would run past the end of x
-        inside = whole < nir and (pc + kc - 1) * K + k0 + nir * MR <= x2.shape[0]
-        if whole < nir and not inside:
-            pack_at(Ap, x, K, k0 + whole * MR, krows - whole * MR, pc, kc)
-        for jr in range(Mp // NR):
-            bo = (pc - n0) * Mp + jr * NR
-            for ir in range(whole):
-                mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, Mp, Ct, 0, NR)
-                tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
-            if whole < nir:
-                if inside:
-                    mk(kc, x, pc * K + k0 + whole * MR, K, 1, g, bo, Mp, Ct, 0, NR)
-                else:
-                    mk(kc, Ap, 0, MR, 1, g, bo, Mp, Ct, 0, NR)
-                tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
-
-
-@njit(nt.void(A1, A64, I, I, I, I), nogil=True, cache=True)
-def sum_chunks(dW2, part2, nchunks, K, M, Mp):
-    # dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in chunk 0's rows
-    # (serial: at most a few % of the fused kernel's work, see plan)
-    dW, part = pointer(dW2), pointer(part2)
-    for c in range(1, nchunks):
-        for i in range(K * Mp):
-            part[i] += part[c * K * Mp + i]
-    for k in range(K):
-        for m in range(M):
-            dW[k * M + m] = part[k * Mp + m]
-"""
-
-_THREE = """
-
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
-    # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
-    # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
-    # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  The
-    # same products in the same order: the same bits as dx_block.
-    dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
-    nir = (rows + MR - 1) // MR
-    for pc in range(0, M, KC):
-        kc = min(KC, M - pc)
-        pack_a(Ap, g, Mp, 0, rows, pc, kc)
-        for jr in range(j0, j0 + nj):
-            ncol = min(NR, K - jr * NR)
-            bo = (jr * M + pc) * NR
-            for ir in range(nir):
-                nrow = min(MR, rows - ir * MR)
-                b = (r0 + ir * MR) * K + jr * NR
-                # a whole tile of the first block straight into dx, else into Ct; one call
-                # (the micro-kernel inlined once: compile time), A's strides literals
-                straight = nrow == MR and ncol == NR and pc == 0
-                C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc)
-                if not straight:
-                    tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
-
-
-@njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_g(Gp2, g2, Mp, pc, kc, jr):
-    # rows [pc, pc+kc) of g's column panel jr → Gp[jr][p][NR]: B of dW = xᵀ·g
-    Gp, g = pointer(Gp2), pointer(g2)
-    for p in range(kc):
-        for j in range(NR):
-            Gp[(jr * kc + p) * NR + j] = g[(pc + p) * Mp + jr * NR + j]
-
-
-@njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
-    # columns [k0, k0+krows) of rows [pc, pc+kc) of x → MR-column micro-panels at
-    # Xp[k0·kc:]: A of one KC block of dW = xᵀ·g, packed once for every item
-    pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
-
-
-@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
-    # one KC block of dW = xᵀ·g (both operands packed: rows of x and g lie 4 KiB or more
-    # apart) for rows [k0, k0+krows) and column panels [jr0, jr0+njr) of dW, the tile
-    # of Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] summed in float64 into part; `block` says which:
-    # FIRST sets part, MIDDLE adds, LAST writes dW = T(part + tile), ONLY dW = tile
-    # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a)
-    part, dW, Xp, Gp, Ct = pointer(part2), pointer(dW2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
-    nir = (krows + MR - 1) // MR
-    for jr in range(jr0, jr0 + njr):
-        cols = min(NR, M - jr * NR)
-        for ir in range(nir):
-            rows = min(MR, krows - ir * MR)
-            o = (k0 + ir * MR) * Mp + jr * NR
-            d = (k0 + ir * MR) * M + jr * NR
-            # the tile's rows of part (or of dW) lie Mp (M) elements apart, beyond the
-            # hardware prefetcher: ask for them while mk runs (dev/products_v10.md)
-            for i in range(rows):
-                for q in range(0, NR, 8):  # 8 float64s a line
-                    if block != ONLY:
-                        prefetch(part, o + i * Mp + q)
-                    if block == LAST or block == ONLY:
-                        prefetch(dW, d + i * M + q)
-            if block == ONLY and rows == MR and cols == NR:  # straight into dW
-                mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, dW, d, M)
-                continue
-            mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
-            if block == FIRST:
-                tile_set64(part, o, Mp, Ct, rows)
-            elif block == MIDDLE:
-                tile_add64(part, o, Mp, Ct, rows)
-            elif block == LAST and cols == NR:
-                tile_fold(dW, d, M, part, o, Mp, Ct, rows)
-            else:  # a last panel's columns past M are padding; ONLY's last rows
-                for i in range(rows):
-                    for j in range(cols):
-                        t = np.float64(Ct[i * NR + j])
-                        dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
-"""
-
-_LOSS = """
-
-@njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
-    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed into
-    # micro-panels where the grads kernel packs x (rows longer than PF_K, Mp ≥ PACK_X_M:
-    # dev/products_v10.md 13d); forward_block sees the block as rows from 0 of x, y and
-    # the panels.  The same products as in place: the same f.
-    packed = K > PF_K and Mp >= PACK_X_M
-    xb = x2[r0 * K:]
-    Xb = np.empty(MC * K if packed else 0, T)
-    if packed:
-        for ir in range((rows + MR - 1) // MR):
-            pack_x(Xb, xb, rows, K, ir)
-    h = np.empty(MC * Mp, T)
-    return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
-                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
 """
 
 # both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
@@ -661,12 +324,11 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, deps=_deps_digest())
     if part == "common":
-        src += _MK.format(T=T, VW=NR_VW(entry, T, NR)) + _tile_adds(NR, part) + _COMMON
+        src += _MK.format(T=T, VW=NR_VW(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
                 f"for _n in {_SHARED!r}.split(', '))\n")
-        src += _LOSS if part == "loss" else _tile_adds(NR, part) + \
-            (_FUSED if part == "fused" else _THREE)
+        src += _nests(part) if part == "loss" else _tile_adds(NR, part) + _nests(part)
     for name, rng in (("serial", "range"), ("parallel", "prange")):
         if part == "common":
             continue
@@ -682,6 +344,15 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     return src
 
 
+@functools.lru_cache(maxsize=None)
+def _nests(part: str) -> str:
+    # part `part` of nests.py: from its "# part NAME" line to the next part's
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nests.py")
+    with open(path, encoding="utf-8") as fh:
+        parts = re.split(r"^# part (\w+)\n", fh.read(), flags=re.M)
+    return "\n" + dict(zip(parts[1::2], parts[2::2]))[part].rstrip("\n") + "\n"
+
+
 def NR_VW(entry: machine.Entry, T: str, NR: int) -> int:
     """Lanes a vector of the micro-kernel: the entry's vector width in T, or fewer where
     that does not divide NR."""
@@ -694,7 +365,7 @@ def _deps_digest() -> str:
     from . import intrinsics, rows
 
     h = hashlib.sha256()
-    for mod in (intrinsics, jit, rows):
+    for mod in (intrinsics, jit, rows):  # (nests.py is copied in: its text is in the file)
         with open(mod.__file__, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]

@@ -6,7 +6,7 @@ A development probe for a GPU machine (PYTHONPATH=.):
     python3 benchmarks/cuda_probe.py kernels           # CUDA-event times of the kernels alone
     python3 benchmarks/cuda_probe.py tiles --tile 128  # tiled path with 128×128 output tiles
 
-`--tile B` patches loopgrad.cuda's tile constants (B×B outputs per block, 16×16
+`--tile B` patches loopgrad.cuda.products' tile constants (B×B outputs per block, 16×16
 threads, (B/16)² register tile each) before anything compiles.
 """
 
@@ -17,7 +17,7 @@ import time
 import torch
 
 import loopgrad
-from loopgrad import cuda as k
+from loopgrad.cuda import host, products, rows
 
 
 def median_us(fn, reps=200):
@@ -52,7 +52,6 @@ def tensors(N, K, M):
 def overhead():
     from numba import cuda
 
-    from loopgrad import _gpu
 
     x, W, y = tensors(10, 4, 4)
     loopgrad.grads(x, W, y)
@@ -61,22 +60,22 @@ def overhead():
             for s in ((10, 4), (4, 4), (10, 4))]
     part = cuda.as_cuda_array(torch.empty((1, 17), dtype=torch.float64, device="cuda"), sync=False)
     f_out = cuda.as_cuda_array(torch.empty(1, dtype=torch.float64, device="cuda"), sync=False)
-    smem = k.fused_shared_bytes(4, 4)
+    smem = rows.fused_shared_bytes(4, 4)
     stages = {
         "loopgrad.grads (whole call)": lambda: loopgrad.grads(x, W, y),
         "3 × as_cuda_array(sync=False)": lambda: [cuda.as_cuda_array(t, sync=False) for t in (x, W, y)],
         "3 × as_cuda_array(sync=True)": lambda: [cuda.as_cuda_array(t) for t in (x, W, y)],
         "torch.empty + as_cuda_array": lambda: cuda.as_cuda_array(torch.empty(4, device="cuda"), sync=False),
         "numba device_array(17)": lambda: cuda.device_array(17),
-        "launch fused_rows": lambda: k.fused_rows[1, k.ROWS, 0, smem](outs[0], part, outs[2], xd, Wd, yd, 0.0, True),
-        "launch sum_blocks": lambda: k.sum_blocks[1, 128](outs[1], f_out, part),
+        "launch fused_rows": lambda: rows.fused_rows[1, rows.ROWS, 0, smem](outs[0], part, outs[2], xd, Wd, yd, 0.0, True),
+        "launch sum_blocks": lambda: rows.sum_blocks[1, 128](outs[1], f_out, part),
         "f_out.copy_to_host": lambda: f_out.copy_to_host(),
-        "k.run (launches + fetch)": lambda: k.run(*outs, xd, Wd, yd, 0.0),
+        "host.run (launches + fetch)": lambda: host.run(*outs, xd, Wd, yd, 0.0),
         "torch hand formula": lambda: (lambda h: ((torch.clamp(h, min=0) - y) ** 2).sum().item())(x @ W),
         "with cuda.gpus[0]: (enter + exit)": lambda: cuda.gpus[0].__enter__() and cuda.gpus[0].__exit__(None, None, None),
         "torch.cuda.current_stream()": lambda: torch.cuda.current_stream(x.device),
-        "_gpu._stream_and_device": lambda: _gpu._stream_and_device(x, "torch", cuda),
-        "_gpu._device_view (one tensor)": lambda: _gpu._device_view("x", x, cuda),
+        "host._stream_and_device": lambda: host._stream_and_device(x, "torch"),
+        "host._device_view (one tensor)": lambda: host._device_view("x", x),
     }
     for name, fn in stages.items():
         fn()
@@ -91,13 +90,13 @@ def kernels():
         xd, Wd, yd = (cuda.as_cuda_array(t, sync=False) for t in (x, W, y))
         outs = [cuda.as_cuda_array(torch.empty(s, device="cuda"), sync=False)
                 for s in ((N, K), (K, M), (N, M))]
-        blocks = min(-(-N // k.ROWS), k.MAX_BLOCKS)
+        blocks = min(-(-N // rows.ROWS), host.MAX_BLOCKS)
         part = cuda.as_cuda_array(torch.empty((blocks, K * M + 1), dtype=torch.float64,
                                               device="cuda"), sync=False)
-        smem = k.fused_shared_bytes(K, M)
+        smem = rows.fused_shared_bytes(K, M)
 
         def fused():
-            k.fused_rows[blocks, k.ROWS, 0, smem](outs[0], part, outs[2], xd, Wd, yd, 0.0, True)
+            rows.fused_rows[blocks, rows.ROWS, 0, smem](outs[0], part, outs[2], xd, Wd, yd, 0.0, True)
 
         ms = event_ms(fused)
         nbytes = 4 * 2 * (N * K + N * M)
@@ -110,9 +109,10 @@ def kernels():
 
 def tiles(tile):
     if tile:
-        k.BM = k.BN = tile
-        k.TM = k.TN = tile // k.TY
-        k._A_TILE, k._B_TILE, k._ACC = (k.BK, tile), (k.BK, tile), (k.TM, k.TN)
+        products.BM = products.BN = tile
+        products.TM = products.TN = tile // products.TY
+        products._A_TILE = products._B_TILE = (products.BK, tile)
+        products._ACC = (products.TM, products.TN)
     for N, K, M in [(10**5, 256, 256), (4096, 4096, 4096)]:
         x, W, y = tensors(N, K, M)
         got = loopgrad.grads(x, W, y)
@@ -122,7 +122,7 @@ def tiles(tile):
         errs = [((a.double() - b).abs().max() / b.abs().max()).item()
                 for a, b in zip(got[1:], (x64.grad, W64.grad, y64.grad))]
         ms = event_ms(lambda: loopgrad.grads(x, W, y), reps=10)
-        print(f"tile {k.BM}×{k.BN} (register {k.TM}×{k.TN}) {N}×{K}×{M}: {ms:.2f} ms, "
+        print(f"tile {products.BM}×{products.BN} (register {products.TM}×{products.TN}) {N}×{K}×{M}: {ms:.2f} ms, "
               f"{6 * N * K * M / ms / 1e9:.0f} GFLOP/s, errors dx dW dy {errs}", flush=True)
         del x, W, y, got, x64, W64, y64, z
 

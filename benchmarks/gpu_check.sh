@@ -15,7 +15,7 @@ export NUMBA_ENABLE_CUDASIM=0
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c 'import numpy, numba, torch; print("numpy", numpy.__version__, "numba", numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
-python3 -c 'import loopgrad._gpu as g; g.kernels(); print("loopgrad CUDA kernels usable")' || exit 1
+python3 -c 'import loopgrad.cuda as g; g.kernels(); print("loopgrad CUDA kernels usable")' || exit 1
 
 echo "== CUDA tests on the GPU"
 timeout 200 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda 2>&1 | tee "$out/gpu_tests.txt" | tail -25

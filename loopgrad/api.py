@@ -1,4 +1,5 @@
-"""Public entry points: validate, allocate, dispatch to a kernel.
+"""Public entry points: validate, then route to a backend, loopgrad.cpu or loopgrad.cuda
+(two packages with the same grads and loss).
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 """
@@ -7,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _gpu, _inputs
+from . import _inputs, cuda
 
 
 class Grads(NamedTuple):
@@ -35,7 +36,7 @@ def _device(device, x, W, y) -> str:
     # "cpu" or "cuda": where the call runs; all three inputs must live together
     if device is None and type(x) is type(W) is type(y) is np.ndarray:
         return "cpu"  # the common case, without the per-library checks
-    where = [_gpu.on_gpu(a) for a in (x, W, y)]
+    where = [cuda.on_gpu(a) for a in (x, W, y)]
     if any(where) and not all(where):
         places = ", ".join(f"{n} on the {'GPU' if g else 'host'}" for n, g in zip("xWy", where))
         raise ValueError(f"x, W and y must be on the same device, got {places}")
@@ -118,7 +119,7 @@ def grads(x, W, y, *, wrt=_inputs.WRT_ALL, out=None, relu_grad_at_zero: float = 
         if out is not None:
             raise ValueError("out= takes host arrays: the GPU path allocates its outputs on the "
                              "device (pass out=None)")
-        return Grads(*_gpu.grads(x, W, y, a0, want))
+        return Grads(*cuda.grads(x, W, y, a0, want))
     xa, Wa, ya, _ = _inputs.inputs(x, W, y)
     given = _inputs.check_out(out, want, xa, Wa, ya)
     f, *got = _cpu().grads(xa, Wa, ya, a0, want, given)
@@ -139,6 +140,6 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     may differ within a chunk.
     """
     if _device(device, x, W, y) == "cuda":
-        return _gpu.loss(x, W, y)
+        return cuda.loss(x, W, y)
     xa, Wa, ya, _ = _inputs.inputs(x, W, y)
     return float(_cpu().loss(xa, Wa, ya))

@@ -61,8 +61,8 @@ def report() -> dict:
     except RuntimeError as e:
         generated = f"none: {e}"
     try:
-        from . import _gpu
-        _gpu.kernels()
+        from . import cuda as backend
+        backend.kernels()
         from numba import cuda
         name = getattr(cuda.get_current_device(), "name", "Numba's CUDA simulator")
         gpu = f"usable: {name.decode() if isinstance(name, bytes) else name}"

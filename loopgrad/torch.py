@@ -12,7 +12,7 @@ explicitly.  Inside it `import torch` is PyTorch itself (absolute imports).
 
 import torch
 
-from . import _gpu, _inputs, api
+from . import _inputs, api, cuda
 
 _DOUBLE_BACKWARD = (
     "loopgrad.torch.loss supports first derivatives only: its gradients have no "
@@ -132,9 +132,9 @@ def _compute(x, W, y, relu_grad_at_zero, want):
     # without its conversions of each tensor: 20 µs of a 10×4×4 call)
     if x.device.type != "cpu":  # on the GPU: f stays there, no host synchronisation
         if want == 0:
-            f, grads = _gpu.compute(x, W, y, 0.0, False, f_on_device=True), (None, None, None)
+            f, grads = cuda.compute(x, W, y, 0.0, False, f_on_device=True), (None, None, None)
         else:
-            f, *grads = _gpu.compute(x, W, y, relu_grad_at_zero, True, want, f_on_device=True)
+            f, *grads = cuda.compute(x, W, y, relu_grad_at_zero, True, want, f_on_device=True)
         return (f.reshape(()).to(x.dtype), *grads)
     x, W, y = (_inputs.torch_detached(n, a).numpy() for n, a in (("x", x), ("W", W), ("y", y)))
     if want == 0:  # the forward alone (no_grad, or nothing requires grad): loopgrad.loss

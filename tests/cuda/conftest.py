@@ -6,10 +6,10 @@ numba is imported, as tests/test_cuda_simulator.py does in a subprocess.
 
 import pytest
 
-from loopgrad import _gpu
+import loopgrad.cuda
 
 try:
-    _gpu.kernels()
+    loopgrad.cuda.kernels()
     USABLE, WHY = True, ""
 except RuntimeError as e:
     USABLE, WHY = False, str(e)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import loopgrad
-from loopgrad import cuda as kernels
+from loopgrad.cuda import host, products
 from loopgrad import reference
 from _helpers import assert_matches_torch, draw
 
@@ -24,7 +24,7 @@ def poisoned_run(x, W, y, a0=0.0):
     N, K = x.shape
     M = W.shape[1]
     outs = [cuda.to_device(np.full(s, np.nan, x.dtype)) for s in ((N, K), (K, M), (N, M))]
-    f = kernels.run(*outs, *(cuda.to_device(a) for a in (x, W, y)), a0)
+    f = host.run(*outs, *(cuda.to_device(a) for a in (x, W, y)), a0)
     return (f, *(o.copy_to_host() for o in outs))
 
 
@@ -85,8 +85,8 @@ def test_bitwise_deterministic(rng):
 
 def test_dW_slices_cover_the_rows():
     for N, K, M in [(0, 20, 20), (1, 300, 300), (10**5, 256, 256), (4096, 4096, 4096), (10**7, 17, 3)]:
-        rows, slices = kernels.dW_slices(N, K, M)
-        assert rows % kernels.BK == 0 and slices >= 1
+        rows, slices = host.dW_slices(N, K, M)
+        assert rows % products.BK == 0 and slices >= 1
         assert slices * rows >= N and (slices - 1) * rows < max(N, 1)
 
 
@@ -174,7 +174,7 @@ def test_kernels_write_only_what_is_asked(rng, N, K, M, wants):
     xd, Wd, yd = (cuda.to_device(a) for a in (x, W, y))
     for want in wants:
         outs = [cuda.to_device(np.full(s, np.nan, x.dtype)) for s in ((N, K), (K, M), (N, M))]
-        f = kernels.run(*outs, xd, Wd, yd, 0.5, want=want)
+        f = host.run(*outs, xd, Wd, yd, 0.5, want=want)
         assert f == full[0], want
         for bit, o, ref in zip((1, 2, 4), outs, full[1:]):
             got = o.copy_to_host()
@@ -196,5 +196,5 @@ def test_f_can_stay_on_the_device(rng):
     for grads in (True, False):
         outs = [cuda.to_device(np.full(s, np.nan)) for s in ((30, 4), (4, 3), (30, 3))]
         f_out = cuda.to_device(np.full(1, np.nan))
-        assert kernels.run(*outs, *args, 0.0, grads, f_out=f_out) is None
-        assert f_out.copy_to_host()[0] == kernels.run(*outs, *args, 0.0, grads)
+        assert host.run(*outs, *args, 0.0, grads, f_out=f_out) is None
+        assert f_out.copy_to_host()[0] == host.run(*outs, *args, 0.0, grads)

@@ -1,21 +1,24 @@
-"""The tiled kernels' pieces as Python: the loop nests around the micro-kernel.
+"""The tiled kernels as Python: the loop nests around the micro-kernel, and the drivers.
 
 Never imported.  tiled.py copies each part below (from its `# part NAME` line to the
 next) into a generated module per tile of the machine table, after a header that sets
 the tile's constants (MR, NR, MC, KC, T, ...) and defines the micro-kernel `mk` and the
-tile adds (tiled._HEADER, tiled._MK, tiled._tile_adds), and before the drivers
-(tiled._FUSED_DRIVER, ...).  Numba freezes a module's globals into the code it
-compiles, so each tile's copy is compiled with its own sizes as constants: the
-micro-kernel's strides are literals where it is inlined.  The part names are
-tiled.PARTS's modules: "common" (imported by the other three), "fused", "three", "loss".
+tile adds (tiled._HEADER, tiled._MK, tiled._tile_adds): only those depend on the tile
+in the text.  Numba freezes a module's globals into the code it compiles, so each
+tile's copy is compiled with its own sizes as constants: the micro-kernel's strides are
+literals where it is inlined.  The part names are tiled.PARTS's modules: "common"
+(imported by the other three), "fused", "three", "loss".  Each of the last three ends
+with its kernel's parallel driver, `_<name>_parallel`, and tiled.py appends the serial
+one, the same text with range for prange (tiled._serial).
 
 The lines before the first part stand in for that header, with the AVX-512 entry's
 float32 tile, so that this file is ordinary Python to a linter or an editor.  What the
 pieces compute, and why so, is in tiled.py's docstring and the comments here.
 """
 import numpy as np
-from numba import njit, types as nt
+from numba import njit, prange, types as nt
 
+from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.intrinsics import microkernel, pointer, prefetch
 from loopgrad.cpu.rows import relu_backward as _relu_backward
 
@@ -268,6 +271,65 @@ def sum_chunks(dW2, part2, nchunks, K, M, Mp):
             dW[k * M + m] = part[k * Mp + m]
 
 
+# The fused kernel's driver (tiled.py adds its serial copy: prange → range).  Drivers only
+# loop, slice and add in float64, so the serial one also runs as plain Python over the
+# compiled pieces (tiled.driver).
+def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
+    # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
+    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache);
+    # the gradients not wanted are not computed (dy goes to a block-sized sink)
+    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
+    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
+    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
+    Mp = (M + NR - 1) // NR * NR
+    Kp = (K + NR - 1) // NR * NR
+    # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
+    wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
+    wg = wdx or wdw
+    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
+    # x packed (npx micro-panels, `pack_x`), then the rest
+    nwt = M * Kp if wdx else 0
+    npx = 0
+    Wp = wsT[:K * Mp]                    # B of h = x·W
+    Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
+    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
+    part = ws64[:nchunks * K * Mp if wdw else 0]  # dW's float64 partials
+    for jr in range(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
+        if jr < Kp // NR:
+            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+            if wdx:
+                pack_wt(Wtp, W, K, M, jr)
+    rest = wsT[K * Mp + nwt + npx * MR * K:]
+    nc, R = nchunks, chunk_rows
+    fc = np.empty(nc)
+    for c in prange(nc):
+        n0 = c * R
+        n1 = min(N, n0 + R)
+        Ap = np.empty(MC * KC, T)
+        Ct = np.empty(MR * NR, T)
+        g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
+        sink = np.empty(0 if wdy else MC * M, T)
+        pc = part[c * K * Mp:(c + 1) * K * Mp]
+        pc[:] = 0.0
+        f = 0.0
+        for r0 in range(n0, n1, MC):
+            rows = min(MC, n1 - r0)
+            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
+                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0])
+            if wdx:
+                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
+            if wdw:
+                for k0 in range(0, K, MC):
+                    dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+        fc[c] = f
+    if wdw:
+        sum_chunks(dW, part, nc, K, M, Mp)
+    f = 0.0
+    for c in range(nc):
+        f += fc[c]
+    return trusted(f, W, dW, wdw)
+
+
 # part three
 
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
@@ -352,6 +414,105 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
                         dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
 
 
+# The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
+def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
+    # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
+    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used); the
+    # gradients not wanted are not computed, and g is kept only for dx or dW
+    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
+    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
+    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
+    Mp = (M + NR - 1) // NR * NR
+    Kp = (K + NR - 1) // NR * NR
+    # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
+    wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
+    wg = wdx or wdw
+    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
+    # x packed (npx micro-panels, `pack_x`), then the rest
+    nwt = M * Kp if wdx else 0
+    npx = (N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0
+    Wp = wsT[:K * Mp]                    # B of h = x·W
+    Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
+    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
+    part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
+    for jr in prange(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
+        if jr < Kp // NR:
+            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+            if wdx:
+                pack_wt(Wtp, W, K, M, jr)
+        if jr < npx:
+            pack_x(Xpk, x, N, K, jr)
+    rest = wsT[K * Mp + nwt + npx * MR * K:]
+    ng = (N + MR - 1) // MR * MR * Mp if wg else 0
+    g = rest[:ng]  # whole panels of MR rows for dx
+    # h and its epilogue, then dx, by items of MC rows × JH column panels: W's panels of
+    # an item stay in its core's L2, and there are enough items to keep every thread busy
+    nb = (N + MC - 1) // MC
+    nh, nx = Mp // NR, Kp // NR
+    gh = (nh + JH - 1) // JH
+    fb = np.empty(nb * gh)
+    for item in prange(nb * gh):
+        r0, j0 = item // gh * MC, item % gh * JH
+        # without dx and dW, h lives in the item's own block; without dy, dy in a sink
+        gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
+        fb[item] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
+                                 Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
+                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True,
+                                 0 if wdy else r0 * M, Xpk)
+    # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
+    # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
+    if wdx:
+        # dx by items of MC rows × JX column panels, at least DX_ITEMS of them (enough
+        # to keep the threads busy): each packs its rows of g once per KC block, for all
+        # its panels.  The items write disjoint parts of dx: their shape changes no bit.
+        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
+        JX = (nx + gx - 1) // gx
+        gx = (nx + JX - 1) // JX
+        for item in prange(nb * gx):
+            r0, j0 = item // gx * MC, item % gx * JX
+            dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
+                      min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
+    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
+    # by MC rows of dW packed once for all threads, then (MC rows × JB·NR columns of dW)
+    # items, each summing the chunk's blocks in turn into its part of the float64 partial,
+    # which stays in its core's L2 (block by block for all items, the partial came from
+    # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
+    nk = (K + MC - 1) // MC
+    njb = (Mp // NR + JB - 1) // JB
+    if N == 0 and wdw:  # no block of rows: dW = 0
+        dW[:] = 0.0
+    nbc = min(DWB, (N + KC - 1) // KC)
+    xpb = (K + MR - 1) // MR * MR * KC  # one block's xᵀ panels
+    Gp = rest[ng:][:nbc * KC * Mp]
+    Xp = rest[ng + nbc * KC * Mp:][:nbc * xpb]
+    if wdw:
+        for c0 in range(0, N, DWB * KC):
+            nbk = min(DWB, (N - c0 + KC - 1) // KC)
+            for t in prange(nbk * (Mp // NR + nk)):
+                b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
+                pc = c0 + b * KC
+                kc = min(KC, N - pc)
+                if u < Mp // NR:
+                    pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
+                else:
+                    k0 = (u - Mp // NR) * MC
+                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
+            for item in prange(nk * njb):
+                kb, jb = item // njb, item % njb
+                Ct = np.empty(MR * NR, T)
+                for b in range(nbk):
+                    pc = c0 + b * KC
+                    kc = min(KC, N - pc)
+                    last = pc + kc == N
+                    block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
+                    dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                            min(MC, K - kb * MC), jb * JB, min(JB, Mp // NR - jb * JB), block, Ct)
+    f = 0.0
+    for b in range(nb * gh):
+        f += fb[b]
+    return trusted(f, W, dW, wdw)
+
+
 # part loss
 
 @njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
@@ -369,3 +530,20 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     h = np.empty(MC * Mp, T)
     return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
                          np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
+
+
+# The loss kernel's driver (tiled.py adds its serial copy: prange → range)
+def _loss_parallel(x2, W2, y2, wsT):
+    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
+    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
+    Mp = (M + NR - 1) // NR * NR
+    Wp = wsT[:K * Mp]
+    pack_w(Wp, W, K, M, 0, K)  # serial: one parallel loop less to compile
+    nb = (N + MC - 1) // MC
+    fb = np.empty(nb)
+    for b in prange(nb):  # one call a block: a short parallel body compiles fast
+        fb[b] = loss_block(x, Wp, y, K, M, Mp, b * MC, min(MC, N - b * MC))
+    f = 0.0
+    for b in range(nb):
+        f += fb[b]
+    return f if f - f == 0.0 else np.nan  # not finite: the caller recomputes in float64

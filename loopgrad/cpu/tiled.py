@@ -113,171 +113,6 @@ _MK = """
 mk = microkernel("{T}", MR, NR, {VW})
 """
 
-# both grads drivers start alike: flat views of the arrays, then W and Wᵀ packed (in
-# parallel by the three-pass kernel, whose W can be large; the fused one's W is small).  Each parallel loop costs 0.6–2 s of compile: they are
-# as few as the passes need (dev/machines_v8.md 8e).
-_PROLOGUE = """\
-    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
-    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
-    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
-    Mp = (M + NR - 1) // NR * NR
-    Kp = (K + NR - 1) // NR * NR
-    # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
-    wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
-    wg = wdx or wdw
-    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
-    # x packed (npx micro-panels, `pack_x`), then the rest
-    nwt = M * Kp if wdx else 0
-    npx = {npx}
-    Wp = wsT[:K * Mp]                    # B of h = x·W
-    Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
-    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
-    part = ws64[:{nparts} if wdw else 0]  # dW's float64 partials
-    for jr in {range}(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
-        if jr < Kp // NR:
-            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-            if wdx:
-                pack_wt(Wtp, W, K, M, jr)
-{pack_x}    rest = wsT[K * Mp + nwt + npx * MR * K:]
-"""
-
-# the three-pass prologue's loop packs x too (the fused kernel reads x in place)
-_PACK_X = """\
-        if jr < npx:
-            pack_x(Xpk, x, N, K, jr)
-"""
-
-_FUSED_DRIVER = """
-
-def _grads_fused_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
-    # one pass over chunks of rows; per block of MC rows: h, epilogue, dx, and the
-    # block's dW added to the chunk's float64 partial (K·Mp small: it stays in cache);
-    # the gradients not wanted are not computed (dy goes to a block-sized sink)
-{fused_prologue}    nc, R = nchunks, chunk_rows
-    fc = np.empty(nc)
-    for c in {range}(nc):
-        n0 = c * R
-        n1 = min(N, n0 + R)
-        Ap = np.empty(MC * KC, T)
-        Ct = np.empty(MR * NR, T)
-        g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
-        sink = np.empty(0 if wdy else MC * M, T)
-        pc = part[c * K * Mp:(c + 1) * K * Mp]
-        pc[:] = 0.0
-        f = 0.0
-        for r0 in range(n0, n1, MC):
-            rows = min(MC, n1 - r0)
-            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
-                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0])
-            if wdx:
-                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
-            if wdw:
-                for k0 in range(0, K, MC):
-                    dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
-        fc[c] = f
-    if wdw:
-        sum_chunks(dW, part, nc, K, M, Mp)
-    f = 0.0
-    for c in range(nc):
-        f += fc[c]
-    return trusted(f, W, dW, wdw)
-"""
-
-_THREE_DRIVER = """
-
-def _grads_{name}(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
-    # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
-    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used); the
-    # gradients not wanted are not computed, and g is kept only for dx or dW
-{prologue}    ng = (N + MR - 1) // MR * MR * Mp if wg else 0
-    g = rest[:ng]  # whole panels of MR rows for dx
-    # h and its epilogue, then dx, by items of MC rows × JH column panels: W's panels of
-    # an item stay in its core's L2, and there are enough items to keep every thread busy
-    nb = (N + MC - 1) // MC
-    nh, nx = Mp // NR, Kp // NR
-    gh = (nh + JH - 1) // JH
-    fb = np.empty(nb * gh)
-    for item in {range}(nb * gh):
-        r0, j0 = item // gh * MC, item % gh * JH
-        # without dx and dW, h lives in the item's own block; without dy, dy in a sink
-        gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
-        fb[item] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
-                                 Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
-                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                 0 if wdy else r0 * M, Xpk)
-    # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
-    # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
-    if wdx:
-        # dx by items of MC rows × JX column panels, at least DX_ITEMS of them (enough
-        # to keep the threads busy): each packs its rows of g once per KC block, for all
-        # its panels.  The items write disjoint parts of dx: their shape changes no bit.
-        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
-        JX = (nx + gx - 1) // gx
-        gx = (nx + JX - 1) // JX
-        for item in {range}(nb * gx):
-            r0, j0 = item // gx * MC, item % gx * JX
-            dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
-                      min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
-    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
-    # by MC rows of dW packed once for all threads, then (MC rows × JB·NR columns of dW)
-    # items, each summing the chunk's blocks in turn into its part of the float64 partial,
-    # which stays in its core's L2 (block by block for all items, the partial came from
-    # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
-    nk = (K + MC - 1) // MC
-    njb = (Mp // NR + JB - 1) // JB
-    if N == 0 and wdw:  # no block of rows: dW = 0
-        dW[:] = 0.0
-    nbc = min(DWB, (N + KC - 1) // KC)
-    xpb = (K + MR - 1) // MR * MR * KC  # one block's xᵀ panels
-    Gp = rest[ng:][:nbc * KC * Mp]
-    Xp = rest[ng + nbc * KC * Mp:][:nbc * xpb]
-    if wdw:
-        for c0 in range(0, N, DWB * KC):
-            nbk = min(DWB, (N - c0 + KC - 1) // KC)
-            for t in {range}(nbk * (Mp // NR + nk)):
-                b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
-                pc = c0 + b * KC
-                kc = min(KC, N - pc)
-                if u < Mp // NR:
-                    pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
-                else:
-                    k0 = (u - Mp // NR) * MC
-                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
-            for item in {range}(nk * njb):
-                kb, jb = item // njb, item % njb
-                Ct = np.empty(MR * NR, T)
-                for b in range(nbk):
-                    pc = c0 + b * KC
-                    kc = min(KC, N - pc)
-                    last = pc + kc == N
-                    block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
-                    dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
-                            min(MC, K - kb * MC), jb * JB, min(JB, Mp // NR - jb * JB), block, Ct)
-    f = 0.0
-    for b in range(nb * gh):
-        f += fb[b]
-    return trusted(f, W, dW, wdw)
-"""
-
-_LOSS_DRIVER = """
-
-def _loss_{name}(x2, W2, y2, wsT):
-    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
-    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
-    Mp = (M + NR - 1) // NR * NR
-    Wp = wsT[:K * Mp]
-    pack_w(Wp, W, K, M, 0, K)  # serial: one parallel loop less to compile
-    nb = (N + MC - 1) // MC
-    fb = np.empty(nb)
-    for b in {range}(nb):  # one call a block: a short parallel body compiles fast
-        fb[b] = loss_block(x, Wp, y, K, M, Mp, b * MC, min(MC, N - b * MC))
-    f = 0.0
-    for b in range(nb):
-        f += fb[b]
-    return f if f - f == 0.0 else np.nan  # not finite: the caller recomputes in float64
-"""
-
-
 def _tile_adds(NR: int, part: str) -> str:
     # C[co + i·ldc + j] += Ct[i·NR + j] for the first `rows` rows of a tile, into T or float64
     # C (T + float64 is float64).  A loop over rows, each row straight-line with its loads
@@ -328,19 +163,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
                 f"for _n in {_SHARED!r}.split(', '))\n")
-        src += _nests(part) if part == "loss" else _tile_adds(NR, part) + _nests(part)
-    for name, rng in (("serial", "range"), ("parallel", "prange")):
-        if part == "common":
-            continue
-        if part == "loss":
-            src += _LOSS_DRIVER.format(name=name, range=rng)
-        elif part == "fused":  # the fused kernel zeroes each chunk's partial in its chunk
-            src += _FUSED_DRIVER.format(name=name, range=rng, fused_prologue=_PROLOGUE.format(
-                range="range", nparts="nchunks * K * Mp", npx="0", pack_x=""))
-        else:
-            src += _THREE_DRIVER.format(name=name, range=rng, prologue=_PROLOGUE.format(
-                range=rng, nparts="K * Mp", pack_x=_PACK_X,
-                npx="(N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0"))
+        src += ("" if part == "loss" else _tile_adds(NR, part)) + _nests(part)
+        src += _serial(_nests(part))
     return src
 
 
@@ -351,6 +175,14 @@ def _nests(part: str) -> str:
     with open(path, encoding="utf-8") as fh:
         parts = re.split(r"^# part (\w+)\n", fh.read(), flags=re.M)
     return "\n" + dict(zip(parts[1::2], parts[2::2]))[part].rstrip("\n") + "\n"
+
+
+def _serial(part_src: str) -> str:
+    # the serial copy of a part's driver (its last function, `_..._parallel`): prange → range
+    # (two functions, not one jitted twice: Numba's cache key has no `parallel` flag)
+    m = re.search(r"^def (_\w+)_parallel\(", part_src, flags=re.M)
+    return "\n\n" + part_src[m.start():].replace(f"{m.group(1)}_parallel(", f"{m.group(1)}_serial(", 1) \
+        .replace("prange(", "range(")
 
 
 def NR_VW(entry: machine.Entry, T: str, NR: int) -> int:

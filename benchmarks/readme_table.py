@@ -56,8 +56,7 @@ def table(root: str = ROOT) -> str:
     head = ["N×K×M, float32"] + [f"{chr(65 + i)}" for i in range(len(records))]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * len(records)]
     for shape in SHAPES:
-        name = "×".join(f"10{_sup(len(str(v)) - 1)}" if str(v).strip("0") == "1" and v >= 1000
-                        else str(v) for v in shape)
+        name = "×".join(_dim(v) for v in shape)
         lines.append("| " + " | ".join([name] + [_cell(r, shape) for r in records]) + " |")
     lines.append("")
     for i, (path, rec) in enumerate(zip(SOURCES, records)):
@@ -66,8 +65,12 @@ def table(root: str = ROOT) -> str:
     return "\n".join(lines)
 
 
-def _sup(n: int) -> str:
-    return "".join("⁰¹²³⁴⁵⁶⁷⁸⁹"[int(c)] for c in str(n))
+def _dim(v: int) -> str:
+    # 1000000 → 10⁶ (powers of ten from 1000 on), else the number
+    digits = str(v)
+    if v < 1000 or digits.strip("0") != "1":
+        return digits
+    return "10" + "".join("⁰¹²³⁴⁵⁶⁷⁸⁹"[int(c)] for c in str(len(digits) - 1))
 
 
 def render(text: str, root: str = ROOT) -> str:

@@ -70,11 +70,13 @@ def ready(disp, signature) -> bool:
 
 
 class StraightLine(compiler.CompilerBase):
-    """Numba's nopython pipeline without SSA reconstruction, for generated straight-line code.
+    """Numba's nopython pipeline without SSA reconstruction, for generated straight-line code
+    (the tiled kernels' tile adds).
 
     The reconstruction costs (variables assigned more than once × statements):
-    a 16×16 micro-kernel's 256 accumulators, each updated in the loop, spend
-    most of their compile in it (4.1 → 1.4 s without; dev/machines_v8.md 8c).
+    the former straight-line 16×16 micro-kernel's 256 accumulators, each updated in
+    the loop, spent most of their compile in it (4.1 → 1.4 s without;
+    dev/machines_v8.md 8c).
     Type inference unifies a variable's assignments without it, as Numba did
     before 0.50; the generated code gives each variable one type.
     """

@@ -95,11 +95,14 @@ DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sum
 JH = 4  # column panels per h item of the three-pass kernel
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
-# contract: FMA in the products.  Not reassoc: with it LLVM vectorizes the k
-# sum instead of the tile (55 GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
+# contract: FMA where a product meets a sum (the micro-kernel's are written as
+# llvm.fmuladd, intrinsics.microkernel).  Not reassoc: sums keep their order (on the
+# former scalar micro-kernel LLVM then vectorized the k sum instead of the tile, 55
+# GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
-# The epilogue's f sum may split over vector lanes (the same way every run); the
-# micro-kernel, compiled on its own, keeps _FM even where LLVM inlines it.
+# The epilogue's f sum may split over vector lanes (the same way every run).  The
+# micro-kernel's vector multiply-adds, inlined here, carry no fast-math flag (Numba
+# flags scalar float calls only): reassoc never reaches its sums.
 _FM_EPILOGUE = {{"contract", "reassoc"}}
 
 """
@@ -112,6 +115,7 @@ _MK = """
 # code written as LLVM IR (intrinsics.microkernel), inlined where it is called.
 mk = microkernel("{T}", MR, NR, {VW})
 """
+
 
 def _tile_adds(NR: int, part: str) -> str:
     # C[co + i·ldc + j] += Ct[i·NR + j] for the first `rows` rows of a tile, into T or float64
@@ -159,7 +163,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, deps=_deps_digest())
     if part == "common":
-        src += _MK.format(T=T, VW=NR_VW(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
+        src += _MK.format(T=T, VW=_lanes(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
                 f"for _n in {_SHARED!r}.split(', '))\n")
@@ -181,11 +185,12 @@ def _serial(part_src: str) -> str:
     # the serial copy of a part's driver (its last function, `_..._parallel`): prange → range
     # (two functions, not one jitted twice: Numba's cache key has no `parallel` flag)
     m = re.search(r"^def (_\w+)_parallel\(", part_src, flags=re.M)
-    return "\n\n" + part_src[m.start():].replace(f"{m.group(1)}_parallel(", f"{m.group(1)}_serial(", 1) \
+    name = m.group(1)
+    return "\n\n" + part_src[m.start():].replace(f"{name}_parallel(", f"{name}_serial(", 1) \
         .replace("prange(", "range(")
 
 
-def NR_VW(entry: machine.Entry, T: str, NR: int) -> int:
+def _lanes(entry: machine.Entry, T: str, NR: int) -> int:
     """Lanes a vector of the micro-kernel: the entry's vector width in T, or fewer where
     that does not divide NR."""
     return math.gcd(NR, entry.vector_bits // (8 * np.dtype(T).itemsize))

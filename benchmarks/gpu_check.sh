@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
 # One prepared check on a GPU machine without network access (torch, numba,
-# numba-cuda and CuPy installed there): the CUDA tests on the real GPU, then
-# loopgrad CUDA timed against torch CUDA.  Under 5 minutes.
+# numba-cuda and CuPy installed there), under 8 minutes: the card, `loopgrad
+# info`, the CUDA tests on the card, the issue-23 benchmark (checked against
+# float64, then timed), and a per-kernel profile of the rows.  Everything goes
+# under one folder, ready to commit.
 #
-#   bash benchmarks/gpu_check.sh [OUTDIR]     # from the repository root
-#
-# Writes OUTDIR/gpu_tests.txt and OUTDIR/gpu_results.md (OUTDIR: $OUT or .).
+#   bash benchmarks/gpu_check.sh [OUTDIR]     # from the repository root; OUTDIR: $OUT or gpu-check
 set -u
 cd "$(dirname "$0")/.."
-out=${1:-${OUT:-.}}
+out=${1:-${OUT:-gpu-check}}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export NUMBA_ENABLE_CUDASIM=0
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c 'import numpy, numba, torch; print("numpy", numpy.__version__, "numba", numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+  python3 -c 'import numpy, numba, torch; print("numpy", numpy.__version__, "numba", numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
+  date -u +%FT%TZ; } 2>&1 | tee "$out/card.txt"
+python3 -m loopgrad info > "$out/info.txt" 2>&1
 python3 -c 'import loopgrad.cuda as g; g.kernels(); print("loopgrad CUDA kernels usable")' || exit 1
 
-echo "== CUDA tests on the GPU"
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda 2>&1 | tee "$out/gpu_tests.txt" | tail -25
+echo "== CUDA tests on the GPU (≤ 150 s)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda 2>&1 | tee "$out/tests.txt" | tail -5
 
-echo "== timings"
-timeout 240 python3 benchmarks/gpu_bench.py --out "$out/gpu_results.md"
+echo "== bench (≤ 200 s)"
+timeout 200 python3 -m loopgrad bench --impl loopgrad-cuda,torch-cuda,torch-cuda-hand \
+    --shapes 10x4x4,1000000x4x4,10000000x16x16,100000x256x256,4096x4096x4096 \
+    --json "$out/results-gpu.json" --markdown --no-progress > "$out/bench.md" 2>&1
+tail -15 "$out/bench.md"
 
-echo "== the benchmark CLI's GPU rows (checked against float64, then timed)"
-timeout 120 python3 -m loopgrad bench --shapes 10x4x4,1000000x4x4,100000x64x64 \
-    --impl torch-cuda,loopgrad-cuda,torch-cuda-hand --no-progress --max-time 0.5 \
-    > "$out/gpu_cli.txt" 2>&1; tail -15 "$out/gpu_cli.txt"
+echo "== where the time goes (≤ 90 s)"
+timeout 40 python3 benchmarks/cuda_probe.py overhead > "$out/probe.txt" 2>&1
+timeout 50 python3 benchmarks/cuda_probe.py kernels >> "$out/probe.txt" 2>&1
+cat "$out/probe.txt"
+echo "written: $out/{card,info,tests,bench,probe}.txt|md, $out/results-gpu.json"

@@ -10,20 +10,21 @@ bits) validated by the caller (loopgrad.api).  The arrays are checked here, on
 their device views, with the CPU path's messages: inputs that live on the GPU
 (torch CUDA tensors, CuPy or numba device arrays) are read in place and give
 outputs of the same kind on the same device; host inputs are copied in and the
-results copied back.  Two kernel families, float64 inside (inputs widened on
-load, outputs rounded once on store), as on the CPU:
+results copied back.  Two kernel families, on the accuracy contract of the
+CPU's tiled kernels (h and dx summed in the input dtype; f and dW carried in
+float64):
 
-    rows.py      the fused row kernel: K, M ≤ 16
-    products.py  three shared-memory tiled products: larger K or M
+    rows.py      one pass over the rows: K, M ≤ 16
+    products.py  three register-tiled products and h's epilogue: larger K or M
 
 Every reduction is deterministic: per-block partials summed in a fixed order
 by a second kernel, never float atomics, and the grid is a function of the
 shape alone, so the same inputs give the same bits every run.
 
 Importing this package is light (no numba.cuda, no torch): on_gpu is arrays.py,
-and the rest (host.py: inputs, outputs, streams, launch configurations and the
-launcher `run`; device.py: numba.cuda behind the simulator shim) is imported by
-the first call that needs it.
+and the rest (host.py: operands as raw pointers, outputs, scratch, cached plans
+and launches; device.py: numba.cuda behind the simulator shim and the kernels'
+argument types) is imported by the first call that needs it.
 """
 
 from .._inputs import WANT_ALL

@@ -2,197 +2,254 @@
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
-Three 128×128 shared-memory tiled products, float64 inside (inputs widened on
-load, outputs rounded once on store), each thread holding an 8×8 register
-tile: h = x·W with z, dy, g and the f partial in its epilogue (g is the one
-N×M temporary), dx = g·Wᵀ, and dW = xᵀ·g with the rows split into a fixed
-number of slices when K·M alone gives too few blocks (host.dW_slices).
-sum_slices adds the dW slices and sum_vector the f partials, in a fixed order.
+Arithmetic in the input dtype, as the CPU's tiled kernels and torch do, with
+float64 where a sum is long: one product core, `_gemm`, computes a BM×BN
+block of C = A·B with the structure of the fast SIMT SGEMMs: 256 threads,
+each an 8×8 register tile (strided ownership, so shared-memory reads are
+broadcasts or conflict-free), BK-deep slices of A and B double-buffered in
+shared memory (the next slice comes from global memory into registers while
+this one is multiplied: one barrier a slice), padded rows so that stores along
+either operand's unit stride do not conflict.  Every operand is a pointer with
+two element strides (device.py), so the three products, transposes included,
+are this one core with its strides swapped:
+
+    forward   C = x·W, stored as h
+    epilogue  from h: z, dy, g (rounded once to the dtype, g over h) and f
+              partials (float64), a separate pass: in the product's loop its
+              body is too large for LLVM to unroll, and the register tile
+              would go to local memory
+    dx        C = g·Wᵀ
+    dW        C = xᵀ·g over one slice of the rows (host.dW_slices), summed in
+              the dtype over SUM_ROWS rows and in float64 across them
+
+sum_slices adds the dW slices, sum_vector the f partials, in a fixed order, so
+the same inputs give the same bits every run.
 """
+
+import functools
 
 import numpy as np
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .device import _block_sum, _relu_backward, cuda, float64
+from .device import (SIMULATOR, block_sum, cuda, float64, int32, int64, numba_float, ptr,
+                     relu_backward, types)
 
-# 128×128 output tiles with 8×8 register tiles ran 24% faster on an H100 than
-# 64×64 with 4×4 (4096³: 65.5 vs 85.7 ms; benchmarks/cuda_probe.py tiles).
 BM = 128               # output tile rows
 BN = 128               # output tile columns
-BK = 16                # reduction slice held in shared memory
+BK = 8                 # reduction slice in shared memory (two buffers)
 TY = 16                # threads per block: TY × TX, each with a
 TX = 16                # (BM/TY) × (BN/TX) = 8×8 register tile
+if SIMULATOR:
+    # The simulator runs each thread in Python: 32×32 tiles of 4×4 threads keep the
+    # same 8×8 register tiles, code and loops at a sixteenth of the threads.  On a GPU,
+    # dev/cuda_ptx_v13.py and benchmarks/gpu_check.sh check the sizes above.
+    BM = BN = 32
+    TY = TX = 4
 TM = BM // TY
 TN = BN // TX
 THREADS = TY * TX
-_A_TILE = (BK, BM)
-_B_TILE = (BK, BN)
+PAD = 4                # shared rows of BM + PAD: conflict-free stores along either stride
+LOADS = BM * BK // THREADS   # elements of each operand a thread brings in a slice
+SUM_ROWS = 512         # dW: rows summed in the dtype before a float64 partial takes them
+EPI = 16 * THREADS     # elements of h an epilogue block takes
+assert BM == BN and SUM_ROWS % BK == 0
+_TILE = (2, BK, BM + PAD)    # shared arrays' shapes must be constants in the kernels
 _ACC = (TM, TN)
 
 
-@cuda.jit(device=True, inline=True)
-def _mma(acc, As, Bs, ty, tx):
-    # acc[i,j] += Σ_p As[p, ty+TY·i]·Bs[p, tx+TX·j]: strided ownership keeps shared reads conflict-free
-    b = cuda.local.array(TN, float64)
-    for p in range(BK):
-        for j in range(TN):
-            b[j] = Bs[p, tx + TX * j]
-        for i in range(TM):
-            a = As[p, ty + TY * i]
-            for j in range(TN):
-                acc[i, j] += a * b[j]
+@functools.lru_cache(maxsize=None)
+def kernels(dtype):
+    """(forward, epilogue, dx, dW, sum_slices, sum_vector) for this dtype, compiled with explicit
+    signatures on first use (signatures: see each kernel)."""
+    T = numba_float(dtype)
+    zero = T(0)
 
+    @cuda.jit(device=True, inline=True)
+    def fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p, p1, t):
+        # the slice p..p+BK of A (rows i0.., unit stride along i or p) and B into registers;
+        # consecutive threads walk the operand's unit stride
+        for l in range(LOADS):
+            r = t + l * THREADS
+            if sAp == 1:
+                i, q = r // BK, r % BK
+            else:
+                q, i = r // BM, r % BM
+            ra[l] = A[(i0 + i) * sAi + (p + q) * sAp] if (i0 + i < I and p + q < p1) else zero
+            if sBj == 1:
+                q, j = r // BN, r % BN
+            else:
+                j, q = r // BK, r % BK
+            rb[l] = B[(p + q) * sBp + (j0 + j) * sBj] if (j0 + j < J and p + q < p1) else zero
 
-@cuda.jit(device=True, inline=True)
-def _zero(acc):
-    for i in range(TM):
-        for j in range(TN):
-            acc[i, j] = 0.0
+    @cuda.jit(device=True, inline=True)
+    def place(As, Bs, buf, ra, rb, sAp, sBj, t):
+        # the registers of `fetch` into shared buffer `buf`, As[p, i] and Bs[p, j]
+        for l in range(LOADS):
+            r = t + l * THREADS
+            if sAp == 1:
+                As[buf, r % BK, r // BK] = ra[l]
+            else:
+                As[buf, r // BM, r % BM] = ra[l]
+            if sBj == 1:
+                Bs[buf, r // BN, r % BN] = rb[l]
+            else:
+                Bs[buf, r % BK, r // BK] = rb[l]
 
-
-@cuda.jit
-def forward_tiled(dy, g, f_part, x, W, y, relu_grad_at_zero, want):
-    """h = x·W by BM×BN tiles; epilogue: z, f partial per block, and dy and g where `want`
-    (WANT_* bits) asks for dy, and for dx or dW."""
-    As = cuda.shared.array(_A_TILE, float64)
-    Bs = cuda.shared.array(_B_TILE, float64)
-    fs = cuda.shared.array(THREADS, float64)
-    acc = cuda.local.array(_ACC, float64)
-    N, K = x.shape
-    M = W.shape[1]
-    ty = cuda.threadIdx.y
-    tx = cuda.threadIdx.x
-    t = ty * TX + tx
-    n0 = np.int64(cuda.blockIdx.x) * BM
-    m0 = np.int64(cuda.blockIdx.y) * BN
-    _zero(acc)
-    for p0 in range(0, K, BK):
-        for r in range(t, BM * BK, THREADS):      # As[p,i] = x[n0+i, p0+p], along p
-            i = r // BK
-            p = r % BK
-            As[p, i] = x[n0 + i, p0 + p] if (n0 + i < N and p0 + p < K) else 0.0
-        for r in range(t, BK * BN, THREADS):      # Bs[p,j] = W[p0+p, m0+j], along j
-            p = r // BN
-            j = r % BN
-            Bs[p, j] = W[p0 + p, m0 + j] if (p0 + p < K and m0 + j < M) else 0.0
+    @cuda.jit(device=True, inline=True)
+    def gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1):
+        # acc[u,v] += Σ_{p0≤p<p1} A[i0+ty+TY·u, p]·B[p, j0+tx+TX·v], in the dtype
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        t = ty * TX + tx
+        ra = cuda.local.array(LOADS, T)
+        rb = cuda.local.array(LOADS, T)
+        a = cuda.local.array(TM, T)
+        b = cuda.local.array(TN, T)
+        fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1, t)
+        place(As, Bs, 0, ra, rb, sAp, sBj, t)
         cuda.syncthreads()
-        _mma(acc, As, Bs, ty, tx)
-        cuda.syncthreads()
-    f = 0.0
-    for i in range(TM):
-        n = n0 + ty + TY * i
-        for j in range(TN):
-            m = m0 + tx + TX * j
-            if n < N and m < M:
-                hm = acc[i, j]
-                # np.float64(): float64 arithmetic in the simulator too, where a
-                # Python float minus a float32 scalar would stay float32
-                z = (0.0 if hm < 0.0 else hm) - np.float64(y[n, m])
-                f += z * z
-                if want & WANT_DY:
-                    dy[n, m] = -2.0 * z
-                if want & (WANT_DX | WANT_DW):
-                    g[n, m] = _relu_backward(hm, z, relu_grad_at_zero)
-    _block_sum(fs, f, t)
-    if t == 0:
-        f_part[cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x] = fs[0]
+        buf = 0
+        for p in range(p0, p1, BK):
+            more = p + BK < p1
+            if more:
+                fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p1, t)
+            for q in range(BK):
+                for u in range(TM):
+                    a[u] = As[buf, q, ty + TY * u]
+                for v in range(TN):
+                    b[v] = Bs[buf, q, tx + TX * v]
+                for u in range(TM):
+                    for v in range(TN):
+                        acc[u, v] += a[u] * b[v]
+            if more:
+                place(As, Bs, 1 - buf, ra, rb, sAp, sBj, t)
+            cuda.syncthreads()
+            buf = 1 - buf
 
+    def clear(acc):
+        for u in range(TM):
+            for v in range(TN):
+                acc[u, v] = zero
 
-@cuda.jit
-def dx_tiled(dx, g, W):
-    """dx[n,k] = Σ_m g[n,m]·W[k,m] by BM×BN tiles."""
-    As = cuda.shared.array(_A_TILE, float64)
-    Bs = cuda.shared.array(_B_TILE, float64)
-    acc = cuda.local.array(_ACC, float64)
-    N, M = g.shape
-    K = W.shape[0]
-    ty = cuda.threadIdx.y
-    tx = cuda.threadIdx.x
-    t = ty * TX + tx
-    n0 = np.int64(cuda.blockIdx.x) * BM
-    k0 = np.int64(cuda.blockIdx.y) * BN
-    _zero(acc)
-    for p0 in range(0, M, BK):
-        for r in range(t, BM * BK, THREADS):      # As[p,i] = g[n0+i, p0+p], along p
-            i = r // BK
-            p = r % BK
-            As[p, i] = g[n0 + i, p0 + p] if (n0 + i < N and p0 + p < M) else 0.0
-        for r in range(t, BK * BN, THREADS):      # Bs[p,j] = W[k0+j, p0+p], along p
-            j = r // BK
-            p = r % BK
-            Bs[p, j] = W[k0 + j, p0 + p] if (k0 + j < K and p0 + p < M) else 0.0
-        cuda.syncthreads()
-        _mma(acc, As, Bs, ty, tx)
-        cuda.syncthreads()
-    for i in range(TM):
-        n = n0 + ty + TY * i
-        for j in range(TN):
-            k = k0 + tx + TX * j
-            if n < N and k < K:
-                dx[n, k] = acc[i, j]
+    clear = cuda.jit(device=True, inline=True)(clear)
 
+    def forward(h, x, sx0, sx1, W, sW0, sW1, N, K, M):
+        """h = x·W by BM×BN tiles, stored row-major in the dtype (the epilogue kernel reads
+        it; a plain store keeps the register tile in registers)."""
+        As = cuda.shared.array(_TILE, T)
+        Bs = cuda.shared.array(_TILE, T)
+        acc = cuda.local.array(_ACC, T)
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        n0 = np.int64(cuda.blockIdx.x) * BM
+        m0 = np.int64(cuda.blockIdx.y) * BN
+        clear(acc)
+        gemm(acc, As, Bs, x, sx0, sx1, W, sW0, sW1, n0, m0, N, M, 0, K)
+        for u in range(TM):
+            n = n0 + ty + TY * u
+            for v in range(TN):
+                m = m0 + tx + TX * v
+                if n < N and m < M:
+                    h[n * M + m] = acc[u, v]
 
-@cuda.jit
-def dW_tiled(dW_part, x, g, rows_per_slice):
-    """dW_part[s,k,m] = Σ_{n in slice s} x[n,k]·g[n,m] by BM×BN tiles; slices on grid z."""
-    As = cuda.shared.array(_A_TILE, float64)
-    Bs = cuda.shared.array(_B_TILE, float64)
-    acc = cuda.local.array(_ACC, float64)
-    N, K = x.shape
-    M = g.shape[1]
-    ty = cuda.threadIdx.y
-    tx = cuda.threadIdx.x
-    t = ty * TX + tx
-    k0 = np.int64(cuda.blockIdx.x) * BM
-    m0 = np.int64(cuda.blockIdx.y) * BN
-    s = cuda.blockIdx.z
-    start = np.int64(s) * rows_per_slice
-    stop = min(start + rows_per_slice, N)
-    _zero(acc)
-    for p0 in range(start, stop, BK):
-        for r in range(t, BK * BM, THREADS):      # As[p,i] = x[p0+p, k0+i], along i
-            p = r // BM
-            i = r % BM
-            As[p, i] = x[p0 + p, k0 + i] if (p0 + p < stop and k0 + i < K) else 0.0
-        for r in range(t, BK * BN, THREADS):      # Bs[p,j] = g[p0+p, m0+j], along j
-            p = r // BN
-            j = r % BN
-            Bs[p, j] = g[p0 + p, m0 + j] if (p0 + p < stop and m0 + j < M) else 0.0
-        cuda.syncthreads()
-        _mma(acc, As, Bs, ty, tx)
-        cuda.syncthreads()
-    for i in range(TM):
-        k = k0 + ty + TY * i
-        for j in range(TN):
-            m = m0 + tx + TX * j
-            if k < K and m < M:
-                dW_part[s, k, m] = acc[i, j]
+    def epilogue(dy, g, f_part, y, sy0, sy1, N, M, relu_grad_at_zero, want):
+        """From h (in g, row-major): z, the block's f partial (float64), dy where `want`
+        (WANT_* bits) asks for it and g over h where it asks for dx or dW; EPI elements a
+        block, consecutive threads on consecutive elements."""
+        fs = cuda.shared.array(THREADS, float64)
+        t = cuda.threadIdx.x
+        e0 = np.int64(cuda.blockIdx.x) * EPI
+        f = 0.0
+        for e in range(e0 + t, min(e0 + EPI, N * M), THREADS):
+            n = e // M
+            m = e - n * M
+            hd = float64(g[e])
+            z = (0.0 if hd < 0.0 else hd) - float64(y[n * sy0 + m * sy1])
+            f += z * z
+            if want & WANT_DY:
+                dy[e] = T(-2.0 * z)
+            if want & (WANT_DX | WANT_DW):
+                g[e] = T(relu_backward(hd, z, relu_grad_at_zero))
+        block_sum(fs, f, t)
+        if t == 0:
+            f_part[cuda.blockIdx.x] = fs[0]
 
+    def dx(dx, g, W, sW0, sW1, N, K, M):
+        """dx[n,k] = Σ_m g[n,m]·W[k,m] by BM×BN tiles (dx, g row-major)."""
+        As = cuda.shared.array(_TILE, T)
+        Bs = cuda.shared.array(_TILE, T)
+        acc = cuda.local.array(_ACC, T)
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        n0 = np.int64(cuda.blockIdx.x) * BM
+        k0 = np.int64(cuda.blockIdx.y) * BN
+        clear(acc)
+        gemm(acc, As, Bs, g, M, np.int64(1), W, sW1, sW0, n0, k0, N, K, 0, M)
+        for u in range(TM):
+            n = n0 + ty + TY * u
+            for v in range(TN):
+                k = k0 + tx + TX * v
+                if n < N and k < K:
+                    dx[n * K + k] = acc[u, v]
 
-@cuda.jit
-def sum_slices(dW, part):
-    """dW[k,m] = Σ_s part[s,k,m], in slice order."""
-    e = cuda.grid(1)
-    K, M = dW.shape
-    if e >= K * M:
-        return
-    k = e // M
-    m = e % M
-    s = 0.0
-    for i in range(part.shape[0]):
-        s += part[i, k, m]
-    dW[k, m] = s
+    def dW(part, x, sx0, sx1, g, N, K, M, rows_per_slice):
+        """part[s,k,m] = Σ_{n in slice s} x[n,k]·g[n,m] (float64; g row-major) by BM×BN
+        tiles, slices on grid z: sums in the dtype over SUM_ROWS rows at a time, added
+        in float64 in row order."""
+        As = cuda.shared.array(_TILE, T)
+        Bs = cuda.shared.array(_TILE, T)
+        acc = cuda.local.array(_ACC, T)
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        k0 = np.int64(cuda.blockIdx.x) * BM
+        m0 = np.int64(cuda.blockIdx.y) * BN
+        s = np.int64(cuda.blockIdx.z)
+        start = s * rows_per_slice
+        stop = min(start + rows_per_slice, N)
+        base = s * K * M
+        for p in range(start, max(stop, start + 1), SUM_ROWS):
+            clear(acc)
+            if p < stop:
+                gemm(acc, As, Bs, x, sx1, sx0, g, M, np.int64(1), k0, m0, K, M, p,
+                     min(p + SUM_ROWS, stop))
+            for u in range(TM):
+                k = k0 + ty + TY * u
+                for v in range(TN):
+                    m = m0 + tx + TX * v
+                    if k < K and m < M:
+                        if p == start:
+                            part[base + k * M + m] = float64(acc[u, v])
+                        else:
+                            part[base + k * M + m] += float64(acc[u, v])
 
+    def sum_slices(dW, part, slices, KM):
+        """dW[e] = Σ_s part[s, e], in slice order, rounded once to the dtype."""
+        e = cuda.grid(1)
+        if e >= KM:
+            return
+        s = 0.0
+        for i in range(slices):
+            s += part[i * KM + e]
+        dW[e] = T(s)
 
-@cuda.jit
-def sum_vector(out, part):
-    """out[0] = Σ part in a fixed order: one block, strided per-thread sums, then a tree."""
-    fs = cuda.shared.array(THREADS, float64)
-    t = cuda.threadIdx.x
-    s = 0.0
-    for i in range(t, part.shape[0], THREADS):
-        s += part[i]
-    _block_sum(fs, s, t)
-    if t == 0:
-        out[0] = fs[0]
+    def sum_vector(out, part, n):
+        """out[0] = Σ part[:n] in a fixed order: one block, strided per-thread sums, a tree."""
+        fs = cuda.shared.array(THREADS, float64)
+        t = cuda.threadIdx.x
+        s = 0.0
+        for i in range(t, n, THREADS):
+            s += part[i]
+        block_sum(fs, s, t)
+        if t == 0:
+            out[0] = fs[0]
 
+    P, F, L = ptr(T), ptr(float64), int64
+    sigs = (
+        (forward, (P, P, L, L, P, L, L, L, L, L)),
+        (epilogue, (P, P, F, P, L, L, L, L, float64, int32)),
+        (dx, (P, P, P, L, L, L, L, L)),
+        (dW, (F, P, L, L, P, L, L, L, L)),
+        (sum_slices, (P, F, L, L)),
+        (sum_vector, (F, F, L)),
+    )
+    return tuple(cuda.jit(types.void(*args))(fn) for fn, args in sigs)

@@ -1,117 +1,177 @@
-"""The fused row kernel (K, M ≤ 16, host.SKINNY_MAX) and its block sums.
+"""The fused row kernel (K, M ≤ 16, host.SKINNY_MAX): one pass over the rows, and its block sums.
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
-One fused kernel, float64 inside (inputs widened on load, outputs rounded once
-on store).  A block takes ROWS rows at a time: x and y tiles come in through
-shared memory with coalesced loads, each thread does one row (h, z, g, dy,
-dx), and the block adds xᵀ·g of the tile to a shared dW accumulator whose
-elements each belong to one thread.  At the end every block writes its dW and
-f partials once, and sum_blocks adds them up in block order.
+One kernel per (K, M, dtype, index width), compiled on first use with an
+explicit signature (K and M are constants in it, so a row's x, g and dx stay
+in registers).  Every array argument is a pointer and its element strides
+(host.py builds them once per call; device.py says what a pointer is in the
+simulator).  A block of R threads takes R rows at a time, grid-striding over
+the tiles of rows:
+
+    load      x and y tiles into shared memory, consecutive threads reading
+              consecutive elements (coalesced for row-major inputs)
+    per row   one thread a row: h = x·W (input dtype, K terms; x in registers),
+              z, f += z² (float64), g and dy (rounded once) into shared tiles
+    store     dy through the y tile, coalesced
+    dW        xᵀ·g of the tile from shared memory, summed in the input dtype
+              over at most R rows and added to float64 per-thread partials
+    dx        per row, g·Wᵀ (input dtype) into the x tile, then stored
+              coalesced
+
+Only loops that LLVM unrolls index the thread's local arrays (else they
+would live in local memory: dev/cuda_ptx_v13.py shows ptxas's stack frame).
+
+x, y, dx and dy move once each; W and the partials stay on chip.  At the end a
+block adds its threads' dW and f partials in a fixed order (a shared-memory
+tree: both simulators lack warp shuffles, and the sum runs once per block)
+and writes one row of `part`; sum_blocks adds the rows in block order.  The
+grid depends on the shape alone, so results are bitwise the same every run.
 """
+
+import functools
 
 import numpy as np
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .device import _block_sum, _relu_backward, cuda, float64
-
-ROWS = 64              # rows per tile = threads per block
+from .device import block_sum, cuda, float64, int32, int64, numba_float, ptr, relu_backward, types
 
 
-def fused_shared_bytes(K: int, M: int) -> int:
-    """Dynamic shared memory of fused_rows: x, dx, y/dy and g tiles, W, dW, f (float64)."""
-    return 8 * (2 * ROWS * (K | 1) + 2 * ROWS * (M | 1) + 2 * K * M + ROWS)
+def rows_per_block(dtype) -> int:
+    """R: rows per tile = threads per block (the x, y and g tiles, R×17 each at K = M = 16,
+    fit 48 KiB of static shared memory)."""
+    return 128 if np.dtype(dtype) == np.float32 else 64
 
 
-@cuda.jit
-def fused_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, want):
-    """Rows of x, y → rows of dx, dy; dW_part[b] (K·M + 1,) = block b's dW and f partials.
-
-    want (WANT_* bits) names the gradients written: 0 computes f alone.
-    """
-    N = x.shape[0]
-    K = W.shape[0]
-    M = W.shape[1]
+def _groups(K: int, M: int, R: int) -> tuple[int, int]:
+    # (G, EPT): dW's K·M elements over R threads, G row groups of one element a
+    # thread where K·M ≤ R, else one group with EPT elements a thread
     KM = K * M
-    # One dynamic shared buffer, sized for this K and M (fused_shared_bytes).
-    # Row strides are odd, so the rows a warp's threads read lie in different banks.
-    KP = K | 1
-    MP = M | 1
-    sm = cuda.shared.array(0, float64)
-    XS = 0                       # x tile (ROWS, KP)
-    DXS = ROWS * KP              # dx tile (ROWS, KP)
-    YS = 2 * ROWS * KP           # y tile, then dy on its way out (ROWS, MP)
-    GS = YS + ROWS * MP          # g tile (ROWS, MP)
-    WS = GS + ROWS * MP          # W (K, M)
-    DWS = WS + KM                # this block's dW (K, M)
-    FS = DWS + KM                # per-thread f, for the block sum (ROWS,)
-    t = cuda.threadIdx.x
-    for e in range(t, KM, ROWS):
-        sm[WS + e] = W[e // M, e % M]
-        sm[DWS + e] = 0.0
-    f = 0.0
-    ntiles = (N + ROWS - 1) // ROWS
-    for tile in range(cuda.blockIdx.x, ntiles, cuda.gridDim.x):
-        row0 = np.int64(tile) * ROWS
-        rows = min(ROWS, N - row0)
-        cuda.syncthreads()  # the previous tile's shared data is consumed
-        for i in range(t, rows * K, ROWS):      # coalesced: consecutive threads, consecutive x
-            sm[XS + (i // K) * KP + i % K] = x[row0 + i // K, i % K]
-        for i in range(t, rows * M, ROWS):
-            sm[YS + (i // M) * MP + i % M] = y[row0 + i // M, i % M]
-        cuda.syncthreads()
-        if t < rows:
-            xr = XS + t * KP
-            yr = YS + t * MP
-            gr = GS + t * MP
-            for m in range(M):
-                hm = 0.0
-                for k in range(K):                # h[n,m] = Σ_k x[n,k]·W[k,m]
-                    hm += sm[xr + k] * sm[WS + k * M + m]
-                z = (0.0 if hm < 0.0 else hm) - sm[yr + m]  # max(h, 0) keeping NaN
-                f += z * z
-                sm[gr + m] = _relu_backward(hm, z, relu_grad_at_zero)
-                sm[yr + m] = -2.0 * z
+    return (max(1, R // KM), -(-KM // R)) if KM else (1, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def fused(K: int, M: int, dtype, wide: bool):
+    """The row kernel for K, M ≤ 16 and this dtype; `wide`: 64-bit offsets (N·K or N·M
+    elements beyond 2³¹).  Signature:
+
+        (dx, dy, part, x, sx0, sx1, W, sW0, sW1, y, sy0, sy1, N, relu_grad_at_zero, want)
+
+    dx (N,K), dy (N,M) row-major; part (blocks, K·M + 1) float64, each block's dW and f
+    partials; want (WANT_* bits): the gradients written (0: f alone)."""
+    T = numba_float(dtype)
+    I = int64 if wide else int32
+    R = rows_per_block(dtype)
+    KP, MP, KM = K | 1, M | 1, K * M   # odd row strides: a warp's rows fall in different banks
+    G, EPT = _groups(K, M, R)
+    KM1 = max(KM, 1)
+    XS, YS, DWS = R * KP, R * MP, G * KM1    # shared array sizes: constants of the kernel
+    zero = T(0)
+
+    def kernel(dx, dy, part, x, sx0, sx1, W, sW0, sW1, y, sy0, sy1, N, relu_grad_at_zero, want):
+        X = cuda.shared.array(XS, T)              # x tile, then dx on its way out
+        Y = cuda.shared.array(YS, T)              # y tile, then dy on its way out
+        Gs = cuda.shared.array(YS, T)             # g tile
+        Ws = cuda.shared.array(KM1, T)
+        dWs = cuda.shared.array(DWS, float64)
+        fs = cuda.shared.array(R, float64)
+        xr = cuda.local.array(KP, T)              # indexed by unrolled loops only: registers
+        acc = cuda.local.array(EPT, float64)
+        t = cuda.threadIdx.x
+        for e in range(t, KM, R):
+            Ws[e] = W[I(e // M) * sW0 + I(e % M) * sW1]
+        for j in range(EPT):
+            acc[j] = 0.0
+        q = t // KM1 if G > 1 else 0              # this thread's dW row group and element
+        f = 0.0
+        for tile in range(cuda.blockIdx.x, (N + R - 1) // R, cuda.gridDim.x):
+            row0 = I(I(tile) * R)
+            rows = min(R, N - row0)
+            cuda.syncthreads()                    # the previous tile's data is consumed
+            for i in range(t, rows * K, R):
+                r = I(I(i) // K)
+                X[I(r * KP + i - r * K)] = x[I(I(row0 + r) * sx0 + I(i - r * K) * sx1)]
+            for i in range(t, rows * M, R):
+                r = I(I(i) // M)
+                Y[I(r * MP + i - r * M)] = y[I(I(row0 + r) * sy0 + I(i - r * M) * sy1)]
+            cuda.syncthreads()
+            if t < rows:
+                for k in range(K):
+                    xr[k] = X[t * KP + k]
+                for m in range(M):
+                    h = zero
+                    for k in range(K):            # h[n,m] = Σ_k x[n,k]·W[k,m]
+                        h += xr[k] * Ws[k * M + m]
+                    hd = float64(h)
+                    z = (0.0 if hd < 0.0 else hd) - float64(Y[t * MP + m])  # max(h, 0) keeps NaN
+                    f += z * z
+                    Gs[t * MP + m] = T(relu_backward(hd, z, relu_grad_at_zero))
+                    Y[t * MP + m] = T(-2.0 * z)
+            cuda.syncthreads()
+            if want & WANT_DY:
+                for i in range(t, rows * M, R):
+                    r = I(I(i) // M)
+                    dy[I(row0 * M + i)] = Y[I(r * MP + i - r * M)]
+            if want & WANT_DW:
+                for j in range(EPT):              # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
+                    e = t % KM1 + j * R if G > 1 else t + j * R
+                    if e < KM and q < G:
+                        k = e // M
+                        m = e - k * M
+                        s = zero
+                        for r in range(q, rows, G):
+                            s += X[I(r * KP + k)] * Gs[I(r * MP + m)]
+                        acc[j] += float64(s)
             if want & WANT_DX:
-                for k in range(K):                # dx[n,k] = Σ_m g[n,m]·W[k,m]
-                    s = 0.0
-                    for m in range(M):
-                        s += sm[gr + m] * sm[WS + k * M + m]
-                    sm[DXS + t * KP + k] = s
+                cuda.syncthreads()                # x is out of X (dW has read it)
+                if t < rows:
+                    for k in range(K):            # dx[n,k] = Σ_m g[n,m]·W[k,m]
+                        s = zero
+                        for m in range(M):
+                            s += Gs[t * MP + m] * Ws[k * M + m]
+                        X[t * KP + k] = s
+                cuda.syncthreads()
+                for i in range(t, rows * K, R):
+                    r = I(I(i) // K)
+                    dx[I(row0 * K + i)] = X[I(r * KP + i - r * K)]
+        # the block's partials: dW by row group in group order, f by a tree
+        for j in range(EPT):
+            e = t % KM1 + j * R if G > 1 else t + j * R
+            if e < KM and q < G:
+                dWs[q * KM + e] = acc[j]
         cuda.syncthreads()
-        for i in range(t, rows * M if want & WANT_DY else 0, ROWS):
-            dy[row0 + i // M, i % M] = sm[YS + (i // M) * MP + i % M]
-        for i in range(t, rows * K if want & WANT_DX else 0, ROWS):
-            dx[row0 + i // K, i % K] = sm[DXS + (i // K) * KP + i % K]
-        if want & WANT_DW:
-            for e in range(t, KM, ROWS):          # dW[k,m] += Σ_rows x[n,k]·g[n,m]
-                k = e // M
-                m = e % M
-                s = 0.0
-                for r in range(rows):
-                    s += sm[XS + r * KP + k] * sm[GS + r * MP + m]
-                sm[DWS + e] += s
-    for e in range(t, KM, ROWS):
-        dW_part[cuda.blockIdx.x, e] = sm[DWS + e]
-    _block_sum(sm[FS:FS + ROWS], f, t)
-    if t == 0:
-        dW_part[cuda.blockIdx.x, KM] = sm[FS]
+        b = I(cuda.blockIdx.x) * (KM + 1)
+        for e in range(t, KM, R):
+            s = 0.0
+            for g in range(G):
+                s += dWs[g * KM + e]
+            part[b + e] = s
+        block_sum(fs, f, t)
+        if t == 0:
+            part[b + KM] = fs[0]
+
+    P = ptr(T)
+    sig = types.void(P, P, ptr(float64), P, I, I, P, I, I, P, I, I, I, float64, int32)
+    return cuda.jit(sig)(kernel)
 
 
+@functools.lru_cache(maxsize=None)
+def sum_blocks(dtype):
+    """(dW, f_out, part, blocks, KM, write_dW): dW[e] = Σ_b part[b, e] (rounded once to the
+    dtype) where write_dW, and f_out[0] = Σ_b part[b, KM], in block order; one thread an
+    element of a (blocks, KM + 1) float64 `part`."""
+    T = numba_float(dtype)
 
-@cuda.jit
-def sum_blocks(dW, f_out, part):
-    """dW[k,m] = Σ_b part[b, k·M+m] and f_out[0] = Σ_b part[b, K·M], in block order."""
-    e = cuda.grid(1)
-    K, M = dW.shape
-    KM = K * M
-    if e > KM:
-        return
-    s = 0.0
-    for b in range(part.shape[0]):
-        s += part[b, e]
-    if e < KM:
-        dW[e // M, e % M] = s
-    else:
-        f_out[0] = s
+    def kernel(dW, f_out, part, blocks, KM, write_dW):
+        e = cuda.grid(1)
+        if e > KM:
+            return
+        s = 0.0
+        for b in range(blocks):
+            s += part[np.int64(b) * (KM + 1) + e]
+        if e == KM:
+            f_out[0] = s
+        elif write_dW:
+            dW[e] = T(s)
 
+    return cuda.jit(types.void(ptr(T), ptr(float64), ptr(float64), int64, int64, int32))(kernel)

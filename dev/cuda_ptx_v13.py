@@ -64,7 +64,8 @@ def main():
                                                      "sum_vector")]
     finally:
         cuda.jit = real_jit
-        rows.fused.cache_clear(), rows.sum_blocks.cache_clear(), products.kernels.cache_clear()
+        rows.fused.cache_clear(), rows.sum_blocks.cache_clear()
+        products.kernels.cache_clear(), products._core.cache_clear()
     out = pathlib.Path(a.keep or tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
     arch = f"sm_{cc[0]}{cc[1]}"

@@ -215,7 +215,8 @@ class Plan:
             self.g = 0
             return
         BM, BN = products.BM, products.BN
-        self.kernels = products.kernels(self.dtype)
+        (_, _, _, xs1), (_, _, _, Ws1) = strides[:2]
+        self.kernels = products.kernels(self.dtype, xs1 == 1, Ws1 == 1)
         self.grid = (max(_cdiv(N, BM), 1), max(_cdiv(M, BN), 1))
         self.rows_per_slice, self.slices = dW_slices(N, K, M)
         self.dW_part = self.slices * K * M if want & WANT_DW and K and M else 0
@@ -245,8 +246,8 @@ class Plan:
 
 @functools.lru_cache(maxsize=256)
 def plan(N, K, M, dtype, want, strides) -> Plan:
-    """The cached Plan of a call (strides: ((rows, cols, s0, s1) of x, W, y), which only the
-    row kernel's choice of offset width depends on)."""
+    """The cached Plan of a call (strides: ((rows, cols, s0, s1) of x, W, y), which set the
+    row kernel's offset width and the products' load layouts)."""
     return Plan(N, K, M, dtype, want, strides)
 
 

@@ -13,12 +13,15 @@ either operand's unit stride do not conflict.  Every operand is a pointer with
 two element strides (device.py), so the three products, transposes included,
 are this one core with its strides swapped:
 
-    forward   C = x·W, stored as h
+    forward   C = x·W, stored as h (sums of KC terms in the dtype, added to h in
+              turn: a long sum's error grows as in BLAS, which blocks it so too;
+              one running float32 sum over K = 1024 had 2-3× torch's error,
+              dev/cuda_error_v13.py)
     epilogue  from h: z, dy, g (rounded once to the dtype, g over h) and f
               partials (float64), a separate pass: in the product's loop its
               body is too large for LLVM to unroll, and the register tile
               would go to local memory
-    dx        C = g·Wᵀ
+    dx        C = g·Wᵀ, blocked as h
     dW        C = xᵀ·g over one slice of the rows (host.dW_slices), summed in
               the dtype over SUM_ROWS rows and in float64 across them
 
@@ -50,47 +53,50 @@ TN = BN // TX
 THREADS = TY * TX
 PAD = 4                # shared rows of BM + PAD: conflict-free stores along either stride
 LOADS = BM * BK // THREADS   # elements of each operand a thread brings in a slice
+KC = 256               # h, dx: terms summed in the dtype before the output takes them
 SUM_ROWS = 512         # dW: rows summed in the dtype before a float64 partial takes them
 EPI = 16 * THREADS     # elements of h an epilogue block takes
-assert BM == BN and SUM_ROWS % BK == 0
+assert BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0
 _TILE = (2, BK, BM + PAD)    # shared arrays' shapes must be constants in the kernels
 _ACC = (TM, TN)
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(dtype):
-    """(forward, epilogue, dx, dW, sum_slices, sum_vector) for this dtype, compiled with explicit
-    signatures on first use (signatures: see each kernel)."""
+def _core(dtype, ap: bool, bj: bool):
+    """`blocked`, the product core, for this dtype and operand layout: ap where A's unit
+    stride runs along p (the sum), bj where B's runs along j (C's columns).  Which thread
+    loads which element follows the unit stride (coalesced loads); any strides give the
+    right answer."""
     T = numba_float(dtype)
     zero = T(0)
 
     @cuda.jit(device=True, inline=True)
     def fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p, p1, t):
-        # the slice p..p+BK of A (rows i0.., unit stride along i or p) and B into registers;
-        # consecutive threads walk the operand's unit stride
+        # the slice p..p+BK of A (rows i0..) and B into registers; consecutive threads walk
+        # the operand's unit stride (along p for A where ap, along j for B where bj)
         for l in range(LOADS):
             r = t + l * THREADS
-            if sAp == 1:
+            if ap:
                 i, q = r // BK, r % BK
             else:
                 q, i = r // BM, r % BM
             ra[l] = A[(i0 + i) * sAi + (p + q) * sAp] if (i0 + i < I and p + q < p1) else zero
-            if sBj == 1:
+            if bj:
                 q, j = r // BN, r % BN
             else:
                 j, q = r // BK, r % BK
             rb[l] = B[(p + q) * sBp + (j0 + j) * sBj] if (j0 + j < J and p + q < p1) else zero
 
     @cuda.jit(device=True, inline=True)
-    def place(As, Bs, buf, ra, rb, sAp, sBj, t):
+    def place(As, Bs, buf, ra, rb, t):
         # the registers of `fetch` into shared buffer `buf`, As[p, i] and Bs[p, j]
         for l in range(LOADS):
             r = t + l * THREADS
-            if sAp == 1:
+            if ap:
                 As[buf, r % BK, r // BK] = ra[l]
             else:
                 As[buf, r // BM, r % BM] = ra[l]
-            if sBj == 1:
+            if bj:
                 Bs[buf, r // BN, r % BN] = rb[l]
             else:
                 Bs[buf, r % BK, r // BK] = rb[l]
@@ -106,7 +112,7 @@ def kernels(dtype):
         a = cuda.local.array(TM, T)
         b = cuda.local.array(TN, T)
         fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1, t)
-        place(As, Bs, 0, ra, rb, sAp, sBj, t)
+        place(As, Bs, 0, ra, rb, t)
         cuda.syncthreads()
         buf = 0
         for p in range(p0, p1, BK):
@@ -122,35 +128,59 @@ def kernels(dtype):
                     for v in range(TN):
                         acc[u, v] += a[u] * b[v]
             if more:
-                place(As, Bs, 1 - buf, ra, rb, sAp, sBj, t)
+                place(As, Bs, 1 - buf, ra, rb, t)
             cuda.syncthreads()
             buf = 1 - buf
 
+    @cuda.jit(device=True, inline=True)
     def clear(acc):
         for u in range(TM):
             for v in range(TN):
                 acc[u, v] = zero
 
-    clear = cuda.jit(device=True, inline=True)(clear)
-
-    def forward(h, x, sx0, sx1, W, sW0, sW1, N, K, M):
-        """h = x·W by BM×BN tiles, stored row-major in the dtype (the epilogue kernel reads
-        it; a plain store keeps the register tile in registers)."""
+    @cuda.jit(device=True, inline=True)
+    def blocked(C, c0, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p_start, p_stop, block):
+        # C[c0 + i·J + j] = Σ_{p_start≤p<p_stop} A[i,p]·B[p,j] for this thread's elements of
+        # the BM×BN tile at (i0, j0): sums of `block` terms in the dtype, each added to C in
+        # C's dtype (the first stored), so that a long sum's error grows as BLAS's does
         As = cuda.shared.array(_TILE, T)
         Bs = cuda.shared.array(_TILE, T)
         acc = cuda.local.array(_ACC, T)
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        n0 = np.int64(cuda.blockIdx.x) * BM
-        m0 = np.int64(cuda.blockIdx.y) * BN
-        clear(acc)
-        gemm(acc, As, Bs, x, sx0, sx1, W, sW0, sW1, n0, m0, N, M, 0, K)
-        for u in range(TM):
-            n = n0 + ty + TY * u
-            for v in range(TN):
-                m = m0 + tx + TX * v
-                if n < N and m < M:
-                    h[n * M + m] = acc[u, v]
+        for p in range(p_start, max(p_stop, p_start + 1), block):
+            clear(acc)
+            if p < p_stop:
+                gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p,
+                     min(p + block, p_stop))
+            for u in range(TM):
+                i = i0 + ty + TY * u
+                for v in range(TN):
+                    j = j0 + tx + TX * v
+                    if i < I and j < J:
+                        if p == p_start:
+                            C[c0 + i * J + j] = acc[u, v]
+                        else:
+                            C[c0 + i * J + j] += acc[u, v]
+
+    return blocked
+
+
+@functools.lru_cache(maxsize=None)
+def kernels(dtype, x_rows: bool = True, W_rows: bool = True):
+    """(forward, epilogue, dx, dW, sum_slices, sum_vector) for this dtype, compiled with
+    explicit signatures on first use (see each kernel); x_rows, W_rows: whether x's and W's
+    unit strides run along their rows (row-major), which sets the loads' layouts."""
+    T = numba_float(dtype)
+    forward_core = _core(dtype, x_rows, W_rows)           # A = x, B = W
+    dx_core = _core(dtype, True, not W_rows)              # A = g (row-major), B = Wᵀ
+    dW_core = _core(dtype, not x_rows, True)              # A = xᵀ, B = g (row-major)
+
+    def forward(h, x, sx0, sx1, W, sW0, sW1, N, K, M):
+        """h = x·W by BM×BN tiles, stored row-major in the dtype (the epilogue kernel reads
+        it; a plain store keeps the register tile in registers)."""
+        forward_core(h, 0, x, sx0, sx1, W, sW0, sW1, np.int64(cuda.blockIdx.x) * BM,
+                np.int64(cuda.blockIdx.y) * BN, N, M, 0, K, KC)
 
     def epilogue(dy, g, f_part, y, sy0, sy1, N, M, relu_grad_at_zero, want):
         """From h (in g, row-major): z, the block's f partial (float64), dy where `want`
@@ -176,51 +206,18 @@ def kernels(dtype):
 
     def dx(dx, g, W, sW0, sW1, N, K, M):
         """dx[n,k] = Σ_m g[n,m]·W[k,m] by BM×BN tiles (dx, g row-major)."""
-        As = cuda.shared.array(_TILE, T)
-        Bs = cuda.shared.array(_TILE, T)
-        acc = cuda.local.array(_ACC, T)
-        ty = cuda.threadIdx.y
-        tx = cuda.threadIdx.x
-        n0 = np.int64(cuda.blockIdx.x) * BM
-        k0 = np.int64(cuda.blockIdx.y) * BN
-        clear(acc)
-        gemm(acc, As, Bs, g, M, np.int64(1), W, sW1, sW0, n0, k0, N, K, 0, M)
-        for u in range(TM):
-            n = n0 + ty + TY * u
-            for v in range(TN):
-                k = k0 + tx + TX * v
-                if n < N and k < K:
-                    dx[n * K + k] = acc[u, v]
+        dx_core(dx, 0, g, M, np.int64(1), W, sW1, sW0, np.int64(cuda.blockIdx.x) * BM,
+                np.int64(cuda.blockIdx.y) * BN, N, K, 0, M, KC)
 
     def dW(part, x, sx0, sx1, g, N, K, M, rows_per_slice):
         """part[s,k,m] = Σ_{n in slice s} x[n,k]·g[n,m] (float64; g row-major) by BM×BN
         tiles, slices on grid z: sums in the dtype over SUM_ROWS rows at a time, added
         in float64 in row order."""
-        As = cuda.shared.array(_TILE, T)
-        Bs = cuda.shared.array(_TILE, T)
-        acc = cuda.local.array(_ACC, T)
-        ty = cuda.threadIdx.y
-        tx = cuda.threadIdx.x
-        k0 = np.int64(cuda.blockIdx.x) * BM
-        m0 = np.int64(cuda.blockIdx.y) * BN
         s = np.int64(cuda.blockIdx.z)
         start = s * rows_per_slice
-        stop = min(start + rows_per_slice, N)
-        base = s * K * M
-        for p in range(start, max(stop, start + 1), SUM_ROWS):
-            clear(acc)
-            if p < stop:
-                gemm(acc, As, Bs, x, sx1, sx0, g, M, np.int64(1), k0, m0, K, M, p,
-                     min(p + SUM_ROWS, stop))
-            for u in range(TM):
-                k = k0 + ty + TY * u
-                for v in range(TN):
-                    m = m0 + tx + TX * v
-                    if k < K and m < M:
-                        if p == start:
-                            part[base + k * M + m] = float64(acc[u, v])
-                        else:
-                            part[base + k * M + m] += float64(acc[u, v])
+        dW_core(part, s * K * M, x, sx1, sx0, g, M, np.int64(1), np.int64(cuda.blockIdx.x) * BM,
+                np.int64(cuda.blockIdx.y) * BN, K, M, start, min(start + rows_per_slice, N),
+                SUM_ROWS)
 
     def sum_slices(dW, part, slices, KM):
         """dW[e] = Σ_s part[s, e], in slice order, rounded once to the dtype."""

@@ -151,3 +151,20 @@ def test_dW_carries_float64_across_row_blocks(rng, monkeypatch):
     f = host.run(*outs, *(cuda.to_device(a) for a in (x, W, y)), 0.0)
     assert_matches_torch((f, *(o.copy_to_host() for o in outs)), x, W, y)
     host.plan.cache_clear()
+
+
+def test_row_kernel_with_64_bit_offsets(rng, monkeypatch):
+    # arrays beyond 2³¹ elements take the kernel with 64-bit offsets: forced here by a
+    # lower limit, it gives the bits of the 32-bit one
+    x, W, y = draw(rng, 70, 5, 3, np.float32)
+    args = [cuda.to_device(a) for a in (x, W, y)]
+    narrow = loopgrad.grads(*args)
+    monkeypatch.setattr(host, "_I32", 100)
+    host.plan.cache_clear()
+    assert host.plan(70, 5, 3, np.dtype(np.float32), 7, ((70, 5, 5, 1), (5, 3, 3, 1),
+                                                         (70, 3, 3, 1))).wide
+    wide = loopgrad.grads(*args)
+    host.plan.cache_clear()
+    assert wide.f == narrow.f
+    assert all(np.array_equal(a.copy_to_host(), b.copy_to_host())
+               for a, b in zip(wide[1:], narrow[1:]))

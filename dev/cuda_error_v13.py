@@ -54,19 +54,7 @@ def main():
     KC = ap.parse_args().kc
     print(f"KC = {KC or 'all'}")
     for N, K, M in [(300, 600, 40), (300, 40, 600), (512, 512, 512), (2000, 1024, 64)]:
-        ours, theirs = np.zeros((4, 2)), np.zeros((4, 2))
-        for seed in range(2):
-            rng = np.random.default_rng(seed)
-            x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((N, K), (K, M), (N, M)))
-            got = emulate(x, W, y)
-            ref = reference.torch_autograd(x, W, y, form="sum")
-            t32 = reference.torch_autograd(x, W, y, dtype="float32", form="sum")
-            for i in range(4):
-                e = np.abs(np.asarray(got[i], np.float64) - ref[i])
-                t = np.abs(np.asarray(t32[i], np.float64) - ref[i])
-                ours[i] += e.mean(), e.max()
-                theirs[i] += t.mean(), t.max()
-        ratio = ours / theirs
+        ratio = reference.error_ratios(emulate, N, K, M)
         print(f"{N}×{K}×{M}: ours/torch32 (mean, max) "
               + ", ".join(f"{n} {r[0]:.2f} {r[1]:.2f}" for n, r in zip(("f", "dx", "dW", "dy"), ratio)))
 

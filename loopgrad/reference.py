@@ -163,3 +163,24 @@ def check(name, got, ref, bound):
     raise AssertionError(
         f"{name} ({got.dtype}, shape {got.shape}): {len(bad)} element(s) out of bound; "
         f"max |err| {np.max(err):.3e}, max err/bound {np.max(ratio):.3e}; {pairs}")
+
+
+def error_ratios(compute, N, K, M, seeds=(0, 1)):
+    """Each output's error against torch float64 over torch float32's own, as a (4, 2) array
+    of (mean, largest) ratios for f, dx, dW, dy, summed over standard normal float32 draws
+    of x (N,K), W (K,M), y (N,M) with these seeds; compute(x, W, y) → (f, dx, dW, dy).
+
+    The accuracy target of the tiled kernels (CPU and CUDA) is every ratio ≤ 1.5."""
+    ours, theirs = np.zeros((4, 2)), np.zeros((4, 2))
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        x, W, y = (rng.standard_normal(s).astype(np.float32) for s in ((N, K), (K, M), (N, M)))
+        got = compute(x, W, y)
+        ref = torch_autograd(x, W, y, form="sum")
+        t32 = torch_autograd(x, W, y, dtype="float32", form="sum")
+        for i in range(4):
+            e = np.abs(np.asarray(got[i], np.float64) - ref[i])
+            t = np.abs(np.asarray(t32[i], np.float64) - ref[i])
+            ours[i] += e.mean(), e.max()
+            theirs[i] += t.mean(), t.max()
+    return ours / theirs

@@ -384,17 +384,8 @@ def test_error_within_1_5x_torch_float32(N, K, M, isa):
     # block carry torch's (MKL's) error; blocks of 512 had 1.4× it (dev/machines_v8.md 8h).
     from loopgrad import reference
 
-    ours, theirs = np.zeros((4, 2)), np.zeros((4, 2))
-    for seed in range(2):
-        x, W, y = draw(np.random.default_rng(seed), N, K, M)
-        # the parallel kernel (bitwise the serial one), which test_both_kernels compiles anyway
-        got = run(_tiled.plan(N, K, M, np.float32, isa)[0], x, W, y, True, isa=isa)
-        ref = reference.torch_autograd(x, W, y, form="sum")
-        t32 = reference.torch_autograd(x, W, y, dtype="float32", form="sum")
-        for i in range(4):
-            e = np.abs(np.asarray(got[i], np.float64) - ref[i])
-            t = np.abs(np.asarray(t32[i], np.float64) - ref[i])
-            ours[i] += e.mean(), e.max()
-            theirs[i] += t.mean(), t.max()
-    ratio = ours / theirs
+    # the parallel kernel (bitwise the serial one), which test_both_kernels compiles anyway
+    ratio = reference.error_ratios(
+        lambda x, W, y: run(_tiled.plan(N, K, M, np.float32, isa)[0], x, W, y, True, isa=isa),
+        N, K, M)
     assert np.all(ratio <= 1.5), dict(zip(("f", "dx", "dW", "dy"), ratio.round(2).tolist()))

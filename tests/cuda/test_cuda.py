@@ -219,16 +219,5 @@ def test_error_within_1_5x_torch_float32(N, K, M):
     # issue 23: each output's error against float64 at most 1.5× torch float32's own (on
     # the CPU, MKL), mean and largest, as the CPU's tiled kernels (tests/test_tiled.py); one
     # running float32 sum over K had 2-3× (dev/cuda_error_v13.py)
-    ours, theirs = np.zeros((4, 2)), np.zeros((4, 2))
-    for seed in range(2):
-        x, W, y = draw(np.random.default_rng(seed), N, K, M)
-        got = poisoned_run(x, W, y)
-        ref = reference.torch_autograd(x, W, y, form="sum")
-        t32 = reference.torch_autograd(x, W, y, dtype="float32", form="sum")
-        for i in range(4):
-            e = np.abs(np.asarray(got[i], np.float64) - ref[i])
-            t = np.abs(np.asarray(t32[i], np.float64) - ref[i])
-            ours[i] += e.mean(), e.max()
-            theirs[i] += t.mean(), t.max()
-    ratio = ours / theirs
+    ratio = reference.error_ratios(poisoned_run, N, K, M)
     assert np.all(ratio <= 1.5), dict(zip(("f", "dx", "dW", "dy"), ratio.round(2).tolist()))

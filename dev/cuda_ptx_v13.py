@@ -3,7 +3,12 @@ spills and shared memory per kernel (issue 23: checks by counting).
 
 Needs numba-cuda with NVVM and ptxas (pip install "numba-cuda[cu12]" in a venv):
 
-    PYTHONPATH=. /tmp/ncv/bin/python dev/cuda_ptx_v13.py [--cc 9.0] [--keep DIR]
+    PYTHONPATH=. /tmp/ncv/bin/python dev/cuda_ptx_v13.py [--cc 9.0] [--keep DIR] [--all]
+
+--all compiles every variant a plan can pick instead (the products for the four load
+layouts, the row kernel for K, M in 1, 2, 3, 5, 8, 16 with both offset widths: 194
+kernels, about 6 minutes) and reports only failures: typing errors that the simulator
+does not see show up here.
 
 The factories in rows.py and products.py call cuda.jit(signature)(fn), which
 compiles for the current device; here that call is intercepted to collect
@@ -41,11 +46,41 @@ def ptxas():
     return str(pathlib.Path(n.__path__[0]) / "bin" / "ptxas")
 
 
+def every_variant(cc):
+    import itertools
+    import time
+
+    cuda.jit = capturing_jit
+    try:
+        for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+            for K, M in itertools.product((1, 2, 3, 5, 8, 16), repeat=2):
+                for wide in (False, True):
+                    rows.fused(K, M, dt, wide)
+            rows.sum_blocks(dt)
+            for x_rows, W_rows in itertools.product((True, False), repeat=2):
+                products.kernels(dt, x_rows, W_rows)
+    finally:
+        cuda.jit = real_jit
+    t, bad = time.perf_counter(), 0
+    for fn, sig, _ in captured:
+        try:
+            cuda.compile_ptx(fn, sig, cc=cc)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            bad += 1
+            print("FAIL", fn.__name__, sig, type(e).__name__, str(e)[:300])
+    print(f"{len(captured)} kernels compiled for sm_{cc[0]}{cc[1]}, {bad} failed, "
+          f"{time.perf_counter() - t:.0f} s")
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cc", default="9.0")
     ap.add_argument("--keep", default=None)
+    ap.add_argument("--all", action="store_true")
     a = ap.parse_args()
+    if a.all:
+        return every_variant(tuple(int(v) for v in a.cc.split(".")))
     cc = tuple(int(v) for v in a.cc.split("."))
     cuda.jit = capturing_jit
     try:

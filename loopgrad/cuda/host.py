@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import functools
 import sys
+import threading
 
 import numpy as np
 
@@ -146,19 +147,22 @@ def _pointer(d, dtype):
     return d.device_ctypes_pointer.value
 
 
-_pools = {}   # (stream, dtype, use) → numba device array: scratch for numba's arrays
+_pools = threading.local()   # .arrays: (stream, dtype, use) → a numba device array
 
 
 def _scratch(lib, like, n, dtype, stream, use):
-    # (owner, pointer) of n elements of scratch; for numba's arrays a pool per stream and use
-    # that only grows: the kernels of one stream run in order, so the next call may reuse it
+    # (owner, pointer) of n elements of scratch.  For numba's arrays a pool that only grows,
+    # per thread, stream and use: the kernels of one stream run in order, so the thread's
+    # next call may reuse it (another thread's calls on the same stream could run between
+    # this call's kernels and its copy of f, hence one pool a thread)
     if lib != "numba":
         return _empty(lib, like, max(n, 1), dtype, stream)
+    pools = _pools.__dict__.setdefault("arrays", {})
     key = (stream, np.dtype(dtype).str, use)
-    d = _pools.get(key)
+    d = pools.get(key)
     if d is None or d.shape[0] < n:
-        d = _pools[key] = cuda.device_array(max(n, 1, 2 * (0 if d is None else d.shape[0])),
-                                            dtype, stream=stream)
+        d = pools[key] = cuda.device_array(max(n, 1, 2 * (0 if d is None else d.shape[0])),
+                                           dtype, stream=stream)
     return d, _pointer(d, dtype)
 
 

@@ -168,3 +168,28 @@ def test_row_kernel_with_64_bit_offsets(rng, monkeypatch):
     assert wide.f == narrow.f
     assert all(np.array_equal(a.copy_to_host(), b.copy_to_host())
                for a, b in zip(wide[1:], narrow[1:]))
+
+
+def test_each_thread_has_its_own_scratch(rng):
+    # on one stream another thread's kernels could run between a call's kernels and its
+    # copy of f: the pool of scratch (numba's arrays) is per thread.  (The simulator runs
+    # one kernel at a time, so the threads take turns and the race itself cannot show
+    # here; the pools can.)
+    import threading
+
+    draws = [draw(rng, 30 + i, 4, 3, np.float32) for i in range(2)]
+    seen, results = {}, {}
+
+    def call(i):
+        args = [cuda.to_device(a) for a in draws[i]]
+        results[i] = loopgrad.grads(*args)
+        seen[i] = host._scratch("numba", None, 8, np.float64, 0, "partials")[0]
+
+    for i in range(2):
+        t = threading.Thread(target=call, args=(i,))
+        t.start()
+        t.join()
+    assert seen[0] is not seen[1]
+    for i in range(2):
+        got = results[i]
+        assert_matches_torch((got.f, *(a.copy_to_host() for a in got[1:])), *draws[i])

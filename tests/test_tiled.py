@@ -14,6 +14,7 @@ from loopgrad import cpu
 from loopgrad.cpu import intrinsics, jit, machine, tiled as _tiled
 from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
+from _ordered import ordered
 
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
 VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
@@ -371,6 +372,35 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
                            text=True, timeout=600)
     assert again.returncode == 0 and "loopgrad: compiling" not in again.stderr  # cached
     assert again.stdout.split() == [user_setting, "False"]
+
+
+# ------------------------------------------------------------------ bit for bit
+
+@pytest.mark.parametrize("isa", sorted(machine.TABLE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bits_are_the_reference_order(rng, isa, dtype):
+    # Every output of the tiled kernels is a fixed sequence of roundings, which
+    # tests/_ordered.py spells out in plain loops over rows and columns: the kernels
+    # must give its bits exactly, whatever their tiles, packs and items (the fused and
+    # three-pass kernels and the loss; padded and unpadded columns; KC blocks crossed
+    # along K, M and N; exact ties h == 0 in the last case).  Through the interpreted
+    # serial driver: bitwise the compiled serial and parallel kernels (test_background,
+    # test_both_kernels), without their compile.
+    ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(
+        dtype), rng.integers(-3, 4, (70, 33)).astype(dtype)
+    cases = [draw(rng, N, K, M, dtype) for N, K, M in
+             [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64)]] + [ties]
+    for x, W, y in cases:
+        N, K, M = x.shape[0], x.shape[1], W.shape[1]
+        for name in (_tiled.plan(N, K, M, dtype, isa)[0], "loss"):
+            got = run(name, x, W, y, None, a0=0.5, isa=isa)
+            want = ordered(name, x, W, y, 0.5, isa)
+            if name == "loss":
+                assert got == want, (N, K, M, name)
+                continue
+            assert got[0] == want[0], (N, K, M, name, "f")
+            for out, a, b in zip(("dx", "dW", "dy"), got[1:], want[1:]):
+                assert np.array_equal(a, b), (N, K, M, name, out)
 
 
 # ------------------------------------------------------------------ accuracy

@@ -31,7 +31,8 @@ LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, DX_ITEMS = 64, 4096, 128, 8, 4, 4, 16
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
-_FM, _FM_EPILOGUE = {"contract"}, {"contract", "reassoc"}
+EPI = 512
+_FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
@@ -105,7 +106,7 @@ def pack_wt(Wtp2, W2, K, M, jr):
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
-                 A1), nogil=True, cache=True, fastmath=_FM_EPILOGUE)
+                 A1), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
                   dshift, xp2):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
@@ -145,27 +146,58 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
                     tile_add(g, co, Mp, Ct, MR)
     # the epilogue runs along rows, or along the whole block where g has no padding and
     # the columns are all of them: a short row (M = 16) is shorter than one vectorized
-    # step and would run scalar
+    # step and would run scalar.  In chunks of EPI elements: z, dy, g and z² into zz
+    # (no reduction: vectorized as it is), then z² into 16 partial sums (element i of a
+    # chunk in sum i mod 16, the last m mod 16 of a chunk in a seventeenth), added in a
+    # fixed order at the end.  No fast-math flag can change these sums (no reassoc; no
+    # product is added, so contract has nothing to fuse): f's bits follow from this
+    # source, which tests/_ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
     c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
     flat = Mp == M and c0 == 0 and c1 == M
-    f = 0.0
+    zz = np.empty(EPI)
+    f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = f8 = f9 = f10 = f11 = f12 = f13 = f14 = f15 = 0.0
+    ft = 0.0
     for n in range(1 if flat else rows):
         gb = n * Mp + c0
         yb = (r0 + n) * M + c0
         db = yb - dshift
         length = rows * M if flat else c1 - c0
-        if want_grads:
-            for j in range(length):
-                h = g[gb + j]
-                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
-                f += z * z
-                dy[db + j] = -2.0 * z
-                g[gb + j] = _relu_backward(h, z, a0)
-        else:
-            for j in range(length):
-                h = g[gb + j]
-                z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + j])
-                f += z * z
+        for c in range(0, length, EPI):
+            m = min(EPI, length - c)
+            if want_grads:
+                for j in range(m):
+                    h = g[gb + c + j]
+                    z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + c + j])
+                    zz[j] = z * z
+                    dy[db + c + j] = -2.0 * z
+                    g[gb + c + j] = _relu_backward(h, z, a0)
+            else:
+                for j in range(m):
+                    h = g[gb + c + j]
+                    z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + c + j])
+                    zz[j] = z * z
+            m16 = m - m % 16
+            for i in range(0, m16, 16):
+                f0 += zz[i]
+                f1 += zz[i + 1]
+                f2 += zz[i + 2]
+                f3 += zz[i + 3]
+                f4 += zz[i + 4]
+                f5 += zz[i + 5]
+                f6 += zz[i + 6]
+                f7 += zz[i + 7]
+                f8 += zz[i + 8]
+                f9 += zz[i + 9]
+                f10 += zz[i + 10]
+                f11 += zz[i + 11]
+                f12 += zz[i + 12]
+                f13 += zz[i + 13]
+                f14 += zz[i + 14]
+                f15 += zz[i + 15]
+            for i in range(m16, m):
+                ft += zz[i]
+    f = ((((f0 + f1) + (f2 + f3)) + ((f4 + f5) + (f6 + f7)))
+         + (((f8 + f9) + (f10 + f11)) + ((f12 + f13) + (f14 + f15)))) + ft
     return f
 
 

@@ -95,15 +95,14 @@ DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sum
 JH = 4  # column panels per h item of the three-pass kernel
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
+EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 # contract: FMA where a product meets a sum (the micro-kernel's are written as
 # llvm.fmuladd, intrinsics.microkernel).  Not reassoc: sums keep their order (on the
 # former scalar micro-kernel LLVM then vectorized the k sum instead of the tile, 55
 # GFLOP/s).  Not nnan/ninf: NaN and inf propagate.
 _FM = {{"contract"}}
-# The epilogue's f sum may split over vector lanes (the same way every run).  The
-# micro-kernel's vector multiply-adds, inlined here, carry no fast-math flag (Numba
-# flags scalar float calls only): reassoc never reaches its sums.
-_FM_EPILOGUE = {{"contract", "reassoc"}}
+# (No reassoc anywhere, the epilogue's f included: it sums in explicit partial sums, so
+# every output's bits follow from the source, as tests/_ordered.py spells them out.)
 
 """
 

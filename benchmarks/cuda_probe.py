@@ -51,7 +51,7 @@ def overhead():
         "host.plan (cached)": lambda: host.plan(*key),
         "host._stream_and_device": lambda: host._stream_and_device(x, "torch"),
         "torch.empty (one output)": lambda: torch.empty((10, 4), device="cuda"),
-        "launcher (cached config)": lambda: pl.launcher(0, stream),
+        "launcher (cached config)": lambda: pl.launcher("rows", stream),
         "f: scratch[i].item()": lambda: torch.zeros(4, dtype=torch.float64,
                                                     device="cuda")[3].item(),
         "torch hand formula": lambda: (lambda h: ((torch.clamp(h, min=0) - y) ** 2)
@@ -63,24 +63,21 @@ def overhead():
 
 
 def kernels(shapes):
-    names_rows = ("fused rows", "sum_blocks")
-    names_products = ("forward (x·W)", "epilogue", "dx (g·Wᵀ)", "dW (xᵀ·g)", "sum_slices",
-                      "sum_vector")
     for N, K, M in shapes:
         x, W, y = tensors(N, K, M)
         loopgrad.grads(x, W, y)
         times = {}
         real = host.Plan.launcher
 
-        def timed(self, i, stream):
-            fn = real(self, i, stream)
+        def timed(self, name, stream):
+            fn = real(self, name, stream)
 
             def run(*args):
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 a.record()
                 fn(*args)
                 b.record()
-                times.setdefault(i, []).append((a, b))
+                times.setdefault(name, []).append((a, b))
             return run
 
         host.Plan.launcher = timed
@@ -90,18 +87,15 @@ def kernels(shapes):
         finally:
             host.Plan.launcher = real
         torch.cuda.synchronize()
-        skinny = K <= host.SKINNY_MAX and M <= host.SKINNY_MAX
-        names = names_rows if skinny else names_products
         whole = median_us(lambda: loopgrad.grads(x, W, y), 10) / 1e3
         ref = median_us(lambda: _autograd(x, W, y), 10) / 1e3
         print(f"{N}×{K}×{M}: whole call {whole:.3f} ms, torch autograd {ref:.3f} ms", flush=True)
         nbytes, flops = 4 * 2 * (N * K + N * M), 2 * N * K * M
-        for i, evs in sorted(times.items()):
+        for name, evs in times.items():     # in launch order
             ms = statistics.median(a.elapsed_time(b) for a, b in evs)
-            rate = (f"{nbytes / ms / 1e6:.0f} GB/s" if i == 0 and skinny else
-                    f"{flops / ms / 1e9:.0f} GFLOP/s" if names[i][:2] in ("fo", "dx", "dW")
-                    else "")
-            print(f"    {names[i]:16s} {ms:9.3f} ms  {rate}", flush=True)
+            rate = (f"{nbytes / ms / 1e6:.0f} GB/s" if name == "rows" else
+                    f"{flops / ms / 1e9:.0f} GFLOP/s" if name in ("forward", "dx", "dW") else "")
+            print(f"    {name:12s} {ms:9.3f} ms  {rate}", flush=True)
         del x, W, y
 
 

@@ -113,7 +113,6 @@ def ordered(name, x, W, y, a0=0.0, isa=None):
         for r0 in range(0, N, MC):
             f += _f_of_block(h, y, dy, g, a0, r0, min(MC, N - r0), 0, M, flat_all, EPI, False)
         return f if f - f == 0.0 else np.nan
-    dW = np.zeros((K, M), x.dtype)
     if name == "grads_fused":
         parts = []
         for c in range(nchunks):

@@ -199,13 +199,15 @@ def dW_slices(N: int, K: int, M: int) -> tuple[int, int]:
 
 
 class Plan:
-    """What a call of one (N, K, M, dtype, want) launches: kernels, grids, blocks, scratch
-    sizes (f64: float64 elements, of which the last is f; g: dtype elements)."""
+    """What a call of one (N, K, M, dtype, want) launches: `steps`, kernel name → (kernel,
+    grid, block), and scratch sizes (f64: float64 elements, of which the last is f; g: dtype
+    elements)."""
 
     def __init__(self, N, K, M, dtype, want, strides):
-        self.shape, self.dtype, self.want = (N, K, M), np.dtype(dtype), want
+        dtype = np.dtype(dtype)
         self.skinny = K <= SKINNY_MAX and M <= SKINNY_MAX
         self._configured = {}
+        sums = (_cdiv(K * M + 1, SUM_THREADS), SUM_THREADS)
         if self.skinny:
             R = rows.rows_per_block(dtype)
             self.blocks = max(1, min(_cdiv(N, R), ROW_BLOCKS))
@@ -213,38 +215,37 @@ class Plan:
             reach = max([N, (N + 1) * max(K, M, 1), self.blocks * (K * M + 1)]
                         + [(n - 1) * abs(s0) + (m - 1) * abs(s1) for n, m, s0, s1 in strides])
             self.wide = reach > _I32
-            self.kernels = (rows.fused(K, M, self.dtype, self.wide), rows.sum_blocks(self.dtype))
-            self.configs = ((self.blocks, R), (_cdiv(K * M + 1, SUM_THREADS), SUM_THREADS))
+            self.steps = {"rows": (rows.fused(K, M, dtype, self.wide), self.blocks, R),
+                          "sum_blocks": (rows.sum_blocks(dtype), *sums)}
             self.f64 = self.blocks * (K * M + 1) + 1
             self.g = 0
             return
         BM, BN = products.BM, products.BN
         (_, _, _, xs1), (_, _, _, Ws1) = strides[:2]
-        self.kernels = products.kernels(self.dtype, xs1 == 1, Ws1 == 1)
-        self.grid = (max(_cdiv(N, BM), 1), max(_cdiv(M, BN), 1))
+        k = products.kernels(dtype, xs1 == 1, Ws1 == 1)
         self.rows_per_slice, self.slices = dW_slices(N, K, M)
         self.dW_part = self.slices * K * M if want & WANT_DW and K and M else 0
         self.f_parts = max(_cdiv(N * M, products.EPI), 1)
         self.f64 = self.f_parts + self.dW_part + 1
         self.g = max(N * M, 1)                                       # h, then g over it
         block = (products.TX, products.TY)
-        self.configs = (
-            (self.grid, block),                                        # forward
-            (self.f_parts, products.THREADS),                          # epilogue
-            ((_cdiv(N, BM), _cdiv(K, BN)), block),                     # dx
-            ((_cdiv(K, BM), _cdiv(M, BN), self.slices), block),        # dW
-            (_cdiv(K * M, SUM_THREADS), SUM_THREADS),                  # sum_slices
-            (1, products.THREADS),                                     # sum_vector
-        )
+        self.steps = {
+            "forward": (k.forward, (max(_cdiv(N, BM), 1), max(_cdiv(M, BN), 1)), block),
+            "epilogue": (k.epilogue, self.f_parts, products.THREADS),
+            "dx": (k.dx, (_cdiv(N, BM), _cdiv(K, BN)), block),
+            "dW": (k.dW, (_cdiv(K, BM), _cdiv(M, BN), self.slices), block),
+            "sum_slices": (k.sum_slices, _cdiv(K * M, SUM_THREADS), SUM_THREADS),
+            "sum_vector": (k.sum_vector, 1, products.THREADS),
+        }
 
-    def launcher(self, i, stream):
-        """Kernel i configured for its grid and block on `stream`, built once a stream."""
+    def launcher(self, name, stream):
+        """Kernel `name` configured for its grid and block on `stream`, built once a stream."""
+        kernel, grid, block = self.steps[name]
         if SIMULATOR:   # the simulator's configuration lives on the kernel itself: set it each time
-            return self.kernels[i][(*self.configs[i], stream)]
-        key = (i, stream)
-        c = self._configured.get(key)
+            return kernel[grid, block, stream]
+        c = self._configured.get((name, stream))
         if c is None:
-            c = self._configured[key] = self.kernels[i][(*self.configs[i], stream)]
+            c = self._configured[name, stream] = kernel[grid, block, stream]
         return c
 
 
@@ -303,7 +304,7 @@ def run(dx, dW, dy, x, W, y, relu_grad_at_zero: float, grads: bool = True,
 def _output(name, a):
     # the pointer of an output array, which the kernels write row-major
     o = operand(name, a)
-    if o.shape[0] * o.shape[1] and (o.s1 != 1 or o.s0 != o.shape[1]) and o.shape[0] > 1:
+    if o.shape[0] * o.shape[1] and (o.s1 != 1 or (o.shape[0] > 1 and o.s0 != o.shape[1])):
         raise ValueError(f"{name} must be C-contiguous")
     return o.p
 
@@ -322,21 +323,21 @@ def _run(lib, like, stream, outs, ops, a0, want, f_out):
     dx, dW, dy = (dx if want & WANT_DX else x.p, dW if want & WANT_DW else x.p,
                   dy if want & WANT_DY else y.p)
     if pl.skinny:
-        pl.launcher(0, stream)(dx, dy, f64_p, x.p, x.s0, x.s1, W.p, W.s0, W.s1, y.p, y.s0,
+        pl.launcher("rows", stream)(dx, dy, f64_p, x.p, x.s0, x.s1, W.p, W.s0, W.s1, y.p, y.s0,
                                y.s1, N, a0, want)
-        pl.launcher(1, stream)(dW, f_p, f64_p, pl.blocks, K * M, int(bool(want & WANT_DW)))
+        pl.launcher("sum_blocks", stream)(dW, f_p, f64_p, pl.blocks, K * M, int(bool(want & WANT_DW)))
     else:
         g_owner, g = _scratch(lib, like, pl.g, T, stream, "g")
         if N and M:
-            pl.launcher(0, stream)(g, x.p, x.s0, x.s1, W.p, W.s0, W.s1, N, K, M)
-        pl.launcher(1, stream)(dy, g, f64_p, y.p, y.s0, y.s1, N, M, a0, want)
-        pl.launcher(5, stream)(f_p, f64_p, pl.f_parts)
+            pl.launcher("forward", stream)(g, x.p, x.s0, x.s1, W.p, W.s0, W.s1, N, K, M)
+        pl.launcher("epilogue", stream)(dy, g, f64_p, y.p, y.s0, y.s1, N, M, a0, want)
+        pl.launcher("sum_vector", stream)(f_p, f64_p, pl.f_parts)
         if want & WANT_DX and N and K:
-            pl.launcher(2, stream)(dx, g, W.p, W.s0, W.s1, N, K, M)
+            pl.launcher("dx", stream)(dx, g, W.p, W.s0, W.s1, N, K, M)
         if pl.dW_part:
             part = _at(f64_p, pl.f_parts, 8)
-            pl.launcher(3, stream)(part, x.p, x.s0, x.s1, g, N, K, M, pl.rows_per_slice)
-            pl.launcher(4, stream)(dW, part, pl.slices, K * M)
+            pl.launcher("dW", stream)(part, x.p, x.s0, x.s1, g, N, K, M, pl.rows_per_slice)
+            pl.launcher("sum_slices", stream)(dW, part, pl.slices, K * M)
     if f_out is not None:
         return None
     return _fetch(lib, f64, pl.f64 - 1, stream)

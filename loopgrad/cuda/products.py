@@ -30,6 +30,7 @@ sum_slices adds the dW slices, sum_vector the f partials, in a fixed order, so
 the same inputs give the same bits every run.
 """
 
+import collections
 import functools
 
 import numpy as np
@@ -58,6 +59,7 @@ KC = 256               # h, dx: terms summed in the dtype before the output take
 SUM_ROWS = 512         # dW: rows summed in the dtype before a float64 partial takes them
 EPI = 16 * THREADS     # elements of h an epilogue block takes
 assert BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0
+Kernels = collections.namedtuple("Kernels", "forward epilogue dx dW sum_slices sum_vector")
 _TILE = (2, BK, BM + PAD)    # shared arrays' shapes must be constants in the kernels
 _ACC = (TM, TN)
 
@@ -169,7 +171,7 @@ def _core(dtype, ap: bool, bj: bool):
 
 @functools.lru_cache(maxsize=None)
 def kernels(dtype, x_rows: bool = True, W_rows: bool = True):
-    """(forward, epilogue, dx, dW, sum_slices, sum_vector) for this dtype, compiled with
+    """Kernels(forward, epilogue, dx, dW, sum_slices, sum_vector) for this dtype, compiled with
     explicit signatures on first use (see each kernel); x_rows, W_rows: whether x's and W's
     unit strides run along their rows (row-major), which sets the loads' layouts."""
     T = numba_float(dtype)
@@ -250,4 +252,4 @@ def kernels(dtype, x_rows: bool = True, W_rows: bool = True):
         (sum_slices, (P, F, L, L)),
         (sum_vector, (F, F, L)),
     )
-    return tuple(cuda.jit(types.void(*args))(fn) for fn, args in sigs)
+    return Kernels(*(cuda.jit(types.void(*args))(fn) for fn, args in sigs))

@@ -1,6 +1,7 @@
-"""A cold tiled kernel compiles in a child process behind a call that runs its serial driver
-in the interpreter (loopgrad.cpu.tiled_kernel, loopgrad/cpu/background.py)."""
+"""A cold tiled kernel compiles in a child process behind calls that run the ordered loops, then its
+serial driver in the interpreter (loopgrad.cpu.tiled_kernel, loopgrad/cpu/background.py)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,14 +13,14 @@ import pytest
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import background, tiled
+from loopgrad.cpu import background, ordered, tiled
 from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 N, K, M = 300, 64, 64  # the fused kernel, above the parallel threshold
 
 
-def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
+def test_cold_kernel_compiles_behind_the_ordered_loops(monkeypatch, rng):
     x, W, y = draw(rng, N, K, M)
     name, variant, _, _ = tiled.plan(N, K, M, x.dtype)
     started = []
@@ -30,14 +31,20 @@ def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
     monkeypatch.setattr(tiled, "ready", lambda *a: False)  # as on an empty cache
 
     monkeypatch.setattr(cpu, "_READY", set())
+    monkeypatch.setattr(tiled, "pieces_ready", lambda *a: False)
     kern, par = cpu.tiled_kernel(name, variant, True)
-    assert not par and kern is tiled.driver(name, variant)  # the interpreted serial driver
+    # the ordered loops (in Python threads: not a parallel kernel of Numba's)
+    assert not par and kern.func is ordered._grads
     key = (name, variant, True)
     # in a child process: no thread of this one compiles (it would hold the GIL)
     assert started[0][0] == key and started[0][1][1:3] == ["-m", "loopgrad.cpu.compile_one"]
     assert not any(t.name.startswith("loopgrad compile") for t in threading.enumerate())
     first = loopgrad.grads(x, W, y)
     assert [k for k, _ in started] in ([key], [key] * 2)  # once more if the child had ended
+    # once the child has the kernel's pieces in the disk cache: its interpreted driver
+    monkeypatch.setattr(tiled, "pieces_ready", lambda *a: True)
+    if background.busy(key):
+        assert cpu.tiled_kernel(name, variant, True) == (tiled.driver(name, variant), False)
     assert background.wait(timeout=300)
     assert background.done(key) and background.failed(key) is None
 
@@ -51,6 +58,55 @@ def test_cold_kernel_compiles_behind_an_interpreted_call(monkeypatch, rng):
     assert first.f == after.f
     for a, b in zip(first[1:], after[1:]):
         assert np.array_equal(a, b)  # serial and parallel: bitwise the same
+
+
+COLD_CALL = """
+import json, sys
+import numpy as np
+import loopgrad
+from numba.core import event
+from loopgrad.cpu import background
+
+compiled = []
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Compiles())
+rng = np.random.default_rng(5)
+x, W, y = (rng.standard_normal(s).astype(np.float32) for s in (({N}, {K}), ({K}, {M}), ({N}, {M})))
+r = loopgrad.grads(x, W, y)
+generated = [m for m in sys.modules if m.startswith("loopgrad._generated")]
+np.savez(sys.argv[1], f=r.f, dx=r.dx, dW=r.dW, dy=r.dy)
+print(json.dumps(dict(compiled=compiled, generated=generated, running=len(background.running()))))
+assert background.wait(600)
+"""
+
+
+@pytest.mark.parametrize("N,K,M", [(300, 64, 64), (70, 300, 290)])
+def test_a_cold_call_compiles_nothing_and_has_the_kernels_bits(tmp_path, N, K, M):
+    # an empty cache: the first call compiles nothing with Numba and imports no generated
+    # module (the ordered loops, llvmlite's), while a child compiles the tiled kernel; a
+    # second process, on the cache the child filled, gets the same bits from the kernel
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = COLD_CALL.format(N=N, K=K, M=M)
+    cold = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cold.npz")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert cold.returncode == 0, cold.stderr
+    seen = json.loads(cold.stdout.splitlines()[-1])
+    assert seen == dict(compiled=[], generated=[], running=1), seen
+    warm = subprocess.run([sys.executable, "-c", code, str(tmp_path / "warm.npz")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert warm.returncode == 0, warm.stderr
+    seen = json.loads(warm.stdout.splitlines()[-1])
+    assert seen["running"] == 0 and seen["generated"], seen  # the kernel, from the cache
+    a, b = np.load(tmp_path / "cold.npz"), np.load(tmp_path / "warm.npz")
+    for name in ("f", "dx", "dW", "dy"):
+        assert np.array_equal(a[name], b[name]), name
 
 
 def test_a_child_compile_is_a_process_and_its_failure_is_kept():
@@ -220,3 +276,31 @@ def test_threads_asking_for_one_kernel_at_once_all_get_it():
         t.join()
     assert errors == []
     assert disp(np.ones(5)) == 15.0
+
+
+@pytest.mark.parametrize("K,M", [(2, 8), (3, 40)])  # a generated skinny kernel, the general one
+def test_a_cold_parallel_row_kernel_compiles_behind_the_serial_one(monkeypatch, rng, K, M):
+    # not in the disk cache: the call gets the serial kernel (bitwise the parallel one's
+    # results) while a child compiles the parallel one; after it, the parallel kernel
+    from loopgrad.cpu import rows, skinny
+
+    x, W, y = draw(rng, 20000, K, M)
+    key = ("rows", "grads", "float32", K, M, WANT_ALL)
+    monkeypatch.setattr(cpu, "_CHOSEN", {})
+    monkeypatch.setattr(skinny, "cached", lambda *a: False)
+    monkeypatch.setattr(rows, "cached", lambda *a: False)
+    background._done.discard(key)
+    started = []
+    start = background.start
+    monkeypatch.setattr(background, "start", lambda k, fn, argv=None: started.append(argv) or
+                        start(k, fn, argv))
+    kern = cpu.row_kernel("grads", x.dtype, True, K, M)
+    assert kern is cpu.row_kernel("grads", x.dtype, False, K, M)  # the serial kernel
+    assert started and started[0][1:4] == ["-m", "loopgrad.cpu.compile_one", "rows"]
+    first = loopgrad.grads(x, W, y)
+    assert background.wait(timeout=300) and background.done(key), background.failed(key)
+    kern = cpu.row_kernel("grads", x.dtype, True, K, M)
+    assert kern is not cpu.row_kernel("grads", x.dtype, False, K, M)  # the parallel one now
+    after = loopgrad.grads(x, W, y)
+    assert_matches_torch(first, x, W, y)
+    assert first.f == after.f and all(np.array_equal(a, b) for a, b in zip(first[1:], after[1:]))

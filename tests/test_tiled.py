@@ -11,10 +11,9 @@ import pytest
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import intrinsics, jit, machine, tiled as _tiled
-from loopgrad._inputs import WANT_ALL
+from loopgrad.cpu import guards, intrinsics, jit, machine, ordered, ordered_ir, tiled as _tiled
+from loopgrad._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from _helpers import assert_matches_torch, draw
-from _ordered import ordered
 
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
 VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
@@ -378,29 +377,71 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
 
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bits_are_the_reference_order(rng, isa, dtype):
+def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # Every output of the tiled kernels is a fixed sequence of roundings, which
-    # tests/_ordered.py spells out in plain loops over rows and columns: the kernels
-    # must give its bits exactly, whatever their tiles, packs and items (the fused and
-    # three-pass kernels and the loss; padded and unpadded columns; KC blocks crossed
-    # along K, M and N; exact ties h == 0 in the last case).  Through the interpreted
-    # serial driver: bitwise the compiled serial and parallel kernels (test_background,
-    # test_both_kernels), without their compile.
+    # loopgrad/cpu/ordered.py spells out in plain loops over rows and columns (the kernel a
+    # cold call runs while they compile): the kernels must give its bits exactly, whatever
+    # their tiles, packs and items (the fused and three-pass kernels and the loss; padded
+    # and unpadded columns; KC blocks crossed along K, M and N; several chunks; exact ties
+    # h == 0), and so must the loops in any number of threads and for any gradients asked.
+    # Through the interpreted serial driver: bitwise the compiled serial and parallel
+    # kernels (test_background, test_both_kernels), without their compile.
     ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(
         dtype), rng.integers(-3, 4, (70, 33)).astype(dtype)
     cases = [draw(rng, N, K, M, dtype) for N, K, M in
-             [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64)]] + [ties]
+             [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64),
+              (3000, 64, 64)]] + [ties]
     for x, W, y in cases:
         N, K, M = x.shape[0], x.shape[1], W.shape[1]
-        for name in (_tiled.plan(N, K, M, dtype, isa)[0], "loss"):
-            got = run(name, x, W, y, None, a0=0.5, isa=isa)
-            want = ordered(name, x, W, y, 0.5, isa)
-            if name == "loss":
-                assert got == want, (N, K, M, name)
-                continue
-            assert got[0] == want[0], (N, K, M, name, "f")
-            for out, a, b in zip(("dx", "dW", "dy"), got[1:], want[1:]):
-                assert np.array_equal(a, b), (N, K, M, name, out)
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)
+        assert N < 3000 or nchunks > 1  # the last random case crosses chunks
+        for kern in (name, "loss"):
+            got = run(kern, x, W, y, None, a0=0.5, isa=isa)
+            for threads in (1, 3):
+                loops = ordered.kernel(kern, variant, threads, isa)
+                if kern == "loss":
+                    assert loops(x, W, y, None) == got, (N, K, M, kern, threads)
+                    continue
+                for want in (WANT_ALL, WANT_DW, WANT_DX | WANT_DY):
+                    outs = [np.full(a.shape, np.nan, dtype) for a in got[1:]]
+                    f = loops(*outs, x, W, y, 0.5, nchunks, rows, None, None, want)
+                    assert f == got[0], (N, K, M, kern, threads, want, "f")
+                    for out, bit, a, b in zip(("dx", "dW", "dy"), (WANT_DX, WANT_DW, WANT_DY),
+                                              outs, got[1:]):
+                        assert np.array_equal(a, b) if want & bit else np.isnan(a).all(), \
+                            (N, K, M, kern, threads, want, out)
+
+
+def test_the_overflow_guard_has_the_kernels_bits(rng):
+    # trusted (loopgrad/cpu/guards.py, in the kernels) and the ordered loops decide whether
+    # float32 sums could have overflowed from the same sums: ‖W‖² in 16 partial sums, the
+    # same bits in Numba's code and in ordered_ir's (any length, a tail past the 16s)
+    for n in (0, 5, 16, 37, 1000):
+        for dtype in (np.float32, np.float64):
+            a = (rng.standard_normal(n) * 1e3).astype(dtype)
+            fns = ordered_ir.functions(np.dtype(dtype).name)
+            assert fns["sum_squares"](a.ctypes.data, n, np.empty(17).ctypes.data) == \
+                guards.sum_squares(a)
+            assert fns["nonfinite"](a.ctypes.data, n) == 0.0
+            if n:
+                a[n // 2] = np.inf
+                assert np.isnan(fns["nonfinite"](a.ctypes.data, n))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_ordered_loops_refuse_what_the_kernels_refuse(rng, dtype):
+    # non-finite inputs, or sums that could overflow in the dtype: the ordered loops return
+    # NaN where the kernels do, and the call goes to the float64 row kernels either way
+    for shape in ((300, 12, 20), (70, 300, 290)):
+        for where, value, x, W, y in _hostile(rng, dtype, shape):
+            N, K, M = shape
+            name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype)
+            outs = [np.empty(s, dtype) for s in ((N, K), (K, M), (N, M))]
+            with np.errstate(all="ignore"):
+                f = ordered.kernel(name, variant)(*outs, x, W, y, 0.0, nchunks, rows, None,
+                                                  None, WANT_ALL)
+                want = run(name, x, W, y, None)[0]
+            assert np.isnan(f) == np.isnan(want), (shape, where, value)
 
 
 # ------------------------------------------------------------------ accuracy

@@ -23,10 +23,11 @@ row kernels (torch's pattern of NaN and inf on every path).
 
 import sys
 
+import numba
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, machine, parallel, rows, skinny, tiled, workspace
+from . import background, jit, machine, ordered, parallel, rows, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -63,10 +64,17 @@ def describe(N: int, K: int, M: int, dtype) -> str:
 def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: int = WANT_ALL):
     """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) and `want`
     when K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's
-    arguments; pass it the same `want`)."""
+    arguments; pass it the same `want`).
+
+    A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
+    on an empty cache, background.py), and until it is there the call gets the serial
+    kernel, which gives bitwise its results and compiles in about half the time.
+    """
     chosen = (name, dtype, parallel, K, M, want)
     fn = _CHOSEN.get(chosen)
     if fn is None:
+        if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
+            return row_kernel(name, dtype, False, K, M, want)
         if 1 <= K * M <= skinny.MAX_KM:
             try:
                 fn = skinny.kernel(name, K, M, dtype, parallel, want)
@@ -76,20 +84,51 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
     return fn
 
 
+def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
+    # whether row_kernel may compile (or load) the parallel kernel now; if not, its compile
+    # is started in a child process (once: a compile that ended or failed is done here)
+    dtype = np.dtype(dtype)
+    key = ("rows", name, dtype.name, K, M, want)
+    if background.busy(key):
+        return False
+    if background.done(key) or background.failed(key):
+        return True
+    try:
+        ready = skinny.cached(name, K, M, dtype, True, want) if 1 <= K * M <= skinny.MAX_KM \
+            else rows.cached(name, dtype, True)
+    except RuntimeError:  # no writable folder for the generated source: compile here, as before
+        return True
+    if not ready:
+        argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", *map(str, key)]
+        background.start(key, lambda: _compile_rows(name, dtype, K, M, want),
+                         argv if sys.executable else None)
+    return ready
+
+
+def _compile_rows(name: str, dtype, K: int, M: int, want: int) -> None:
+    # the parallel row kernel row_kernel would pick (compile_one runs it in a child)
+    dtype = np.dtype(dtype)
+    if 1 <= K * M <= skinny.MAX_KM:
+        try:
+            skinny.kernel(name, K, M, dtype, True, want)
+            return
+        except RuntimeError:
+            pass
+    rows.kernel(name, dtype, True)
+
+
 def tiled_kernel(name: str, variant: str, par: bool):
     """(kernel, whether it runs in parallel) for tiled kernel `name`, serial or parallel.
 
-    Compiled or in the disk cache: that kernel.  Otherwise (an empty cache) the
-    generated serial driver run by the interpreter over its compiled pieces
-    (tiled.driver: bitwise the same result, 1–2× the compiled serial kernel's
-    time, no driver to compile), while a child process compiles the kernel into
-    the disk cache for the calls after (background.py, dev/machines_v8.md 9c).
+    Compiled, or in the disk cache: that kernel.  Otherwise (an empty cache) a child
+    process compiles it into the disk cache for the calls after (background.py), and
+    this call runs a kernel with its exact bits that needs no compile of its own (`_cold`).
     """
     key = (name, variant, par)
     if key in _READY:
         return tiled.kernel(name, variant, par), par
     if background.busy(key):  # not ready: the child is still at it
-        return tiled.driver(name, variant), False
+        return _cold(name, variant, par), False
     # a compile that ended (in the cache now: loaded) or failed (compiled here, in the
     # foreground, where its error reaches the caller) is not started again
     if background.done(key) or background.failed(key) or tiled.ready(name, variant, par):
@@ -99,7 +138,20 @@ def tiled_kernel(name: str, variant: str, par: bool):
     argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", name, variant,
             "1" if par else "0", isa] if sys.executable else None  # None: in a thread
     background.start(key, lambda: tiled.kernel(name, variant, par, isa), argv)
-    return tiled.driver(name, variant), False
+    jit.announce(f"the {variant.split('-')[0]} tiled kernels", jit.writable(jit.GENERATED_FOLDER),
+                 "in a background process (calls until then run loops with the same results)")
+    return _cold(name, variant, par), False
+
+
+def _cold(name: str, variant: str, par: bool):
+    # the tiled kernel's bits while it compiles: its serial driver run by the interpreter
+    # over its compiled pieces once the child has them in the disk cache (tiled.driver:
+    # 1.0–1.6× the warm serial kernel, dev/cold_v11.md), before that the same order of
+    # operations in plain loops that compile in about a second (ordered.py; in Python
+    # threads where the kernel would run in parallel)
+    if tiled.pieces_ready(name, variant):
+        return tiled.driver(name, variant)
+    return ordered.kernel(name, variant, numba.get_num_threads() if par else 1)
 
 
 _READY: set = set()

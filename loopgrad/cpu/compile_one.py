@@ -1,9 +1,10 @@
-"""`python -m loopgrad.cpu.compile_one NAME VARIANT PARALLEL ISA`: compile one tiled kernel
-into Numba's disk cache and exit (0, or 1 with the error on stderr).
+"""`python -m loopgrad.cpu.compile_one NAME VARIANT PARALLEL ISA` (a tiled kernel) or
+`python -m loopgrad.cpu.compile_one rows NAME DTYPE K M WANT` (a parallel row kernel):
+compile one kernel into Numba's disk cache and exit (0, or 1 with the error on stderr).
 
-The child process background.py starts for a cold first call; it inherits the
-caller's environment (NUMBA_CACHE_DIR, NUMBA_CPU_NAME, LOOPGRAD_CPU_ISA), so it
-compiles what the caller's next call looks up.
+The child process background.py starts for a cold call; it inherits the caller's
+environment (NUMBA_CACHE_DIR, NUMBA_CPU_NAME, LOOPGRAD_CPU_ISA), so it compiles what
+the caller's next call looks up.
 """
 
 import logging
@@ -11,10 +12,16 @@ import sys
 
 
 def main(argv) -> int:
-    name, variant, parallel, isa = argv
     logging.getLogger("loopgrad").setLevel(logging.ERROR)  # the caller said what compiles
+    if argv[0] == "rows":
+        from . import _compile_rows
+
+        name, dtype, K, M, want = argv[1:]
+        _compile_rows(name, dtype, int(K), int(M), int(want))
+        return 0
     from . import tiled
 
+    name, variant, parallel, isa = argv
     tiled.kernel(name, variant, parallel == "1", isa)
     return 0
 

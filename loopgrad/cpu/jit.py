@@ -52,21 +52,23 @@ def compile(disp, signature):
     return disp
 
 
-def ready(disp, signature) -> bool:
-    """Whether `compile` would return at once: compiled in this process or on disk.
-
-    Reads the disk cache's index through Numba's internals; where they differ
-    (another Numba), says True, and the caller compiles in the foreground as it
-    would without this question.
+def cached(py, signature, **options) -> bool:
+    """Whether `jit(py, **options)` compiled for signature would load from Numba's disk
+    cache: its index read through Numba's internals, nothing compiled.  Where they differ
+    (another Numba) True: the caller compiles in the foreground, as it would without asking.
     """
-    if disp.overloads:
-        return True
+    disp = jit(py, **options)  # no signature: nothing compiles
     cache = getattr(disp, "_cache", None)
     try:
         key = cache._index_key(signature, disp.targetctx.codegen())
         return key in cache._cache_file._load_index()
     except Exception:  # noqa: BLE001 - no cache (NullCache), or Numba's internals moved
         return type(cache).__name__ != "NullCache"
+
+
+def caches(disp) -> bool:
+    """Whether dispatcher disp keeps what it compiles in Numba's disk cache."""
+    return type(getattr(disp, "_cache", None)).__name__ not in ("NullCache", "NoneType")
 
 
 class StraightLine(compiler.CompilerBase):
@@ -168,11 +170,7 @@ def notice(what: str):
     timer = None
 
     def say(path):
-        _noticed.add(what)
-        t = machine.target()
-        _log.warning("loopgrad: compiling %s for this CPU (%s, table entry %s): once per "
-                     "machine and loopgrad version, cached in %s; `loopgrad compile` does it "
-                     "ahead of time", what, t["cpu_name"], t["entry"], path)
+        announce(what, path)
 
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -195,6 +193,18 @@ def notice(what: str):
             timer.cancel()
 
 
+def announce(what: str, path: str, how: str = "") -> None:
+    """notice's line, now (once per `what` in a process): what compiles for this CPU, `how`
+    (e.g. "in a background process"), and where it is cached."""
+    if what in _noticed:
+        return
+    _noticed.add(what)
+    t = machine.target()
+    _log.warning("loopgrad: compiling %s for this CPU (%s, table entry %s)%s: once per "
+                 "machine and loopgrad version, cached in %s; `loopgrad compile` does it "
+                 "ahead of time", what, t["cpu_name"], t["entry"], how and " " + how, path)
+
+
 def writable(name: str, environ=None) -> str:
     """<base>/loopgrad/<name>, made if need be, with base NUMBA_CACHE_DIR, else
     XDG_CACHE_HOME, else ~/.cache, and the temporary folder where that is not writable;
@@ -213,9 +223,12 @@ def writable(name: str, environ=None) -> str:
     return path
 
 
+GENERATED_FOLDER = f"generated-{__version__}"
+
+
 def folder() -> str:
     """A writable folder for generated modules: beside Numba's cache if set, else the user's."""
-    path = writable(f"generated-{__version__}")
+    path = writable(GENERATED_FOLDER)
     if not os.access(path, os.W_OK):
         raise RuntimeError("no writable folder for loopgrad's generated kernels")
     return path
@@ -230,19 +243,50 @@ def load(name: str, src: str):
     The file name carries a digest of the source, so a changed generator
     writes a new file and Numba's cache (keyed by file and mtime) follows it.
     """
-    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
-    mod = _MODULES.get((name, digest))
+    file = stem(name, src)
+    mod = _MODULES.get(file)
     if mod is not None:
         return mod
-    path = os.path.join(folder(), f"{name}_{digest}.py")
+    path = os.path.join(folder(), f"{file}.py")
     if not os.path.exists(path):  # rewriting would change its mtime and void Numba's cache
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(src)
         os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(f"loopgrad._generated.{name}_{digest}", path)
+    spec = importlib.util.spec_from_file_location(f"{GENERATED}.{file}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-    _MODULES[name, digest] = mod
+    _MODULES[file] = mod
     return mod
+
+
+GENERATED = "loopgrad._generated"  # the package name the generated modules import as
+
+
+def stem(name: str, src: str) -> str:
+    """The file name (without .py) under which `load` writes module `name` with source src:
+    the name and a digest of the source."""
+    return f"{name}_{hashlib.sha256(src.encode()).hexdigest()[:12]}"
+
+
+def mark(what: str) -> None:
+    """Leave a marker file in `folder()` saying `what` (a name made by the caller, e.g. of
+    a kernel that reached Numba's disk cache), for `marked` in any process.  Best effort: a
+    folder that refuses it only costs a later question its answer."""
+    try:
+        path = os.path.join(folder(), "ready", what)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8"):
+                pass
+    except (OSError, RuntimeError):
+        pass
+
+
+def marked(what: str) -> bool:
+    """Whether some process has `mark`ed what (in this folder)."""
+    try:
+        return os.path.exists(os.path.join(folder(), "ready", what))
+    except RuntimeError:  # no writable folder: nothing was marked
+        return False

@@ -15,6 +15,7 @@ round differently (its sums are grouped by other tile sizes).
 """
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -66,8 +67,8 @@ TABLE = {
 }
 
 
-def _target() -> tuple[str, str, str]:
-    # (triple, CPU name, features) that Numba compiles for
+def llvm_target() -> tuple[str, str, str]:
+    """(triple, CPU name, features) that Numba compiles for."""
     from llvmlite import binding as ll
     from numba.core import codegen, config
 
@@ -75,6 +76,15 @@ def _target() -> tuple[str, str, str]:
     features = config.CPU_FEATURES if config.CPU_FEATURES is not None \
         else codegen.get_host_cpu_features()
     return ll.get_process_triple(), name, features
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint() -> str:
+    """A digest of what Numba's disk cache keys compiled code by (target triple, CPU name and
+    features, Numba's version): a marker of a cached kernel holds on this machine alone."""
+    import numba
+
+    return hashlib.sha256(repr((llvm_target(), numba.__version__)).encode()).hexdigest()[:12]
 
 
 def detect(triple: str, features: str) -> str:
@@ -92,7 +102,7 @@ def detect(triple: str, features: str) -> str:
 @functools.lru_cache(maxsize=1)
 def target() -> dict:
     """What the kernels are built for: CPU name, detected ISA, and the entry in use (and why)."""
-    triple, name, features = _target()
+    triple, name, features = llvm_target()
     found = detect(triple, features)
     forced = os.environ.get(ENV, "").strip().lower() or None
     if forced is not None and forced not in TABLE:

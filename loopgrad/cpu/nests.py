@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange, types as nt
 
 from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
+from loopgrad.cpu.guards import trusted as _trusted
 from loopgrad.cpu.intrinsics import microkernel, pointer, prefetch
 from loopgrad.cpu.rows import relu_backward as _relu_backward
 
@@ -240,25 +241,11 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
                 tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
 
-@njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True, fastmath={"reassoc"})
+@njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True)
 def trusted(f, W, dW, check_dW):
-    # f if T arithmetic cannot have overflowed where float64 would not, else NaN (the
-    # caller then recomputes with the float64 row kernel).  f finite: h and z were
-    # finite.  Then |g| ≤ 2·√f, and each of dx's partial sums is at most
-    # ‖g[n,:]‖·‖W[k,:]‖ ≤ 2·√f·‖W‖ (Cauchy–Schwarz); an overflow in dW's T sums
-    # would have left a non-finite dW, which d − d (NaN for inf and NaN) finds (where dW
-    # was computed: check_dW).
-    if not f - f == 0.0:
-        return np.nan
-    w2 = 0.0
-    for i in range(W.shape[0]):
-        w2 += np.float64(W[i]) * np.float64(W[i])
-    if 2.0 * np.sqrt(f) * max(np.sqrt(w2), 1.0) > 0.5 * BIG:
-        return np.nan
-    bad = 0.0
-    for i in range(dW.shape[0] if check_dW else 0):
-        bad += np.float64(dW[i]) - np.float64(dW[i])
-    return f if bad == 0.0 else np.nan
+    # f, or NaN where T arithmetic could have overflowed (loopgrad.cpu.guards: its sums
+    # in fixed partial sums, so loopgrad.cpu.ordered decides with the same bits)
+    return _trusted(f, W, dW, check_dW, BIG)
 
 
 # part fused

@@ -35,7 +35,7 @@ from numba import prange, types
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .._scalar import relu_backward as _relu_backward_py
-from .jit import jit as _jit, notice
+from .jit import cached as _jit_cached, jit as _jit, notice
 
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
@@ -241,6 +241,13 @@ def signature(name: str, dtype: np.dtype):
         return types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp,
                              types.intp)
     return types.float64(part, inp, inp, inp, types.intp)
+
+
+def cached(name: str, dtype, parallel: bool) -> bool:
+    """Whether `kernel` would load from Numba's disk cache (or has compiled here)."""
+    dtype = np.dtype(dtype)
+    return (name, dtype, parallel) in _COMPILED or \
+        _jit_cached(_PY[name, parallel], signature(name, dtype), parallel=parallel)
 
 
 def kernel(name: str, dtype, parallel: bool):

@@ -196,6 +196,16 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _COMPILED: dict = {}
 
 
+def cached(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL) -> bool:
+    """Whether `kernel` would load from Numba's disk cache (or has compiled here)."""
+    dtype = np.dtype(dtype)
+    want = want if name == "grads" else WANT_ALL
+    if (name, K, M, dtype, parallel, want) in _COMPILED:
+        return True
+    py = getattr(module(K, M, want), f"_{name}_{'parallel' if parallel else 'serial'}")
+    return jit.cached(py, rows.signature(name, dtype), parallel=parallel)
+
+
 def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL):
     """The generated kernel `name` for (K, M) and dtype, with rows.kernel's arguments:
 

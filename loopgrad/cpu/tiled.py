@@ -72,6 +72,7 @@ import numpy as np
 from numba import njit, prange, types as nt
 
 from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
+from loopgrad.cpu.guards import trusted as _trusted
 from loopgrad.cpu.intrinsics import microkernel, pointer, prefetch
 from loopgrad.cpu.jit import StraightLine
 from loopgrad.cpu.rows import relu_backward as _relu_backward
@@ -92,10 +93,10 @@ PF_K, PF_AHEAD = {PF_K}, 4096
 PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
 DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
-JH = 4  # column panels per h item of the three-pass kernel
+JH = {JH}  # column panels per h item of the three-pass kernel
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
-EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
+EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 # contract: FMA where a product meets a sum (the micro-kernel's are written as
 # llvm.fmuladd, intrinsics.microkernel).  Not reassoc: sums keep their order (on the
 # former scalar micro-kernel LLVM then vectorized the k sum instead of the tile, 55
@@ -160,7 +161,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, deps=_deps_digest())
+                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=JH, EPI=EPI,
+                         deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
     else:
@@ -198,10 +200,10 @@ def _lanes(entry: machine.Entry, T: str, NR: int) -> int:
 @functools.lru_cache(maxsize=None)
 def _deps_digest() -> str:
     # the modules the generated code imports its pieces from
-    from . import intrinsics, rows
+    from . import guards, intrinsics, rows
 
     h = hashlib.sha256()
-    for mod in (intrinsics, jit, rows):  # (nests.py is copied in: its text is in the file)
+    for mod in (guards, intrinsics, jit, rows):  # (nests.py is copied in: its text is in the file)
         with open(mod.__file__, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]
@@ -244,10 +246,28 @@ def driver(name: str, variant: str, isa: str | None = None):
 
 
 def ready(name: str, variant: str, parallel: bool, isa: str | None = None) -> bool:
-    """Whether `kernel` returns without compiling: compiled in this process or cached on disk
-    (its generated module is imported, from the cache or compiled, to find out)."""
-    disp, sig = _dispatcher(name, variant, parallel, _isa(isa))
-    return jit.ready(disp, sig)
+    """Whether `kernel` returns without compiling: compiled in this process, or in Numba's disk
+    cache (by the marker `_kernel` leaves; nothing is imported or compiled to find out)."""
+    isa = _isa(isa)
+    return (name, variant, parallel, isa) in _COMPILED \
+        or jit.marked(_marker(variant, isa, PARTS[name], f"{name}-{int(parallel)}"))
+
+
+def pieces_ready(name: str, variant: str, isa: str | None = None) -> bool:
+    """Whether `driver` returns without compiling: the modules of kernel `name` imported here,
+    or their pieces in Numba's disk cache (by the markers `module` leaves)."""
+    isa = _isa(isa)
+    return all(jit.marked(_marker(variant, isa, part, "pieces"))
+               for part in ("common", PARTS[name]))
+
+
+def _marker(variant: str, isa: str, part: str, what: str) -> str:
+    # the marker of `what` in a generated module: its file, `what`, and this machine's key
+    # into Numba's disk cache (a folder shared by two machines must not mislead either)
+    return f"{jit.stem(*_generated(variant, isa, part))}.{what}.{machine.fingerprint()}"
+
+
+_COMPILED: set = set()  # (name, variant, parallel, isa) compiled or loaded in this process
 
 
 @functools.lru_cache(maxsize=None)
@@ -255,7 +275,11 @@ def _kernel(name, variant, parallel, isa):
     disp, sig = _dispatcher(name, variant, parallel, isa)
     with jit.notice(f"the {np.dtype(variant.split('-')[0])} tiled kernels"), \
             jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
-        return jit.compile(disp, sig)
+        jit.compile(disp, sig)
+    _COMPILED.add((name, variant, parallel, isa))
+    if jit.caches(disp):
+        jit.mark(_marker(variant, isa, PARTS[name], f"{name}-{int(parallel)}"))
+    return disp
 
 
 @functools.lru_cache(maxsize=None)
@@ -272,12 +296,27 @@ def _dispatcher(name, variant, parallel, isa):
 def module(variant: str, isa: str, part: str = "common"):
     """A generated module (`PARTS`) of a tile of entry `isa`, imported with SLP on at the
     entry's vector width: its functions have signatures and compile (or load) as it is
-    imported, the common module's first."""
-    entry = machine.TABLE[isa]
-    common = module(variant, isa).__name__ if part != "common" else ""
-    with jit.settings(slp=True, vector_bits=entry.vector_bits):
-        name = f"tiled_{isa}_{variant}" + ("" if part == "common" else f"_{part}")
-        return jit.load(name, _source(entry, variant, part, common))
+    imported, the common module's first.  Leaves a marker (`pieces_ready`) once they are in
+    Numba's disk cache."""
+    if part != "common":
+        module(variant, isa)
+    with jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
+        mod = jit.load(*_generated(variant, isa, part))
+    if jit.caches(getattr(mod, _PIECE[part])):
+        jit.mark(_marker(variant, isa, part, "pieces"))
+    return mod
+
+
+# a function of each module with a signature: whether it caches on disk, they all do
+_PIECE = {"common": "pack_w", "fused": "dw_block", "three": "dw_item", "loss": "loss_block"}
+
+
+@functools.lru_cache(maxsize=None)
+def _generated(variant: str, isa: str, part: str = "common") -> tuple[str, str]:
+    # (name, source) of a generated module, without importing it (for `ready`'s markers)
+    common = "" if part == "common" else f"{jit.GENERATED}.{jit.stem(*_generated(variant, isa))}"
+    name = f"tiled_{isa}_{variant}" + ("" if part == "common" else f"_{part}")
+    return name, _source(machine.TABLE[isa], variant, part, common)
 
 
 def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
@@ -322,6 +361,8 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
+JH = 4   # column panels per h item of the three-pass kernel (the generated JH)
+EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
 # 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and

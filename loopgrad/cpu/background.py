@@ -1,16 +1,16 @@
-"""Compiles that run behind the caller: a cold first call does not wait for its kernel's driver.
+"""Compiles that run behind the caller: a cold call does not wait for its kernel.
 
-On an empty cache, a tiled kernel's driver is the slowest part to compile
-(the parallel one 5–7 s of a 10–13 s first call on 2 cores, dev/machines_v8.md
-9c).  loopgrad.cpu.tiled_kernel then runs the call with the generated serial
-driver in the interpreter, over the compiled pieces (bitwise the same result),
-and has the kernel compiled here for the calls after.
+On an empty cache a tiled kernel takes 10–15 s to compile on 2 cores, a parallel
+row kernel 2 s.  loopgrad.cpu runs such a call with something that needs little or
+no compile and gives bitwise the kernel's results (the ordered loops, the tiled
+kernel's interpreted driver over its cached pieces, or the serial row kernel), and
+has the kernel compiled here for the calls after.
 
 In a child process (`start` with argv: `python -m loopgrad.cpu.compile_one ...`),
 which writes the kernel into Numba's disk cache, where the caller's next call
 finds it.  Not in a thread of the caller's: Numba's typing and lowering hold
-the GIL, so the interpreted driver waited on them, and calls made during the
-compile took 10× the warm serial kernel (issue 21).  The child's stderr goes to
+the GIL, so the calls made meanwhile waited on them: 10× the warm serial kernel
+(issue 21).  The child's stderr goes to
 a temporary file, read only if it fails.  Where no child can be started (no
 interpreter to run: an embedded or frozen Python), the compile runs in a
 daemon thread as before.

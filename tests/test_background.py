@@ -14,7 +14,7 @@ import pytest
 import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import background, ordered, tiled
-from loopgrad._inputs import WANT_ALL, WANT_DW
+from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
 N, K, M = 300, 64, 64  # the fused kernel, above the parallel threshold
@@ -279,15 +279,13 @@ def test_threads_asking_for_one_kernel_at_once_all_get_it():
 
 
 @pytest.mark.parametrize("K,M", [(2, 8), (3, 40)])  # a generated skinny kernel, the general one
-@pytest.mark.parametrize("parallel", [False, True])
-def test_a_cold_row_kernel_compiles_behind_its_interpreted_driver(monkeypatch, rng, K, M,
-                                                                  parallel):
-    # not in the disk cache: the call runs the kernel's serial driver in the interpreter
-    # over its compiled row loop while a child compiles the kernel; after it, the kernel
+def test_a_cold_parallel_row_kernel_compiles_behind_the_serial_one(monkeypatch, rng, K, M):
+    # not in the disk cache: the call gets the serial kernel (bitwise the parallel one's
+    # results) while a child compiles the parallel one; after it, the parallel kernel
     from loopgrad.cpu import rows, skinny
 
     x, W, y = draw(rng, 20000, K, M)
-    key = ("rows", "grads", "float32", int(parallel), K, M, WANT_ALL)
+    key = ("rows", "grads", "float32", K, M, WANT_ALL)
     monkeypatch.setattr(cpu, "_CHOSEN", {})
     monkeypatch.setattr(skinny, "cached", lambda *a: False)
     monkeypatch.setattr(rows, "cached", lambda *a: False)
@@ -296,41 +294,13 @@ def test_a_cold_row_kernel_compiles_behind_its_interpreted_driver(monkeypatch, r
     start = background.start
     monkeypatch.setattr(background, "start", lambda k, fn, argv=None: started.append(argv) or
                         start(k, fn, argv))
-    kern = cpu.row_kernel("grads", x.dtype, parallel, K, M)
-    assert not hasattr(kern, "overloads")  # plain Python: the interpreted driver
+    kern = cpu.row_kernel("grads", x.dtype, True, K, M)
+    assert kern is cpu.row_kernel("grads", x.dtype, False, K, M)  # the serial kernel
     assert started and started[0][1:4] == ["-m", "loopgrad.cpu.compile_one", "rows"]
     first = loopgrad.grads(x, W, y)
     assert background.wait(timeout=300) and background.done(key), background.failed(key)
-    assert hasattr(cpu.row_kernel("grads", x.dtype, parallel, K, M), "overloads")  # compiled
+    kern = cpu.row_kernel("grads", x.dtype, True, K, M)
+    assert kern is not cpu.row_kernel("grads", x.dtype, False, K, M)  # the parallel one now
     after = loopgrad.grads(x, W, y)
     assert_matches_torch(first, x, W, y)
     assert first.f == after.f and all(np.array_equal(a, b) for a, b in zip(first[1:], after[1:]))
-
-
-@pytest.mark.parametrize("K,M", [(1, 1), (1, 16), (4, 4), (3, 5), (16, 1), (2, 7), (3, 40)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_interpreted_row_drivers_are_bitwise_the_kernels(rng, K, M, dtype):
-    # the row kernels' f and dW sums are reassociated into vector lanes, so their bits
-    # depend on how LLVM vectorized the row loop: the loop compiled alone (the interpreted
-    # driver's) must give the bits of the loop compiled into the serial and parallel kernels
-    from loopgrad.cpu import rows, skinny
-
-    for want in (WANT_ALL, WANT_DW):
-        skinny_km = K * M <= skinny.MAX_KM
-        kernels = [skinny.driver("grads", K, M, want) if skinny_km else rows.driver("grads")]
-        kernels += [skinny.kernel("grads", K, M, np.dtype(dtype), par, want) if skinny_km
-                    else rows.kernel("grads", dtype, par) for par in (False, True)]
-        for N in (1, 37, 1000, 300001):
-            x, W, y = draw(rng, N, K, M, dtype)
-            x[::7, 0] = 0.0  # ties where W's first row would be all of h
-            chunk_rows, nchunks, stride = rows.plan(N, K, M)
-            got = []
-            for kern in kernels:
-                outs = [np.full(s, np.nan, dtype) for s in ((N, K), (K, M), (N, M))]
-                f = kern(*outs, rows.partials_buffer(nchunks, stride), x, W, y, 0.5, chunk_rows,
-                         want)
-                got.append((f, *outs))
-            for other in got[1:]:
-                assert other[0] == got[0][0], (N, K, M, want, "f")
-                for a, b in zip(other[1:], got[0][1:]):
-                    assert np.array_equal(a, b, equal_nan=True), (N, K, M, want)

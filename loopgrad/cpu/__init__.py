@@ -66,21 +66,16 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
     when K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's
     arguments; pass it the same `want`).
 
-    A kernel not in the disk cache yet is compiled by a child process (1.5–2.5 s on an
-    empty cache, background.py); until it is there the calls run its serial driver in
-    the interpreter over its compiled row loop, which gives bitwise its results
-    (tests/test_background.py) and compiles in half the time.
+    A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
+    on an empty cache, background.py), and until it is there the call gets the serial
+    kernel, which gives bitwise its results and compiles in about half the time.
     """
     chosen = (name, dtype, parallel, K, M, want)
     fn = _CHOSEN.get(chosen)
     if fn is None:
-        skinny_km = 1 <= K * M <= skinny.MAX_KM
-        if not _rows_ready(name, dtype, parallel, K, M, want):
-            try:
-                return skinny.driver(name, K, M, want) if skinny_km else rows.driver(name)
-            except RuntimeError:  # no writable folder for the generated source
-                return rows.driver(name)
-        if skinny_km:
+        if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
+            return row_kernel(name, dtype, False, K, M, want)
+        if 1 <= K * M <= skinny.MAX_KM:
             try:
                 fn = skinny.kernel(name, K, M, dtype, parallel, want)
             except RuntimeError:  # no writable folder for the generated source
@@ -89,41 +84,37 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
     return fn
 
 
-def _rows_ready(name: str, dtype, parallel: bool, K: int, M: int, want: int) -> bool:
-    # whether row_kernel may compile (or load) the kernel now; if not, its compile is
-    # started in a child process (once: a compile that ended or failed is done here)
+def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
+    # whether row_kernel may compile (or load) the parallel kernel now; if not, its compile
+    # is started in a child process (once: a compile that ended or failed is done here)
     dtype = np.dtype(dtype)
-    key = ("rows", name, dtype.name, int(parallel), K, M, want)
+    key = ("rows", name, dtype.name, K, M, want)
     if background.busy(key):
         return False
     if background.done(key) or background.failed(key):
         return True
     try:
-        ready = skinny.cached(name, K, M, dtype, parallel, want) \
-            if 1 <= K * M <= skinny.MAX_KM else rows.cached(name, dtype, parallel)
+        ready = skinny.cached(name, K, M, dtype, True, want) if 1 <= K * M <= skinny.MAX_KM \
+            else rows.cached(name, dtype, True)
     except RuntimeError:  # no writable folder for the generated source: compile here, as before
         return True
     if not ready:
         argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", *map(str, key)]
-        background.start(key, lambda: _compile_rows(name, dtype, parallel, K, M, want),
+        background.start(key, lambda: _compile_rows(name, dtype, K, M, want),
                          argv if sys.executable else None)
-        what = f"the {dtype} row kernels" + (f" for K = {K}, M = {M}"
-                                             if 1 <= K * M <= skinny.MAX_KM else "")
-        jit.announce(what, jit.writable(jit.GENERATED_FOLDER),
-                     "in a background process (calls until then run its loops from Python)")
     return ready
 
 
-def _compile_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int) -> None:
-    # the row kernel row_kernel would pick (compile_one runs it in a child)
+def _compile_rows(name: str, dtype, K: int, M: int, want: int) -> None:
+    # the parallel row kernel row_kernel would pick (compile_one runs it in a child)
     dtype = np.dtype(dtype)
     if 1 <= K * M <= skinny.MAX_KM:
         try:
-            skinny.kernel(name, K, M, dtype, parallel, want)
+            skinny.kernel(name, K, M, dtype, True, want)
             return
         except RuntimeError:
             pass
-    rows.kernel(name, dtype, parallel)
+    rows.kernel(name, dtype, True)
 
 
 def tiled_kernel(name: str, variant: str, par: bool):

@@ -1,5 +1,5 @@
 """`python -m loopgrad.cpu.compile_one NAME VARIANT PARALLEL ISA` (a tiled kernel) or
-`python -m loopgrad.cpu.compile_one rows NAME DTYPE PARALLEL K M WANT` (a row kernel):
+`python -m loopgrad.cpu.compile_one rows NAME DTYPE K M WANT` (a parallel row kernel):
 compile one kernel into Numba's disk cache and exit (0, or 1 with the error on stderr).
 
 The child process background.py starts for a cold call; it inherits the caller's
@@ -16,8 +16,8 @@ def main(argv) -> int:
     if argv[0] == "rows":
         from . import _compile_rows
 
-        name, dtype, parallel, K, M, want = argv[1:]
-        _compile_rows(name, dtype, parallel == "1", int(K), int(M), int(want))
+        name, dtype, K, M, want = argv[1:]
+        _compile_rows(name, dtype, int(K), int(M), int(want))
         return 0
     from . import tiled
 

@@ -243,13 +243,6 @@ def signature(name: str, dtype: np.dtype):
     return types.float64(part, inp, inp, inp, types.intp)
 
 
-def driver(name: str):
-    """Kernel `name`'s serial driver as plain Python over its compiled chunk loops: `kernel`'s
-    arguments and bitwise its result (the driver only loops and adds in float64, in order),
-    with only the loops to compile (a cold call's, loopgrad.cpu.row_kernel)."""
-    return _PY[name, False]
-
-
 def cached(name: str, dtype, parallel: bool) -> bool:
     """Whether `kernel` would load from Numba's disk cache (or has compiled here)."""
     dtype = np.dtype(dtype)

@@ -196,21 +196,6 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _COMPILED: dict = {}
 
 
-def driver(name: str, K: int, M: int, want: int = WANT_ALL):
-    """Kernel `name`'s serial driver as plain Python over the module's compiled row loop:
-    `kernel`'s arguments and bitwise its result (the driver only loops and adds in float64,
-    in order; the loop compiles under the kernel's LLVM settings, which the call holds),
-    with only the loop to compile (a cold call's, loopgrad.cpu.row_kernel)."""
-    want = want if name == "grads" else WANT_ALL
-    py = getattr(module(K, M, want), f"_{name}_serial")
-    options = _llvm_options(K, M)
-
-    def run(*args):
-        with jit.settings(vector_bits=machine.entry().vector_bits, llvm=options):
-            return py(*args)
-    return run
-
-
 def cached(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL) -> bool:
     """Whether `kernel` would load from Numba's disk cache (or has compiled here)."""
     dtype = np.dtype(dtype)

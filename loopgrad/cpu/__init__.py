@@ -16,6 +16,12 @@ has every gradient computed (one exception: where float32 sums overflow, see
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16
 
+A kernel not yet in Numba's disk cache compiles in a child process
+(background.py) while the calls run something that gives its exact bits
+without its compile: the tiled kernels' order of operations in plain loops
+(ordered.py), then their interpreted driver; the serial row kernel in place
+of the parallel one (tiled_kernel, row_kernel).
+
 The tiled kernels sum h and dx in the input dtype; where that could overflow
 or meets inf and NaN they return NaN, and the call is recomputed by the float64
 row kernels (torch's pattern of NaN and inf on every path).

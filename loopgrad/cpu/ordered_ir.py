@@ -1,18 +1,19 @@
-"""ordered.py's loops, written as LLVM IR and compiled by llvmlite: 0.1 s where Numba takes 3.
+"""ordered.py's loops, written as LLVM IR and compiled by llvmlite: 0.3 s where Numba took 3–5.
 
 A cold call's kernel must compile fast: Numba spends 0.5–0.7 s setting itself up
 and 0.3–1 s more on each function (its typing and lowering, before LLVM sees
-the code), 3–4 s for these four (dev/cold_v12.md 16h).  Written directly as LLVM
-IR, the module is optimized and compiled by LLVM alone, for the CPU and features
-Numba compiles for (machine.llvm_target()): about 0.1 s a dtype.
+the code): 3–5 s for these loops written as Numba functions (dev/cold_v12.md
+16h).  Written directly as LLVM IR, the module is optimized and compiled by LLVM
+alone, for the CPU and features Numba compiles for (machine.llvm_target()):
+0.3 s a dtype on a 2-core VM.
 
 Every operation is the one the tiled kernels perform, spelled out: llvm.fmuladd
 where their code has a product meeting a sum (`contract`: the micro-kernel's
 llvm.fmuladd, FMA where the CPU has it, on both sides), and plain fadd, fmul,
 fsub, fcmp and selects elsewhere, with no fast-math flag: LLVM's vectorizers may
-not reorder any of it.  Each function is the loop nest of the Numba function of
-the same name in ordered.py's history (and tests/test_tiled.py compares the
-results with the kernels bit for bit):
+not reorder any of it.  Each function follows the kernels' code it names below
+(nests.py, guards.py; tests/test_tiled.py compares the results with the kernels
+bit for bit):
 
     product(A, sa, sp, B, C, acc, m, P, KC, i0, i1)
         C[i, :] = Σ_p A[i·sa + p·sp]·B[p, :] (B: P rows of m; C: rows of m), rows

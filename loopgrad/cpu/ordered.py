@@ -1,4 +1,4 @@
-"""The tiled kernels' exact bits from plain loops that compile in 0.1 s: a cold call's kernel.
+"""The tiled kernels' exact bits from plain loops that compile in 0.3 s: a cold call's kernel.
 
 Each output element of the tiled kernels (tiled.py, nests.py) is a fixed sequence of
 roundings, whatever the tile shape, vector width, packing or thread count:
@@ -15,7 +15,7 @@ roundings, whatever the tile shape, vector width, packing or thread count:
               order (fused: per chunk, then the chunks in order; three-pass: one chunk)
 
 This module computes the same sequences with loops over rows and columns
-(ordered_ir.py: written as LLVM IR, so that they compile in about 0.1 s per dtype with
+(ordered_ir.py: written as LLVM IR, so that they compile in about 0.3 s per dtype with
 no Numba compile; the tiled kernels take 10–15 s).  loopgrad.cpu runs them for a call
 whose tiled kernel is not compiled yet, while a child process compiles the kernel
 (background.py): a cold call returns the bits every later call will, at 1.2–3× the warm

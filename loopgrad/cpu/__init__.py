@@ -81,12 +81,7 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
     if fn is None:
         if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
             return row_kernel(name, dtype, False, K, M, want)
-        if 1 <= K * M <= skinny.MAX_KM:
-            try:
-                fn = skinny.kernel(name, K, M, dtype, parallel, want)
-            except RuntimeError:  # no writable folder for the generated source
-                pass
-        fn = _CHOSEN[chosen] = fn or rows.kernel(name, dtype, parallel)
+        fn = _CHOSEN[chosen] = _compile_rows(name, dtype, parallel, K, M, want)
     return fn
 
 
@@ -106,21 +101,19 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
         return True
     if not ready:
         argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", *map(str, key)]
-        background.start(key, lambda: _compile_rows(name, dtype, K, M, want),
+        background.start(key, lambda: _compile_rows(name, dtype, True, K, M, want),
                          argv if sys.executable else None)
     return ready
 
 
-def _compile_rows(name: str, dtype, K: int, M: int, want: int) -> None:
-    # the parallel row kernel row_kernel would pick (compile_one runs it in a child)
-    dtype = np.dtype(dtype)
+def _compile_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int):
+    # the row kernel row_kernel picks, compiled or loaded now (compile_one runs it in a child)
     if 1 <= K * M <= skinny.MAX_KM:
         try:
-            skinny.kernel(name, K, M, dtype, True, want)
-            return
-        except RuntimeError:
+            return skinny.kernel(name, K, M, dtype, parallel, want)
+        except RuntimeError:  # no writable folder for the generated source
             pass
-    rows.kernel(name, dtype, True)
+    return rows.kernel(name, dtype, parallel)
 
 
 def tiled_kernel(name: str, variant: str, par: bool):

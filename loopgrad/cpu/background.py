@@ -10,10 +10,9 @@ In a child process (`start` with argv: `python -m loopgrad.cpu.compile_one ...`)
 which writes the kernel into Numba's disk cache, where the caller's next call
 finds it.  Not in a thread of the caller's: Numba's typing and lowering hold
 the GIL, so the calls made meanwhile waited on them: 10× the warm serial kernel
-(issue 21).  The child's stderr goes to
-a temporary file, read only if it fails.  Where no child can be started (no
-interpreter to run: an embedded or frozen Python), the compile runs in a
-daemon thread as before.
+(issue 21).  The child's stderr goes to a temporary file, read only if it fails.
+Where no child can be started (no interpreter to run: an embedded or frozen
+Python), the compile runs in a daemon thread as before.
 
 A compile that fails is kept (`failed`): the caller compiles it in the
 foreground then, where the error reaches the user.  A process that is about to

@@ -66,7 +66,7 @@ def cached(py, signature, **options) -> bool:
         return type(cache).__name__ != "NullCache"
 
 
-def caches(disp) -> bool:
+def has_disk_cache(disp) -> bool:
     """Whether dispatcher disp keeps what it compiles in Numba's disk cache."""
     return type(getattr(disp, "_cache", None)).__name__ not in ("NullCache", "NoneType")
 

@@ -78,8 +78,7 @@ def _loss(name, variant, isa, threads, x, W, y, wsT):
 
 def _forward(fns, isa, variant, threads, x, W, y, h, dy, a0, segs, want_grads, want_dy):
     # h = x·W, then the epilogue over the segments: (f of each segment)
-    N, K = x.shape
-    M = W.shape[1]
+    K, M = W.shape
     _product(fns, isa, variant, threads, x, K, 1, W, h)
     fseg = np.empty(len(segs))
     epilogue = fns["epilogue"]

@@ -100,7 +100,7 @@ def _function(module, name, ret, args):
     return fn, ir.IRBuilder(fn.append_basic_block())
 
 
-def _chains(b, T, fmuladd, acc, n, steps):
+def _chains(b, fmuladd, acc, n, steps):
     # acc[j] = fmuladd(a_s, row_s[j], ...) for j < n, the steps (a_s, row_s) in order
     with _loop(b, I64(0), n) as j:
         v = _load(b, acc, j)
@@ -129,10 +129,10 @@ def _product(module, T, fmuladd):
                         q = b.add(p, I64(t))
                         a = _load(b, A, b.add(base, b.mul(q, sp)))
                         steps.append((a, b.gep(B, [b.add(b.mul(q, m), j0)])))
-                    _chains(b, T, fmuladd, acc, jn, steps)
+                    _chains(b, fmuladd, acc, jn, steps)
                 with _loop(b, p, b1) as q:  # the last b1 − p < 4 steps
                     a = _load(b, A, b.add(base, b.mul(q, sp)))
-                    _chains(b, T, fmuladd, acc, jn, [(a, b.gep(B, [b.add(b.mul(q, m), j0)]))])
+                    _chains(b, fmuladd, acc, jn, [(a, b.gep(B, [b.add(b.mul(q, m), j0)]))])
                 row = b.gep(C, [b.add(b.mul(i, m), j0)])
                 with b.if_else(b.icmp_signed("==", b0, I64(0))) as (first, then):
                     with first:
@@ -235,9 +235,9 @@ def _dw(module, T, fmuladd):
                 for t in range(4):
                     r = b.add(n, I64(t))
                     steps.append((_load(b, x, b.add(b.mul(r, K), k)), b.gep(g, [b.mul(r, M)])))
-                _chains(b, T, fmuladd, tile, M, steps)
+                _chains(b, fmuladd, tile, M, steps)
             with _loop(b, n, r1) as r:
-                _chains(b, T, fmuladd, tile, M,
+                _chains(b, fmuladd, tile, M,
                         [(_load(b, x, b.add(b.mul(r, K), k)), b.gep(g, [b.mul(r, M)]))])
             row = b.gep(part, [b.mul(b.sub(k, k0), M)])
             with _loop(b, I64(0), M) as m:

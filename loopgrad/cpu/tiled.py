@@ -277,7 +277,7 @@ def _kernel(name, variant, parallel, isa):
             jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
         jit.compile(disp, sig)
     _COMPILED.add((name, variant, parallel, isa))
-    if jit.caches(disp):
+    if jit.has_disk_cache(disp):
         jit.mark(_marker(variant, isa, PARTS[name], f"{name}-{int(parallel)}"))
     return disp
 
@@ -302,7 +302,7 @@ def module(variant: str, isa: str, part: str = "common"):
         module(variant, isa)
     with jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
         mod = jit.load(*_generated(variant, isa, part))
-    if jit.caches(getattr(mod, _PIECE[part])):
+    if jit.has_disk_cache(getattr(mod, _PIECE[part])):
         jit.mark(_marker(variant, isa, part, "pieces"))
     return mod
 

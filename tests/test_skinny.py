@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import cfunc
 
 import loopgrad
 from loopgrad import cpu
@@ -88,6 +88,7 @@ def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
     monkeypatch.setattr(jit, "folder", nowhere)
     monkeypatch.setattr(jit, "_MODULES", {})
     monkeypatch.setattr(_skinny, "_COMPILED", {})
+    monkeypatch.setattr(_skinny, "_ROWS", {})
     monkeypatch.setattr(cpu, "_CHOSEN", {})
     assert cpu.row_kernel("grads", np.float32, False, 2, 2) is rows.kernel("grads", np.float32, False)
     x, W, y = draw(rng, 100, 2, 2)
@@ -98,11 +99,11 @@ def _packed_float64_ops(K, M, llvm, tag):
     # the row function of the generated (K, M) module compiled afresh (no disk cache), with
     # or without LLVM_OPTIONS: its count of packed float64 instructions on ymm/zmm registers
     bits = machine.entry().vector_bits
-    src = _skinny._source(K, M, bits).replace("cache=True", "cache=False")
-    mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", src + f"\n# {tag}\n")
+    mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", _skinny._source(K, M, bits))
     with jit.settings(vector_bits=bits, llvm=llvm):
-        njit(rows.signature("grads", np.float64))(mod._grads_serial)
-    asm = "".join(mod.rows.inspect_asm().values())
+        fn = cfunc(_skinny._row_signature("grads", np.dtype(np.float64)),
+                   fastmath=_skinny._FM)(mod.rows)
+    asm = fn._library.get_asm_str()
     return len(re.findall(r"\tv\w+pd\t.*%[yz]mm", asm))
 
 

@@ -74,13 +74,17 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
 
     A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
     on an empty cache, background.py), and until it is there the call gets the serial
-    kernel, which gives bitwise its results and compiles in about half the time.
+    kernel, which gives bitwise its results and compiles in about half the time.  The
+    serial kernel compiles first, so that the child finds a skinny kernel's row function
+    (which the two share) in the cache and compiles only the parallel driver.
     """
     chosen = (name, dtype, parallel, K, M, want)
     fn = _CHOSEN.get(chosen)
     if fn is None:
-        if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
-            return row_kernel(name, dtype, False, K, M, want)
+        if parallel:
+            serial = row_kernel(name, dtype, False, K, M, want)
+            if not _parallel_rows_ready(name, dtype, K, M, want):
+                return serial
         fn = _CHOSEN[chosen] = _compile_rows(name, dtype, parallel, K, M, want)
     return fn
 
@@ -230,15 +234,16 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     skinny rows for each choice of gradients in `wants` (WANT_* bits; by default all three,
     and W's alone, which a training step asks for), the others take any choice.
 
-    Each unit holds all the kernels of its generated module (or of rows.py), so
-    that units can compile in parallel processes without two of them writing the
-    same function's cache index.
+    Each unit holds all the kernels of its generated module (or of rows.py, or the
+    skinny kernels' drivers), so that units can compile in parallel processes without
+    two of them writing the same function's cache index.
     """
     dtypes = tuple(np.dtype(d).name for d in dtypes)
     units = []
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
+        units.append(("skinny drivers", dtypes))
         units += [("skinny", dtypes, K, M, tuple(wants)) for K in range(1, skinny.MAX_KM + 1)
                   for M in range(1, skinny.MAX_KM // K + 1)]
     if "tiled" in families:
@@ -250,20 +255,19 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
 def warm(unit) -> str:
     """Compile (or load from the disk cache) the kernels of one `warm_units` unit; its label."""
     family, dtypes = unit[0], unit[1]
-    for par in (False, True):
-        if family == "tiled":
+    if family == "tiled":
+        for par in (False, True):
             for name in ("grads_fused", "grads", "loss"):
                 tiled.kernel(name, unit[2], par)
-            continue
-        for dtype in dtypes:
-            for name in ("grads", "loss"):
-                if family == "rows":
-                    rows.kernel(name, dtype, par)
-                    continue
-                for want in (unit[4] if name == "grads" else (WANT_ALL,)):
-                    skinny.kernel(name, unit[2], unit[3], np.dtype(dtype), par, want)
-    if family == "tiled":
         return f"tiled kernels, {unit[2]} tile"
-    where = "general row kernels" if family == "rows" else \
-        f"row kernels for K = {unit[2]}, M = {unit[3]}"
+    for dtype in dtypes:
+        for name in ("grads", "loss"):
+            if family == "skinny":  # the row functions (the drivers are a unit of their own)
+                for want in (unit[4] if name == "grads" else (WANT_ALL,)):
+                    skinny.row_function(name, unit[2], unit[3], dtype, want)
+                continue
+            for par in (False, True):
+                (rows.kernel if family == "rows" else skinny.driver)(name, dtype, par)
+    where = {"rows": "general row kernels", "skinny drivers": "skinny row kernels' drivers"}
+    where = where.get(family) or f"row kernels for K = {unit[2]}, M = {unit[3]}"
     return f"{where} ({', '.join(dtypes)})"

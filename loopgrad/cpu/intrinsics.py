@@ -15,6 +15,18 @@ prefetch(p, i): a hint to the CPU to load p[i]'s cache line soon.  LLVM's
     get ahead (10⁶×16×16: the forward product's x reads 7.0 → 2.6 ms,
     dev/tiled_v7.md).
 
+call(address, *args): a float64 from the C function at `address` (an integer: a cfunc's,
+    jit.cfunc) called with args, whose Numba types give the C types.  A plain call
+    through a pointer, so the function is compiled once, on its own, and every caller
+    runs the same code: the skinny row kernels' drivers call their generated row loops
+    so (skinny.py).
+
+select(c, a, b): a if c else b, for float64 a and b, as one LLVM select: no branch for
+    Numba to build blocks from.  The generated skinny rows pick h's ReLU and g's
+    case so; as conditional expressions, 16 columns of them made 150 blocks, whose
+    typing and SSA passes took 1.5 s of a 1×16 row function's 2.9 s compile.  LLVM
+    turned those branches into the same selects (the same code after).
+
 microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     intrinsic that writes its vector code straight in LLVM IR:
     mk(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc) sets the MR×NR tile
@@ -62,6 +74,33 @@ def prefetch(typingctx, p, i):
                           i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.void(p, i), codegen
+
+
+@intrinsic
+def call(typingctx, address, *args):
+    if not isinstance(address, types.Integer):
+        return None
+    sig = types.float64(address, types.StarArgTuple.from_types(args))
+
+    def codegen(context, builder, sig, llargs):
+        argtypes = sig.args[1].types  # the arguments arrive as one tuple
+        fnty = ir.FunctionType(ir.DoubleType(), [context.get_value_type(t) for t in argtypes])
+        fn = builder.inttoptr(llargs[0], fnty.as_pointer())
+        return builder.call(fn, [builder.extract_value(llargs[1], i)
+                                 for i in range(len(argtypes))])
+    return sig, codegen
+
+
+@intrinsic
+def select(typingctx, c, a, b):
+    if not isinstance(c, types.Boolean):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ca, cb = (context.cast(builder, v, t, types.float64)
+                  for v, t in zip(args[1:], sig.args[1:]))
+        return builder.select(args[0], ca, cb)
+    return types.float64(c, a, b), codegen
 
 
 @functools.lru_cache(maxsize=None)

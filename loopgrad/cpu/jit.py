@@ -35,6 +35,33 @@ def jit(fn=None, **options):
     return deco(fn) if fn is not None else deco
 
 
+def cfunc(py, signature, what: str, **options):
+    """Numba's cfunc of py for signature (a C function: its `address` is what a kernel calls,
+    intrinsics.call), from the disk cache where it is there, else compiled and put there;
+    without the cache where no folder can take it, as `jit`.  A compile that runs longer
+    than NOTICE_AFTER_S says so once (`notice`'s line: Numba's compile events leave cfuncs
+    out)."""
+    from numba import cfunc as _cfunc
+
+    try:
+        make = _cfunc(signature, cache=True, **options)
+        fresh = not cached(py, signature)
+    except RuntimeError:  # no locator for the cache
+        make, fresh = _cfunc(signature, **options), True
+    timer = None
+    if fresh and what not in _noticed:
+        path = getattr(getattr(jit(py), "_cache", None), "_cache_path", None)
+        timer = threading.Timer(NOTICE_AFTER_S, announce,
+                                (what, path or "memory only (no writable folder)"))
+        timer.daemon = True
+        timer.start()
+    try:
+        return make(py)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
 def compile(disp, signature):
     """Compile (or load from the disk cache) a dispatcher of `jit`'s, made without a
     signature, for signature and for it alone, as njit(signature) does; disp.

@@ -102,10 +102,14 @@ def test_no_writable_cache_folder_falls_back_to_compiling():
 import numba.core.caching as caching
 caching.CacheImpl._locator_classes = []
 """ + SETUP + """
-from loopgrad.cpu import rows
-print(type(rows._chunk_grads._cache).__name__, same(loopgrad.grads(x, W, y)))
+from loopgrad.cpu import rows, skinny
+# K = 3, K·M = 60: the general row kernel
+got = loopgrad.grads(x[:, :3], np.ascontiguousarray(np.hstack([W[:3]] * 5)), np.hstack([y] * 5))
+print(type(rows._chunk_grads._cache).__name__, same(loopgrad.grads(x, W, y)), np.isfinite(got.f),
+      sorted(k[:3] for k in skinny._ROWS), sorted(k[0] for k in rows._ROWS))
 """)
-    assert out.split() == ["NullCache", "True"]
+    # the generated 4×4 kernel (not the general one in its place) and the general one, uncached
+    assert out.split() == ["NullCache", "True", "True", "[('grads',", "4,", "4)]", "['grads']"]
 
 
 def test_numba_cache_dir_is_honoured_and_safe_under_concurrent_first_calls(tmp_path):

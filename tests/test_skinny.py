@@ -9,7 +9,7 @@ from numba import cfunc
 
 import loopgrad
 from loopgrad import cpu
-from loopgrad.cpu import jit, machine, rows, skinny as _skinny
+from loopgrad.cpu import chunks, jit, machine, rows, skinny as _skinny
 from loopgrad._inputs import WANT_ALL
 from _helpers import assert_matches_torch, draw
 
@@ -101,7 +101,7 @@ def _packed_float64_ops(K, M, llvm, tag):
     bits = machine.entry().vector_bits
     mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", _skinny._source(K, M, bits))
     with jit.settings(vector_bits=bits, llvm=llvm):
-        fn = cfunc(_skinny._row_signature("grads", np.dtype(np.float64)),
+        fn = cfunc(chunks.row_signature("grads", np.dtype(np.float64)),
                    fastmath=_skinny._FM)(mod.rows)
     asm = fn._library.get_asm_str()
     return len(re.findall(r"\tv\w+pd\t.*%[yz]mm", asm))
@@ -115,3 +115,18 @@ def test_llvm_options_vectorize_long_rows_and_are_put_back():
     if after > 50:
         pytest.skip("this LLVM vectorizes 2×8 rows with its default options: nothing to tell")
     assert after < 10
+
+
+def test_every_row_kernel_runs_one_set_of_drivers(rng):
+    # chunks.py's drivers serve every (K, M) and the general kernel: a new shape compiles
+    # its row function alone, and serial and parallel run the same compiled row code
+    kernels = [_skinny.kernel("grads", 2, 3, np.float32, True),
+               _skinny.kernel("grads", 3, 5, np.float32, True),
+               rows.kernel("grads", np.float32, True)]
+    assert {k.func for k in kernels} == {chunks.driver("grads", np.float32, True)}
+    assert len({k.args for k in kernels}) == 3  # three row functions
+    serial = _skinny.kernel("grads", 3, 5, np.float32, False)
+    assert serial.func is chunks.driver("grads", np.float32, False)
+    assert serial.args == kernels[1].args
+    assert _skinny.cached("grads", 3, 5, np.float32, True)
+    assert rows.cached("grads", np.float32, True)

@@ -54,7 +54,7 @@ def test_units_cover_every_family():
     assert len(skinny) == sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)
-    assert ("rows", ("float32",)) in units and ("skinny drivers", ("float32",)) in units
+    assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units
 
 
 @pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],

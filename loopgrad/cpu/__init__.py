@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, jit, machine, ordered, parallel, rows, skinny, tiled, workspace
+from . import background, chunks, jit, machine, ordered, parallel, rows, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -234,16 +234,18 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     skinny rows for each choice of gradients in `wants` (WANT_* bits; by default all three,
     and W's alone, which a training step asks for), the others take any choice.
 
-    Each unit holds all the kernels of its generated module (or of rows.py, or the
-    skinny kernels' drivers), so that units can compile in parallel processes without
-    two of them writing the same function's cache index.
+    Each unit holds all the kernels of its generated module (or rows.py's row
+    functions, or chunks.py's drivers, which both row families share), so that units
+    can compile in parallel processes without two of them writing the same function's
+    cache index.
     """
     dtypes = tuple(np.dtype(d).name for d in dtypes)
     units = []
+    if "rows" in families or "skinny" in families:
+        units.append(("row drivers", dtypes))
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
-        units.append(("skinny drivers", dtypes))
         units += [("skinny", dtypes, K, M, tuple(wants)) for K in range(1, skinny.MAX_KM + 1)
                   for M in range(1, skinny.MAX_KM // K + 1)]
     if "tiled" in families:
@@ -260,14 +262,16 @@ def warm(unit) -> str:
             for name in ("grads_fused", "grads", "loss"):
                 tiled.kernel(name, unit[2], par)
         return f"tiled kernels, {unit[2]} tile"
-    for dtype in dtypes:
+    for dtype in dtypes:  # row functions (the drivers, which they share, are a unit alone)
         for name in ("grads", "loss"):
-            if family == "skinny":  # the row functions (the drivers are a unit of their own)
+            if family == "skinny":
                 for want in (unit[4] if name == "grads" else (WANT_ALL,)):
                     skinny.row_function(name, unit[2], unit[3], dtype, want)
-                continue
-            for par in (False, True):
-                (rows.kernel if family == "rows" else skinny.driver)(name, dtype, par)
-    where = {"rows": "general row kernels", "skinny drivers": "skinny row kernels' drivers"}
+            elif family == "rows":
+                rows.row_function(name, dtype)
+            else:
+                for par in (False, True):
+                    chunks.driver(name, dtype, par)
+    where = {"rows": "general row kernels", "row drivers": "row kernels' drivers"}
     where = where.get(family) or f"row kernels for K = {unit[2]}, M = {unit[3]}"
     return f"{where} ({', '.join(dtypes)})"

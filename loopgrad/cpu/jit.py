@@ -42,11 +42,12 @@ def cfunc(py, signature, what: str, **options):
     than NOTICE_AFTER_S says so once (`notice`'s line: Numba's compile events leave cfuncs
     out)."""
     from numba import cfunc as _cfunc
+    from numba.core.caching import FunctionCache
 
     try:
-        make = _cfunc(signature, cache=True, **options)
-        fresh = not cached(py, signature)
-    except RuntimeError:  # no locator for the cache
+        FunctionCache(py)  # what cfunc(cache=True) makes: it refuses where no folder can take it
+        make, fresh = _cfunc(signature, cache=True, **options), not cached(py, signature)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
         make, fresh = _cfunc(signature, **options), True
     timer = None
     if fresh and what not in _noticed:

@@ -9,8 +9,9 @@ One fused pass over the rows: each row's h, z and g live in two length-M
 float64 scratch vectors, never as N×M arrays.  Rows are split into chunks
 whose size depends only on the shape (see `plan`), never on the thread count.
 Each chunk writes its own rows of dx and dy and its own float64 partial of dW
-and f; the partials are then summed in chunk order.  So the result is bitwise
-the same for any number of threads, and serial == parallel.
+and f; the partials are then summed in chunk order (chunks.py's drivers, which
+call this module's chunk functions, compiled as one C function per dtype).  So
+the result is bitwise the same for any number of threads, and serial == parallel.
 
 Arithmetic is float64 throughout (h, z, g, the dx dot products, the dW and f
 sums), rounded once to the input dtype on store: for float32 inputs every
@@ -31,11 +32,12 @@ Kernels only loop; `loopgrad.cpu` allocates and dispatches.
 import functools
 
 import numpy as np
-from numba import prange, types
+from numba import carray
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .._scalar import relu_backward as _relu_backward_py
-from .jit import cached as _jit_cached, jit as _jit, notice
+from . import chunks, jit
+from .jit import jit as _jit
 
 # Each chunk's partial row is padded to a whole number of 64-byte cache lines
 # so that two threads never write the same line (false sharing measured 2.7x
@@ -166,92 +168,52 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want)
     return f
 
 
-@_jit
-def _sum_partials_f(partials, col):
-    # f = Σ_c partials[c, col], in chunk order
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, col]
-    return f
-
-
 # ------------------------------------------------------------ public kernels
-# Each exists serial and parallel; the two bodies differ only in range/prange.
-# They are separate functions (not one compiled twice) because Numba's disk
-# cache keys entries by function and signature, not by the parallel flag.
+# The C functions chunks.py's drivers call on each chunk (jit.cfunc): pointers in (start
+# and stop, K, M and want beside them), the arrays rebuilt as views over the rows up to
+# stop, and the chunk functions above run on them.  A view of a gradient not wanted is
+# empty, as the array it points into may be.
 
-def _grads_serial(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
-    N = x.shape[0]
-    K, M = W.shape
-    for c in range(partials.shape[0]):
-        start = c * rows_per_chunk
-        partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
-                                          start, min(start + rows_per_chunk, N), want)
-    for k in range(K if want & WANT_DW else 0):
-        for m in range(M):
-            dW[k, m] = _sum_partials_f(partials, k * M + m)
-    return _sum_partials_f(partials, K * M)
+def _grads_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K, M, want):
+    n = np.intp(stop)
+    return _chunk_grads(carray(dx, (n if want & WANT_DX else 0, K)), carray(dW_part, K * M + 1),
+                        carray(dy, (n if want & WANT_DY else 0, M)), carray(x, (n, K)),
+                        carray(W, (K, M)), carray(y, (n, M)), relu_grad_at_zero, start, stop,
+                        want)
 
 
-def _grads_parallel(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
-    N = x.shape[0]
-    K, M = W.shape
-    for c in prange(partials.shape[0]):
-        start = c * rows_per_chunk
-        partials[c, K * M] = _chunk_grads(dx, partials[c], dy, x, W, y, relu_grad_at_zero,
-                                          start, min(start + rows_per_chunk, N), want)
-    for k in prange(K if want & WANT_DW else 0):
-        for m in range(M):
-            dW[k, m] = _sum_partials_f(partials, k * M + m)
-    return _sum_partials_f(partials, K * M)
+def _loss_rows(x, W, y, start, stop, K, M):
+    n = np.intp(stop)
+    return _chunk_loss(carray(x, (n, K)), carray(W, (K, M)), carray(y, (n, M)), start, stop)
 
 
-def _loss_serial(partials, x, W, y, rows_per_chunk):
-    N = x.shape[0]
-    for c in range(partials.shape[0]):
-        start = c * rows_per_chunk
-        partials[c, 0] = _chunk_loss(x, W, y, start, min(start + rows_per_chunk, N))
-    return _sum_partials_f(partials, 0)
-
-
-def _loss_parallel(partials, x, W, y, rows_per_chunk):
-    N = x.shape[0]
-    for c in prange(partials.shape[0]):
-        start = c * rows_per_chunk
-        partials[c, 0] = _chunk_loss(x, W, y, start, min(start + rows_per_chunk, N))
-    return _sum_partials_f(partials, 0)
-
-
-_PY = {
-    ("grads", False): _grads_serial,
-    ("grads", True): _grads_parallel,
-    ("loss", False): _loss_serial,
-    ("loss", True): _loss_parallel,
-}
+_PY = {"grads": _grads_rows, "loss": _loss_rows}
+_ROWS: dict = {}
 _COMPILED: dict = {}
 
 
-def signature(name: str, dtype: np.dtype):
-    """The Numba signature of row kernel `name` ("grads" or "loss") for dtype."""
-    t = types.float32 if dtype == np.float32 else types.float64
-    out = types.Array(t, 2, "C")
-    inp = types.Array(t, 2, "C", readonly=True)  # writable arrays convert to this too
-    part = types.Array(types.float64, 2, "C")
-    if name == "grads":
-        return types.float64(out, out, out, part, inp, inp, inp, types.float64, types.intp,
-                             types.intp)
-    return types.float64(part, inp, inp, inp, types.intp)
+def row_function(name: str, dtype):
+    """The C function kernel `name` ("grads" or "loss") runs on each chunk, for dtype,
+    compiled (or loaded from the disk cache)."""
+    dtype = np.dtype(dtype)
+    fn = _ROWS.get((name, dtype))
+    if fn is None:
+        fn = _ROWS[name, dtype] = jit.cfunc(_PY[name], chunks.row_signature(name, dtype),
+                                            f"the {dtype} row kernels")
+    return fn
 
 
 def cached(name: str, dtype, parallel: bool) -> bool:
     """Whether `kernel` would load from Numba's disk cache (or has compiled here)."""
     dtype = np.dtype(dtype)
-    return (name, dtype, parallel) in _COMPILED or \
-        _jit_cached(_PY[name, parallel], signature(name, dtype), parallel=parallel)
+    return (name, dtype, parallel) in _COMPILED or (
+        chunks.cached(name, dtype, parallel)
+        and jit.cached(_PY[name], chunks.row_signature(name, dtype)))
 
 
 def kernel(name: str, dtype, parallel: bool):
-    """The compiled general row kernel `name` ("grads" or "loss") for dtype, serial or parallel.
+    """The general row kernel `name` ("grads" or "loss") for dtype, serial or parallel: a
+    driver of chunks.py with the row function's address bound.
 
     Compiled on first use (one signature per dtype; read-only inputs share it)
     and cached on disk.
@@ -263,8 +225,7 @@ def kernel(name: str, dtype, parallel: bool):
     key = (name, dtype, parallel)
     fn = _COMPILED.get(key)
     if fn is None:
-        with notice(f"the {dtype} row kernels"):
-            fn = _COMPILED[key] = _jit(_PY[name, parallel],
-                                       signature_or_function=signature(name, dtype),
-                                       parallel=parallel)
+        row = row_function(name, dtype)
+        fn = _COMPILED[key] = functools.partial(chunks.driver(name, dtype, parallel),
+                                                row.address)
     return fn

@@ -16,25 +16,23 @@ negative-index wraparound selects (which block vectorization).
 The arithmetic is the same as rows.py's (float64 throughout, g by
 _scalar.relu_backward's rule, spelled out inline); only the order of the f
 and dW sums within a chunk differs (reassociated into vector lanes, the same
-way every run).  Chunks and their fixed-order sum are rows.py's.
+way every run).  Chunks, and the drivers that add their sums in a fixed order,
+are rows.py's (chunks.py).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
 rows.py.  Only their row functions are generated: each compiles on its own as a
-C function (a cfunc, 0.7–1.5 s), and one set of drivers, compiled once per dtype
-for every (K, M), runs it over the chunks of rows through its address.  When each
-(K, M) had drivers of its own, in which LLVM optimized the row loop again, a
-module took 15–25 s to compile and `loopgrad compile` 8–9 minutes (dev/cold_v13.md).
+C function (a cfunc, 0.7–1.5 s), which chunks.py's drivers, compiled once per
+dtype for every shape, call through its address.  When each (K, M) had drivers
+of its own, in which LLVM optimized the row loop again, a module took 15–25 s
+to compile and `loopgrad compile` 8–9 minutes (dev/cold_v13.md).
 """
 
 import functools
 
 import numpy as np
-from numba import prange, types
-
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import jit, machine, rows
-from .intrinsics import call, pointer
+from . import chunks, jit, machine
 
 MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
@@ -71,15 +69,17 @@ import numpy as np
 from loopgrad.cpu.intrinsics import select
 
 
-def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop):
+def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_):
     # rows [start, stop) → dx, dy rows; dW_part[:K·M] = Σ x[n,k]·g[n,m]; returns Σ z²
+    # (K_, M_, want_: what the drivers pass every row function; this one is generated
+    # for them)
     a0 = relu_grad_at_zero
     drop_nan = a0 == 1.0        # torch.clamp's rule: a NaN h gives g = 0
 '''
 
 _ROWS_LOSS = '''
 
-def rows_loss(x, W, y, start, stop):
+def rows_loss(x, W, y, start, stop, K_, M_):
     # rows [start, stop) → Σ z²
 {body}
     return f
@@ -160,15 +160,6 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _FM = {"reassoc"}
 
 
-def _row_signature(name: str, dtype: np.dtype):
-    # the C signature of a generated row function: its arrays as pointers, start and stop
-    t = types.float32 if dtype == np.float32 else types.float64
-    P, P64, u = types.CPointer(t), types.CPointer(types.float64), types.uint64
-    if name == "grads":
-        return types.float64(P, P64, P, P, P, P, types.float64, u, u)
-    return types.float64(P, P, P, u, u)
-
-
 def _row_py(name: str, K: int, M: int, want: int):
     # the generated function kernel `name` runs over its rows (loss's is in every module:
     # the one of WANT_ALL's)
@@ -190,105 +181,10 @@ def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL):
         # LLVM's loop vectorizer runs them over 8 rows at a time at 512 bits (Intel's AVX-512
         # chips would get 4 by default): 10⁶×4×4 4.9 → 3.3 ms (dev/machines_v8.md 8f)
         with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
-            fn = _ROWS[key] = jit.cfunc(_row_py(name, K, M, want), _row_signature(name, dtype),
+            fn = _ROWS[key] = jit.cfunc(_row_py(name, K, M, want),
+                                        chunks.row_signature(name, dtype),
                                         f"the {dtype} row kernels for K = {K}, M = {M}",
                                         fastmath=_FM)
-    return fn
-
-
-# ------------------------------------------------------------------ drivers
-# One set for every (K, M) and `want`: they take the row function's address (`row`) and
-# call it on each chunk of rows (intrinsics.call), then add the chunks' partials in
-# chunk order, as rows.py's drivers do.  So a new (K, M) compiles its row functions
-# alone, and the serial and parallel kernels run the same compiled row code: the same
-# bits.  Serial and parallel are two functions (Numba's disk cache has no `parallel` key).
-
-def _grads_serial(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
-    # 2-D C-contiguous arrays in, pointers to the row code.  The gradients `want` does not
-    # name may be empty arrays: the row function (generated for that want) leaves them
-    N, R = np.uint64(x.shape[0]), np.uint64(rows_per_chunk)
-    M = W.shape[1]
-    KM = W.shape[0] * M
-    for c in range(partials.shape[0]):
-        start = np.uint64(c) * R
-        partials[c, KM] = call(row, pointer(dx), pointer(partials[c]), pointer(dy), pointer(x),
-                               pointer(W), pointer(y), relu_grad_at_zero, start,
-                               min(start + R, N))
-    for e in range(KM if want & WANT_DW else 0):
-        s = 0.0
-        for c in range(partials.shape[0]):
-            s += partials[c, e]
-        dW[e // M, e % M] = s
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, KM]
-    return f
-
-
-def _grads_parallel(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk,
-                    want):
-    N, R = np.uint64(x.shape[0]), np.uint64(rows_per_chunk)
-    M = W.shape[1]
-    KM = W.shape[0] * M
-    for c in prange(partials.shape[0]):
-        start = np.uint64(c) * R
-        partials[c, KM] = call(row, pointer(dx), pointer(partials[c]), pointer(dy), pointer(x),
-                               pointer(W), pointer(y), relu_grad_at_zero, start,
-                               min(start + R, N))
-    for e in range(KM if want & WANT_DW else 0):
-        s = 0.0
-        for c in range(partials.shape[0]):
-            s += partials[c, e]
-        dW[e // M, e % M] = s
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, KM]
-    return f
-
-
-def _loss_serial(row, partials, x, W, y, rows_per_chunk):
-    N, R = np.uint64(x.shape[0]), np.uint64(rows_per_chunk)
-    for c in range(partials.shape[0]):
-        start = np.uint64(c) * R
-        partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start, min(start + R, N))
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, 0]
-    return f
-
-
-def _loss_parallel(row, partials, x, W, y, rows_per_chunk):
-    N, R = np.uint64(x.shape[0]), np.uint64(rows_per_chunk)
-    for c in prange(partials.shape[0]):
-        start = np.uint64(c) * R
-        partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start, min(start + R, N))
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, 0]
-    return f
-
-
-_PY = {("grads", False): _grads_serial, ("grads", True): _grads_parallel,
-       ("loss", False): _loss_serial, ("loss", True): _loss_parallel}
-_DRIVERS: dict = {}
-
-
-def _driver_signature(name: str, dtype: np.dtype):
-    sig = rows.signature(name, dtype)
-    return sig.return_type(types.intp, *sig.args)
-
-
-def driver(name: str, dtype, parallel: bool):
-    """The compiled driver of kernel `name` for dtype, serial or parallel, for every (K, M):
-    driver(row_function.address, *rows.kernel's arguments) -> f."""
-    dtype = np.dtype(dtype)
-    key = (name, dtype, parallel)
-    fn = _DRIVERS.get(key)
-    if fn is None:
-        with jit.notice(f"the {dtype} row kernels"):
-            fn = _DRIVERS[key] = jit.jit(_PY[name, parallel],
-                                         signature_or_function=_driver_signature(name, dtype),
-                                         parallel=parallel)
     return fn
 
 
@@ -301,8 +197,8 @@ def cached(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
     want = want if name == "grads" else WANT_ALL
     if (name, K, M, dtype, parallel, want) in _COMPILED:
         return True
-    return jit.cached(_PY[name, parallel], _driver_signature(name, dtype), parallel=parallel) \
-        and jit.cached(_row_py(name, K, M, want), _row_signature(name, dtype))
+    return chunks.cached(name, dtype, parallel) \
+        and jit.cached(_row_py(name, K, M, want), chunks.row_signature(name, dtype))
 
 
 def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL):
@@ -311,9 +207,9 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
     grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want) -> f
     loss(partials, x, W, y, rows_per_chunk) -> f
 
-    grads is generated for the gradients `want` names (its argument must be the same): the
-    driver with the row function's address bound.  Compiled for one dtype (read-only inputs
-    accepted) on first use, as in rows.py.
+    grads is generated for the gradients `want` names (its argument must be the same): a
+    driver of chunks.py with the row function's address bound.  Compiled for one dtype
+    (read-only inputs accepted) on first use, as in rows.py.
     """
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL  # the loss kernels are in every module
@@ -321,5 +217,6 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
     fn = _COMPILED.get(key)
     if fn is None:
         row = row_function(name, K, M, dtype, want)
-        fn = _COMPILED[key] = functools.partial(driver(name, dtype, parallel), row.address)
+        fn = _COMPILED[key] = functools.partial(chunks.driver(name, dtype, parallel),
+                                                row.address)
     return fn

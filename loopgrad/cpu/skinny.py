@@ -89,13 +89,13 @@ def rows_loss(x, W, y, start, stop, K_, M_):
 def _forward(K: int, M: int, want_g: bool, want_dy: bool) -> list:
     # the lines that compute h, z and f for row n (and g, and dy, where wanted)
     ind = "        "
-    L = [f"{ind}i = n * np.uint64({K})", f"{ind}j = n * np.uint64({M})"]
-    L += [f"{ind}x{k} = np.float64(x[i + np.uint64({k})])" for k in range(K)]
+    L = [f"{ind}i = n * u{K}", f"{ind}j = n * u{M}"]
+    L += [f"{ind}x{k} = np.float64(x[i + u{k}])" for k in range(K)]
     for m in range(M):
         terms = " + ".join(f"x{k} * w{k}_{m}" for k in range(K))
         L.append(f"{ind}h{m} = {terms}")  # h[n,m] = Σ_k x[n,k]·W[k,m]
         # max(h, 0) that keeps NaN (intrinsics.select: one select, no branch)
-        L.append(f"{ind}z{m} = select(h{m} < 0.0, 0.0, h{m}) - np.float64(y[j + np.uint64({m})])")
+        L.append(f"{ind}z{m} = select(h{m} < 0.0, 0.0, h{m}) - np.float64(y[j + u{m}])")
         L.append(f"{ind}f += z{m} * z{m}")
         if want_g or want_dy:
             L.append(f"{ind}t{m} = 2.0 * z{m}")
@@ -103,7 +103,7 @@ def _forward(K: int, M: int, want_g: bool, want_dy: bool) -> list:
             L.append(f"{ind}g{m} = select(h{m} > 0.0, t{m}, select(h{m} == 0.0, select(a0 == 0.0, "
                      f"0.0, a0 * t{m}), select((h{m} < 0.0) | drop_nan, 0.0, t{m})))")
         if want_dy:
-            L.append(f"{ind}dy[j + np.uint64({m})] = -t{m}")
+            L.append(f"{ind}dy[j + u{m}] = -t{m}")
     return L
 
 
@@ -119,13 +119,16 @@ def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL) -> str:
             L.append(f"{ind}w{k}_{m} = np.float64(W[{k * M + m}])")
             if wdw:
                 L.append(f"{ind}d{k}_{m} = 0.0")
-    head = [f"{ind}f = 0.0", f"{ind}for n in range(np.uint64(start), np.uint64(stop)):"]
+    # the unsigned indices as variables: np.uint64(k) at each use is a call for Numba to type
+    # per literal (a row function's compile: 4×4 0.8 → 0.5 s, 1×16 1.2 → 1.0; dev/cold_v13.md 13g)
+    head = [f"{ind}u{v} = np.uint64({v})" for v in sorted(set(range(max(K, M))) | {K, M})]
+    head += [f"{ind}f = 0.0", f"{ind}for n in range(np.uint64(start), np.uint64(stop)):"]
     L += head + _forward(K, M, want_g=wdx or wdw, want_dy=wdy)
     ind = "        "
     for k in range(K):
         if wdx:
             terms = " + ".join(f"g{m} * w{k}_{m}" for m in range(M))
-            L.append(f"{ind}dx[i + np.uint64({k})] = {terms}")  # dx[n,k] = Σ_m g[n,m]·W[k,m]
+            L.append(f"{ind}dx[i + u{k}] = {terms}")  # dx[n,k] = Σ_m g[n,m]·W[k,m]
         if wdw:
             for m in range(M):
                 L.append(f"{ind}d{k}_{m} += x{k} * g{m}")  # dW[k,m] += x[n,k]·g[n,m]

@@ -130,3 +130,25 @@ def test_every_row_kernel_runs_one_set_of_drivers(rng):
     assert serial.args == kernels[1].args
     assert _skinny.cached("grads", 3, 5, np.float32, True)
     assert rows.cached("grads", np.float32, True)
+
+
+def test_threads_asking_at_once_get_one_row_function(monkeypatch):
+    # a kernel holds only its row function's address: threads that miss at once must share
+    # the first one's function (Dask's first tasks), not each make and drop their own
+    import threading
+
+    monkeypatch.setattr(_skinny, "_ROWS", {})
+    monkeypatch.setattr(rows, "_ROWS", {})
+    got = {"skinny": [], "rows": []}
+
+    def ask():
+        got["skinny"].append(_skinny.row_function("grads", 3, 4, np.float32))
+        got["rows"].append(rows.row_function("loss", np.float32))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [len(v) for v in got.values()] == [4, 4]
+    assert all(len({id(f) for f in v}) == 1 for v in got.values())

@@ -63,6 +63,19 @@ def cfunc(py, signature, what: str, **options):
             timer.cancel()
 
 
+def cfunc_once(store: dict, key, py, signature, what: str, **options):
+    """store[key], made by `cfunc` if it is not there: under Numba's (re-entrant) compiler
+    lock, so that threads asking at once get one C function, the first's.  A kernel holds
+    only its address, and the dict keeps the function (its code) alive."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        fn = store.get(key)
+        if fn is None:
+            fn = store[key] = cfunc(py, signature, what, **options)
+    return fn
+
+
 def compile(disp, signature):
     """Compile (or load from the disk cache) a dispatcher of `jit`'s, made without a
     signature, for signature and for it alone, as njit(signature) does; disp.

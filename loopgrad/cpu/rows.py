@@ -198,8 +198,8 @@ def row_function(name: str, dtype):
     dtype = np.dtype(dtype)
     fn = _ROWS.get((name, dtype))
     if fn is None:
-        fn = _ROWS[name, dtype] = jit.cfunc(_PY[name], chunks.row_signature(name, dtype),
-                                            f"the {dtype} row kernels")
+        fn = jit.cfunc_once(_ROWS, (name, dtype), _PY[name], chunks.row_signature(name, dtype),
+                            f"the {dtype} row kernels")
     return fn
 
 

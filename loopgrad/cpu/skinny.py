@@ -184,10 +184,9 @@ def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL):
         # LLVM's loop vectorizer runs them over 8 rows at a time at 512 bits (Intel's AVX-512
         # chips would get 4 by default): 10⁶×4×4 4.9 → 3.3 ms (dev/machines_v8.md 8f)
         with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
-            fn = _ROWS[key] = jit.cfunc(_row_py(name, K, M, want),
-                                        chunks.row_signature(name, dtype),
-                                        f"the {dtype} row kernels for K = {K}, M = {M}",
-                                        fastmath=_FM)
+            fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want),
+                                chunks.row_signature(name, dtype),
+                                f"the {dtype} row kernels for K = {K}, M = {M}", fastmath=_FM)
     return fn
 
 

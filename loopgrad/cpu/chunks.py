@@ -30,6 +30,15 @@ from . import jit
 from .intrinsics import call, pointer
 
 
+@jit.jit
+def _column_sum(partials, col):
+    # Σ_c partials[c, col], in chunk order
+    s = 0.0
+    for c in range(partials.shape[0]):
+        s += partials[c, col]
+    return s
+
+
 def _grads_serial(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
     # 2-D C-contiguous arrays in, pointers to the row function.  The gradients `want`
     # does not name may be empty arrays: the row function leaves them
@@ -41,14 +50,8 @@ def _grads_serial(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_pe
                                   pointer(x), pointer(W), pointer(y), relu_grad_at_zero,
                                   start, min(start + R, N), K, M, want)
     for e in range(K * M if want & WANT_DW else 0):
-        s = 0.0
-        for c in range(partials.shape[0]):
-            s += partials[c, e]
-        dW[e // M, e % M] = s
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, K * M]
-    return f
+        dW[e // M, e % M] = _column_sum(partials, e)
+    return _column_sum(partials, K * M)
 
 
 def _grads_parallel(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk,
@@ -62,14 +65,8 @@ def _grads_parallel(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_
                                   start, min(start + R, N), K, M, want)
     for e in range(K * M if want & WANT_DW else 0):  # (serial: K·M is small, or the
         # row work dwarfs it: 2048² float64 sums 16M partials in 10–20 ms of seconds)
-        s = 0.0
-        for c in range(partials.shape[0]):
-            s += partials[c, e]
-        dW[e // M, e % M] = s
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, K * M]
-    return f
+        dW[e // M, e % M] = _column_sum(partials, e)
+    return _column_sum(partials, K * M)
 
 
 def _loss_serial(row, partials, x, W, y, rows_per_chunk):
@@ -79,10 +76,7 @@ def _loss_serial(row, partials, x, W, y, rows_per_chunk):
         start = np.uint64(c) * R
         partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start,
                               min(start + R, N), K, M)
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, 0]
-    return f
+    return _column_sum(partials, 0)
 
 
 def _loss_parallel(row, partials, x, W, y, rows_per_chunk):
@@ -92,10 +86,7 @@ def _loss_parallel(row, partials, x, W, y, rows_per_chunk):
         start = np.uint64(c) * R
         partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start,
                               min(start + R, N), K, M)
-    f = 0.0
-    for c in range(partials.shape[0]):
-        f += partials[c, 0]
-    return f
+    return _column_sum(partials, 0)
 
 
 _PY = {("grads", False): _grads_serial, ("grads", True): _grads_parallel,

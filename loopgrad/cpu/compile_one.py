@@ -14,12 +14,10 @@ import sys
 def main(argv) -> int:
     logging.getLogger("loopgrad").setLevel(logging.ERROR)  # the caller said what compiles
     if argv[0] == "rows":
-        import numpy as np
-
         from . import _compile_rows
 
         name, dtype, K, M, want = argv[1:]
-        _compile_rows(name, np.dtype(dtype), True, int(K), int(M), int(want))
+        _compile_rows(name, dtype, True, int(K), int(M), int(want))
         return 0
     from . import tiled
 

@@ -18,8 +18,8 @@ prefetch(p, i): a hint to the CPU to load p[i]'s cache line soon.  LLVM's
 call(address, *args): a float64 from the C function at `address` (an integer: a cfunc's,
     jit.cfunc) called with args, whose Numba types give the C types.  A plain call
     through a pointer, so the function is compiled once, on its own, and every caller
-    runs the same code: the skinny row kernels' drivers call their generated row loops
-    so (skinny.py).
+    runs the same code: the row kernels' drivers call their row functions so
+    (chunks.py).
 
 select(c, a, b): a if c else b, for float64 a and b, as one LLVM select: no branch for
     Numba to build blocks from.  The generated skinny rows pick h's ReLU and g's

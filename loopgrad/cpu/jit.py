@@ -45,15 +45,13 @@ def cfunc(py, signature, what: str, **options):
     from numba.core.caching import FunctionCache
 
     try:
-        FunctionCache(py)  # what cfunc(cache=True) makes: it refuses where no folder can take it
+        path = FunctionCache(py)._cache_path  # as cfunc(cache=True): refused where no folder
         make, fresh = _cfunc(signature, cache=True, **options), not cached(py, signature)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        make, fresh = _cfunc(signature, **options), True
+        path, make, fresh = "memory only (no writable folder)", _cfunc(signature, **options), True
     timer = None
     if fresh and what not in _noticed:
-        path = getattr(getattr(jit(py), "_cache", None), "_cache_path", None)
-        timer = threading.Timer(NOTICE_AFTER_S, announce,
-                                (what, path or "memory only (no writable folder)"))
+        timer = threading.Timer(NOTICE_AFTER_S, announce, (what, path))
         timer.daemon = True
         timer.start()
     try:

@@ -31,6 +31,7 @@ to compile and `loopgrad compile` 8–9 minutes (dev/cold_v13.md).
 import functools
 
 import numpy as np
+
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import chunks, jit, machine
 

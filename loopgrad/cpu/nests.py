@@ -30,7 +30,7 @@ A1, R1, A64 = nt.Array(nt.float32, 1, "C"), nt.Array(nt.float32, 1, "C", readonl
 MR, NR, MC, KC = 8, 32, 96, 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
-PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, DX_ITEMS = 64, 4096, 128, 8, 4, 4, 16
+PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, DX_ITEMS = 64, 4096, 128, 8, 4, 8, 16
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
@@ -464,17 +464,21 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
     rest = wsT[K * Mp + nwt + npx * MR * K:]
     ng = (N + MR - 1) // MR * MR * Mp if wg else 0
     g = rest[:ng]  # whole panels of MR rows for dx
-    # h and its epilogue, then dx, by items of MC rows × JH column panels: W's panels of
-    # an item stay in its core's L2, and there are enough items to keep every thread busy
+    # h and its epilogue, then dx, by items of MC rows × JH column panels, enough to keep
+    # every thread busy.  Items run column group by column group: a thread's next item
+    # reuses the W panels in its core's L2 (row block by row block, each item fetched its
+    # panels from L3, and the micro-kernel waits on B's first pass over each: 8-15 %,
+    # dev/products_v14.md).  f's partials keep the row-major order, so f's bits do not
+    # depend on the order the items run in.
     nb = (N + MC - 1) // MC
     nh, nx = Mp // NR, Kp // NR
     gh = (nh + JH - 1) // JH
     fb = np.empty(nb * gh)
     for item in prange(nb * gh):
-        r0, j0 = item // gh * MC, item % gh * JH
+        r0, j0 = item % nb * MC, item // nb * JH
         # without dx and dW, h lives in the item's own block; without dy, dy in a sink
         gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
-        fb[item] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
+        fb[item % nb * gh + item // nb] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
                                  Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
                                  np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                  0 if wdy else r0 * M, Xpk)

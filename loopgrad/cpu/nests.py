@@ -488,11 +488,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
         # dx by items of MC rows × JX column panels, at least DX_ITEMS of them (enough
         # to keep the threads busy): each packs its rows of g once per KC block, for all
         # its panels.  The items write disjoint parts of dx: their shape changes no bit.
+        # Column group by column group, as h's: a thread's next item reuses Wᵀ's panels
+        # from L2 (3-6 % off the pass, dev/products_v14.md 15f)
         gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
         JX = (nx + gx - 1) // gx
         gx = (nx + JX - 1) // JX
         for item in prange(nb * gx):
-            r0, j0 = item // gx * MC, item % gx * JX
+            r0, j0 = item % nb * MC, item // nb * JX
             dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
                       min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
     # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
@@ -520,8 +522,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
                 else:
                     k0 = (u - Mp // NR) * MC
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
-            for item in prange(nk * njb):
-                kb, jb = item // njb, item % njb
+            for item in prange(nk * njb):  # column group by column group, as h's and dx's
+                kb, jb = item % nk, item // nk
                 Ct = np.empty(MR * NR, T)
                 for b in range(nbk):
                     pc = c0 + b * KC

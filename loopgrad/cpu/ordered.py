@@ -133,10 +133,11 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
     segs, chunks, pieces = [], [], []
     if name == "grads":  # three passes: items of MC rows × JH column panels
         nh = Mp // NR
-        gh = -(-nh // tiled.JH)
+        JH = tiled.h_panels(NR)
+        gh = -(-nh // JH)
         for item in range(-(-N // MC) * gh):
-            r0, j0 = item // gh * MC, item % gh * tiled.JH
-            c0, c1 = j0 * NR, min(M, (j0 + min(tiled.JH, nh - j0)) * NR)
+            r0, j0 = item // gh * MC, item % gh * JH
+            c0, c1 = j0 * NR, min(M, (j0 + min(JH, nh - j0)) * NR)
             segs.append((r0, min(MC, N - r0), c0, c1, Mp == M and c0 == 0 and c1 == M))
         chunks.append((0, len(segs)))
         pieces = [(p, min(p + KC, N), 0) for p in range(0, N, KC)]

@@ -93,7 +93,7 @@ PF_K, PF_AHEAD = {PF_K}, 4096
 PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
 DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
-JH = {JH}  # column panels per h item of the three-pass kernel
+JH = {JH}  # column panels per h item of the three-pass kernel (tiled.h_panels)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
@@ -161,7 +161,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=JH, EPI=EPI,
+                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
                          deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
@@ -361,9 +361,17 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
-JH = 8   # column panels per h item of the three-pass kernel (the generated JH): 4 → 8
-# made the h pass 6-13 % faster on the avx512 entry and left avx2 within noise: longer
-# row segments for the epilogue, more reuse of each packed row of x (dev/products_v14.md)
+# columns per h item of the three-pass kernel: JH = H_COLS // NR column panels (the
+# generated JH).  256 was the fastest h pass on every tile measured: 128 → 256 columns
+# 6-13 % off on avx512 float32 (JH 4 → 8), 5 % on float64 (8 → 16), 64 → 256 9-14 % as
+# avx2 (8 → 32): longer row segments for the epilogue, each packed row of x reused over
+# more panels (dev/products_v14.md 15d, 15g)
+H_COLS = 256
+
+
+def h_panels(NR: int) -> int:
+    """JH: the column panels of NR columns an h item of the three-pass kernel takes."""
+    return max(1, H_COLS // NR)
 EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to

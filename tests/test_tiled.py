@@ -162,6 +162,26 @@ def test_three_pass_kernel_refuses_the_same_inputs(rng, dtype):
     assert not np.isnan(run("grads", x, W, y, True)[0])  # and ordinary inputs pass
 
 
+@pytest.mark.parametrize("shape", [(300, 12, 20), (70, 300, 290)])  # fused, three-pass
+def test_a_dW_sum_that_overflows_only_in_float32_falls_back(shape):
+    # f finite and W zero, so only the guard's dW check can see it: g = −y (h = 0,
+    # relu'(0) = 0.5), and dW[k, :] = 3e38·(−1) + 3e38·(−1) + 3e38·2, which is 0 in float64
+    # but −inf in float32 sums.  The kernel must refuse it (NaN) and the API answer 0
+    N, K, M = shape
+    x = np.zeros((N, K), np.float32)
+    W = np.zeros((K, M), np.float32)
+    y = np.zeros((N, M), np.float32)
+    x[:3] = 3e38
+    y[:2], y[2] = 1.0, -2.0
+    name = _tiled.plan(N, K, M, np.float32)[0]
+    assert name == ("grads" if K > 16 else "grads_fused")
+    for parallel in (False, True):
+        assert np.isnan(run(name, x, W, y, parallel, a0=0.5)[0])
+    got = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
+    assert got.f == 6.0 * M  # Σ y²: 1 + 1 + 4 a column
+    assert np.array_equal(got.dW, np.zeros((K, M), np.float32))
+
+
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))
 def test_plan_is_a_function_of_the_shape(isa):
     for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):

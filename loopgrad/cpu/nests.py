@@ -478,7 +478,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
         r0, j0 = item % nb * MC, item // nb * JH
         # without dx and dW, h lives in the item's own block; without dy, dy in a sink
         gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
-        fb[item % nb * gh + item // nb] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
+        slot = item % nb * gh + item // nb  # f's partial in row-major order
+        fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
                                  Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
                                  np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                  0 if wdy else r0 * M, Xpk)

@@ -131,7 +131,8 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
     NR, MC, KC = t.NR, t.MC, t.KC
     Mp = -(-M // NR) * NR
     segs, chunks, pieces = [], [], []
-    if name == "grads":  # three passes: items of MC rows × JH column panels
+    if name == "grads":  # three passes: items of MC rows × JH column panels (the kernel
+        # runs them column group by column group but keeps f's partials in this order)
         nh = Mp // NR
         JH = tiled.h_panels(NR)
         gh = -(-nh // JH)

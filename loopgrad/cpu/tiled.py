@@ -367,12 +367,13 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 # avx2 (8 → 32): longer row segments for the epilogue, each packed row of x reused over
 # more panels (dev/products_v14.md 15d, 15g)
 H_COLS = 256
+EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 
 
 def h_panels(NR: int) -> int:
     """JH: the column panels of NR columns an h item of the three-pass kernel takes."""
     return max(1, H_COLS // NR)
-EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
+
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
 # 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and

@@ -75,16 +75,14 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
     A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
     on an empty cache, background.py), and until it is there the call gets the serial
     kernel, which gives bitwise its results and compiles in about half the time.  The
-    serial kernel compiles first, so that the child finds a skinny kernel's row function
-    (which the two share) in the cache and compiles only the parallel driver.
+    serial kernel compiles before the child starts, so that the child finds the row
+    function (which the two share) in the cache and compiles only the parallel driver.
     """
     chosen = (name, dtype, parallel, K, M, want)
     fn = _CHOSEN.get(chosen)
     if fn is None:
-        if parallel:
-            serial = row_kernel(name, dtype, False, K, M, want)
-            if not _parallel_rows_ready(name, dtype, K, M, want):
-                return serial
+        if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
+            return row_kernel(name, dtype, False, K, M, want)
         fn = _CHOSEN[chosen] = _compile_rows(name, dtype, parallel, K, M, want)
     return fn
 
@@ -104,6 +102,7 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
     except RuntimeError:  # no writable folder for the generated source: compile here, as before
         return True
     if not ready:
+        row_kernel(name, dtype, False, K, M, want)  # the row function into the cache first
         argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", *map(str, key)]
         background.start(key, lambda: _compile_rows(name, dtype, True, K, M, want),
                          argv if sys.executable else None)

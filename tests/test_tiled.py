@@ -435,13 +435,22 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
 def test_the_overflow_guard_has_the_kernels_bits(rng):
     # trusted (loopgrad/cpu/guards.py, in the kernels) and the ordered loops decide whether
     # float32 sums could have overflowed from the same sums: ‖W‖² in 16 partial sums, the
-    # same bits in Numba's code and in ordered_ir's (any length, a tail past the 16s)
-    for n in (0, 5, 16, 37, 1000):
+    # same bits in Numba's code (a vector of 16 lanes), in ordered_ir's (scalar) and in
+    # Python's float arithmetic, one sum after another (any length, a tail past the 16s)
+    def in_python(a):
+        n16 = len(a) - len(a) % 16
+        s = [0.0] * 17
+        for i, v in enumerate(a):
+            s[i % 16 if i < n16 else 16] += float(v) * float(v)
+        return ((((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])))
+                + (((s[8] + s[9]) + (s[10] + s[11])) + ((s[12] + s[13]) + (s[14] + s[15])))) \
+            + s[16]
+    for n in (0, 5, 16, 37, 1000, 4099):
         for dtype in (np.float32, np.float64):
             a = (rng.standard_normal(n) * 1e3).astype(dtype)
             fns = ordered_ir.functions(np.dtype(dtype).name)
             assert fns["sum_squares"](a.ctypes.data, n, np.empty(17).ctypes.data) == \
-                guards.sum_squares(a)
+                guards.sum_squares(a) == in_python(a)
             assert fns["nonfinite"](a.ctypes.data, n) == 0.0
             if n:
                 a[n // 2] = np.inf

@@ -38,6 +38,14 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     straight-line scalar source it replaces, which LLVM's SLP vectorizer turned
     into the same vectors: bitwise the same results on every table entry, as
     fast, and 2.5–3 s less compile for each tile (dev/cold_v12.md).
+
+squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16·i < n16,
+    for j < 16 (a, lanes: C-contiguous 1-D arrays, n16 a multiple of 16), each sum in
+    i's order.  One <16 x double> accumulator in LLVM IR: a vector load of 16 elements a
+    step, fpext, fmul, fadd, no fast-math flag, so each lane's operations are those of
+    `s[j] += v * v` in a scalar loop, bit for bit.  Numba's scalar loop over an array of
+    16 sums ran unvectorized, 0.6 ms for a 1024² float32 W (guards.sum_squares, serial
+    after the tiled kernels' passes); this runs at memory speed.
 """
 
 import functools
@@ -101,6 +109,34 @@ def select(typingctx, c, a, b):
                   for v, t in zip(args[1:], sig.args[1:]))
         return builder.select(args[0], ca, cb)
     return types.float64(c, a, b), codegen
+
+
+@intrinsic
+def squares_by_lane(typingctx, a, n16, lanes):
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+            and isinstance(lanes, types.Array) and lanes.dtype == types.float64
+            and lanes.layout == "C" and isinstance(n16, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ta = sig.args[0]
+        src = context.make_array(ta)(context, builder, args[0]).data
+        out = context.make_array(sig.args[2])(context, builder, args[2]).data
+        n16 = context.cast(builder, args[1], sig.args[1], types.int64)
+        et, f64 = context.get_value_type(ta.dtype), ir.DoubleType()
+        vt, wt = ir.VectorType(et, 16), ir.VectorType(f64, 16)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(wt, None))
+        with cgutils.for_range(builder, builder.sdiv(n16, n16.type(16))) as loop:
+            at = builder.gep(src, [builder.mul(loop.index, n16.type(16))])
+            v = builder.load(builder.bitcast(at, vt.as_pointer()), align=ta.dtype.bitwidth // 8)
+            w = v if et == f64 else builder.fpext(v, wt)
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(w, w)), acc)
+        total = builder.load(acc)
+        for j in range(16):
+            builder.store(builder.extract_element(total, ir.IntType(32)(j)),
+                          builder.gep(out, [ir.IntType(64)(j)]))
+        return context.get_dummy_value()
+    return types.void(a, n16, lanes), codegen
 
 
 @functools.lru_cache(maxsize=None)

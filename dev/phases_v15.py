@@ -1,0 +1,84 @@
+"""The three-pass kernel's phases, one thread, as the serial driver runs them (dev/products_v15.md).
+
+    python dev/phases_v15.py N [rounds]
+
+A copy of nests.py's `_grads_parallel` in Python over the compiled pieces (serial), with a
+clock between its phases: packs of W and Wᵀ, pack of x, h items (product + epilogue),
+dx items, dW packs, dW items, the guard; against one torch.mm and the serial kernel whole.
+"""
+import sys, time, numpy as np, numba, torch
+from loopgrad.cpu import tiled, machine, background
+import loopgrad
+numba.set_num_threads(1); torch.set_num_threads(1)
+n = int(sys.argv[1]); rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+N = K = M = n
+e = machine.entry(); variant = tiled.variant(K, M, np.float32)
+c = tiled.module(variant, e.isa); t3 = tiled.module(variant, e.isa, "three")
+MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, np.float32
+rng = np.random.default_rng(0)
+x2, W2, y2 = (rng.standard_normal(s, dtype=np.float32) for s in ((N, K), (K, M), (N, M)))
+x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
+dx, dW, dy = (np.empty(a.size, np.float32) for a in (x, W, y))
+Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
+npx = (N + MR - 1) // MR if K > c.PF_K and Mp >= c.PACK_X_M else 0
+Wp, Wtp, Xpk = np.empty(K * Mp, T), np.empty(M * Kp, T), np.empty(npx * MR * K, T)
+part = np.empty(K * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
+nbc = min(c.DWB, (N + KC - 1) // KC); xpb = (K + MR - 1) // MR * MR * KC
+Gp, Xp = np.empty(nbc * KC * Mp, T), np.empty(nbc * xpb, T)
+def phases():
+    t = [time.perf_counter()]
+    for jr in range(Kp // NR):
+        c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR)); c.pack_wt(Wtp, W, K, M, jr)
+    t.append(time.perf_counter())
+    for jr in range(npx): c.pack_x(Xpk, x, N, K, jr)
+    t.append(time.perf_counter())
+    nb = (N + MC - 1) // MC; nh, nx = Mp // NR, Kp // NR; gh = (nh + JH - 1) // JH
+    f = 0.0
+    Ap, Ct = np.empty(MC * KC, T), np.empty(MR * NR, T)
+    for item in range(nb * gh):
+        r0, j0 = item % nb * MC, item // nb * JH
+        f += c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
+                             min(JH, nh - j0), Ap, Ct, True, 0, Xpk)
+    t.append(time.perf_counter())
+    gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
+    for item in range(nb * gx):
+        r0, j0 = item % nb * MC, item // nb * JX
+        t3.dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap)
+    t.append(time.perf_counter())
+    nk = (K + MC - 1) // MC; njb = (Mp // NR + c.JB - 1) // c.JB
+    tp = ti = 0.0
+    for c0 in range(0, N, c.DWB * KC):
+        s = time.perf_counter()
+        nbk = min(c.DWB, (N - c0 + KC - 1) // KC)
+        for tt in range(nbk * (Mp // NR + nk)):
+            b, u = tt // (Mp // NR + nk), tt % (Mp // NR + nk)
+            pc = c0 + b * KC; kc = min(KC, N - pc)
+            if u < Mp // NR: t3.pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
+            else:
+                k0 = (u - Mp // NR) * MC; t3.pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
+        s2 = time.perf_counter(); tp += s2 - s
+        for item in range(nk * njb):
+            kb, jb = item % nk, item // nk
+            for b in range(nbk):
+                pc = c0 + b * KC; kc = min(KC, N - pc); last = pc + kc == N
+                block = (c.ONLY if last else c.FIRST) if pc == 0 else (c.LAST if last else c.MIDDLE)
+                t3.dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                           min(MC, K - kb * MC), jb * c.JB, min(c.JB, Mp // NR - jb * c.JB), block, Ct)
+        ti += time.perf_counter() - s2
+    t.append(t[-1] + tp); t.append(t[-1] + ti)
+    t.append(time.perf_counter())
+    c.trusted(f, W, dW, True)
+    t.append(time.perf_counter())
+    return np.diff(t)
+names = ["pack W,Wt", "pack x", "h items", "dx items", "dW packs", "dW items", "(py)", "guard"]
+X, Wt = torch.from_numpy(x2), torch.from_numpy(W2)
+out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
+whole = lambda: loopgrad.grads(x2, W2, y2, out=out)
+whole(); background.wait(); whole(); phases(); torch.mm(X, Wt)
+R = {k: [] for k in names + ["whole", "mm"]}
+for r in range(rounds):
+    t0 = time.perf_counter(); torch.mm(X, Wt); R["mm"].append(time.perf_counter() - t0)
+    for k, v in zip(names, phases()): R[k].append(v)
+    t0 = time.perf_counter(); whole(); R["whole"].append(time.perf_counter() - t0)
+mm = np.array(R["mm"])
+for k in R: print(f"  {k:10s} {np.median(R[k]) * 1e3:8.3f} ms  ÷ mm {np.median(np.array(R[k]) / mm):.3f}")

@@ -179,6 +179,8 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern, par = tiled_kernel(name, variant, par)
+        if name == "grads":  # the three-pass kernel: the threads that share its items
+            nchunks = numba.get_num_threads() if par else 1
         n64, nT = tiled.scratch(name, variant, N, K, M, nchunks, want=want)
         ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, dt)
         try:

@@ -30,7 +30,7 @@ A1, R1, A64 = nt.Array(nt.float32, 1, "C"), nt.Array(nt.float32, 1, "C", readonl
 MR, NR, MC, KC = 8, 32, 96, 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
-PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, DX_ITEMS = 64, 4096, 128, 8, 4, 8, 16
+PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS, DX_ITEMS = 64, 4096, 128, 8, 4, 8, 8, 16
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
@@ -351,6 +351,24 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
 
 # part three
 
+@njit(nt.Array(nt.int64, 1, "C")(I, I, I, I), nogil=True, cache=True)
+def shares(N, ncols, G, nthr):
+    # the thread of each item of MC rows × G column panels (ncols in all), the items column
+    # group by column group: runs of consecutive items, each of about 1/nthr of the rows ×
+    # panels, an item going where the middle of its own share falls.  Equal parts of the
+    # item count left a thread 1.2-1.4× the other's work where the last row block or column
+    # group is short (256³'s three h items, 512³'s dx items, dev/products_v15.md)
+    nb = (N + MC - 1) // MC
+    total = N * ncols
+    own = np.empty(nb * ((ncols + G - 1) // G), np.int64)
+    done = 0
+    for i in range(own.shape[0]):
+        cost = min(MC, N - i % nb * MC) * min(G, ncols - i // nb * G)
+        own[i] = nthr * (2 * done + cost) // (2 * total)
+        done += cost
+    return own
+
+
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
 def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
     # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
@@ -434,10 +452,12 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
 
 
 # The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
-def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
+def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, want):
     # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
-    # whole, then dW = xᵀ·g block by block (nchunks and chunk_rows are not used); the
-    # gradients not wanted are not computed, and g is kept only for dx or dW
+    # whole, then dW = xᵀ·g block by block; the gradients not wanted are not computed,
+    # and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
+    # that share each pass's items (`shares`; Numba's get_num_threads in here would keep
+    # the kernel out of the disk cache); chunk_rows is not used
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
@@ -454,13 +474,20 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
-    for jr in prange(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
-        if jr < Kp // NR:
+    # tasks: a micro-panel of x each, and W's (NR rows of W, a panel of Wᵀ) spread evenly
+    # among them, W's task jr at t = jr·nt // nw: each thread's share of the loop gets its
+    # share of both (W's first, the first thread packed all of W: 0.62-0.73 of the loop's
+    # time at 512-2048³, dev/products_v15.md)
+    nw = Kp // NR
+    nt = max(nw, npx)
+    for t in prange(nt):
+        jr = (t * nw + nt - 1) // nt  # the W task whose place is t, if any
+        if jr < nw and jr * nt // nw == t:
             pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
             if wdx:
                 pack_wt(Wtp, W, K, M, jr)
-        if jr < npx:
-            pack_x(Xpk, x, N, K, jr)
+        if t < npx:
+            pack_x(Xpk, x, N, K, t)
     rest = wsT[K * Mp + nwt + npx * MR * K:]
     ng = (N + MR - 1) // MR * MR * Mp if wg else 0
     g = rest[:ng]  # whole panels of MR rows for dx
@@ -472,17 +499,26 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
     # depend on the order the items run in.
     nb = (N + MC - 1) // MC
     nh, nx = Mp // NR, Kp // NR
-    gh = (nh + JH - 1) // JH
+    jh = JH  # halved while there are fewer than H_ITEMS items (tiled.h_panels, as ordered.py)
+    while jh > 1 and nb * ((nh + jh - 1) // jh) < H_ITEMS and nb > 0:
+        jh //= 2
+    gh = (nh + jh - 1) // jh
     fb = np.empty(nb * gh)
-    for item in prange(nb * gh):
-        r0, j0 = item % nb * MC, item // nb * JH
-        # without dx and dW, h lives in the item's own block; without dy, dy in a sink
-        gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
-        slot = item % nb * gh + item // nb  # f's partial in row-major order
-        fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K, M,
-                                 Mp, r0, min(MC, N - r0), j0, min(JH, nh - j0),
-                                 np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                 0 if wdy else r0 * M, Xpk)
+    # each thread a run of items of about equal work (`shares`: which thread runs an item
+    # changes no bit)
+    own = shares(N, nh, jh, nthr)
+    for w in prange(nthr):
+        for item in range(nb * gh):
+            if own[item] != w:
+                continue
+            r0, j0 = item % nb * MC, item // nb * jh
+            # without dx and dW, h lives in the item's own block; without dy, dy in a sink
+            gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
+            slot = item % nb * gh + item // nb  # f's partial in row-major order
+            fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
+                                     M, Mp, r0, min(MC, N - r0), j0, min(jh, nh - j0),
+                                     np.empty(MC * KC, T), np.empty(MR * NR, T), True,
+                                     0 if wdy else r0 * M, Xpk)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -494,17 +530,23 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
         gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
         JX = (nx + gx - 1) // gx
         gx = (nx + JX - 1) // JX
-        for item in prange(nb * gx):
-            r0, j0 = item % nb * MC, item // nb * JX
-            dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
-                      min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
+        own = shares(N, nx, JX, nthr)
+        for w in prange(nthr):
+            for item in range(nb * gx):
+                if own[item] == w:
+                    r0, j0 = item % nb * MC, item // nb * JX
+                    dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
+                              min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
     # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
-    # by MC rows of dW packed once for all threads, then (MC rows × JB·NR columns of dW)
+    # by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
     # items, each summing the chunk's blocks in turn into its part of the float64 partial,
     # which stays in its core's L2 (block by block for all items, the partial came from
     # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
     nk = (K + MC - 1) // MC
-    njb = (Mp // NR + JB - 1) // JB
+    jw = JB  # panels a dW item, fewer where that leaves fewer than H_ITEMS items (as jh)
+    while jw > 1 and nk * ((nh + jw - 1) // jw) < H_ITEMS:
+        jw //= 2
+    njb = (nh + jw - 1) // jw
     if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
     nbc = min(DWB, (N + KC - 1) // KC)
@@ -512,6 +554,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
     Gp = rest[ng:][:nbc * KC * Mp]
     Xp = rest[ng + nbc * KC * Mp:][:nbc * xpb]
     if wdw:
+        ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KC):
             nbk = min(DWB, (N - c0 + KC - 1) // KC)
             for t in prange(nbk * (Mp // NR + nk)):
@@ -523,16 +566,21 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, ws
                 else:
                     k0 = (u - Mp // NR) * MC
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
-            for item in prange(nk * njb):  # column group by column group, as h's and dx's
-                kb, jb = item % nk, item // nk
+            for w in prange(nthr):  # column group by column group, as h's and dx's
                 Ct = np.empty(MR * NR, T)
-                for b in range(nbk):
-                    pc = c0 + b * KC
-                    kc = min(KC, N - pc)
-                    last = pc + kc == N
-                    block = (ONLY if last else FIRST) if pc == 0 else (LAST if last else MIDDLE)
-                    dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
-                            min(MC, K - kb * MC), jb * JB, min(JB, Mp // NR - jb * JB), block, Ct)
+                for item in range(nk * njb):
+                    if ownw[item] != w:
+                        continue
+                    kb, jb = item % nk, item // nk
+                    for b in range(nbk):
+                        pc = c0 + b * KC
+                        kc = min(KC, N - pc)
+                        last = pc + kc == N
+                        block = (ONLY if last else FIRST) if pc == 0 else \
+                            (LAST if last else MIDDLE)
+                        dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                                min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
+                                Ct)
     f = 0.0
     for b in range(nb * gh):
         f += fb[b]

@@ -134,7 +134,7 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
     if name == "grads":  # three passes: items of MC rows × JH column panels (the kernel
         # runs them column group by column group but keeps f's partials in this order)
         nh = Mp // NR
-        JH = tiled.h_panels(NR)
+        JH = tiled.h_panels(NR, -(-N // MC), nh)
         gh = -(-nh // JH)
         for item in range(-(-N // MC) * gh):
             r0, j0 = item // gh * MC, item % gh * JH

@@ -94,6 +94,7 @@ PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
 DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
 JH = {JH}  # column panels per h item of the three-pass kernel (tiled.h_panels)
+H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
@@ -162,6 +163,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
+                         H_ITEMS=H_ITEMS,
                          deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
@@ -367,12 +369,21 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 # avx2 (8 → 32): longer row segments for the epilogue, each packed row of x reused over
 # more panels (dev/products_v14.md 15d, 15g)
 H_COLS = 256
+# ...and halved (to 1 at least) while the shape has fewer than H_ITEMS items of MC rows ×
+# JH panels: 256³'s three items (96, 96 and 64 rows) left two threads 160 and 96 rows
+# (dev/products_v15.md).  A function of the shape alone, as f's bits must be.
+H_ITEMS = 6
 EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 
 
-def h_panels(NR: int) -> int:
-    """JH: the column panels of NR columns an h item of the three-pass kernel takes."""
-    return max(1, H_COLS // NR)
+def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:
+    """JH: the column panels of NR columns an h item of the three-pass kernel takes, for a
+    shape of nb blocks of MC rows and nh panels (the generated driver's jh; without them,
+    the generated JH: the most it takes)."""
+    jh = max(1, H_COLS // NR)
+    while jh > 1 and nb * -(-nh // jh) < H_ITEMS and nb:
+        jh //= 2
+    return jh
 
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to

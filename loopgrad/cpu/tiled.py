@@ -233,7 +233,10 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     `isa` names one), serial or parallel, compiled with SLP on at the entry's vector width.
 
     grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT, want) -> f
-    (want: the WANT_* bits of the gradients to write; the others may be empty arrays)
+    (want: the WANT_* bits of the gradients to write; the others may be empty arrays;
+    nchunks: `plan`'s, except that the three-pass kernel takes there the number of threads
+    to share its items among, any number ≥ 1 with the same bits: loopgrad.cpu passes
+    Numba's thread count)
     grads_fused: the same arguments; loss(x, W, y, wsT) -> f.  See `plan`; the scratch
     ws64 (float64) and wsT (the input dtype) hold at least `scratch` elements.
     """

@@ -10,6 +10,8 @@ import sys, time, numpy as np, numba, torch
 from loopgrad.cpu import tiled, machine, background
 import loopgrad
 numba.set_num_threads(1); torch.set_num_threads(1)
+import os
+AGAIN = os.environ.get("AGAIN") == "1"  # AGAIN=1: the h items twice a round
 n = int(sys.argv[1]); rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 N = K = M = n
 e = machine.entry(); variant = tiled.variant(K, M, np.float32)
@@ -25,6 +27,8 @@ Wp, Wtp, Xpk = np.empty(K * Mp, T), np.empty(M * Kp, T), np.empty(npx * MR * K, 
 part = np.empty(K * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
 nbc = min(c.DWB, (N + KC - 1) // KC); xpb = (K + MR - 1) // MR * MR * KC
 Gp, Xp = np.empty(nbc * KC * Mp, T), np.empty(nbc * xpb, T)
+RP = os.environ.get("REPACK", "")
+big = np.empty(int(RP.split("+")[0][5:] or 0) << 18 if RP.startswith("evict") else 0)  # evictN[+what]: N MiB, then warm what
 def phases():
     t = [time.perf_counter()]
     for jr in range(Kp // NR):
@@ -40,6 +44,26 @@ def phases():
         f += c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
                              min(JH, nh - j0), Ap, Ct, True, 0, Xpk)
     t.append(time.perf_counter())
+    if AGAIN:  # the h items once more, straight after (their data warm)
+        if os.environ.get("REPACK") == "w":
+            for jr in range(Kp // NR):
+                c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+        if os.environ.get("REPACK") == "x":
+            for jr in range(npx): c.pack_x(Xpk, x, N, K, jr)
+        if RP.startswith("evict"):
+            big[:] = 1.0
+            warm = RP.split("+")[1] if "+" in RP else ""
+            for name, a in (("y", y), ("d", dy), ("g", g), ("w", Wp), ("x", Xpk)):
+                if name in warm:
+                    a.sum()
+        if os.environ.get("REPACK") == "y":
+            y[:] = y; dy[:] = 0; g[:] = 0
+        t.append(time.perf_counter())
+        for item in range(nb * gh):
+            r0, j0 = item % nb * MC, item // nb * JH
+            c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
+                            min(JH, nh - j0), Ap, Ct, True, 0, Xpk)
+        t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
     for item in range(nb * gx):
         r0, j0 = item % nb * MC, item // nb * JX
@@ -70,7 +94,7 @@ def phases():
     c.trusted(f, W, dW, True)
     t.append(time.perf_counter())
     return np.diff(t)
-names = ["pack W,Wt", "pack x", "h items", "dx items", "dW packs", "dW items", "(py)", "guard"]
+names = ["pack W,Wt", "pack x", "h items"] + (["repack", "h again"] if AGAIN else []) + ["dx items", "dW packs", "dW items", "(py)", "guard"]
 X, Wt = torch.from_numpy(x2), torch.from_numpy(W2)
 out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
 whole = lambda: loopgrad.grads(x2, W2, y2, out=out)

@@ -30,7 +30,7 @@ A1, R1, A64 = nt.Array(nt.float32, 1, "C"), nt.Array(nt.float32, 1, "C", readonl
 MR, NR, MC, KC = 8, 32, 96, 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
-PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS, DX_ITEMS = 64, 4096, 128, 8, 4, 8, 8, 16
+PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS, DX_ITEMS, DX_COLS = 64, 4096, 128, 8, 4, 8, 6, 16, 128
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
@@ -523,11 +523,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
         # dx by items of MC rows × JX column panels, at least DX_ITEMS of them (enough
-        # to keep the threads busy): each packs its rows of g once per KC block, for all
-        # its panels.  The items write disjoint parts of dx: their shape changes no bit.
+        # to keep the threads busy) unless that makes them narrower than DX_COLS columns:
+        # each packs its rows of g once per KC block, for all its panels (256³ as AVX2,
+        # 32 columns an item, packed g 8 times: its dx pass 1.4× slower, dev/products_v15.md).
+        # The items write disjoint parts of dx: their shape changes no bit.
         # Column group by column group, as h's: a thread's next item reuses Wᵀ's panels
         # from L2 (3-6 % off the pass, dev/products_v14.md 15f)
-        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1))
+        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1), max(1, nx * NR // DX_COLS))
         JX = (nx + gx - 1) // gx
         gx = (nx + JX - 1) // JX
         own = shares(N, nx, JX, nthr)

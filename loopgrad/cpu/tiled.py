@@ -96,6 +96,7 @@ DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sum
 JH = {JH}  # column panels per h item of the three-pass kernel (tiled.h_panels)
 H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
+DX_COLS = 128  # ...unless that leaves them fewer columns than this
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 # contract: FMA where a product meets a sum (the micro-kernel's are written as

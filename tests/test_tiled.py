@@ -313,6 +313,47 @@ def test_micro_kernel_sums_in_order_exactly():
     assert np.array_equal(C, np.zeros_like(C))
 
 
+@pytest.mark.parametrize("T", ["float32", "float64"])
+def test_epilogue_has_the_scalar_sources_bits(rng, T):
+    # intrinsics.epilogue, 16 elements a vector step, against loopgrad._scalar's formula in
+    # Python floats, element by element: z² into lane j mod 16 (the tail past the last 16
+    # into the 17th sum), −2z into dy and relu_backward into g, in T; ties h == 0, NaN and
+    # inf among the values; a chunk offset into the arrays; nothing written without grads
+    from numba import njit
+
+    from loopgrad._scalar import relu_backward
+
+    epi = intrinsics.epilogue(T)
+
+    @njit
+    def run(g, y, dy, off, m, a0, want, f):
+        p = intrinsics.pointer
+        epi(p(g), off, p(y), off + 3, p(dy), off + 1, m, a0, want, p(f))
+
+    for m in (0, 5, 16, 37, 512):
+        for a0 in (0.0, 0.5, 1.0):
+            g0 = rng.standard_normal(m + 40).astype(T)
+            g0[7:12] = 0.0
+            g0[13], g0[14], g0[15] = np.nan, np.inf, -np.inf
+            y = rng.standard_normal(m + 40).astype(T)
+            f0 = rng.standard_normal(17)
+            want_f, want_g, want_dy = f0.tolist(), g0.copy(), np.full(m + 40, np.nan, T)
+            m16 = m - m % 16
+            for j in range(m):
+                h, yv = float(g0[2 + j]), float(y[5 + j])
+                z = (0.0 if h < 0.0 else h) - yv
+                want_f[j % 16 if j < m16 else 16] += z * z
+                want_dy[3 + j] = -2.0 * z
+                want_g[2 + j] = relu_backward(h, z, a0)
+            for want in (False, True):
+                g, dy, f = g0.copy(), np.full(m + 40, np.nan, T), f0.copy()
+                run(g, y, dy, 2, m, a0, want, f)
+                assert np.array_equal(f, want_f, equal_nan=True), (m, a0, want)
+                assert np.array_equal(g, want_g if want else g0, equal_nan=True), (m, a0, want)
+                assert np.array_equal(dy, want_dy if want else np.full(m + 40, np.nan, T),
+                                      equal_nan=True), (m, a0, want)
+
+
 def test_micro_kernel_needs_lanes_that_divide_its_columns():
     with pytest.raises(ValueError, match="VW must divide NR, got NR = 12, VW = 8"):
         intrinsics.microkernel("float32", 4, 12, 8)

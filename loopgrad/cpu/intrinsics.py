@@ -46,6 +46,16 @@ squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16�
     `s[j] += v * v` in a scalar loop, bit for bit.  Numba's scalar loop over an array of
     16 sums ran unvectorized, 0.6 ms for a 1024² float32 W (guards.sum_squares, serial
     after the tiled kernels' passes); this runs at memory speed.
+
+epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f): the tiled kernels' epilogue over
+    one chunk of m ≤ EPI elements, in LLVM IR: for j < m, with h = g[gb + j] (float64),
+    z = (0 if h < 0 else h) − y[yb + j]; z² into f's partial sums, lane j mod 16 of f[0:16]
+    for j below m's last multiple of 16 and f[16] for the rest, in j's order; with
+    want_grads, dy[db + j] = −2z and g[gb + j] = relu_backward(h, z, a0) (loopgrad._scalar),
+    stored in T.  Sixteen elements a step as <16 x double> vectors, each operation the
+    one the scalar source performs (fmul, fadd, fsub, selects; no fast-math flag): the
+    same bits as that source, which Numba's vectorizers had left at 0.6 ns an element
+    (its 16 sums in 2-lane vectors, dev/products_v15.md).
 """
 
 import functools
@@ -137,6 +147,77 @@ def squares_by_lane(typingctx, a, n16, lanes):
                           builder.gep(out, [ir.IntType(64)(j)]))
         return context.get_dummy_value()
     return types.void(a, n16, lanes), codegen
+
+
+@functools.lru_cache(maxsize=None)
+def epilogue(T: str):
+    """The epilogue intrinsic for dtype name T (see the module's doc)."""
+    nbt = {"float32": types.float32, "float64": types.float64}[T]
+    P, PD, I = types.CPointer(nbt), types.CPointer(types.float64), types.int64
+    lanes = 16
+
+    def codegen(context, builder, sig, args):
+        g, gb, y, yb, dy, db, m, a0, want, f = args
+        et, d, i64, i32 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64), \
+            ir.IntType(32)
+        vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
+        a0v = builder.shuffle_vector(builder.insert_element(ir.Constant(dt, ir.Undefined), a0,
+                                                            i32(0)),
+                                     ir.Constant(dt, ir.Undefined),
+                                     ir.Constant(ir.VectorType(i32, lanes), None))
+
+        def const(v, vec):
+            return ir.Constant(dt, [v] * lanes) if vec else d(v)
+
+        def element(h, yv, vec):
+            # z, z², −2z and g of loopgrad._scalar.relu_backward, operation for operation
+            wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt if vec else d))
+            hd, zero = wide(h), const(0.0, vec)
+            z = builder.fsub(builder.select(builder.fcmp_ordered("<", hd, zero), zero, hd),
+                             wide(yv))
+            t = builder.fmul(const(2.0, vec), z)
+            tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero,
+                                 builder.fmul(a0v if vec else a0, t))
+            nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero, t)
+            below = builder.select(builder.fcmp_ordered("<", hd, zero), zero, nan)
+            gv = builder.select(builder.fcmp_ordered(">", hd, zero), t, builder.select(
+                builder.fcmp_ordered("==", hd, zero), tie, below))
+            narrow = (lambda v: v) if et == d else \
+                (lambda v: builder.fptrunc(v, vt if vec else et))
+            return builder.fmul(z, z), narrow(builder.fmul(const(-2.0, vec), z)), narrow(gv)
+
+        def at(ptr, base, j, vec):
+            p = builder.gep(ptr, [builder.add(base, j)])
+            return builder.bitcast(p, vt.as_pointer()) if vec else p
+
+        size = nbt.bitwidth // 8
+        fv = builder.bitcast(f, dt.as_pointer())
+        acc = cgutils.alloca_once_value(builder, builder.load(fv, align=8))
+        m16 = builder.sub(m, builder.srem(m, i64(lanes)))
+        with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
+            j = builder.mul(loop.index, i64(lanes))
+            zz, dyv, gv = element(builder.load(at(g, gb, j, True), align=size),
+                                  builder.load(at(y, yb, j, True), align=size), True)
+            builder.store(builder.fadd(builder.load(acc), zz), acc)
+            with builder.if_then(want):
+                builder.store(dyv, at(dy, db, j, True), align=size)
+                builder.store(gv, at(g, gb, j, True), align=size)
+        builder.store(builder.load(acc), fv, align=8)
+        tail = builder.gep(f, [i64(lanes)])
+        with cgutils.for_range(builder, builder.sub(m, m16)) as loop:
+            j = builder.add(m16, loop.index)
+            zz, dyv, gv = element(builder.load(at(g, gb, j, False)),
+                                  builder.load(at(y, yb, j, False)), False)
+            builder.store(builder.fadd(builder.load(tail), zz), tail)
+            with builder.if_then(want):
+                builder.store(dyv, at(dy, db, j, False))
+                builder.store(gv, at(g, gb, j, False))
+        return context.get_dummy_value()
+
+    @intrinsic
+    def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f):
+        return types.void(P, I, P, I, P, I, I, types.float64, types.boolean, PD), codegen
+    return epi
 
 
 @functools.lru_cache(maxsize=None)

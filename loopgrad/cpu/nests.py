@@ -20,8 +20,7 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import trusted as _trusted
-from loopgrad.cpu.intrinsics import microkernel, pointer, prefetch
-from loopgrad.cpu.rows import relu_backward as _relu_backward
+from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -35,6 +34,7 @@ FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
+epi = epilogue("float32")
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
 
@@ -106,6 +106,15 @@ def pack_wt(Wtp2, W2, K, M, jr):
             Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
 
 
+@njit(nt.void(P, I, P, I, P, I, I, nt.float64, nt.boolean, P64), nogil=True, cache=True)
+def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f):
+    # one chunk of forward_block's epilogue (intrinsics.epilogue), in a function of its own
+    # without fast-math flags: under forward_block's `contract`, Numba flags every float
+    # operation, and LLVM fused z² into its partial sum (an FMA), which f's order does not
+    # have (f 1 ulp off the ordered loops)
+    epi(g, gb, y, yb, dy, db, m, a0, want_grads, f)
+
+
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
                  A1), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
@@ -147,58 +156,25 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
                     tile_add(g, co, Mp, Ct, MR)
     # the epilogue runs along rows, or along the whole block where g has no padding and
     # the columns are all of them: a short row (M = 16) is shorter than one vectorized
-    # step and would run scalar.  In chunks of EPI elements: z, dy, g and z² into zz
-    # (no reduction: vectorized as it is), then z² into 16 partial sums (element i of a
-    # chunk in sum i mod 16, the last m mod 16 of a chunk in a seventeenth), added in a
-    # fixed order at the end.  No fast-math flag can change these sums (no reassoc; no
-    # product is added, so contract has nothing to fuse): f's bits follow from this
-    # source, which tests/_ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
+    # step.  In chunks of EPI elements (intrinsics.epilogue): z, dy, g, and z² into 16
+    # partial sums (element i of a chunk in sum i mod 16, the last m mod 16 of a chunk in
+    # a seventeenth), added in a fixed order at the end.  No fast-math flag touches these
+    # sums (the intrinsic's IR has none): f's bits follow from this order, which
+    # loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
     c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
     flat = Mp == M and c0 == 0 and c1 == M
-    zz = np.empty(EPI)
-    f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = f8 = f9 = f10 = f11 = f12 = f13 = f14 = f15 = 0.0
-    ft = 0.0
+    fs2 = np.zeros(17)
+    fs = pointer(fs2)
     for n in range(1 if flat else rows):
         gb = n * Mp + c0
         yb = (r0 + n) * M + c0
-        db = yb - dshift
         length = rows * M if flat else c1 - c0
         for c in range(0, length, EPI):
-            m = min(EPI, length - c)
-            if want_grads:
-                for j in range(m):
-                    h = g[gb + c + j]
-                    z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + c + j])
-                    zz[j] = z * z
-                    dy[db + c + j] = -2.0 * z
-                    g[gb + c + j] = _relu_backward(h, z, a0)
-            else:
-                for j in range(m):
-                    h = g[gb + c + j]
-                    z = (0.0 if h < 0.0 else np.float64(h)) - np.float64(y[yb + c + j])
-                    zz[j] = z * z
-            m16 = m - m % 16
-            for i in range(0, m16, 16):
-                f0 += zz[i]
-                f1 += zz[i + 1]
-                f2 += zz[i + 2]
-                f3 += zz[i + 3]
-                f4 += zz[i + 4]
-                f5 += zz[i + 5]
-                f6 += zz[i + 6]
-                f7 += zz[i + 7]
-                f8 += zz[i + 8]
-                f9 += zz[i + 9]
-                f10 += zz[i + 10]
-                f11 += zz[i + 11]
-                f12 += zz[i + 12]
-                f13 += zz[i + 13]
-                f14 += zz[i + 14]
-                f15 += zz[i + 15]
-            for i in range(m16, m):
-                ft += zz[i]
-    f = ((((f0 + f1) + (f2 + f3)) + ((f4 + f5) + (f6 + f7)))
-         + (((f8 + f9) + (f10 + f11)) + ((f12 + f13) + (f14 + f15)))) + ft
+            epilogue_chunk(g, gb + c, y, yb + c, dy, yb - dshift + c, min(EPI, length - c),
+                           a0, want_grads, fs)
+    f = ((((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7])))
+         + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))) \
+        + fs[16]
     return f
 
 

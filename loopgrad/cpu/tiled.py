@@ -73,9 +73,8 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import trusted as _trusted
-from loopgrad.cpu.intrinsics import microkernel, pointer, prefetch
+from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 from loopgrad.cpu.jit import StraightLine
-from loopgrad.cpu.rows import relu_backward as _relu_backward
 
 T = np.{T}
 # Every function but the drivers has its signature: one compile each (calls that pass
@@ -116,6 +115,9 @@ _MK = """
 # packed micro-panel (lda = MR, ldi = 1) or rows or columns of x or g as they lie.  Vector
 # code written as LLVM IR (intrinsics.microkernel), inlined where it is called.
 mk = microkernel("{T}", MR, NR, {VW})
+# the epilogue over a chunk of at most EPI elements (intrinsics.epilogue): z, f's 16
+# partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors
+epi = epilogue("{T}")
 """
 
 
@@ -154,7 +156,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
+_SHARED = ("mk, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
            "dx_block, trusted")
 
 
@@ -203,10 +205,10 @@ def _lanes(entry: machine.Entry, T: str, NR: int) -> int:
 @functools.lru_cache(maxsize=None)
 def _deps_digest() -> str:
     # the modules the generated code imports its pieces from
-    from . import guards, intrinsics, rows
+    from . import guards, intrinsics
 
     h = hashlib.sha256()
-    for mod in (guards, intrinsics, jit, rows):  # (nests.py is copied in: its text is in the file)
+    for mod in (guards, intrinsics, jit):  # (nests.py is copied in: its text is in the file)
         with open(mod.__file__, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]

@@ -29,7 +29,8 @@ A1, R1, A64 = nt.Array(nt.float32, 1, "C"), nt.Array(nt.float32, 1, "C", readonl
 MR, NR, MC, KC = 8, 32, 96, 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
-PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS, DX_ITEMS, DX_COLS = 64, 4096, 128, 8, 4, 8, 6, 16, 128
+PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
+DX_ITEMS, DX_COLS = 16, 128
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
@@ -451,14 +452,14 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
     # tasks: a micro-panel of x each, and W's (NR rows of W, a panel of Wᵀ) spread evenly
-    # among them, W's task jr at t = jr·nt // nw: each thread's share of the loop gets its
-    # share of both (W's first, the first thread packed all of W: 0.62-0.73 of the loop's
-    # time at 512-2048³, dev/products_v15.md)
+    # among them, W's task jr at t = jr·ntask // nw: each thread's share of the loop gets
+    # its share of both (W's first, the first thread packed all of W: 0.62-0.73 of the
+    # loop's time at 512-2048³, dev/products_v15.md)
     nw = Kp // NR
-    nt = max(nw, npx)
-    for t in prange(nt):
-        jr = (t * nw + nt - 1) // nt  # the W task whose place is t, if any
-        if jr < nw and jr * nt // nw == t:
+    ntask = max(nw, npx)
+    for t in prange(ntask):
+        jr = (t * nw + ntask - 1) // ntask  # the W task whose place is t, if any
+        if jr < nw and jr * ntask // nw == t:
             pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
             if wdx:
                 pack_wt(Wtp, W, K, M, jr)

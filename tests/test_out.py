@@ -93,3 +93,49 @@ def test_out_for_a_gradient_not_asked_for_is_refused(rng):
     with pytest.raises(ValueError, match="does not ask for x's gradient"):
         loopgrad.grads(x, W, y, wrt="W", out=out)
     assert np.isnan(out[1]).all()
+
+
+# ------------------------------------------- fresh results on recycled buffers
+
+# a shape of each kernel family whose dx and dy pass workspace's 1 MiB (float32): skinny
+# rows, general rows, tiled fused, tiled three-pass
+BIG = [(100000, 4, 4), (70000, 3, 5), (20000, 20, 37), (1200, 300, 290)]
+
+
+@pytest.mark.parametrize("N,K,M", BIG)
+def test_a_result_still_referenced_is_never_written_again(rng, N, K, M):
+    # the gradients a call returns may sit on the buffers of earlier results nobody holds
+    # (loopgrad/cpu/workspace.py): a result kept whole, or only through a view, a torch
+    # tensor or a memoryview, must keep its bits through later calls on other inputs
+    import torch
+
+    x, W, y = draw(rng, N, K, M, np.float32)
+    first = loopgrad.grads(x, W, y)
+    kept = [a.copy() for a in first[1:]]
+    view, tensor, mem = first.dx[1:], torch.from_numpy(first.dy), memoryview(first.dW)
+    for _ in range(2):
+        other = loopgrad.grads(*draw(rng, N, K, M, np.float32))
+        assert all(np.array_equal(a, b) for a, b in zip(first[1:], kept))
+    first = None  # only the view, the tensor and the memoryview hold it now
+    for _ in range(3):
+        other = loopgrad.grads(*draw(rng, N, K, M, np.float32))
+        assert np.array_equal(view, kept[0][1:]) and np.array_equal(tensor.numpy(), kept[2])
+        assert np.array_equal(np.asarray(mem), kept[1])
+    assert other.dx.flags.c_contiguous and other.dx.flags.writeable
+
+
+@pytest.mark.parametrize("N,K,M", BIG)
+def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M):
+    # the buffers of a result nobody holds are reused (no new pages to fault in and zero),
+    # and the call on them gives the bits of a call into poisoned `out=` arrays
+    from loopgrad.cpu import workspace
+
+    workspace.release()  # no earlier test's buffers
+    x, W, y = draw(rng, N, K, M, np.float32)
+    where = loopgrad.grads(x, W, y).dy.ctypes.data  # the result dropped at once
+    x2, W2, y2 = draw(rng, N, K, M, np.float32)
+    got = loopgrad.grads(x2, W2, y2)
+    assert got.dy.ctypes.data == where
+    out = poisoned(x2, W2, y2)
+    want = loopgrad.grads(x2, W2, y2, out=out)
+    assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))

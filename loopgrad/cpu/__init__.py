@@ -171,9 +171,9 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
     M = W.shape[1]
     dt = x.dtype
     gx, gW, gy = out
-    dx = gx if gx is not None else np.empty((N, K) if want & WANT_DX else (0, 0), dt)
-    dW = gW if gW is not None else np.empty((K, M) if want & WANT_DW else (0, 0), dt)
-    dy = gy if gy is not None else np.empty((N, M) if want & WANT_DY else (0, 0), dt)
+    dx = gx if gx is not None else workspace.output((N, K) if want & WANT_DX else (0, 0), dt)
+    dW = gW if gW is not None else workspace.output((K, M) if want & WANT_DW else (0, 0), dt)
+    dy = gy if gy is not None else workspace.output((N, M) if want & WANT_DY else (0, 0), dt)
     f = _NAN
     if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)

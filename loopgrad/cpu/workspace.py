@@ -9,8 +9,18 @@ parallel region: 0.32 ms per MiB measured on the Emerald Rapids machine
 NumPy arrays (NumPy asks for huge pages on large ones), handed back after the
 call and reused by the next, up to KEEP_BYTES in all.  Concurrent calls each
 take their own.  `release()` frees what is kept.
+
+The gradients a call returns come from here too (`output`), where they are large:
+glibc hands a freed block of many MiB back to the OS (beyond its mmap threshold, or
+trimmed off the heap's top), so a loop that drops each call's results got new pages
+every call, faulted in and zeroed inside the kernel: 10⁶×4×4 float32 took 10.2 ms a
+call against 2.0 with `out=` (dev/products_v15.md 16h).  The buffers of the last
+results are remembered, and one whose arrays nobody holds any more (no view, tensor or
+other reference: its reference count says so) serves the next call.  An array still
+referenced anywhere is never reused.
 """
 
+import sys
 import threading
 
 import numpy as np
@@ -46,10 +56,46 @@ def give(buf: np.ndarray) -> None:
         _free.sort(key=lambda b: b.nbytes)
 
 
+_OUT_MIN = 1 << 20  # outputs smaller than this come from np.empty (no pages to save)
+_OUT_KEEP = 12       # the buffers of the last results remembered
+_lent: list = []     # (oldest first) buffers behind arrays `output` returned
+
+
+def output(shape, dtype) -> np.ndarray:
+    """A new C-contiguous array of shape and dtype (contents undefined) for a call to return:
+    from np.empty where small, else on the buffer of an earlier result that nobody
+    references any more (see the module's doc), or a new one."""
+    dtype = np.dtype(dtype)
+    need = dtype.itemsize
+    for n in shape:
+        need *= n
+    if need < _OUT_MIN:
+        return np.empty(shape, dtype)
+    raw = None
+    with _lock:
+        for i in range(len(_lent)):
+            # references: _lent's and getrefcount's argument; any more is an array, view or
+            # tensor on it somewhere (no local name for it here: that would be one more)
+            if need + _LINE <= _lent[i].size <= 2 * need + _LINE \
+                    and sys.getrefcount(_lent[i]) == 2:
+                raw = _lent.pop(i)
+                break
+    if raw is None:
+        raw = np.empty(need + _LINE, np.uint8)
+    skip = -raw.__array_interface__["data"][0] % _LINE
+    out = raw[skip:skip + need].view(dtype).reshape(shape)
+    with _lock:
+        _lent.append(raw)
+        while len(_lent) > _OUT_KEEP or sum(b.size for b in _lent) > KEEP_BYTES:
+            _lent.pop(0)  # forgotten: freed once nobody holds its arrays
+    return out
+
+
 def release() -> None:
-    """Free every kept buffer."""
+    """Free every kept buffer (the remembered outputs' too, once nobody holds them)."""
     with _lock:
         _free.clear()
+        _lent.clear()
 
 
 def kept_bytes() -> int:

@@ -107,6 +107,15 @@ for dB, dA in [(0,0)] + [tuple(map(int, a.split(","))) for a in sys.argv[3:]]:
     if dB == 0 and dA == 0:
         V["prod fixB"] = lambda pr=pr: pr(g, Xp, Wp, K, Mp, N, Ct, KC, 4, False, True)
         V["prod JH8 jouter"] = lambda pr=pr: pr(g, Xp, Wp, K, Mp, N, Ct, KC, 8, False, False, False, True)
+# forward_block itself, as the kernel runs it, with and without grads (dev/products_v15.md 16a)
+yv = rng.standard_normal(N * M, dtype=np.float32); dyv = np.empty(N * M, np.float32)
+ApF = np.empty(MC * KC, np.float32)
+def fb(want, JH=8):
+    for item in range(nbk * (Mp // NR // JH)):
+        r0, j0 = item % nbk * MC, item // nbk * JH
+        c.forward_block(g[r0 * Mp:], dyv, x, Wp, yv, 0.0, K, M, Mp, r0, MC, j0, JH, ApF, Ct, want, 0, Xp)
+V["forward_block"] = lambda: fb(True)
+V["forward_block nograd"] = lambda: fb(False)
 X=torch.from_numpy(x.reshape(N,K)[:nbk*MC]); Wt=torch.from_numpy(W.reshape(K,M))
 V["mm"] = lambda: torch.mm(X, Wt)
 for f in V.values(): f()

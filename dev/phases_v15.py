@@ -2,6 +2,10 @@
 
     python dev/phases_v15.py N [rounds]
 
+Environment: AGAIN=1 the h items twice a round (REPACK=w|x|y|evictN[+what] between);
+DWONLY=1 every dW block as ONLY (timing only); KCW=512 dW in blocks of 512 rows
+(dev/products_v16.md 17c).
+
 A copy of nests.py's `_grads_parallel` in Python over the compiled pieces (serial), with a
 clock between its phases: packs of W and Wᵀ, pack of x, h items (product + epilogue),
 dx items, dW packs, dW items, the guard; against one torch.mm and the serial kernel whole.
@@ -12,6 +16,7 @@ import loopgrad
 numba.set_num_threads(1); torch.set_num_threads(1)
 import os
 AGAIN = os.environ.get("AGAIN") == "1"  # AGAIN=1: the h items twice a round
+DWONLY = os.environ.get("DWONLY") == "1"  # DWONLY=1: dW items without their float64 partial (timing only)
 n = int(sys.argv[1]); rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 N = K = M = n
 e = machine.entry(); variant = tiled.variant(K, M, np.float32)
@@ -25,8 +30,9 @@ Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
 npx = (N + MR - 1) // MR if K > c.PF_K and Mp >= c.PACK_X_M else 0
 Wp, Wtp, Xpk = np.empty(K * Mp, T), np.empty(M * Kp, T), np.empty(npx * MR * K, T)
 part = np.empty(K * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
-nbc = min(c.DWB, (N + KC - 1) // KC); xpb = (K + MR - 1) // MR * MR * KC
-Gp, Xp = np.empty(nbc * KC * Mp, T), np.empty(nbc * xpb, T)
+KW = int(os.environ.get('KCW', KC))  # KCW=512: dW's blocks of 512 rows (dev/products_v16.md)
+nbc = min(c.DWB * KC // KW, (N + KW - 1) // KW); xpb = (K + MR - 1) // MR * MR * KW
+Gp, Xp = np.empty(nbc * KW * Mp, T), np.empty(nbc * xpb, T)
 RP = os.environ.get("REPACK", "")
 big = np.empty(int(RP.split("+")[0][5:] or 0) << 18 if RP.startswith("evict") else 0)  # evictN[+what]: N MiB, then warm what
 def phases():
@@ -71,22 +77,24 @@ def phases():
     t.append(time.perf_counter())
     nk = (K + MC - 1) // MC; njb = (Mp // NR + c.JB - 1) // c.JB
     tp = ti = 0.0
-    for c0 in range(0, N, c.DWB * KC):
+    for c0 in range(0, N, c.DWB * KC):  # chunks of DWB·KC rows, in blocks of KW (KCW=...)
         s = time.perf_counter()
-        nbk = min(c.DWB, (N - c0 + KC - 1) // KC)
+        nbk = min(c.DWB * KC // KW, (N - c0 + KW - 1) // KW)
         for tt in range(nbk * (Mp // NR + nk)):
             b, u = tt // (Mp // NR + nk), tt % (Mp // NR + nk)
-            pc = c0 + b * KC; kc = min(KC, N - pc)
-            if u < Mp // NR: t3.pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
+            pc = c0 + b * KW; kc = min(KW, N - pc)
+            if u < Mp // NR: t3.pack_g(Gp[b * KW * Mp:], g, Mp, pc, kc, u)
             else:
                 k0 = (u - Mp // NR) * MC; t3.pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
         s2 = time.perf_counter(); tp += s2 - s
         for item in range(nk * njb):
             kb, jb = item % nk, item // nk
             for b in range(nbk):
-                pc = c0 + b * KC; kc = min(KC, N - pc); last = pc + kc == N
+                pc = c0 + b * KW; kc = min(KW, N - pc); last = pc + kc == N
                 block = (c.ONLY if last else c.FIRST) if pc == 0 else (c.LAST if last else c.MIDDLE)
-                t3.dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                if DWONLY:  # every block as ONLY: no float64 tile, whole tiles straight into dW
+                    block = c.ONLY
+                t3.dw_item(part, dW, Xp[b * xpb:], Gp[b * KW * Mp:], M, Mp, kc, kb * MC,
                            min(MC, K - kb * MC), jb * c.JB, min(c.JB, Mp // NR - jb * c.JB), block, Ct)
         ti += time.perf_counter() - s2
     t.append(t[-1] + tp); t.append(t[-1] + ti)

@@ -2,15 +2,19 @@
 N×N×N problem, one thread, in variants of the generated "three" module (its text edited),
 each paired with the kernel's own in the same rounds.
 
-    python dev/dw_tile_v16.py N [rounds]
+    python dev/dw_tile_v16.py N [rounds] [other.json]
 
 as is; nopf: no prefetch of part's and dW's rows; notile: FIRST and MIDDLE blocks leave
 their tile in Ct (no float64 add); only: every block ONLY (whole tiles straight into dW,
 no float64 partial).  The last two give wrong sums: timing only.  Variants run in one
-process, so their ratios are paired; two versions of the kernel compare only with
-dev/dw_ab_v16.py (17d: these ratios suggested a gain that the direct A/B did not show).
+process, so their ratios are paired, but they are not comparable between two versions of
+the kernel (17d: they suggested a gain that the direct A/B did not show).  For that
+A/B, other.json holds another checkout's generated common and three modules as (name,
+source) pairs, loaded here as variant "other" (its bits checked against as is); make it
+with that checkout on PYTHONPATH:
+    json.dump([tiled._generated(v, isa), tiled._generated(v, isa, "three")], open(path, "w"))
 """
-import sys, time, numpy as np, numba
+import json, sys, time, numpy as np, numba
 from loopgrad.cpu import tiled, machine, jit
 numba.set_num_threads(1)
 n = int(sys.argv[1]); rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 9
@@ -35,6 +39,10 @@ for name, ed in edits.items():
             print(f"{name}: edit not found, the kernel as is")
         s = s.replace(a, b)
     mods[name] = jit.load(f"dwtile_{name}", s) if ed else tiled.module(v, e.isa, "three")
+if len(sys.argv) > 3:
+    (cn, cs), (tn, ts) = json.load(open(sys.argv[3]))
+    jit.load(cn, cs)  # the other's common module first: its three module imports it by name
+    mods["other"] = jit.load(tn, ts)
 MR, NR, MC, KC, DWB, JB = c.MR, c.NR, c.MC, c.KC, c.DWB, c.JB
 Mp = (M + NR - 1) // NR * NR
 rng = np.random.default_rng(0)
@@ -68,9 +76,12 @@ def run(mod, only=False):
 variants = [("asis", mods["asis"], False), ("nopf", mods["nopf"], False),
             ("notile", mods["notile"], False), ("only", mods["asis"], True)]
 run(mods["asis"]); ref = dW.copy(); run(mods["nopf"]); print("nopf same bits:", np.array_equal(ref, dW))
+if "other" in mods:
+    variants.append(("other", mods["other"], False))
+    run(mods["other"]); print("other same bits:", np.array_equal(ref, dW))
 T = {k: [] for k, _, _ in variants}
 for r in range(rounds):
-    for name, mod, only in variants:
+    for name, mod, only in (variants if r % 2 == 0 else variants[::-1]):
         T[name].append(run(mod, only))
 a = np.array(T["asis"])
 for name in T:

@@ -152,3 +152,76 @@ def test_threads_asking_at_once_get_one_row_function(monkeypatch):
         t.join()
     assert [len(v) for v in got.values()] == [4, 4]
     assert all(len({id(f) for f in v}) == 1 for v in got.values())
+
+
+# ------------------------------------------------- rows as vectors (rowvec.py: 4×4 on AVX2)
+
+def _row_vector_kernels(want, dtype, bits=256, tag="rv"):
+    # the (4, 4) row functions skinny.py generates for an entry of `bits`-bit vectors,
+    # compiled here as the kernels compile them (whatever this machine's entry is), and
+    # a grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
+    mod = jit.load(f"test_{tag}_k4_m4_w{want}_{bits}", _skinny._source(4, 4, bits, want))
+    dt = np.dtype(dtype)
+    with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(4, 4)):
+        row = cfunc(chunks.row_signature("grads", dt), fastmath=_skinny._FM)(mod.rows)
+        loss = cfunc(chunks.row_signature("loss", dt), fastmath=_skinny._FM)(mod.rows_loss)
+
+    def grads(parallel, x, W, y, a0, chunk_rows):
+        N = x.shape[0]
+        nchunks, stride = -(-N // chunk_rows), rows.plan(N, 4, 4)[2]
+        partials = rows.partials_buffer(nchunks, stride)
+        partials.fill(np.nan)
+        out = [np.full(s, np.nan, dt) for s in ((N, 4), (4, 4), (N, 4))]
+        f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
+                                                 chunk_rows, want)
+        lf = chunks.driver("loss", dt, parallel)(loss.address, partials, x, W, y, chunk_rows)
+        return (f, *out), lf
+    return grads
+
+
+def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
+    from loopgrad.cpu import rowvec
+    assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
+    for K, M, bits in ((4, 4, 512), (2, 4, 256), (4, 2, 256), (1, 16, 256), (4, 4, 128)):
+        assert not rowvec.applies(K, M, bits)
+        assert "row_vectors" not in _skinny._source(K, M, bits)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
+def test_rows_as_vectors_match_torch_for_every_want(rng, dtype, a0):
+    x, W, y = draw(rng, 3001, 4, 4, dtype)
+    x[:40] = np.round(x[:40])                 # integer rows: ties (h == 0) among them
+    W[:] = np.round(W * 2) / 2
+    x[7, 0], W[1, 2], y[11, 3] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h and in y
+    chunk_rows = 256
+    (full, lf) = _row_vector_kernels(7, dtype)(True, x, W, y, a0, chunk_rows)
+    assert_matches_torch(full, x, W, y, a0, form="sum")  # an unwritten NaN would fail here
+    serial, _ = _row_vector_kernels(7, dtype)(False, x, W, y, a0, chunk_rows)
+    for a, b in zip(full, serial):
+        assert np.array_equal(a, b, equal_nan=True)      # serial and parallel: the same bits
+    assert np.array_equal(lf, full[0], equal_nan=True)   # the loss: f's bits
+    for want in (0, 1, 2, 4, 5):                         # f alone ... dx and dy
+        got, _ = _row_vector_kernels(want, dtype)(True, x, W, y, a0, chunk_rows)
+        assert np.array_equal(got[0], full[0], equal_nan=True)
+        for bit, i in ((1, 1), (2, 2), (4, 3)):
+            if want & bit:
+                assert np.array_equal(got[i], full[i], equal_nan=True)
+            else:
+                assert np.isnan(got[i]).all()             # not asked for: not written
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_as_vectors_have_the_lanes_arithmetic(rng, dtype):
+    # the same operations as the row function LLVM vectorizes over rows: h and so dy have
+    # its bits (for float32, h's FMAs add exact products); dx too in float64 (no FMA there);
+    # f and dW are sums in another order (and FMA steps for float32): close, not equal
+    x, W, y = draw(rng, 5000, 4, 4, dtype)
+    got, _ = _row_vector_kernels(7, dtype)(True, x, W, y, 0.0, 512)
+    lanes = run("grads", x, W, y, True) if machine.entry().vector_bits != 256 else \
+        _row_vector_kernels(7, dtype, bits=512, tag="lanes")(True, x, W, y, 0.0, 512)[0]
+    assert np.array_equal(got[3], lanes[3])
+    if dtype == np.float64:
+        assert np.array_equal(got[1], lanes[1])
+    assert got[0] == pytest.approx(lanes[0], rel=1e-13)
+    np.testing.assert_allclose(got[2], lanes[2], rtol=1e-12)

@@ -1,0 +1,157 @@
+"""The skinny rows vectorized along each row, in LLVM IR: K = M = 4 on 256-bit vectors (AVX2).
+
+skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
+rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
+are shuffled apart, dx and dy shuffled back, and at 4×4 the 16 dW accumulators fill the
+16 ymm registers of an AVX2 machine (the loop spills).  There 10⁶×4×4 ran at 6.4 ms a
+thread against 3.8 with AVX-512 (dev/products_v16.md 17a, 17e).
+
+Here a vector is one row, where a row of x and of y is exactly one vector of float64
+(K = M = 4 lanes): h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's 4 partial sums,
+g and dy along the row, dx = Σ_m g[n,m]·W[:,m], and dW's 4 row vectors of accumulators
++= x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
+
+    row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop) -> f
+    row_vectors(K, M, 0, loss=True)(x, W, y, start, stop) -> f
+
+are intrinsics for the row functions skinny.py generates (pointers to x's dtype; dW_part
+float64): rows [start, stop) → dx and dy rows and dW_part[:K·M] = Σ x[n,k]·g[n,m], the
+gradients `want` (WANT_* bits) names; the result is Σ z².
+
+The arithmetic is skinny.py's in float64 (each h and dx sum from its first product on in
+k's and m's order, g by loopgrad._scalar.relu_backward's cases), with one difference:
+for float32 inputs every multiply-add is one FMA (llvm.fma).  A product of two float32s
+is exact in float64, so h has the same bits as with a product and a sum; f's, dx's and
+dW's steps are rounded once instead of twice.  No product of float32 inputs, or of g
+with them, overflows float64 (|h| < 16·(3.4e38)², |g·w| < 1e120), so FMA changes no inf
+or NaN either.  Float64 inputs keep the product and the sum (an FMA would hide a
+product's overflow).  f sums in 4 partial sums, lane m over the rows in order, added as
+((s0 + s1) + (s2 + s3)); dW's sums each in row order.  The same code for every `want`
+and for the loss, so f has the same bits whichever gradients a call asks for.
+"""
+
+import functools
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._inputs import WANT_DW, WANT_DX, WANT_DY
+
+
+def applies(K: int, M: int, vector_bits: int) -> bool:
+    """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
+    vector_bits: where a row of x and of y fills one vector of float64 and dW fits the
+    skinny kernels (K·M ≤ 16), which is K = M = 4 on 256-bit vectors."""
+    return K == M == vector_bits // 64 and K * M <= 16
+
+
+@functools.lru_cache(maxsize=None)
+def row_vectors(K: int, M: int, want: int, loss: bool = False):
+    """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
+    module's doc)."""
+    if M != 4 or not 1 <= K <= 4:
+        raise ValueError(f"row_vectors takes M = 4 and K ≤ 4, got K = {K}, M = {M}")
+    wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
+
+    def codegen(context, builder, sig, args):
+        if loss:
+            (x, W, y, start, stop), tx = args, sig.args[0]
+            a0 = ir.DoubleType()(0.0)
+        else:
+            (dx, dwp, dy, x, W, y, a0, start, stop), tx = args, sig.args[3]
+        size, fused = tx.dtype.bitwidth // 8, tx.dtype == types.float32
+        et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
+            ir.IntType(32)
+        vm, vk = ir.VectorType(d, M), ir.VectorType(d, K)
+
+        def vec(ptr, at, n):  # a pointer to the n elements of x's dtype at ptr[at]
+            return builder.bitcast(builder.gep(ptr, [at]), ir.VectorType(et, n).as_pointer())
+
+        def load_row(ptr, at, n):  # as float64
+            v = builder.load(vec(ptr, at, n), align=size)
+            return v if et == d else builder.fpext(v, ir.VectorType(d, n))
+
+        def store_row(v, ptr, at, n):
+            builder.store(v if et == d else builder.fptrunc(v, ir.VectorType(et, n)),
+                          vec(ptr, at, n), align=size)
+
+        def splat(s, n):
+            vt = ir.VectorType(d, n)
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined),
+                                                                 s, i32(0)),
+                                          ir.Constant(vt, ir.Undefined),
+                                          ir.Constant(ir.VectorType(i32, n), None))
+
+        def lane(v, i):
+            return builder.extract_element(v, i32(i))
+
+        def madd(a, b, c):  # c + a·b: one FMA for float32 inputs (module doc)
+            if not fused:
+                return builder.fadd(c, builder.fmul(a, b))
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(a.type, [a.type] * 3),
+                f"llvm.fma.v{a.type.count}f64")
+            return builder.call(fma, [a, b, c])
+
+        # W's rows (M lanes) and columns (K lanes) in float64, once
+        Wrow = [load_row(W, i64(k * M), M) for k in range(K)]
+        Wcol = []
+        for m in range(M):
+            c = ir.Constant(vk, ir.Undefined)
+            for k in range(K):
+                w = builder.load(builder.gep(W, [i64(k * M + m)]))
+                c = builder.insert_element(c, w if et == d else builder.fpext(w, d), i32(k))
+            Wcol.append(c)
+        zero, two = ir.Constant(vm, [0.0] * M), ir.Constant(vm, [2.0] * M)
+        a0v = splat(a0, M)
+        a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
+            builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
+        f = cgutils.alloca_once_value(builder, zero)
+        dW = [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
+        with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
+            row = builder.add(start, loop.index)
+            xr = load_row(x, builder.mul(row, i64(K)), K)
+            xs = [splat(lane(xr, k), M) for k in range(K)]
+            h = builder.fmul(xs[0], Wrow[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
+            for k in range(1, K):
+                h = madd(xs[k], Wrow[k], h)
+            yb = builder.mul(row, i64(M))
+            below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
+            z = builder.fsub(builder.select(below, zero, h), load_row(y, yb, M))
+            builder.store(madd(z, z, builder.load(f)), f)
+            t = builder.fmul(two, z)
+            if wdy:
+                store_row(builder.fneg(t), dy, yb, M)
+            if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
+                tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
+                nan = builder.select(drop_nan, zero, t)
+                g = builder.select(builder.fcmp_ordered(">", h, zero), t, builder.select(
+                    builder.fcmp_ordered("==", h, zero), tie, builder.select(below, zero, nan)))
+            if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
+                s = builder.fmul(splat(lane(g, 0), K), Wcol[0])
+                for m in range(1, M):
+                    s = madd(splat(lane(g, m), K), Wcol[m], s)
+                store_row(s, dx, builder.mul(row, i64(K)), K)
+            if wdw:  # dW[k,m] += x[n,k]·g[n,m]
+                for k in range(K):
+                    builder.store(madd(xs[k], g, builder.load(dW[k])), dW[k])
+        for k in range(K if wdw else 0):
+            acc = builder.load(dW[k])
+            for m in range(M):
+                builder.store(lane(acc, m), builder.gep(dwp, [i64(k * M + m)]))
+        s = builder.load(f)
+        return builder.fadd(builder.fadd(lane(s, 0), lane(s, 1)),
+                            builder.fadd(lane(s, 2), lane(s, 3)))
+
+    if loss:
+        @intrinsic
+        def rows_loss(typingctx, x, W, y, start, stop):
+            return types.float64(x, W, y, start, stop), codegen
+        return rows_loss
+
+    @intrinsic
+    def rows(typingctx, dx, dW_part, dy, x, W, y, a0, start, stop):
+        return types.float64(dx, dW_part, dy, x, W, y, a0, start, stop), codegen
+    return rows

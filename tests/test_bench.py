@@ -70,6 +70,7 @@ def test_tiny_run_end_to_end(capsys, tmp_path):
     rows = _table_rows(out)
     assert [(r[0], r[2]) for r in rows] == [(s, i) for s in ("7×3×2", "50×4×5") for i in want]
     assert "ceilings" not in rec and "ceilings" not in out  # only with --ceilings
+    assert "roofline" not in out and all(r["roofline"] is None for r in rec["results"])
     assert all(r[3] == "ok" for r in rows), out
     by = {(tuple(r["shape"]), r["impl"]): r for r in rec["results"]}
     for r in rec["results"]:
@@ -137,7 +138,19 @@ def test_json_has_exactly_the_documented_fields(capsys, tmp_path, tiny_ceilings)
     assert out.index("ceilings (--ceilings)") > out.index("5×2×3")
     assert re.search(r"^  memory copy\s+[\d.]+ GB/s  ", out, re.M)
     assert re.search(r"^  sgemm\s+[\d.]+ GFLOP/s  ", out, re.M)
+    # the roofline: each timed cell's least time from the ceilings, and its share reached
+    for r in rec["results"]:
+        if r["median_s"]:
+            least = max(r["bytes"] / (ceil["memory_copy"]["gbps"] * 1e9),
+                        r["flops"] / (ceil["sgemm"]["gflops"] * 1e9))
+            assert r["roofline_s"] == pytest.approx(least)
+            assert r["roofline"] == pytest.approx(least / r["median_s"])
+            assert f"{100 * r['roofline']:.0f} %" in out
+        else:
+            assert r["roofline"] is None
+    assert re.search(r"vs torch\s+roofline$", out, re.M)
     md = bench_report.markdown(rec)
+    assert "| vs torch | roofline |" in md
     assert "| what | figure | how measured |" in md
     assert re.search(r"^\| \*\*sgemm\*\* \| \*\*[\d.]+ GFLOP/s\*\* \|", md, re.M)
     assert re.search(r"^\| ↳ NumPy np\.copyto \| [\d.]+ GB/s \| 1 thread \|$", md, re.M)

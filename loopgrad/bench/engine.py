@@ -115,6 +115,11 @@ JSON (--json FILE): one object with these fields
         bytes           itemsize·2·(N·K + K·M + N·M)
         gflops, gbps    flops / median_s / 1e9, bytes / median_s / 1e9
         speedup_vs_torch  torch autograd's median_s / median_s
+        roofline_s      with --ceilings: the shape's least time on this machine, max(bytes
+                        / the memory copy ceiling, flops / the sgemm ceiling (dgemm for
+                        float64)); null without them
+        roofline        roofline_s / median_s: the share of it the cell reached (1 = at
+                        the roofline), null without --ceilings or a median
 
 Timing figures are null where the cell was not timed.
 """
@@ -594,7 +599,25 @@ def _describe(cell, impl, nkm, dtype) -> dict:
                 kernel=impl.kernel(N, K, M, dtype), **cell, flops=flops, bytes=nbytes,
                 gflops=flops / med / 1e9 if med else None,
                 gbps=nbytes / med / 1e9 if med else None,
-                speedup_vs_torch=None)
+                speedup_vs_torch=None, roofline_s=None, roofline=None)
+
+
+def rooflines(results, ceilings) -> None:
+    """Set each result's roofline_s and roofline (the module's doc) from the ceilings, where
+    they were measured: max(bytes / copy, flops / gemm), gemm the dtype's."""
+    def best(name, key):
+        c = (ceilings or {}).get(name)
+        return c[key] if c and c.get(key) else None
+
+    copy = best("memory_copy", "gbps")
+    for r in results:
+        gemm = (best("dgemm", "gflops") if r["dtype"] == "float64" else None) \
+            or best("sgemm", "gflops")
+        if copy is None or gemm is None:
+            continue
+        r["roofline_s"] = max(r["bytes"] / (copy * 1e9), r["flops"] / (gemm * 1e9))
+        if r["median_s"]:
+            r["roofline"] = r["roofline_s"] / r["median_s"]
 
 
 def _speedups(results, baseline):
@@ -779,6 +802,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         build = None
     argv = getattr(args, "argv", None)
     extra = {} if ceilings is None else dict(ceilings=ceilings)  # only with --ceilings
+    rooflines(results, ceilings)
     return dict(
         schema=SCHEMA,
         interrupted=interrupted,

@@ -8,7 +8,7 @@ import os
 
 COLUMNS = ("shape N×K×M", "dtype", "implementation", "check", "compile", "median",
            "p20–p80", "GFLOP/s", "GB/s", "vs torch")
-_RIGHT = {"compile", "median", "p20–p80", "GFLOP/s", "GB/s", "vs torch"}
+_RIGHT = {"compile", "median", "p20–p80", "GFLOP/s", "GB/s", "vs torch", "roofline"}
 
 
 def _unit(s):
@@ -56,9 +56,19 @@ def _check_cell(r) -> str:
     return r["check"]
 
 
+def columns(record) -> tuple:
+    """The table's columns: COLUMNS, and "roofline" where the run measured its ceilings."""
+    return COLUMNS + (("roofline",) if "ceilings" in record else ())
+
+
+def _share(v) -> str:
+    return "—" if v is None else f"{100 * v:.0f} %"
+
+
 def rows(record) -> list:
-    """One list of strings per result, in COLUMNS order."""
+    """One list of strings per result, in `columns` order."""
     out = []
+    roof = "ceilings" in record
     for r in record["results"]:
         N, K, M = r["shape"]
         speed = r["speedup_vs_torch"]
@@ -66,7 +76,7 @@ def rows(record) -> list:
                     ("0" if r["compile_s"] == 0 else fmt_time(r["compile_s"]))
                     if r["median_s"] else "—",
                     fmt_time(r["median_s"]), _spread(r), _num(r["gflops"]), _num(r["gbps"]),
-                    _num(speed, "×")])
+                    _num(speed, "×")] + ([_share(r.get("roofline"))] if roof else []))
     return out
 
 
@@ -109,6 +119,11 @@ def _notes(record, md) -> list:
                      "worst case of summing in the input dtype; every error is in the JSON")
     lines.append("vs torch: torch autograd's median / this median, at the same shape "
                  "(> 1 is faster)")
+    if "ceilings" in record:
+        lines.append("roofline: the share of the shape's least time reached, max(bytes / "
+                     "memory copy, flops / " + ("dgemm" if "dgemm" in record["ceilings"]
+                                                  else "sgemm") + ") / median (100 % = at "
+                     "the ceilings below)")
     kernels = {}
     for r in record["results"]:
         if r.get("kernel") and r["impl"] == "loopgrad":
@@ -196,12 +211,12 @@ def _ceilings_block(record) -> list:
 
 def table(record) -> str:
     """The plain-text table for the terminal, with skips and notes below it."""
-    body = rows(record)
+    body, cols = rows(record), columns(record)
     widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c)
-              for i, c in enumerate(COLUMNS)]
+              for i, c in enumerate(cols)]
 
     def line(cells):
-        return "  ".join(c.rjust(w) if COLUMNS[i] in _RIGHT else c.ljust(w)
+        return "  ".join(c.rjust(w) if cols[i] in _RIGHT else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     s = record["settings"]
@@ -214,7 +229,7 @@ def table(record) -> str:
     forced = isa_forced(record)
     if forced:
         head += "\n" + forced
-    out = [head, "", line(COLUMNS), line(["-" * w for w in widths])]
+    out = [head, "", line(cols), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))
 
@@ -266,8 +281,8 @@ def markdown(record, plot=None) -> str:
         "GFLOP/s = 6·N·K·M / median, GB/s = bytes of x, W, y read and dx, dW, dy written / "
         "median",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c in _RIGHT else "---" for c in COLUMNS) + "|",
+        "| " + " | ".join(columns(record)) + " |",
+        "|" + "|".join("---:" if c in _RIGHT else "---" for c in columns(record)) + "|",
     ]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows(record)]
     out += [""] + [f"- {n}" for n in _notes(record, md=True)]

@@ -48,7 +48,7 @@ def phases():
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
         f += c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
-                             min(JH, nh - j0), Ap, Ct, True, 0, Xpk)
+                             min(JH, nh - j0), Ap, Ct, True, 0, Xpk, False)
     t.append(time.perf_counter())
     if AGAIN:  # the h items once more, straight after (their data warm)
         if os.environ.get("REPACK") == "w":
@@ -68,12 +68,12 @@ def phases():
         for item in range(nb * gh):
             r0, j0 = item % nb * MC, item // nb * JH
             c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
-                            min(JH, nh - j0), Ap, Ct, True, 0, Xpk)
+                            min(JH, nh - j0), Ap, Ct, True, 0, Xpk, False)
         t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
     for item in range(nb * gx):
         r0, j0 = item % nb * MC, item // nb * JX
-        t3.dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap)
+        t3.dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap, False)
     t.append(time.perf_counter())
     nk = (K + MC - 1) // MC; njb = (Mp // NR + c.JB - 1) // c.JB
     tp = ti = 0.0

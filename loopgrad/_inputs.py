@@ -91,6 +91,9 @@ def check_relu_grad_at_zero(a) -> float:
 # Which gradients a call computes, as the bits of one int (the kernels take it as is)
 WANT_DX, WANT_DW, WANT_DY = 1, 2, 4
 WANT_ALL = WANT_DX | WANT_DW | WANT_DY
+# not a gradient: a bit the CPU backend adds to a tiled kernel's `want` to have it store dx
+# and dy past the caches (loopgrad.cpu.streams); it changes no value
+STREAM = 8
 _WRT_BITS = {"x": WANT_DX, "W": WANT_DW, "y": WANT_DY}
 WRT_ALL = ("x", "W", "y")
 

@@ -12,7 +12,7 @@ import pytest
 import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import guards, intrinsics, jit, machine, ordered, ordered_ir, tiled as _tiled
-from loopgrad._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
+from loopgrad._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from _helpers import assert_matches_torch, draw
 
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
@@ -318,7 +318,8 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
     # intrinsics.epilogue, 16 elements a vector step, against loopgrad._scalar's formula in
     # Python floats, element by element: z² into lane j mod 16 (the tail past the last 16
     # into the 17th sum), −2z into dy and relu_backward into g, in T; ties h == 0, NaN and
-    # inf among the values; a chunk offset into the arrays; nothing written without grads
+    # inf among the values; a chunk offset into the arrays; nothing written without grads;
+    # dy streamed past the caches or not (stream, at a dy offset on a cache line or off it)
     from numba import njit
 
     from loopgrad._scalar import relu_backward
@@ -326,9 +327,14 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
     epi = intrinsics.epilogue(T)
 
     @njit
-    def run(g, y, dy, off, m, a0, want, f):
+    def run(g, y, dy, off, doff, m, a0, want, f, stream):
         p = intrinsics.pointer
-        epi(p(g), off, p(y), off + 3, p(dy), off + 1, m, a0, want, p(f))
+        epi(p(g), off, p(y), off + 3, p(dy), doff, m, a0, want, p(f), stream)
+
+    def line_aligned(n):  # n elements of T from a cache line on
+        raw = np.empty(n + 64, T)
+        skip = -raw.ctypes.data % 64 // raw.itemsize
+        return raw[skip:skip + n]
 
     for m in (0, 5, 16, 37, 512):
         for a0 in (0.0, 0.5, 1.0):
@@ -337,21 +343,27 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
             g0[13], g0[14], g0[15] = np.nan, np.inf, -np.inf
             y = rng.standard_normal(m + 40).astype(T)
             f0 = rng.standard_normal(17)
-            want_f, want_g, want_dy = f0.tolist(), g0.copy(), np.full(m + 40, np.nan, T)
+            want_f, want_g = f0.tolist(), g0.copy()
+            want_dy = {d: np.full(m + 40, np.nan, T) for d in (3, 16)}
             m16 = m - m % 16
             for j in range(m):
                 h, yv = float(g0[2 + j]), float(y[5 + j])
                 z = (0.0 if h < 0.0 else h) - yv
                 want_f[j % 16 if j < m16 else 16] += z * z
-                want_dy[3 + j] = -2.0 * z
+                for d in want_dy:
+                    want_dy[d][d + j] = -2.0 * z
                 want_g[2 + j] = relu_backward(h, z, a0)
-            for want in (False, True):
-                g, dy, f = g0.copy(), np.full(m + 40, np.nan, T), f0.copy()
-                run(g, y, dy, 2, m, a0, want, f)
-                assert np.array_equal(f, want_f, equal_nan=True), (m, a0, want)
-                assert np.array_equal(g, want_g if want else g0, equal_nan=True), (m, a0, want)
-                assert np.array_equal(dy, want_dy if want else np.full(m + 40, np.nan, T),
-                                      equal_nan=True), (m, a0, want)
+            for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
+                                       (True, True, 16), (False, True, 16)):
+                g, f = g0.copy(), f0.copy()
+                dy = line_aligned(m + 40)
+                dy[:] = np.nan
+                run(g, y, dy, 2, doff, m, a0, want, f, stream)
+                case = (m, a0, want, stream, doff)
+                assert np.array_equal(f, want_f, equal_nan=True), case
+                assert np.array_equal(g, want_g if want else g0, equal_nan=True), case
+                assert np.array_equal(dy, want_dy[doff] if want else np.full(m + 40, np.nan, T),
+                                      equal_nan=True), case
 
 
 def test_micro_kernel_needs_lanes_that_divide_its_columns():
@@ -432,6 +444,87 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
                            text=True, timeout=600)
     assert again.returncode == 0 and "loopgrad: compiling" not in again.stderr  # cached
     assert again.stdout.split() == [user_setting, "False"]
+
+
+# ------------------------------------------------------------------ streamed stores
+
+def _line_aligned(shape, dtype, skip=0):
+    # a NaN-poisoned C-contiguous array that starts `skip` elements past a cache line
+    n = int(np.prod(shape))
+    raw = np.full(n + 64, np.nan, dtype)
+    at = -raw.ctypes.data % 64 // raw.itemsize + skip
+    return raw[at:at + n].reshape(shape)
+
+
+@pytest.mark.parametrize("isa", sorted(machine.TABLE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_stores_change_no_bit(rng, isa, dtype):
+    # want | STREAM has the kernels store dx's whole tiles and dy's chunks past the caches
+    # (non-temporal) where they start on a cache line: outputs on a line and off it (one
+    # element past), dx tiles final or summed over two KC blocks (M > KC), both kernels,
+    # both drivers; every bit as without, nothing left unwritten
+    for N, K, M in [(300, 16, 16), (1100, 40, 64), (250, 300, 256), (200, 64, 300)]:
+        x, W, y = draw(rng, N, K, M, dtype)
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)
+        n64, nT = _tiled.scratch(name, variant, N, K, M, nchunks, isa)
+        for parallel in (True, None):
+            kern = _tiled.driver(name, variant, isa) if parallel is None else \
+                _tiled.kernel(name, variant, parallel, isa)
+            got = {}
+            for stream, skip in ((0, 0), (STREAM, 0), (STREAM, 1)):
+                outs = [_line_aligned(s, dtype, skip) for s in ((N, K), (K, M), (N, M))]
+                f = kern(*outs, x, W, y, 0.5, nchunks, rows, np.full(n64 + 3, np.nan),
+                         np.full(nT + 3, np.nan, dtype), WANT_ALL | stream)
+                got[stream, skip] = (f, *outs)
+                assert not any(np.isnan(a).any() for a in outs), (N, K, M, stream, skip)
+            for key in ((STREAM, 0), (STREAM, 1)):
+                assert got[key][0] == got[0, 0][0]
+                for a, b in zip(got[key][1:], got[0, 0][1:]):
+                    assert np.array_equal(a, b), (N, K, M, key, parallel)
+
+
+def test_large_calls_stream_their_outputs(monkeypatch, rng):
+    # the API asks for streamed stores past loopgrad.cpu.streams's threshold, on tiles whose
+    # rows are whole lines; the compiled kernels have them (MOVNT on x86)
+    from loopgrad.cpu import caches
+    monkeypatch.setattr(cpu, "_stream_from", None)
+    monkeypatch.setattr(caches, "geometry", lambda: {"L3": {"bytes": 2 << 30}})
+    assert not cpu.streams(10 ** 5, 64, 64, np.float32)      # 97.7 MiB < 2 GiB / 16
+    assert cpu.streams(10 ** 6, 16, 16, np.float32)
+    monkeypatch.setattr(cpu, "_stream_from", None)
+    monkeypatch.setattr(caches, "geometry", lambda: {})        # no L3 known: the minimum
+    assert cpu.streams(10 ** 5, 64, 64, np.float32) and not cpu.streams(10 ** 4, 64, 64, np.float32)
+    assert _tiled.streams_rows("float32", "avx512") and not _tiled.streams_rows("float32", "avx2")
+    calls = []
+    real = cpu.tiled_kernel
+
+    def spy(name, variant, par):
+        kern, par = real(name, variant, par)
+        return (lambda *a: calls.append(a[-1]) or kern(*a)), par
+    monkeypatch.setattr(cpu, "tiled_kernel", spy)
+    x, W, y = draw(rng, 3000, 32, 32)
+    monkeypatch.setattr(cpu, "_stream_from", 0)
+    streamed = loopgrad.grads(x, W, y)
+    monkeypatch.setattr(cpu, "_stream_from", 1 << 62)
+    cached = loopgrad.grads(x, W, y)
+    rows_are_lines = _tiled.streams_rows(_tiled.variant(32, 32, np.float32))
+    assert calls == [WANT_ALL | (STREAM if rows_are_lines else 0), WANT_ALL]
+    assert streamed.f == cached.f
+    for a, b in zip(streamed[1:], cached[1:]):
+        assert np.array_equal(a, b)
+    if machine.entry().isa in ("avx512", "avx2"):  # the intrinsics emit MOVNT stores
+        from numba import njit, types as nt
+        A1, I = nt.Array(nt.float32, 1, "C"), nt.int64
+        mks = intrinsics.microkernel("float32", 8, 32, 16, stream=True)
+        epi = intrinsics.epilogue("float32")
+
+        @njit(nt.void(A1, A1, A1, nt.Array(nt.float64, 1, "C"), nt.boolean))
+        def both(A, B, C, f, stream):
+            p = intrinsics.pointer
+            mks(4, p(A), 0, 8, 1, p(B), 0, 32, p(C), 0, 32, stream)
+            epi(p(C), 0, p(B), 0, p(A), 0, 64, 0.0, True, p(f), stream)
+        asm = "".join(both.inspect_asm().values())
+        assert len(re.findall(r"\tvmovnt\w+\t", asm)) >= 2
 
 
 # ------------------------------------------------------------------ bit for bit

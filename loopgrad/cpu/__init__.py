@@ -33,8 +33,9 @@ import sys
 import numba
 import numpy as np
 
-from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, chunks, jit, machine, ordered, parallel, rows, skinny, tiled, workspace
+from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
+from . import background, caches, chunks, jit, machine, ordered, parallel, rows, skinny, tiled, \
+    workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -44,6 +45,29 @@ TILED_MIN_K = 4
 # Multiply-adds under which the tiled kernels run serially: a parallel region
 # costs more than it saves (bitwise the same result either way).
 TILED_PARALLEL_WORK = 1 << 16
+
+# Calls that move at least a sixteenth of the L3 and STREAM_MIN_BYTES (x and y read, dx
+# and dy written) have the tiled kernels store dx and dy past the caches: non-temporal
+# stores of whole lines, without reading each line before it is written, where the
+# output starts on a cache line (fresh results do; np.empty's arrays, given as out=, do
+# not).  On the 2-core Xeon guest (480 MiB of L3), fresh results at 2 threads:
+# 10⁶×16×16 15.3 → 12.1 ms, 4·10⁵×16×16 6.1 → 4.5, 2·10⁵×32×32 6.4 → 5.3, 10⁵×64×64 9.4 →
+# 8.7; the compute-bound shapes unchanged (dev/products_v16.md 17g).  Only on tiles whose
+# rows are whole lines (tiled.streams_rows): as AVX2 (rows of 8 float32s), dx stays cached,
+# and dy streamed alone made 10⁶×16×16 25 % slower.  No value changes.
+STREAM_MIN_BYTES = 24 << 20
+_stream_from = None  # bytes: the threshold, from this machine's L3 on the first call
+
+
+def streams(N: int, K: int, M: int, dtype) -> bool:
+    """Whether an N×K×M call's tiled kernel stores dx and dy past the caches: x and y read
+    and dx and dy written come to a sixteenth of the L3 and STREAM_MIN_BYTES."""
+    global _stream_from
+    if _stream_from is None:
+        l3 = caches.geometry().get("L3", {}).get("bytes") or 0
+        _stream_from = max(STREAM_MIN_BYTES, l3 // 16)
+    return 2 * (N * K + N * M) * np.dtype(dtype).itemsize >= _stream_from
+
 
 _NAN = float("nan")
 _CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → row kernel: one lookup per call
@@ -185,9 +209,11 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         n64, nT = tiled.scratch(name, variant, N, K, M, nchunks, want=want)
         ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, dt)
         try:
+            # a bit of `want` that changes no value
+            stream = STREAM if streams(N, K, M, dt) and tiled.streams_rows(variant) else 0
             with parallel.guard(par):
                 f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT,
-                         want)
+                         want | stream)
         finally:
             workspace.give(ws64)
             workspace.give(wsT)

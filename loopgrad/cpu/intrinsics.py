@@ -38,6 +38,9 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     straight-line scalar source it replaces, which LLVM's SLP vectorizer turned
     into the same vectors: bitwise the same results on every table entry, as
     fast, and 2.5–3 s less compile for each tile (dev/cold_v12.md).
+    microkernel(..., stream=True) gives mks, with one more argument, a boolean: store the
+    tile past the caches (non-temporal, no read of the lines first), which it does where
+    the tile's rows are whole cache lines and start on one, else as mk.
 
 squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16·i < n16,
     for j < 16 (a, lanes: C-contiguous 1-D arrays, n16 a multiple of 16), each sum in
@@ -47,7 +50,7 @@ squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16�
     16 sums ran unvectorized, 0.6 ms for a 1024² float32 W (guards.sum_squares, serial
     after the tiled kernels' passes); this runs at memory speed.
 
-epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f): the tiled kernels' epilogue over
+epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream): the tiled kernels' epilogue over
     one chunk of m ≤ EPI elements, in LLVM IR: for j < m, with h = g[gb + j] (float64),
     z = (0 if h < 0 else h) − y[yb + j]; z² into f's partial sums, lane j mod 16 of f[0:16]
     for j below m's last multiple of 16 and f[16] for the rest, in j's order; with
@@ -55,7 +58,8 @@ epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f): the tiled kernels' epil
     stored in T.  Sixteen elements a step as <16 x double> vectors, each operation the
     one the scalar source performs (fmul, fadd, fsub, selects; no fast-math flag): the
     same bits as that source, which Numba's vectorizers had left at 0.6 ns an element
-    (its 16 sums in 2-lane vectors, dev/products_v15.md).
+    (its 16 sums in 2-lane vectors, dev/products_v15.md).  stream: dy's vector stores go
+    past the caches where dy[db] starts on a cache line (g's stay: the kernels read it).
 """
 
 import functools
@@ -149,6 +153,26 @@ def squares_by_lane(typingctx, a, n16, lanes):
     return types.void(a, n16, lanes), codegen
 
 
+_LINE = 64  # bytes: a streamed store writes whole lines, from an address aligned to one
+
+
+def _streams(builder, stream, ptr, *strides_bytes):
+    # i1: stream, and ptr (and every stride, a multiple of a line) aligned to a cache line
+    i64 = ir.IntType(64)
+    ok = builder.icmp_unsigned("==", builder.and_(builder.ptrtoint(ptr, i64), i64(_LINE - 1)),
+                               i64(0))
+    for s in strides_bytes:
+        ok = builder.and_(ok, builder.icmp_unsigned("==", builder.and_(s, i64(_LINE - 1)),
+                                                    i64(0)))
+    return builder.and_(stream, ok)
+
+
+def _store_streamed(builder, value, ptr):
+    # a non-temporal store (MOVNT on x86): past the caches, no read of the line first
+    st = builder.store(value, ptr, align=_LINE)
+    st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+
+
 @functools.lru_cache(maxsize=None)
 def epilogue(T: str):
     """The epilogue intrinsic for dtype name T (see the module's doc)."""
@@ -157,7 +181,7 @@ def epilogue(T: str):
     lanes = 16
 
     def codegen(context, builder, sig, args):
-        g, gb, y, yb, dy, db, m, a0, want, f = args
+        g, gb, y, yb, dy, db, m, a0, want, f, stream = args
         et, d, i64, i32 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
         vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
@@ -194,13 +218,20 @@ def epilogue(T: str):
         fv = builder.bitcast(f, dt.as_pointer())
         acc = cgutils.alloca_once_value(builder, builder.load(fv, align=8))
         m16 = builder.sub(m, builder.srem(m, i64(lanes)))
+        # dy streamed past the caches where asked and its chunk starts on a line (a step's
+        # 16 elements are whole lines); g, the kernels' scratch, stays in cache
+        streamed = _streams(builder, stream, at(dy, db, i64(0), True))
         with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
             j = builder.mul(loop.index, i64(lanes))
             zz, dyv, gv = element(builder.load(at(g, gb, j, True), align=size),
                                   builder.load(at(y, yb, j, True), align=size), True)
             builder.store(builder.fadd(builder.load(acc), zz), acc)
             with builder.if_then(want):
-                builder.store(dyv, at(dy, db, j, True), align=size)
+                with builder.if_else(streamed) as (past, cached):
+                    with past:
+                        _store_streamed(builder, dyv, at(dy, db, j, True))
+                    with cached:
+                        builder.store(dyv, at(dy, db, j, True), align=size)
                 builder.store(gv, at(g, gb, j, True), align=size)
         builder.store(builder.load(acc), fv, align=8)
         tail = builder.gep(f, [i64(lanes)])
@@ -215,15 +246,19 @@ def epilogue(T: str):
         return context.get_dummy_value()
 
     @intrinsic
-    def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f):
-        return types.void(P, I, P, I, P, I, I, types.float64, types.boolean, PD), codegen
+    def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
+        return types.void(P, I, P, I, P, I, I, types.float64, types.boolean, PD,
+                          types.boolean), codegen
     return epi
 
 
 @functools.lru_cache(maxsize=None)
-def microkernel(T: str, MR: int, NR: int, VW: int):
+def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
     """The micro-kernel intrinsic for an MR×NR tile of dtype name T, VW lanes a vector (see
-    the module's doc); VW must divide NR."""
+    the module's doc); VW must divide NR.  stream=True: one more argument, a boolean, that
+    asks for the tile's stores to go past the caches (non-temporal), which they do where
+    the tile's rows are whole cache lines (NR elements a multiple of 64 bytes; C[co] and
+    ldc aligned to them)."""
     if NR % VW:
         raise ValueError(f"VW must divide NR, got NR = {NR}, VW = {VW}")
     nbt = {"float32": types.float32, "float64": types.float64}[T]
@@ -231,7 +266,7 @@ def microkernel(T: str, MR: int, NR: int, VW: int):
     I, P = types.int64, types.CPointer(nbt)
 
     def codegen(context, builder, sig, args):
-        kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc = args
+        kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc = args[:11]
         vt = ir.VectorType(context.get_value_type(nbt), VW)
         i64, i32 = ir.IntType(64), ir.IntType(32)
         fma = cgutils.get_or_insert_function(
@@ -256,12 +291,32 @@ def microkernel(T: str, MR: int, NR: int, VW: int):
                 for v in range(NV):
                     builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
                                   acc[i][v])
-        for i in range(MR):
-            r = builder.add(co, builder.mul(i64(i), ldc))
-            for v in range(NV):
-                builder.store(builder.load(acc[i][v]), vector(C, builder.add(r, i64(v * VW))),
-                              align=size)
+        def stores(streamed):
+            for i in range(MR):
+                r = builder.add(co, builder.mul(i64(i), ldc))
+                for v in range(NV):
+                    p = vector(C, builder.add(r, i64(v * VW)))
+                    if streamed:
+                        _store_streamed(builder, builder.load(acc[i][v]), p)
+                    else:
+                        builder.store(builder.load(acc[i][v]), p, align=size)
+
+        if not stream or NR * size % _LINE:  # rows of parts of lines: never streamed
+            stores(False)
+            return context.get_dummy_value()
+        ok = _streams(builder, args[11], builder.gep(C, [co]), builder.mul(ldc, i64(size)))
+        with builder.if_else(ok) as (past, cached):
+            with past:
+                stores(True)
+            with cached:
+                stores(False)
         return context.get_dummy_value()
+
+    if stream:
+        @intrinsic
+        def mks(typingctx, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc, streamed):
+            return types.void(I, P, I, I, I, P, I, I, P, I, I, types.boolean), codegen
+        return mks
 
     @intrinsic
     def mk(typingctx, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):

@@ -18,7 +18,7 @@ pieces compute, and why so, is in tiled.py's docstring and the comments here.
 import numpy as np
 from numba import njit, prange, types as nt
 
-from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
+from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import trusted as _trusted
 from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 
@@ -35,6 +35,7 @@ FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
+mks = microkernel("float32", MR, NR, 16, stream=True)
 epi = epilogue("float32")
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
@@ -107,26 +108,28 @@ def pack_wt(Wtp2, W2, K, M, jr):
             Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
 
 
-@njit(nt.void(P, I, P, I, P, I, I, nt.float64, nt.boolean, P64), nogil=True, cache=True)
-def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f):
+@njit(nt.void(P, I, P, I, P, I, I, nt.float64, nt.boolean, P64, nt.boolean), nogil=True,
+      cache=True)
+def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
     # one chunk of forward_block's epilogue (intrinsics.epilogue), in a function of its own
     # without fast-math flags: under forward_block's `contract`, Numba flags every float
     # operation, and LLVM fused z² into its partial sum (an FMA), which f's order does not
     # have (f 1 ulp off the ordered loops)
-    epi(g, gb, y, yb, dy, db, m, a0, want_grads, f)
+    epi(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream)
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
-                 A1), nogil=True, cache=True, fastmath=_FM)
+                 A1, nt.boolean), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
-                  dshift, xp2):
+                  dshift, xp2, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
     # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
     # f has the same bits), and g over h in place (g's columns past M hold junk that
     # nothing reads as g).  xp2: x packed into micro-panels (pack_x; r0 a multiple of
-    # MR), or empty: x read in place
+    # MR), or empty: x read in place.  stream: dy's stores past the caches (a large call,
+    # loopgrad.cpu.streams; epilogue's chunks that start on a cache line)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct, Xp = pointer(Ap2), pointer(Ct2), pointer(xp2)
     packed = xp2.shape[0] > 0
@@ -172,7 +175,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
         length = rows * M if flat else c1 - c0
         for c in range(0, length, EPI):
             epilogue_chunk(g, gb + c, y, yb + c, dy, yb - dshift + c, min(EPI, length - c),
-                           a0, want_grads, fs)
+                           a0, want_grads, fs, stream)
     f = ((((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7])))
          + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))) \
         + fs[16]
@@ -196,11 +199,13 @@ def tile_out(C, co, ldc, Ct, nrow, ncol, first):
                 C[co + i * ldc + j] += Ct[i * NR + j]
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean), nogil=True, cache=True,
+      fastmath=_FM)
+def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
     # read in place: its buffer has whole panels of rows):
     # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
+    # stream: whole tiles stored into dx past the caches (mks, where its rows are lines)
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
     for pc in range(0, M, KC):
@@ -211,11 +216,15 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2):
             for ir in range(nir):
                 nrow = min(MR, rows - ir * MR)
                 b = (r0 + ir * MR) * K + jr * NR
-                if nrow == MR and ncol == NR and pc == 0:  # a whole tile: straight into dx
-                    mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, dx, b, K)
-                    continue
-                mk(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, Ct, 0, NR)
-                tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
+                # a whole tile of the first KC block straight into dx, else into Ct; one
+                # call (the micro-kernel inlined once: compile time).  Streamed where it is
+                # the tile's last (M ≤ KC): a later block would read it back
+                straight = nrow == MR and ncol == NR and pc == 0
+                C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
+                mks(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, C, c0, ldc,
+                    stream and straight and kc == M)
+                if not straight:
+                    tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
 
 @njit(nt.float64(nt.float64, R1, A1, nt.boolean), nogil=True, cache=True)
@@ -282,6 +291,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     wg = wdx or wdw
+    stream = (want & STREAM) != 0  # dx and dy stored past the caches (a large call)
     # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
     # x packed (npx micro-panels, `pack_x`), then the rest
     nwt = M * Kp if wdx else 0
@@ -311,9 +321,10 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
-                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0])
+                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0],
+                               stream and wdy)
             if wdx:
-                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct)
+                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, stream)
             if wdw:
                 for k0 in range(0, K, MC):
                     dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
@@ -346,8 +357,9 @@ def shares(N, ncols, G, nthr):
     return own
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1, nt.boolean), nogil=True, cache=True,
+      fastmath=_FM)
+def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2, stream):
     # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
     # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
     # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  The
@@ -367,7 +379,9 @@ def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2):
                 # (the micro-kernel inlined once: compile time), A's strides literals
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                mk(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc)
+                # streamed where asked and the tile is final (M ≤ KC), as dx_block's
+                mks(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc,
+                    stream and straight and kc == M)
                 if not straight:
                     tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
@@ -443,6 +457,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     wg = wdx or wdw
+    stream = (want & STREAM) != 0  # dx and dy stored past the caches (a large call)
     # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
     # x packed (npx micro-panels, `pack_x`), then the rest
     nwt = M * Kp if wdx else 0
@@ -495,7 +510,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
             fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
                                      M, Mp, r0, min(MC, N - r0), j0, min(jh, nh - j0),
                                      np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                     0 if wdy else r0 * M, Xpk)
+                                     0 if wdy else r0 * M, Xpk, stream and wdy)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -515,7 +530,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 if own[item] == w:
                     r0, j0 = item % nb * MC, item // nb * JX
                     dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
-                              min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T))
+                              min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T),
+                              stream)
     # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
     # by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
     # items, each summing the chunk's blocks in turn into its part of the float64 partial,
@@ -582,7 +598,7 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
             pack_x(Xb, xb, rows, K, ir)
     h = np.empty(MC * Mp, T)
     return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
-                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb)
+                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb, False)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)

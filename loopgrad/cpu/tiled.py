@@ -71,7 +71,7 @@ _HEADER = """\
 import numpy as np
 from numba import njit, prange, types as nt
 
-from loopgrad._inputs import WANT_DW, WANT_DX, WANT_DY
+from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import trusted as _trusted
 from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 from loopgrad.cpu.jit import StraightLine
@@ -115,6 +115,8 @@ _MK = """
 # packed micro-panel (lda = MR, ldi = 1) or rows or columns of x or g as they lie.  Vector
 # code written as LLVM IR (intrinsics.microkernel), inlined where it is called.
 mk = microkernel("{T}", MR, NR, {VW})
+# the same with one more argument: store the tile past the caches (dx, where it is streamed)
+mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # the epilogue over a chunk of at most EPI elements (intrinsics.epilogue): z, f's 16
 # partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors
 epi = epilogue("{T}")
@@ -156,7 +158,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
+_SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
            "dx_block, trusted")
 
 
@@ -236,7 +238,9 @@ def kernel(name: str, variant: str, parallel: bool, isa: str | None = None):
     `isa` names one), serial or parallel, compiled with SLP on at the entry's vector width.
 
     grads(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT, want) -> f
-    (want: the WANT_* bits of the gradients to write; the others may be empty arrays;
+    (want: the WANT_* bits of the gradients to write, the others may be empty arrays, and
+    optionally _inputs.STREAM: dx and dy stored past the caches where their tiles' rows are
+    whole lines and start on one, the same values (loopgrad.cpu.streams);
     nchunks: `plan`'s, except that the three-pass kernel takes there the number of threads
     to share its items among, any number ≥ 1 with the same bits: loopgrad.cpu passes
     Numba's thread count)
@@ -346,6 +350,13 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     dw = nbc * (t.KC * Mp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
     xp = -(-N // t.MR) * t.MR * K if packs_x(K, Mp) else 0
     return n64, K * Mp + wt + xp + g + dw
+
+
+def streams_rows(variant: str, isa: str | None = None) -> bool:
+    """Whether the tile's rows are whole cache lines (NR elements of 64 bytes and more), so
+    that the kernels can store dx's tiles past the caches (intrinsics.microkernel's stream)."""
+    t = machine.TABLE[_isa(isa)].tiles[variant]
+    return t.NR * np.dtype(variant.split("-")[0]).itemsize % 64 == 0
 
 
 def packs_x(K: int, Mp: int) -> bool:

@@ -1,0 +1,70 @@
+"""The fused kernel's pieces, one thread (dev/products_v16.md 17g): a chunk's loop over its
+blocks of MC rows run in an njit driver of this script's, with the pieces switched on
+one by one: forward_block alone (h and the epilogue), + dx_block, + dw_block, all; and
+the whole serial kernel.  Differences give each piece's cost.
+
+    python dev/fused_phases_v16.py N K M [rounds]
+
+Under an ISA forced by loopgrad.bench.isa.child_environment it measures that entry.
+"""
+import sys, time, numpy as np, numba
+from numba import njit
+from loopgrad.cpu import tiled, machine, workspace
+numba.set_num_threads(1)
+N, K, M = (int(v) for v in sys.argv[1:4]); rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+e = machine.entry(); T = np.float32
+v = tiled.variant(K, M, T)
+c, fu = tiled.module(v, e.isa), tiled.module(v, e.isa, "fused")
+MR, NR, MC, KC = c.MR, c.NR, c.MC, c.KC
+fb, dxb, dwb, pw, pwt = c.forward_block, c.dx_block, fu.dw_block, c.pack_w, c.pack_wt
+name, _, nchunks, R = tiled.plan(N, K, M, T)
+assert name == "grads_fused", name
+Mp, Kp = -(-M // NR) * NR, -(-K // NR) * NR
+rng = np.random.default_rng(0)
+x, W, y = (rng.standard_normal(s, dtype=T).reshape(-1) for s in ((N, K), (K, M), (N, M)))
+dx, dy, dW = np.empty(N * K, T), np.empty(N * M, T), np.empty(K * M, T)
+Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
+for jr in range(Kp // NR):
+    pw(Wp, W, K, M, jr * NR, min(K, jr * NR + NR)); pwt(Wtp, W, K, M, jr)
+part = np.zeros(K * Mp)
+
+
+@njit
+def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part):
+    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * Mp, T)
+    f = 0.0
+    for r0 in range(0, N, MC):
+        rows = min(MC, N - r0)
+        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, True, 0, Ap[:0], False)
+        if wdx:
+            dxb(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, False)
+        if wdw:
+            for k0 in range(0, K, MC):
+                dwb(part, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+    return f
+
+
+from loopgrad.cpu import __init__ as _  # noqa
+import loopgrad.cpu as lc
+kern, _ = lc.tiled_kernel("grads_fused", v, False)
+from loopgrad.cpu import background
+background.wait(); kern, _ = lc.tiled_kernel("grads_fused", v, False)
+n64, nT = tiled.scratch("grads_fused", v, N, K, M, nchunks)
+ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, T)
+x2, W2, y2 = x.reshape(N, K), W.reshape(K, M), y.reshape(N, M)
+out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
+whole = lambda: kern(*out, x2, W2, y2, 0.0, nchunks, R, ws64, wsT, 7)
+cases = {"h+epi": (False, False), "+dx": (True, False), "+dW": (False, True), "all": (True, True)}
+for k, (a, b) in cases.items():
+    run(a, b, x, Wp, Wtp, y, dx, dy, part)
+whole()
+ts = {k: [] for k in list(cases) + ["kernel"]}
+for r in range(rounds):
+    for k, (a, b) in cases.items():
+        t = time.perf_counter(); run(a, b, x, Wp, Wtp, y, dx, dy, part); ts[k].append(time.perf_counter() - t)
+    t = time.perf_counter(); whole(); ts["kernel"].append(time.perf_counter() - t)
+med = {k: np.median(v) * 1e3 for k, v in ts.items()}
+print(f"{N}x{K}x{M} ({e.isa}, {v} {MR}x{NR}, MC {MC}), one thread, ms:",
+      " ".join(f"{k} {m:.2f}" for k, m in med.items()))
+print(f"  h+epilogue {med['h+epi']:.2f}, dx {med['+dx'] - med['h+epi']:.2f}, dW {med['+dW'] - med['h+epi']:.2f}, "
+      f"rest of the kernel {med['kernel'] - med['all']:.2f}")

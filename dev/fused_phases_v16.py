@@ -1,7 +1,7 @@
 """The fused kernel's pieces, one thread (dev/products_v16.md 17g): a chunk's loop over its
 blocks of MC rows run in an njit driver of this script's, with the pieces switched on
-one by one: forward_block alone (h and the epilogue), + dx_block, + dw_block, all; and
-the whole serial kernel.  Differences give each piece's cost.
+one by one: forward_block without grads (h, z, f), forward_block (h and the epilogue),
++ dx_block, + dw_block, all; and the whole serial kernel (stores not streamed).  Differences give each piece's cost.
 
     python dev/fused_phases_v16.py N K M [rounds]
 
@@ -30,12 +30,13 @@ part = np.zeros(K * Mp)
 
 
 @njit
-def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part):
+def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
     Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * Mp, T)
     f = 0.0
     for r0 in range(0, N, MC):
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, True, 0, Ap[:0], False)
+        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, Ap[:0],
+                False)
         if wdx:
             dxb(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, False)
         if wdw:
@@ -54,17 +55,19 @@ ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, T)
 x2, W2, y2 = x.reshape(N, K), W.reshape(K, M), y.reshape(N, M)
 out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
 whole = lambda: kern(*out, x2, W2, y2, 0.0, nchunks, R, ws64, wsT, 7)
-cases = {"h+epi": (False, False), "+dx": (True, False), "+dW": (False, True), "all": (True, True)}
-for k, (a, b) in cases.items():
-    run(a, b, x, Wp, Wtp, y, dx, dy, part)
+cases = {"h+f": (False, False, False), "h+epi": (False, False, True), "+dx": (True, False, True),
+         "+dW": (False, True, True), "all": (True, True, True)}
+for k, (a, b, gr) in cases.items():
+    run(a, b, x, Wp, Wtp, y, dx, dy, part, gr)
 whole()
 ts = {k: [] for k in list(cases) + ["kernel"]}
 for r in range(rounds):
-    for k, (a, b) in cases.items():
-        t = time.perf_counter(); run(a, b, x, Wp, Wtp, y, dx, dy, part); ts[k].append(time.perf_counter() - t)
+    for k, (a, b, gr) in cases.items():
+        t = time.perf_counter(); run(a, b, x, Wp, Wtp, y, dx, dy, part, gr)
+        ts[k].append(time.perf_counter() - t)
     t = time.perf_counter(); whole(); ts["kernel"].append(time.perf_counter() - t)
 med = {k: np.median(v) * 1e3 for k, v in ts.items()}
 print(f"{N}x{K}x{M} ({e.isa}, {v} {MR}x{NR}, MC {MC}), one thread, ms:",
       " ".join(f"{k} {m:.2f}" for k, m in med.items()))
-print(f"  h+epilogue {med['h+epi']:.2f}, dx {med['+dx'] - med['h+epi']:.2f}, dW {med['+dW'] - med['h+epi']:.2f}, "
+print(f"  h with f alone {med['h+f']:.2f}, h+epilogue {med['h+epi']:.2f}, dx {med['+dx'] - med['h+epi']:.2f}, dW {med['+dW'] - med['h+epi']:.2f}, "
       f"rest of the kernel {med['kernel'] - med['all']:.2f}")

@@ -336,23 +336,30 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
         skip = -raw.ctypes.data % 64 // raw.itemsize
         return raw[skip:skip + n]
 
+    # (h, y) at j = 14...: z past T's range, ties with huge y (2y past it), subnormal and
+    # far-apart exponents (z inexact in float64), 2z at the edge of the range, −0
+    edges = [(3e38, -3e38), (0.0, 3e38), (0.0, -2e38), (1e-40, 2e-40), (1e10, 1e-3),
+             (1e-3, 1e10), (1.7e38, -1.7e38), (-0.0, 0.0), (5e-39, -5e-39), (0.0, 1e-45)]
     for m in (0, 5, 16, 37, 512):
-        for a0 in (0.0, 0.5, 1.0):
+        for a0 in (0.0, 0.3, 0.5, 1.0):
             g0 = rng.standard_normal(m + 40).astype(T)
             g0[7:12] = 0.0
             g0[13], g0[14], g0[15] = np.nan, np.inf, -np.inf
             y = rng.standard_normal(m + 40).astype(T)
+            for j, (h, yv) in enumerate(edges, 14):
+                g0[2 + j], y[5 + j] = h, yv
             f0 = rng.standard_normal(17)
             want_f, want_g = f0.tolist(), g0.copy()
             want_dy = {d: np.full(m + 40, np.nan, T) for d in (3, 16)}
             m16 = m - m % 16
-            for j in range(m):
-                h, yv = float(g0[2 + j]), float(y[5 + j])
-                z = (0.0 if h < 0.0 else h) - yv
-                want_f[j % 16 if j < m16 else 16] += z * z
-                for d in want_dy:
-                    want_dy[d][d + j] = -2.0 * z
-                want_g[2 + j] = relu_backward(h, z, a0)
+            with np.errstate(over="ignore"):  # T(−2z) past T's range: ±inf, as wanted
+                for j in range(m):
+                    h, yv = float(g0[2 + j]), float(y[5 + j])
+                    z = (0.0 if h < 0.0 else h) - yv
+                    want_f[j % 16 if j < m16 else 16] += z * z
+                    for d in want_dy:
+                        want_dy[d][d + j] = -2.0 * z
+                    want_g[2 + j] = relu_backward(h, z, a0)
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
                                        (True, True, 16), (False, True, 16)):
                 g, f = g0.copy(), f0.copy()

@@ -60,7 +60,7 @@ epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream): the tiled kerne
     same bits as that source, which Numba's vectorizers had left at 0.6 ns an element
     (its 16 sums in 2-lane vectors, dev/products_v15.md).  stream: dy's vector stores go
     past the caches where dy[db] starts on a cache line (g's stay: the kernels read it).
-    For float32 with a0 0 or 1, dy and g are computed in float32 from h − y rounded once,
+    For float32 with a0 0, ½ or 1, dy and g are computed in float32 from h − y rounded once,
     which gives the same bits (see element32) in about half the vector operations: the
     epilogue's grads 5.3 → 3.3 ms a thread at 10⁶×16×16, 10.6 → 4.5 as AVX2
     (dev/products_v16.md 17h).
@@ -215,18 +215,21 @@ def epilogue(T: str):
             return builder.fmul(z, z), narrow(builder.fmul(const(-2.0, vec), z)), narrow(gv)
 
         def element32(h, yv):
-            # float32 inputs, relu'(0) 0 or 1: z² in float64 as `element`, dy and g in
+            # float32 inputs, relu'(0) 0, ½ or 1: z² in float64 as `element`, dy and g in
             # float32, with element's bits.  z = max(h, 0) − y rounds once to float32 as
             # it does through float64 (exact there unless the exponents differ by more
             # than 29, and then far from a float32 midpoint); ×2 and ×−2 commute with
             # rounding (a difference of float32s in the subnormal range is exact); a tie
-            # gives 0 (a0 0) or t (a0 1).  About half the epilogue's vector operations.
+            # gives 0 (a0 0), z (a0 ½: ½·2z, which 2z past the range would not give) or
+            # 2z (a0 1).  About half the epilogue's vector operations.
             zero32 = ir.Constant(vt, [0.0] * lanes)
             below = builder.fcmp_ordered("<", h, zero32)
             hp = builder.select(below, zero32, h)
             z = builder.fsub(builder.fpext(hp, dt), builder.fpext(yv, dt))
-            t = builder.fmul(ir.Constant(vt, [2.0] * lanes), builder.fsub(hp, yv))
-            tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero32, t)
+            z32 = builder.fsub(hp, yv)
+            t = builder.fmul(ir.Constant(vt, [2.0] * lanes), z32)
+            tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero32, builder.select(
+                builder.fcmp_ordered("==", a0, d(0.5)), z32, t))
             nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero32, t)
             gv = builder.select(builder.fcmp_ordered(">", h, zero32), t, builder.select(
                 builder.fcmp_ordered("==", h, zero32), tie, builder.select(below, zero32, nan)))
@@ -243,8 +246,9 @@ def epilogue(T: str):
         # dy streamed past the caches where asked and its chunk starts on a line (a step's
         # 16 elements are whole lines); g, the kernels' scratch, stays in cache
         streamed = _streams(builder, stream, at(dy, db, i64(0), True))
-        # float32 with relu'(0) 0 or 1: dy and g in float32 (element32), else float64
-        fast = builder.or_(builder.fcmp_ordered("==", a0, d(0.0)),
+        # float32 with relu'(0) 0, ½ or 1: dy and g in float32 (element32), else float64
+        fast = builder.or_(builder.or_(builder.fcmp_ordered("==", a0, d(0.0)),
+                                       builder.fcmp_ordered("==", a0, d(0.5))),
                            builder.fcmp_ordered("==", a0, d(1.0))) if et != d else None
         with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
             j = builder.mul(loop.index, i64(lanes))

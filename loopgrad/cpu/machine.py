@@ -54,11 +54,15 @@ TABLE = {
         "KC 256: sums of 256 terms (512 had 1.4× torch's error, 8h), as fast (8d)"),
     "avx2": Entry(
         "avx2", 256, 16,
-        {"float32": Tile(12, 8, 144, 256), "float64": Tile(12, 4, 72, 256)},
+        {"float32": Tile(12, 8, 144, 256), "float32-narrow": Tile(6, 16, 144, 256),
+         "float64": Tile(12, 4, 72, 256)},
         "12 ymm accumulators of 16 registers, one vector a row (its broadcast folds into the "
         "FMA): BLIS haswell's count and MC/KC (sgemm 6×16, dgemm 6×8, MC 144/72, KC 256); "
         "compiled for znver3 and run on Emerald Rapids, 12×8 63–84 GFLOP/s a core against "
-        "6×16's 45–50 (dev/machines_v8.md 8d)"),
+        "6×16's 45–50 (dev/machines_v8.md 8d).  6×16 where K or M ≤ 16 (12 accumulators, "
+        "rows of one cache line: dx streams, 16 columns one panel): 10⁶×16×16 as AVX2 on "
+        "the rocketlake guest 20.0–20.7 → 16.0–18.7 ms, 2·10⁴×512×8 10.3–12.5 → 5.9–7.7 "
+        "(dev/products_v16.md 17j)"),
     "generic": Entry(
         "generic", 128, 16,
         {"float32": Tile(12, 4, 96, 256), "float64": Tile(12, 2, 96, 256)},

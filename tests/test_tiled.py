@@ -331,11 +331,6 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
         p = intrinsics.pointer
         epi(p(g), off, p(y), off + 3, p(dy), doff, m, a0, want, p(f), stream)
 
-    def line_aligned(n):  # n elements of T from a cache line on
-        raw = np.empty(n + 64, T)
-        skip = -raw.ctypes.data % 64 // raw.itemsize
-        return raw[skip:skip + n]
-
     # (h, y) at j = 14...: z past T's range, ties with huge y (2y past it), subnormal and
     # far-apart exponents (z inexact in float64), 2z at the edge of the range, −0
     edges = [(3e38, -3e38), (0.0, 3e38), (0.0, -2e38), (1e-40, 2e-40), (1e10, 1e-3),
@@ -363,8 +358,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
                                        (True, True, 16), (False, True, 16)):
                 g, f = g0.copy(), f0.copy()
-                dy = line_aligned(m + 40)
-                dy[:] = np.nan
+                dy = _line_aligned((m + 40,), T)  # NaN from a cache line on
                 run(g, y, dy, 2, doff, m, a0, want, f, stream)
                 case = (m, a0, want, stream, doff)
                 assert np.array_equal(f, want_f, equal_nan=True), case

@@ -157,6 +157,14 @@ def squares_by_lane(typingctx, a, n16, lanes):
     return types.void(a, n16, lanes), codegen
 
 
+def relu_grad(builder, h, zero, t, tie, nan):
+    """g of loopgrad._scalar.relu_backward as selects (scalars or vectors alike): t where
+    h > 0, tie where h == 0, 0 where h < 0, nan where h is NaN."""
+    return builder.select(builder.fcmp_ordered(">", h, zero), t, builder.select(
+        builder.fcmp_ordered("==", h, zero), tie,
+        builder.select(builder.fcmp_ordered("<", h, zero), zero, nan)))
+
+
 _LINE = 64  # bytes: a streamed store writes whole lines, from an address aligned to one
 
 
@@ -207,9 +215,7 @@ def epilogue(T: str):
             tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero,
                                  builder.fmul(a0v if vec else a0, t))
             nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero, t)
-            below = builder.select(builder.fcmp_ordered("<", hd, zero), zero, nan)
-            gv = builder.select(builder.fcmp_ordered(">", hd, zero), t, builder.select(
-                builder.fcmp_ordered("==", hd, zero), tie, below))
+            gv = relu_grad(builder, hd, zero, t, tie, nan)
             narrow = (lambda v: v) if et == d else \
                 (lambda v: builder.fptrunc(v, vt if vec else et))
             return builder.fmul(z, z), narrow(builder.fmul(const(-2.0, vec), z)), narrow(gv)
@@ -231,8 +237,7 @@ def epilogue(T: str):
             tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero32, builder.select(
                 builder.fcmp_ordered("==", a0, d(0.5)), z32, t))
             nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero32, t)
-            gv = builder.select(builder.fcmp_ordered(">", h, zero32), t, builder.select(
-                builder.fcmp_ordered("==", h, zero32), tie, builder.select(below, zero32, nan)))
+            gv = relu_grad(builder, h, zero32, t, tie, nan)
             return builder.fmul(z, z), builder.fneg(t), gv
 
         def at(ptr, base, j, vec):
@@ -334,6 +339,7 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
                 for v in range(NV):
                     builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
                                   acc[i][v])
+
         def stores(streamed):
             for i in range(MR):
                 r = builder.add(co, builder.mul(i64(i), ldc))

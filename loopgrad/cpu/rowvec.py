@@ -38,6 +38,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
+from .intrinsics import relu_grad
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
@@ -127,8 +128,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
                 nan = builder.select(drop_nan, zero, t)
-                g = builder.select(builder.fcmp_ordered(">", h, zero), t, builder.select(
-                    builder.fcmp_ordered("==", h, zero), tie, builder.select(below, zero, nan)))
+                g = relu_grad(builder, h, zero, t, tie, nan)
             if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
                 s = builder.fmul(splat(lane(g, 0), K), Wcol[0])
                 for m in range(1, M):

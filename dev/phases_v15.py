@@ -1,13 +1,13 @@
 """The three-pass kernel's phases, one thread, as the serial driver runs them (dev/products_v15.md).
 
-    python dev/phases_v15.py N [rounds]
+    python dev/phases_v15.py N|NxKxM [rounds]
 
-Environment: AGAIN=1 the h items twice a round (REPACK=w|x|y|evictN[+what] between);
+Environment: AGAIN=1 the h items twice a round (REPACK=w|y|evictN[+what] between);
 DWONLY=1 every dW block as ONLY (timing only); KCW=512 dW in blocks of 512 rows
-(dev/products_v16.md 17c).
+(dev/products_v16.md 17c); NOPACKX=1 the h items read x in place (dev/products_v17.md 18a).
 
 A copy of nests.py's `_grads_parallel` in Python over the compiled pieces (serial), with a
-clock between its phases: packs of W and Wᵀ, pack of x, h items (product + epilogue),
+clock between its phases: packs of W and Wᵀ, h items (product + epilogue, x packed),
 dx items, dW packs, dW items, the guard; against one torch.mm and the serial kernel whole.
 """
 import sys, time, numpy as np, numba, torch
@@ -17,8 +17,8 @@ numba.set_num_threads(1); torch.set_num_threads(1)
 import os
 AGAIN = os.environ.get("AGAIN") == "1"  # AGAIN=1: the h items twice a round
 DWONLY = os.environ.get("DWONLY") == "1"  # DWONLY=1: dW items without their float64 partial (timing only)
-n = int(sys.argv[1]); rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-N = K = M = n
+N, K, M = (int(v) for v in (sys.argv[1] + ("x" + sys.argv[1]) * 2).split("x")[:3]) if "x" not in sys.argv[1] else (int(v) for v in sys.argv[1].split("x"))
+rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 e = machine.entry(); variant = tiled.variant(K, M, np.float32)
 c = tiled.module(variant, e.isa); t3 = tiled.module(variant, e.isa, "three")
 MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, np.float32
@@ -27,8 +27,8 @@ x2, W2, y2 = (rng.standard_normal(s, dtype=np.float32) for s in ((N, K), (K, M),
 x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
 dx, dW, dy = (np.empty(a.size, np.float32) for a in (x, W, y))
 Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
-npx = (N + MR - 1) // MR if K > c.PF_K and Mp >= c.PACK_X_M else 0
-Wp, Wtp, Xpk = np.empty(K * Mp, T), np.empty(M * Kp, T), np.empty(npx * MR * K, T)
+pack = K > c.PF_K and Mp >= c.PACK_X_M and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
+Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
 part = np.empty(K * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
 KW = int(os.environ.get('KCW', KC))  # KCW=512: dW's blocks of 512 rows (dev/products_v16.md)
 nbc = min(c.DWB * KC // KW, (N + KW - 1) // KW); xpb = (K + MR - 1) // MR * MR * KW
@@ -40,26 +40,24 @@ def phases():
     for jr in range(Kp // NR):
         c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR)); c.pack_wt(Wtp, W, K, M, jr)
     t.append(time.perf_counter())
-    for jr in range(npx): c.pack_x(Xpk, x, N, K, jr)
-    t.append(time.perf_counter())
     nb = (N + MC - 1) // MC; nh, nx = Mp // NR, Kp // NR; gh = (nh + JH - 1) // JH
     f = 0.0
     Ap, Ct = np.empty(MC * KC, T), np.empty(MR * NR, T)
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
         f += c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
-                             min(JH, nh - j0), Ap, Ct, True, 0, Xpk, False)
+                             min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
     t.append(time.perf_counter())
     if AGAIN:  # the h items once more, straight after (their data warm)
         if os.environ.get("REPACK") == "w":
             for jr in range(Kp // NR):
                 c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-        if os.environ.get("REPACK") == "x":
-            for jr in range(npx): c.pack_x(Xpk, x, N, K, jr)
+        if os.environ.get("REPACK") == "x":  # (x is packed in the items since 18a: a no-op)
+            pass
         if RP.startswith("evict"):
             big[:] = 1.0
             warm = RP.split("+")[1] if "+" in RP else ""
-            for name, a in (("y", y), ("d", dy), ("g", g), ("w", Wp), ("x", Xpk)):
+            for name, a in (("y", y), ("d", dy), ("g", g), ("w", Wp), ("x", x)):
                 if name in warm:
                     a.sum()
         if os.environ.get("REPACK") == "y":
@@ -68,7 +66,7 @@ def phases():
         for item in range(nb * gh):
             r0, j0 = item % nb * MC, item // nb * JH
             c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
-                            min(JH, nh - j0), Ap, Ct, True, 0, Xpk, False)
+                            min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
         t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
     for item in range(nb * gx):
@@ -102,7 +100,7 @@ def phases():
     c.trusted(f, W, dW, True)
     t.append(time.perf_counter())
     return np.diff(t)
-names = ["pack W,Wt", "pack x", "h items"] + (["repack", "h again"] if AGAIN else []) + ["dx items", "dW packs", "dW items", "(py)", "guard"]
+names = ["pack W,Wt", "h items"] + (["repack", "h again"] if AGAIN else []) + ["dx items", "dW packs", "dW items", "(py)", "guard"]
 X, Wt = torch.from_numpy(x2), torch.from_numpy(W2)
 out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
 whole = lambda: loopgrad.grads(x2, W2, y2, out=out)

@@ -65,22 +65,6 @@ def pack_at(Ap, src, ld, c0, ncols, r0, kc):
                 Ap[base + p * MR + i] = src[row + c] if c < ncols else T(0.0)
 
 
-@njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_x(Xp2, x2, N, K, ir):
-    # rows [ir·MR, ir·MR + MR) of x (N×K) → micro-panel ir: Xp[(ir·K + p)·MR + i], rows
-    # past N zero; a KC block of a panel is then MR·kc contiguous elements
-    Xp, x = pointer(Xp2), pointer(x2)
-    base = ir * K * MR
-    for i in range(MR):
-        r = ir * MR + i
-        if r < N:
-            for p in range(K):
-                Xp[base + p * MR + i] = x[r * K + p]
-        else:
-            for p in range(K):
-                Xp[base + p * MR + i] = T(0.0)
-
-
 @njit(nt.void(A1, R1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_w(Wp2, W2, K, M, p0, p1):
     # rows [p0, p1) of W (K×M) into all its column panels Wp[jr][p][NR], zero-padded: B of
@@ -119,24 +103,25 @@ def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
-                 A1, nt.boolean), nogil=True, cache=True, fastmath=_FM)
+                 nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
-                  dshift, xp2, stream):
+                  dshift, pack, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
     # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
     # f has the same bits), and g over h in place (g's columns past M hold junk that
-    # nothing reads as g).  xp2: x packed into micro-panels (pack_x; r0 a multiple of
-    # MR), or empty: x read in place.  stream: dy's stores past the caches (a large call,
-    # loopgrad.cpu.streams; epilogue's chunks that start on a cache line)
+    # nothing reads as g).  pack: the block's rows of x packed into Ap's micro-panels
+    # for each KC block of K (BLIS's packed A; `packs_x`), else read in place.  stream:
+    # dy's stores past the caches (a large call, loopgrad.cpu.streams; epilogue's chunks
+    # that start on a cache line)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
-    Ap, Ct, Xp = pointer(Ap2), pointer(Ct2), pointer(xp2)
-    packed = xp2.shape[0] > 0
+    Ap, Ct = pointer(Ap2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
-    # panels read x in place, a last partial one too (its extra rows give rows of
-    # the tile that are never stored) unless it would read past the end of x
-    full = nir if packed or (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
+    # the panels before `full` read x in place, a last partial one too (its extra rows
+    # give rows of the tile that are never stored) unless it would read past the end of
+    # x; the rest are packed, all of them where `pack`
+    full = 0 if pack else nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if full < nir:
@@ -146,10 +131,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
             for ir in range(nir):
                 co = ir * MR * Mp + jr * NR
                 C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
-                if packed or ir >= full:  # micro-panels: x's packed once, or this block's
-                    # last partial one (pack_a); one call, A's strides literals
-                    A, ao = (Xp, ((r0 // MR + ir) * K + pc) * MR) if packed else                         (Ap, (ir - full) * kc * MR)
-                    mk(kc, A, ao, MR, 1, Wp, bo, NR, C, c0, ldc)
+                if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
+                    mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
                     if jr == j0 and K <= PF_K:
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
@@ -292,20 +275,15 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     wg = wdx or wdw
     stream = (want & STREAM) != 0  # dx and dy stored past the caches (a large call)
-    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
-    # x packed (npx micro-panels, `pack_x`), then the rest
+    # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx)
     nwt = M * Kp if wdx else 0
-    npx = 0
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
-    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:nchunks * K * Mp if wdw else 0]  # dW's float64 partials
-    for jr in range(max(Kp // NR, npx)):  # tasks: NR rows of W, a panel of Wᵀ, one of x
-        if jr < Kp // NR:
-            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-            if wdx:
-                pack_wt(Wtp, W, K, M, jr)
-    rest = wsT[K * Mp + nwt + npx * MR * K:]
+    for jr in range(Kp // NR):  # NR rows of W, a panel of Wᵀ
+        pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+        if wdx:
+            pack_wt(Wtp, W, K, M, jr)
     nc, R = nchunks, chunk_rows
     fc = np.empty(nc)
     for c in prange(nc):
@@ -321,7 +299,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
-                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, Ap[:0],
+                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
                                stream and wdy)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, stream)
@@ -388,9 +366,13 @@ def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2, stream):
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_g(Gp2, g2, Mp, pc, kc, jr):
-    # rows [pc, pc+kc) of g's column panel jr → Gp[jr][p][NR]: B of dW = xᵀ·g
+    # rows [pc, pc+kc) of g's column panel jr → Gp[jr][p][NR]: B of dW = xᵀ·g.  Its rows
+    # lie Mp elements apart, beyond the hardware prefetcher's page at M ≥ 1024: the row 16
+    # ahead is asked for (the pack 25-35 % faster, dev/products_v17.md 18b)
     Gp, g = pointer(Gp2), pointer(g2)
     for p in range(kc):
+        for q in range(0, NR, LINE):
+            prefetch(g, (pc + p + 16) * Mp + jr * NR + q)
         for j in range(NR):
             Gp[(jr * kc + p) * NR + j] = g[(pc + p) * Mp + jr * NR + j]
 
@@ -459,28 +441,22 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     wg = wdx or wdw
     stream = (want & STREAM) != 0  # dx and dy stored past the caches (a large call)
     # scratch from the caller (workspace.py; sizes: `scratch`): W packed (twice for dx),
-    # x packed (npx micro-panels, `pack_x`), then the rest
+    # then the rest
     nwt = M * Kp if wdx else 0
-    npx = (N + MR - 1) // MR if K > PF_K and Mp >= PACK_X_M else 0
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
-    Xpk = wsT[K * Mp + nwt:K * Mp + nwt + npx * MR * K]  # A of h = x·W, or empty
     part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
-    # tasks: a micro-panel of x each, and W's (NR rows of W, a panel of Wᵀ) spread evenly
-    # among them, W's task jr at t = jr·ntask // nw: each thread's share of the loop gets
-    # its share of both (W's first, the first thread packed all of W: 0.62-0.73 of the
-    # loop's time at 512-2048³, dev/products_v15.md)
-    nw = Kp // NR
-    ntask = max(nw, npx)
-    for t in prange(ntask):
-        jr = (t * nw + ntask - 1) // ntask  # the W task whose place is t, if any
-        if jr < nw and jr * ntask // nw == t:
-            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-            if wdx:
-                pack_wt(Wtp, W, K, M, jr)
-        if t < npx:
-            pack_x(Xpk, x, N, K, t)
-    rest = wsT[K * Mp + nwt + npx * MR * K:]
+    for jr in prange(Kp // NR):  # NR rows of W, a panel of Wᵀ
+        pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+        if wdx:
+            pack_wt(Wtp, W, K, M, jr)
+    # x's rows are packed by each h item, a KC block at a time into its own Ap, where they
+    # are long (BLIS's packed A).  A pack of all of x before the h pass, read back by the
+    # items, cost 0.25 of a torch.mm at 10⁵×256×256 (x 100 MB written and read again) and
+    # 1-2 % more than this at 1024³ and 2048×512×2048, where x is packed 4-8 times
+    # (dev/products_v17.md 18a)
+    pack = K > PF_K and Mp >= PACK_X_M
+    rest = wsT[K * Mp + nwt:]
     ng = (N + MR - 1) // MR * MR * Mp if wg else 0
     g = rest[:ng]  # whole panels of MR rows for dx
     # h and its epilogue, then dx, by items of MC rows × JH column panels, enough to keep
@@ -510,7 +486,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
             fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
                                      M, Mp, r0, min(MC, N - r0), j0, min(jh, nh - j0),
                                      np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                     0 if wdy else r0 * M, Xpk, stream and wdy)
+                                     0 if wdy else r0 * M, pack, stream and wdy)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -586,19 +562,14 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
 
 @njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
-    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed into
-    # micro-panels where the grads kernel packs x (rows longer than PF_K, Mp ≥ PACK_X_M:
-    # dev/products_v10.md 13d); forward_block sees the block as rows from 0 of x, y and
-    # the panels.  The same products as in place: the same f.
-    packed = K > PF_K and Mp >= PACK_X_M
-    xb = x2[r0 * K:]
-    Xb = np.empty(MC * K if packed else 0, T)
-    if packed:
-        for ir in range((rows + MR - 1) // MR):
-            pack_x(Xb, xb, rows, K, ir)
+    # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed where
+    # the grads kernel packs them (rows longer than PF_K, Mp ≥ PACK_X_M: dev/products_v10.md
+    # 13d); forward_block sees the block as rows from 0 of x and y.  The same products as
+    # in place: the same f.
     h = np.empty(MC * Mp, T)
-    return forward_block(h, h, xb, Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0, Mp // NR,
-                         np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0, Xb, False)
+    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0,
+                         Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
+                         K > PF_K and Mp >= PACK_X_M, False)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)

@@ -12,9 +12,10 @@ Three passes (`grads`, wider): h and the epilogue, then dx, by items of MC rows 
 Each product is BLIS's loop nest around a micro-kernel that keeps an MR×NR tile
 of C in MR·NR scalar accumulators over up to KC steps; MR, NR, MC, KC and the
 vector width come from the machine table (machine.py), one entry per ISA.  W
-and Wᵀ are packed in NR-column panels once per call; x and g are read in place
-(the micro-kernel takes A's two strides), packed only where a panel would run
-past the end of x or, for dW, always.  The micro-kernel is vector code written
+and Wᵀ are packed in NR-column panels once per call.  Short rows of x and g are read
+in place (the micro-kernel takes A's two strides); the three-pass kernel's h and dx
+items pack their long rows of x and g into micro-panels a KC block at a time, and its
+dW pass packs xᵀ and g always.  The micro-kernel is vector code written
 in LLVM IR (intrinsics.microkernel; on the AVX-512 entry 16 zmm accumulators,
 8×32 float32 and 8×16 float64, 16×16 float32 where K or M ≤ 16), inlined
 where it is called; it stores a whole tile where it belongs, or into
@@ -86,9 +87,10 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
-# the three-pass kernel packs x into MR-row micro-panels once (rows longer than PF_K,
-# Mp ≥ PACK_X_M), and each dx item packs its rows of g: MR rows read in place lie K·size
-# bytes apart, a stream each, and at 4 KiB strides in one L1 set (dev/products_v9.md 12a)
+# the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
+# longer than PF_K, Mp ≥ PACK_X_M), and each dx item packs its rows of g: MR rows read in
+# place lie K·size bytes apart, a stream each, and at 4 KiB strides in one L1 set
+# (dev/products_v9.md 12a)
 PACK_X_M = {PACK_X_M}
 JB = 8  # column panels per dW item of the three-pass kernel
 DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
@@ -158,7 +160,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, pack_x, forward_block, "
+_SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
            "dx_block, trusted")
 
 
@@ -348,8 +350,7 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
     nbc = min(DWB, -(-N // t.KC))  # KC blocks per dW chunk (the driver's nbc)
     dw = nbc * (t.KC * Mp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
-    xp = -(-N // t.MR) * t.MR * K if packs_x(K, Mp) else 0
-    return n64, K * Mp + wt + xp + g + dw
+    return n64, K * Mp + wt + g + dw
 
 
 def streams_rows(variant: str, isa: str | None = None) -> bool:
@@ -360,7 +361,8 @@ def streams_rows(variant: str, isa: str | None = None) -> bool:
 
 
 def packs_x(K: int, Mp: int) -> bool:
-    """Whether the three-pass kernel packs x into micro-panels (the generated driver's npx)."""
+    """Whether the three-pass kernel's h items (and the loss kernel's blocks) pack their rows
+    of x into micro-panels, a KC block at a time (forward_block's `pack`)."""
     return K > PF_K and Mp >= PACK_X_M
 
 
@@ -375,8 +377,8 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 
 # x is packed for the three-pass h product where its rows are longer than the fused
 # kernel's prefetched ones (PF_K) and there are at least PACK_X_M columns to reuse each
-# packed element over (the pack reads and writes x once: about 20/M of the product's
-# time, dev/products_v9.md 12b)
+# packed element over (dev/products_v9.md 12b); each h item packs its own rows, a KC block
+# at a time (dev/products_v17.md 18a)
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)

@@ -182,6 +182,28 @@ def test_a_dW_sum_that_overflows_only_in_float32_falls_back(shape):
     assert np.array_equal(got.dW, np.zeros((K, M), np.float32))
 
 
+@pytest.mark.parametrize("row,col", [(0, 0), (150, 100), (299, 289)])
+def test_the_three_pass_guard_sees_dW_in_every_threads_share(row, col):
+    # the three-pass kernel counts dW's non-finite elements split among its threads (nthr,
+    # its nchunks argument): one element of dW that overflows in float32 sums, the first,
+    # one in a middle thread's share or the last, must be seen for every thread count
+    N, K, M = 70, 300, 290
+    x, W, y = (np.zeros(s, np.float32) for s in ((N, K), (K, M), (N, M)))
+    x[:3, row] = 3e38  # dW[row, col] = 3e38·(−1 − 1 + 2): 0 in float64, −inf in float32
+    y[:2, col], y[2, col] = 1.0, -2.0
+    variant = _tiled.plan(N, K, M, np.float32)[1]
+    n64, nT = _tiled.scratch("grads", variant, N, K, M, 1)
+    for parallel in (None, True):
+        kern = _tiled.driver("grads", variant) if parallel is None else \
+            _tiled.kernel("grads", variant, True)
+        for nthr in (1, 2, 3, 7):
+            dx, dW, dy = (np.full(s, np.nan, np.float32) for s in ((N, K), (K, M), (N, M)))
+            f = kern(dx, dW, dy, x, W, y, 0.5, nthr, 0, np.empty(n64), np.empty(nT, np.float32),
+                     WANT_ALL)
+            assert np.isnan(f) and np.isinf(dW[row, col]), (row, col, nthr, parallel)
+            assert np.isfinite(dW).sum() == K * M - 1
+
+
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))
 def test_plan_is_a_function_of_the_shape(isa):
     for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from loopgrad.cpu.guards import trusted as _trusted
+from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 
 T = np.float32
@@ -215,6 +215,22 @@ def trusted(f, W, dW, check_dW):
     # f, or NaN where T arithmetic could have overflowed (loopgrad.cpu.guards: its sums
     # in fixed partial sums, so loopgrad.cpu.ordered decides with the same bits)
     return _trusted(f, W, dW, check_dW, BIG)
+
+
+# trusted's parts, for the three-pass kernel to take in parallel (compiled with the module)
+@njit(nt.float64(R1), nogil=True, cache=True)
+def w_squares(W):
+    return sum_squares(W)
+
+
+@njit(I(A1), nogil=True, cache=True)
+def count_nonfinite(d):
+    return nonfinite(d)
+
+
+@njit(nt.float64(nt.float64, nt.float64, I), nogil=True, cache=True)
+def decide(f, w2, bad):
+    return _decide(f, w2, bad, BIG)
 
 
 # part fused
@@ -446,10 +462,17 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
-    for jr in prange(Kp // NR):  # NR rows of W, a panel of Wᵀ
-        pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-        if wdx:
-            pack_wt(Wtp, W, K, M, jr)
+    # tasks: NR rows of W and a panel of Wᵀ each, and a last one, ‖W‖² for the guard
+    # (`decide`; serial after the passes, it and dW's check had cost 0.05 of a torch.mm
+    # at 1024³, dev/products_v17.md 18c)
+    w2 = np.empty(1)
+    for jr in prange(Kp // NR + 1):
+        if jr < Kp // NR:
+            pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+            if wdx:
+                pack_wt(Wtp, W, K, M, jr)
+        else:
+            w2[0] = w_squares(W)
     # x's rows are packed by each h item, a KC block at a time into its own Ap, where they
     # are long (BLIS's packed A).  A pack of all of x before the h pass, read back by the
     # items, cost 0.25 of a torch.mm at 10⁵×256×256 (x 100 MB written and read again) and
@@ -555,7 +578,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     f = 0.0
     for b in range(nb * gh):
         f += fb[b]
-    return trusted(f, W, dW, wdw)
+    # the guard's count of dW's non-finite elements, split among the threads (an integer
+    # sum: the same count)
+    bad = np.zeros(nthr, np.int64)
+    if wdw:
+        for w in prange(nthr):
+            bad[w] = count_nonfinite(dW[w * dW.shape[0] // nthr:(w + 1) * dW.shape[0] // nthr])
+    return decide(f, w2[0], bad.sum())
 
 
 # part loss

@@ -73,7 +73,7 @@ import numpy as np
 from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from loopgrad.cpu.guards import trusted as _trusted
+from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
 from loopgrad.cpu.jit import StraightLine
 
@@ -161,7 +161,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
-           "dx_block, trusted")
+           "dx_block, trusted, w_squares, count_nonfinite, decide")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:

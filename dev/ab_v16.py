@@ -1,7 +1,7 @@
 """loopgrad.grads at 2 threads, out= and fresh results, for shapes N×K×M: the median of each
 over rounds (dev/products_v16.md).  Run it alternately under two checkouts (PYTHONPATH=...).
 
-    python dev/ab_v16.py 1000000x16x16,100000x64x64 [rounds]
+    [DTYPE=float64] python dev/ab_v16.py 1000000x16x16,100000x64x64 [rounds]
 """
 import os, sys, time, numpy as np, numba
 import loopgrad
@@ -10,10 +10,11 @@ shapes = [tuple(int(v) for v in s.split("x")) for s in sys.argv[1].split(",")]
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
 numba.set_num_threads(2)
 rng = np.random.default_rng(0)
+DT = np.dtype(os.environ.get("DTYPE", "float32"))  # DTYPE=float64
 res = []
 for N, K, M in shapes:
-    x, W, y = (rng.standard_normal(s, dtype=np.float32) for s in ((N, K), (K, M), (N, M)))
-    out = tuple(np.empty(s, np.float32) for s in ((N, K), (K, M), (N, M)))
+    x, W, y = (rng.standard_normal(s).astype(DT) for s in ((N, K), (K, M), (N, M)))
+    out = tuple(np.empty(s, DT) for s in ((N, K), (K, M), (N, M)))
     loopgrad.grads(x, W, y); background.wait(); loopgrad.grads(x, W, y, out=out)
     a, b = [], []
     for r in range(rounds):

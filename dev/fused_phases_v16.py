@@ -35,7 +35,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
     f = 0.0
     for r0 in range(0, N, MC):
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, Ap[:0],
+        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
                 False)
         if wdx:
             dxb(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, False)

@@ -204,6 +204,54 @@ def test_the_three_pass_guard_sees_dW_in_every_threads_share(row, col):
             assert np.isfinite(dW).sum() == K * M - 1
 
 
+def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
+    # K·Mp up to 32768 fused everywhere; up to 65536 on 512-bit entries whose L2 holds
+    # twice the chunk's float64 partial and W's two packed copies (dev/products_v17.md 18d)
+    from loopgrad.cpu import caches
+
+    def with_l2(nbytes):
+        monkeypatch.setattr(caches, "geometry", lambda: {"L2": {"bytes": nbytes}})
+        _tiled._plan.cache_clear()
+
+    try:
+        for l2, f32, f64 in ((2 << 20, 65536, 43690), (1 << 20, 32768, 32768), (None, 32768, 32768),
+                             (64 << 20, 65536, 65536)):
+            with_l2(l2)
+            assert _tiled.fused_limit(np.float32, "avx512") == f32
+            assert _tiled.fused_limit(np.float64, "avx512") == f64
+            assert _tiled.fused_limit(np.float32, "avx2") == 32768
+            big = "grads_fused" if f32 == 65536 else "grads"
+            assert _tiled.plan(10**5, 256, 256, np.float32, "avx512")[0] == big
+            assert _tiled.plan(10**5, 256, 256, np.float32, "avx2")[0] == "grads"
+            assert _tiled.plan(10**5, 128, 256, np.float32, "avx2")[0] == "grads_fused"
+            assert _tiled.plan(10**5, 256, 257, np.float32, "avx512")[0] == "grads"
+    finally:
+        monkeypatch.undo()
+        _tiled._plan.cache_clear()
+
+
+@pytest.mark.parametrize("isa", sorted(machine.TABLE))
+def test_fused_chunks_are_long_and_enough(isa):
+    # at least 1536 rows a chunk (each zeroes and adds a partial of K·Mp), but eight
+    # chunks where N is shorter than eight of them, of whole blocks and nearly equal; the
+    # most, and the partials' bytes, capped as before
+    for N, K, M in ((10**5, 64, 64), (10**5, 128, 128), (3000, 64, 64), (10**6, 16, 16),
+                    (10**4, 32, 32), (97, 64, 64), (10**7, 128, 128)):
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, np.float32, isa)
+        assert name == "grads_fused"
+        MC = machine.TABLE[isa].tiles[variant].MC
+        assert rows % MC == 0 and nchunks == -(-N // rows)
+        blocks = -(-N // MC)
+        if blocks >= 8 and N >= 8 * 1536:
+            assert rows >= 1536, (N, K, M, rows)
+        if N < 8 * 1536:  # eight chunks, each rounded up to whole blocks (so maybe fewer)
+            assert rows == max(1, -(-(-(-N // 8)) // MC)) * MC, (N, K, M, rows)
+            assert nchunks >= min(4, blocks), (N, K, M, nchunks)
+        assert nchunks <= 1024 and nchunks * K * M * 8 <= (64 << 20) + 8 * K * M * MC
+        assert N - (nchunks - 1) * rows > 0  # no empty chunk
+    assert _tiled.plan(10**6, 16, 16, np.float32, "avx512")[2:] == (92, 10944)
+
+
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))
 def test_plan_is_a_function_of_the_shape(isa):
     for N, K, M in ((10**6, 16, 16), (10**5, 64, 64), (2048, 2048, 2048), (0, 9, 9)):

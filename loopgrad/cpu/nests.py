@@ -262,15 +262,16 @@ def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
                 tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
 
 
-@njit(nt.void(A1, A64, I, I, I, I), nogil=True, cache=True)
-def sum_chunks(dW2, part2, nchunks, K, M, Mp):
-    # dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in chunk 0's rows
-    # (serial: at most a few % of the fused kernel's work, see plan)
+@njit(nt.void(A1, A64, I, I, I, I, I, I), nogil=True, cache=True)
+def sum_chunks(dW2, part2, nchunks, K, M, Mp, k0, k1):
+    # rows [k0, k1) of dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in
+    # chunk 0's rows (the driver spreads the rows over the threads: serial, it took 2-3 ms
+    # of 10⁵×128×128's 40, dev/products_v17.md 18d)
     dW, part = pointer(dW2), pointer(part2)
     for c in range(1, nchunks):
-        for i in range(K * Mp):
+        for i in range(k0 * Mp, k1 * Mp):
             part[i] += part[c * K * Mp + i]
-    for k in range(K):
+    for k in range(k0, k1):
         for m in range(M):
             dW[k * M + m] = part[k * Mp + m]
 
@@ -323,8 +324,9 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                 for k0 in range(0, K, MC):
                     dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
-    if wdw:
-        sum_chunks(dW, part, nc, K, M, Mp)
+    if wdw:  # the chunks' partials added row by row, each row's chunks in order
+        for kb in prange((K + 7) // 8):
+            sum_chunks(dW, part, nc, K, M, Mp, kb * 8, min(K, kb * 8 + 8))
     f = 0.0
     for c in range(nc):
         f += fc[c]

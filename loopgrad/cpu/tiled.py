@@ -405,14 +405,38 @@ def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:
     return jh
 
 
-# The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: up to
-# 256 KiB (64×64 is 32 KiB).  Its chunks hold about _CHUNK_WORK flops, and
-# their partials stay within _PARTIAL_BYTES.  Wider shapes take the three-pass
-# kernel, which has one partial.  All of it is a function of the shape alone.
+# The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: 256 KiB at
+# K·Mp = _FUSED_KM (64×64 is 32 KiB), and up to _FUSED_KM_MAX where the L2 holds it
+# and W's two packed copies twice over (`fused_limit`).  Its chunks hold about
+# _CHUNK_WORK flops and at least _CHUNK_ROWS rows (each zeroes and adds its partial:
+# 192-row chunks made 10⁵×128×128 1.1× and 10⁵×256×256 1.4× slower than 1536-row ones,
+# dev/products_v17.md 18d), in at least _MIN_CHUNKS chunks where N has the rows, and
+# their partials stay within _PARTIAL_BYTES.  Wider shapes take the three-pass kernel,
+# which has one partial.  All of it is a function of the shape and the machine alone.
 _FUSED_KM = 32768
+_FUSED_KM_MAX = 65536
 _CHUNK_WORK = 1 << 24
+_CHUNK_ROWS = 1536
+_MIN_CHUNKS = 8
 _MAX_CHUNKS = 1024
 _PARTIAL_BYTES = 64 << 20
+
+
+def fused_limit(dtype, isa: str | None = None) -> int:
+    """The largest K·Mp the fused kernel takes: _FUSED_KM, or on entries of 512-bit vectors
+    up to _FUSED_KM_MAX where the L2 (caches.geometry) holds twice a chunk's float64
+    partial and W's two packed copies.  With 2 MiB, float32's 256×256 fused ran 1.1–1.25×
+    faster than the three-pass kernel at N ≥ 2·10⁴ on the AVX-512 entry, where the
+    passes' memory traffic weighs most; at K·Mp = 131072 they tied.  As AVX2 the fused
+    kernel's arithmetic costs more than that saves: 10⁵×256×256 fused was 1.04–1.12×
+    slower (dev/products_v17.md 18d)."""
+    from . import caches
+
+    if machine.TABLE[_isa(isa)].vector_bits < 512:
+        return _FUSED_KM
+    l2 = caches.geometry().get("L2", {}).get("bytes") or 0
+    per = 2 * (8 + 2 * np.dtype(dtype).itemsize)  # bytes of L2 per element of K·Mp
+    return min(_FUSED_KM_MAX, max(_FUSED_KM, l2 // per))
 
 
 def plan(N: int, K: int, M: int, dtype, isa: str | None = None) -> tuple[str, str, int, int]:
@@ -425,8 +449,10 @@ def _plan(N, K, M, dtype, isa):
     v = variant(K, M, dtype, isa)
     t = machine.TABLE[isa].tiles[v]
     Mp = -(-M // t.NR) * t.NR
-    if K * Mp <= _FUSED_KM:
-        rows = -(-max(1, _CHUNK_WORK // (6 * K * M)) // t.MC) * t.MC  # whole blocks
+    if K * Mp <= fused_limit(dtype, isa):
+        target = max(_CHUNK_WORK // (6 * K * M), _CHUNK_ROWS)
+        n = max(-(-N // target), min(_MIN_CHUNKS, -(-N // t.MC)), 1)
+        rows = max(1, -(-(-(-N // n)) // t.MC)) * t.MC  # n chunks of whole blocks, nearly equal
         most = min(_MAX_CHUNKS, max(1, _PARTIAL_BYTES // (8 * K * Mp)))
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // t.MC) * t.MC

@@ -7,7 +7,7 @@ import loopgrad
 from _helpers import draw
 
 # a shape of each kernel family: general rows, skinny rows, tiled fused, tiled three-pass
-SHAPES = [(203, 2, 19), (1001, 3, 5), (301, 20, 37), (97, 150, 230)]
+SHAPES = [(203, 2, 19), (1001, 3, 5), (301, 20, 37), (97, 150, 460)]
 
 
 def poisoned(x, W, y):

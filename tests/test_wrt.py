@@ -25,7 +25,7 @@ FAMILIES = {
     # interleave count fixed (skinny._llvm_options), the lighter choices differ in f's bits
     "skinny 1×1": (1001, 1, 1),
     "tiled fused": (301, 20, 37),
-    "tiled three-pass": (97, 150, 230),  # K·Mp > 32768
+    "tiled three-pass": (97, 150, 460),  # K·Mp > 65536 (tiled.fused_limit)
 }
 
 

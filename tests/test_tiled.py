@@ -205,8 +205,8 @@ def test_the_three_pass_guard_sees_dW_in_every_threads_share(row, col):
 
 
 def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
-    # K·Mp up to 32768 fused everywhere; up to 65536 on 512-bit entries whose L2 holds
-    # twice the chunk's float64 partial and W's two packed copies (dev/products_v17.md 18d)
+    # K·Mp up to 32768 fused everywhere; up to 65536 where the L2 holds twice the chunk's
+    # float64 partial and W's two packed copies (dev/products_v17.md 18d)
     from loopgrad.cpu import caches
 
     def with_l2(nbytes):
@@ -217,14 +217,13 @@ def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
         for l2, f32, f64 in ((2 << 20, 65536, 43690), (1 << 20, 32768, 32768), (None, 32768, 32768),
                              (64 << 20, 65536, 65536)):
             with_l2(l2)
-            assert _tiled.fused_limit(np.float32, "avx512") == f32
-            assert _tiled.fused_limit(np.float64, "avx512") == f64
-            assert _tiled.fused_limit(np.float32, "avx2") == 32768
-            big = "grads_fused" if f32 == 65536 else "grads"
-            assert _tiled.plan(10**5, 256, 256, np.float32, "avx512")[0] == big
-            assert _tiled.plan(10**5, 256, 256, np.float32, "avx2")[0] == "grads"
-            assert _tiled.plan(10**5, 128, 256, np.float32, "avx2")[0] == "grads_fused"
-            assert _tiled.plan(10**5, 256, 257, np.float32, "avx512")[0] == "grads"
+            assert _tiled.fused_limit(np.float32) == f32
+            assert _tiled.fused_limit(np.float64) == f64
+            for isa in machine.TABLE:
+                big = "grads_fused" if f32 == 65536 else "grads"
+                assert _tiled.plan(10**5, 256, 256, np.float32, isa)[0] == big
+                assert _tiled.plan(10**5, 128, 256, np.float32, isa)[0] == "grads_fused"
+                assert _tiled.plan(10**5, 256, 257, np.float32, isa)[0] == "grads"
     finally:
         monkeypatch.undo()
         _tiled._plan.cache_clear()
@@ -565,7 +564,9 @@ def test_large_calls_stream_their_outputs(monkeypatch, rng):
     monkeypatch.setattr(cpu, "_stream_from", None)
     monkeypatch.setattr(caches, "geometry", lambda: {})        # no L3 known: the minimum
     assert cpu.streams(10 ** 5, 64, 64, np.float32) and not cpu.streams(10 ** 4, 64, 64, np.float32)
-    assert _tiled.streams_rows("float32", "avx512") and not _tiled.streams_rows("float32", "avx2")
+    # rows of 32 and 16 float32s, 8 float64s (whole lines) stream; generic's 4 float32s do not
+    assert all(_tiled.streams_rows(v, isa) for isa in ("avx512", "avx2") for v in ("float32", "float64"))
+    assert not _tiled.streams_rows("float32", "generic")
     calls = []
     real = cpu.tiled_kernel
 

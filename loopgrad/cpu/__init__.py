@@ -53,8 +53,9 @@ TILED_PARALLEL_WORK = 1 << 16
 # not).  On the 2-core Xeon guest (480 MiB of L3), fresh results at 2 threads:
 # 10⁶×16×16 15.3 → 12.1 ms, 4·10⁵×16×16 6.1 → 4.5, 2·10⁵×32×32 6.4 → 5.3, 10⁵×64×64 9.4 →
 # 8.7; the compute-bound shapes unchanged (dev/products_v16.md 17g).  Only on tiles whose
-# rows are whole lines (tiled.streams_rows): with AVX2's 12×8 tile (rows of 8 float32s)
-# dx stays cached, and dy streamed alone made 10⁶×16×16 25 % slower.  No value changes.
+# rows are whole lines (tiled.streams_rows): with AVX2's former 12×8 tile (rows of 8
+# float32s) dx stayed cached, and dy streamed alone made 10⁶×16×16 25 % slower.  No value
+# changes.
 STREAM_MIN_BYTES = 24 << 20
 _stream_from = None  # bytes: the threshold, from this machine's L3 on the first call
 

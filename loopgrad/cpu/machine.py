@@ -54,15 +54,15 @@ TABLE = {
         "KC 256: sums of 256 terms (512 had 1.4× torch's error, 8h), as fast (8d)"),
     "avx2": Entry(
         "avx2", 256, 16,
-        {"float32": Tile(12, 8, 144, 256), "float32-narrow": Tile(6, 16, 144, 256),
-         "float64": Tile(12, 4, 72, 256)},
-        "12 ymm accumulators of 16 registers, one vector a row (its broadcast folds into the "
-        "FMA): BLIS haswell's count and MC/KC (sgemm 6×16, dgemm 6×8, MC 144/72, KC 256); "
-        "compiled for znver3 and run on Emerald Rapids, 12×8 63–84 GFLOP/s a core against "
-        "6×16's 45–50 (dev/machines_v8.md 8d).  6×16 where K or M ≤ 16 (12 accumulators, "
-        "rows of one cache line: dx streams, 16 columns one panel): 10⁶×16×16 as AVX2 on "
-        "the rocketlake guest 20.0–20.7 → 16.0–18.7 ms, 2·10⁴×512×8 10.3–12.5 → 5.9–7.7 "
-        "(dev/products_v16.md 17j)"),
+        {"float32": Tile(6, 16, 144, 256), "float64": Tile(6, 8, 72, 256)},
+        "12 ymm accumulators of 16 registers, two vectors a row: BLIS haswell's sgemm 6×16 and "
+        "dgemm 6×8 (MC 144/72, KC 256; 6 broadcasts and 2 loads of B a step).  As AVX2 on "
+        "the rocketlake guest (2 load ports), 2 threads, against the 12×8 and 12×4 tiles "
+        "(one vector a row, 12 broadcasts a step) chosen in dev/machines_v8.md 8d from the "
+        "former scalar micro-kernel's in-L1 rates: float32 1024³ 38.3–38.9 → 31.1–32.2 ms, "
+        "10⁵×64×64 18.2–18.5 → 14.0–14.6, 10⁵×256×256 251–257 → 218–219; float64 "
+        "2048×512×2048 189–193 → 143–145 (dev/products_v17.md 18e).  Its rows are whole "
+        "cache lines, so dx streams; MC 96–192 measured the same"),
     "generic": Entry(
         "generic", 128, 16,
         {"float32": Tile(12, 4, 96, 256), "float64": Tile(12, 2, 96, 256)},

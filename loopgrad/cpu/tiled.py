@@ -422,18 +422,14 @@ _MAX_CHUNKS = 1024
 _PARTIAL_BYTES = 64 << 20
 
 
-def fused_limit(dtype, isa: str | None = None) -> int:
-    """The largest K·Mp the fused kernel takes: _FUSED_KM, or on entries of 512-bit vectors
-    up to _FUSED_KM_MAX where the L2 (caches.geometry) holds twice a chunk's float64
-    partial and W's two packed copies.  With 2 MiB, float32's 256×256 fused ran 1.1–1.25×
-    faster than the three-pass kernel at N ≥ 2·10⁴ on the AVX-512 entry, where the
-    passes' memory traffic weighs most; at K·Mp = 131072 they tied.  As AVX2 the fused
-    kernel's arithmetic costs more than that saves: 10⁵×256×256 fused was 1.04–1.12×
-    slower (dev/products_v17.md 18d)."""
+def fused_limit(dtype) -> int:
+    """The largest K·Mp the fused kernel takes: _FUSED_KM, or up to _FUSED_KM_MAX where the
+    L2 (caches.geometry) holds twice a chunk's float64 partial and W's two packed copies.
+    With 2 MiB, float32's 256×256 fused ran 1.1–1.25× faster than the three-pass kernel
+    at N ≥ 2·10⁴ on the AVX-512 entry, and 10⁵×128×512 1.15× as AVX2; at K·Mp = 131072
+    they tied (dev/products_v17.md 18d, 18e)."""
     from . import caches
 
-    if machine.TABLE[_isa(isa)].vector_bits < 512:
-        return _FUSED_KM
     l2 = caches.geometry().get("L2", {}).get("bytes") or 0
     per = 2 * (8 + 2 * np.dtype(dtype).itemsize)  # bytes of L2 per element of K·Mp
     return min(_FUSED_KM_MAX, max(_FUSED_KM, l2 // per))
@@ -449,7 +445,7 @@ def _plan(N, K, M, dtype, isa):
     v = variant(K, M, dtype, isa)
     t = machine.TABLE[isa].tiles[v]
     Mp = -(-M // t.NR) * t.NR
-    if K * Mp <= fused_limit(dtype, isa):
+    if K * Mp <= fused_limit(dtype):
         target = max(_CHUNK_WORK // (6 * K * M), _CHUNK_ROWS)
         n = max(-(-N // target), min(_MIN_CHUNKS, -(-N // t.MC)), 1)
         rows = max(1, -(-(-(-N // n)) // t.MC)) * t.MC  # n chunks of whole blocks, nearly equal

@@ -224,6 +224,7 @@ def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
                 assert _tiled.plan(10**5, 256, 256, np.float32, isa)[0] == big
                 assert _tiled.plan(10**5, 128, 256, np.float32, isa)[0] == "grads_fused"
                 assert _tiled.plan(10**5, 256, 257, np.float32, isa)[0] == "grads"
+                assert _tiled.plan(4095, 256, 256, np.float32, isa)[0] == "grads"  # short N
     finally:
         monkeypatch.undo()
         _tiled._plan.cache_clear()

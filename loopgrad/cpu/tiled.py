@@ -16,8 +16,8 @@ and Wᵀ are packed in NR-column panels once per call.  Short rows of x and g ar
 in place (the micro-kernel takes A's two strides); the three-pass kernel's h and dx
 items pack their long rows of x and g into micro-panels a KC block at a time, and its
 dW pass packs xᵀ and g always.  The micro-kernel is vector code written
-in LLVM IR (intrinsics.microkernel; on the AVX-512 entry 16 zmm accumulators,
-8×32 float32 and 8×16 float64, 16×16 float32 where K or M ≤ 16), inlined
+in LLVM IR (intrinsics.microkernel; on the AVX-512 entry 8×32 float32 in 16 zmm
+accumulators and 6×32 float64 in 24, 16×16 and 8×16 where K or M ≤ 16), inlined
 where it is called; it stores a whole tile where it belongs, or into
 a tile buffer that a row loop adds.  The generated code reaches every array
 through pointers with int64 indices, and every function but the drivers has a
@@ -367,7 +367,7 @@ def packs_x(K: int, Mp: int) -> bool:
 
 
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
-    """The entry's tile for K, M and dtype: "float32", "float64", or "float32-narrow" where
+    """The entry's tile for K, M and dtype: "float32", "float64", or "<dtype>-narrow" where
     the entry has one and K or M fits its columns."""
     tiles = machine.TABLE[_isa(isa)].tiles
     name = np.dtype(dtype).name

@@ -12,6 +12,9 @@ dx items, dW packs, dW items, the guard; against one torch.mm and the serial ker
 """
 import sys, time, numpy as np, numba, torch
 from loopgrad.cpu import tiled, machine, background
+import os as _os
+if _os.environ.get("HCOLS"):  # HCOLS=512: h items of 512 columns (tiled.H_COLS; dev/products_v17.md)
+    tiled.H_COLS = int(_os.environ["HCOLS"])
 import loopgrad
 numba.set_num_threads(1); torch.set_num_threads(1)
 import os

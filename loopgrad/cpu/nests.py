@@ -121,7 +121,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     # the panels before `full` read x in place, a last partial one too (its extra rows
     # give rows of the tile that are never stored) unless it would read past the end of
     # x; the rest are packed, all of them where `pack`
-    full = 0 if pack else nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR
+    full = 0 if pack else (nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR)
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if full < nir:

@@ -32,7 +32,7 @@ dx, dW, dy = (np.empty(a.size, np.float32) for a in (x, W, y))
 Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
 pack = K > c.PF_K and Mp >= c.PACK_X_M and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
 Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
-part = np.empty(K * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
+part = np.empty((K + MR - 1) // MR * MR * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
 KW = int(os.environ.get('KCW', KC))  # KCW=512: dW's blocks of 512 rows (dev/products_v16.md)
 nbc = min(c.DWB * KC // KW, (N + KW - 1) // KW); xpb = (K + MR - 1) // MR * MR * KW
 Gp, Xp = np.empty(nbc * KW * Mp, T), np.empty(nbc * xpb, T)

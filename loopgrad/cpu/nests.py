@@ -408,38 +408,43 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
     # apart) for rows [k0, k0+krows) and column panels [jr0, jr0+njr) of dW, the tile
     # of Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] summed in float64 into part; `block` says which:
     # FIRST sets part, MIDDLE adds, LAST writes dW = T(part + tile), ONLY dW = tile
-    # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a)
+    # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a).
+    # part holds each tile's MR×NR float64s together, tile (k, jr) at k·Mp + jr·MR·NR
+    # for k a multiple of MR: in dW's layout a tile's rows lay Mp·8 bytes apart (8 KiB
+    # at M = 1024), all in the same few L1 sets (by tile: 1-2.5 % off the dW items at
+    # 1024³, 2048×512×2048 and 10⁴×1024², dev/products_v18.md 19b)
     part, dW, Xp, Gp, Ct = pointer(part2), pointer(dW2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
     for jr in range(jr0, jr0 + njr):
         cols = min(NR, M - jr * NR)
         for ir in range(nir):
             rows = min(MR, krows - ir * MR)
-            o = (k0 + ir * MR) * Mp + jr * NR
+            o = (k0 + ir * MR) * Mp + jr * MR * NR
             d = (k0 + ir * MR) * M + jr * NR
-            # the tile's rows of part (or of dW) lie Mp (M) elements apart, beyond the
-            # hardware prefetcher: ask for them while mk runs (dev/products_v10.md)
-            for i in range(rows):
-                for q in range(0, NR, 8):  # 8 float64s a line
-                    if block != ONLY:
-                        prefetch(part, o + i * Mp + q)
-                    if block == LAST or block == ONLY:
+            # the tile of part, and dW's rows (M elements apart, beyond the hardware
+            # prefetcher): asked for while mk runs (dev/products_v10.md)
+            if block != ONLY:
+                for q in range(0, rows * NR, 8):  # 8 float64s a line
+                    prefetch(part, o + q)
+            if block == LAST or block == ONLY:
+                for i in range(rows):
+                    for q in range(0, NR, LINE):
                         prefetch(dW, d + i * M + q)
             if block == ONLY and rows == MR and cols == NR:  # straight into dW
                 mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, dW, d, M)
                 continue
             mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
             if block == FIRST:
-                tile_set64(part, o, Mp, Ct, rows)
+                tile_set64(part, o, NR, Ct, rows)
             elif block == MIDDLE:
-                tile_add64(part, o, Mp, Ct, rows)
+                tile_add64(part, o, NR, Ct, rows)
             elif block == LAST and cols == NR:
-                tile_fold(dW, d, M, part, o, Mp, Ct, rows)
+                tile_fold(dW, d, M, part, o, NR, Ct, rows)
             else:  # a last panel's columns past M are padding; ONLY's last rows
                 for i in range(rows):
                     for j in range(cols):
                         t = np.float64(Ct[i * NR + j])
-                        dW[d + i * M + j] = t if block == ONLY else t + part[o + i * Mp + j]
+                        dW[d + i * M + j] = t if block == ONLY else t + part[o + i * NR + j]
 
 
 # The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
@@ -463,7 +468,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     nwt = M * Kp if wdx else 0
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
-    part = ws64[:K * Mp if wdw else 0]  # dW's float64 partials
+    part = ws64[:(K + MR - 1) // MR * MR * Mp if wdw else 0]  # dW's float64 partials, by tile
     # tasks: NR rows of W and a panel of Wᵀ each, and a last one, ‖W‖² for the guard
     # (`decide`; serial after the passes, it and dW's check had cost 0.05 of a torch.mm
     # at 1024³, dev/products_v17.md 18c)

@@ -344,9 +344,9 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     if name == "loss":
         return 0, K * Mp
     wt = M * Kp if want & WANT_DX else 0
-    n64 = (nchunks if name == "grads_fused" else 1) * K * Mp if want & WANT_DW else 0
     if name == "grads_fused":
-        return n64, K * Mp + wt
+        return (nchunks * K * Mp if want & WANT_DW else 0), K * Mp + wt
+    n64 = -(-K // t.MR) * t.MR * Mp if want & WANT_DW else 0  # by whole tiles (dw_item)
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
     nbc = min(DWB, -(-N // t.KC))  # KC blocks per dW chunk (the driver's nbc)
     dw = nbc * (t.KC * Mp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0

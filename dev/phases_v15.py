@@ -22,13 +22,14 @@ AGAIN = os.environ.get("AGAIN") == "1"  # AGAIN=1: the h items twice a round
 DWONLY = os.environ.get("DWONLY") == "1"  # DWONLY=1: dW items without their float64 partial (timing only)
 N, K, M = (int(v) for v in (sys.argv[1] + ("x" + sys.argv[1]) * 2).split("x")[:3]) if "x" not in sys.argv[1] else (int(v) for v in sys.argv[1].split("x"))
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-e = machine.entry(); variant = tiled.variant(K, M, np.float32)
+DT = np.dtype(os.environ.get("DTYPE", "float32")).type  # DTYPE=float64: that dtype's tile
+e = machine.entry(); variant = tiled.variant(K, M, DT)
 c = tiled.module(variant, e.isa); t3 = tiled.module(variant, e.isa, "three")
-MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, np.float32
+MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, DT
 rng = np.random.default_rng(0)
-x2, W2, y2 = (rng.standard_normal(s, dtype=np.float32) for s in ((N, K), (K, M), (N, M)))
+x2, W2, y2 = (rng.standard_normal(s, dtype=DT) for s in ((N, K), (K, M), (N, M)))
 x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
-dx, dW, dy = (np.empty(a.size, np.float32) for a in (x, W, y))
+dx, dW, dy = (np.empty(a.size, DT) for a in (x, W, y))
 Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
 pack = K > c.PF_K and Mp >= c.PACK_X_M and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
 Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)

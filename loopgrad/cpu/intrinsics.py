@@ -42,6 +42,11 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     tile past the caches (non-temporal, no read of the lines first), which it does where
     the tile's rows are whole cache lines and start on one, else as mk.
 
+copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store, and
+transposer(T, R, VW): tp(dst, do, ldo, src, so, lds) an R×VW block transposed through
+    registers: the tiled kernels' packs (a row of a panel, W's transpose for dx), which
+    as loops LLVM left one element at a time (dev/products_v18.md 19f).
+
 squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16·i < n16,
     for j < 16 (a, lanes: C-contiguous 1-D arrays, n16 a multiple of 16), each sum in
     i's order.  One <16 x double> accumulator in LLVM IR: a vector load of 16 elements a
@@ -100,6 +105,66 @@ def prefetch(typingctx, p, i):
                           i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.void(p, i), codegen
+
+
+@functools.lru_cache(maxsize=None)
+def copier(T: str, n: int):
+    """cp(dst, do, src, so): dst[do:do+n] = src[so:so+n] for pointers to dtype name T, as
+    one vector load and one vector store of n elements (LLVM splits them into the
+    target's registers).  The packs' row copies: as loops, or as straight-line code
+    whose stores might alias its later loads, LLVM left them one element at a time."""
+    nbt = {"float32": types.float32, "float64": types.float64}[T]
+    P, I = types.CPointer(nbt), types.int64
+
+    def codegen(context, builder, sig, args):
+        dst, do, src, so = args
+        vt = ir.VectorType(context.get_value_type(nbt), n)
+        size = nbt.bitwidth // 8
+        v = builder.load(builder.bitcast(builder.gep(src, [so]), vt.as_pointer()), align=size)
+        builder.store(v, builder.bitcast(builder.gep(dst, [do]), vt.as_pointer()), align=size)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def cp(typingctx, dst, do, src, so):
+        return types.void(P, I, P, I), codegen
+    return cp
+
+
+@functools.lru_cache(maxsize=None)
+def transposer(T: str, R: int, VW: int):
+    """tp(dst, do, ldo, src, so, lds): dst[do + p·ldo + i] = src[so + i·lds + p] for i < R,
+    p < VW (pointers to dtype name T): an R×VW block transposed, as R vector loads, one
+    shuffle of their concatenation and VW vector stores of R elements.  pack_wt's
+    transpose of W: as a loop over the 32 rows of a panel, one element at a time."""
+    nbt = {"float32": types.float32, "float64": types.float64}[T]
+    P, I = types.CPointer(nbt), types.int64
+
+    def codegen(context, builder, sig, args):
+        dst, do, ldo, src, so, lds = args
+        et, i32 = context.get_value_type(nbt), ir.IntType(32)
+        size = nbt.bitwidth // 8
+        vt, ot = ir.VectorType(et, VW), ir.VectorType(et, R)
+        rows = [builder.load(builder.bitcast(builder.gep(src, [builder.add(so, builder.mul(
+            lds, ir.IntType(64)(i)))]), vt.as_pointer()), align=size) for i in range(R)]
+        while len(rows) > 1:  # [row 0 | row 1 | ...], two at a time
+            if len(rows) % 2:
+                rows.append(ir.Constant(rows[0].type, ir.Undefined))
+            n = rows[0].type.count
+            rows = [builder.shuffle_vector(rows[a], rows[a + 1], ir.Constant(
+                ir.VectorType(i32, 2 * n), list(range(2 * n)))) for a in range(0, len(rows), 2)]
+        whole = rows[0]
+        for p in range(VW):  # element (i, p) of the block lies at i·VW + p
+            out = builder.shuffle_vector(whole, ir.Constant(whole.type, ir.Undefined), ir.Constant(
+                ir.VectorType(i32, R), [i * VW + p for i in range(R)]))
+            at = builder.add(do, builder.mul(ldo, ir.IntType(64)(p)))
+            builder.store(out, builder.bitcast(builder.gep(dst, [at]), ot.as_pointer()),
+                          align=size)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def tp(typingctx, dst, do, ldo, src, so, lds):
+        return types.void(P, I, I, P, I, I), codegen
+    return tp
 
 
 @intrinsic

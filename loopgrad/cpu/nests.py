@@ -20,7 +20,7 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
+from loopgrad.cpu.intrinsics import copier, epilogue, microkernel, pointer, prefetch, transposer
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -37,6 +37,9 @@ _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
 epi = epilogue("float32")
+cpr, cpm = copier("float32", NR), copier("float32", MR)
+TR = min(8, NR)
+tpw = transposer("float32", TR, 16)
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
 
@@ -55,8 +58,13 @@ def pack_a(Ap, src, ld, r0, nrows, c0, kc):
 
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def pack_at(Ap, src, ld, c0, ncols, r0, kc):
-    # the transpose: columns [c0, c0+ncols) of rows [r0, r0+kc) → MR-column micro-panels
-    for ir in range((ncols + MR - 1) // MR):
+    # the transpose: columns [c0, c0+ncols) of rows [r0, r0+kc) → MR-column micro-panels,
+    # MR elements of a row a vector copy (cpm; a loop moved them one at a time)
+    for ir in range(ncols // MR):
+        base = ir * kc * MR
+        for p in range(kc):
+            cpm(Ap, base + p * MR, src, (r0 + p) * ld + c0 + ir * MR)
+    for ir in range(ncols // MR, (ncols + MR - 1) // MR):  # the last, zero-padded
         base = ir * kc * MR
         for p in range(kc):
             row = (r0 + p) * ld + c0
@@ -71,9 +79,12 @@ def pack_w(Wp2, W2, K, M, p0, p1):
     # h = x·W.  Row by row, each read whole and in order: a panel at a time read NR
     # elements of every row, rows 4 KiB apart at M = 1024, one page each, which the
     # hardware prefetcher does not follow (3× a copy's time, dev/products_v10.md 13f)
+    # (A panel's row a vector copy, cpr: a loop moved it one element at a time)
     Wp, W = pointer(Wp2), pointer(W2)
     for p in range(p0, p1):
-        for jr in range((M + NR - 1) // NR):
+        for jr in range(M // NR):
+            cpr(Wp, (jr * K + p) * NR, W, p * M + jr * NR)
+        for jr in range(M // NR, (M + NR - 1) // NR):  # the last, zero-padded
             for j in range(NR):
                 c = jr * NR + j
                 Wp[(jr * K + p) * NR + j] = W[p * M + c] if c < M else T(0.0)
@@ -82,11 +93,17 @@ def pack_w(Wp2, W2, K, M, p0, p1):
 @njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_wt(Wtp2, W2, K, M, jr):
     # column panel jr of Wᵀ (M×K), rows [jr·NR, jr·NR + NR) of W → Wtp[jr][p][NR], zero-padded:
-    # B of dx = g·Wᵀ.  (Reading a line of each row at a time, the rows' lines once each,
-    # was 1.1–1.8× slower: its stores, NR apart, stay scalar; dev/products_v10.md 13f)
+    # B of dx = g·Wᵀ.  Blocks of TR rows × 16 columns transposed in registers (tpw; one
+    # element at a time, the pack was 1.2-1.4× slower, dev/products_v18.md 19f)
     Wtp, W = pointer(Wtp2), pointer(W2)
     base = jr * M * NR
-    for p in range(M):
+    done = 0
+    if (jr + 1) * NR <= K:  # a whole panel: no padding
+        done = M // 16 * 16
+        for p0 in range(0, done, 16):
+            for jg in range(0, NR, TR):
+                tpw(Wtp, base + p0 * NR + jg, NR, W, (jr * NR + jg) * M + p0, M)
+    for p in range(done, M):
         for j in range(NR):
             c = jr * NR + j
             Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
@@ -391,8 +408,7 @@ def pack_g(Gp2, g2, Mp, pc, kc, jr):
     for p in range(kc):
         for q in range(0, NR, LINE):
             prefetch(g, (pc + p + 16) * Mp + jr * NR + q)
-        for j in range(NR):
-            Gp[(jr * kc + p) * NR + j] = g[(pc + p) * Mp + jr * NR + j]
+        cpr(Gp, (jr * kc + p) * NR, g, (pc + p) * Mp + jr * NR)
 
 
 @njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)

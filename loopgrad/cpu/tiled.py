@@ -74,7 +74,7 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import epilogue, microkernel, pointer, prefetch
+from loopgrad.cpu.intrinsics import copier, epilogue, microkernel, pointer, prefetch, transposer
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}
@@ -122,6 +122,10 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # the epilogue over a chunk of at most EPI elements (intrinsics.epilogue): z, f's 16
 # partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors
 epi = epilogue("{T}")
+# the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
+cpr, cpm = copier("{T}", NR), copier("{T}", MR)
+TR = min(8, NR)
+tpw = transposer("{T}", TR, 16)
 """
 
 
@@ -143,7 +147,8 @@ def _tile_adds(NR: int, part: str) -> str:
         # dW's first KC block sets its float64 partial, the last writes D = T(C + Ct) to dW
         L = [head.format(args="P64, I, I, P, I") + "def tile_set64(C, co, ldc, Ct, rows):",
              "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
-        L += [f"        C[r + {j}] = np.float64(Ct[t + {j}])" for j in range(NR)]
+        L += [f"        c{j} = np.float64(Ct[t + {j}])" for j in range(NR)]
+        L += [f"        C[r + {j}] = c{j}" for j in range(NR)]
         L += [head.format(args="P, I, I, P64, I, I, P, I")
               + "def tile_fold(D, do, ldd, C, co, ldc, Ct, rows):",
               "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
@@ -161,7 +166,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
-           "dx_block, trusted, w_squares, count_nonfinite, decide")
+           "dx_block, trusted, w_squares, count_nonfinite, decide, cpr")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:

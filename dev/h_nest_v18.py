@@ -1,0 +1,87 @@
+"""The h product's loop nest alone (x packed a KC block at a time, as forward_block), one thread,
+with parts switched off or changed by mode (dev/products_v18.md 19h); KC, MC, JH and DTYPE from the
+environment.  Prints each mode's best time.
+
+    [KC=256] [MC=96] [JH=8] [DTYPE=float32] python dev/h_nest_v18.py NxKxM rounds
+"""
+import sys, time, numpy as np, numba, torch
+from numba import njit
+from loopgrad.cpu import tiled, machine
+from loopgrad.cpu.intrinsics import pointer, prefetch
+from numba.extending import intrinsic
+from numba import types as _t
+from numba.core import cgutils
+from llvmlite import ir as _ir
+@intrinsic
+def prefetch2(typingctx, p, i):
+    def codegen(context, builder, sig, args):
+        i8p, i32 = _ir.IntType(8).as_pointer(), _ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(args[0], [args[1]]), i8p), i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+    return _t.void(p, i), codegen
+numba.set_num_threads(1); torch.set_num_threads(1)
+N, K, M = (int(v) for v in sys.argv[1].split("x")); rounds = int(sys.argv[2])
+DT = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type
+e = machine.entry(); v = tiled.variant(K, M, DT)
+c = tiled.module(v, e.isa)
+MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, DT
+mk, tile_add, pack_a = c.mk, c.tile_add, c.pack_a
+import os
+KC = int(os.environ.get("KC", KC)); MC = int(os.environ.get("MC", MC)); JH = int(os.environ.get("JH", JH))
+Mp = (M + NR - 1) // NR * NR
+LNE = 64 // np.dtype(T).itemsize
+@njit(nogil=True, fastmath={"contract"})
+def prod(mode, g2, x2, Wp2, K, Mp, N, nh, Ap2, Ct2):
+    g, x, Wp, Ap, Ct = pointer(g2), pointer(x2), pointer(Wp2), pointer(Ap2), pointer(Ct2)
+    nb = (N + MC - 1) // MC
+    gh = (nh + JH - 1) // JH
+    for item in range(nb * gh):
+        r0, j0 = item % nb * MC, item // nb * JH
+        rows = min(MC, N - r0); nj = min(JH, nh - j0)
+        nir = (rows + MR - 1) // MR
+        for pc in range(0, K, KC):
+            kc = min(KC, K - pc)
+            if mode == 8:
+                pack_a(Ap, x, K, 0, rows, pc, kc)
+            elif mode != 5:
+                pack_a(Ap, x, K, r0, rows, pc, kc)
+            for jr in range(j0, j0 + nj):
+                bo = ((j0 if mode == 3 else jr) * K + pc) * NR
+                for ir in range(nir):
+                    co = (r0 + ir * MR) * Mp + jr * NR
+                    ao = (0 if mode == 4 else ir) * kc * MR
+                    if mode == 9 and jr + 1 < j0 + nj:
+                        nb_ = (kc * NR + nir - 1) // nir  # the next panel's elements, spread over the ir calls
+                        nxt = ((jr + 1) * K + pc) * NR
+                        for q in range(ir * nb_, min(kc * NR, (ir + 1) * nb_), LNE):
+                            prefetch2(Wp, nxt + q)
+                    if mode == 6:
+                        for i in range(MR):
+                            for q in range(0, NR, LNE):
+                                prefetch(g, co + i * Mp + q)
+                    if mode == 7 and ir + 1 < nir:
+                        for i in range(MR):
+                            for q in range(0, NR, LNE):
+                                prefetch(g, co + MR * Mp + i * Mp + q)
+                    if mode == 2:
+                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
+                    elif pc == 0:
+                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, g, co, Mp)
+                    else:
+                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
+                        tile_add(g, co, Mp, Ct, MR)
+rng = np.random.default_rng(0)
+x = rng.standard_normal(N * K, dtype=T); W = rng.standard_normal(K * M, dtype=T)
+Wp = np.empty(K * Mp, T); c.pack_w(Wp, W, K, M, 0, K)
+g = np.empty((N + MR) * Mp, T); Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T)
+X, Wt = torch.from_numpy(x.reshape(N, K)), torch.from_numpy(W.reshape(K, M))
+names = {0: "nest", 2: "C to Ct only", 3: "one B panel", 4: "one A panel", 5: "no pack of A", 6: "C prefetched", 7: "next C prefetched", 8: "pack from rows 0 (L2)", 9: "next B panel to L2"}
+for m in names: prod(m, g, x, Wp, K, Mp, N, Mp // NR, Ap, Ct)
+ts = {k: [] for k in list(names) + ["mm"]}
+for r in range(rounds):
+    for m in names:
+        t = time.perf_counter(); prod(m, g, x, Wp, K, Mp, N, Mp // NR, Ap, Ct); ts[m].append(time.perf_counter() - t)
+    t = time.perf_counter(); torch.mm(X, Wt); ts["mm"].append(time.perf_counter() - t)
+mm = np.median(ts["mm"])
+print(sys.argv[1], f"KC {KC} MC {MC} JH {JH} mm {min(ts['mm'])*1e3:.2f} ms; min ms:", "; ".join(f"{names[k]} {min(ts[k])*1e3:.2f}" for k in names ))

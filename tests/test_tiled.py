@@ -367,6 +367,43 @@ def test_micro_kernel_writes_its_tile_and_nothing_else(rng, T, MR, NR, VW):
     assert np.isnan(C[~inside]).all() and not np.isnan(C[inside]).any()
 
 
+@pytest.mark.parametrize("T", ["float32", "float64"])
+@pytest.mark.parametrize("R,VW", [(8, 16), (4, 16), (6, 8), (3, 5)])
+def test_pack_intrinsics_copy_and_transpose_exactly_their_block(rng, T, R, VW):
+    # copier: n elements from an odd offset to an odd offset; transposer: an R×VW block of
+    # a row-major matrix (row stride lds) to rows ldo apart; both into NaN-poisoned arrays,
+    # so that an element written outside the block, or one missed, shows
+    from numba import njit, types as nt
+
+    A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
+    I = nt.int64
+    cp, tp = intrinsics.copier(T, VW), intrinsics.transposer(T, R, VW)
+
+    @njit(nt.void(A1, I, A1, I))
+    def copy(dst, do, src, so):
+        cp(intrinsics.pointer(dst), do, intrinsics.pointer(src), so)
+
+    @njit(nt.void(A1, I, I, A1, I, I))
+    def transpose(dst, do, ldo, src, so, lds):
+        tp(intrinsics.pointer(dst), do, ldo, intrinsics.pointer(src), so, lds)
+
+    src = rng.standard_normal(400).astype(T)
+    dst = np.full(100, np.nan, T)
+    copy(dst, 5, src, 3)
+    want = np.full(100, np.nan, T)
+    want[5:5 + VW] = src[3:3 + VW]
+    assert np.array_equal(dst, want, equal_nan=True)
+
+    so, lds, do, ldo = 7, VW + 9, 3, R + 2
+    dst = np.full(do + VW * ldo + R, np.nan, T)
+    transpose(dst, do, ldo, src, so, lds)
+    want = np.full(dst.shape, np.nan, T)
+    for p in range(VW):
+        for i in range(R):
+            want[do + p * ldo + i] = src[so + i * lds + p]
+    assert np.array_equal(dst, want, equal_nan=True)
+
+
 def test_micro_kernel_sums_in_order_exactly():
     # integers: every product and partial sum exact, so the tile is the exact product, and
     # kc = 0 leaves zeros (the sums start from zero)

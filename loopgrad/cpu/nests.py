@@ -40,6 +40,7 @@ epi = epilogue("float32")
 cpr, cpm = copier("float32", NR), copier("float32", MR)
 TR = min(8, NR)
 tpw = transposer("float32", TR, 16)
+TRANSPOSE = True  # pack_wt through tpw: float32 only (tiled._MK)
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
 
@@ -93,12 +94,13 @@ def pack_w(Wp2, W2, K, M, p0, p1):
 @njit(nt.void(A1, R1, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def pack_wt(Wtp2, W2, K, M, jr):
     # column panel jr of Wᵀ (M×K), rows [jr·NR, jr·NR + NR) of W → Wtp[jr][p][NR], zero-padded:
-    # B of dx = g·Wᵀ.  Blocks of TR rows × 16 columns transposed in registers (tpw; one
-    # element at a time, the pack was 1.2-1.4× slower, dev/products_v18.md 19f)
+    # B of dx = g·Wᵀ.  In float32, blocks of TR rows × 16 columns transposed in registers
+    # (tpw; one element at a time, the pack was 1.2-1.4× slower); in float64 the loop
+    # below is 1.1-1.6× faster than tpw from 512² up (dev/products_v18.md 19f)
     Wtp, W = pointer(Wtp2), pointer(W2)
     base = jr * M * NR
     done = 0
-    if (jr + 1) * NR <= K:  # a whole panel: no padding
+    if TRANSPOSE and (jr + 1) * NR <= K:  # a whole panel: no padding
         done = M // 16 * 16
         for p0 in range(0, done, 16):
             for jg in range(0, NR, TR):

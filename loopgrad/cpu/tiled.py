@@ -126,6 +126,7 @@ epi = epilogue("{T}")
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)
 TR = min(8, NR)
 tpw = transposer("{T}", TR, 16)
+TRANSPOSE = {TRANSPOSE}  # pack_wt through tpw (float32; float64's loop is faster)
 """
 
 
@@ -178,7 +179,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          H_ITEMS=H_ITEMS,
                          deps=_deps_digest())
     if part == "common":
-        src += _MK.format(T=T, VW=_lanes(entry, T, NR)) + _tile_adds(NR, part) + _nests("common")
+        src += _MK.format(T=T, VW=_lanes(entry, T, NR), TRANSPOSE=T == "float32") + \
+            _tile_adds(NR, part) + _nests("common")
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "
                 f"for _n in {_SHARED!r}.split(', '))\n")

@@ -1,17 +1,19 @@
 """pack_wt as a loop (old) and by TR×16 transposes (intrinsics.transposer), in one process
 (dev/products_v18.md 19f).
 
-    python dev/pack_wt_v18.py N [TR [VW]]
+    [DTYPE=float64] python dev/pack_wt_v18.py N [TR [VW]]
 """
 import sys, time, numpy as np
 from numba import njit
 from loopgrad.cpu import jit, machine
 from loopgrad.cpu.intrinsics import pointer, transposer
-e = machine.entry(); t = e.tiles["float32"]; NR = t.NR
-T = np.float32; FM = {"contract"}
+import os
+DT = os.environ.get("DTYPE", "float32")  # DTYPE=float64: that tile and dtype
+e = machine.entry(); t = e.tiles[DT]; NR = t.NR
+T = np.dtype(DT).type; FM = {"contract"}
 K = M = int(sys.argv[1]); G = int(sys.argv[2]) if len(sys.argv) > 2 else 8; VW = int(sys.argv[3]) if len(sys.argv) > 3 else 16
 with jit.settings(slp=True, vector_bits=e.vector_bits):
-    tp = transposer("float32", G, VW)
+    tp = transposer(DT, G, VW)
     @njit(nogil=True, fastmath=FM)
     def pack_wt_old(Wtp2, W2, K, M, jr):
         Wtp, W = pointer(Wtp2), pointer(W2)

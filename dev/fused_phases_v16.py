@@ -3,7 +3,10 @@ blocks of MC rows run in an njit driver of this script's, with the pieces switch
 one by one: forward_block without grads (h, z, f), forward_block (h and the epilogue),
 + dx_block, + dw_block, all; and the whole serial kernel (stores not streamed).  Differences give each piece's cost.
 
-    python dev/fused_phases_v16.py N K M [rounds]
+    [REP=244] python dev/fused_phases_v16.py N K M [rounds]
+
+REP=n: the driver runs its N rows n times over (N = 4096, REP = 244: 10⁶ rows' work with
+x, y, dx, dy in L2, dev/products_v18.md 19a); the 'kernel' column stays one call at N.
 
 Under an ISA forced by loopgrad.bench.isa.child_environment it measures that entry.
 """
@@ -12,6 +15,7 @@ from numba import njit
 from loopgrad.cpu import tiled, machine, workspace
 numba.set_num_threads(1)
 N, K, M = (int(v) for v in sys.argv[1:4]); rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+REP = int(__import__("os").environ.get("REP", "1"))
 e = machine.entry(); T = np.float32
 v = tiled.variant(K, M, T)
 c, fu = tiled.module(v, e.isa), tiled.module(v, e.isa, "fused")
@@ -33,7 +37,8 @@ part = np.zeros(K * Mp)
 def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
     Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * Mp, T)
     f = 0.0
-    for r0 in range(0, N, MC):
+    for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
+        r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
         f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
                 False)
@@ -69,5 +74,5 @@ for r in range(rounds):
 med = {k: np.median(v) * 1e3 for k, v in ts.items()}
 print(f"{N}x{K}x{M} ({e.isa}, {v} {MR}x{NR}, MC {MC}), one thread, ms:",
       " ".join(f"{k} {m:.2f}" for k, m in med.items()))
-print(f"  h with f alone {med['h+f']:.2f}, h+epilogue {med['h+epi']:.2f}, dx {med['+dx'] - med['h+epi']:.2f}, dW {med['+dW'] - med['h+epi']:.2f}, "
-      f"rest of the kernel {med['kernel'] - med['all']:.2f}")
+print(f"  h with f alone {med['h+f']:.2f}, h+epilogue {med['h+epi']:.2f}, dx {med['+dx'] - med['h+epi']:.2f}, dW {med['+dW'] - med['h+epi']:.2f}"
+      + (f", rest of the kernel {med['kernel'] - med['all']:.2f}" if REP == 1 else ""))

@@ -31,7 +31,7 @@ x2, W2, y2 = (rng.standard_normal(s, dtype=DT) for s in ((N, K), (K, M), (N, M))
 x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
 dx, dW, dy = (np.empty(a.size, DT) for a in (x, W, y))
 Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
-pack = K > c.PF_K and Mp >= c.PACK_X_M and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
+pack = c.packs_x(K, Mp) and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
 Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
 part = np.empty((K + MR - 1) // MR * MR * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
 KW = int(os.environ.get('KCW', KC))  # KCW=512: dW's blocks of 512 rows (dev/products_v16.md)

@@ -121,6 +121,15 @@ def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
     epi(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream)
 
 
+@njit(nt.boolean(I, I), nogil=True, cache=True)
+def packs_x(K, Mp):
+    # whether the three-pass kernel's h items (and the loss kernel's blocks) pack their rows
+    # of x into micro-panels, a KC block at a time (forward_block's `pack`): rows longer
+    # than the fused kernel's prefetched ones (PF_K) and at least PACK_X_M columns to reuse
+    # each packed element over (dev/products_v9.md 12b, dev/products_v17.md 18a)
+    return K > PF_K and Mp >= PACK_X_M
+
+
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
                  nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
@@ -503,7 +512,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # items, cost 0.25 of a torch.mm at 10⁵×256×256 (x 100 MB written and read again) and
     # 1-2 % more than this at 1024³ and 2048×512×2048, where x is packed 4-8 times
     # (dev/products_v17.md 18a)
-    pack = K > PF_K and Mp >= PACK_X_M
+    pack = packs_x(K, Mp)
     rest = wsT[K * Mp + nwt:]
     ng = (N + MR - 1) // MR * MR * Mp if wg else 0
     g = rest[:ng]  # whole panels of MR rows for dx
@@ -617,13 +626,12 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
 @njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
 def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed where
-    # the grads kernel packs them (rows longer than PF_K, Mp ≥ PACK_X_M: dev/products_v10.md
-    # 13d); forward_block sees the block as rows from 0 of x and y.  The same products as
-    # in place: the same f.
+    # the grads kernel packs them (`packs_x`, dev/products_v10.md 13d); forward_block sees
+    # the block as rows from 0 of x and y.  The same products as in place: the same f.
     h = np.empty(MC * Mp, T)
     return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0,
                          Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
-                         K > PF_K and Mp >= PACK_X_M, False)
+                         packs_x(K, Mp), False)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)

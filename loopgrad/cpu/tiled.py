@@ -167,7 +167,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
-           "dx_block, trusted, w_squares, count_nonfinite, decide, cpr")
+           "dx_block, trusted, w_squares, count_nonfinite, decide, cpr, packs_x")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
@@ -367,12 +367,6 @@ def streams_rows(variant: str, isa: str | None = None) -> bool:
     return t.NR * np.dtype(variant.split("-")[0]).itemsize % 64 == 0
 
 
-def packs_x(K: int, Mp: int) -> bool:
-    """Whether the three-pass kernel's h items (and the loss kernel's blocks) pack their rows
-    of x into micro-panels, a KC block at a time (forward_block's `pack`)."""
-    return K > PF_K and Mp >= PACK_X_M
-
-
 def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
     """The entry's tile for K, M and dtype: "float32", "float64", or "<dtype>-narrow" where
     the entry has one and K or M fits its columns."""
@@ -385,7 +379,7 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 # x is packed for the three-pass h product where its rows are longer than the fused
 # kernel's prefetched ones (PF_K) and there are at least PACK_X_M columns to reuse each
 # packed element over (dev/products_v9.md 12b); each h item packs its own rows, a KC block
-# at a time (dev/products_v17.md 18a)
+# at a time (dev/products_v17.md 18a): the generated `packs_x`
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)

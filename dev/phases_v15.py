@@ -34,6 +34,8 @@ Mp = (M + NR - 1) // NR * NR; Kp = (K + NR - 1) // NR * NR
 pack = c.packs_x(K, Mp) and not os.environ.get('NOPACKX')  # NOPACKX=1: x read in place
 Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
 part = np.empty((K + MR - 1) // MR * MR * Mp); g = np.empty((N + MR - 1) // MR * MR * Mp, T)
+Np = (N + MR - 1) // MR * MR
+ldg, pstr = (NR, Np * NR) if t3.G_PANELS else (Mp, NR)  # g's layout, as the driver's (dev/products_v19.md 20a)
 KW = int(os.environ.get('KCW', KC))  # KCW=512: dW's blocks of 512 rows (dev/products_v16.md)
 nbc = min(c.DWB * KC // KW, (N + KW - 1) // KW); xpb = (K + MR - 1) // MR * MR * KW
 Gp, Xp = np.empty(nbc * KW * Mp, T), np.empty(nbc * xpb, T)
@@ -49,7 +51,7 @@ def phases():
     Ap, Ct = np.empty(MC * KC, T), np.empty(MR * NR, T)
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
-        f += c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
+        f += c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0,
                              min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
     t.append(time.perf_counter())
     if AGAIN:  # the h items once more, straight after (their data warm)
@@ -69,13 +71,13 @@ def phases():
         t.append(time.perf_counter())
         for item in range(nb * gh):
             r0, j0 = item % nb * MC, item // nb * JH
-            c.forward_block(g[r0 * Mp:], dy, x, Wp, y, 0.0, K, M, Mp, r0, min(MC, N - r0), j0,
+            c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0,
                             min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
         t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
     for item in range(nb * gx):
         r0, j0 = item % nb * MC, item // nb * JX
-        t3.dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap, False)
+        t3.dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap, False)
     t.append(time.perf_counter())
     nk = (K + MC - 1) // MC; njb = (Mp // NR + c.JB - 1) // c.JB
     tp = ti = 0.0
@@ -85,7 +87,8 @@ def phases():
         for tt in range(nbk * (Mp // NR + nk)):
             b, u = tt // (Mp // NR + nk), tt % (Mp // NR + nk)
             pc = c0 + b * KW; kc = min(KW, N - pc)
-            if u < Mp // NR: t3.pack_g(Gp[b * KW * Mp:], g, Mp, pc, kc, u)
+            if u < Mp // NR:
+                if not t3.G_PANELS: t3.pack_g(Gp[b * KW * Mp:], g, Mp, pc, kc, u)
             else:
                 k0 = (u - Mp // NR) * MC; t3.pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
         s2 = time.perf_counter(); tp += s2 - s
@@ -96,7 +99,8 @@ def phases():
                 block = (c.ONLY if last else c.FIRST) if pc == 0 else (c.LAST if last else c.MIDDLE)
                 if DWONLY:  # every block as ONLY: no float64 tile, whole tiles straight into dW
                     block = c.ONLY
-                t3.dw_item(part, dW, Xp[b * xpb:], Gp[b * KW * Mp:], M, Mp, kc, kb * MC,
+                G, gs = (g[pc * NR:], Np * NR) if t3.G_PANELS else (Gp[b * KW * Mp:], kc * NR)
+                t3.dw_item(part, dW, Xp[b * xpb:], G, gs, M, Mp, kc, kb * MC,
                            min(MC, K - kb * MC), jb * c.JB, min(c.JB, Mp // NR - jb * c.JB), block, Ct)
         ti += time.perf_counter() - s2
     t.append(t[-1] + tp); t.append(t[-1] + ti)

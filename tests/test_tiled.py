@@ -474,6 +474,47 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                                       equal_nan=True), case
 
 
+@pytest.mark.parametrize("T", ["float32", "float64"])
+@pytest.mark.parametrize("piece", [16, 32])
+def test_epilogue_in_pieces_is_the_epilogue_of_those_elements(rng, T, piece):
+    # epilogue(T, piece): g's element j at (j // piece)·pstr + j % piece (the three-pass
+    # kernel's g by column panels) gives the whole-row epilogue's f, dy and g bit for bit
+    # (that one is checked against the scalar source above); nothing lands between pieces
+    from numba import njit
+
+    whole, pieced = intrinsics.epilogue(T), intrinsics.epilogue(T, piece)
+
+    @njit
+    def run(g, gp, pstr, y, dy, dyp, m, a0, want, f, fp):
+        p = intrinsics.pointer
+        whole(p(g), 0, p(y), 3, p(dy), 0, m, a0, want, p(f), False)
+        pieced(p(gp), 0, pstr, p(y), 3, p(dyp), 0, m, a0, want, p(fp), False)
+
+    pstr = piece + 24
+    for m in (0, 5, 16, 29, 37, 61, 100, 512):  # tails past a piece's first 8 too
+        j = np.arange(m)
+        at = j // piece * pstr + j % piece
+        g0 = rng.standard_normal(m).astype(T)
+        g0[1:4] = 0.0
+        g0[j == 5] = np.nan  # one lane of f NaN, the others compared
+        y = rng.standard_normal(m + 3).astype(T)
+        f0 = rng.standard_normal(17)
+        for a0 in (0.0, 0.3, 0.5, 1.0):
+            for want in (False, True):
+                g, f, fp = g0.copy(), f0.copy(), f0.copy()
+                gp = np.full(m // piece * pstr + pstr, np.nan, T)
+                gp[at] = g0
+                dy, dyp = np.full(m, np.nan, T), np.full(m, np.nan, T)
+                run(g, gp, pstr, y, dy, dyp, m, a0, want, f, fp)
+                case = (m, a0, want)
+                assert np.array_equal(fp, f, equal_nan=True), case
+                assert np.array_equal(dyp, dy, equal_nan=True), case
+                assert np.array_equal(gp[at], g, equal_nan=True), case
+                between = np.ones(gp.size, bool)
+                between[at] = False
+                assert np.isnan(gp[between]).all(), case
+
+
 def test_micro_kernel_needs_lanes_that_divide_its_columns():
     with pytest.raises(ValueError, match="VW must divide NR, got NR = 12, VW = 8"):
         intrinsics.microkernel("float32", 4, 12, 8)

@@ -69,6 +69,10 @@ epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream): the tiled kerne
     which gives the same bits (see element32) in about half the vector operations: the
     epilogue's grads 5.3 → 3.3 ms a thread at 10⁶×16×16, 10.6 → 4.5 as AVX2
     (dev/products_v16.md 17h).
+    epilogue(T, piece)(g, gb, pstr, y, ...): the same with g in pieces of `piece` elements
+    (a power of two), `pstr` apart: h = g[gb + (j // piece)·pstr + j % piece], and g's
+    stores there (the three-pass kernel's g by column panels, nests.py).  A vector step's
+    16 elements must lie together: piece a multiple of 16, or pstr = piece (g whole).
 """
 
 import functools
@@ -251,14 +255,17 @@ def _store_streamed(builder, value, ptr):
 
 
 @functools.lru_cache(maxsize=None)
-def epilogue(T: str):
-    """The epilogue intrinsic for dtype name T (see the module's doc)."""
+def epilogue(T: str, piece: int = 0):
+    """The epilogue intrinsic for dtype name T, g whole or in pieces (see the module's doc)."""
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     P, PD, I = types.CPointer(nbt), types.CPointer(types.float64), types.int64
     lanes = 16
 
     def codegen(context, builder, sig, args):
-        g, gb, y, yb, dy, db, m, a0, want, f, stream = args
+        if piece:
+            g, gb, pstr, y, yb, dy, db, m, a0, want, f, stream = args
+        else:
+            g, gb, y, yb, dy, db, m, a0, want, f, stream = args
         et, d, i64, i32 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
         vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
@@ -309,6 +316,13 @@ def epilogue(T: str):
             p = builder.gep(ptr, [builder.add(base, j)])
             return builder.bitcast(p, vt.as_pointer()) if vec else p
 
+        def at_g(j, vec):
+            # g's element j: gb + j whole, gb + (j // piece)·pstr + j % piece in pieces
+            if piece:
+                j = builder.add(builder.mul(builder.lshr(j, i64(piece.bit_length() - 1)), pstr),
+                                builder.and_(j, i64(piece - 1)))
+            return at(g, gb, j, vec)
+
         size = nbt.bitwidth // 8
         fv = builder.bitcast(f, dt.as_pointer())
         acc = cgutils.alloca_once_value(builder, builder.load(fv, align=8))
@@ -322,7 +336,7 @@ def epilogue(T: str):
                            builder.fcmp_ordered("==", a0, d(1.0))) if et != d else None
         with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
             j = builder.mul(loop.index, i64(lanes))
-            hv = builder.load(at(g, gb, j, True), align=size)
+            hv = builder.load(at_g(j, True), align=size)
             yv = builder.load(at(y, yb, j, True), align=size)
             if fast is None:
                 zz, dyv, gv = element(hv, yv, True)
@@ -345,23 +359,29 @@ def epilogue(T: str):
                         _store_streamed(builder, dyv, at(dy, db, j, True))
                     with cached:
                         builder.store(dyv, at(dy, db, j, True), align=size)
-                builder.store(gv, at(g, gb, j, True), align=size)
+                builder.store(gv, at_g(j, True), align=size)
         builder.store(builder.load(acc), fv, align=8)
         tail = builder.gep(f, [i64(lanes)])
         with cgutils.for_range(builder, builder.sub(m, m16)) as loop:
             j = builder.add(m16, loop.index)
-            zz, dyv, gv = element(builder.load(at(g, gb, j, False)),
+            zz, dyv, gv = element(builder.load(at_g(j, False)),
                                   builder.load(at(y, yb, j, False)), False)
             builder.store(builder.fadd(builder.load(tail), zz), tail)
             with builder.if_then(want):
                 builder.store(dyv, at(dy, db, j, False))
-                builder.store(gv, at(g, gb, j, False))
+                builder.store(gv, at_g(j, False))
         return context.get_dummy_value()
 
-    @intrinsic
-    def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
-        return types.void(P, I, P, I, P, I, I, types.float64, types.boolean, PD,
-                          types.boolean), codegen
+    assert piece & (piece - 1) == 0, "piece: a power of two"
+    rest = (P, I, P, I, I, types.float64, types.boolean, PD, types.boolean)
+    if piece:
+        @intrinsic
+        def epi(typingctx, g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream):
+            return types.void(P, I, I, *rest), codegen
+    else:
+        @intrinsic
+        def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
+            return types.void(P, I, *rest), codegen
     return epi
 
 

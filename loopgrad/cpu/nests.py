@@ -33,10 +33,11 @@ PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
 DX_ITEMS, DX_COLS = 16, 128
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
+G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
-epi = epilogue("float32")
+epi = epilogue("float32", NR)
 cpr, cpm = copier("float32", NR), copier("float32", MR)
 TR = min(8, NR)
 tpw = transposer("float32", TR, 16)
@@ -111,14 +112,15 @@ def pack_wt(Wtp2, W2, K, M, jr):
             Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
 
 
-@njit(nt.void(P, I, P, I, P, I, I, nt.float64, nt.boolean, P64, nt.boolean), nogil=True,
+@njit(nt.void(P, I, I, P, I, P, I, I, nt.float64, nt.boolean, P64, nt.boolean), nogil=True,
       cache=True)
-def epilogue_chunk(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
+def epilogue_chunk(g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream):
     # one chunk of forward_block's epilogue (intrinsics.epilogue), in a function of its own
     # without fast-math flags: under forward_block's `contract`, Numba flags every float
     # operation, and LLVM fused z² into its partial sum (an FMA), which f's order does not
     # have (f 1 ulp off the ordered loops)
-    epi(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream)
+    # (g's element j at gb + (j // NR)·pstr + j % NR: pstr = NR where g is whole rows)
+    epi(g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream)
 
 
 @njit(nt.boolean(I, I), nogil=True, cache=True)
@@ -130,12 +132,14 @@ def packs_x(K, Mp):
     return K > PF_K and Mp >= PACK_X_M
 
 
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, A1, A1, nt.boolean, I,
-                 nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
-def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2, want_grads,
-                  dshift, pack, stream):
+@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, A1, A1, nt.boolean,
+                 I, nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
+def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2,
+                  want_grads, dshift, pack, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
-    # stride Mp, whole panels of MR rows), then the epilogue: returns f = Σ z² over those
+    # whole panels of MR rows; element (n, m) at n·ldg + (m // NR)·pstr + m % NR: rows of
+    # Mp (ldg = Mp, pstr = NR), or by column panels (ldg = NR, pstr = the panel's size:
+    # the three-pass kernel, `g_panels`)), then the epilogue: returns f = Σ z² over those
     # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
     # f has the same bits), and g over h in place (g's columns past M hold junk that
@@ -157,8 +161,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
         for jr in range(j0, j0 + nj):
             bo = (jr * K + pc) * NR
             for ir in range(nir):
-                co = ir * MR * Mp + jr * NR
-                C, c0, ldc = (g, co, Mp) if pc == 0 else (Ct, 0, NR)
+                co = ir * MR * ldg + jr * pstr
+                C, c0, ldc = (g, co, ldg) if pc == 0 else (Ct, 0, NR)
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
                     mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
@@ -168,7 +172,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
                             prefetch(x, ahead + q)
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
-                    tile_add(g, co, Mp, Ct, MR)
+                    tile_add(g, co, ldg, Ct, MR)
     # the epilogue runs along rows, or along the whole block where g has no padding and
     # the columns are all of them: a short row (M = 16) is shorter than one vectorized
     # step.  In chunks of EPI elements (intrinsics.epilogue): z, dy, g, and z² into 16
@@ -177,16 +181,19 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, r0, rows, j0, nj, Ap2, Ct2
     # sums (the intrinsic's IR has none): f's bits follow from this order, which
     # loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
     c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
-    flat = Mp == M and c0 == 0 and c1 == M
+    # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
+    # steps inside them; each chunk starts a panel.  Lane j mod 16 of a row's elements is
+    # the same either way, and so are f's bits)
+    flat = Mp == M and c0 == 0 and c1 == M and pstr == NR
     fs2 = np.zeros(17)
     fs = pointer(fs2)
     for n in range(1 if flat else rows):
-        gb = n * Mp + c0
+        gb = n * ldg + j0 * pstr
         yb = (r0 + n) * M + c0
         length = rows * M if flat else c1 - c0
         for c in range(0, length, EPI):
-            epilogue_chunk(g, gb + c, y, yb + c, dy, yb - dshift + c, min(EPI, length - c),
-                           a0, want_grads, fs, stream)
+            epilogue_chunk(g, gb + c // NR * pstr, pstr, y, yb + c, dy, yb - dshift + c,
+                           min(EPI, length - c), a0, want_grads, fs, stream)
     f = ((((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7])))
          + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))) \
         + fs[16]
@@ -343,8 +350,8 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, r0, rows, 0,
-                               Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
+            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, Mp, NR, r0,
+                               rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
                                stream and wdy)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, stream)
@@ -381,18 +388,43 @@ def shares(N, ncols, G, nthr):
     return own
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, A1, nt.boolean), nogil=True, cache=True,
+@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
+def pack_gp(Ap, g, pstr, nrows, c0, kc):
+    # columns [c0, c0+kc) of rows [0, nrows) of g by column panels (element (n, m) at
+    # n·NR + (m // NR)·pstr + m % NR, c0 a panel's first column) → MR-row micro-panels,
+    # zero-padded: A of dx.  A panel's MR rows lie together, an MR×NR block: in float32
+    # with MR = TR, its TR×16 blocks transposed in registers (tpw), else a loop
+    for ir in range((nrows + MR - 1) // MR):
+        base = ir * kc * MR
+        for q in range(0, kc, NR):
+            src = ir * MR * NR + (c0 + q) // NR * pstr
+            w = min(NR, kc - q)
+            if TRANSPOSE and MR == TR and w == NR and (ir + 1) * MR <= nrows:
+                for p0 in range(0, NR, 16):
+                    tpw(Ap, base + (q + p0) * MR, MR, g, src + p0, NR)
+            else:
+                for p in range(w):
+                    for i in range(MR):
+                        Ap[base + (q + p) * MR + i] = g[src + i * NR + p] \
+                            if ir * MR + i < nrows else T(0.0)
+
+
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, A1, A1, nt.boolean), nogil=True, cache=True,
       fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, Ap2, stream):
+def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, stream):
     # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
     # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
-    # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  The
-    # same products in the same order: the same bits as dx_block.
+    # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  g's
+    # layout as forward_block's (ldg, pstr): whole rows, or by column panels (ldg = NR).
+    # The same products in the same order: the same bits as dx_block.
     dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
     nir = (rows + MR - 1) // MR
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)
-        pack_a(Ap, g, Mp, 0, rows, pc, kc)
+        if ldg == NR:
+            pack_gp(Ap, g, pstr, rows, pc, kc)
+        else:
+            pack_a(Ap, g, ldg, 0, rows, pc, kc)
         for jr in range(j0, j0 + nj):
             ncol = min(NR, K - jr * NR)
             bo = (jr * M + pc) * NR
@@ -429,10 +461,13 @@ def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
     pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
 
 
-@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
+@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, I, A1), nogil=True, cache=True,
+      fastmath=_FM)
+def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
     # one KC block of dW = xᵀ·g (both operands packed: rows of x and g lie 4 KiB or more
-    # apart) for rows [k0, k0+krows) and column panels [jr0, jr0+njr) of dW, the tile
+    # apart; g's panel jr at Gp[jr·gstr:], its kc rows NR elements apart: pack_g's, or
+    # g itself where it lies by column panels) for rows [k0, k0+krows) and column panels
+    # [jr0, jr0+njr) of dW, the tile
     # of Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] summed in float64 into part; `block` says which:
     # FIRST sets part, MIDDLE adds, LAST writes dW = T(part + tile), ONLY dW = tile
     # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a).
@@ -458,9 +493,9 @@ def dw_item(part2, dW2, Xp2, Gp2, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
                     for q in range(0, NR, LINE):
                         prefetch(dW, d + i * M + q)
             if block == ONLY and rows == MR and cols == NR:  # straight into dW
-                mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, dW, d, M)
+                mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * gstr, NR, dW, d, M)
                 continue
-            mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * kc * NR, NR, Ct, 0, NR)
+            mk(kc, Xp, (k0 + ir * MR) * kc, MR, 1, Gp, jr * gstr, NR, Ct, 0, NR)
             if block == FIRST:
                 tile_set64(part, o, NR, Ct, rows)
             elif block == MIDDLE:
@@ -514,8 +549,14 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # (dev/products_v17.md 18a)
     pack = packs_x(K, Mp)
     rest = wsT[K * Mp + nwt:]
-    ng = (N + MR - 1) // MR * MR * Mp if wg else 0
-    g = rest[:ng]  # whole panels of MR rows for dx
+    Np = (N + MR - 1) // MR * MR  # whole panels of MR rows for dx
+    ng = Np * Mp if wg else 0
+    g = rest[:ng]
+    # g by column panels (G_PANELS): element (n, m) at (m // NR)·Np·NR + n·NR + m % NR, so
+    # that a tile of h is MR·NR elements together, dx packs its rows from them, and dW
+    # reads g's panels in place with no pack of its own (whole rows: Mp·size bytes apart,
+    # 4 KiB at M = 1024, their tiles' rows in a few L1 sets; dev/products_v19.md 20a)
+    ldg, pstr = (NR, Np * NR) if G_PANELS else (Mp, NR)
     # h and its epilogue, then dx, by items of MC rows × JH column panels, enough to keep
     # every thread busy.  Items run column group by column group: a thread's next item
     # reuses the W panels in its core's L2 (row block by row block, each item fetched its
@@ -538,10 +579,11 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 continue
             r0, j0 = item % nb * MC, item // nb * jh
             # without dx and dW, h lives in the item's own block; without dy, dy in a sink
-            gi = g[r0 * Mp:] if wg else np.empty(MC * Mp, T)
+            gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
             slot = item % nb * gh + item // nb  # f's partial in row-major order
             fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
-                                     M, Mp, r0, min(MC, N - r0), j0, min(jh, nh - j0),
+                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, r0,
+                                     min(MC, N - r0), j0, min(jh, nh - j0),
                                      np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                      0 if wdy else r0 * M, pack, stream and wdy)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
@@ -562,11 +604,11 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
             for item in range(nb * gx):
                 if own[item] == w:
                     r0, j0 = item % nb * MC, item // nb * JX
-                    dx_packed(dx, g[r0 * Mp:], Wtp, K, M, Mp, r0, min(MC, N - r0), j0,
-                              min(JX, nx - j0), np.empty(MR * NR, T), np.empty(MC * KC, T),
-                              stream)
-    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels and xᵀ
-    # by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
+                    dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0),
+                              j0, min(JX, nx - j0), np.empty(MR * NR, T),
+                              np.empty(MC * KC, T), stream)
+    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels (where
+    # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
     # items, each summing the chunk's blocks in turn into its part of the float64 partial,
     # which stays in its core's L2 (block by block for all items, the partial came from
     # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
@@ -579,8 +621,9 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         dW[:] = 0.0
     nbc = min(DWB, (N + KC - 1) // KC)
     xpb = (K + MR - 1) // MR * MR * KC  # one block's xᵀ panels
-    Gp = rest[ng:][:nbc * KC * Mp]
-    Xp = rest[ng + nbc * KC * Mp:][:nbc * xpb]
+    ngp = 0 if G_PANELS else nbc * KC * Mp  # pack_g's blocks, where g is whole rows
+    Gp = rest[ng:][:ngp]
+    Xp = rest[ng + ngp:][:nbc * xpb]
     if wdw:
         ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KC):
@@ -590,7 +633,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 pc = c0 + b * KC
                 kc = min(KC, N - pc)
                 if u < Mp // NR:
-                    pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
+                    if not G_PANELS:
+                        pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
                 else:
                     k0 = (u - Mp // NR) * MC
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
@@ -606,7 +650,9 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                         last = pc + kc == N
                         block = (ONLY if last else FIRST) if pc == 0 else \
                             (LAST if last else MIDDLE)
-                        dw_item(part, dW, Xp[b * xpb:], Gp[b * KC * Mp:], M, Mp, kc, kb * MC,
+                        # B: g's panels in place (G_PANELS), else pack_g's
+                        G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KC * Mp:], kc * NR)
+                        dw_item(part, dW, Xp[b * xpb:], G, gs, M, Mp, kc, kb * MC,
                                 min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
                                 Ct)
     f = 0.0
@@ -629,8 +675,8 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     # the grads kernel packs them (`packs_x`, dev/products_v10.md 13d); forward_block sees
     # the block as rows from 0 of x and y.  The same products as in place: the same f.
     h = np.empty(MC * Mp, T)
-    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, 0, rows, 0,
-                         Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
+    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, Mp, NR, 0, rows,
+                         0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
                          packs_x(K, Mp), False)
 
 

@@ -6,8 +6,9 @@ Fused (`grads_fused`, K·Mp ≤ 32768): one pass over chunks of rows; per block 
     h = x·W → epilogue: z, f, dy, g (g: the block's rows only)
     dx = g·Wᵀ,  dW += xᵀ·g into the chunk's float64 partial (small: it stays in cache)
 Three passes (`grads`, wider): h and the epilogue, then dx, by items of MC rows × JH
-    column panels, with g kept whole (one N×Mp buffer); then dW = xᵀ·g one block of
-    KC rows at a time, g's and xᵀ's blocks packed once for all threads.
+    column panels, with g kept whole (one N×Mp buffer, by column panels of NR where
+    `g_panels`); then dW = xᵀ·g one block of KC rows at a time, xᵀ's blocks (and g's,
+    where g is in rows) packed once for all threads.
 
 Each product is BLIS's loop nest around a micro-kernel that keeps an MR×NR tile
 of C in MR·NR scalar accumulators over up to KC steps; MR, NR, MC, KC and the
@@ -99,6 +100,8 @@ H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 DX_COLS = 128  # ...unless that leaves them fewer columns than this
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
+# the three-pass kernel's g by column panels of NR (tiled.g_panels), else whole rows
+G_PANELS = {G_PANELS}
 EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 # contract: FMA where a product meets a sum (the micro-kernel's are written as
 # llvm.fmuladd, intrinsics.microkernel).  Not reassoc: sums keep their order (on the
@@ -120,8 +123,9 @@ mk = microkernel("{T}", MR, NR, {VW})
 # the same with one more argument: store the tile past the caches (dx, where it is streamed)
 mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # the epilogue over a chunk of at most EPI elements (intrinsics.epilogue): z, f's 16
-# partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors
-epi = epilogue("{T}")
+# partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors; g whole
+# rows, or by NR-column panels (its `pstr` argument)
+epi = epilogue("{T}", NR)
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)
 TR = min(8, NR)
@@ -167,7 +171,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
-           "dx_block, trusted, w_squares, count_nonfinite, decide, cpr, packs_x")
+           "dx_block, trusted, w_squares, count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
@@ -176,7 +180,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
-                         H_ITEMS=H_ITEMS,
+                         H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR), TRANSPOSE=T == "float32") + \
@@ -356,7 +360,8 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     n64 = -(-K // t.MR) * t.MR * Mp if want & WANT_DW else 0  # by whole tiles (dw_item)
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
     nbc = min(DWB, -(-N // t.KC))  # KC blocks per dW chunk (the driver's nbc)
-    dw = nbc * (t.KC * Mp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
+    gp = 0 if g_panels(t.NR) else t.KC * Mp  # pack_g's block of g
+    dw = nbc * (gp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
     return n64, K * Mp + wt + g + dw
 
 
@@ -394,6 +399,15 @@ H_COLS = 256
 # (dev/products_v15.md).  A function of the shape alone, as f's bits must be.
 H_ITEMS = 6
 EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
+# The three-pass kernel keeps g by column panels of NR where the epilogue's 16-element
+# vector steps lie inside a panel (NR a multiple of 16), else in whole rows; see the
+# generated driver (nests.py) and dev/products_v19.md 20a
+PANELS = True
+
+
+def g_panels(NR: int) -> bool:
+    """Whether the three-pass kernel keeps g by column panels for a tile of NR columns."""
+    return PANELS and NR % 16 == 0
 
 
 def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:

@@ -40,7 +40,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, Mp, NR, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
+        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, Mp, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
                 False)
         if wdx:
             dxb(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, False)

@@ -25,7 +25,7 @@ rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 DT = np.dtype(os.environ.get("DTYPE", "float32")).type  # DTYPE=float64: that dtype's tile
 e = machine.entry(); variant = tiled.variant(K, M, DT)
 c = tiled.module(variant, e.isa); t3 = tiled.module(variant, e.isa, "three")
-MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, DT
+MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC3, c.JH, DT  # KC: the three-pass kernel's
 rng = np.random.default_rng(0)
 x2, W2, y2 = (rng.standard_normal(s, dtype=DT) for s in ((N, K), (K, M), (N, M)))
 x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
@@ -51,7 +51,7 @@ def phases():
     Ap, Ct = np.empty(MC * KC, T), np.empty(MR * NR, T)
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
-        f += c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0,
+        f += c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, KC, r0, min(MC, N - r0), j0,
                              min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
     t.append(time.perf_counter())
     if AGAIN:  # the h items once more, straight after (their data warm)
@@ -71,7 +71,7 @@ def phases():
         t.append(time.perf_counter())
         for item in range(nb * gh):
             r0, j0 = item % nb * MC, item // nb * JH
-            c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0,
+            c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, KC, r0, min(MC, N - r0), j0,
                             min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
         t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX

@@ -24,12 +24,19 @@ ENV = "LOOPGRAD_CPU_ISA"
 
 @dataclass(frozen=True)
 class Tile:
-    """A register tile and its blocking: C is MR×NR, over KC steps, in blocks of MC rows."""
+    """A register tile and its blocking: C is MR×NR, over KC steps, in blocks of MC rows;
+    the three-pass kernel's products over KC3 steps where that is set (≤ KC)."""
 
     MR: int
     NR: int
     MC: int
     KC: int
+    KC3: int = 0
+
+    @property
+    def kc3(self) -> int:
+        """The three-pass kernel's KC: KC3, or KC where it is not set."""
+        return self.KC3 or self.KC
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ TABLE = {
     "avx512": Entry(
         "avx512", 512, 32,
         {"float32": Tile(8, 32, 96, 256), "float32-narrow": Tile(16, 16, 96, 256),
-         "float64": Tile(6, 32, 96, 256), "float64-narrow": Tile(8, 16, 96, 256)},
+         "float64": Tile(6, 32, 96, 256, 128), "float64-narrow": Tile(8, 16, 96, 256)},
         "16 zmm accumulators of 32 registers; measured on Emerald Rapids, micro-kernel in "
         "L1 (dev/machines_v8.md 8d): float32 8×32 173, 16×16 158, 12×32 94 GFLOP/s a core "
         "(12×32, BLIS skx's 32×12 transposed, spills there); float64 8×16 73, 12×16 45. "
@@ -55,7 +62,10 @@ TABLE = {
         "6×32 (24 accumulators, 10 loads a step for 24 FMAs against 8×16's 10 for 16), 8×16 "
         "where K or M ≤ 16: on the rocketlake guest, 2 threads, 1024³ 53–57 → 46–54 ms, "
         "2048×512×2048 106–108 → 88–89, 10⁵×256×256 356–367 → 295–335; 2–12 % slower where "
-        "M pads to 64 (10⁵×24×40 8.5 → 9.3–9.6; dev/products_v17.md 18g)"),
+        "M pads to 64 (10⁵×24×40 8.5 → 9.3–9.6; dev/products_v17.md 18g).  Its B panel of "
+        "KC 256 steps is 64 KiB, past a 48 KiB L1: the three-pass kernel runs it over KC3 "
+        "128 (2.5–8 % faster at 512³–2048×512×2048; the fused kernel stays at 256, where "
+        "its dx streams only with kc = M; dev/products_v19.md 20e)"),
     "avx2": Entry(
         "avx2", 256, 16,
         {"float32": Tile(6, 16, 144, 256), "float64": Tile(6, 8, 72, 256)},

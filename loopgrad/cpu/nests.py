@@ -27,6 +27,7 @@ I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
 A1, R1, A64 = nt.Array(nt.float32, 1, "C"), nt.Array(nt.float32, 1, "C", readonly=True), \
     nt.Array(nt.float64, 1, "C")
 MR, NR, MC, KC = 8, 32, 96, 256
+KC3 = 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
@@ -132,10 +133,10 @@ def packs_x(K, Mp):
     return K > PF_K and Mp >= PACK_X_M
 
 
-@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, A1, A1, nt.boolean,
-                 I, nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
-def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2,
-                  want_grads, dshift, pack, stream):
+@njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
+                 nt.boolean, I, nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
+def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, j0, nj, Ap2,
+                  Ct2, want_grads, dshift, pack, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # whole panels of MR rows; element (n, m) at n·ldg + (m // NR)·pstr + m % NR: rows of
     # Mp (ldg = Mp, pstr = NR), or by column panels (ldg = NR, pstr = the panel's size:
@@ -144,7 +145,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, r0, rows, j0, n
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
     # f has the same bits), and g over h in place (g's columns past M hold junk that
     # nothing reads as g).  pack: the block's rows of x packed into Ap's micro-panels
-    # for each KC block of K (BLIS's packed A; `packs_x`), else read in place.  stream:
+    # for each block of kcb ≤ KC steps of K (BLIS's packed A; `packs_x`: KC, or the
+    # three-pass kernel's KC3), else read in place.  stream:
     # dy's stores past the caches (a large call, loopgrad.cpu.streams; epilogue's chunks
     # that start on a cache line)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
@@ -154,8 +156,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, r0, rows, j0, n
     # give rows of the tile that are never stored) unless it would read past the end of
     # x; the rest are packed, all of them where `pack`
     full = 0 if pack else (nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR)
-    for pc in range(0, K, KC):
-        kc = min(KC, K - pc)
+    for pc in range(0, K, kcb):
+        kc = min(kcb, K - pc)
         if full < nir:
             pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
         for jr in range(j0, j0 + nj):
@@ -350,7 +352,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, Mp, NR, r0,
+            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, Mp, NR, KC, r0,
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
                                stream and wdy)
             if wdx:
@@ -412,15 +414,15 @@ def pack_gp(Ap, g, pstr, nrows, c0, kc):
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, A1, A1, nt.boolean), nogil=True, cache=True,
       fastmath=_FM)
 def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, stream):
-    # dx_block with g's rows packed: each KC block of the block's rows of g into Ap's
+    # dx_block with g's rows packed: each KC3 block of the block's rows of g into Ap's
     # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
     # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  g's
     # layout as forward_block's (ldg, pstr): whole rows, or by column panels (ldg = NR).
     # The same products in the same order: the same bits as dx_block.
     dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
     nir = (rows + MR - 1) // MR
-    for pc in range(0, M, KC):
-        kc = min(KC, M - pc)
+    for pc in range(0, M, KC3):
+        kc = min(KC3, M - pc)
         if ldg == NR:
             pack_gp(Ap, g, pstr, rows, pc, kc)
         else:
@@ -511,7 +513,8 @@ def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, C
 
 # The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
 def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, want):
-    # three passes for wide K·M: blocks of MC rows (h, epilogue, dx) with g kept
+    # three passes for wide K·M, their sums in blocks of KC3 steps (machine.Tile.kc3):
+    # blocks of MC rows (h, epilogue, dx) with g kept
     # whole, then dW = xᵀ·g block by block; the gradients not wanted are not computed,
     # and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
     # that share each pass's items (`shares`; Numba's get_num_threads in here would keep
@@ -582,7 +585,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
             gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
             slot = item % nb * gh + item // nb  # f's partial in row-major order
             fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
-                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, r0,
+                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, KC3, r0,
                                      min(MC, N - r0), j0, min(jh, nh - j0),
                                      np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                      0 if wdy else r0 * M, pack, stream and wdy)
@@ -607,7 +610,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                     dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0),
                               j0, min(JX, nx - j0), np.empty(MR * NR, T),
                               np.empty(MC * KC, T), stream)
-    # dW = xᵀ·g by chunks of DWB blocks of KC rows: the chunk's g by column panels (where
+    # dW = xᵀ·g by chunks of DWB blocks of KC3 rows: the chunk's g by column panels (where
     # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
     # items, each summing the chunk's blocks in turn into its part of the float64 partial,
     # which stays in its core's L2 (block by block for all items, the partial came from
@@ -619,22 +622,22 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     njb = (nh + jw - 1) // jw
     if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
-    nbc = min(DWB, (N + KC - 1) // KC)
-    xpb = (K + MR - 1) // MR * MR * KC  # one block's xᵀ panels
-    ngp = 0 if G_PANELS else nbc * KC * Mp  # pack_g's blocks, where g is whole rows
+    nbc = min(DWB, (N + KC3 - 1) // KC3)
+    xpb = (K + MR - 1) // MR * MR * KC3  # one block's xᵀ panels
+    ngp = 0 if G_PANELS else nbc * KC3 * Mp  # pack_g's blocks, where g is whole rows
     Gp = rest[ng:][:ngp]
     Xp = rest[ng + ngp:][:nbc * xpb]
     if wdw:
         ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
-        for c0 in range(0, N, DWB * KC):
-            nbk = min(DWB, (N - c0 + KC - 1) // KC)
+        for c0 in range(0, N, DWB * KC3):
+            nbk = min(DWB, (N - c0 + KC3 - 1) // KC3)
             for t in prange(nbk * (Mp // NR + nk)):
                 b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
-                pc = c0 + b * KC
-                kc = min(KC, N - pc)
+                pc = c0 + b * KC3
+                kc = min(KC3, N - pc)
                 if u < Mp // NR:
                     if not G_PANELS:
-                        pack_g(Gp[b * KC * Mp:], g, Mp, pc, kc, u)
+                        pack_g(Gp[b * KC3 * Mp:], g, Mp, pc, kc, u)
                 else:
                     k0 = (u - Mp // NR) * MC
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
@@ -645,13 +648,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                         continue
                     kb, jb = item % nk, item // nk
                     for b in range(nbk):
-                        pc = c0 + b * KC
-                        kc = min(KC, N - pc)
+                        pc = c0 + b * KC3
+                        kc = min(KC3, N - pc)
                         last = pc + kc == N
                         block = (ONLY if last else FIRST) if pc == 0 else \
                             (LAST if last else MIDDLE)
                         # B: g's panels in place (G_PANELS), else pack_g's
-                        G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KC * Mp:], kc * NR)
+                        G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KC3 * Mp:], kc * NR)
                         dw_item(part, dW, Xp[b * xpb:], G, gs, M, Mp, kc, kb * MC,
                                 min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
                                 Ct)
@@ -675,8 +678,8 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     # the grads kernel packs them (`packs_x`, dev/products_v10.md 13d); forward_block sees
     # the block as rows from 0 of x and y.  The same products as in place: the same f.
     h = np.empty(MC * Mp, T)
-    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, Mp, NR, 0, rows,
-                         0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
+    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, Mp, NR, KC, 0,
+                         rows, 0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
                          packs_x(K, Mp), False)
 
 

@@ -84,6 +84,7 @@ T = np.{T}
 I, P, P64 = nt.int64, nt.CPointer(nt.{T}), nt.CPointer(nt.float64)
 A1, R1, A64 = nt.Array(nt.{T}, 1, "C"), nt.Array(nt.{T}, 1, "C", readonly=True), nt.Array(nt.float64, 1, "C")
 MR, NR, MC, KC = {MR}, {NR}, {MC}, {KC}
+KC3 = {KC3}  # the three-pass kernel's KC (machine.Tile.kc3)
 LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
@@ -179,6 +180,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
+                         KC3=t.kc3,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -359,9 +361,9 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
         return (nchunks * K * Mp if want & WANT_DW else 0), K * Mp + wt
     n64 = -(-K // t.MR) * t.MR * Mp if want & WANT_DW else 0  # by whole tiles (dw_item)
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
-    nbc = min(DWB, -(-N // t.KC))  # KC blocks per dW chunk (the driver's nbc)
-    gp = 0 if g_panels(t.NR) else t.KC * Mp  # pack_g's block of g
-    dw = nbc * (gp + -(-K // t.MR) * t.MR * t.KC) if want & WANT_DW else 0
+    nbc = min(DWB, -(-N // t.kc3))  # KC3 blocks per dW chunk (the driver's nbc)
+    gp = 0 if g_panels(t.NR) else t.kc3 * Mp  # pack_g's block of g
+    dw = nbc * (gp + -(-K // t.MR) * t.MR * t.kc3) if want & WANT_DW else 0
     return n64, K * Mp + wt + g + dw
 
 
@@ -468,4 +470,4 @@ def _plan(N, K, M, dtype, isa):
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // t.MC) * t.MC
         return "grads_fused", v, max(1, -(-N // rows)), rows
-    return "grads", v, 1, -(-max(N, 1) // t.KC) * t.KC  # one chunk: dW goes block by block
+    return "grads", v, 1, -(-max(N, 1) // t.kc3) * t.kc3  # one chunk: dW block by block

@@ -411,18 +411,24 @@ def pack_gp(Ap, g, pstr, nrows, c0, kc):
                             if ir * MR + i < nrows else T(0.0)
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, A1, A1, nt.boolean), nogil=True, cache=True,
-      fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, stream):
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean), nogil=True,
+      cache=True, fastmath=_FM)
+def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream):
     # dx_block with g's rows packed: each KC3 block of the block's rows of g into Ap's
     # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
     # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  g's
     # layout as forward_block's (ldg, pstr): whole rows, or by column panels (ldg = NR).
+    # Where M takes more than one block, a whole tile's sum so far stays in Cb (the item's
+    # tiles, MR·NR elements each, together) and only its last block writes dx: dx's rows
+    # lie K·size bytes apart (4 KiB at K = 1024), a tile's rows in a few L1 sets, and
+    # each block had read and written them (dev/products_v19.md 20f).
     # The same products in the same order: the same bits as dx_block.
     dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
+    Cb = pointer(Cb2)
     nir = (rows + MR - 1) // MR
     for pc in range(0, M, KC3):
         kc = min(KC3, M - pc)
+        last = pc + kc == M
         if ldg == NR:
             pack_gp(Ap, g, pstr, rows, pc, kc)
         else:
@@ -433,15 +439,24 @@ def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, stream
             for ir in range(nir):
                 nrow = min(MR, rows - ir * MR)
                 b = (r0 + ir * MR) * K + jr * NR
-                # a whole tile of the first block straight into dx, else into Ct; one call
-                # (the micro-kernel inlined once: compile time), A's strides literals
-                straight = nrow == MR and ncol == NR and pc == 0
-                C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                # streamed where asked and the tile is final (M ≤ KC), as dx_block's
+                cb = ((jr - j0) * MC + ir * MR) * NR  # the tile in Cb
+                # a whole tile's first block straight into dx where it is the only one
+                # (streamed where asked), else into Cb; later blocks into Ct, added to Cb,
+                # the last one's sum into dx; one call (the micro-kernel inlined once:
+                # compile time), A's strides literals.  A part of a tile: Ct, then dx.
+                whole = nrow == MR and ncol == NR
+                if whole and pc == 0:
+                    C, c0, ldc = (dx, b, K) if last else (Cb, cb, NR)
+                else:
+                    C, c0, ldc = Ct, 0, NR
                 mks(kc, Ap, ir * kc * MR, MR, 1, Wtp, bo, NR, C, c0, ldc,
-                    stream and straight and kc == M)
-                if not straight:
+                    stream and whole and last and pc == 0)
+                if not whole:
                     tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
+                elif pc > 0 and last:
+                    tile_add_to(dx, b, K, Cb, cb, NR, Ct, MR)
+                elif pc > 0:
+                    tile_add(Cb, cb, NR, Ct, MR)
 
 
 @njit(nt.void(A1, A1, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
@@ -604,12 +619,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         gx = (nx + JX - 1) // JX
         own = shares(N, nx, JX, nthr)
         for w in prange(nthr):
+            Cb = np.empty(MC * JX * NR if M > KC3 else 0, T)  # an item's tiles (dx_packed)
             for item in range(nb * gx):
                 if own[item] == w:
                     r0, j0 = item % nb * MC, item // nb * JX
                     dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0),
                               j0, min(JX, nx - j0), np.empty(MR * NR, T),
-                              np.empty(MC * KC, T), stream)
+                              np.empty(MC * KC, T), Cb, stream)
     # dW = xᵀ·g by chunks of DWB blocks of KC3 rows: the chunk's g by column panels (where
     # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
     # items, each summing the chunk's blocks in turn into its part of the float64 partial,

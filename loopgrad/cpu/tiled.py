@@ -161,6 +161,13 @@ def _tile_adds(NR: int, part: str) -> str:
               "        t = i * NR"]
         L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
         L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
+        # dx's last KC3 block: D = Ct + C, its sum so far in the item's tile buffer
+        L += [head.format(args="P, I, I, P, I, I, P, I")
+              + "def tile_add_to(D, do, ldd, C, co, ldc, Ct, rows):",
+              "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
+              "        t = i * NR"]
+        L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]
+        L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
         out.append("\n".join(L) + "\n")
     return "".join(out)
 

@@ -432,7 +432,9 @@ def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: 256 KiB at
 # K·Mp = _FUSED_KM (64×64 is 32 KiB), and up to _FUSED_KM_MAX where the L2 holds it
 # and W's two packed copies twice over (`fused_limit`) and N has _FUSED_N rows (256×256:
-# fused 0.64 against 0.45 ms at N = 256, the same from N = 1024 to 10⁴).  Its chunks hold about
+# fused 0.64 against 0.45 ms at N = 256; at N = 4096 the three-pass kernel was 8-10 %
+# faster natively and as AVX2 once g lay by panels, at 8192 within ±4 %, from 12000 up
+# natively the fused one 8-17 %, dev/products_v19.md 20g).  Its chunks hold about
 # _CHUNK_WORK flops and at least _CHUNK_ROWS rows (each zeroes and adds its partial:
 # 192-row chunks made 10⁵×128×128 1.1× and 10⁵×256×256 1.4× slower than 1536-row ones,
 # dev/products_v17.md 18d), in at least _MIN_CHUNKS chunks where N has the rows, and
@@ -440,7 +442,7 @@ def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:
 # which has one partial.  All of it is a function of the shape and the machine alone.
 _FUSED_KM = 32768
 _FUSED_KM_MAX = 65536
-_FUSED_N = 4096
+_FUSED_N = 8192
 _CHUNK_WORK = 1 << 24
 _CHUNK_ROWS = 1536
 _MIN_CHUNKS = 8

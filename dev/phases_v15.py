@@ -25,7 +25,8 @@ rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 DT = np.dtype(os.environ.get("DTYPE", "float32")).type  # DTYPE=float64: that dtype's tile
 e = machine.entry(); variant = tiled.variant(K, M, DT)
 c = tiled.module(variant, e.isa); t3 = tiled.module(variant, e.isa, "three")
-MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC3, c.JH, DT  # KC: the three-pass kernel's
+MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, DT
+KC = c.KC3 if min(K, M) > c.KC else c.KC  # the three-pass kernel's steps (its KB)
 rng = np.random.default_rng(0)
 x2, W2, y2 = (rng.standard_normal(s, dtype=DT) for s in ((N, K), (K, M), (N, M)))
 x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
@@ -75,9 +76,10 @@ def phases():
                             min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
         t.append(time.perf_counter())
     gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
+    Cb = np.empty(MC * JX * NR, T)  # dx_packed's tile buffer (dev/products_v19.md 20f)
     for item in range(nb * gx):
         r0, j0 = item % nb * MC, item // nb * JX
-        t3.dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap, False)
+        t3.dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, KC, r0, min(MC, N - r0), j0, min(JX, nx - j0), Ct, Ap, Cb, False)
     t.append(time.perf_counter())
     nk = (K + MC - 1) // MC; njb = (Mp // NR + c.JB - 1) // c.JB
     tp = ti = 0.0

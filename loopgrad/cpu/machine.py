@@ -25,7 +25,8 @@ ENV = "LOOPGRAD_CPU_ISA"
 @dataclass(frozen=True)
 class Tile:
     """A register tile and its blocking: C is MR×NR, over KC steps, in blocks of MC rows;
-    the three-pass kernel's products over KC3 steps where that is set (≤ KC)."""
+    the three-pass kernel's products over KC3 steps where that is set (≤ KC) and K and M
+    both exceed KC (`kc3`)."""
 
     MR: int
     NR: int
@@ -33,10 +34,12 @@ class Tile:
     KC: int
     KC3: int = 0
 
-    @property
-    def kc3(self) -> int:
-        """The three-pass kernel's KC: KC3, or KC where it is not set."""
-        return self.KC3 or self.KC
+    def kc3(self, K: int, M: int) -> int:
+        """The three-pass kernel's steps a block for K and M: KC3 where it is set and K and M
+        both exceed KC, else KC (where one block of KC holds all of K, h's tiles are stored
+        once; all of M, dx's tiles stream in large calls: 10⁵×256² float64 5 % slower at
+        KC3 128, dev/products_v19.md 20e)."""
+        return self.KC3 if self.KC3 and min(K, M) > self.KC else self.KC
 
 
 @dataclass(frozen=True)

@@ -411,10 +411,11 @@ def pack_gp(Ap, g, pstr, nrows, c0, kc):
                             if ir * MR + i < nrows else T(0.0)
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean), nogil=True,
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean), nogil=True,
       cache=True, fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream):
-    # dx_block with g's rows packed: each KC3 block of the block's rows of g into Ap's
+def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream):
+    # dx_block over blocks of kb ≤ KC steps (the driver's KB), with g's rows packed: each
+    # block of the block's rows of g into Ap's
     # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
     # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  g's
     # layout as forward_block's (ldg, pstr): whole rows, or by column panels (ldg = NR).
@@ -426,8 +427,8 @@ def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, r0, rows, j0, nj, Ct2, Ap2, Cb2, s
     dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
     Cb = pointer(Cb2)
     nir = (rows + MR - 1) // MR
-    for pc in range(0, M, KC3):
-        kc = min(KC3, M - pc)
+    for pc in range(0, M, kb):
+        kc = min(kb, M - pc)
         last = pc + kc == M
         if ldg == NR:
             pack_gp(Ap, g, pstr, rows, pc, kc)
@@ -528,7 +529,7 @@ def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, C
 
 # The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
 def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, want):
-    # three passes for wide K·M, their sums in blocks of KC3 steps (machine.Tile.kc3):
+    # three passes for wide K·M, their sums in blocks of KB steps (below):
     # blocks of MC rows (h, epilogue, dx) with g kept
     # whole, then dW = xᵀ·g block by block; the gradients not wanted are not computed,
     # and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
@@ -539,6 +540,9 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
     Mp = (M + NR - 1) // NR * NR
     Kp = (K + NR - 1) // NR * NR
+    # the steps of each block of the three products' sums: KC3 where K and M exceed KC
+    # (machine.Tile.kc3: float64's 6×32 B panel of KC steps outgrows L1), else KC
+    KB = KC3 if min(K, M) > KC else KC
     # the gradients asked for (want: WANT_* bits); g is needed for dx or dW
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     wg = wdx or wdw
@@ -600,7 +604,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
             gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
             slot = item % nb * gh + item // nb  # f's partial in row-major order
             fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
-                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, KC3, r0,
+                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, KB, r0,
                                      min(MC, N - r0), j0, min(jh, nh - j0),
                                      np.empty(MC * KC, T), np.empty(MR * NR, T), True,
                                      0 if wdy else r0 * M, pack, stream and wdy)
@@ -619,16 +623,16 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         gx = (nx + JX - 1) // JX
         own = shares(N, nx, JX, nthr)
         for w in prange(nthr):
-            Cb = np.empty(MC * JX * NR if M > KC3 else 0, T)  # an item's tiles (dx_packed)
+            Cb = np.empty(MC * JX * NR if M > KB else 0, T)  # an item's tiles (dx_packed)
             for item in range(nb * gx):
                 if own[item] == w:
                     r0, j0 = item % nb * MC, item // nb * JX
-                    dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, r0, min(MC, N - r0),
+                    dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, KB, r0, min(MC, N - r0),
                               j0, min(JX, nx - j0), np.empty(MR * NR, T),
                               np.empty(MC * KC, T), Cb, stream)
-    # dW = xᵀ·g by chunks of DWB blocks of KC3 rows: the chunk's g by column panels (where
-    # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then (MC rows × jw·NR columns of dW)
-    # items, each summing the chunk's blocks in turn into its part of the float64 partial,
+    # dW = xᵀ·g by chunks of DWB blocks of KB rows: the chunk's g by column panels (where
+    # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then
+    # (MC rows × jw·NR columns of dW) items, each summing the chunk's blocks in turn into its part of the float64 partial,
     # which stays in its core's L2 (block by block for all items, the partial came from
     # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
     nk = (K + MC - 1) // MC
@@ -638,22 +642,22 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     njb = (nh + jw - 1) // jw
     if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
-    nbc = min(DWB, (N + KC3 - 1) // KC3)
-    xpb = (K + MR - 1) // MR * MR * KC3  # one block's xᵀ panels
-    ngp = 0 if G_PANELS else nbc * KC3 * Mp  # pack_g's blocks, where g is whole rows
+    nbc = min(DWB, (N + KB - 1) // KB)
+    xpb = (K + MR - 1) // MR * MR * KB  # one block's xᵀ panels
+    ngp = 0 if G_PANELS else nbc * KB * Mp  # pack_g's blocks, where g is whole rows
     Gp = rest[ng:][:ngp]
     Xp = rest[ng + ngp:][:nbc * xpb]
     if wdw:
         ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
-        for c0 in range(0, N, DWB * KC3):
-            nbk = min(DWB, (N - c0 + KC3 - 1) // KC3)
+        for c0 in range(0, N, DWB * KB):
+            nbk = min(DWB, (N - c0 + KB - 1) // KB)
             for t in prange(nbk * (Mp // NR + nk)):
                 b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
-                pc = c0 + b * KC3
-                kc = min(KC3, N - pc)
+                pc = c0 + b * KB
+                kc = min(KB, N - pc)
                 if u < Mp // NR:
                     if not G_PANELS:
-                        pack_g(Gp[b * KC3 * Mp:], g, Mp, pc, kc, u)
+                        pack_g(Gp[b * KB * Mp:], g, Mp, pc, kc, u)
                 else:
                     k0 = (u - Mp // NR) * MC
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
@@ -664,13 +668,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                         continue
                     kb, jb = item % nk, item // nk
                     for b in range(nbk):
-                        pc = c0 + b * KC3
-                        kc = min(KC3, N - pc)
+                        pc = c0 + b * KB
+                        kc = min(KB, N - pc)
                         last = pc + kc == N
                         block = (ONLY if last else FIRST) if pc == 0 else \
                             (LAST if last else MIDDLE)
                         # B: g's panels in place (G_PANELS), else pack_g's
-                        G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KC3 * Mp:], kc * NR)
+                        G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KB * Mp:], kc * NR)
                         dw_item(part, dW, Xp[b * xpb:], G, gs, M, Mp, kc, kb * MC,
                                 min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
                                 Ct)

@@ -50,7 +50,7 @@ def _grads(name, variant, isa, threads, dx, dW, dy, x, W, y, a0, nchunks, chunk_
     segs, chunks, pieces = _layout(name, variant, isa, N, K, M, nchunks, chunk_rows)
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
     h = np.empty((N, M), x.dtype)  # then g, over it in place, as in the kernels
-    kc = _kc(name, variant, isa)
+    kc = _kc(name, variant, isa, K, M)
     fseg = _forward(fns, kc, threads, x, W, y, h, dy, a0, segs, True, wdy)
     if wdx:
         _product(fns, kc, threads, h, M, 1, np.ascontiguousarray(W.T), dx)
@@ -73,15 +73,15 @@ def _loss(name, variant, isa, threads, x, W, y, wsT):
     fns = ordered_ir.functions(x.dtype.name)
     segs, chunks, _ = _layout(name, variant, isa, N, K, M, 1, N)
     h = np.empty((N, M), x.dtype)
-    f = _f(_forward(fns, _kc(name, variant, isa), threads, x, W, y, h, h, 0.0, segs, False,
-                    False), chunks)
+    f = _f(_forward(fns, _kc(name, variant, isa, K, M), threads, x, W, y, h, h, 0.0, segs,
+                    False, False), chunks)
     return f if f - f == 0.0 else np.nan  # not finite: the caller recomputes in float64
 
 
-def _kc(name, variant, isa):
-    # the steps of kernel `name`'s h and dx sums: the three-pass kernel's KC3 (machine.Tile)
+def _kc(name, variant, isa, K, M):
+    # the steps of kernel `name`'s h and dx sums: the three-pass kernel's (machine.Tile.kc3)
     t = machine.TABLE[isa].tiles[variant]
-    return t.kc3 if name == "grads" else t.KC
+    return t.kc3(K, M) if name == "grads" else t.KC
 
 
 def _forward(fns, KC, threads, x, W, y, h, dy, a0, segs, want_grads, want_dy):
@@ -148,7 +148,8 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
             c0, c1 = j0 * NR, min(M, (j0 + min(JH, nh - j0)) * NR)
             segs.append((r0, min(MC, N - r0), c0, c1, Mp == M and c0 == 0 and c1 == M))
         chunks.append((0, len(segs)))
-        pieces = [(p, min(p + t.kc3, N), 0) for p in range(0, N, t.kc3)]
+        kb = t.kc3(K, M)
+        pieces = [(p, min(p + kb, N), 0) for p in range(0, N, kb)]
     else:  # fused and loss: blocks of MC rows in chunks of R rows
         for c in range(nchunks):
             n0, n1 = c * R, min(N, c * R + R)

@@ -84,7 +84,7 @@ T = np.{T}
 I, P, P64 = nt.int64, nt.CPointer(nt.{T}), nt.CPointer(nt.float64)
 A1, R1, A64 = nt.Array(nt.{T}, 1, "C"), nt.Array(nt.{T}, 1, "C", readonly=True), nt.Array(nt.float64, 1, "C")
 MR, NR, MC, KC = {MR}, {NR}, {MC}, {KC}
-KC3 = {KC3}  # the three-pass kernel's KC (machine.Tile.kc3)
+KC3 = {KC3}  # the three-pass kernel's KC where K and M exceed KC (machine.Tile.kc3)
 LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
@@ -161,7 +161,7 @@ def _tile_adds(NR: int, part: str) -> str:
               "        t = i * NR"]
         L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
         L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
-        # dx's last KC3 block: D = Ct + C, its sum so far in the item's tile buffer
+        # dx's last block: D = Ct + C, its sum so far in the item's tile buffer
         L += [head.format(args="P, I, I, P, I, I, P, I")
               + "def tile_add_to(D, do, ldd, C, co, ldc, Ct, rows):",
               "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
@@ -187,7 +187,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                         KC3=t.kc3,
+                         KC3=t.KC3 or t.KC,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -368,9 +368,10 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
         return (nchunks * K * Mp if want & WANT_DW else 0), K * Mp + wt
     n64 = -(-K // t.MR) * t.MR * Mp if want & WANT_DW else 0  # by whole tiles (dw_item)
     g = -(-N // t.MR) * t.MR * Mp if want & (WANT_DX | WANT_DW) else 0
-    nbc = min(DWB, -(-N // t.kc3))  # KC3 blocks per dW chunk (the driver's nbc)
-    gp = 0 if g_panels(t.NR) else t.kc3 * Mp  # pack_g's block of g
-    dw = nbc * (gp + -(-K // t.MR) * t.MR * t.kc3) if want & WANT_DW else 0
+    kb = t.kc3(K, M)  # the driver's KB
+    nbc = min(DWB, -(-N // kb))  # KB blocks per dW chunk (the driver's nbc)
+    gp = 0 if g_panels(t.NR) else kb * Mp  # pack_g's block of g
+    dw = nbc * (gp + -(-K // t.MR) * t.MR * kb) if want & WANT_DW else 0
     return n64, K * Mp + wt + g + dw
 
 
@@ -479,4 +480,5 @@ def _plan(N, K, M, dtype, isa):
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // t.MC) * t.MC
         return "grads_fused", v, max(1, -(-N // rows)), rows
-    return "grads", v, 1, -(-max(N, 1) // t.kc3) * t.kc3  # one chunk: dW block by block
+    kb = t.kc3(K, M)
+    return "grads", v, 1, -(-max(N, 1) // kb) * kb  # one chunk: dW goes block by block

@@ -529,10 +529,9 @@ def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, C
 
 # The three-pass kernel's driver (tiled.py adds its serial copy: prange → range)
 def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, want):
-    # three passes for wide K·M, their sums in blocks of KB steps (below):
-    # blocks of MC rows (h, epilogue, dx) with g kept
-    # whole, then dW = xᵀ·g block by block; the gradients not wanted are not computed,
-    # and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
+    # three passes for wide K·M, their sums in blocks of KB steps (below): blocks of MC
+    # rows (h, epilogue, dx) with g kept whole, then dW = xᵀ·g block by block; the
+    # gradients not wanted are not computed, and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
     # that share each pass's items (`shares`; Numba's get_num_threads in here would keep
     # the kernel out of the disk cache); chunk_rows is not used
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]

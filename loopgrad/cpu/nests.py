@@ -415,9 +415,9 @@ def pack_gp(Ap, g, pstr, nrows, c0, kc):
       cache=True, fastmath=_FM)
 def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream):
     # dx_block over blocks of kb ≤ KC steps (the driver's KB), with g's rows packed: each
-    # block of the block's rows of g into Ap's
-    # micro-panels, once for all nj column panels (rows of g read in place lie Mp·size
-    # bytes apart: 4 KiB at M = 1024, all in one L1 set, dev/products_v9.md 12a).  g's
+    # block of the item's rows of g into Ap's micro-panels, once for all nj column panels
+    # (rows of g read in place lay Mp·size bytes apart: 4 KiB at M = 1024, all in one L1
+    # set, dev/products_v9.md 12a).  g's
     # layout as forward_block's (ldg, pstr): whole rows, or by column panels (ldg = NR).
     # Where M takes more than one block, a whole tile's sum so far stays in Cb (the item's
     # tiles, MR·NR elements each, together) and only its last block writes dx: dx's rows

@@ -32,6 +32,7 @@ LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
 DX_ITEMS, DX_COLS = 16, 128
+XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 EPI = 512
 G_PANELS = True
@@ -650,16 +651,20 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KB):
             nbk = min(DWB, (N - c0 + KB - 1) // KB)
-            for t in prange(nbk * (Mp // NR + nk)):
-                b, u = t // (Mp // NR + nk), t % (Mp // NR + nk)
+            # tasks: g's column panels (where g is in rows) and xᵀ's columns, XT_COLS a
+            # task (by MC, 256³'s three tasks had left one thread all of them after the
+            # panels' eight no-ops; dev/products_v19.md 20l)
+            npg = 0 if G_PANELS else Mp // NR
+            nxt = (K + XT_COLS - 1) // XT_COLS
+            for t in prange(nbk * (npg + nxt)):
+                b, u = t // (npg + nxt), t % (npg + nxt)
                 pc = c0 + b * KB
                 kc = min(KB, N - pc)
-                if u < Mp // NR:
-                    if not G_PANELS:
-                        pack_g(Gp[b * KB * Mp:], g, Mp, pc, kc, u)
+                if u < npg:
+                    pack_g(Gp[b * KB * Mp:], g, Mp, pc, kc, u)
                 else:
-                    k0 = (u - Mp // NR) * MC
-                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(MC, K - k0))
+                    k0 = (u - npg) * XT_COLS
+                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(XT_COLS, K - k0))
             for w in prange(nthr):  # column group by column group, as h's and dx's
                 Ct = np.empty(MR * NR, T)
                 for item in range(nk * njb):

@@ -100,6 +100,7 @@ JH = {JH}  # column panels per h item of the three-pass kernel (tiled.h_panels)
 H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 DX_COLS = 128  # ...unless that leaves them fewer columns than this
+XT_COLS = {XT_COLS} * MR  # columns of x a task of the dW pass's pack of xᵀ packs
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 # the three-pass kernel's g by column panels of NR (tiled.g_panels), else whole rows
 G_PANELS = {G_PANELS}
@@ -187,7 +188,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     t = entry.tiles[variant]
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
-                         KC3=t.KC3 or t.KC,
+                         KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -398,6 +399,7 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
+XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # columns per h item of the three-pass kernel: JH = H_COLS // NR column panels (the
 # generated JH).  256 was the fastest h pass on every tile measured: 128 → 256 columns
 # 6-13 % off on avx512 float32 (JH 4 → 8), 5 % on float64 (8 → 16), 64 → 256 9-14 % as

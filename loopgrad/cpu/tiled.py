@@ -141,36 +141,32 @@ def _tile_adds(NR: int, part: str) -> str:
     # C (T + float64 is float64).  A loop over rows, each row straight-line with its loads
     # before its stores, so SLP vectorizes it; a loop over j instead stays scalar (unrolled,
     # LLVM cannot move a row's loads past its stores: C and Ct might overlap).
-    head = ("\n\n@njit(nt.void({args}), nogil=True, cache=True, fastmath=_FM,\n"
-            "      pipeline_class=StraightLine)\n")
-    out = []
-    for name, ptr in [("tile_add", "P")] if part == "common" else [("tile_add64", "P64")]:
-        L = [head.format(args=f"{ptr}, I, I, P, I") + f"def {name}(C, co, ldc, Ct, rows):",
-             "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
-        L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]
-        L += [f"        C[r + {j}] = c{j}" for j in range(NR)]
-        out.append("\n".join(L) + "\n")
+    def rows_fn(name, args, params, value, dest="C[r + {j}]"):
+        # a function of `params` whose loop sets dest to value for j < NR, row by row
+        # (D, do, ldd in params: a second array, row d; C's row r; Ct's row t)
+        L = ["\n\n@njit(nt.void(" + args + "), nogil=True, cache=True, fastmath=_FM,\n"
+             "      pipeline_class=StraightLine)\n" + f"def {name}({params}):",
+             "    for i in range(rows):", "        r = co + i * ldc"]
+        L += ["        d = do + i * ldd"] if "ldd" in params else []
+        L += ["        t = i * NR"]
+        L += [f"        c{j} = " + value.format(j=j) for j in range(NR)]
+        L += [f"        {dest.format(j=j)} = c{j}" for j in range(NR)]
+        return "\n".join(L)
+
+    add = "Ct[t + {j}] + C[r + {j}]"
+    if part == "common":
+        return rows_fn("tile_add", "P, I, I, P, I", "C, co, ldc, Ct, rows", add) + "\n"
+    out = rows_fn("tile_add64", "P64, I, I, P, I", "C, co, ldc, Ct, rows", add) + "\n"
     if part == "three":
+        D = "D, do, ldd, C, co, ldc, Ct, rows"
         # dW's first KC block sets its float64 partial, the last writes D = T(C + Ct) to dW
-        L = [head.format(args="P64, I, I, P, I") + "def tile_set64(C, co, ldc, Ct, rows):",
-             "    for i in range(rows):", "        r = co + i * ldc", "        t = i * NR"]
-        L += [f"        c{j} = np.float64(Ct[t + {j}])" for j in range(NR)]
-        L += [f"        C[r + {j}] = c{j}" for j in range(NR)]
-        L += [head.format(args="P, I, I, P64, I, I, P, I")
-              + "def tile_fold(D, do, ldd, C, co, ldc, Ct, rows):",
-              "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
-              "        t = i * NR"]
-        L += [f"        c{j} = T(Ct[t + {j}] + C[r + {j}])" for j in range(NR)]
-        L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
-        # dx's last block: D = Ct + C, its sum so far in the item's tile buffer
-        L += [head.format(args="P, I, I, P, I, I, P, I")
-              + "def tile_add_to(D, do, ldd, C, co, ldc, Ct, rows):",
-              "    for i in range(rows):", "        r = co + i * ldc", "        d = do + i * ldd",
-              "        t = i * NR"]
-        L += [f"        c{j} = Ct[t + {j}] + C[r + {j}]" for j in range(NR)]
-        L += [f"        D[d + {j}] = c{j}" for j in range(NR)]
-        out.append("\n".join(L) + "\n")
-    return "".join(out)
+        out += "\n".join([
+            rows_fn("tile_set64", "P64, I, I, P, I", "C, co, ldc, Ct, rows",
+                    "np.float64(Ct[t + {j}])"),
+            rows_fn("tile_fold", "P, I, I, P64, I, I, P, I", D, "T(" + add + ")", "D[d + {j}]"),
+            # dx's last block: D = Ct + C, its sum so far in the item's tile buffer
+            rows_fn("tile_add_to", "P, I, I, P, I, I, P, I", D, add, "D[d + {j}]")]) + "\n"
+    return out
 
 
 # A variant's code is four generated modules, so that a first call compiles only what

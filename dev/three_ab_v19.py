@@ -1,0 +1,64 @@
+"""The three-pass kernel built two ways, both compiled in one process and called alternately
+with the same arguments (dev/products_v19.md 20a–20l).
+
+    [SET=PANELS=True,False] [THREADS=2] [DTYPE=float32] python dev/three_ab_v19.py NxKxM ... [rounds=15]
+
+SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code (PANELS, H_COLS,
+XT_TASK, ...), or KC3=A,B: the machine table's KC3 for DTYPE's tile.  Prints, per shape,
+each build's median ms, the paired median ratio A ÷ B, and whether they give the same bits.
+"""
+import ast, os, sys, time
+import numpy as np, numba
+from loopgrad._inputs import WANT_ALL, STREAM
+from loopgrad.cpu import tiled, machine
+
+args = [a for a in sys.argv[1:] if "x" in a]
+rounds = int(next((a for a in sys.argv[1:] if "x" not in a), 15))
+numba.set_num_threads(int(os.environ.get("THREADS", 2)))
+DT = np.dtype(os.environ.get("DTYPE", "float32"))
+isa = machine.entry().isa
+NAME, values = os.environ.get("SET", "PANELS=True,False").split("=")
+A, B = (ast.literal_eval(v) for v in values.split(","))
+
+
+def setting(value):
+    if NAME == "KC3":
+        t = machine.TABLE[isa].tiles[DT.name]
+        machine.TABLE[isa].tiles[DT.name] = machine.Tile(t.MR, t.NR, t.MC, t.KC, value)
+    else:
+        setattr(tiled, NAME, value)
+    for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):
+        f.cache_clear()
+
+
+def build(value):
+    setting(value)
+    return {v: tiled.kernel("grads", v, True)
+            for v in {tiled.variant(*(int(s) for s in a.split("x")[1:]), DT) for a in args}}
+
+
+kern = {A: build(A), B: build(B)}
+for a in args:
+    N, K, M = (int(s) for s in a.split("x"))
+    v = tiled.variant(K, M, DT)
+    rng = np.random.default_rng(0)
+    x, W, y = (rng.standard_normal(s).astype(DT) for s in ((N, K), (K, M), (N, M)))
+    sizes = []
+    for value in (A, B):  # scratch for either build
+        setting(value)
+        sizes.append(tiled.scratch("grads", v, N, K, M, 1))
+    ws64, wsT = np.empty(max(s[0] for s in sizes)), np.empty(max(s[1] for s in sizes), DT)
+    outs = {p: [np.empty_like(x), np.empty_like(W), np.empty_like(y)] for p in kern}
+    nthr = numba.get_num_threads()
+    want = WANT_ALL | STREAM
+    call = {p: (lambda p=p: kern[p][v](*outs[p], x, W, y, 0.0, nthr, 1, ws64, wsT, want))
+            for p in kern}
+    fs = {p: call[p]() for p in kern}
+    same = fs[A] == fs[B] and all(np.array_equal(u, w) for u, w in zip(outs[A], outs[B]))
+    ts = {p: [] for p in kern}
+    for r in range(rounds):
+        for p in (A, B) if r % 2 else (B, A):
+            s = time.perf_counter(); call[p](); ts[p].append(time.perf_counter() - s)
+    ratio = np.median(np.array(ts[A]) / np.array(ts[B]))
+    print(f"{a} {v} {nthr} threads: {NAME}={A} {np.median(ts[A])*1e3:.2f} ms, {NAME}={B} "
+          f"{np.median(ts[B])*1e3:.2f} ms, paired ratio {ratio:.3f}, same bits {same}", flush=True)

@@ -75,7 +75,7 @@ def phases():
             c.forward_block(g[r0 * ldg:], dy, x, Wp, y, 0.0, K, M, Mp, ldg, pstr, KC, r0, min(MC, N - r0), j0,
                             min(JH, nh - j0), Ap, Ct, True, 0, pack, False)
         t.append(time.perf_counter())
-    gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
+    gx = min(nx, (c.DX_ITEMS + nb - 1) // max(nb, 1), max(1, nx * NR // c.DX_COLS)); JX = (nx + gx - 1) // gx; gx = (nx + JX - 1) // JX
     Cb = np.empty(MC * JX * NR, T)  # dx_packed's tile buffer (dev/products_v19.md 20f)
     for item in range(nb * gx):
         r0, j0 = item % nb * MC, item // nb * JX

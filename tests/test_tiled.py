@@ -690,14 +690,17 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # cold call runs while they compile): the kernels must give its bits exactly, whatever
     # their tiles, packs and items (the fused and three-pass kernels and the loss; padded
     # and unpadded columns; KC blocks crossed along K, M and N; several chunks; h items
-    # narrowed for a short N (200×300×256: tiled.h_panels); exact ties h == 0), and so must the loops in any number of threads and for any gradients asked.
+    # narrowed for a short N (200×300×256: tiled.h_panels); the fused kernel's g with its
+    # rows a line apart (300×20×384: Mp·size a multiple of 512 bytes, its epilogue row by
+    # row); exact ties h == 0), and so must the loops in any number of threads and for any
+    # gradients asked.
     # Through the interpreted serial driver: bitwise the compiled serial and parallel
     # kernels (test_background, test_both_kernels), without their compile.
     ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(
         dtype), rng.integers(-3, 4, (70, 33)).astype(dtype)
     cases = [draw(rng, N, K, M, dtype) for N, K, M in
              [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64),
-              (200, 300, 256), (3000, 64, 64)]] + [ties]
+              (200, 300, 256), (300, 20, 384), (3000, 64, 64)]] + [ties]
     for x, W, y in cases:
         N, K, M = x.shape[0], x.shape[1], W.shape[1]
         name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)

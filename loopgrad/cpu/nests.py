@@ -63,11 +63,12 @@ def pack_a(Ap, src, ld, r0, nrows, c0, kc):
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def pack_at(Ap, src, ld, c0, ncols, r0, kc):
     # the transpose: columns [c0, c0+ncols) of rows [r0, r0+kc) → MR-column micro-panels,
-    # MR elements of a row a vector copy (cpm; a loop moved them one at a time)
-    for ir in range(ncols // MR):
-        base = ir * kc * MR
-        for p in range(kc):
-            cpm(Ap, base + p * MR, src, (r0 + p) * ld + c0 + ir * MR)
+    # MR elements of a row a vector copy (cpm; a loop moved them one at a time), row by row:
+    # the rows lie ld·size bytes apart, in a few L1 sets, and a loop over the panels first
+    # fetched each row again for each panel (dev/products_v20.md 21a)
+    for p in range(kc):
+        for ir in range(ncols // MR):
+            cpm(Ap, ir * kc * MR + p * MR, src, (r0 + p) * ld + c0 + ir * MR)
     for ir in range(ncols // MR, (ncols + MR - 1) // MR):  # the last, zero-padded
         base = ir * kc * MR
         for p in range(kc):
@@ -187,7 +188,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
     # steps inside them; each chunk starts a panel.  Lane j mod 16 of a row's elements is
     # the same either way, and so are f's bits)
-    flat = Mp == M and c0 == 0 and c1 == M and pstr == NR
+    flat = Mp == M and c0 == 0 and c1 == M and pstr == NR and ldg == Mp
     fs2 = np.zeros(17)
     fs = pointer(fs2)
     for n in range(1 if flat else rows):
@@ -222,9 +223,9 @@ def tile_out(C, co, ldc, Ct, nrow, ncol, first):
 
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean), nogil=True, cache=True,
       fastmath=_FM)
-def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, stream):
+def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
-    # read in place: its buffer has whole panels of rows):
+    # ldg elements apart, read in place: its buffer has whole panels of rows):
     # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
     # stream: whole tiles stored into dx past the caches (mks, where its rows are lines)
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
@@ -242,7 +243,7 @@ def dx_block(dx2, g2, Wtp2, K, M, Mp, r0, rows, j0, nj, Ct2, stream):
                 # the tile's last (M ≤ KC): a later block would read it back
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                mks(kc, g, ir * MR * Mp + pc, 1, Mp, Wtp, bo, NR, C, c0, ldc,
+                mks(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, C, c0, ldc,
                     stream and straight and kc == M)
                 if not straight:
                     tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
@@ -273,10 +274,11 @@ def decide(f, w2, bad):
 
 # part fused
 
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
+@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
+def dw_block(part2, x2, g2, K, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
     # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
+    # (g's rows ldg elements apart, part's Mp)
     part, x, g, Ap, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ap2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
@@ -288,15 +290,15 @@ def dw_block(part2, x2, g2, K, Mp, n0, n1, k0, krows, Ap2, Ct2):
         if whole < nir and not inside:
             pack_at(Ap, x, K, k0 + whole * MR, krows - whole * MR, pc, kc)
         for jr in range(Mp // NR):
-            bo = (pc - n0) * Mp + jr * NR
+            bo = (pc - n0) * ldg + jr * NR
             for ir in range(whole):
-                mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, Mp, Ct, 0, NR)
+                mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
             if whole < nir:
                 if inside:
-                    mk(kc, x, pc * K + k0 + whole * MR, K, 1, g, bo, Mp, Ct, 0, NR)
+                    mk(kc, x, pc * K + k0 + whole * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 else:
-                    mk(kc, Ap, 0, MR, 1, g, bo, Mp, Ct, 0, NR)
+                    mk(kc, Ap, 0, MR, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
 
 
@@ -335,6 +337,11 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     part = ws64[:nchunks * K * Mp if wdw else 0]  # dW's float64 partials
+    # g's rows a line more apart where Mp·size is a multiple of 512 bytes: dW's B, a
+    # block's rows of one column panel, lay in 8 of the L1's 64 sets at M = 256 and left it
+    # before the next micro-panel of x came (10⁵×256² 4 %, float64 3-4 % at 128² to
+    # 256², dev/products_v20.md 21a); the epilogue then runs row by row (the same bits)
+    lg = Mp + LINE if Mp % (8 * LINE) == 0 else Mp
     for jr in range(Kp // NR):  # NR rows of W, a panel of Wᵀ
         pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
         if wdx:
@@ -346,21 +353,21 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         n1 = min(N, n0 + R)
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
-        g = np.empty(MC * Mp, T)   # MC: whole panels of MR rows
+        g = np.empty(MC * lg, T)   # MC: whole panels of MR rows
         sink = np.empty(0 if wdy else MC * M, T)
         pc = part[c * K * Mp:(c + 1) * K * Mp]
         pc[:] = 0.0
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
-            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, Mp, NR, KC, r0,
+            f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
                                stream and wdy)
             if wdx:
-                dx_block(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, stream)
+                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream)
             if wdw:
                 for k0 in range(0, K, MC):
-                    dw_block(pc, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                    dw_block(pc, x, g, K, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
     if wdw:  # the chunks' partials added row by row, each row's chunks in order
         for kb in prange((K + 7) // 8):

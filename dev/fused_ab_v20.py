@@ -1,0 +1,55 @@
+"""The fused kernel built two ways, both compiled in one process and called alternately with
+the same arguments and tiled.plan's chunks (dev/products_v20.md).
+
+    SET=NAME=A,B [THREADS=2] [DTYPE=float32] python dev/fused_ab_v20.py NxKxM ... [rounds=15]
+
+SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code.  Prints, per
+shape, each build's median ms, the paired median ratio A ÷ B, and whether the bits agree.
+"""
+import ast, os, sys, time
+import numpy as np, numba
+from loopgrad._inputs import WANT_ALL, STREAM
+from loopgrad.cpu import tiled
+
+args = [a for a in sys.argv[1:] if "x" in a]
+rounds = int(next((a for a in sys.argv[1:] if "x" not in a), 15))
+numba.set_num_threads(int(os.environ.get("THREADS", 2)))
+DT = np.dtype(os.environ.get("DTYPE", "float32"))
+NAME, values = os.environ["SET"].split("=")
+A, B = (ast.literal_eval(v) for v in values.split(","))
+
+
+def setting(value):
+    setattr(tiled, NAME, value)
+    for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):
+        f.cache_clear()
+
+
+for a in args:
+    N, K, M = (int(s) for s in a.split("x"))
+    name, v, nch, rows = tiled.plan(N, K, M, DT)
+    if name != "grads_fused":
+        print(f"{a}: the plan runs {name}, not the fused kernel; measured fused anyway")
+        name = "grads_fused"
+    rng = np.random.default_rng(0)
+    x, W, y = (rng.standard_normal(s).astype(DT) for s in ((N, K), (K, M), (N, M)))
+    kern, sizes = {}, []
+    for value in (A, B):
+        setting(value)
+        kern[value] = tiled.kernel(name, v, True)
+        sizes.append(tiled.scratch(name, v, N, K, M, nch))
+    ws64, wsT = np.empty(max(s[0] for s in sizes)), np.empty(max(s[1] for s in sizes), DT)
+    outs = {p: [np.empty_like(x), np.empty_like(W), np.empty_like(y)] for p in kern}
+    want = WANT_ALL | STREAM
+    call = {p: (lambda p=p: kern[p](*outs[p], x, W, y, 0.0, nch, rows, ws64, wsT, want))
+            for p in kern}
+    fs = {p: call[p]() for p in kern}
+    same = fs[A] == fs[B] and all(np.array_equal(u, w) for u, w in zip(outs[A], outs[B]))
+    ts = {p: [] for p in kern}
+    for r in range(rounds):
+        for p in (A, B) if r % 2 else (B, A):
+            s = time.perf_counter(); call[p](); ts[p].append(time.perf_counter() - s)
+    ratio = np.median(np.array(ts[A]) / np.array(ts[B]))
+    print(f"{a} {v} {numba.get_num_threads()} threads, {nch} chunks of {rows}: {NAME}={A} "
+          f"{np.median(ts[A])*1e3:.3f} ms, {NAME}={B} {np.median(ts[B])*1e3:.3f} ms, "
+          f"paired ratio {ratio:.3f}, same bits {same}", flush=True)

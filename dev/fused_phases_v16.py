@@ -31,22 +31,23 @@ Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
 for jr in range(Kp // NR):
     pw(Wp, W, K, M, jr * NR, min(K, jr * NR + NR)); pwt(Wtp, W, K, M, jr)
 part = np.zeros(K * Mp)
+LG = Mp if __import__("os").environ.get("NOPAD") else Mp + 64 // T().itemsize if Mp % (8 * 64 // T().itemsize) == 0 else Mp  # g's row stride, as the driver's (dev/products_v20.md 21a)
 
 
 @njit
 def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
-    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * Mp, T)
+    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * LG, T)
     f = 0.0
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, Mp, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
+        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
                 False)
         if wdx:
-            dxb(dx, g, Wtp, K, M, Mp, r0, rows, 0, Kp // NR, Ct, False)
+            dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, False)
         if wdw:
             for k0 in range(0, K, MC):
-                dwb(part, x, g, K, Mp, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                dwb(part, x, g, K, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
     return f
 
 

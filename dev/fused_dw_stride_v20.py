@@ -31,17 +31,20 @@ def run(ldg, pstr, xp, bytile, part2, x2, g2, Ct2, Xp2, RB):
                         mk(MC, Xp, (k0 + ir * MR) * MC, MR, 1, g, bo, ldg, Ct, 0, NR)
                     else:
                         mk(MC, x, n0 * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
-                    if bytile:  # the partial's tiles MR·NR float64s together (as the three-pass kernel's)
+                    if bytile == 2:  # the partial's rows a line more apart
+                        tile_add64(part, (k0 + ir * MR) * (Mp + 8) + jr * NR, Mp + 8, Ct, MR)
+                    elif bytile:  # the partial's tiles MR·NR float64s together (as the three-pass kernel's)
                         tile_add64(part, (k0 + ir * MR) * Mp + jr * MR * NR, NR, Ct, MR)
                     else:
                         tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
 rng = np.random.default_rng(0)
 x = rng.standard_normal(N * K).astype(T); g = rng.standard_normal(MC * (Mp + LN)).astype(T)
-Xp = rng.standard_normal(MC * K).astype(T); part = np.zeros(K * Mp); Ct = np.empty(MR * NR, T)
+Xp = rng.standard_normal(MC * K).astype(T); part = np.zeros(K * (Mp + 8)); Ct = np.empty(MR * NR, T)
 RB = 200
 modes = {"rows, Mp": (Mp, NR, False, False), "rows, Mp + a line": (Mp + LN, NR, False, False),
          "panels": (NR, MC * NR, False, False), "Mp + a line, A packed": (Mp + LN, NR, True, False),
-         "panels, A packed": (NR, MC * NR, True, False), "panels, A packed, partial by tile": (NR, MC * NR, True, True)}
+         "panels, A packed": (NR, MC * NR, True, False), "panels, A packed, partial by tile": (NR, MC * NR, True, True),
+         "Mp + a line, partial by tile": (Mp + LN, NR, False, 1), "Mp + a line, partial rows + a line": (Mp + LN, NR, False, 2)}
 for m in modes.values(): run(*m, part, x, g, Ct, Xp, RB)
 ts = {m: [] for m in modes}
 for r in range(rounds):

@@ -27,7 +27,7 @@ DT = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type
 e = machine.entry(); v = tiled.variant(K, M, DT)
 c = tiled.module(v, e.isa)
 MR, NR, MC, KC, JH, T = c.MR, c.NR, c.MC, c.KC, c.JH, DT
-mk, tile_add, pack_a = c.mk, c.tile_add, c.pack_a
+mk, tile_add, pack_a, cpr = c.mk, c.tile_add, c.pack_a, c.cpr
 import os
 KC = int(os.environ.get("KC", KC)); MC = int(os.environ.get("MC", MC)); JH = int(os.environ.get("JH", JH))
 Mp = (M + NR - 1) // NR * NR
@@ -45,6 +45,12 @@ def prod(mode, g2, x2, Wp2, K, Mp, N, nh, Ap2, Ct2):
             kc = min(KC, K - pc)
             if mode == 8:
                 pack_a(Ap, x, K, 0, rows, pc, kc)
+            elif mode == 15:  # x's rows copied as they lie, MR rows a micro-panel (no transpose)
+                for r in range(rows):
+                    ab = (r // MR) * kc * MR + (r % MR) * kc
+                    xb = (r0 + r) * K + pc
+                    for q in range(0, kc, NR):
+                        cpr(Ap, ab + q, x, xb + q)
             elif mode != 5:
                 pack_a(Ap, x, K, r0, rows, pc, kc)
             for jr in range(j0, j0 + nj):
@@ -83,7 +89,13 @@ def prod(mode, g2, x2, Wp2, K, Mp, N, nh, Ap2, Ct2):
                         for i in range(MR):
                             for q in range(0, NR, LNE):
                                 prefetch(g, co + MR * Mp + i * Mp + q)
-                    if mode == 2:
+                    if mode == 15:  # A by rows: step stride 1, row stride kc
+                        if pc == 0:
+                            mk(kc, Ap, ao, 1, kc, Wp, bo, NR, g, co, ldg)
+                        else:
+                            mk(kc, Ap, ao, 1, kc, Wp, bo, NR, Ct, 0, NR)
+                            tile_add(g, co, ldg, Ct, MR)
+                    elif mode == 2:
                         mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
                     elif pc == 0:
                         mk(kc, Ap, ao, MR, 1, Wp, bo, NR, g, co, ldg)
@@ -137,6 +149,9 @@ X, Wt = torch.from_numpy(x.reshape(N, K)), torch.from_numpy(W.reshape(K, M))
 Apf = np.empty(MC * (K + KC), T)
 names = {0: "nest", 2: "C to Ct only", 3: "one B panel", 4: "one A panel", 5: "no pack of A", 6: "C prefetched", 7: "next C prefetched", 8: "pack from rows 0 (L2)", 9: "next B panel to L2", 10: "g by panels", 11: "x ahead to L2", 12: "x ahead to L1"}
 names[13] = "rows: x packed once"; names[14] = "rows + next B to L2"
+names[15] = "A by rows, no transpose (g by panels)"  # dev/products_v20.md 21e
+if __import__("os").environ.get("MODES"):  # MODES=0,10,15: only these
+    names = {int(m): names[int(m)] for m in __import__("os").environ["MODES"].split(",")}
 run = lambda m: prod_rows(m, g, x, Wp, K, Mp, N, Mp // NR, Apf, Ct) if m >= 13 else prod(m, g, x, Wp, K, Mp, N, Mp // NR, Ap, Ct)
 for m in names: run(m)
 ts = {k: [] for k in list(names) + ["mm"]}

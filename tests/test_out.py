@@ -67,15 +67,17 @@ def _bad_cases(x, W, y):
     yield "read-only", (good[0], good[1], ro), ValueError
     yield "non-contiguous", (good[0], good[1], strided), ValueError
     yield "overlaps", (good[0], good[1], y), ValueError                     # dy = y
+    yield "overlaps", (good[0], good[1], y[::-1][::-1]), ValueError         # a view of y, which owns its memory
     yield "overlaps", (big[:N * K].reshape(N, K), good[1], big[N * K - 1:N * K - 1 + N * M].reshape(N, M)), ValueError
     yield "got ndarray", good[0], TypeError
     yield "of length 2", good[:2], TypeError
     yield "NumPy array", (good[0], good[1], "dy"), TypeError
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(10))
 def test_bad_out_is_refused_and_nothing_is_written(rng, case):
     x, W, y = draw(rng, 40, 5, 3, np.float64)
+    assert y.flags.owndata  # the view-of-y case is against an array that owns its memory
     words, out, error = list(_bad_cases(x, W, y))[case]
     before = [None if not isinstance(a, np.ndarray) else a.copy()
               for a in (out if isinstance(out, tuple) else (out,))]

@@ -136,7 +136,8 @@ def check_out(out, want: int, x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tu
     N, K = x.shape
     M = W.shape[1]
     arrays = []
-    named = [(x, "x"), (W, "W"), (y, "y")]  # what each output must not overlap
+    # what each output must not overlap, and whether it owns its memory (_may_overlap)
+    named = [(x, "x", x.flags.owndata), (W, "W", W.flags.owndata), (y, "y", y.flags.owndata)]
     for name, a, shape, bit, wrt in (("dx", out[0], (N, K), WANT_DX, "x"),
                                      ("dW", out[1], (K, M), WANT_DW, "W"),
                                      ("dy", out[2], (N, M), WANT_DY, "y")):
@@ -161,25 +162,24 @@ def check_out(out, want: int, x: np.ndarray, W: np.ndarray, y: np.ndarray) -> tu
             raise ValueError(f"out's {name} must be C-contiguous and writable, got "
                              f"{'a read-only' if not a.flags.writeable else 'a non-contiguous'} "
                              f"array (np.empty({shape}, {x.dtype.name}) makes one)")
-        for other, oname in named:
-            if _may_overlap(a, other):
+        owns = a.flags.owndata
+        for other, oname, other_owns in named:
+            if _may_overlap(a, owns, other, other_owns):
                 raise ValueError(f"out's {name} overlaps {oname} in memory: the outputs must be "
                                  f"arrays of their own")
-        named.append((a, name))
+        named.append((a, name, owns))
         arrays.append(a)
     return tuple(arrays)
 
 
-def _may_overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    # Two arrays that each own their memory (OWNDATA: NumPy allocated it, as np.empty's;
+def _may_overlap(a: np.ndarray, a_owns: bool, b: np.ndarray, b_owns: bool) -> bool:
+    # Two arrays that each own their memory (flags.owndata: NumPy allocated it, as np.empty's;
     # not views, not wrapping a buffer or a pointer) are two allocations and cannot
     # overlap; anything else asks NumPy's bounds check.  The shortcut took check_out from
-    # 5 to 2.5 µs (a 10×4×4 call takes 4.4 µs without out=).
+    # 5.1 to 2.5 µs (a 10×4×4 call takes 4.4 µs without out=).
     if a is b:
         return True
-    if a.flags.owndata and b.flags.owndata:
-        return False
-    return np.may_share_memory(a, b)
+    return not (a_owns and b_owns) and np.may_share_memory(a, b)
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)  # NumPy's own (native) instances

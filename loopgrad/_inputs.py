@@ -176,7 +176,7 @@ def _may_overlap(a: np.ndarray, a_owns: bool, b: np.ndarray, b_owns: bool) -> bo
     # Two arrays that each own their memory (flags.owndata: NumPy allocated it, as np.empty's;
     # not views, not wrapping a buffer or a pointer) are two allocations and cannot
     # overlap; anything else asks NumPy's bounds check.  The shortcut took check_out from
-    # 5.1 to 2.5 µs (a 10×4×4 call takes 4.4 µs without out=).
+    # 5.1 to 2.4 µs (a 10×4×4 call takes 4.4 µs without out=).
     if a is b:
         return True
     return not (a_owns and b_owns) and np.may_share_memory(a, b)

@@ -156,6 +156,8 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
             first = len(segs)
             for r0 in range(n0, n1, MC):
                 rows = min(MC, n1 - r0)
+                # (flat or row by row, the same f where Mp == M: the fused kernel runs row by
+                # row where g's rows are a line apart, dev/products_v20.md 21a)
                 segs.append((r0, rows, 0, M, Mp == M))
                 pieces += [(p, min(p + KC, r0 + rows), c) for p in range(r0, r0 + rows, KC)]
             chunks.append((first, len(segs)))

@@ -141,3 +141,23 @@ def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M)
     out = poisoned(x2, W2, y2)
     want = loopgrad.grads(x2, W2, y2, out=out)
     assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))
+
+
+def test_the_scratch_kept_between_calls_stays_within_its_bound(monkeypatch):
+    # workspace.take/give: buffers handed back are kept for the next call up to KEEP_BYTES in
+    # all, the smallest dropped first; take serves the smallest kept one of the dtype that is
+    # large enough; its running total is the kept buffers' bytes
+    from loopgrad.cpu import workspace
+    workspace.release()
+    monkeypatch.setattr(workspace, "KEEP_BYTES", 10_000)
+    a, b, c = (workspace.take(n, np.float64) for n in (300, 500, 700))  # 2400, 4000, 5600 bytes
+    assert all(x.ctypes.data % 64 == 0 for x in (a, b, c))
+    for buf, kept in ((b, 4000), (a, 6400), (c, 9600)):  # c drops a, the smallest
+        workspace.give(buf)
+        assert workspace.kept_bytes() == workspace._kept == kept
+    assert workspace.take(400, np.float64) is b and workspace.kept_bytes() == 5600
+    assert workspace.take(10, np.float32) is not c  # another dtype: a new buffer
+    workspace.give(np.empty(20_000, np.uint8))  # past the bound: not kept
+    assert workspace.kept_bytes() == workspace._kept == 5600
+    assert workspace.take(700, np.float64) is c and workspace.kept_bytes() == 0
+    workspace.release()

@@ -53,9 +53,10 @@ def prod(mode, g2, x2, Wp2, K, Mp, N, nh, Ap2, Ct2):
                         cpr(Ap, ab + q, x, xb + q)
             elif mode != 5:
                 pack_a(Ap, x, K, r0, rows, pc, kc)
-            for jr in range(j0, j0 + nj):
+            for t in range(nj * nir):  # mode 16: micro-panel by micro-panel of A, B's panels inside
+                jr, ir = (j0 + t % nj, t // nj) if mode == 16 else (j0 + t // nir, t % nir)
                 bo = ((j0 if mode == 3 else jr) * K + pc) * NR
-                for ir in range(nir):
+                if True:
                     co = (r0 + ir * MR) * Mp + jr * NR
                     ldg = Mp
                     if mode >= 10:  # g by column panels: g[jr][n][NR], a tile's rows together
@@ -150,6 +151,7 @@ Apf = np.empty(MC * (K + KC), T)
 names = {0: "nest", 2: "C to Ct only", 3: "one B panel", 4: "one A panel", 5: "no pack of A", 6: "C prefetched", 7: "next C prefetched", 8: "pack from rows 0 (L2)", 9: "next B panel to L2", 10: "g by panels", 11: "x ahead to L2", 12: "x ahead to L1"}
 names[13] = "rows: x packed once"; names[14] = "rows + next B to L2"
 names[15] = "A by rows, no transpose (g by panels)"  # dev/products_v20.md 21e
+names[16] = "A's micro-panel resident, B's panels inside (g by panels)"  # 21k
 if __import__("os").environ.get("MODES"):  # MODES=0,10,15: only these
     names = {int(m): names[int(m)] for m in __import__("os").environ["MODES"].split(",")}
 run = lambda m: prod_rows(m, g, x, Wp, K, Mp, N, Mp // NR, Apf, Ct) if m >= 13 else prod(m, g, x, Wp, K, Mp, N, Mp // NR, Ap, Ct)

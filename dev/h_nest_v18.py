@@ -56,53 +56,52 @@ def prod(mode, g2, x2, Wp2, K, Mp, N, nh, Ap2, Ct2):
             for t in range(nj * nir):  # mode 16: micro-panel by micro-panel of A, B's panels inside
                 jr, ir = (j0 + t % nj, t // nj) if mode == 16 else (j0 + t // nir, t % nir)
                 bo = ((j0 if mode == 3 else jr) * K + pc) * NR
-                if True:
-                    co = (r0 + ir * MR) * Mp + jr * NR
-                    ldg = Mp
-                    if mode >= 10:  # g by column panels: g[jr][n][NR], a tile's rows together
-                        co = (jr * N + r0 + ir * MR) * NR
-                        ldg = NR
-                    ao = (0 if mode == 4 else ir) * kc * MR
-                    if mode == 11 or mode == 12:  # x's next KC block (or the next item's first) to L2, spread over the calls
-                        calls = nj * nir
-                        cix = (jr - j0) * nir + ir
-                        nr0, npc = (r0, pc + KC) if pc + KC < K else (r0 + MC, 0)
-                        nrows = min(MC, N - nr0) if nr0 < N else 0
-                        nkc = min(KC, K - npc)
-                        tot = nrows * ((nkc + LNE - 1) // LNE)
-                        per = (tot + calls - 1) // calls
-                        for q in range(cix * per, min(tot, (cix + 1) * per)):
-                            rr = q // ((nkc + LNE - 1) // LNE); cc = q % ((nkc + LNE - 1) // LNE)
-                            if mode == 11:
-                                prefetch2(x, (nr0 + rr) * K + npc + cc * LNE)
-                            else:
-                                prefetch(x, (nr0 + rr) * K + npc + cc * LNE)
-                    if mode == 9 and jr + 1 < j0 + nj:
-                        nb_ = (kc * NR + nir - 1) // nir  # the next panel's elements, spread over the ir calls
-                        nxt = ((jr + 1) * K + pc) * NR
-                        for q in range(ir * nb_, min(kc * NR, (ir + 1) * nb_), LNE):
-                            prefetch2(Wp, nxt + q)
-                    if mode == 6:
-                        for i in range(MR):
-                            for q in range(0, NR, LNE):
-                                prefetch(g, co + i * Mp + q)
-                    if mode == 7 and ir + 1 < nir:
-                        for i in range(MR):
-                            for q in range(0, NR, LNE):
-                                prefetch(g, co + MR * Mp + i * Mp + q)
-                    if mode == 15:  # A by rows: step stride 1, row stride kc
-                        if pc == 0:
-                            mk(kc, Ap, ao, 1, kc, Wp, bo, NR, g, co, ldg)
+                co = (r0 + ir * MR) * Mp + jr * NR
+                ldg = Mp
+                if mode >= 10:  # g by column panels: g[jr][n][NR], a tile's rows together
+                    co = (jr * N + r0 + ir * MR) * NR
+                    ldg = NR
+                ao = (0 if mode == 4 else ir) * kc * MR
+                if mode == 11 or mode == 12:  # x's next KC block (or the next item's first) to L2, spread over the calls
+                    calls = nj * nir
+                    cix = (jr - j0) * nir + ir
+                    nr0, npc = (r0, pc + KC) if pc + KC < K else (r0 + MC, 0)
+                    nrows = min(MC, N - nr0) if nr0 < N else 0
+                    nkc = min(KC, K - npc)
+                    tot = nrows * ((nkc + LNE - 1) // LNE)
+                    per = (tot + calls - 1) // calls
+                    for q in range(cix * per, min(tot, (cix + 1) * per)):
+                        rr = q // ((nkc + LNE - 1) // LNE); cc = q % ((nkc + LNE - 1) // LNE)
+                        if mode == 11:
+                            prefetch2(x, (nr0 + rr) * K + npc + cc * LNE)
                         else:
-                            mk(kc, Ap, ao, 1, kc, Wp, bo, NR, Ct, 0, NR)
-                            tile_add(g, co, ldg, Ct, MR)
-                    elif mode == 2:
-                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
-                    elif pc == 0:
-                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, g, co, ldg)
+                            prefetch(x, (nr0 + rr) * K + npc + cc * LNE)
+                if mode == 9 and jr + 1 < j0 + nj:
+                    nb_ = (kc * NR + nir - 1) // nir  # the next panel's elements, spread over the ir calls
+                    nxt = ((jr + 1) * K + pc) * NR
+                    for q in range(ir * nb_, min(kc * NR, (ir + 1) * nb_), LNE):
+                        prefetch2(Wp, nxt + q)
+                if mode == 6:
+                    for i in range(MR):
+                        for q in range(0, NR, LNE):
+                            prefetch(g, co + i * Mp + q)
+                if mode == 7 and ir + 1 < nir:
+                    for i in range(MR):
+                        for q in range(0, NR, LNE):
+                            prefetch(g, co + MR * Mp + i * Mp + q)
+                if mode == 15:  # A by rows: step stride 1, row stride kc
+                    if pc == 0:
+                        mk(kc, Ap, ao, 1, kc, Wp, bo, NR, g, co, ldg)
                     else:
-                        mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
+                        mk(kc, Ap, ao, 1, kc, Wp, bo, NR, Ct, 0, NR)
                         tile_add(g, co, ldg, Ct, MR)
+                elif mode == 2:
+                    mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
+                elif pc == 0:
+                    mk(kc, Ap, ao, MR, 1, Wp, bo, NR, g, co, ldg)
+                else:
+                    mk(kc, Ap, ao, MR, 1, Wp, bo, NR, Ct, 0, NR)
+                    tile_add(g, co, ldg, Ct, MR)
 @njit(nogil=True, fastmath={"contract"})
 def prod_rows(mode, g2, x2, Wp2, K, Mp, N, nh, Apf2, Ct2):
     # items row block by row block: x's MC rows packed once for all K (Apf), then each

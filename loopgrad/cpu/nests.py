@@ -539,9 +539,10 @@ def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, C
 def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, want):
     # three passes for wide K·M, their sums in blocks of KB steps (below): blocks of MC
     # rows (h, epilogue, dx) with g kept whole, then dW = xᵀ·g block by block; the
-    # gradients not wanted are not computed, and g is kept only for dx or dW.  nthr (the fused kernel's nchunks): the threads
-    # that share each pass's items (`shares`; Numba's get_num_threads in here would keep
-    # the kernel out of the disk cache); chunk_rows is not used
+    # gradients not wanted are not computed, and g is kept only for dx or dW.  nthr (the
+    # fused kernel's nchunks): the threads that share each pass's items (`shares`; Numba's
+    # get_num_threads in here would keep the kernel out of the disk cache); chunk_rows is
+    # not used
     N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
     dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
     x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
@@ -639,9 +640,10 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                               np.empty(MC * KC, T), Cb, stream)
     # dW = xᵀ·g by chunks of DWB blocks of KB rows: the chunk's g by column panels (where
     # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then
-    # (MC rows × jw·NR columns of dW) items, each summing the chunk's blocks in turn into its part of the float64 partial,
-    # which stays in its core's L2 (block by block for all items, the partial came from
-    # L3 each block: 25 % slower, dev/products_v10.md).  Each tile's sum is the same.
+    # (MC rows × jw·NR columns of dW) items, each summing the chunk's blocks in turn into
+    # its part of the float64 partial, which stays in its core's L2 (block by block for all
+    # items, the partial came from L3 each block: 25 % slower, dev/products_v10.md).  Each
+    # tile's sum is the same.
     nk = (K + MC - 1) // MC
     jw = JB  # panels a dW item, fewer where that leaves fewer than H_ITEMS items (as jh)
     while jw > 1 and nk * ((nh + jw - 1) // jw) < H_ITEMS:

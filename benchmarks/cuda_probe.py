@@ -4,6 +4,14 @@ A probe for a GPU machine (PYTHONPATH=.; torch with CUDA):
 
     python3 benchmarks/cuda_probe.py overhead                     # host stages at 10×4×4
     python3 benchmarks/cuda_probe.py kernels --shapes 10000000x16x16,4096x4096x4096
+    python3 benchmarks/cuda_probe.py smoke                        # first calls, checked
+    python3 benchmarks/cuda_probe.py sass [--dump FILE]           # registers, SASS mix
+
+`smoke` makes the first calls of each kernel family on small shapes (each
+compiles its kernels: the time is printed), checks every output against torch
+float64 autograd within the contract and two calls for equal bits, and exits 1
+on the first failure: a short check that ends a card run early when the kernels
+do not work there.
 
 `kernels` times every launch of a warm loopgrad.grads call with CUDA events
 (median of 10 calls) and prints each kernel's share, its GB/s or GFLOP/s, and
@@ -99,6 +107,64 @@ def kernels(shapes):
         del x, W, y
 
 
+def smoke(shapes):
+    import numpy as np
+
+    from loopgrad import reference
+    for N, K, M in shapes:
+        rng = np.random.default_rng(N + K + M)
+        host_in = [rng.standard_normal(s).astype(np.float32) for s in ((N, K), (K, M), (N, M))]
+        if torch.cuda.is_available():
+            x, W, y = (torch.from_numpy(a).cuda() for a in host_in)
+        else:       # the simulator: host arrays, copied in and out
+            x, W, y = host_in
+        t0 = time.perf_counter()
+        got = loopgrad.grads(x, W, y, device="cuda")
+        first = time.perf_counter() - t0
+        again = loopgrad.grads(x, W, y, device="cuda")
+        ref = reference.torch_autograd(*host_in)
+        bounds = reference.error_bounds(*host_in, ref)
+        for name, g, a, r, b in zip(("f", "dx", "dW", "dy"), got, again, ref, bounds):
+            g = np.asarray(g.cpu() if hasattr(g, "cpu") else g, dtype=np.float64)
+            a = np.asarray(a.cpu() if hasattr(a, "cpu") else a, dtype=np.float64)
+            reference.check(name, g, r, b)
+            assert np.array_equal(g, a), f"{name}: two calls differ"
+        print(f"smoke {N}×{K}×{M}: ok, bitwise repeatable; first call {first:.2f} s", flush=True)
+
+
+def sass(dump):
+    import re
+
+    import numpy as np
+
+    from loopgrad.cuda import products, rows
+    k = products.kernels(np.dtype(np.float32), True, True)
+    named = [("rows 16×16 f32", rows.fused(16, 16, np.dtype(np.float32), False))]
+    named += [(f"{n} f32", getattr(k, n)) for n in ("forward", "epilogue", "dx", "dW")]
+    pat = {c: re.compile(r) for c, r in (("LDG.128", r"LDG\.E\.(?:EL\.)?128"),
+                                         ("LDG", r"\bLDG\b"), ("LDS.128", r"LDS\.128"),
+                                         ("LDS", r"\bLDS\b"), ("FFMA", r"\bFFMA\b"),
+                                         ("DFMA/DADD", r"\bD(?:FMA|ADD)\b"),
+                                         ("LDL/STL", r"\b(?:LDL|STL)\b"))}
+    for name, d in named:
+        info = []
+        for what in ("regs_per_thread", "local_mem_per_thread", "shared_mem_per_block"):
+            try:
+                info.append(f"{what} {getattr(d, 'get_' + what)()}")
+            except Exception as e:  # noqa: BLE001 - report what this numba-cuda lacks
+                info.append(f"{what} ? ({type(e).__name__})")
+        try:
+            code = d.inspect_sass()
+            code = code if isinstance(code, str) else "\n".join(code.values())
+            mix = ", ".join(f"{c} {len(r.findall(code))}" for c, r in pat.items())
+            if dump and name.startswith("forward"):
+                with open(dump, "w") as fh:
+                    fh.write(code)
+        except Exception as e:  # noqa: BLE001
+            mix = f"no SASS ({type(e).__name__}: {e})"
+        print(f"{name:16s} {'; '.join(info)}\n{'':16s} {mix}", flush=True)
+
+
 def _autograd(x, W, y):
     x, W, y = (t.detach().requires_grad_() for t in (x, W, y))
     z = torch.clamp(x @ W, min=0) - y
@@ -109,13 +175,22 @@ def _autograd(x, W, y):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["overhead", "kernels"])
-    ap.add_argument("--shapes", default="1000000x4x4,10000000x16x16,100000x256x256,4096x4096x4096")
+    ap.add_argument("what", choices=["overhead", "kernels", "smoke", "sass"])
+    ap.add_argument("--shapes", help="NxKxM,... (kernels: 1000000x4x4,10000000x16x16,"
+                    "100000x256x256,4096x4096x4096; smoke: 1000x4x4,777x16x16,300x200x100)")
+    ap.add_argument("--dump", help="sass: write the forward kernel's SASS here")
     a = ap.parse_args()
+    default = {"kernels": "1000000x4x4,10000000x16x16,100000x256x256,4096x4096x4096",
+               "smoke": "1000x4x4,777x16x16,300x200x100"}.get(a.what, "")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in (a.shapes or default).split(",") if s]
     if a.what == "overhead":
         overhead()
+    elif a.what == "smoke":
+        smoke(shapes)
+    elif a.what == "sass":
+        sass(a.dump)
     else:
-        kernels([tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")])
+        kernels(shapes)
 
 
 if __name__ == "__main__":

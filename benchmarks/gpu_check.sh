@@ -1,35 +1,51 @@
 #!/usr/bin/env bash
 # One prepared check on a GPU machine without network access (torch, numba,
-# numba-cuda and CuPy installed there), under 8 minutes: the card, `loopgrad
-# info`, the CUDA tests on the card, the issue-23 benchmark (checked against
-# float64, then timed), and a per-kernel profile of the rows.  Everything goes
-# under one folder, ready to commit.
+# numba-cuda and CuPy installed there), under 8 minutes: the card and versions,
+# a smoke check of each kernel family (ends the run early if the kernels fail
+# there), the issue-23 benchmark (checked against float64, then timed), a
+# per-kernel profile, registers and SASS of the kernels, `loopgrad info` and the
+# CUDA tests on the card last.  Everything goes under one folder (8 files),
+# ready to commit.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]     # from the repository root; OUTDIR: $OUT or gpu-check
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-check}}
 mkdir -p "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export NUMBA_ENABLE_CUDASIM=0
+t0=$SECONDS
+stamp() { echo "== $1 (at $((SECONDS - t0)) s)"; }
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
-  python3 -c 'import numpy, numba, torch; print("numpy", numpy.__version__, "numba", numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
-  date -u +%FT%TZ; } 2>&1 | tee "$out/card.txt"
-python3 -m loopgrad info > "$out/info.txt" 2>&1
-python3 -c 'import loopgrad.cuda as g; g.kernels(); print("loopgrad CUDA kernels usable")' || exit 1
+  python3 -c 'import sys, numpy, numba, torch; from importlib.metadata import version as v
+print("python", sys.version.split()[0], "numpy", numpy.__version__, "numba", numba.__version__,
+      "numba-cuda", v("numba-cuda"), "torch", torch.__version__, "cuda", torch.version.cuda)'
+  date -u +%FT%TZ
+  stamp "smoke: first calls of each kernel family, checked (≤ 120 s)"
+  timeout 120 python3 benchmarks/cuda_probe.py smoke; } > "$out/card.txt" 2>&1
+rc=$?
+cat "$out/card.txt"
+[ $rc -eq 0 ] || { echo "smoke failed (rc $rc): stopping here"; exit 1; }
 
-echo "== CUDA tests on the GPU (≤ 180 s; the first uses of each kernel compile it)"
-timeout 180 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda 2>&1 | tee "$out/tests.txt" | tail -5
-
-echo "== bench (≤ 180 s)"
-timeout 180 python3 -m loopgrad bench --impl loopgrad-cuda,torch-cuda,torch-cuda-hand \
+stamp "bench (≤ 150 s)"
+timeout 150 python3 -m loopgrad bench --impl loopgrad-cuda,torch-cuda,torch-cuda-hand \
     --shapes 10x4x4,1000000x4x4,10000000x16x16,100000x256x256,4096x4096x4096 \
     --json "$out/results-gpu.json" --markdown --no-progress --max-time 1 > "$out/bench.md" 2>&1
 tail -15 "$out/bench.md"
 
-echo "== where the time goes (≤ 90 s)"
-timeout 40 python3 benchmarks/cuda_probe.py overhead > "$out/probe.txt" 2>&1
-timeout 50 python3 benchmarks/cuda_probe.py kernels >> "$out/probe.txt" 2>&1
+stamp "where the time goes (≤ 80 s)"
+{ timeout 30 python3 benchmarks/cuda_probe.py overhead
+  timeout 50 python3 benchmarks/cuda_probe.py kernels; } > "$out/probe.txt" 2>&1
 cat "$out/probe.txt"
-echo "written: $out/{card,info,tests,bench,probe}.txt|md, $out/results-gpu.json"
+
+stamp "registers and SASS (≤ 40 s)"
+timeout 40 python3 benchmarks/cuda_probe.py sass --dump "$out/sass-forward.txt" > "$out/sass.txt" 2>&1
+cat "$out/sass.txt"
+timeout 30 python3 -m loopgrad info > "$out/info.txt" 2>&1
+
+stamp "CUDA tests on the GPU (≤ 150 s; the first uses of each kernel compile it)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rs tests/cuda > "$out/tests.txt" 2>&1
+tail -8 "$out/tests.txt"
+stamp "done"
+echo "written: $out/{card,bench,probe,sass,sass-forward,info,tests}.txt|md, $out/results-gpu.json"

@@ -1,60 +1,40 @@
 """Does the CUDA kernels' summation order meet issue 23's accuracy target?
 
-Emulates, in NumPy, the order in which loopgrad/cuda/products.py sums: h and dx
-over K and M in float32 with FMA (each product-sum rounded once), in blocks of
-KC terms added to a float32 total (--kc 0: one running sum, the first design),
-dW in float32 over SUM_ROWS-row blocks and float64 across them; z, g, dy, f
-from float64 as the kernels do.  Compares each output's error against
-float64 torch with torch float32's own (mean and largest), at the shapes of the
-CPU's test (tests/test_tiled.py::test_error_within_1_5x_torch_float32).
+Emulates, in NumPy, the order in which loopgrad/cuda/products.py sums
+(tests/cuda/emulated.py: h and dx in float32 FMA sums of KC terms added to the
+output in turn, --kc 0 for one running sum, the first design; dW in one FMA
+running sum over SUM_ROWS rows, float64 across them) and compares each
+output's error against float64 torch with torch float32's own (mean and
+largest), at the shapes of the CPU's test
+(tests/test_tiled.py::test_error_within_1_5x_torch_float32).
 
-    PYTHONPATH=. python dev/cuda_error_v13.py [--kc 256]
+    PYTHONPATH=. python dev/cuda_error_v13.py [--kc 256] [--sum-rows 128]
+
+Until stop 29 this script summed dW's SUM_ROWS rows in KC blocks too, which
+the kernel does not: it showed dW at 1.00 where an H200 gave 1.17 mean and 1.55
+largest at 512³ (SUM_ROWS 512).  Now it gives those numbers; 256: 1.00/1.00,
+128: 0.91/0.75.
 """
 
 import argparse
-
-import numpy as np
+import pathlib
+import sys
 
 from loopgrad import reference
+from loopgrad.cuda import products
 
-SUM_ROWS = 512
-KC = 256
-
-
-def serial(A, B):
-    # C = A·B in float32: FMA sums of KC terms (KC = 0: all of them), added to C in turn
-    C = np.zeros((A.shape[0], B.shape[1]), np.float32)
-    step = KC or A.shape[1] or 1
-    for p0 in range(0, A.shape[1], step):
-        P = np.zeros_like(C)
-        for p in range(p0, min(p0 + step, A.shape[1])):
-            P = (P + A[:, p:p + 1].astype(np.float64) * B[p:p + 1, :]).astype(np.float32)
-        C += P
-    return C
-
-
-def emulate(x, W, y):
-    h = serial(x, W)
-    hd = h.astype(np.float64)
-    z = np.maximum(hd, 0) - y.astype(np.float64)
-    f = float(np.sum(z * z))
-    g = (2 * z * (hd > 0)).astype(np.float32)
-    dy = (-2 * z).astype(np.float32)
-    dx = serial(g, np.ascontiguousarray(W.T))
-    dW = np.zeros(W.shape, np.float64)
-    for r in range(0, x.shape[0], SUM_ROWS):
-        dW += serial(np.ascontiguousarray(x[r:r + SUM_ROWS].T), g[r:r + SUM_ROWS])
-    return f, dx, dW.astype(np.float32), dy
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "cuda"))
+from emulated import emulate  # noqa: E402
 
 
 def main():
-    global KC
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kc", type=int, default=KC)
-    KC = ap.parse_args().kc
-    print(f"KC = {KC or 'all'}")
+    ap.add_argument("--kc", type=int, default=products.KC)
+    ap.add_argument("--sum-rows", type=int, default=products.SUM_ROWS)
+    a = ap.parse_args()
+    print(f"KC = {a.kc or 'all'}, SUM_ROWS = {a.sum_rows}")
     for N, K, M in [(300, 600, 40), (300, 40, 600), (512, 512, 512), (2000, 1024, 64)]:
-        ratio = reference.error_ratios(emulate, N, K, M)
+        ratio = reference.error_ratios(lambda x, W, y: emulate(x, W, y, a.kc, a.sum_rows), N, K, M)
         print(f"{N}×{K}×{M}: ours/torch32 (mean, max) "
               + ", ".join(f"{n} {r[0]:.2f} {r[1]:.2f}" for n, r in zip(("f", "dx", "dW", "dy"), ratio)))
 

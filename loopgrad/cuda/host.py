@@ -45,6 +45,7 @@ from .device import SIMULATOR, cuda
 SKINNY_MAX = 16        # K and M up to this take the fused row kernel
 ROW_BLOCKS = 2048      # the row kernel grid-strides beyond this many blocks (by shape alone)
 SUM_THREADS = 128      # threads per block of the element-wise sums
+SLICE_ROWS = 2048      # dW: fewest rows a slice of the sum over N is cut to (by shape alone)
 _I32 = 2**31 - 1
 
 
@@ -191,7 +192,7 @@ def dW_slices(N: int, K: int, M: int) -> tuple[int, int]:
     """(rows_per_slice, nslices) for the dW product: enough blocks to fill a GPU, by shape alone."""
     BM, BN, BK = products.BM, products.BN, products.BK
     tiles = _cdiv(K, BM) * _cdiv(M, BN)
-    want = max(1, min(_cdiv(1024, max(tiles, 1)), _cdiv(N, 4 * products.SUM_ROWS)))
+    want = max(1, min(_cdiv(1024, max(tiles, 1)), _cdiv(N, SLICE_ROWS)))
     # bound the float64 partials to 256 MiB
     want = max(1, min(want, (256 << 20) // max(8 * K * M, 1)))
     per_slice = _cdiv(_cdiv(N, want), BK) * BK if N else BK

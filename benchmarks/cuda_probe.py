@@ -102,7 +102,7 @@ def kernels(shapes):
         for name, evs in times.items():     # in launch order
             ms = statistics.median(a.elapsed_time(b) for a, b in evs)
             rate = (f"{nbytes / ms / 1e6:.0f} GB/s" if name == "rows" else
-                    f"{flops / ms / 1e9:.0f} GFLOP/s" if name in ("forward", "dx", "dW") else "")
+                    f"{flops / ms / 1e9:.1f} TFLOP/s" if name in ("forward", "dx", "dW") else "")
             print(f"    {name:12s} {ms:9.3f} ms  {rate}", flush=True)
         del x, W, y
 

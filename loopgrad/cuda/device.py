@@ -20,7 +20,7 @@ if not hasattr(np, "row_stack"):
     # typing first loads; NumPy 2.5 removed that alias of np.vstack
     np.row_stack = np.vstack
 
-from numba import config, cuda, float32, float64, int32, int64, types  # noqa: E402,F401
+from numba import config, cuda, float32, float64, int32, int64, types, uint64  # noqa: E402,F401
 
 from .._scalar import relu_backward as _relu_backward_py  # noqa: E402
 

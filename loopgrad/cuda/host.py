@@ -208,7 +208,6 @@ class Plan:
         dtype = np.dtype(dtype)
         self.skinny = K <= SKINNY_MAX and M <= SKINNY_MAX
         self._configured = {}
-        sums = (_cdiv(K * M + 1, SUM_THREADS), SUM_THREADS)
         if self.skinny:
             R = rows.rows_per_block(dtype)
             self.blocks = max(1, min(_cdiv(N, R), ROW_BLOCKS))
@@ -217,7 +216,8 @@ class Plan:
                         + [(n - 1) * abs(s0) + (m - 1) * abs(s1) for n, m, s0, s1 in strides])
             self.wide = reach > _I32
             self.steps = {"rows": (rows.fused(K, M, dtype, self.wide), self.blocks, R),
-                          "sum_blocks": (rows.sum_blocks(dtype), *sums)}
+                          "sum_blocks": (rows.sum_blocks(dtype), min(K * M + 1, rows.SUM_GRID),
+                                         rows.SUM_THREADS)}
             self.f64 = self.blocks * (K * M + 1) + 1
             self.g = 0
             return

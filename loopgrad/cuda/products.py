@@ -37,7 +37,7 @@ import numpy as np
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .device import (SIMULATOR, block_sum, cuda, float64, int32, int64, numba_float, ptr,
-                     relu_backward, types)
+                     relu_backward, types, uint64)
 
 BM = 128               # output tile rows
 BN = 128               # output tile columns
@@ -60,9 +60,16 @@ SUM_ROWS = 128         # dW: rows summed in the dtype before a float64 partial t
                        # (512 had 1.55× torch float32's largest error at 512³ on an H200,
                        # which dev/cuda_error_v13.py reproduces; 128: 0.75×)
 EPI = 16 * THREADS     # elements of h an epilogue block takes
-assert BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0
+assert BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
 Kernels = collections.namedtuple("Kernels", "forward epilogue dx dW sum_slices sum_vector")
-_TILE = (2, BK, BM + PAD)    # shared arrays' shapes must be constants in the kernels
+SR = BM + PAD          # a row of a shared slice: BM elements and the pad
+SLICE = BK * SR        # one of the two buffers of a shared operand
+_TILE = 2 * SLICE      # shared arrays' sizes must be constants in the kernels
+# A thread's rows of the tile: 4 consecutive at 4·ty and 4 more BM/2 further (columns
+# likewise with tx), so that its shared loads are 4 adjacent elements (one 16-byte load)
+# and a warp's 16 tx cover 256 adjacent bytes (two shared-memory wavefronts)
+RU = tuple((u // 4) * (TY * 4) + u % 4 for u in range(TM))
+RV = tuple((v // 4) * (TX * 4) + v % 4 for v in range(TN))
 _ACC = (TM, TN)
 
 
@@ -74,6 +81,23 @@ def _core(dtype, ap: bool, bj: bool):
     right answer."""
     T = numba_float(dtype)
     zero = T(0)
+
+    if SIMULATOR:   # no alignment there; it tells shared arrays apart by source line
+        @cuda.jit(device=True, inline=True)
+        def tile_a():
+            return cuda.shared.array(_TILE, T)
+
+        @cuda.jit(device=True, inline=True)
+        def tile_b():
+            return cuda.shared.array(_TILE, T)
+    else:           # 16-byte aligned, so that four adjacent elements load as one
+        @cuda.jit(device=True, inline=True)
+        def tile_a():
+            return cuda.shared.array(_TILE, T, alignment=16)
+
+        @cuda.jit(device=True, inline=True)
+        def tile_b():
+            return cuda.shared.array(_TILE, T, alignment=16)
 
     @cuda.jit(device=True, inline=True)
     def fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p, p1, t):
@@ -93,18 +117,20 @@ def _core(dtype, ap: bool, bj: bool):
             rb[l] = B[(p + q) * sBp + (j0 + j) * sBj] if (j0 + j < J and p + q < p1) else zero
 
     @cuda.jit(device=True, inline=True)
-    def place(As, Bs, buf, ra, rb, t):
-        # the registers of `fetch` into shared buffer `buf`, As[p, i] and Bs[p, j]
+    def place(As, Bs, sb, ra, rb, t):
+        # the registers of `fetch` into the shared buffer at sb, As[p, i] and Bs[p, j] of
+        # rows SR apart (flat arrays, unsigned indices: no negative-index wrap-around, whose
+        # checks and selects took more instructions than the FMAs on an H200, stop 29)
         for l in range(LOADS):
             r = t + l * THREADS
             if ap:
-                As[buf, r % BK, r // BK] = ra[l]
+                As[uint64(sb + (r % BK) * SR + r // BK)] = ra[l]
             else:
-                As[buf, r // BM, r % BM] = ra[l]
+                As[uint64(sb + (r // BM) * SR + r % BM)] = ra[l]
             if bj:
-                Bs[buf, r // BN, r % BN] = rb[l]
+                Bs[uint64(sb + (r // BN) * SR + r % BN)] = rb[l]
             else:
-                Bs[buf, r % BK, r // BK] = rb[l]
+                Bs[uint64(sb + (r % BK) * SR + r // BK)] = rb[l]
 
     @cuda.jit(device=True, inline=True)
     def gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1):
@@ -119,23 +145,24 @@ def _core(dtype, ap: bool, bj: bool):
         fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1, t)
         place(As, Bs, 0, ra, rb, t)
         cuda.syncthreads()
-        buf = 0
+        sb = 0
         for p in range(p0, p1, BK):
             more = p + BK < p1
             if more:
                 fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p1, t)
             for q in range(BK):
+                o = (sb + q * SR) >> 2       # in 16-byte groups: the loads' alignment is plain
                 for u in range(TM):
-                    a[u] = As[buf, q, ty + TY * u]
+                    a[u] = As[uint64((o + ty) * 4 + RU[u])]
                 for v in range(TN):
-                    b[v] = Bs[buf, q, tx + TX * v]
+                    b[v] = Bs[uint64((o + tx) * 4 + RV[v])]
                 for u in range(TM):
                     for v in range(TN):
                         acc[u, v] += a[u] * b[v]
             if more:
-                place(As, Bs, 1 - buf, ra, rb, t)
+                place(As, Bs, SLICE - sb, ra, rb, t)
             cuda.syncthreads()
-            buf = 1 - buf
+            sb = SLICE - sb
 
     @cuda.jit(device=True, inline=True)
     def clear(acc):
@@ -148,8 +175,8 @@ def _core(dtype, ap: bool, bj: bool):
         # C[c0 + i·J + j] = Σ_{p_start≤p<p_stop} A[i,p]·B[p,j] for this thread's elements of
         # the BM×BN tile at (i0, j0): sums of `block` terms in the dtype, each added to C in
         # C's dtype (the first stored), so that a long sum's error grows as BLAS's does
-        As = cuda.shared.array(_TILE, T)
-        Bs = cuda.shared.array(_TILE, T)
+        As = tile_a()
+        Bs = tile_b()
         acc = cuda.local.array(_ACC, T)
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
@@ -159,9 +186,9 @@ def _core(dtype, ap: bool, bj: bool):
                 gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p,
                      min(p + block, p_stop))
             for u in range(TM):
-                i = i0 + ty + TY * u
+                i = i0 + ty * 4 + RU[u]
                 for v in range(TN):
-                    j = j0 + tx + TX * v
+                    j = j0 + tx * 4 + RV[v]
                     if i < I and j < J:
                         if p == p_start:
                             C[c0 + i * J + j] = acc[u, v]

@@ -10,7 +10,9 @@ simulator).  A block of R threads takes R rows at a time, grid-striding over
 the tiles of rows:
 
     load      x and y tiles into shared memory, consecutive threads reading
-              consecutive elements (coalesced for row-major inputs)
+              consecutive elements (coalesced for row-major inputs), each
+              thread's loads issued before its stores (one load in flight a
+              thread ran the row kernel at 14 % of an H200's bandwidth)
     per row   one thread a row: h = x·W (input dtype, K terms; x in registers),
               z, f += z² (float64), g and dy (rounded once) into shared tiles
     store     dy through the y tile, coalesced
@@ -25,7 +27,7 @@ would live in local memory: dev/cuda_ptx_v13.py shows ptxas's stack frame).
 x, y, dx and dy move once each; W and the partials stay on chip.  At the end a
 block adds its threads' dW and f partials in a fixed order (a shared-memory
 tree: both simulators lack warp shuffles, and the sum runs once per block)
-and writes one row of `part`; sum_blocks adds the rows in block order.  The
+and writes one column of `part`; sum_blocks adds each row in a fixed order.  The
 grid depends on the shape alone, so results are bitwise the same every run.
 """
 
@@ -34,7 +36,7 @@ import functools
 import numpy as np
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .device import block_sum, cuda, float64, int32, int64, numba_float, ptr, relu_backward, types
+from .device import SIMULATOR, block_sum, cuda, float64, int32, int64, numba_float, ptr, relu_backward, types
 
 
 def rows_per_block(dtype) -> int:
@@ -57,8 +59,8 @@ def fused(K: int, M: int, dtype, wide: bool):
 
         (dx, dy, part, x, sx0, sx1, W, sW0, sW1, y, sy0, sy1, N, relu_grad_at_zero, want)
 
-    dx (N,K), dy (N,M) row-major; part (blocks, K·M + 1) float64, each block's dW and f
-    partials; want (WANT_* bits): the gradients written (0: f alone)."""
+    dx (N,K), dy (N,M) row-major; part (K·M + 1, blocks) float64, each block's dW and f
+    partials in its column; want (WANT_* bits): the gradients written (0: f alone)."""
     T = numba_float(dtype)
     I = int64 if wide else int32
     R = rows_per_block(dtype)
@@ -66,6 +68,11 @@ def fused(K: int, M: int, dtype, wide: bool):
     G, EPT = _groups(K, M, R)
     KM1 = max(KM, 1)
     XS, YS, DWS = R * KP, R * MP, G * KM1    # shared array sizes: constants of the kernel
+    # a tile moves in passes of XP rows (YP for y): thread t takes column t % K of rows
+    # t // K, t // K + XP, …: XJ elements, consecutive threads along a row-major tile
+    XP, YP = (R // K if K else R), (R // M if M else R)
+    XJ, YJ = (-(-R // XP) if K else 0), (-(-R // YP) if M else 0)
+    XJ1, YJ1, K1, M1 = max(XJ, 1), max(YJ, 1), max(K, 1), max(M, 1)
     zero = T(0)
 
     def kernel(dx, dy, part, x, sx0, sx1, W, sW0, sW1, y, sy0, sy1, N, relu_grad_at_zero, want):
@@ -76,8 +83,14 @@ def fused(K: int, M: int, dtype, wide: bool):
         dWs = cuda.shared.array(DWS, float64)
         fs = cuda.shared.array(R, float64)
         xr = cuda.local.array(KP, T)              # indexed by unrolled loops only: registers
+        xin = cuda.local.array(XJ1, T)
+        yin = cuda.local.array(YJ1, T)
         acc = cuda.local.array(EPT, float64)
         t = cuda.threadIdx.x
+        xc, xr0 = t % K1, t // K1                 # the tiles' column and first row this
+        yc, yr0 = t % M1, t // M1                 # thread moves
+        cx = sx1 == 1 and sx0 == K
+        cy = sy1 == 1 and sy0 == M
         for e in range(t, KM, R):
             Ws[e] = W[I(e // M) * sW0 + I(e % M) * sW1]
         for j in range(EPT):
@@ -88,12 +101,39 @@ def fused(K: int, M: int, dtype, wide: bool):
             row0 = I(I(tile) * R)
             rows = min(R, N - row0)
             cuda.syncthreads()                    # the previous tile's data is consumed
-            for i in range(t, rows * K, R):
-                r = I(I(i) // K)
-                X[I(r * KP + i - r * K)] = x[I(I(row0 + r) * sx0 + I(i - r * K) * sx1)]
-            for i in range(t, rows * M, R):
-                r = I(I(i) // M)
-                Y[I(r * MP + i - r * M)] = y[I(I(row0 + r) * sy0 + I(i - r * M) * sy1)]
+            # row-major x and y: each thread's loads all in flight (constant trip counts,
+            # unrolled: xin, yin in registers; one base address, constant offsets), then
+            # its stores; other strides: one element at a time
+            if cx and t < XP * K:
+                base = I(I(row0) * K + t)
+                for j in range(XJ):
+                    xin[j] = zero                 # no value lives on to the next tile
+                    if xr0 + j * XP < rows:
+                        xin[j] = x[base + I(j * XP * K)]
+            if cy and t < YP * M:
+                base = I(I(row0) * M + t)
+                for j in range(YJ):
+                    yin[j] = zero
+                    if yr0 + j * YP < rows:
+                        yin[j] = y[base + I(j * YP * M)]
+            if t < XP * K:
+                if cx:
+                    for j in range(XJ):
+                        r = xr0 + j * XP
+                        if r < rows:
+                            X[r * KP + xc] = xin[j]
+                else:
+                    for r in range(xr0, rows, XP):
+                        X[r * KP + xc] = x[I(I(row0 + r) * sx0 + I(xc) * sx1)]
+            if t < YP * M:
+                if cy:
+                    for j in range(YJ):
+                        r = yr0 + j * YP
+                        if r < rows:
+                            Y[r * MP + yc] = yin[j]
+                else:
+                    for r in range(yr0, rows, YP):
+                        Y[r * MP + yc] = y[I(I(row0 + r) * sy0 + I(yc) * sy1)]
             cuda.syncthreads()
             if t < rows:
                 for k in range(K):
@@ -109,9 +149,12 @@ def fused(K: int, M: int, dtype, wide: bool):
                     Y[t * MP + m] = T(-2.0 * z)
             cuda.syncthreads()
             if want & WANT_DY:
-                for i in range(t, rows * M, R):
-                    r = I(I(i) // M)
-                    dy[I(row0 * M + i)] = Y[I(r * MP + i - r * M)]
+                if t < YP * M:
+                    base = I(I(row0) * M + t)
+                    for j in range(YJ):
+                        r = yr0 + j * YP
+                        if r < rows:
+                            dy[base + I(j * YP * M)] = Y[r * MP + yc]
             if want & WANT_DW:
                 for j in range(EPT):              # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
                     e = t % KM1 + j * R if G > 1 else t + j * R
@@ -131,47 +174,62 @@ def fused(K: int, M: int, dtype, wide: bool):
                             s += Gs[t * MP + m] * Ws[k * M + m]
                         X[t * KP + k] = s
                 cuda.syncthreads()
-                for i in range(t, rows * K, R):
-                    r = I(I(i) // K)
-                    dx[I(row0 * K + i)] = X[I(r * KP + i - r * K)]
+                if t < XP * K:
+                    base = I(I(row0) * K + t)
+                    for j in range(XJ):
+                        r = xr0 + j * XP
+                        if r < rows:
+                            dx[base + I(j * XP * K)] = X[r * KP + xc]
         # the block's partials: dW by row group in group order, f by a tree
         for j in range(EPT):
             e = t % KM1 + j * R if G > 1 else t + j * R
             if e < KM and q < G:
                 dWs[q * KM + e] = acc[j]
         cuda.syncthreads()
-        b = I(cuda.blockIdx.x) * (KM + 1)
+        b, nb = I(cuda.blockIdx.x), I(cuda.gridDim.x)
         for e in range(t, KM, R):
             s = 0.0
             for g in range(G):
                 s += dWs[g * KM + e]
-            part[b + e] = s
+            part[I(e) * nb + b] = s
         block_sum(fs, f, t)
         if t == 0:
-            part[b + KM] = fs[0]
+            part[I(KM) * nb + b] = fs[0]
 
     P = ptr(T)
     sig = types.void(P, P, ptr(float64), P, I, I, P, I, I, P, I, I, I, float64, int32)
     return cuda.jit(sig)(kernel)
 
 
+SUM_THREADS = 256       # sum_blocks: threads that add one element's block partials
+SUM_GRID = 1024         # sum_blocks: blocks at most (each takes elements e, e + grid, …)
+if SIMULATOR:
+    # the simulator runs each thread in Python: the same code and tree on a few threads
+    SUM_THREADS, SUM_GRID = 2, 1024
+
+
 @functools.lru_cache(maxsize=None)
 def sum_blocks(dtype):
-    """(dW, f_out, part, blocks, KM, write_dW): dW[e] = Σ_b part[b, e] (rounded once to the
-    dtype) where write_dW, and f_out[0] = Σ_b part[b, KM], in block order; one thread an
-    element of a (blocks, KM + 1) float64 `part`."""
+    """(dW, f_out, part, blocks, KM, write_dW): dW[e] = Σ_b part[e, b] (rounded once to the
+    dtype) where write_dW, and f_out[0] = Σ_b part[KM, b], in a fixed order: a block of
+    SUM_THREADS an element of a (KM + 1, blocks) float64 `part`, each thread a strided
+    sum over the blocks, then a tree.  (One thread an element, adding 2048 partials in
+    turn, took 0.17 ms on an H200, longer than the row kernel at 10⁶×4×4.)"""
     T = numba_float(dtype)
 
     def kernel(dW, f_out, part, blocks, KM, write_dW):
-        e = cuda.grid(1)
-        if e > KM:
-            return
-        s = 0.0
-        for b in range(blocks):
-            s += part[np.int64(b) * (KM + 1) + e]
-        if e == KM:
-            f_out[0] = s
-        elif write_dW:
-            dW[e] = T(s)
+        fs = cuda.shared.array(SUM_THREADS, float64)
+        t = cuda.threadIdx.x
+        for e in range(cuda.blockIdx.x, KM + 1, cuda.gridDim.x):
+            s = 0.0
+            row = np.int64(e) * blocks
+            for b in range(t, blocks, SUM_THREADS):
+                s += part[row + b]
+            block_sum(fs, s, t)
+            if t == 0:
+                if e == KM:
+                    f_out[0] = fs[0]
+                elif write_dW:
+                    dW[e] = T(fs[0])
 
     return cuda.jit(types.void(ptr(T), ptr(float64), ptr(float64), int64, int64, int32))(kernel)

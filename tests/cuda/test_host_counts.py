@@ -118,6 +118,22 @@ def test_raw_pointers_and_strides(rng, N, K, M):
     assert again == got.f     # strides change no bits
 
 
+@pytest.mark.parametrize("N,K,M", [(140, 16, 16), (45, 3, 5)])
+def test_row_kernel_strided_y_takes_the_same_bits(rng, N, K, M):
+    # the row kernel moves row-major x and y by whole tiles and any other strides one
+    # element at a time: a transposed y and a column-strided x give the contiguous bits
+    x, W, y = draw(rng, N, K, M, np.float32)
+    xw = np.zeros((N, 2 * K), np.float32)
+    xw[:, ::2] = x
+    got = loopgrad.grads(Interface(xw[:, ::2]), Interface(W),
+                         Interface(np.ascontiguousarray(y.T).T))
+    dense = loopgrad.grads(*(cuda.to_device(a) for a in (x, W, y)))
+    assert_matches_torch((got.f, *(a.copy_to_host() for a in got[1:])), x, W, y)
+    assert got.f == dense.f
+    for a, b in zip(got[1:], dense[1:]):
+        assert np.array_equal(a.copy_to_host(), b.copy_to_host())
+
+
 def test_misaligned_strides_rejected():
     a = np.zeros(40, np.uint8)[1:33].view(np.float32).reshape(2, 4)   # fine: whole elements
     odd = Interface(a, strides=(16, 3))

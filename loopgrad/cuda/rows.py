@@ -36,7 +36,8 @@ import functools
 import numpy as np
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .device import SIMULATOR, block_sum, cuda, float64, int32, int64, numba_float, ptr, relu_backward, types
+from .device import (SIMULATOR, block_sum, cuda, float64, int32, int64, numba_float, ptr,
+                     relu_backward, types, uint64)
 
 
 def rows_per_block(dtype) -> int:
@@ -92,7 +93,7 @@ def fused(K: int, M: int, dtype, wide: bool):
         cx = sx1 == 1 and sx0 == K
         cy = sy1 == 1 and sy0 == M
         for e in range(t, KM, R):
-            Ws[e] = W[I(e // M) * sW0 + I(e % M) * sW1]
+            Ws[uint64(e)] = W[I(e // M) * sW0 + I(e % M) * sW1]
         for j in range(EPT):
             acc[j] = 0.0
         q = t // KM1 if G > 1 else 0              # this thread's dW row group and element
@@ -121,32 +122,32 @@ def fused(K: int, M: int, dtype, wide: bool):
                     for j in range(XJ):
                         r = xr0 + j * XP
                         if r < rows:
-                            X[r * KP + xc] = xin[j]
+                            X[uint64(r * KP + xc)] = xin[j]
                 else:
                     for r in range(xr0, rows, XP):
-                        X[r * KP + xc] = x[I(I(row0 + r) * sx0 + I(xc) * sx1)]
+                        X[uint64(r * KP + xc)] = x[I(I(row0 + r) * sx0 + I(xc) * sx1)]
             if t < YP * M:
                 if cy:
                     for j in range(YJ):
                         r = yr0 + j * YP
                         if r < rows:
-                            Y[r * MP + yc] = yin[j]
+                            Y[uint64(r * MP + yc)] = yin[j]
                 else:
                     for r in range(yr0, rows, YP):
-                        Y[r * MP + yc] = y[I(I(row0 + r) * sy0 + I(yc) * sy1)]
+                        Y[uint64(r * MP + yc)] = y[I(I(row0 + r) * sy0 + I(yc) * sy1)]
             cuda.syncthreads()
             if t < rows:
                 for k in range(K):
-                    xr[k] = X[t * KP + k]
+                    xr[k] = X[uint64(t * KP + k)]
                 for m in range(M):
                     h = zero
                     for k in range(K):            # h[n,m] = Σ_k x[n,k]·W[k,m]
-                        h += xr[k] * Ws[k * M + m]
+                        h += xr[k] * Ws[uint64(k * M + m)]
                     hd = float64(h)
-                    z = (0.0 if hd < 0.0 else hd) - float64(Y[t * MP + m])  # max(h, 0) keeps NaN
+                    z = (0.0 if hd < 0.0 else hd) - float64(Y[uint64(t * MP + m)])  # max keeps NaN
                     f += z * z
-                    Gs[t * MP + m] = T(relu_backward(hd, z, relu_grad_at_zero))
-                    Y[t * MP + m] = T(-2.0 * z)
+                    Gs[uint64(t * MP + m)] = T(relu_backward(hd, z, relu_grad_at_zero))
+                    Y[uint64(t * MP + m)] = T(-2.0 * z)
             cuda.syncthreads()
             if want & WANT_DY:
                 if t < YP * M:
@@ -154,7 +155,7 @@ def fused(K: int, M: int, dtype, wide: bool):
                     for j in range(YJ):
                         r = yr0 + j * YP
                         if r < rows:
-                            dy[base + I(j * YP * M)] = Y[r * MP + yc]
+                            dy[base + I(j * YP * M)] = Y[uint64(r * MP + yc)]
             if want & WANT_DW:
                 for j in range(EPT):              # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
                     e = t % KM1 + j * R if G > 1 else t + j * R
@@ -163,7 +164,7 @@ def fused(K: int, M: int, dtype, wide: bool):
                         m = e - k * M
                         s = zero
                         for r in range(q, rows, G):
-                            s += X[I(r * KP + k)] * Gs[I(r * MP + m)]
+                            s += X[uint64(I(r * KP + k))] * Gs[uint64(I(r * MP + m))]
                         acc[j] += float64(s)
             if want & WANT_DX:
                 cuda.syncthreads()                # x is out of X (dW has read it)
@@ -171,26 +172,26 @@ def fused(K: int, M: int, dtype, wide: bool):
                     for k in range(K):            # dx[n,k] = Σ_m g[n,m]·W[k,m]
                         s = zero
                         for m in range(M):
-                            s += Gs[t * MP + m] * Ws[k * M + m]
-                        X[t * KP + k] = s
+                            s += Gs[uint64(t * MP + m)] * Ws[uint64(k * M + m)]
+                        X[uint64(t * KP + k)] = s
                 cuda.syncthreads()
                 if t < XP * K:
                     base = I(I(row0) * K + t)
                     for j in range(XJ):
                         r = xr0 + j * XP
                         if r < rows:
-                            dx[base + I(j * XP * K)] = X[r * KP + xc]
+                            dx[base + I(j * XP * K)] = X[uint64(r * KP + xc)]
         # the block's partials: dW by row group in group order, f by a tree
         for j in range(EPT):
             e = t % KM1 + j * R if G > 1 else t + j * R
             if e < KM and q < G:
-                dWs[q * KM + e] = acc[j]
+                dWs[uint64(q * KM + e)] = acc[j]
         cuda.syncthreads()
         b, nb = I(cuda.blockIdx.x), I(cuda.gridDim.x)
         for e in range(t, KM, R):
             s = 0.0
             for g in range(G):
-                s += dWs[g * KM + e]
+                s += dWs[uint64(g * KM + e)]
             part[I(e) * nb + b] = s
         block_sum(fs, f, t)
         if t == 0:

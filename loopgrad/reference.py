@@ -80,32 +80,7 @@ def _exactly_integer(x, W, mantissa_bits):
     return bool((np.abs(x) @ np.abs(W)).max(initial=0) < 2.0 ** mantissa_bits)
 
 
-def _bounds_at(u, x, W, y, ref, exact_h):
-    # a-priori error bounds for a computation with unit roundoff u in the input dtype
-    N, K = x.shape
-    M = W.shape[1]
-    u64 = np.finfo(np.float64).eps / 2
-    ax, aW, ay = np.abs(x), np.abs(W), np.abs(y)
-    A = ax @ aW                        # |x|·|W| ≥ |h|
-    Z = A + ay                         # ≥ |z|
-    eh = 0.0 if exact_h else _gamma(K, u) * A
-    ez = eh + u * Z                    # relu and the subtraction round once
-    h = x @ W
-    # Where |h| is within h's own error of 0, the sign of relu'(h) is not
-    # determined by the inputs at this precision: either choice is correct,
-    # and g may be anything from 0 to 2z there.
-    amb = np.abs(h) <= (eh + (0.0 if exact_h else _gamma(K, u64) * A))
-    eg = 2 * (ez + u * Z) + np.where(amb, 2 * (Z + ez), 0.0)
-    G = 2 * Z + eg                     # ≥ |ĝ|
-    f, dx, dW, dy = ref
-    nb = min(N, SUM_BLOCK)
-    sum_gamma = _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)
-    return (
-        float(np.sum(2 * Z * ez + ez * ez) + _gamma(N * M, u64) * np.sum(Z * Z)),
-        (eg + _gamma(M, u) * G) @ aW.T + u * np.abs(dx),
-        ax.T @ (eg + sum_gamma * G) + u * np.abs(dW),
-        2 * ez + 2 * u * Z,
-    )
+_CHUNK = 1 << 14    # rows of x a pass of error_bounds takes: its N×M temporaries stay in cache
 
 
 def error_bounds(x, W, y, ref):
@@ -115,10 +90,11 @@ def error_bounds(x, W, y, ref):
     and dy round once each; dW and f are sums carried in float64 across blocks
     of at most SUM_BLOCK terms (see above).  Each bound is Higham's worst case
     γ_n·Σ|terms| for that sum, plus the bound of the float64 reference `ref`
-    itself.  Where h is within its error of 0 the ReLU mask is not decided by
-    the inputs, and the bound admits either side.  Inputs made of integers
-    whose products sum exactly (|x|·|W| < 2^mantissa) have exact h and no
-    ambiguity, which lets tie tests check relu'(0) exactly.
+    itself (the same model with float64's unit roundoff).  Where h is within
+    its error of 0 the ReLU mask is not decided by the inputs, and the bound
+    admits either side.  Inputs made of integers whose products sum exactly
+    (|x|·|W| < 2^mantissa) have exact h and no ambiguity, which lets tie tests
+    check relu'(0) exactly.
     """
     # Non-finite inputs give non-finite outputs, which check() compares by
     # pattern; the finite outputs beside them are bounded by the finite inputs.
@@ -126,9 +102,42 @@ def error_bounds(x, W, y, ref):
                      for a in (x, W, y))
     info = np.finfo(np.asarray(x).dtype)
     exact_h = _exactly_integer(x64, W64, info.nmant + 1)
-    ours = _bounds_at(info.eps / 2, x64, W64, y64, ref, exact_h)
-    theirs = _bounds_at(np.finfo(np.float64).eps / 2, x64, W64, y64, ref, exact_h)
-    return tuple(a + b for a, b in zip(ours, theirs))
+    N, K = x64.shape
+    M = W64.shape[1]
+    u64 = np.finfo(np.float64).eps / 2
+    units = (info.eps / 2, u64)          # ours (the input dtype), then the reference's
+    nb = min(N, SUM_BLOCK)
+    aW = np.abs(W64)
+    f_bound = 0.0
+    dx_bound, dy_bound = np.zeros((N, K)), np.zeros((N, M))
+    dW_bound = np.zeros((K, M))
+    # row chunks: every term but dW's is row by row, and dW's sums over the rows
+    for r0 in range(0, N, _CHUNK):
+        r1 = min(r0 + _CHUNK, N)
+        ax = np.abs(x64[r0:r1])
+        A = ax @ aW                      # |x|·|W| ≥ |h|
+        Z = A + np.abs(y64[r0:r1])       # ≥ |z|
+        ah = np.abs(x64[r0:r1] @ W64)
+        ZZ = np.sum(Z * Z)
+        for u in units:
+            eh = 0.0 if exact_h else _gamma(K, u) * A
+            ez = eh + u * Z              # relu and the subtraction round once
+            # Where |h| is within h's own error of 0, the sign of relu'(h) is not
+            # determined by the inputs at this precision: either choice is correct,
+            # and g may be anything from 0 to 2z there.
+            amb = ah <= (eh + (0.0 if exact_h else _gamma(K, u64) * A))
+            eg = 2 * (ez + u * Z) + np.where(amb, 2 * (Z + ez), 0.0)
+            G = 2 * Z + eg               # ≥ |ĝ|
+            sum_gamma = _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)
+            f_bound += float(np.sum(2 * Z * ez + ez * ez) + _gamma(N * M, u64) * ZZ)
+            dx_bound[r0:r1] += (eg + _gamma(M, u) * G) @ aW.T
+            dW_bound += ax.T @ (eg + sum_gamma * G)
+            dy_bound[r0:r1] += 2 * ez + 2 * u * Z
+    f, dx, dW, _ = ref
+    for u in units:                      # the rounding of each output itself
+        dx_bound += u * np.abs(dx)
+        dW_bound += u * np.abs(dW)
+    return f_bound, dx_bound, dW_bound, dy_bound
 
 
 def check(name, got, ref, bound):

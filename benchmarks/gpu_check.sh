@@ -39,6 +39,12 @@ stamp "where the time goes (≤ 80 s)"
   timeout 50 python3 benchmarks/cuda_probe.py kernels; } > "$out/probe.txt" 2>&1
 cat "$out/probe.txt"
 
+stamp "the same launches through cuda.core directly (≤ 60 s; an experiment, dev/cuda_v29.md 29g)"
+{ echo "== LOOPGRAD_CUDA_DIRECT_LAUNCH=1"
+  LOOPGRAD_CUDA_DIRECT_LAUNCH=1 timeout 30 python3 benchmarks/cuda_probe.py smoke &&
+  LOOPGRAD_CUDA_DIRECT_LAUNCH=1 timeout 30 python3 benchmarks/cuda_probe.py overhead; } >> "$out/probe.txt" 2>&1
+sed -n '/DIRECT_LAUNCH=1/,$p' "$out/probe.txt"
+
 stamp "registers and SASS (≤ 40 s)"
 timeout 40 python3 benchmarks/cuda_probe.py sass --dump "$out/sass-forward.txt" > "$out/sass.txt" 2>&1
 cat "$out/sass.txt"

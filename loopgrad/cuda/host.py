@@ -31,8 +31,10 @@ import collections
 import contextlib
 import ctypes
 import functools
+import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -40,8 +42,10 @@ from .. import _inputs
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import products, rows
 from .arrays import is_numba_device_array, on_gpu
-from .device import SIMULATOR, cuda
+from .device import SIMULATOR, cuda, types
 
+# launches through cuda.core directly (_direct): an experiment for a card run, off by default
+DIRECT_LAUNCH = os.environ.get("LOOPGRAD_CUDA_DIRECT_LAUNCH", "") == "1"
 SKINNY_MAX = 16        # K and M up to this take the fused row kernel
 ROW_BLOCKS = 2048      # the row kernel grid-strides beyond this many blocks (by shape alone)
 SUM_THREADS = 128      # threads per block of the element-wise sums
@@ -246,8 +250,34 @@ class Plan:
             return kernel[grid, block, stream]
         c = self._configured.get((name, stream))
         if c is None:
-            c = self._configured[name, stream] = kernel[grid, block, stream]
+            with warnings.catch_warnings():     # small grids (the sums) are meant
+                warnings.filterwarnings("ignore", message=".*Grid size")
+                c = kernel[grid, block, stream]
+            if DIRECT_LAUNCH and stream:
+                c = _direct(kernel, c)
+            self._configured[name, stream] = c
         return c
+
+
+def _direct(kernel, configured):
+    """A launcher that does what numba-cuda 0.30's _Kernel.launch does for these kernels
+    (cuda.core's `launch` with the kernel's arguments as ctypes values and pointers as
+    integers), with the launch configuration and the conversions built once; on a stream
+    of torch's or CuPy's, which belongs to one device (LOOPGRAD_CUDA_DIRECT_LAUNCH=1)."""
+    from cuda.core import LaunchConfig, launch
+
+    k = next(iter(kernel.overloads.values()))               # the one explicit signature
+    cufunc = k._codelibrary.get_cufunc().kernel
+    config = LaunchConfig(grid=configured.griddim, block=configured.blockdim, shmem_size=0)
+    stream = configured.stream
+    conv = tuple(None if isinstance(t, types.CPointer) else
+                 ctypes.c_double if t == types.float64 else
+                 ctypes.c_float if t == types.float32 else getattr(ctypes, f"c_{t}")
+                 for t in k.argument_types)
+
+    def run(*args):
+        launch(stream, config, cufunc, *[a if c is None else c(a) for c, a in zip(conv, args)])
+    return run
 
 
 @functools.lru_cache(maxsize=256)

@@ -59,7 +59,7 @@ def overhead():
         "host.plan (cached)": lambda: host.plan(*key),
         "host._stream_and_device": lambda: host._stream_and_device(x, "torch"),
         "torch.empty (one output)": lambda: torch.empty((10, 4), device="cuda"),
-        "launcher (cached config)": lambda: pl.launcher("rows", stream),
+        "launcher (cached config)": lambda: pl.launcher("rows", stream, x.device.index),
         "f: scratch[i].item()": lambda: torch.zeros(4, dtype=torch.float64,
                                                     device="cuda")[3].item(),
         "torch hand formula": lambda: (lambda h: ((torch.clamp(h, min=0) - y) ** 2)
@@ -77,8 +77,8 @@ def kernels(shapes):
         times = {}
         real = host.Plan.launcher
 
-        def timed(self, name, stream):
-            fn = real(self, name, stream)
+        def timed(self, name, stream, dev=None):
+            fn = real(self, name, stream, dev)
 
             def run(*args):
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -243,27 +243,28 @@ class Plan:
             "sum_vector": (k.sum_vector, 1, products.THREADS),
         }
 
-    def launcher(self, name, stream):
-        """Kernel `name` configured for its grid and block on `stream`, built once a stream."""
+    def launcher(self, name, stream, dev=None):
+        """Kernel `name` configured for its grid and block on `stream` (of device `dev`, the
+        index of torch's or CuPy's arrays' device; None for numba's), built once a stream."""
         kernel, grid, block = self.steps[name]
         if SIMULATOR:   # the simulator's configuration lives on the kernel itself: set it each time
             return kernel[grid, block, stream]
-        c = self._configured.get((name, stream))
+        c = self._configured.get((name, stream, dev))
         if c is None:
             with warnings.catch_warnings():     # small grids (the sums) are meant
                 warnings.filterwarnings("ignore", message=".*Grid size")
                 c = kernel[grid, block, stream]
-            if DIRECT_LAUNCH and stream:
+            if DIRECT_LAUNCH and dev is not None:
                 c = _direct(kernel, c)
-            self._configured[name, stream] = c
+            self._configured[name, stream, dev] = c
         return c
 
 
 def _direct(kernel, configured):
     """A launcher that does what numba-cuda 0.30's _Kernel.launch does for these kernels
     (cuda.core's `launch` with the kernel's arguments as ctypes values and pointers as
-    integers), with the launch configuration and the conversions built once; on a stream
-    of torch's or CuPy's, which belongs to one device (LOOPGRAD_CUDA_DIRECT_LAUNCH=1)."""
+    integers), with the launch configuration and the conversions built once, for one
+    device (the function handle is the device context's) (LOOPGRAD_CUDA_DIRECT_LAUNCH=1)."""
     from cuda.core import LaunchConfig, launch
 
     k = next(iter(kernel.overloads.values()))               # the one explicit signature
@@ -311,7 +312,7 @@ def compute(x, W, y, relu_grad_at_zero: float, grads: bool, want: int = WANT_ALL
                 for s, b in _outputs(N, K, M)]
         f_t = _empty(lib, x, 1, np.float64, stream) if f_on_device else None
         f = _run(lib, x, stream, [o[1] for o in outs], ops, relu_grad_at_zero, want,
-                 None if f_t is None else f_t[1])
+                 None if f_t is None else f_t[1], dev)
     if not grads:
         return f_t[0] if f_on_device else f
     return (f_t[0] if f_on_device else f, *(o[0] for o in outs))
@@ -340,13 +341,18 @@ def _output(name, a):
     return o.p
 
 
-def _run(lib, like, stream, outs, ops, a0, want, f_out):
-    # launch a call's kernels; f as a float, or None where f_out (a pointer) takes it
+def _run(lib, like, stream, outs, ops, a0, want, f_out, dev=None):
+    # launch a call's kernels on `stream` (of device `dev`, None: numba's current one); f as
+    # a float, or None where f_out (a pointer) takes it
     (x, W, y), (dx, dW, dy) = ops, outs
     N, K = x.shape
     M = W.shape[1]
     T = x.dtype
     pl = plan(N, K, M, T, want, tuple((*o.shape, o.s0, o.s1) for o in ops))
+
+    def launch(name):
+        return pl.launcher(name, stream, dev)
+
     f64, f64_p = _scratch(lib, like, pl.f64, np.float64, stream, "partials")
     f_slot = _at(f64_p, pl.f64 - 1, 8)
     f_p = f_slot if f_out is None else f_out
@@ -354,21 +360,21 @@ def _run(lib, like, stream, outs, ops, a0, want, f_out):
     dx, dW, dy = (dx if want & WANT_DX else x.p, dW if want & WANT_DW else x.p,
                   dy if want & WANT_DY else y.p)
     if pl.skinny:
-        pl.launcher("rows", stream)(dx, dy, f64_p, x.p, x.s0, x.s1, W.p, W.s0, W.s1, y.p, y.s0,
+        launch("rows")(dx, dy, f64_p, x.p, x.s0, x.s1, W.p, W.s0, W.s1, y.p, y.s0,
                                y.s1, N, a0, want)
-        pl.launcher("sum_blocks", stream)(dW, f_p, f64_p, pl.blocks, K * M, int(bool(want & WANT_DW)))
+        launch("sum_blocks")(dW, f_p, f64_p, pl.blocks, K * M, int(bool(want & WANT_DW)))
     else:
         g_owner, g = _scratch(lib, like, pl.g, T, stream, "g")
         if N and M:
-            pl.launcher("forward", stream)(g, x.p, x.s0, x.s1, W.p, W.s0, W.s1, N, K, M)
-        pl.launcher("epilogue", stream)(dy, g, f64_p, y.p, y.s0, y.s1, N, M, a0, want)
-        pl.launcher("sum_vector", stream)(f_p, f64_p, pl.f_parts)
+            launch("forward")(g, x.p, x.s0, x.s1, W.p, W.s0, W.s1, N, K, M)
+        launch("epilogue")(dy, g, f64_p, y.p, y.s0, y.s1, N, M, a0, want)
+        launch("sum_vector")(f_p, f64_p, pl.f_parts)
         if want & WANT_DX and N and K:
-            pl.launcher("dx", stream)(dx, g, W.p, W.s0, W.s1, N, K, M)
+            launch("dx")(dx, g, W.p, W.s0, W.s1, N, K, M)
         if pl.dW_part:
             part = _at(f64_p, pl.f_parts, 8)
-            pl.launcher("dW", stream)(part, x.p, x.s0, x.s1, g, N, K, M, pl.rows_per_slice)
-            pl.launcher("sum_slices", stream)(dW, part, pl.slices, K * M)
+            launch("dW")(part, x.p, x.s0, x.s1, g, N, K, M, pl.rows_per_slice)
+            launch("sum_slices")(dW, part, pl.slices, K * M)
     if f_out is not None:
         return None
     return _fetch(lib, f64, pl.f64 - 1, stream)

@@ -102,19 +102,25 @@ def _core(dtype, ap: bool, bj: bool):
     @cuda.jit(device=True, inline=True)
     def fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p, p1, t):
         # the slice p..p+BK of A (rows i0..) and B into registers; consecutive threads walk
-        # the operand's unit stride (along p for A where ap, along j for B where bj)
+        # the operand's unit stride (along p for A where ap, along j for B where bj); a
+        # slice wholly inside both operands (most of them) loads without a test an element
+        full = i0 + BM <= I and j0 + BN <= J and p + BK <= p1
         for l in range(LOADS):
             r = t + l * THREADS
             if ap:
                 i, q = r // BK, r % BK
             else:
                 q, i = r // BM, r % BM
-            ra[l] = A[(i0 + i) * sAi + (p + q) * sAp] if (i0 + i < I and p + q < p1) else zero
             if bj:
-                q, j = r // BN, r % BN
+                qb, j = r // BN, r % BN
             else:
-                j, q = r // BK, r % BK
-            rb[l] = B[(p + q) * sBp + (j0 + j) * sBj] if (j0 + j < J and p + q < p1) else zero
+                j, qb = r // BK, r % BK
+            if full:
+                ra[l] = A[(i0 + i) * sAi + (p + q) * sAp]
+                rb[l] = B[(p + qb) * sBp + (j0 + j) * sBj]
+            else:
+                ra[l] = A[(i0 + i) * sAi + (p + q) * sAp] if (i0 + i < I and p + q < p1) else zero
+                rb[l] = B[(p + qb) * sBp + (j0 + j) * sBj] if (j0 + j < J and p + qb < p1) else zero
 
     @cuda.jit(device=True, inline=True)
     def place(As, Bs, sb, ra, rb, t):
@@ -150,12 +156,14 @@ def _core(dtype, ap: bool, bj: bool):
             more = p + BK < p1
             if more:
                 fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p1, t)
-            for q in range(BK):
-                o = (sb + q * SR) >> 2       # in 16-byte groups: the loads' alignment is plain
+            oa, ob = (sb >> 2) + ty, (sb >> 2) + tx     # in 16-byte groups: the loads'
+            for q in range(BK):                          # alignment is plain to the compiler
                 for u in range(TM):
-                    a[u] = As[uint64((o + ty) * 4 + RU[u])]
+                    a[u] = As[uint64(oa * 4 + RU[u])]
                 for v in range(TN):
-                    b[v] = Bs[uint64((o + tx) * 4 + RV[v])]
+                    b[v] = Bs[uint64(ob * 4 + RV[v])]
+                oa += SR // 4
+                ob += SR // 4
                 for u in range(TM):
                     for v in range(TN):
                         acc[u, v] += a[u] * b[v]

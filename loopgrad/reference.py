@@ -151,6 +151,10 @@ def check(name, got, ref, bound):
     ref = np.asarray(ref, np.float64)
     if g64.shape != ref.shape:
         raise AssertionError(f"{name}: shape {g64.shape}, expected {ref.shape}")
+    bound = np.asarray(bound, np.float64)
+    if (np.isfinite(ref).all() and np.isfinite(g64).all() and np.isfinite(bound).all()
+            and np.all(np.abs(g64 - ref) <= bound * (1 + 1e-9))):
+        return      # the common case, in fewer passes than the general one below
     finite = np.isfinite(ref)
     with np.errstate(invalid="ignore"):  # inf − inf where both are infinite: compared below
         err = np.where(finite, np.abs(g64 - ref), 0.0)

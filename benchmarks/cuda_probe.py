@@ -44,6 +44,22 @@ def tensors(N, K, M):
     return tuple(torch.randn(s, device="cuda", generator=g) for s in ((N, K), (K, M), (N, M)))
 
 
+def launches(pl, stream, x, W, y):
+    # the row kernel and its block sums, launched as host._run does, on scratch outputs
+    dev = x.device.index
+    N, K = x.shape
+    M = W.shape[1]
+    if not hasattr(launches, "out"):
+        launches.out = [torch.empty(s, device=x.device) for s in ((N, K), (K, M), (N, M))]
+        launches.part = torch.empty(pl.f64, dtype=torch.float64, device=x.device)
+    dx, dW, dy = (t.data_ptr() for t in launches.out)
+    part = launches.part.data_ptr()
+    pl.launcher("rows", stream, dev)(dx, dy, part, x.data_ptr(), K, 1, W.data_ptr(), M, 1,
+                                     y.data_ptr(), M, 1, N, 0.0, 7)
+    pl.launcher("sum_blocks", stream, dev)(dW, part + 8 * (pl.f64 - 1), part, pl.blocks,
+                                           K * M, 1)
+
+
 def overhead():
     x, W, y = tensors(10, 4, 4)
     loopgrad.grads(x, W, y)
@@ -60,14 +76,18 @@ def overhead():
         "host._stream_and_device": lambda: host._stream_and_device(x, "torch"),
         "torch.empty (one output)": lambda: torch.empty((10, 4), device="cuda"),
         "launcher (cached config)": lambda: pl.launcher("rows", stream, x.device.index),
+        "the two launches (and the kernels)": lambda: launches(pl, stream, x, W, y),
         "f: scratch[i].item()": lambda: torch.zeros(4, dtype=torch.float64,
                                                     device="cuda")[3].item(),
         "torch hand formula": lambda: (lambda h: ((torch.clamp(h, min=0) - y) ** 2)
                                        .sum().item())(x @ W),
     }
     for name, fn in stages.items():
-        fn()
-        print(f"{name:36s} {median_us(fn):9.1f} µs", flush=True)
+        try:
+            fn()
+            print(f"{name:36s} {median_us(fn):9.1f} µs", flush=True)
+        except Exception as e:  # noqa: BLE001 - a probe reports and goes on
+            print(f"{name:36s} failed: {type(e).__name__}: {e}", flush=True)
 
 
 def kernels(shapes):

@@ -163,8 +163,11 @@ def fused(K: int, M: int, dtype, wide: bool):
                         k = e // M
                         m = e - k * M
                         s = zero
-                        for r in range(q, rows, G):
-                            s += X[uint64(I(r * KP + k))] * Gs[uint64(I(r * MP + m))]
+                        xo, go = q * KP + k, q * MP + m   # row r's x[k] and g[m] in the tiles,
+                        for r in range(q, rows, G):       # stepped: two loads and an FMA a row
+                            s += X[uint64(xo)] * Gs[uint64(go)]
+                            xo += G * KP
+                            go += G * MP
                         acc[j] += float64(s)
             if want & WANT_DX:
                 cuda.syncthreads()                # x is out of X (dW has read it)

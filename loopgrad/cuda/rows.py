@@ -76,11 +76,20 @@ def fused(K: int, M: int, dtype, wide: bool):
     XJ1, YJ1, K1, M1 = max(XJ, 1), max(YJ, 1), max(K, 1), max(M, 1)
     zero = T(0)
 
+    if SIMULATOR:   # no alignment there
+        @cuda.jit(device=True, inline=True)
+        def w_tile():
+            return cuda.shared.array(KM1, T)
+    else:           # dx's reads of a row of W (M ≡ 0 mod 4) are then 16-byte loads
+        @cuda.jit(device=True, inline=True)
+        def w_tile():
+            return cuda.shared.array(KM1, T, alignment=16)
+
     def kernel(dx, dy, part, x, sx0, sx1, W, sW0, sW1, y, sy0, sy1, N, relu_grad_at_zero, want):
         X = cuda.shared.array(XS, T)              # x tile, then dx on its way out
         Y = cuda.shared.array(YS, T)              # y tile, then dy on its way out
         Gs = cuda.shared.array(YS, T)             # g tile
-        Ws = cuda.shared.array(KM1, T)
+        Ws = w_tile()                             # W, 16-byte aligned on a GPU
         dWs = cuda.shared.array(DWS, float64)
         fs = cuda.shared.array(R, float64)
         xr = cuda.local.array(KP, T)              # indexed by unrolled loops only: registers

@@ -74,6 +74,7 @@ def fused(K: int, M: int, dtype, wide: bool):
     XP, YP = (R // K if K else R), (R // M if M else R)
     XJ, YJ = (-(-R // XP) if K else 0), (-(-R // YP) if M else 0)
     XJ1, YJ1, K1, M1 = max(XJ, 1), max(YJ, 1), max(K, 1), max(M, 1)
+    SHARE_M = EPT > 1 and R % M1 == 0     # a thread's dW elements e, e + R, … share their m
     zero = T(0)
 
     if SIMULATOR:   # no alignment there
@@ -105,7 +106,18 @@ def fused(K: int, M: int, dtype, wide: bool):
             Ws[uint64(e)] = W[I(e // M) * sW0 + I(e % M) * sW1]
         for j in range(EPT):
             acc[j] = 0.0
-        q = t // KM1 if G > 1 else 0              # this thread's dW row group and element
+        q = t // KM1 if G > 1 else 0              # this thread's dW row group and elements
+        sj = cuda.local.array(EPT, T)
+        xo = cuda.local.array(EPT, int64)
+        go = cuda.local.array(EPT, int64)
+        kj = cuda.local.array(EPT, int64)
+        mj = cuda.local.array(EPT, int64)
+        mine = cuda.local.array(EPT, types.boolean)
+        for j in range(EPT):
+            e = t % KM1 + j * R if G > 1 else t + j * R
+            mine[j] = e < KM
+            kj[j] = e // M1 if e < KM else 0
+            mj[j] = e - (e // M1) * M1 if e < KM else 0
         f = 0.0
         for tile in range(cuda.blockIdx.x, (N + R - 1) // R, cuda.gridDim.x):
             row0 = I(I(tile) * R)
@@ -165,19 +177,23 @@ def fused(K: int, M: int, dtype, wide: bool):
                         r = yr0 + j * YP
                         if r < rows:
                             dy[base + I(j * YP * M)] = Y[uint64(r * MP + yc)]
-            if want & WANT_DW:
-                for j in range(EPT):              # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
-                    e = t % KM1 + j * R if G > 1 else t + j * R
-                    if e < KM and q < G:
-                        k = e // M
-                        m = e - k * M
-                        s = zero
-                        xo, go = q * KP + k, q * MP + m   # row r's x[k] and g[m] in the tiles,
-                        for r in range(q, rows, G):       # stepped: two loads and an FMA a row
-                            s += X[uint64(xo)] * Gs[uint64(go)]
-                            xo += G * KP
-                            go += G * MP
-                        acc[j] += float64(s)
+            if want & WANT_DW and q < G:      # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
+                for j in range(EPT):              # this thread's elements in one pass over the
+                    sj[j] = zero                  # rows (elements j share g[m] where M | R);
+                    xo[j] = q * KP + kj[j]        # row r's x[k] and g[m] in the tiles, stepped
+                    go[j] = q * MP + mj[j]
+                for r in range(q, rows, G):       # (an element not this thread's sums
+                    if SHARE_M:                   # x[r,0]·g[r,0], unused: no branch here)
+                        gr = Gs[uint64(go[0])]
+                    for j in range(EPT):
+                        if not SHARE_M:
+                            gr = Gs[uint64(go[j])]
+                        sj[j] += X[uint64(xo[j])] * gr
+                        xo[j] += G * KP
+                        go[j] += G * MP
+                for j in range(EPT):
+                    if mine[j]:
+                        acc[j] += float64(sj[j])
             if want & WANT_DX:
                 cuda.syncthreads()                # x is out of X (dW has read it)
                 if t < rows:

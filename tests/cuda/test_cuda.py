@@ -17,7 +17,8 @@ import emulated
 
 from numba import cuda
 
-SKINNY = [(1, 1, 1), (37, 5, 3), (10, 4, 4), (130, 16, 16)]   # 130: two tiles and a ragged one
+SKINNY = [(1, 1, 1), (37, 5, 3), (10, 4, 4), (130, 16, 16),  # 130: two tiles and a ragged one
+          (70, 13, 11)]     # dW: K·M > rows a tile, elements of a thread with different m
 TILED = [(9, 20, 3), (70, 17, 19), (5, 3, 18),                # not multiples of any tile
          (70, 40, 36)]      # and whole tiles of each product (the simulator's 32×32, BK 8)
 EMPTY = [(0, 3, 2), (5, 0, 3), (6, 3, 0), (0, 20, 2), (6, 17, 0), (5, 0, 20)]

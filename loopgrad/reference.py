@@ -108,6 +108,12 @@ def error_bounds(x, W, y, ref):
     units = (info.eps / 2, u64)          # ours (the input dtype), then the reference's
     nb = min(N, SUM_BLOCK)
     aW = np.abs(W64)
+    # per unit roundoff: γ of h's K terms, of dx's M terms, and of dW's and f's long sums
+    # (SUM_BLOCK terms in that dtype, float64 across the blocks)
+    gammas = [(u, _gamma(K, u), _gamma(M, u),
+               _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)) for u in units]
+    g_amb = 0.0 if exact_h else _gamma(K, u64)
+    g_f = _gamma(N * M, u64)
     f_bound = 0.0
     dx_bound, dy_bound = np.zeros((N, K)), np.zeros((N, M))
     dW_bound = np.zeros((K, M))
@@ -119,18 +125,17 @@ def error_bounds(x, W, y, ref):
         Z = A + np.abs(y64[r0:r1])       # ≥ |z|
         ah = np.abs(x64[r0:r1] @ W64)
         ZZ = np.sum(Z * Z)
-        for u in units:
-            eh = 0.0 if exact_h else _gamma(K, u) * A
+        for u, g_K, g_M, sum_gamma in gammas:
+            eh = 0.0 if exact_h else g_K * A
             ez = eh + u * Z              # relu and the subtraction round once
             # Where |h| is within h's own error of 0, the sign of relu'(h) is not
             # determined by the inputs at this precision: either choice is correct,
             # and g may be anything from 0 to 2z there.
-            amb = ah <= (eh + (0.0 if exact_h else _gamma(K, u64) * A))
+            amb = ah <= eh + g_amb * A
             eg = 2 * (ez + u * Z) + np.where(amb, 2 * (Z + ez), 0.0)
             G = 2 * Z + eg               # ≥ |ĝ|
-            sum_gamma = _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)
-            f_bound += float(np.sum(2 * Z * ez + ez * ez) + _gamma(N * M, u64) * ZZ)
-            dx_bound[r0:r1] += (eg + _gamma(M, u) * G) @ aW.T
+            f_bound += float(np.sum(2 * Z * ez + ez * ez) + g_f * ZZ)
+            dx_bound[r0:r1] += (eg + g_M * G) @ aW.T
             dW_bound += ax.T @ (eg + sum_gamma * G)
             dy_bound[r0:r1] += 2 * ez + 2 * u * Z
     f, dx, dW, _ = ref

@@ -108,16 +108,17 @@ def fused(K: int, M: int, dtype, wide: bool):
             acc[j] = 0.0
         q = t // KM1 if G > 1 else 0              # this thread's dW row group and elements
         sj = cuda.local.array(EPT, T)
-        xo = cuda.local.array(EPT, int64)
-        go = cuda.local.array(EPT, int64)
-        kj = cuda.local.array(EPT, int64)
-        mj = cuda.local.array(EPT, int64)
+        xo = cuda.local.array(EPT, int64)         # element j's x[r,k] and g[r,m] in the
+        go = cuda.local.array(EPT, int64)         # tiles, row q's first (x0, g0), stepped
+        x0 = cuda.local.array(EPT, int64)
+        g0 = cuda.local.array(EPT, int64)
         mine = cuda.local.array(EPT, types.boolean)
-        for j in range(EPT):
+        for j in range(EPT):                      # (an element not this thread's: k = m = 0)
             e = t % KM1 + j * R if G > 1 else t + j * R
-            mine[j] = e < KM
-            kj[j] = e // M1 if e < KM else 0
-            mj[j] = e - (e // M1) * M1 if e < KM else 0
+            mine[j] = e < KM and q < G
+            k = e // M1 if e < KM else 0
+            x0[j] = q * KP + k
+            g0[j] = q * MP + (e - k * M1 if e < KM else 0)
         f = 0.0
         for tile in range(cuda.blockIdx.x, (N + R - 1) // R, cuda.gridDim.x):
             row0 = I(I(tile) * R)
@@ -179,11 +180,11 @@ def fused(K: int, M: int, dtype, wide: bool):
                             dy[base + I(j * YP * M)] = Y[uint64(r * MP + yc)]
             if want & WANT_DW and q < G:      # dW[k,m] += Σ_r x[r,k]·g[r,m], rows q, q+G, …
                 for j in range(EPT):              # this thread's elements in one pass over the
-                    sj[j] = zero                  # rows (elements j share g[m] where M | R);
-                    xo[j] = q * KP + kj[j]        # row r's x[k] and g[m] in the tiles, stepped
-                    go[j] = q * MP + mj[j]
-                for r in range(q, rows, G):       # (an element not this thread's sums
-                    if SHARE_M:                   # x[r,0]·g[r,0], unused: no branch here)
+                    sj[j] = zero                  # rows (elements j share g[m] where M | R;
+                    xo[j] = x0[j]                 # one not this thread's sums x[r,0]·g[r,0],
+                    go[j] = g0[j]                 # unused: no branch here)
+                for r in range(q, rows, G):
+                    if SHARE_M:
                         gr = Gs[uint64(go[0])]
                     for j in range(EPT):
                         if not SHARE_M:
@@ -211,8 +212,8 @@ def fused(K: int, M: int, dtype, wide: bool):
                             dx[base + I(j * XP * K)] = X[uint64(r * KP + xc)]
         # the block's partials: dW by row group in group order, f by a tree
         for j in range(EPT):
-            e = t % KM1 + j * R if G > 1 else t + j * R
-            if e < KM and q < G:
+            if mine[j]:
+                e = t % KM1 + j * R if G > 1 else t + j * R
                 dWs[uint64(q * KM + e)] = acc[j]
         cuda.syncthreads()
         b, nb = I(cuda.blockIdx.x), I(cuda.gridDim.x)
@@ -233,8 +234,7 @@ def fused(K: int, M: int, dtype, wide: bool):
 SUM_THREADS = 256       # sum_blocks: threads that add one element's block partials
 SUM_GRID = 1024         # sum_blocks: blocks at most (each takes elements e, e + grid, …)
 if SIMULATOR:
-    # the simulator runs each thread in Python: the same code and tree on a few threads
-    SUM_THREADS, SUM_GRID = 2, 1024
+    SUM_THREADS = 2     # the simulator runs each thread in Python: the same code and tree
 
 
 @functools.lru_cache(maxsize=None)

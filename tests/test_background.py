@@ -29,6 +29,10 @@ def test_cold_kernel_compiles_behind_the_ordered_loops(monkeypatch, rng):
                         lambda key, fn, argv=None: started.append((key, argv)) or
                         start(key, fn, argv))
     monkeypatch.setattr(tiled, "ready", lambda *a: False)  # as on an empty cache
+    # ...and as in a process that has not compiled it behind an earlier test's calls
+    assert background.wait(timeout=300)
+    monkeypatch.setattr(background, "_done", set())
+    monkeypatch.setattr(background, "_failed", {})
 
     monkeypatch.setattr(cpu, "_READY", set())
     monkeypatch.setattr(tiled, "pieces_ready", lambda *a: False)

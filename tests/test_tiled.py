@@ -425,10 +425,12 @@ def test_micro_kernel_sums_in_order_exactly():
 @pytest.mark.parametrize("T", ["float32", "float64"])
 def test_epilogue_has_the_scalar_sources_bits(rng, T):
     # intrinsics.epilogue, 16 elements a vector step, against loopgrad._scalar's formula in
-    # Python floats, element by element: z² into lane j mod 16 (the tail past the last 16
-    # into the 17th sum), −2z into dy and relu_backward into g, in T; ties h == 0, NaN and
-    # inf among the values; a chunk offset into the arrays; nothing written without grads;
-    # dy streamed past the caches or not (stream, at a dy offset on a cache line or off it)
+    # Python floats, element by element: z² into lane j mod 16 of f in (row, j)'s order (a
+    # row's last partial step masked), −2z into dy and relu_backward into g, in T; ties
+    # h == 0, NaN and inf among the values; offsets into the arrays, and rows ldg and ldy
+    # apart with elements between them that must stay as they were; nothing written
+    # without grads; dy streamed past the caches or not (stream, at a dy offset on a cache
+    # line or off it)
     from numba import njit
 
     from loopgrad._scalar import relu_backward
@@ -436,44 +438,48 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
     epi = intrinsics.epilogue(T)
 
     @njit
-    def run(g, y, dy, off, doff, m, a0, want, f, stream):
+    def run(g, y, dy, off, ldg, ldy, doff, rows, m, a0, want, f, stream):
         p = intrinsics.pointer
-        epi(p(g), off, p(y), off + 3, p(dy), doff, m, a0, want, p(f), stream)
+        epi(p(g), off, ldg, 0, p(y), off + 3, ldy, p(dy), doff, rows, m, a0, want, p(f),
+            stream)
 
     # (h, y) at j = 14...: z past T's range, ties with huge y (2y past it), subnormal and
     # far-apart exponents (z inexact in float64), 2z at the edge of the range, −0
     edges = [(3e38, -3e38), (0.0, 3e38), (0.0, -2e38), (1e-40, 2e-40), (1e10, 1e-3),
              (1e-3, 1e10), (1.7e38, -1.7e38), (-0.0, 0.0), (5e-39, -5e-39), (0.0, 1e-45)]
-    for m in (0, 5, 16, 37, 512):
+    for m, rows in ((0, 1), (5, 1), (16, 1), (37, 1), (512, 1), (5, 3), (8, 4), (16, 3),
+                    (29, 3)):
+        ldg, ldy = (m + 5, m + 11) if rows > 1 else (0, 0)
+        size = 2 + rows * max(ldg, ldy, m) + 40
         for a0 in (0.0, 0.3, 0.5, 1.0):
-            g0 = rng.standard_normal(m + 40).astype(T)
+            g0 = rng.standard_normal(size).astype(T)
             g0[7:12] = 0.0
             g0[13], g0[14], g0[15] = np.nan, np.inf, -np.inf
-            y = rng.standard_normal(m + 40).astype(T)
+            y = rng.standard_normal(size + 3).astype(T)
             for j, (h, yv) in enumerate(edges, 14):
                 g0[2 + j], y[5 + j] = h, yv
-            f0 = rng.standard_normal(17)
+            f0 = rng.standard_normal(16)
             want_f, want_g = f0.tolist(), g0.copy()
-            want_dy = {d: np.full(m + 40, np.nan, T) for d in (3, 16)}
-            m16 = m - m % 16
+            want_dy = {d: np.full(size + 3, np.nan, T) for d in (3, 16)}
             with np.errstate(over="ignore"):  # T(−2z) past T's range: ±inf, as wanted
-                for j in range(m):
-                    h, yv = float(g0[2 + j]), float(y[5 + j])
-                    z = (0.0 if h < 0.0 else h) - yv
-                    want_f[j % 16 if j < m16 else 16] += z * z
-                    for d in want_dy:
-                        want_dy[d][d + j] = -2.0 * z
-                    want_g[2 + j] = relu_backward(h, z, a0)
+                for n in range(rows):
+                    for j in range(m):
+                        h, yv = float(g0[2 + n * ldg + j]), float(y[5 + n * ldy + j])
+                        z = (0.0 if h < 0.0 else h) - yv
+                        want_f[j % 16] += z * z
+                        for d in want_dy:
+                            want_dy[d][d + n * ldy + j] = -2.0 * z
+                        want_g[2 + n * ldg + j] = relu_backward(h, z, a0)
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
                                        (True, True, 16), (False, True, 16)):
                 g, f = g0.copy(), f0.copy()
-                dy = _line_aligned((m + 40,), T)  # NaN from a cache line on
-                run(g, y, dy, 2, doff, m, a0, want, f, stream)
-                case = (m, a0, want, stream, doff)
+                dy = _line_aligned((size + 3,), T)  # NaN from a cache line on
+                run(g, y, dy, 2, ldg, ldy, doff, rows, m, a0, want, f, stream)
+                case = (m, rows, a0, want, stream, doff)
                 assert np.array_equal(f, want_f, equal_nan=True), case
                 assert np.array_equal(g, want_g if want else g0, equal_nan=True), case
-                assert np.array_equal(dy, want_dy[doff] if want else np.full(m + 40, np.nan, T),
-                                      equal_nan=True), case
+                assert np.array_equal(dy, want_dy[doff] if want
+                                      else np.full(size + 3, np.nan, T), equal_nan=True), case
 
 
 @pytest.mark.parametrize("T", ["float32", "float64"])
@@ -489,8 +495,8 @@ def test_epilogue_in_pieces_is_the_epilogue_of_those_elements(rng, T, piece):
     @njit
     def run(g, gp, pstr, y, dy, dyp, m, a0, want, f, fp):
         p = intrinsics.pointer
-        whole(p(g), 0, p(y), 3, p(dy), 0, m, a0, want, p(f), False)
-        pieced(p(gp), 0, pstr, p(y), 3, p(dyp), 0, m, a0, want, p(fp), False)
+        whole(p(g), 0, 0, 0, p(y), 3, 0, p(dy), 0, 1, m, a0, want, p(f), False)
+        pieced(p(gp), 0, 0, pstr, p(y), 3, 0, p(dyp), 0, 1, m, a0, want, p(fp), False)
 
     pstr = piece + 24
     for m in (0, 5, 16, 29, 37, 61, 100, 512):  # tails past a piece's first 8 too
@@ -500,7 +506,7 @@ def test_epilogue_in_pieces_is_the_epilogue_of_those_elements(rng, T, piece):
         g0[1:4] = 0.0
         g0[j == 5] = np.nan  # one lane of f NaN, the others compared
         y = rng.standard_normal(m + 3).astype(T)
-        f0 = rng.standard_normal(17)
+        f0 = rng.standard_normal(16)
         for a0 in (0.0, 0.3, 0.5, 1.0):
             for want in (False, True):
                 g, f, fp = g0.copy(), f0.copy(), f0.copy()
@@ -675,7 +681,7 @@ def test_large_calls_stream_their_outputs(monkeypatch, rng):
         def both(A, B, C, f, stream):
             p = intrinsics.pointer
             mks(4, p(A), 0, 8, 1, p(B), 0, 32, p(C), 0, 32, stream)
-            epi(p(C), 0, p(B), 0, p(A), 0, 64, 0.0, True, p(f), stream)
+            epi(p(C), 0, 0, 0, p(B), 0, 0, p(A), 0, 1, 64, 0.0, True, p(f), stream)
         asm = "".join(both.inspect_asm().values())
         assert len(re.findall(r"\tvmovnt\w+\t", asm)) >= 2
 

@@ -55,24 +55,30 @@ squares_by_lane(a, n16, lanes): lanes[j] = Σ_i float64(a[16·i + j])² over 16�
     16 sums ran unvectorized, 0.6 ms for a 1024² float32 W (guards.sum_squares, serial
     after the tiled kernels' passes); this runs at memory speed.
 
-epilogue(T)(g, gb, y, yb, dy, db, m, a0, want_grads, f, stream): the tiled kernels' epilogue over
-    one chunk of m ≤ EPI elements, in LLVM IR: for j < m, with h = g[gb + j] (float64),
-    z = (0 if h < 0 else h) − y[yb + j]; z² into f's partial sums, lane j mod 16 of f[0:16]
-    for j below m's last multiple of 16 and f[16] for the rest, in j's order; with
-    want_grads, dy[db + j] = −2z and g[gb + j] = relu_backward(h, z, a0) (loopgrad._scalar),
-    stored in T.  Sixteen elements a step as <16 x double> vectors, each operation the
-    one the scalar source performs (fmul, fadd, fsub, selects; no fast-math flag): the
-    same bits as that source, which Numba's vectorizers had left at 0.6 ns an element
-    (its 16 sums in 2-lane vectors, dev/products_v15.md).  stream: dy's vector stores go
-    past the caches where dy[db] starts on a cache line (g's stay: the kernels read it).
+epilogue(T)(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, stream): the
+    tiled kernels' epilogue over `rows` rows of m elements, in LLVM IR: for row n < rows
+    and j < m, with h = g[gb + n·ldg + j] (float64), z = (0 if h < 0 else h) −
+    y[yb + n·ldy + j]; z² into f's 16 partial sums, lane j mod 16 of f[0:16], in (n, j)'s
+    order; with want_grads, dy[db + n·ldy + j] = −2z and g's element = relu_backward(h, z,
+    a0) (loopgrad._scalar), stored in T.  Sixteen elements a step as <16 x double>
+    vectors, each operation the one the scalar source performs (fmul, fadd, fsub, selects;
+    no fast-math flag): the same bits as that source, which Numba's vectorizers had left at
+    0.6 ns an element (its 16 sums in 2-lane vectors, dev/products_v15.md).  A row's last
+    m mod 16 elements are one step more with the other lanes masked (llvm.masked.load and
+    .store: nothing past the row read or written, 0.0 added to their sums, which leaves
+    the sums' bits): rows shorter than 16 had run one element at a time, and the fused
+    kernel's 10⁶×8×8 took 2.4× 10⁶×16×16's time (dev/products_v21.md 22b).  stream: dy's
+    vector stores go past the caches where its row starts on a cache line (g's stay: the
+    kernels read it; a masked step's stay too).
     For float32 with a0 0, ½ or 1, dy and g are computed in float32 from h − y rounded once,
     which gives the same bits (see element32) in about half the vector operations: the
     epilogue's grads 5.3 → 3.3 ms a thread at 10⁶×16×16, 10.6 → 4.5 as AVX2
     (dev/products_v16.md 17h).
-    epilogue(T, piece)(g, gb, pstr, y, ...): the same with g in pieces of `piece` elements
-    (a power of two), `pstr` apart: h = g[gb + (j // piece)·pstr + j % piece], and g's
-    stores there (the three-pass kernel's g by column panels, nests.py).  A vector step's
-    16 elements must lie together: piece a multiple of 16, or pstr = piece (g whole).
+    epilogue(T, piece)(...): the same with g in pieces of `piece` elements (a power of
+    two), `pstr` apart: h = g[gb + n·ldg + (j // piece)·pstr + j % piece], and g's stores
+    there (the three-pass kernel's g by column panels, nests.py); epilogue(T) ignores
+    pstr.  A vector step's 16 elements must lie together: piece a multiple of 16, or
+    pstr = piece (g whole).
 """
 
 import functools
@@ -234,6 +240,30 @@ def relu_grad(builder, h, zero, t, tie, nan):
         builder.select(builder.fcmp_ordered("<", h, zero), zero, nan)))
 
 
+def _splat(builder, value, lanes):
+    # a vector of `lanes` copies of a scalar
+    vt = ir.VectorType(value.type, lanes)
+    one = builder.insert_element(ir.Constant(vt, ir.Undefined), value, ir.IntType(32)(0))
+    return builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
+
+
+def _masked(builder, op, vt, ptr, align, mask, value):
+    # llvm.masked.load (value: the masked lanes' result) or llvm.masked.store (value: what
+    # to store) of vector type vt at ptr: only mask's lanes are read or written
+    bits = 64 if isinstance(vt.element, ir.DoubleType) else 32
+    name = f"llvm.masked.{op}.v{vt.count}f{bits}." + \
+        ("p0" if binding.llvm_version_info[0] >= 15 else f"p0v{vt.count}f{bits}")
+    i32, mt = ir.IntType(32), mask.type
+    if op == "load":
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mt, vt]), name)
+        return builder.call(fn, [ptr, i32(align), mask, value])
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mt]), name)
+    builder.call(fn, [value, ptr, i32(align), mask])
+
+
 _LINE = 64  # bytes: a streamed store writes whole lines, from an address aligned to one
 
 
@@ -262,10 +292,7 @@ def epilogue(T: str, piece: int = 0):
     lanes = 16
 
     def codegen(context, builder, sig, args):
-        if piece:
-            g, gb, pstr, y, yb, dy, db, m, a0, want, f, stream = args
-        else:
-            g, gb, y, yb, dy, db, m, a0, want, f, stream = args
+        g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want, f, stream = args
         et, d, i64, i32 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
         vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
@@ -316,28 +343,43 @@ def epilogue(T: str, piece: int = 0):
             p = builder.gep(ptr, [builder.add(base, j)])
             return builder.bitcast(p, vt.as_pointer()) if vec else p
 
-        def at_g(j, vec):
-            # g's element j: gb + j whole, gb + (j // piece)·pstr + j % piece in pieces
+        def at_g(gr, j, vec):
+            # g's element j of a row from gr: gr + j whole, gr + (j // piece)·pstr + j % piece
+            # in pieces
             if piece:
                 j = builder.add(builder.mul(builder.lshr(j, i64(piece.bit_length() - 1)), pstr),
                                 builder.and_(j, i64(piece - 1)))
-            return at(g, gb, j, vec)
+            return at(g, gr, j, vec)
 
         size = nbt.bitwidth // 8
         fv = builder.bitcast(f, dt.as_pointer())
         acc = cgutils.alloca_once_value(builder, builder.load(fv, align=8))
         m16 = builder.sub(m, builder.srem(m, i64(lanes)))
-        # dy streamed past the caches where asked and its chunk starts on a line (a step's
-        # 16 elements are whole lines); g, the kernels' scratch, stays in cache
-        streamed = _streams(builder, stream, at(dy, db, i64(0), True))
+        # the tail's lanes: j − m16 < m − m16 of a last, masked, step
+        tail = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, lanes),
+                                                      list(range(lanes))),
+                                     _splat(builder, builder.sub(m, m16), lanes))
+        zeros = ir.Constant(vt, [0.0] * lanes)
         # float32 with relu'(0) 0, ½ or 1: dy and g in float32 (element32), else float64
         fast = builder.or_(builder.or_(builder.fcmp_ordered("==", a0, d(0.0)),
                                        builder.fcmp_ordered("==", a0, d(0.5))),
                            builder.fcmp_ordered("==", a0, d(1.0))) if et != d else None
-        with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
-            j = builder.mul(loop.index, i64(lanes))
-            hv = builder.load(at_g(j, True), align=size)
-            yv = builder.load(at(y, yb, j, True), align=size)
+
+        def step(gr, yr, dr, j, mask, streamed):
+            # 16 elements from j of a row (g's from gr, y's from yr, dy's from dr); mask: the
+            # lanes of a last partial step (the others neither read nor written, and their
+            # z² not added), or None
+            def load(ptr):
+                if mask is None:
+                    return builder.load(ptr, align=size)
+                return _masked(builder, "load", vt, ptr, size, mask, zeros)
+
+            def store(value, ptr):
+                if mask is None:
+                    builder.store(value, ptr, align=size)
+                else:
+                    _masked(builder, "store", vt, ptr, size, mask, value)
+            hv, yv = load(at_g(gr, j, True)), load(at(y, yr, j, True))
             if fast is None:
                 zz, dyv, gv = element(hv, yv, True)
             else:
@@ -352,36 +394,40 @@ def epilogue(T: str, piece: int = 0):
                 for phi, a, b in zip((zz, dyv, gv), (zz32, dy32, g32), (zz64, dy64, g64)):
                     phi.add_incoming(a, b32)
                     phi.add_incoming(b, b64)
+            if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
+                zz = builder.select(mask, zz, ir.Constant(dt, [0.0] * lanes))
             builder.store(builder.fadd(builder.load(acc), zz), acc)
             with builder.if_then(want):
-                with builder.if_else(streamed) as (past, cached):
-                    with past:
-                        _store_streamed(builder, dyv, at(dy, db, j, True))
-                    with cached:
-                        builder.store(dyv, at(dy, db, j, True), align=size)
-                builder.store(gv, at_g(j, True), align=size)
+                if streamed is None:
+                    store(dyv, at(dy, dr, j, True))
+                else:
+                    with builder.if_else(streamed) as (past, cached):
+                        with past:
+                            _store_streamed(builder, dyv, at(dy, dr, j, True))
+                        with cached:
+                            store(dyv, at(dy, dr, j, True))
+                store(gv, at_g(gr, j, True))
+
+        with cgutils.for_range(builder, rows) as row:
+            gr = builder.add(gb, builder.mul(row.index, ldg))
+            yr = builder.add(yb, builder.mul(row.index, ldy))
+            dr = builder.add(db, builder.mul(row.index, ldy))
+            # dy streamed past the caches where asked and its row starts on a line (a step's
+            # 16 elements are whole lines); g, the kernels' scratch, stays in cache
+            streamed = _streams(builder, stream, at(dy, dr, i64(0), True))
+            with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
+                step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None, streamed)
+            with builder.if_then(builder.icmp_signed("<", m16, m)):
+                step(gr, yr, dr, m16, tail, None)
         builder.store(builder.load(acc), fv, align=8)
-        tail = builder.gep(f, [i64(lanes)])
-        with cgutils.for_range(builder, builder.sub(m, m16)) as loop:
-            j = builder.add(m16, loop.index)
-            zz, dyv, gv = element(builder.load(at_g(j, False)),
-                                  builder.load(at(y, yb, j, False)), False)
-            builder.store(builder.fadd(builder.load(tail), zz), tail)
-            with builder.if_then(want):
-                builder.store(dyv, at(dy, db, j, False))
-                builder.store(gv, at_g(j, False))
         return context.get_dummy_value()
 
     assert piece & (piece - 1) == 0, "piece: a power of two"
-    rest = (P, I, P, I, I, types.float64, types.boolean, PD, types.boolean)
-    if piece:
-        @intrinsic
-        def epi(typingctx, g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream):
-            return types.void(P, I, I, *rest), codegen
-    else:
-        @intrinsic
-        def epi(typingctx, g, gb, y, yb, dy, db, m, a0, want_grads, f, stream):
-            return types.void(P, I, *rest), codegen
+
+    @intrinsic
+    def epi(typingctx, g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, stream):
+        return types.void(P, I, I, I, P, I, I, P, I, I, I, types.float64, types.boolean, PD,
+                          types.boolean), codegen
     return epi
 
 

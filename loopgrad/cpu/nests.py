@@ -31,10 +31,10 @@ KC3 = 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
+ROW_CALLS = 128
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
-EPI = 512
 G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
@@ -115,15 +115,16 @@ def pack_wt(Wtp2, W2, K, M, jr):
             Wtp[base + p * NR + j] = W[c * M + p] if c < K else T(0.0)
 
 
-@njit(nt.void(P, I, I, P, I, P, I, I, nt.float64, nt.boolean, P64, nt.boolean), nogil=True,
-      cache=True)
-def epilogue_chunk(g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream):
-    # one chunk of forward_block's epilogue (intrinsics.epilogue), in a function of its own
-    # without fast-math flags: under forward_block's `contract`, Numba flags every float
-    # operation, and LLVM fused z² into its partial sum (an FMA), which f's order does not
-    # have (f 1 ulp off the ordered loops)
-    # (g's element j at gb + (j // NR)·pstr + j % NR: pstr = NR where g is whole rows)
-    epi(g, gb, pstr, y, yb, dy, db, m, a0, want_grads, f, stream)
+@njit(nt.void(P, I, I, I, P, I, I, P, I, I, I, nt.float64, nt.boolean, P64, nt.boolean),
+      nogil=True, cache=True)
+def epilogue_rows(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, stream):
+    # forward_block's epilogue over `rows` rows of m elements (intrinsics.epilogue), in a
+    # function of its own without fast-math flags: under forward_block's `contract`, Numba
+    # flags every float operation, and LLVM fused z² into its partial sum (an FMA), which
+    # f's order does not have (f 1 ulp off the ordered loops)
+    # (g's element j of row n at gb + n·ldg + (j // NR)·pstr + j % NR: pstr = NR where g is
+    # whole rows; y's and dy's at yb + n·ldy + j and db + n·ldy + j)
+    epi(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, stream)
 
 
 @njit(nt.boolean(I, I), nogil=True, cache=True)
@@ -177,30 +178,33 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, ldg, Ct, MR)
-    # the epilogue runs along rows, or along the whole block where g has no padding and
-    # the columns are all of them: a short row (M = 16) is shorter than one vectorized
-    # step.  In chunks of EPI elements (intrinsics.epilogue): z, dy, g, and z² into 16
-    # partial sums (element i of a chunk in sum i mod 16, the last m mod 16 of a chunk in
-    # a seventeenth), added in a fixed order at the end.  No fast-math flag touches these
-    # sums (the intrinsic's IR has none): f's bits follow from this order, which
+    # the epilogue runs along rows, or along the whole block as one run where g has no
+    # padding and the columns are all of them (one call either way, intrinsics.epilogue): z,
+    # dy, g, and z² into 16 partial sums, element j of a run (a row's columns c0..c1, or
+    # the block) in sum j mod 16, in j's order, a last partial step of 16 masked; the sums
+    # added in a fixed tree at the end.  No fast-math flag touches these sums (the
+    # intrinsic's IR has none): f's bits follow from this order, which
     # loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
     c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
     # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
-    # steps inside them; each chunk starts a panel.  Lane j mod 16 of a row's elements is
-    # the same either way, and so are f's bits)
+    # steps inside them.  Lane j mod 16 of a row's elements is the same either way, and so
+    # are f's bits)
     flat = Mp == M and c0 == 0 and c1 == M and pstr == NR and ldg == Mp
-    fs2 = np.zeros(17)
+    fs2 = np.zeros(16)
     fs = pointer(fs2)
-    for n in range(1 if flat else rows):
-        gb = n * ldg + j0 * pstr
-        yb = (r0 + n) * M + c0
-        length = rows * M if flat else c1 - c0
-        for c in range(0, length, EPI):
-            epilogue_chunk(g, gb + c // NR * pstr, pstr, y, yb + c, dy, yb - dshift + c,
-                           min(EPI, length - c), a0, want_grads, fs, stream)
-    f = ((((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7])))
-         + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))) \
-        + fs[16]
+    yb = r0 * M + c0
+    if flat:
+        epilogue_rows(g, j0 * pstr, 0, pstr, y, yb, 0, dy, yb - dshift, 1, rows * M, a0,
+                      want_grads, fs, stream)
+    elif c1 - c0 >= ROW_CALLS:  # a call a row (the same bits): see tiled.ROW_CALLS
+        for n in range(rows):
+            epilogue_rows(g, j0 * pstr + n * ldg, ldg, pstr, y, yb + n * M, M, dy,
+                          yb + n * M - dshift, 1, c1 - c0, a0, want_grads, fs, stream)
+    else:
+        epilogue_rows(g, j0 * pstr, ldg, pstr, y, yb, M, dy, yb - dshift, rows, c1 - c0, a0,
+                      want_grads, fs, stream)
+    f = (((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7]))) \
+        + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))
     return f
 
 

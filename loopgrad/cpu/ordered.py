@@ -8,8 +8,8 @@ roundings, whatever the tile shape, vector width, packing or thread count:
               added to the output in the dtype block after block
     z, g, dy  from float64(h), rounded once
     f         each segment's z² (a row's columns of one item, or a whole block where g
-              has no padding) in chunks of EPI elements, element i of a chunk in partial
-              sum i mod 16, the sums added in a fixed tree; the segments added in the
+              has no padding), element j of a row's run in partial sum j mod 16 in j's
+              order, the sums added in a fixed tree; the segments added in the
               order of the kernel's items, blocks and chunks; then guards.trusted
     dW        chains over pieces of at most KC rows in the dtype, added in float64 in row
               order (fused: per chunk, then the chunks in order; three-pass: one chunk)
@@ -92,7 +92,7 @@ def _forward(fns, KC, threads, x, W, y, h, dy, a0, segs, want_grads, want_dy):
     epilogue = fns["epilogue"]
 
     def run(s0, s1):
-        zz, f = np.empty(ordered_ir.EPI), np.empty(17)
+        zz, f = np.empty(ordered_ir.EPI), np.empty(16)
         epilogue(h.ctypes.data, y.ctypes.data, dy.ctypes.data, a0, segs.ctypes.data, s0, s1, M,
                  want_grads, want_dy, zz.ctypes.data, f.ctypes.data, fseg.ctypes.data)
     _spread(threads, len(segs), run)

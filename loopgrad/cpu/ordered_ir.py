@@ -36,8 +36,8 @@ import functools
 from llvmlite import ir
 
 from . import machine
-from .tiled import EPI  # the epilogue's chunk
 
+EPI = 512  # the epilogue's z² a buffer at a time (a multiple of 16: each gives the same f)
 JB = 512   # columns of C per pass over a KC-row block of B (256 KiB of float32 in L2)
 I64, F64 = ir.IntType(64), ir.DoubleType()
 
@@ -155,12 +155,13 @@ def _relu_backward(b, hd, z, a0):
                     b.select(b.fcmp_ordered("==", hd, zero), at_tie, below))
 
 
-def _tree(b, f):
-    # ((f0+f1)+(f2+f3)) + ((f4+f5)+(f6+f7)) ... over 16 partial sums, then the seventeenth
-    v = [_load(b, f, I64(q)) for q in range(17)]
-    while len(v) > 2:
-        v = [b.fadd(v[k], v[k + 1]) for k in range(0, len(v) - 1, 2)] + [v[-1]]
-    return b.fadd(v[0], v[1])
+def _tree(b, f, seventeenth=False):
+    # ((f0+f1)+(f2+f3)) + ((f4+f5)+(f6+f7)) ... over 16 partial sums, then + f[16] where
+    # there is a seventeenth (guards.sum_squares's tail)
+    v = [_load(b, f, I64(q)) for q in range(16)]
+    while len(v) > 1:
+        v = [b.fadd(v[k], v[k + 1]) for k in range(0, len(v), 2)]
+    return b.fadd(v[0], _load(b, f, I64(16))) if seventeenth else v[0]
 
 
 def _epilogue(module, T):
@@ -174,7 +175,7 @@ def _epilogue(module, T):
     with _loop(b, s0, s1) as s:
         r0, rows, c0, c1, flat = (_load(b, segs, _add(b, b.mul(s, I64(5)), k)) for k in range(5))
         flat = b.icmp_signed("!=", flat, I64(0))
-        for q in range(17):
+        for q in range(16):
             _store(b, zero, f, I64(q))
         length = b.select(flat, b.mul(rows, M), b.sub(c1, c0))
         with _loop(b, I64(0), b.select(flat, I64(1), rows)) as n:
@@ -197,8 +198,9 @@ def _epilogue(module, T):
                     for q in range(16):
                         _store(b, b.fadd(_load(b, f, I64(q)), _load(b, zz, b.add(i, I64(q)))),
                                f, I64(q))
-                with _loop(b, m16, mm) as i:
-                    _store(b, b.fadd(_load(b, f, I64(16)), _load(b, zz, i)), f, I64(16))
+                with _loop(b, m16, mm) as i:  # the chunk's last mm − m16, sums 0, 1, ...
+                    q = b.sub(i, m16)
+                    _store(b, b.fadd(_load(b, f, q), _load(b, zz, i)), f, q)
         _store(b, _tree(b, f), fseg, s)
     b.ret_void()
 
@@ -267,7 +269,7 @@ def _guards(module, T):
     with _loop(b, n16, n) as i:
         v = _wide(b, T, _load(b, a, i))
         _store(b, b.fadd(_load(b, lanes, I64(16)), b.fmul(v, v)), lanes, I64(16))
-    b.ret(_tree(b, lanes))
+    b.ret(_tree(b, lanes, seventeenth=True))
 
     fn, b = _function(module, "nonfinite", F64, [(P_, True), (I64, False)])
     a, n = fn.args

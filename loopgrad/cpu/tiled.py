@@ -89,6 +89,7 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
+ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
 # longer than PF_K, Mp ≥ PACK_X_M), and each dx item packs its rows of g: MR rows read in
 # place lie K·size bytes apart, a stream each, and at 4 KiB strides in one L1 set
@@ -104,7 +105,6 @@ XT_COLS = {XT_COLS} * MR  # columns of x a task of the dW pass's pack of xᵀ pa
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 # the three-pass kernel's g by column panels of NR (tiled.g_panels), else whole rows
 G_PANELS = {G_PANELS}
-EPI = {EPI}  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
 # contract: FMA where a product meets a sum (the micro-kernel's are written as
 # llvm.fmuladd, intrinsics.microkernel).  Not reassoc: sums keep their order (on the
 # former scalar micro-kernel LLVM then vectorized the k sum instead of the tile, 55
@@ -124,8 +124,8 @@ _MK = """
 mk = microkernel("{T}", MR, NR, {VW})
 # the same with one more argument: store the tile past the caches (dx, where it is streamed)
 mks = microkernel("{T}", MR, NR, {VW}, stream=True)
-# the epilogue over a chunk of at most EPI elements (intrinsics.epilogue): z, f's 16
-# partial sums and the 17th, dy and g, 16 elements a step in LLVM IR vectors; g whole
+# the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
+# g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
 # rows, or by NR-column panels (its `pstr` argument)
 epi = epilogue("{T}", NR)
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
@@ -175,7 +175,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, epi, epilogue_chunk, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
+_SHARED = ("mk, mks, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
            "dx_block, trusted, w_squares, count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE")
 
 
@@ -185,8 +185,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
-                         PACK_X_M=PACK_X_M, PF_K=PF_K, DWB=DWB, JH=h_panels(NR), EPI=EPI,
-                         H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
+                         PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, DWB=DWB,
+                         JH=h_panels(NR), H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR), TRANSPOSE=T == "float32") + \
@@ -406,7 +406,13 @@ H_COLS = 256
 # JH panels: 256³'s three items (96, 96 and 64 rows) left two threads 160 and 96 rows
 # (dev/products_v15.md).  A function of the shape alone, as f's bits must be.
 H_ITEMS = 6
-EPI = 512  # the epilogue's chunk: z² of EPI elements, then into f's 16 partial sums
+# forward_block's epilogue takes a block's rows in one call (intrinsics.epilogue), and
+# rows of at least ROW_CALLS columns one call each: the same bits either way.  One call
+# for all rows ran the fused kernel's 10⁶×8×8 1.50× and 10⁶×12×12 1.39× faster than a
+# call a row, and 1.02–1.08× at rows of 40–100, but 1.03–1.06× slower at rows of 128 and
+# 256 out of cache (in cache, and the epilogue alone, the same: why is not known;
+# dev/products_v21.md 22b)
+ROW_CALLS = 128
 # The three-pass kernel keeps g by column panels of NR where the epilogue's 16-element
 # vector steps lie inside a panel (NR a multiple of 16), else in whole rows; see the
 # generated driver (nests.py) and dev/products_v19.md 20a

@@ -13,7 +13,8 @@ prefetch(p, i): a hint to the CPU to load p[i]'s cache line soon.  LLVM's
     changes no result.  The tiled kernels use it where a micro-kernel call
     reads only a few contiguous rows of x and the hardware prefetcher cannot
     get ahead (10⁶×16×16: the forward product's x reads 7.0 → 2.6 ms,
-    dev/tiled_v7.md).
+    dev/tiled_v7.md).  prefetch_l2(p, i): the same into L2 only (locality 2, PREFETCHT1
+    on x86): y's rows far ahead in the AVX2 entry's fused blocks (machine.Entry.pf_y).
 
 call(address, *args): a float64 from the C function at `address` (an integer: a cfunc's,
     jit.cfunc) called with args, whose Numba types give the C types.  A plain call
@@ -102,19 +103,25 @@ def pointer(typingctx, a):
     return types.CPointer(a.dtype)(a), codegen
 
 
-@intrinsic
-def prefetch(typingctx, p, i):
-    if not isinstance(p, types.CPointer):
-        return None
+def _prefetcher(locality):
+    @intrinsic
+    def prefetch(typingctx, p, i):
+        if not isinstance(p, types.CPointer):
+            return None
 
-    def codegen(context, builder, sig, args):
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _NAME)
-        builder.call(fn, [builder.bitcast(builder.gep(args[0], [args[1]]), i8p),
-                          i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.void(p, i), codegen
+        def codegen(context, builder, sig, args):
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _NAME)
+            builder.call(fn, [builder.bitcast(builder.gep(args[0], [args[1]]), i8p),
+                              i32(0), i32(locality), i32(1)])
+            return context.get_dummy_value()
+        return types.void(p, i), codegen
+    return prefetch
+
+
+prefetch = _prefetcher(3)
+prefetch_l2 = _prefetcher(2)
 
 
 @functools.lru_cache(maxsize=None)

@@ -51,6 +51,10 @@ class Entry:
     # tile's columns would be mostly padding
     tiles: dict = field(hash=False)
     source: str = ""
+    # the fused kernel's blocks ask for y's rows this many rows ahead into L2 (software
+    # prefetch; 0: none), where x is read in place: as AVX2 the blocks' work outlasts the
+    # hardware prefetcher's reach (dev/products_v21.md 22c)
+    pf_y: int = 0
 
 
 TABLE = {
@@ -79,7 +83,10 @@ TABLE = {
         "former scalar micro-kernel's in-L1 rates: float32 1024³ 38.3–38.9 → 31.1–32.2 ms, "
         "10⁵×64×64 18.2–18.5 → 14.0–14.6, 10⁵×256×256 251–257 → 218–219; float64 "
         "2048×512×2048 189–193 → 143–145 (dev/products_v17.md 18e).  Its rows are whole "
-        "cache lines, so dx streams; MC 96–192 measured the same"),
+        "cache lines, so dx streams; MC 96–192 measured the same.  y's rows prefetched 256 "
+        "rows ahead into L2: 10⁶×16×16 0.59×, 10⁵×64×64 0.89×, 10⁵×24×40 0.88× the time "
+        "(natively, where the blocks run faster, 0.90× at 10⁶×16×16 and 1.03–1.05× slower "
+        "at 2·10⁵×32×32 and 10⁵×24×40: none)", pf_y=256),
     "generic": Entry(
         "generic", 128, 16,
         {"float32": Tile(12, 4, 96, 256), "float64": Tile(12, 2, 96, 256)},

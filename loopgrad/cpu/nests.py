@@ -20,7 +20,8 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import copier, epilogue, microkernel, pointer, prefetch, transposer
+from loopgrad.cpu.intrinsics import (copier, epilogue, microkernel, pointer, prefetch,
+                                      prefetch_l2, transposer)
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -32,6 +33,7 @@ LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
 ROW_CALLS = 128
+PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
@@ -175,6 +177,12 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
                         for q in range(0, MR * K, LINE):
                             prefetch(x, ahead + q)
+                        # and y's rows PF_Y ahead, this item's columns, into L2
+                        # (machine.Entry.pf_y; dev/products_v21.md 22c)
+                        for i in range(MR if PF_Y else 0):
+                            ya = (r0 + ir * MR + i + PF_Y) * M + j0 * NR
+                            for q in range(0, min(M, (j0 + nj) * NR) - j0 * NR, LINE):
+                                prefetch_l2(y, ya + q)
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, ldg, Ct, MR)

@@ -75,7 +75,8 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import copier, epilogue, microkernel, pointer, prefetch, transposer
+from loopgrad.cpu.intrinsics import (copier, epilogue, microkernel, pointer, prefetch,
+                                      prefetch_l2, transposer)
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}
@@ -89,6 +90,7 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
+PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
 # longer than PF_K, Mp ≥ PACK_X_M), and each dx item packs its rows of g: MR rows read in
@@ -185,8 +187,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     MR, NR, MC, KC = t.MR, t.NR, t.MC, t.KC
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
-                         PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, DWB=DWB,
-                         JH=h_panels(NR), H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
+                         PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
+                         DWB=DWB, JH=h_panels(NR), H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
         src += _MK.format(T=T, VW=_lanes(entry, T, NR), TRANSPOSE=T == "float32") + \

@@ -151,8 +151,9 @@ _MIN_SAMPLES = 3
 PRESETS = {
     # the notebook's shape, a skinny memory-bound one, a square compute-bound one: < 1 min
     "quick": (((10, 4, 4), (1_000_000, 4, 4), (512, 512, 512)), 0.5),
-    "skinny": (((10, 4, 4), (100_000, 4, 4), (1_000_000, 4, 4), (1_000_000, 16, 16),
-                (100_000, 64, 64)), 1.5),
+    # ...and rows that are not a multiple of a 16-element vector step (8×8, 24×40)
+    "skinny": (((10, 4, 4), (100_000, 4, 4), (1_000_000, 4, 4), (1_000_000, 8, 8),
+                (1_000_000, 16, 16), (100_000, 24, 40), (100_000, 64, 64)), 1.5),
     "square": (((256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)), 1.5),
     # compute-bound shapes that are not powers of two, or not square (issue 20's targets)
     "compute": (((1000, 1000, 1000), (1536, 768, 1280), (10_000, 1024, 1024),
@@ -214,7 +215,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to time")
     g.add_argument("--preset", choices=tuple(PRESETS), default="quick",
                    help="shapes and time budget: quick (default, < 1 min: 10x4x4, 1000000x4x4, "
-                        "512x512x512), skinny (N >> K, M: memory-bound), square "
+                        "512x512x512), skinny (N >> K, M: memory-bound, 10x4x4 to 1000000x16x16, "
+                        "100000x24x40, 100000x64x64), square "
                         "(256^3 to 2048^3: compute-bound), compute (1000^3, 1536x768x1280, "
                         "10000x1024x1024, 100000x256x256, 2048x512x2048), full (all three)")
     g.add_argument("--shapes", type=_shapes, metavar="NxKxM[,...]",

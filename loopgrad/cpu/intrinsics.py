@@ -300,31 +300,26 @@ def epilogue(T: str, piece: int = 0):
 
     def codegen(context, builder, sig, args):
         g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want, f, stream = args
-        et, d, i64, i32 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64), \
-            ir.IntType(32)
+        et, d, i64 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64)
         vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
-        a0v = builder.shuffle_vector(builder.insert_element(ir.Constant(dt, ir.Undefined), a0,
-                                                            i32(0)),
-                                     ir.Constant(dt, ir.Undefined),
-                                     ir.Constant(ir.VectorType(i32, lanes), None))
+        a0v = _splat(builder, a0, lanes)
 
-        def const(v, vec):
-            return ir.Constant(dt, [v] * lanes) if vec else d(v)
+        def const(v):
+            return ir.Constant(dt, [v] * lanes)
 
-        def element(h, yv, vec):
+        def element(h, yv):
             # z, z², −2z and g of loopgrad._scalar.relu_backward, operation for operation
-            wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt if vec else d))
-            hd, zero = wide(h), const(0.0, vec)
+            wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt))
+            hd, zero = wide(h), const(0.0)
             z = builder.fsub(builder.select(builder.fcmp_ordered("<", hd, zero), zero, hd),
                              wide(yv))
-            t = builder.fmul(const(2.0, vec), z)
+            t = builder.fmul(const(2.0), z)
             tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero,
-                                 builder.fmul(a0v if vec else a0, t))
+                                 builder.fmul(a0v, t))
             nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero, t)
             gv = relu_grad(builder, hd, zero, t, tie, nan)
-            narrow = (lambda v: v) if et == d else \
-                (lambda v: builder.fptrunc(v, vt if vec else et))
-            return builder.fmul(z, z), narrow(builder.fmul(const(-2.0, vec), z)), narrow(gv)
+            narrow = (lambda v: v) if et == d else (lambda v: builder.fptrunc(v, vt))
+            return builder.fmul(z, z), narrow(builder.fmul(const(-2.0), z)), narrow(gv)
 
         def element32(h, yv):
             # float32 inputs, relu'(0) 0, ½ or 1: z² in float64 as `element`, dy and g in
@@ -346,17 +341,17 @@ def epilogue(T: str, piece: int = 0):
             gv = relu_grad(builder, h, zero32, t, tie, nan)
             return builder.fmul(z, z), builder.fneg(t), gv
 
-        def at(ptr, base, j, vec):
-            p = builder.gep(ptr, [builder.add(base, j)])
-            return builder.bitcast(p, vt.as_pointer()) if vec else p
+        def at(ptr, base, j):
+            # a vector of 16 elements from ptr[base + j]
+            return builder.bitcast(builder.gep(ptr, [builder.add(base, j)]), vt.as_pointer())
 
-        def at_g(gr, j, vec):
+        def at_g(gr, j):
             # g's element j of a row from gr: gr + j whole, gr + (j // piece)·pstr + j % piece
             # in pieces
             if piece:
                 j = builder.add(builder.mul(builder.lshr(j, i64(piece.bit_length() - 1)), pstr),
                                 builder.and_(j, i64(piece - 1)))
-            return at(g, gr, j, vec)
+            return at(g, gr, j)
 
         size = nbt.bitwidth // 8
         fv = builder.bitcast(f, dt.as_pointer())
@@ -386,34 +381,34 @@ def epilogue(T: str, piece: int = 0):
                     builder.store(value, ptr, align=size)
                 else:
                     _masked(builder, "store", vt, ptr, size, mask, value)
-            hv, yv = load(at_g(gr, j, True)), load(at(y, yr, j, True))
+            hv, yv = load(at_g(gr, j)), load(at(y, yr, j))
             if fast is None:
-                zz, dyv, gv = element(hv, yv, True)
+                zz, dyv, gv = element(hv, yv)
             else:
                 with builder.if_else(fast) as (short, wide):
                     with short:
                         zz32, dy32, g32 = element32(hv, yv)
                         b32 = builder.basic_block
                     with wide:
-                        zz64, dy64, g64 = element(hv, yv, True)
+                        zz64, dy64, g64 = element(hv, yv)
                         b64 = builder.basic_block
                 zz, dyv, gv = (builder.phi(a.type) for a in (zz32, dy32, g32))
                 for phi, a, b in zip((zz, dyv, gv), (zz32, dy32, g32), (zz64, dy64, g64)):
                     phi.add_incoming(a, b32)
                     phi.add_incoming(b, b64)
             if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
-                zz = builder.select(mask, zz, ir.Constant(dt, [0.0] * lanes))
+                zz = builder.select(mask, zz, const(0.0))
             builder.store(builder.fadd(builder.load(acc), zz), acc)
             with builder.if_then(want):
                 if streamed is None:
-                    store(dyv, at(dy, dr, j, True))
+                    store(dyv, at(dy, dr, j))
                 else:
                     with builder.if_else(streamed) as (past, cached):
                         with past:
-                            _store_streamed(builder, dyv, at(dy, dr, j, True))
+                            _store_streamed(builder, dyv, at(dy, dr, j))
                         with cached:
-                            store(dyv, at(dy, dr, j, True))
-                store(gv, at_g(gr, j, True))
+                            store(dyv, at(dy, dr, j))
+                store(gv, at_g(gr, j))
 
         with cgutils.for_range(builder, rows) as row:
             gr = builder.add(gb, builder.mul(row.index, ldg))
@@ -421,7 +416,7 @@ def epilogue(T: str, piece: int = 0):
             dr = builder.add(db, builder.mul(row.index, ldy))
             # dy streamed past the caches where asked and its row starts on a line (a step's
             # 16 elements are whole lines); g, the kernels' scratch, stays in cache
-            streamed = _streams(builder, stream, at(dy, dr, i64(0), True))
+            streamed = _streams(builder, stream, at(dy, dr, i64(0)))
             with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
                 step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None, streamed)
             with builder.if_then(builder.icmp_signed("<", m16, m)):

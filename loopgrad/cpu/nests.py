@@ -161,6 +161,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # give rows of the tile that are never stored) unless it would read past the end of
     # x; the rest are packed, all of them where `pack`
     full = 0 if pack else (nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR)
+    col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)  # the item's columns
     for pc in range(0, K, kcb):
         kc = min(kcb, K - pc)
         if full < nir:
@@ -180,36 +181,33 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                         # and y's rows PF_Y ahead, this item's columns, into L2
                         # (machine.Entry.pf_y; dev/products_v21.md 22c)
                         for i in range(MR if PF_Y else 0):
-                            ya = (r0 + ir * MR + i + PF_Y) * M + j0 * NR
-                            for q in range(0, min(M, (j0 + nj) * NR) - j0 * NR, LINE):
+                            ya = (r0 + ir * MR + i + PF_Y) * M + col0
+                            for q in range(0, col1 - col0, LINE):
                                 prefetch_l2(y, ya + q)
                     mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, ldg, Ct, MR)
     # the epilogue runs along rows, or along the whole block as one run where g has no
     # padding and the columns are all of them (one call either way, intrinsics.epilogue): z,
-    # dy, g, and z² into 16 partial sums, element j of a run (a row's columns c0..c1, or
+    # dy, g, and z² into 16 partial sums, element j of a run (a row's columns col0..col1, or
     # the block) in sum j mod 16, in j's order, a last partial step of 16 masked; the sums
     # added in a fixed tree at the end.  No fast-math flag touches these sums (the
     # intrinsic's IR has none): f's bits follow from this order, which
     # loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
-    c0, c1 = j0 * NR, min(M, (j0 + nj) * NR)
     # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
     # steps inside them.  Lane j mod 16 of a row's elements is the same either way, and so
     # are f's bits)
-    flat = Mp == M and c0 == 0 and c1 == M and pstr == NR and ldg == Mp
+    flat = Mp == M and col0 == 0 and col1 == M and pstr == NR and ldg == Mp
+    runs, length = (1, rows * M) if flat else (rows, col1 - col0)
     fs2 = np.zeros(16)
     fs = pointer(fs2)
-    yb = r0 * M + c0
-    if flat:
-        epilogue_rows(g, j0 * pstr, 0, pstr, y, yb, 0, dy, yb - dshift, 1, rows * M, a0,
-                      want_grads, fs, stream)
-    elif c1 - c0 >= ROW_CALLS:  # a call a row (the same bits): see tiled.ROW_CALLS
-        for n in range(rows):
+    yb = r0 * M + col0
+    if length >= ROW_CALLS:  # a call a run (the same bits): see tiled.ROW_CALLS
+        for n in range(runs):
             epilogue_rows(g, j0 * pstr + n * ldg, ldg, pstr, y, yb + n * M, M, dy,
-                          yb + n * M - dshift, 1, c1 - c0, a0, want_grads, fs, stream)
+                          yb + n * M - dshift, 1, length, a0, want_grads, fs, stream)
     else:
-        epilogue_rows(g, j0 * pstr, ldg, pstr, y, yb, M, dy, yb - dshift, rows, c1 - c0, a0,
+        epilogue_rows(g, j0 * pstr, ldg, pstr, y, yb, M, dy, yb - dshift, runs, length, a0,
                       want_grads, fs, stream)
     f = (((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7]))) \
         + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))

@@ -44,8 +44,9 @@ from . import products, rows
 from .arrays import is_numba_device_array, on_gpu
 from .device import SIMULATOR, cuda, types
 
-# launches through cuda.core directly (_direct): an experiment for a card run, off by default
-DIRECT_LAUNCH = os.environ.get("LOOPGRAD_CUDA_DIRECT_LAUNCH", "") == "1"
+# launches of torch's and CuPy's arrays through cuda.core directly (_direct): 27 against 74 µs
+# for a call's two launches on an H200 (stop 31); LOOPGRAD_CUDA_DIRECT_LAUNCH=0 turns it off
+DIRECT_LAUNCH = os.environ.get("LOOPGRAD_CUDA_DIRECT_LAUNCH", "1") != "0"
 SKINNY_MAX = 16        # K and M up to this take the fused row kernel
 ROW_BLOCKS = 2048      # the row kernel grid-strides beyond this many blocks (by shape alone)
 SUM_THREADS = 128      # threads per block of the element-wise sums
@@ -256,7 +257,7 @@ class Plan:
                 warnings.filterwarnings("ignore", message=".*Grid size")
                 c = kernel[grid, block, stream]
             if DIRECT_LAUNCH and dev is not None:
-                c = _direct(kernel, c)
+                c = _direct(kernel, c) or c
             self._configured[name, stream, dev] = c
         return c
 
@@ -265,11 +266,15 @@ def _direct(kernel, configured):
     """A launcher that does what numba-cuda 0.30's _Kernel.launch does for these kernels
     (cuda.core's `launch` with the kernel's arguments as ctypes values and pointers as
     integers), with the launch configuration and the conversions built once, for one
-    device (the function handle is the device context's) (LOOPGRAD_CUDA_DIRECT_LAUNCH=1)."""
-    from cuda.core import LaunchConfig, launch
+    device (the function handle is the device context's); None where this numba-cuda
+    does not have the internals it relies on (then numba-cuda's launcher serves)."""
+    try:
+        from cuda.core import LaunchConfig, launch
 
-    k = next(iter(kernel.overloads.values()))               # the one explicit signature
-    cufunc = k._codelibrary.get_cufunc().kernel
+        k = next(iter(kernel.overloads.values()))           # the one explicit signature
+        cufunc = k._codelibrary.get_cufunc().kernel
+    except (ImportError, AttributeError):
+        return None
     config = LaunchConfig(grid=configured.griddim, block=configured.blockdim, shmem_size=0)
     stream = configured.stream
     conv = tuple(None if isinstance(t, types.CPointer) else

@@ -60,7 +60,7 @@ SUM_ROWS = 128         # dW: rows summed in the dtype before a float64 partial t
                        # (512 had 1.55× torch float32's largest error at 512³ on an H200,
                        # which dev/cuda_error_v13.py reproduces; 128: 0.75×)
 EPI = 16 * THREADS     # elements of h an epilogue block takes
-assert BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
+assert BK == 8 and BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
 Kernels = collections.namedtuple("Kernels", "forward epilogue dx dW sum_slices sum_vector")
 SR = BM + PAD          # a row of a shared slice: BM elements and the pad
 SLICE = BK * SR        # one of the two buffers of a shared operand
@@ -81,6 +81,7 @@ def _core(dtype, ap: bool, bj: bool):
     right answer."""
     T = numba_float(dtype)
     zero = T(0)
+    UNROLL = np.dtype(dtype).itemsize == 4
 
     if SIMULATOR:   # no alignment there; it tells shared arrays apart by source line
         @cuda.jit(device=True, inline=True)
@@ -139,38 +140,16 @@ def _core(dtype, ap: bool, bj: bool):
                 Bs[uint64(sb + (r % BK) * SR + r // BK)] = rb[l]
 
     @cuda.jit(device=True, inline=True)
-    def gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1):
-        # acc[u,v] += Σ_{p0≤p<p1} A[i0+ty+TY·u, p]·B[p, j0+tx+TX·v], in the dtype
-        ty = cuda.threadIdx.y
-        tx = cuda.threadIdx.x
-        t = ty * TX + tx
-        ra = cuda.local.array(LOADS, T)
-        rb = cuda.local.array(LOADS, T)
-        a = cuda.local.array(TM, T)
-        b = cuda.local.array(TN, T)
-        fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p0, p1, t)
-        place(As, Bs, 0, ra, rb, t)
-        cuda.syncthreads()
-        sb = 0
-        for p in range(p0, p1, BK):
-            more = p + BK < p1
-            if more:
-                fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p1, t)
-            oa, ob = (sb >> 2) + ty, (sb >> 2) + tx     # in 16-byte groups: the loads'
-            for q in range(BK):                          # alignment is plain to the compiler
-                for u in range(TM):
-                    a[u] = As[uint64(oa * 4 + RU[u])]
-                for v in range(TN):
-                    b[v] = Bs[uint64(ob * 4 + RV[v])]
-                oa += SR // 4
-                ob += SR // 4
-                for u in range(TM):
-                    for v in range(TN):
-                        acc[u, v] += a[u] * b[v]
-            if more:
-                place(As, Bs, SLICE - sb, ra, rb, t)
-            cuda.syncthreads()
-            sb = SLICE - sb
+    def step(acc, a, b, As, Bs, oa, ob):
+        # one term of the slice: acc[u,v] += A[u]·B[v] from the shared row at offset oa, ob
+        # (in 16-byte groups: the loads' alignment is plain to the compiler)
+        for u in range(TM):
+            a[u] = As[uint64(oa * 4 + RU[u])]
+        for v in range(TN):
+            b[v] = Bs[uint64(ob * 4 + RV[v])]
+        for u in range(TM):
+            for v in range(TN):
+                acc[u, v] += a[u] * b[v]
 
     @cuda.jit(device=True, inline=True)
     def clear(acc):
@@ -179,29 +158,76 @@ def _core(dtype, ap: bool, bj: bool):
                 acc[u, v] = zero
 
     @cuda.jit(device=True, inline=True)
+    def flush(C, c0, acc, i0, j0, I, J, first):
+        # C[c0 + i·J + j] (=, the first block; += after it) this thread's acc, then acc = 0
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        for u in range(TM):
+            i = i0 + ty * 4 + RU[u]
+            for v in range(TN):
+                j = j0 + tx * 4 + RV[v]
+                if i < I and j < J:
+                    if first:
+                        C[c0 + i * J + j] = acc[u, v]
+                    else:
+                        C[c0 + i * J + j] += acc[u, v]
+                acc[u, v] = zero
+
+    @cuda.jit(device=True, inline=True)
     def blocked(C, c0, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p_start, p_stop, block):
         # C[c0 + i·J + j] = Σ_{p_start≤p<p_stop} A[i,p]·B[p,j] for this thread's elements of
-        # the BM×BN tile at (i0, j0): sums of `block` terms in the dtype, each added to C in
-        # C's dtype (the first stored), so that a long sum's error grows as BLAS's does
+        # the BM×BN tile at (i0, j0): sums of `block` terms (a multiple of BK) in the dtype,
+        # each added to C in C's dtype (the first stored), so that a long sum's error grows
+        # as BLAS's does.  One pipeline over all the slices: the next slice comes from
+        # global memory into registers while this one is multiplied (one barrier a slice),
+        # and a block's sum goes to C between slices, without draining it.
         As = tile_a()
         Bs = tile_b()
         acc = cuda.local.array(_ACC, T)
+        ra = cuda.local.array(LOADS, T)
+        rb = cuda.local.array(LOADS, T)
+        a = cuda.local.array(TM, T)
+        b = cuda.local.array(TN, T)
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        for p in range(p_start, max(p_stop, p_start + 1), block):
-            clear(acc)
-            if p < p_stop:
-                gemm(acc, As, Bs, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p,
-                     min(p + block, p_stop))
-            for u in range(TM):
-                i = i0 + ty * 4 + RU[u]
-                for v in range(TN):
-                    j = j0 + tx * 4 + RV[v]
-                    if i < I and j < J:
-                        if p == p_start:
-                            C[c0 + i * J + j] = acc[u, v]
-                        else:
-                            C[c0 + i * J + j] += acc[u, v]
+        t = ty * TX + tx
+        clear(acc)
+        fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p_start, p_stop, t)
+        place(As, Bs, 0, ra, rb, t)
+        cuda.syncthreads()
+        sb = 0
+        first = True
+        left = block                    # terms of the current block still to come
+        for p in range(p_start, max(p_stop, p_start + 1), BK):   # once for an empty sum: zeros
+            more = p + BK < p_stop
+            if more:
+                fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p_stop, t)
+            oa, ob = (sb >> 2) + ty, (sb >> 2) + tx
+            if UNROLL:
+                # the BK = 8 terms written out: NVVM does not unroll a loop of them (68
+                # instructions a term), and unrolled, ptxas issues a term's shared loads
+                # under the previous term's FMAs instead of waiting for them (stop 31)
+                step(acc, a, b, As, Bs, oa, ob)
+                step(acc, a, b, As, Bs, oa + SR // 4, ob + SR // 4)
+                step(acc, a, b, As, Bs, oa + 2 * (SR // 4), ob + 2 * (SR // 4))
+                step(acc, a, b, As, Bs, oa + 3 * (SR // 4), ob + 3 * (SR // 4))
+                step(acc, a, b, As, Bs, oa + 4 * (SR // 4), ob + 4 * (SR // 4))
+                step(acc, a, b, As, Bs, oa + 5 * (SR // 4), ob + 5 * (SR // 4))
+                step(acc, a, b, As, Bs, oa + 6 * (SR // 4), ob + 6 * (SR // 4))
+                step(acc, a, b, As, Bs, oa + 7 * (SR // 4), ob + 7 * (SR // 4))
+            else:
+                # float64: unrolled, the tile and its prefetched terms spill (255 registers)
+                for q in range(BK):
+                    step(acc, a, b, As, Bs, oa + q * (SR // 4), ob + q * (SR // 4))
+            if more:
+                place(As, Bs, SLICE - sb, ra, rb, t)
+            left -= BK
+            if left == 0 or not more:
+                flush(C, c0, acc, i0, j0, I, J, first)
+                first = False
+                left = block
+            cuda.syncthreads()
+            sb = SLICE - sb
 
     return blocked
 

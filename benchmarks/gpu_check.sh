@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One prepared check on a GPU machine without network access (torch, numba,
-# numba-cuda and CuPy installed there), about 7 minutes (12 at most): the card and versions,
+# numba-cuda and CuPy installed there), about 8 minutes (13 at most): the card and versions,
 # a smoke check of each kernel family (ends the run early if the kernels fail
 # there), the issue-23 benchmark (checked against float64, then timed), a
 # per-kernel profile, registers and SASS of the kernels, `loopgrad info` and the
-# CUDA tests on the card last.  Everything goes under one folder (8 files),
+# CUDA tests on the card last.  Everything goes under one folder (9 files),
 # ready to commit.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]     # from the repository root; OUTDIR: $OUT or gpu-check
@@ -44,6 +44,14 @@ stamp "the host stages through numba-cuda's dispatcher instead of cuda.core (≤
   LOOPGRAD_CUDA_DIRECT_LAUNCH=0 timeout 30 python3 benchmarks/cuda_probe.py overhead; } >> "$out/probe.txt" 2>&1
 sed -n '/DIRECT_LAUNCH=0/,$p' "$out/probe.txt"
 
+stamp "the products at other sizes (≤ 90 s; LOOPGRAD_CUDA_TUNE, dev/cuda_v31.md 31d)"
+for v in BK=16 SUM_ROWS=256 BK=16,SUM_ROWS=256; do
+  echo "== LOOPGRAD_CUDA_TUNE=$v"
+  LOOPGRAD_CUDA_TUNE=$v timeout 30 python3 benchmarks/cuda_probe.py kernels \
+      --shapes 100000x256x256,4096x4096x4096 2>&1 | grep -v -i warn
+done > "$out/tune.txt" 2>&1
+cat "$out/tune.txt"
+
 stamp "registers and SASS (≤ 40 s)"
 timeout 40 python3 benchmarks/cuda_probe.py sass --dump "$out/sass-forward.txt" > "$out/sass.txt" 2>&1
 cat "$out/sass.txt"
@@ -53,4 +61,4 @@ stamp "CUDA tests on the GPU (≤ 150 s; the first uses of each kernel compile i
 timeout 150 python3 -m pytest -v -p no:cacheprovider -rs tests/cuda > "$out/tests.txt" 2>&1
 tail -8 "$out/tests.txt"
 stamp "done"
-echo "written: $out/{card,bench,probe,sass,sass-forward,info,tests}.txt|md, $out/results-gpu.json"
+echo "written: $out/{card,bench,probe,tune,sass,sass-forward,info,tests}.txt|md, $out/results-gpu.json"

@@ -32,6 +32,7 @@ the same inputs give the same bits every run.
 
 import collections
 import functools
+import os
 
 import numpy as np
 
@@ -50,17 +51,24 @@ if SIMULATOR:
     # dev/cuda_ptx_v13.py and benchmarks/gpu_check.sh check the sizes above.
     BM = BN = 32
     TY = TX = 4
-TM = BM // TY
-TN = BN // TX
-THREADS = TY * TX
 PAD = 4                # shared rows of BM + PAD: conflict-free stores along either stride
-LOADS = BM * BK // THREADS   # elements of each operand a thread brings in a slice
 KC = 256               # h, dx: terms summed in the dtype before the output takes them
 SUM_ROWS = 128         # dW: rows summed in the dtype before a float64 partial takes them
                        # (512 had 1.55× torch float32's largest error at 512³ on an H200,
                        # which dev/cuda_error_v13.py reproduces; 128: 0.75×)
+# For timing other sizes on a card (dev/cuda_v31.md 31d): LOOPGRAD_CUDA_TUNE="BK=16,SUM_ROWS=256"
+# replaces these constants before anything is derived from them.  Not for users: the
+# accuracy tests hold for the sizes above.
+for _kv in filter(None, os.environ.get("LOOPGRAD_CUDA_TUNE", "").split(",")):
+    _k, _v = _kv.split("=")
+    assert _k in ("BK", "KC", "SUM_ROWS"), f"LOOPGRAD_CUDA_TUNE: {_k} is not tunable"
+    globals()[_k] = int(_v)
+TM = BM // TY
+TN = BN // TX
+THREADS = TY * TX
+LOADS = BM * BK // THREADS   # elements of each operand a thread brings in a slice
 EPI = 16 * THREADS     # elements of h an epilogue block takes
-assert BK == 8 and BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
+assert BK % 8 == 0 and BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
 Kernels = collections.namedtuple("Kernels", "forward epilogue dx dW sum_slices sum_vector")
 SR = BM + PAD          # a row of a shared slice: BM elements and the pad
 SLICE = BK * SR        # one of the two buffers of a shared operand
@@ -204,17 +212,19 @@ def _core(dtype, ap: bool, bj: bool):
                 fetch(ra, rb, A, sAi, sAp, B, sBp, sBj, i0, j0, I, J, p + BK, p_stop, t)
             oa, ob = (sb >> 2) + ty, (sb >> 2) + tx
             if UNROLL:
-                # the BK = 8 terms written out: NVVM does not unroll a loop of them (68
-                # instructions a term), and unrolled, ptxas issues a term's shared loads
+                # the terms written out, 8 at a time: NVVM does not unroll a loop of them
+                # (68 instructions a term), and unrolled, ptxas issues a term's shared loads
                 # under the previous term's FMAs instead of waiting for them (stop 31)
-                step(acc, a, b, As, Bs, oa, ob)
-                step(acc, a, b, As, Bs, oa + SR // 4, ob + SR // 4)
-                step(acc, a, b, As, Bs, oa + 2 * (SR // 4), ob + 2 * (SR // 4))
-                step(acc, a, b, As, Bs, oa + 3 * (SR // 4), ob + 3 * (SR // 4))
-                step(acc, a, b, As, Bs, oa + 4 * (SR // 4), ob + 4 * (SR // 4))
-                step(acc, a, b, As, Bs, oa + 5 * (SR // 4), ob + 5 * (SR // 4))
-                step(acc, a, b, As, Bs, oa + 6 * (SR // 4), ob + 6 * (SR // 4))
-                step(acc, a, b, As, Bs, oa + 7 * (SR // 4), ob + 7 * (SR // 4))
+                for q in range(0, BK, 8):
+                    o = q * (SR // 4)
+                    step(acc, a, b, As, Bs, oa + o, ob + o)
+                    step(acc, a, b, As, Bs, oa + o + SR // 4, ob + o + SR // 4)
+                    step(acc, a, b, As, Bs, oa + o + 2 * (SR // 4), ob + o + 2 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + 3 * (SR // 4), ob + o + 3 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + 4 * (SR // 4), ob + o + 4 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + 5 * (SR // 4), ob + o + 5 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + 6 * (SR // 4), ob + o + 6 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + 7 * (SR // 4), ob + o + 7 * (SR // 4))
             else:
                 # float64: unrolled, the tile and its prefetched terms spill (255 registers)
                 for q in range(BK):

@@ -88,6 +88,34 @@ def test_bitwise_deterministic(rng):
     assert a[0] == b[0] and all(np.array_equal(u, v) for u, v in zip(a[1:], b[1:]))
 
 
+_DIGEST = """
+import hashlib, sys
+import numpy as np
+sys.path[:0] = [{here!r}, {tests!r}]
+from test_cuda import draw, poisoned_run
+for N, K, M in ((45, 300, 20), (300, 20, 45)):   # a KC block of h and dx; SUM_ROWS of dW
+    out = poisoned_run(*draw(np.random.default_rng(N), N, K, M, np.float32))
+    print(np.float64(out[0]).hex(), hashlib.sha256(b"".join(a.tobytes() for a in out[1:])).hexdigest())
+"""
+
+
+def test_slice_depth_leaves_the_bits():
+    # BK (the shared slice's depth) sets how the sum over p is cut into slices, not its
+    # order: the products' sums stay in KC (SUM_ROWS) blocks added in turn, so BK = 16
+    # gives BK = 8's bits (LOOPGRAD_CUDA_TUNE is read at import: a process of its own)
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    here = pathlib.Path(__file__).parent
+    code = _DIGEST.format(here=str(here), tests=str(here.parent))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, LOOPGRAD_CUDA_TUNE=tune), timeout=600)
+            for tune in ("", "BK=16")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    assert runs[0].stdout.count("\n") == 2 and runs[0].stdout == runs[1].stdout
+
+
 def test_dW_slices_cover_the_rows():
     for N, K, M in [(0, 20, 20), (1, 300, 300), (10**5, 256, 256), (4096, 4096, 4096), (10**7, 17, 3)]:
         rows, slices = host.dW_slices(N, K, M)

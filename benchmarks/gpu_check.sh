@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One prepared check on a GPU machine without network access (torch, numba,
-# numba-cuda and CuPy installed there), about 8 minutes (13 at most): the card and versions,
-# a smoke check of each kernel family (ends the run early if the kernels fail
-# there), the issue-23 benchmark (checked against float64, then timed), a
-# per-kernel profile, registers and SASS of the kernels, `loopgrad info` and the
-# CUDA tests on the card last.  Everything goes under one folder (9 files),
+# numba-cuda and CuPy installed there), about 7 minutes (each step has a timeout;
+# give the run ~590 s, and what it wrote comes back even if cut): the card and
+# versions, a smoke check of each kernel family (ends the run early if the kernels
+# fail there), the issue-23 benchmark (checked against float64, then timed), a
+# per-kernel profile, the products at other sizes, Nsight Compute's stall reasons
+# where the image has ncu, registers and SASS of the kernels, `loopgrad info` and
+# the CUDA tests on the card last.  Everything goes under one folder (10 files),
 # ready to commit.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]     # from the repository root; OUTDIR: $OUT or gpu-check
@@ -39,11 +41,6 @@ stamp "where the time goes (≤ 80 s)"
   timeout 50 python3 benchmarks/cuda_probe.py kernels; } > "$out/probe.txt" 2>&1
 cat "$out/probe.txt"
 
-stamp "the host stages through numba-cuda's dispatcher instead of cuda.core (≤ 30 s, for comparison)"
-{ echo "== LOOPGRAD_CUDA_DIRECT_LAUNCH=0"
-  LOOPGRAD_CUDA_DIRECT_LAUNCH=0 timeout 30 python3 benchmarks/cuda_probe.py overhead; } >> "$out/probe.txt" 2>&1
-sed -n '/DIRECT_LAUNCH=0/,$p' "$out/probe.txt"
-
 stamp "the products at other sizes (≤ 90 s; LOOPGRAD_CUDA_TUNE, dev/cuda_v31.md 31d)"
 for v in BK=16 SUM_ROWS=256 BK=16,SUM_ROWS=256; do
   echo "== LOOPGRAD_CUDA_TUNE=$v"
@@ -51,6 +48,16 @@ for v in BK=16 SUM_ROWS=256 BK=16,SUM_ROWS=256; do
       --shapes 100000x256x256,4096x4096x4096 2>&1 | grep -v -i warn
 done > "$out/tune.txt" 2>&1
 cat "$out/tune.txt"
+
+stamp "why the products stall: Nsight Compute on forward at 4096³, where the image has ncu (≤ 60 s)"
+if command -v ncu > /dev/null; then
+  timeout 60 ncu --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+      --kernel-name regex:forward --launch-skip 1 --launch-count 1 \
+      python3 benchmarks/cuda_probe.py kernels --shapes 4096x4096x4096 > "$out/ncu.txt" 2>&1
+  grep -i -E "stall|issue|warp cycles|eligible|active warps" "$out/ncu.txt" | head -30
+else
+  echo "no ncu on this image" > "$out/ncu.txt"
+fi
 
 stamp "registers and SASS (≤ 40 s)"
 timeout 40 python3 benchmarks/cuda_probe.py sass --dump "$out/sass-forward.txt" > "$out/sass.txt" 2>&1
@@ -63,4 +70,4 @@ stamp "CUDA tests on the GPU (≤ 150 s, 8 processes)"
 timeout 150 python3 -m pytest -v -n 8 -p no:cacheprovider -rs tests/cuda > "$out/tests.txt" 2>&1
 tail -8 "$out/tests.txt"
 stamp "done"
-echo "written: $out/{card,bench,probe,tune,sass,sass-forward,info,tests}.txt|md, $out/results-gpu.json"
+echo "written: $out/{card,bench,probe,tune,ncu,sass,sass-forward,info,tests}.txt|md, $out/results-gpu.json"

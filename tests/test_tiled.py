@@ -430,7 +430,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
     # h == 0, NaN and inf among the values; offsets into the arrays, and rows ldg and ldy
     # apart with elements between them that must stay as they were; nothing written
     # without grads; dy streamed past the caches or not (stream, at a dy offset on a cache
-    # line or off it)
+    # line, 16 bytes past one (stored as 16-byte parts), or off both)
     from numba import njit
 
     from loopgrad._scalar import relu_backward
@@ -460,7 +460,8 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                 g0[2 + j], y[5 + j] = h, yv
             f0 = rng.standard_normal(16)
             want_f, want_g = f0.tolist(), g0.copy()
-            want_dy = {d: np.full(size + 3, np.nan, T) for d in (3, 16)}
+            part = 16 // np.dtype(T).itemsize  # dy 16 bytes past a line
+            want_dy = {d: np.full(size + 3, np.nan, T) for d in (3, 16, part)}
             with np.errstate(over="ignore"):  # T(−2z) past T's range: ±inf, as wanted
                 for n in range(rows):
                     for j in range(m):
@@ -471,7 +472,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                             want_dy[d][d + n * ldy + j] = -2.0 * z
                         want_g[2 + n * ldg + j] = relu_backward(h, z, a0)
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
-                                       (True, True, 16), (False, True, 16)):
+                                       (True, True, 16), (False, True, 16), (True, True, part)):
                 g, f = g0.copy(), f0.copy()
                 dy = _line_aligned((size + 3,), T)  # NaN from a cache line on
                 run(g, y, dy, 2, ldg, ldy, doff, rows, m, a0, want, f, stream)
@@ -617,9 +618,10 @@ def _line_aligned(shape, dtype, skip=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_stores_change_no_bit(rng, isa, dtype):
     # want | STREAM has the kernels store dx's whole tiles and dy's chunks past the caches
-    # (non-temporal) where they start on a cache line: outputs on a line and off it (one
-    # element past), dx tiles final or summed over two KC blocks (M > KC), both kernels,
-    # both drivers; every bit as without, nothing left unwritten
+    # (non-temporal) where they start on a cache line, or in 16-byte parts where they start
+    # 16 bytes past one (np.empty's large arrays): outputs on a line, 16 bytes past one and
+    # off both (one element past), dx tiles final or summed over two KC blocks (M > KC),
+    # both kernels, both drivers; every bit as without, nothing left unwritten
     for N, K, M in [(300, 16, 16), (1100, 40, 64), (250, 300, 256), (200, 64, 300)]:
         x, W, y = draw(rng, N, K, M, dtype)
         name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)
@@ -628,13 +630,14 @@ def test_streamed_stores_change_no_bit(rng, isa, dtype):
             kern = _tiled.driver(name, variant, isa) if parallel is None else \
                 _tiled.kernel(name, variant, parallel, isa)
             got = {}
-            for stream, skip in ((0, 0), (STREAM, 0), (STREAM, 1)):
+            part = 16 // np.dtype(dtype).itemsize
+            for stream, skip in ((0, 0), (STREAM, 0), (STREAM, part), (STREAM, 1)):
                 outs = [_line_aligned(s, dtype, skip) for s in ((N, K), (K, M), (N, M))]
                 f = kern(*outs, x, W, y, 0.5, nchunks, rows, np.full(n64 + 3, np.nan),
                          np.full(nT + 3, np.nan, dtype), WANT_ALL | stream)
                 got[stream, skip] = (f, *outs)
                 assert not any(np.isnan(a).any() for a in outs), (N, K, M, stream, skip)
-            for key in ((STREAM, 0), (STREAM, 1)):
+            for key in ((STREAM, 0), (STREAM, part), (STREAM, 1)):
                 assert got[key][0] == got[0, 0][0]
                 for a, b in zip(got[key][1:], got[0, 0][1:]):
                     assert np.array_equal(a, b), (N, K, M, key, parallel)

@@ -41,7 +41,8 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     fast, and 2.5–3 s less compile for each tile (dev/cold_v12.md).
     microkernel(..., stream=True) gives mks, with one more argument, a boolean: store the
     tile past the caches (non-temporal, no read of the lines first), which it does where
-    the tile's rows are whole cache lines and start on one, else as mk.
+    the tile's rows are whole cache lines and start on one, in 16-byte parts where they
+    start 16 bytes past one and lie end to end (ldc = NR), else as mk.
 
 copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store, and
 transposer(T, R, VW): tp(dst, do, ldo, src, so, lds) an R×VW block transposed through
@@ -69,8 +70,9 @@ epilogue(T)(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, st
     .store: nothing past the row read or written, 0.0 added to their sums, which leaves
     the sums' bits): rows shorter than 16 had run one element at a time, and the fused
     kernel's 10⁶×8×8 took 2.4× 10⁶×16×16's time (dev/products_v21.md 22b).  stream: dy's
-    vector stores go past the caches where its row starts on a cache line (g's stay: the
-    kernels read it; a masked step's stay too).
+    vector stores go past the caches where its row starts on a cache line, or in 16-byte
+    parts where it starts 16 bytes past one and the rows lie end to end or the run is
+    4 KiB or more (g's stay: the kernels read it; a masked step's stay too).
     For float32 with a0 0, ½ or 1, dy and g are computed in float32 from h − y rounded once,
     which gives the same bits (see element32) in about half the vector operations: the
     epilogue's grads 5.3 → 3.3 ms a thread at 10⁶×16×16, 10.6 → 4.5 as AVX2
@@ -291,6 +293,39 @@ def _store_streamed(builder, value, ptr):
     st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
 
 
+_PART = 16  # bytes: where a row is not on a line, its vector goes out as non-temporal stores
+            # of this many bytes (MOVNTPS xmm), which need that alignment only
+
+
+def _streams_parts(builder, stream, ptr, *strides_bytes):
+    # i1: stream, and ptr (and every stride) aligned to _PART bytes
+    i64 = ir.IntType(64)
+    ok = builder.icmp_unsigned("==", builder.and_(builder.ptrtoint(ptr, i64), i64(_PART - 1)),
+                               i64(0))
+    for s in strides_bytes:
+        ok = builder.and_(ok, builder.icmp_unsigned("==", builder.and_(s, i64(_PART - 1)),
+                                                    i64(0)))
+    return builder.and_(stream, ok)
+
+
+def _store_streamed_parts(builder, value, ptr):
+    # value to ptr (aligned to _PART bytes) as non-temporal stores of _PART bytes each: a
+    # row that starts 16 bytes past a line (np.empty's large arrays) still goes past the
+    # caches, its lines filled in order in the write-combining buffers
+    vt = value.type
+    n = _PART // (4 if isinstance(vt.element, ir.FloatType) else 8)   # lanes a store
+    part = ir.VectorType(vt.element, n)
+    md = builder.module.add_metadata([ir.IntType(32)(1)])
+    base = builder.bitcast(ptr, vt.element.as_pointer())
+    for c in range(vt.count // n):
+        sub = builder.shuffle_vector(value, ir.Constant(vt, ir.Undefined),
+                                     ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                 list(range(c * n, c * n + n))))
+        q = builder.bitcast(builder.gep(base, [ir.IntType(64)(c * n)]), part.as_pointer())
+        st = builder.store(sub, q, align=_PART)
+        st.set_metadata("nontemporal", md)
+
+
 @functools.lru_cache(maxsize=None)
 def epilogue(T: str, piece: int = 0):
     """The epilogue intrinsic for dtype name T, g whole or in pieces (see the module's doc)."""
@@ -403,11 +438,15 @@ def epilogue(T: str, piece: int = 0):
                 if streamed is None:
                     store(dyv, at(dy, dr, j))
                 else:
-                    with builder.if_else(streamed) as (past, cached):
+                    with builder.if_else(streamed[0]) as (past, other):
                         with past:
                             _store_streamed(builder, dyv, at(dy, dr, j))
-                        with cached:
-                            store(dyv, at(dy, dr, j))
+                        with other:
+                            with builder.if_else(streamed[1]) as (parts, cached):
+                                with parts:
+                                    _store_streamed_parts(builder, dyv, at(dy, dr, j))
+                                with cached:
+                                    store(dyv, at(dy, dr, j))
                 store(gv, at_g(gr, j))
 
         with cgutils.for_range(builder, rows) as row:
@@ -417,8 +456,17 @@ def epilogue(T: str, piece: int = 0):
             # dy streamed past the caches where asked and its row starts on a line (a step's
             # 16 elements are whole lines); g, the kernels' scratch, stays in cache
             streamed = _streams(builder, stream, at(dy, dr, i64(0)))
+            # in 16-byte parts where the row starts 16 bytes past a line, and only where
+            # the lines it writes are whole but for a few: rows end to end (ldy = m), or a
+            # run of 4 KiB and more (a flat block); not a part of a row, whose two end
+            # lines other items write (see the micro-kernel's `parts`)
+            streamed_parts = builder.and_(
+                _streams_parts(builder, stream, at(dy, dr, i64(0))),
+                builder.or_(builder.icmp_signed("==", ldy, m),
+                            builder.icmp_signed(">=", m, i64(4096 // size))))
             with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
-                step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None, streamed)
+                step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None,
+                     (streamed, streamed_parts))
             with builder.if_then(builder.icmp_signed("<", m16, m)):
                 step(gr, yr, dr, m16, tail, None)
         builder.store(builder.load(acc), fv, align=8)
@@ -473,25 +521,36 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
                     builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
                                   acc[i][v])
 
-        def stores(streamed):
+        def stores(how):
+            # how: None (cached), _store_streamed (on lines) or _store_streamed_parts
             for i in range(MR):
                 r = builder.add(co, builder.mul(i64(i), ldc))
                 for v in range(NV):
                     p = vector(C, builder.add(r, i64(v * VW)))
-                    if streamed:
-                        _store_streamed(builder, builder.load(acc[i][v]), p)
-                    else:
+                    if how is None:
                         builder.store(builder.load(acc[i][v]), p, align=size)
+                    else:
+                        how(builder, builder.load(acc[i][v]), p)
 
         if not stream or NR * size % _LINE:  # rows of parts of lines: never streamed
-            stores(False)
+            stores(None)
             return context.get_dummy_value()
         ok = _streams(builder, args[11], builder.gep(C, [co]), builder.mul(ldc, i64(size)))
-        with builder.if_else(ok) as (past, cached):
+        # in parts only where the tile's rows lie end to end (ldc = NR), so that its lines,
+        # but for its first and last, are filled whole by these stores; rows apart, each
+        # row's two end lines were shared with other tiles' stores, written partly at two
+        # times: as AVX2 10⁶×32×32 into np.empty arrays went 48 → 55 ms (stop 31)
+        parts = builder.and_(_streams_parts(builder, args[11], builder.gep(C, [co])),
+                             builder.icmp_signed("==", ldc, i64(NR)))
+        with builder.if_else(ok) as (past, other):
             with past:
-                stores(True)
-            with cached:
-                stores(False)
+                stores(_store_streamed)
+            with other:
+                with builder.if_else(parts) as (past16, cached):
+                    with past16:
+                        stores(_store_streamed_parts)
+                    with cached:
+                        stores(None)
         return context.get_dummy_value()
 
     if stream:

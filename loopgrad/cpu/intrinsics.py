@@ -274,15 +274,17 @@ def _masked(builder, op, vt, ptr, align, mask, value):
 
 
 _LINE = 64  # bytes: a streamed store writes whole lines, from an address aligned to one
+_PART = 16  # bytes: where a row is not on a line, its vector goes out as non-temporal stores
+            # of this many bytes (MOVNTPS xmm), which need that alignment only
 
 
-def _streams(builder, stream, ptr, *strides_bytes):
-    # i1: stream, and ptr (and every stride, a multiple of a line) aligned to a cache line
+def _streams(builder, stream, ptr, *strides_bytes, align=_LINE):
+    # i1: stream, and ptr (and every stride) aligned to `align` bytes (a cache line)
     i64 = ir.IntType(64)
-    ok = builder.icmp_unsigned("==", builder.and_(builder.ptrtoint(ptr, i64), i64(_LINE - 1)),
+    ok = builder.icmp_unsigned("==", builder.and_(builder.ptrtoint(ptr, i64), i64(align - 1)),
                                i64(0))
     for s in strides_bytes:
-        ok = builder.and_(ok, builder.icmp_unsigned("==", builder.and_(s, i64(_LINE - 1)),
+        ok = builder.and_(ok, builder.icmp_unsigned("==", builder.and_(s, i64(align - 1)),
                                                     i64(0)))
     return builder.and_(stream, ok)
 
@@ -291,21 +293,6 @@ def _store_streamed(builder, value, ptr):
     # a non-temporal store (MOVNT on x86): past the caches, no read of the line first
     st = builder.store(value, ptr, align=_LINE)
     st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
-
-
-_PART = 16  # bytes: where a row is not on a line, its vector goes out as non-temporal stores
-            # of this many bytes (MOVNTPS xmm), which need that alignment only
-
-
-def _streams_parts(builder, stream, ptr, *strides_bytes):
-    # i1: stream, and ptr (and every stride) aligned to _PART bytes
-    i64 = ir.IntType(64)
-    ok = builder.icmp_unsigned("==", builder.and_(builder.ptrtoint(ptr, i64), i64(_PART - 1)),
-                               i64(0))
-    for s in strides_bytes:
-        ok = builder.and_(ok, builder.icmp_unsigned("==", builder.and_(s, i64(_PART - 1)),
-                                                    i64(0)))
-    return builder.and_(stream, ok)
 
 
 def _store_streamed_parts(builder, value, ptr):
@@ -405,7 +392,8 @@ def epilogue(T: str, piece: int = 0):
         def step(gr, yr, dr, j, mask, streamed):
             # 16 elements from j of a row (g's from gr, y's from yr, dy's from dr); mask: the
             # lanes of a last partial step (the others neither read nor written, and their
-            # z² not added), or None
+            # z² not added), or None; streamed: None (dy cached), or the i1 pair (on a
+            # line: whole vectors past the caches, else 16 bytes past one: in parts)
             def load(ptr):
                 if mask is None:
                     return builder.load(ptr, align=size)
@@ -461,7 +449,7 @@ def epilogue(T: str, piece: int = 0):
             # run of 4 KiB and more (a flat block); not a part of a row, whose two end
             # lines other items write (see the micro-kernel's `parts`)
             streamed_parts = builder.and_(
-                _streams_parts(builder, stream, at(dy, dr, i64(0))),
+                _streams(builder, stream, at(dy, dr, i64(0)), align=_PART),
                 builder.or_(builder.icmp_signed("==", ldy, m),
                             builder.icmp_signed(">=", m, i64(4096 // size))))
             with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
@@ -540,7 +528,7 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
         # but for its first and last, are filled whole by these stores; rows apart, each
         # row's two end lines were shared with other tiles' stores, written partly at two
         # times: as AVX2 10⁶×32×32 into np.empty arrays went 48 → 55 ms (stop 31)
-        parts = builder.and_(_streams_parts(builder, args[11], builder.gep(C, [co])),
+        parts = builder.and_(_streams(builder, args[11], builder.gep(C, [co]), align=_PART),
                              builder.icmp_signed("==", ldc, i64(NR)))
         with builder.if_else(ok) as (past, other):
             with past:

@@ -3,17 +3,18 @@
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
 Arithmetic in the input dtype, as the CPU's tiled kernels and torch do, with float64
-where a sum is long. One product core (`_core`: `blocked`, a slice at a time, `step`
-by `step`) computes a BM×BN block of C = A·B with the structure of the fast SIMT
-SGEMMs: 256 threads, each an 8×8 register tile (strided ownership, so shared- memory
-reads are broadcasts or conflict-free), BK-deep slices of A and B double- buffered
-in shared memory (the next slice comes from global memory into registers while this
-one is multiplied: one barrier a slice; a float32 slice's terms written out, so that
-ptxas overlaps each term's shared loads with the FMAs before them), padded rows so
-that stores along either operand's unit stride do not conflict. Every operand is a
-pointer with two element strides (device.py), so the three products, transposes
-included, are this one core with its strides swapped (compiled per load layout:
-whether x and W are row-major sets which threads load which elements):
+where a sum is long.  One product core (`_core`: `blocked`, a slice at a time,
+`step` by `step`) computes a BM×BN block of C = A·B with the structure of the fast
+SIMT SGEMMs: 256 threads, each an 8×8 register tile (strided ownership, so
+shared-memory reads are broadcasts or conflict-free), BK-deep slices of A and B
+double-buffered in shared memory (the next slice comes from global memory into
+registers while this one is multiplied: one barrier a slice; a float32 slice's terms
+written out, so that ptxas overlaps each term's shared loads with the FMAs before
+them), padded rows so that stores along either operand's unit stride do not
+conflict.  Every operand is a pointer with two element strides (device.py), so the
+three products, transposes included, are this one core with its strides swapped
+(compiled per load layout: whether x and W are row-major sets which threads load
+which elements):
 
     forward   C = x·W, stored as h (sums of KC terms in the dtype, added to h in
               turn: a long sum's error grows as in BLAS, which blocks it so too;

@@ -313,6 +313,20 @@ def _store_streamed_parts(builder, value, ptr):
         st.set_metadata("nontemporal", md)
 
 
+def _stream_choice(builder, on_line, in_parts, emit):
+    # emit(how): how = _store_streamed where on_line, _store_streamed_parts where in_parts,
+    # else None (ordinary stores)
+    with builder.if_else(on_line) as (line, other):
+        with line:
+            emit(_store_streamed)
+        with other:
+            with builder.if_else(in_parts) as (parts, cached):
+                with parts:
+                    emit(_store_streamed_parts)
+                with cached:
+                    emit(None)
+
+
 @functools.lru_cache(maxsize=None)
 def epilogue(T: str, piece: int = 0):
     """The epilogue intrinsic for dtype name T, g whole or in pieces (see the module's doc)."""
@@ -422,21 +436,24 @@ def epilogue(T: str, piece: int = 0):
             if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
                 zz = builder.select(mask, zz, const(0.0))
             builder.store(builder.fadd(builder.load(acc), zz), acc)
-            with builder.if_then(want):
-                if streamed is None:
+            def put_dy(how):
+                if how is None:
                     store(dyv, at(dy, dr, j))
                 else:
-                    with builder.if_else(streamed[0]) as (past, other):
-                        with past:
-                            _store_streamed(builder, dyv, at(dy, dr, j))
-                        with other:
-                            with builder.if_else(streamed[1]) as (parts, cached):
-                                with parts:
-                                    _store_streamed_parts(builder, dyv, at(dy, dr, j))
-                                with cached:
-                                    store(dyv, at(dy, dr, j))
+                    how(builder, dyv, at(dy, dr, j))
+            with builder.if_then(want):
+                if streamed is None:
+                    put_dy(None)
+                else:
+                    _stream_choice(builder, *streamed, put_dy)
                 store(gv, at_g(gr, j))
 
+        # dy in 16-byte parts (a row 16 bytes past a line) only where the lines it writes are
+        # whole but for a few: rows end to end (ldy = m), or a run of 4 KiB and more (a flat
+        # block); not a part of a row, whose two end lines other items write (see the
+        # micro-kernel's `parts`)
+        whole_lines = builder.or_(builder.icmp_signed("==", ldy, m),
+                                  builder.icmp_signed(">=", m, i64(4096 // size)))
         with cgutils.for_range(builder, rows) as row:
             gr = builder.add(gb, builder.mul(row.index, ldg))
             yr = builder.add(yb, builder.mul(row.index, ldy))
@@ -444,14 +461,8 @@ def epilogue(T: str, piece: int = 0):
             # dy streamed past the caches where asked and its row starts on a line (a step's
             # 16 elements are whole lines); g, the kernels' scratch, stays in cache
             streamed = _streams(builder, stream, at(dy, dr, i64(0)))
-            # in 16-byte parts where the row starts 16 bytes past a line, and only where
-            # the lines it writes are whole but for a few: rows end to end (ldy = m), or a
-            # run of 4 KiB and more (a flat block); not a part of a row, whose two end
-            # lines other items write (see the micro-kernel's `parts`)
             streamed_parts = builder.and_(
-                _streams(builder, stream, at(dy, dr, i64(0)), align=_PART),
-                builder.or_(builder.icmp_signed("==", ldy, m),
-                            builder.icmp_signed(">=", m, i64(4096 // size))))
+                _streams(builder, stream, at(dy, dr, i64(0)), align=_PART), whole_lines)
             with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
                 step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None,
                      (streamed, streamed_parts))
@@ -530,15 +541,7 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
         # times: as AVX2 10⁶×32×32 into np.empty arrays went 48 → 55 ms (stop 31)
         parts = builder.and_(_streams(builder, args[11], builder.gep(C, [co]), align=_PART),
                              builder.icmp_signed("==", ldc, i64(NR)))
-        with builder.if_else(ok) as (past, other):
-            with past:
-                stores(_store_streamed)
-            with other:
-                with builder.if_else(parts) as (past16, cached):
-                    with past16:
-                        stores(_store_streamed_parts)
-                    with cached:
-                        stores(None)
+        _stream_choice(builder, ok, parts, stores)
         return context.get_dummy_value()
 
     if stream:

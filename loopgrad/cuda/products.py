@@ -73,6 +73,7 @@ EPI = 16 * THREADS     # elements of h an epilogue block takes
 assert BK % 8 == 0 and BM == BN and SUM_ROWS % BK == 0 and KC % BK == 0 and TM == TN == 8 and PAD % 4 == 0
 Kernels = collections.namedtuple("Kernels", "forward epilogue dx dW sum_slices sum_vector")
 SR = BM + PAD          # a row of a shared slice: BM elements and the pad
+S4 = SR // 4           # ... in 16-byte groups (the steps' offsets oa, ob)
 SLICE = BK * SR        # one of the two buffers of a shared operand
 _TILE = 2 * SLICE      # shared arrays' sizes must be constants in the kernels
 # A thread's rows of the tile: 4 consecutive at 4·ty and 4 more BM/2 further (columns
@@ -218,19 +219,19 @@ def _core(dtype, ap: bool, bj: bool):
                 # (68 instructions a term), and unrolled, ptxas issues a term's shared loads
                 # under the previous term's FMAs instead of waiting for them (stop 31)
                 for q in range(0, BK, 8):
-                    o = q * (SR // 4)
+                    o = q * S4
                     step(acc, a, b, As, Bs, oa + o, ob + o)
-                    step(acc, a, b, As, Bs, oa + o + SR // 4, ob + o + SR // 4)
-                    step(acc, a, b, As, Bs, oa + o + 2 * (SR // 4), ob + o + 2 * (SR // 4))
-                    step(acc, a, b, As, Bs, oa + o + 3 * (SR // 4), ob + o + 3 * (SR // 4))
-                    step(acc, a, b, As, Bs, oa + o + 4 * (SR // 4), ob + o + 4 * (SR // 4))
-                    step(acc, a, b, As, Bs, oa + o + 5 * (SR // 4), ob + o + 5 * (SR // 4))
-                    step(acc, a, b, As, Bs, oa + o + 6 * (SR // 4), ob + o + 6 * (SR // 4))
-                    step(acc, a, b, As, Bs, oa + o + 7 * (SR // 4), ob + o + 7 * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + o + S4, ob + o + S4)
+                    step(acc, a, b, As, Bs, oa + o + 2 * S4, ob + o + 2 * S4)
+                    step(acc, a, b, As, Bs, oa + o + 3 * S4, ob + o + 3 * S4)
+                    step(acc, a, b, As, Bs, oa + o + 4 * S4, ob + o + 4 * S4)
+                    step(acc, a, b, As, Bs, oa + o + 5 * S4, ob + o + 5 * S4)
+                    step(acc, a, b, As, Bs, oa + o + 6 * S4, ob + o + 6 * S4)
+                    step(acc, a, b, As, Bs, oa + o + 7 * S4, ob + o + 7 * S4)
             else:
                 # float64: unrolled, the tile and its prefetched terms spill (255 registers)
                 for q in range(BK):
-                    step(acc, a, b, As, Bs, oa + q * (SR // 4), ob + q * (SR // 4))
+                    step(acc, a, b, As, Bs, oa + q * S4, ob + q * S4)
             if more:
                 place(As, Bs, SLICE - sb, ra, rb, t)
             left -= BK

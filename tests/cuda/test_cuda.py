@@ -6,6 +6,11 @@ h and dx in the input dtype, as the CPU's tiled kernels do, so float32
 results are compared with the CPU's through the contract, not bit for bit.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -103,10 +108,6 @@ def test_slice_depth_leaves_the_bits():
     # BK (the shared slice's depth) sets how the sum over p is cut into slices, not its
     # order: the products' sums stay in KC (SUM_ROWS) blocks added in turn, so BK = 16
     # gives BK = 8's bits (LOOPGRAD_CUDA_TUNE is read at import: a process of its own)
-    import os
-    import pathlib
-    import subprocess
-    import sys
     here = pathlib.Path(__file__).parent
     code = _DIGEST.format(here=str(here), tests=str(here.parent))
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

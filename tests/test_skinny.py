@@ -1,5 +1,6 @@
 """The kernels generated for small K·M (loopgrad/cpu/skinny.py), at kernel level."""
 
+import functools
 import os
 import re
 
@@ -66,7 +67,8 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     for a, b in zip(got[1:], general):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     assert cpu.row_kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
-    assert cpu.row_kernel("grads", np.float64, True, 5, 4) is rows.kernel("grads", np.float64, True)
+    # past K·M = 16 the general one, but where rows as vectors take K, M ≤ 8 (AVX-512)
+    assert cpu.row_kernel("grads", np.float64, True, 9, 4) is rows.kernel("grads", np.float64, True)
 
 
 def test_source_is_written_once(monkeypatch, tmp_path):
@@ -154,24 +156,25 @@ def test_threads_asking_at_once_get_one_row_function(monkeypatch):
     assert all(len({id(f) for f in v}) == 1 for v in got.values())
 
 
-# ------------------------------------------------- rows as vectors (rowvec.py: 4×4 on AVX2)
+# ------------------------------ rows as vectors (rowvec.py: 4×4 on AVX2, K, M ≤ 8 on AVX-512)
 
-def _row_vector_kernels(want, dtype, bits=256, tag="rv"):
-    # the (4, 4) row functions skinny.py generates for an entry of `bits`-bit vectors,
-    # compiled here as the kernels compile them (whatever this machine's entry is), and
-    # a grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
-    mod = jit.load(f"test_{tag}_k4_m4_w{want}_{bits}", _skinny._source(4, 4, bits, want))
+def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
+    # the (K, M) row functions skinny.py generates for an entry of `bits`-bit vectors,
+    # compiled here as the kernels compile them (whatever this machine's entry is: 512-bit
+    # code runs on an AVX2 machine too, its vectors split in two), and a
+    # grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
+    mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", _skinny._source(K, M, bits, want))
     dt = np.dtype(dtype)
-    with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(4, 4)):
+    with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(K, M)):
         row = cfunc(chunks.row_signature("grads", dt), fastmath=_skinny._FM)(mod.rows)
         loss = cfunc(chunks.row_signature("loss", dt), fastmath=_skinny._FM)(mod.rows_loss)
 
     def grads(parallel, x, W, y, a0, chunk_rows):
         N = x.shape[0]
-        nchunks, stride = -(-N // chunk_rows), rows.plan(N, 4, 4)[2]
+        nchunks, stride = -(-N // chunk_rows), rows.plan(N, K, M)[2]
         partials = rows.partials_buffer(nchunks, stride)
         partials.fill(np.nan)
-        out = [np.full(s, np.nan, dt) for s in ((N, 4), (4, 4), (N, 4))]
+        out = [np.full(s, np.nan, dt) for s in ((N, K), (K, M), (N, M))]
         f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
                                                  chunk_rows, want)
         lf = chunks.driver("loss", dt, parallel)(loss.address, partials, x, W, y, chunk_rows)
@@ -182,27 +185,43 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv"):
 def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
-    for K, M, bits in ((4, 4, 512), (2, 4, 256), (4, 2, 256), (1, 16, 256), (4, 4, 128)):
+    assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
+    for K, M, bits in ((4, 4, 512), (2, 8, 512), (9, 2, 512), (8, 9, 512), (2, 4, 256),
+                       (4, 2, 256), (1, 16, 256), (8, 8, 256), (4, 4, 128)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
+    wide = machine.entry().vector_bits >= 512  # this machine's entry: 3×8 rows or tiles
+    assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
+    assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
+    assert cpu.is_tiled(9, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
-def test_rows_as_vectors_match_torch_for_every_want(rng, dtype, a0):
-    x, W, y = draw(rng, 3001, 4, 4, dtype)
+# (K, M, bits, dtype, a0): AVX2's 4×4 every way; AVX-512's rows of up to 8 lanes, with a
+# row of x or of y shorter than the vector (5, 7, 3) and x's or g's broadcasts from the
+# stack slot (past 4 lanes)
+ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0, 0.5, 1.0)] + \
+    [(8, 8, 512, np.float32, 0.0), (5, 7, 512, np.float64, 0.5), (3, 8, 512, np.float32, 1.0),
+     (8, 3, 512, np.float64, 0.0)]
+
+
+@pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)
+def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
+    x, W, y = draw(rng, 3001, K, M, dtype)
     x[:40] = np.round(x[:40])                 # integer rows: ties (h == 0) among them
     W[:] = np.round(W * 2) / 2
-    x[7, 0], W[1, 2], y[11, 3] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h and in y
+    x[7, 0], W[1, 2], y[11, M - 1] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h and y
     chunk_rows = 256
-    (full, lf) = _row_vector_kernels(7, dtype)(True, x, W, y, a0, chunk_rows)
+    kernels = functools.partial(_row_vector_kernels, dtype=dtype, bits=bits, K=K, M=M)
+    (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
     assert_matches_torch(full, x, W, y, a0, form="sum")  # an unwritten NaN would fail here
-    serial, _ = _row_vector_kernels(7, dtype)(False, x, W, y, a0, chunk_rows)
+    serial, _ = kernels(7)(False, x, W, y, a0, chunk_rows)
     for a, b in zip(full, serial):
         assert np.array_equal(a, b, equal_nan=True)      # serial and parallel: the same bits
     assert np.array_equal(lf, full[0], equal_nan=True)   # the loss: f's bits
+    finite = [np.nan_to_num(a, nan=0.5, posinf=2.0) for a in (x, W, y)]  # f not NaN here
+    assert_matches_torch(kernels(7)(True, *finite, a0, chunk_rows)[0], *finite, a0, form="sum")
     for want in (0, 1, 2, 4, 5):                         # f alone ... dx and dy
-        got, _ = _row_vector_kernels(want, dtype)(True, x, W, y, a0, chunk_rows)
+        got, _ = kernels(want)(True, x, W, y, a0, chunk_rows)
         assert np.array_equal(got[0], full[0], equal_nan=True)
         for bit, i in ((1, 1), (2, 2), (4, 3)):
             if want & bit:

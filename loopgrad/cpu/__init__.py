@@ -13,9 +13,9 @@ has every gradient computed (one exception: where float32 sums overflow, see
 `grads`).  Three kernel families:
 
     rows.py     the general row kernels, float64 throughout: K ≤ 3, and the fallback
-    skinny.py   row kernels generated for one small (K, M): K·M ≤ 16 (4×4 on AVX2:
-                rowvec.py's, a vector a row)
-    tiled.py    register-tiled products: K ≥ 4 and K·M > 16
+    skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX-512
+                K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2)
+    tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process
 (background.py) while the calls run something that gives its exact bits
@@ -34,8 +34,8 @@ import numba
 import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, caches, chunks, jit, machine, ordered, parallel, rows, skinny, tiled, \
-    workspace
+from . import background, caches, chunks, jit, machine, ordered, parallel, rows, rowvec, skinny, \
+    tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -76,7 +76,7 @@ _CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → row kernel: one lookup p
 
 def is_tiled(K: int, M: int) -> bool:
     """Whether an N×K×M problem goes to the tiled kernels rather than the row kernels."""
-    return K >= TILED_MIN_K and K * M > skinny.MAX_KM
+    return K >= TILED_MIN_K and not skinny.covers(K, M)
 
 
 def describe(N: int, K: int, M: int, dtype) -> str:
@@ -88,14 +88,15 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         t = entry.tiles[variant]
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
-    if 1 <= K * M <= skinny.MAX_KM:
-        return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit)"
+    if skinny.covers(K, M):
+        along = ", a vector a row" if rowvec.applies(K, M, entry.vector_bits) else ""
+        return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"
 
 
 def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: int = WANT_ALL):
     """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) and `want`
-    when K·M ≤ skinny.MAX_KM (10–25× faster), else the general one (rows.kernel's
+    where skinny.covers(K, M) (10–25× faster), else the general one (rows.kernel's
     arguments; pass it the same `want`).
 
     A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
@@ -123,7 +124,7 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
     if background.done(key) or background.failed(key):
         return True
     try:
-        ready = skinny.cached(name, K, M, dtype, True, want) if 1 <= K * M <= skinny.MAX_KM \
+        ready = skinny.cached(name, K, M, dtype, True, want) if skinny.covers(K, M) \
             else rows.cached(name, dtype, True)
     except RuntimeError:  # no writable folder for the generated source: compile here, as before
         return True
@@ -137,7 +138,7 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
 
 def _compile_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int):
     # the row kernel row_kernel picks, compiled or loaded now (compile_one runs it in a child)
-    if 1 <= K * M <= skinny.MAX_KM:
+    if skinny.covers(K, M):
         try:
             return skinny.kernel(name, K, M, dtype, parallel, want)
         except RuntimeError:  # no writable folder for the generated source
@@ -201,7 +202,8 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
     dW = gW if gW is not None else workspace.output((K, M) if want & WANT_DW else (0, 0), dt)
     dy = gy if gy is not None else workspace.output((N, M) if want & WANT_DY else (0, 0), dt)
     f = _NAN
-    if K >= TILED_MIN_K and K * M > skinny.MAX_KM:  # is_tiled(K, M), inlined: 10×4×4 takes 3 µs
+    # is_tiled(K, M), its cheap test first: 10×4×4 takes 3 µs
+    if K >= TILED_MIN_K and K * M > skinny.MAX_KM and not skinny.covers(K, M):
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern, par = tiled_kernel(name, variant, par)
@@ -275,8 +277,7 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
-        units += [("skinny", dtypes, K, M, tuple(wants)) for K in range(1, skinny.MAX_KM + 1)
-                  for M in range(1, skinny.MAX_KM // K + 1)]
+        units += [("skinny", dtypes, K, M, tuple(wants)) for K, M in skinny.shapes()]
     if "tiled" in families:
         tiles = machine.entry().tiles
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]

@@ -1,15 +1,22 @@
-"""The skinny rows vectorized along each row, in LLVM IR: K = M = 4 on 256-bit vectors (AVX2).
+"""The skinny rows vectorized along each row, in LLVM IR: K = M = 4 on 256-bit vectors (AVX2),
+and K, M ≤ 8 past K·M = 16 on 512-bit vectors (AVX-512).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
 are shuffled apart, dx and dy shuffled back, and at 4×4 the 16 dW accumulators fill the
 16 ymm registers of an AVX2 machine (the loop spills).  There 10⁶×4×4 ran at 6.4 ms a
-thread against 3.8 with AVX-512 (dev/products_v16.md 17a, 17e).
+thread against 3.8 with AVX-512 (dev/products_v16.md 17a, 17e).  Past K·M = 16 that way
+needs more accumulators than a machine has registers; those shapes took the tiled
+kernels, whose 16-wide tiles are mostly padding at K, M ≤ 8 (10⁶×8×8 and 10⁶×5×7 12.5 ms),
+or for K ≤ 3 the general row kernel (10⁶×3×8 17.4 ms; dev/products_v22.md 23b).
 
-Here a vector is one row, where a row of x and of y is exactly one vector of float64
-(K = M = 4 lanes): h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's 4 partial sums,
-g and dy along the row, dx = Σ_m g[n,m]·W[:,m], and dW's 4 row vectors of accumulators
-+= x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
+Here a vector is one row, where a row of x and of y fits one vector of float64 (4 lanes on
+AVX2, up to 8 on AVX-512): h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial
+sums, g and dy along the row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of
+accumulators += x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
+Past 4 lanes x's row and g are stored to a stack slot and each lane broadcast from there
+(a load), where permutes from a register took the port the FMAs need (8×8 in cache: 14.4
+→ 12.0 ns a row).
 
     row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop) -> f
     row_vectors(K, M, 0, loss=True)(x, W, y, start, stop) -> f
@@ -23,11 +30,12 @@ k's and m's order, g by loopgrad._scalar.relu_backward's cases), with one differ
 for float32 inputs every multiply-add is one FMA (llvm.fma).  A product of two float32s
 is exact in float64, so h has the same bits as with a product and a sum; f's, dx's and
 dW's steps are rounded once instead of twice.  No product of float32 inputs, or of g
-with them, overflows float64 (|h| < 16·(3.4e38)², |g·w| < 1e120), so FMA changes no inf
+with them, overflows float64 (|h| < 8·(3.4e38)², |g·w| < 1e120), so FMA changes no inf
 or NaN either.  Float64 inputs keep the product and the sum (an FMA would hide a
-product's overflow).  f sums in 4 partial sums, lane m over the rows in order, added as
-((s0 + s1) + (s2 + s3)); dW's sums each in row order.  The same code for every `want`
-and for the loss, so f has the same bits whichever gradients a call asks for.
+product's overflow).  f sums in M partial sums, lane m over the rows in order, added in
+halves (((s0 + s1) + (s2 + s3)) at M = 4); dW's sums each in row order.  The same code
+for every `want` and for the loss, so f has the same bits whichever gradients a call asks
+for.
 """
 
 import functools
@@ -40,20 +48,42 @@ from numba.extending import intrinsic
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import relu_grad
 
+WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
+
+
+class _VolatileLoad(ir.instructions.LoadInstr):
+    # `load volatile`, which llvmlite's builder does not write: LLVM keeps it a load of
+    # its own (no forwarding from the store before it back into a permute), so the
+    # broadcast of it is one vbroadcastsd from memory or an FMA's {1toN} operand
+    def descr(self, buf):
+        [ptr] = self.operands
+        buf.append(f"load volatile {self.type}, {ptr.type} {ptr.get_reference()}, align 8\n")
+
+
+def _load_volatile(builder, ptr):
+    instr = _VolatileLoad(builder.block, ptr, typ=ptr.type.pointee)
+    builder._insert(instr)
+    return instr
+
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: where a row of x and of y fills one vector of float64 and dW fits the
-    skinny kernels (K·M ≤ 16), which is K = M = 4 on 256-bit vectors."""
-    return K == M == vector_bits // 64 and K * M <= 16
+    vector_bits: K = M = 4 on 256-bit vectors, where a row of x and of y fills one vector
+    of float64 (LLVM's vectors of rows spill there); on 512-bit vectors K, M ≤ 8 past
+    K·M = 16 (up to 16, LLVM's vectors of rows are the faster: 10⁶×4×4 at the copy
+    ceiling)."""
+    if vector_bits == 256:
+        return K == M == 4
+    return vector_bits >= 512 and K <= WIDE and M <= WIDE and K * M > 16
 
 
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc)."""
-    if M != 4 or not 1 <= K <= 4:
-        raise ValueError(f"row_vectors takes M = 4 and K ≤ 4, got K = {K}, M = {M}")
+    if not (1 <= K <= WIDE and 1 <= M <= WIDE):
+        raise ValueError(f"row_vectors takes K, M ≤ {WIDE}, got K = {K}, M = {M}")
+    from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
     def codegen(context, builder, sig, args):
@@ -111,10 +141,17 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         f = cgutils.alloca_once_value(builder, zero)
         dW = [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
+        xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
+        xd, gd = (builder.bitcast(v, d.as_pointer()) for v in (xslot, gslot))
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
             row = builder.add(start, loop.index)
             xr = load_row(x, builder.mul(row, i64(K)), K)
-            xs = [splat(lane(xr, k), M) for k in range(K)]
+            if from_slot:
+                builder.store(xr, xslot)
+                xs = [splat(_load_volatile(builder, builder.gep(xd, [i64(k)])), M)
+                      for k in range(K)]
+            else:
+                xs = [splat(lane(xr, k), M) for k in range(K)]
             h = builder.fmul(xs[0], Wrow[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
             for k in range(1, K):
                 h = madd(xs[k], Wrow[k], h)
@@ -130,9 +167,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
                 nan = builder.select(drop_nan, zero, t)
                 g = relu_grad(builder, h, zero, t, tie, nan)
             if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
-                s = builder.fmul(splat(lane(g, 0), K), Wcol[0])
+                if from_slot:
+                    builder.store(g, gslot)
+                    gs = [_load_volatile(builder, builder.gep(gd, [i64(m)])) for m in range(M)]
+                else:
+                    gs = [lane(g, m) for m in range(M)]
+                s = builder.fmul(splat(gs[0], K), Wcol[0])
                 for m in range(1, M):
-                    s = madd(splat(lane(g, m), K), Wcol[m], s)
+                    s = madd(splat(gs[m], K), Wcol[m], s)
                 store_row(s, dx, builder.mul(row, i64(K)), K)
             if wdw:  # dW[k,m] += x[n,k]·g[n,m]
                 for k in range(K):
@@ -142,8 +184,13 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
             for m in range(M):
                 builder.store(lane(acc, m), builder.gep(dwp, [i64(k * M + m)]))
         s = builder.load(f)
-        return builder.fadd(builder.fadd(lane(s, 0), lane(s, 1)),
-                            builder.fadd(lane(s, 2), lane(s, 3)))
+
+        def tree(lo, hi):  # f's lanes [lo, hi) added in halves: ((s0 + s1) + (s2 + s3)) at 4
+            if hi - lo == 1:
+                return lane(s, lo)
+            mid = lo + (hi - lo + 1) // 2
+            return builder.fadd(tree(lo, mid), tree(mid, hi))
+        return tree(0, M)
 
     if loss:
         @intrinsic

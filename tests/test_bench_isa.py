@@ -311,7 +311,7 @@ def test_isa_avx2_end_to_end(tmp_path):
     assert rec["env"]["NUMBA_CPU_FEATURES"] == e["NUMBA_CPU_FEATURES"]  # in env too
     assert list((tmp_path / "numba" / "loopgrad" / "bench-isa-avx2").rglob("*.nbi"))
     assert [r["status"] for r in rec["results"]] == ["timed", "timed"]
-    assert [r["kernel"] for r in rec["results"]][0].endswith("(256-bit)")
+    assert "(256-bit" in [r["kernel"] for r in rec["results"]][0]  # the rows on the avx2 entry
     blas = [d for d in rec["blas"]["loaded"] or () if d.get("internal_api") == "openblas"]
     assert all(d["architecture"].lower() == "haswell" for d in blas), blas  # NumPy follows
     assert f"ISA forced: avx2 ({forced['how']})" in run.stdout

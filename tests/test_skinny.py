@@ -67,7 +67,7 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     for a, b in zip(got[1:], general):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     assert cpu.row_kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
-    # past K·M = 16 the general one, but where rows as vectors take K, M ≤ 8 (AVX-512)
+    # past K·M = 16 the general one, but where rows as vectors take K, M ≤ 8 (AVX2, AVX-512)
     assert cpu.row_kernel("grads", np.float64, True, 9, 4) is rows.kernel("grads", np.float64, True)
 
 
@@ -156,7 +156,7 @@ def test_threads_asking_at_once_get_one_row_function(monkeypatch):
     assert all(len({id(f) for f in v}) == 1 for v in got.values())
 
 
-# ------------------------------ rows as vectors (rowvec.py: 4×4 on AVX2, K, M ≤ 8 on AVX-512)
+# ------------------------------ rows as vectors (rowvec.py: K, M ≤ 8 past K·M = 16, 4×4 on AVX2)
 
 def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
     # the (K, M) row functions skinny.py generates for an entry of `bits`-bit vectors,
@@ -186,22 +186,23 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
+    assert "row_vectors(6, 7, 7)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (9, 2, 512), (8, 9, 512), (2, 4, 256),
-                       (4, 2, 256), (1, 16, 256), (8, 8, 256), (4, 4, 128)):
+                       (4, 2, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
-    wide = machine.entry().vector_bits >= 512  # this machine's entry: 3×8 rows or tiles
+    wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
     assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
     assert cpu.is_tiled(9, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
 
 
-# (K, M, bits, dtype, a0): AVX2's 4×4 every way; AVX-512's rows of up to 8 lanes, with a
-# row of x or of y shorter than the vector (5, 7, 3) and x's or g's broadcasts from the
-# stack slot (past 4 lanes)
+# (K, M, bits, dtype, a0): AVX2's 4×4 every way; rows of up to 8 lanes on both entries:
+# rows of 5–7 elements masked into 8 lanes (5×7, 6×5), of 3 in LLVM's own vectors, and x's
+# or g's broadcasts from the stack slot (past 4 lanes)
 ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0, 0.5, 1.0)] + \
     [(8, 8, 512, np.float32, 0.0), (5, 7, 512, np.float64, 0.5), (3, 8, 512, np.float32, 1.0),
-     (8, 3, 512, np.float64, 0.0)]
+     (8, 3, 512, np.float64, 0.0), (6, 5, 256, np.float32, 0.5), (8, 8, 256, np.float64, 1.0)]
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

@@ -74,7 +74,7 @@ def test_fresh_random_shapes_through_the_api(rng, dtype):
         N = int(rng.integers(1, 2500))
         K = int(rng.integers(cpu.TILED_MIN_K, 120))
         M = int(rng.integers(3, 120))
-        while not cpu.is_tiled(K, M):  # K, M ≤ 8 go to the rows as vectors on AVX-512
+        while not cpu.is_tiled(K, M):  # K, M ≤ 8: rows as vectors (AVX2, AVX-512)
             M = int(rng.integers(3, 120))
         x, W, y = draw(rng, N, K, M, dtype, scale=float(rng.uniform(0.1, 10)))
         assert cpu.is_tiled(K, M)

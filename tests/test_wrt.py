@@ -27,7 +27,7 @@ FAMILIES = {
     "tiled fused": (301, 20, 37),
     "tiled three-pass": (97, 150, 460),  # K·Mp > 65536 (tiled.fused_limit)
 }
-if cpu.rowvec.applies(6, 7, cpu.machine.entry().vector_bits):  # AVX-512: K, M ≤ 8
+if cpu.rowvec.applies(6, 7, cpu.machine.entry().vector_bits):  # AVX2, AVX-512: K, M ≤ 8
     FAMILIES["skinny as vectors"] = (1001, 6, 7)
 
 

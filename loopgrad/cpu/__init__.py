@@ -13,8 +13,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
 `grads`).  Three kernel families:
 
     rows.py     the general row kernels, float64 throughout: K ≤ 3, and the fallback
-    skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX-512
-                K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2)
+    skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
+                AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process

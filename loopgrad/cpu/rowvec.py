@@ -1,5 +1,5 @@
-"""The skinny rows vectorized along each row, in LLVM IR: K = M = 4 on 256-bit vectors (AVX2),
-and K, M ≤ 8 past K·M = 16 on 512-bit vectors (AVX-512).
+"""The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 past K·M = 16 on 256- and
+512-bit vectors (AVX2, AVX-512), and K = M = 4 on 256-bit ones.
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -7,13 +7,14 @@ are shuffled apart, dx and dy shuffled back, and at 4×4 the 16 dW accumulators 
 16 ymm registers of an AVX2 machine (the loop spills).  There 10⁶×4×4 ran at 6.4 ms a
 thread against 3.8 with AVX-512 (dev/products_v16.md 17a, 17e).  Past K·M = 16 that way
 needs more accumulators than a machine has registers; those shapes took the tiled
-kernels, whose 16-wide tiles are mostly padding at K, M ≤ 8 (10⁶×8×8 and 10⁶×5×7 12.5 ms),
-or for K ≤ 3 the general row kernel (10⁶×3×8 17.4 ms; dev/products_v22.md 23b).
+kernels, whose 16-wide tiles are mostly padding at K, M ≤ 8 (10⁶×8×8 and 10⁶×5×7 12.5 ms,
+as AVX2 20 and 17), or for K ≤ 3 the general row kernel (10⁶×3×8 17.4 ms;
+dev/products_v22.md 23b, 23c).
 
-Here a vector is one row, where a row of x and of y fits one vector of float64 (4 lanes on
-AVX2, up to 8 on AVX-512): h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial
-sums, g and dy along the row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of
-accumulators += x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
+Here a vector is one row, where a row of x and of y fits one vector of float64 of up to 8
+lanes (two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked):
+h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
+row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
 Past 4 lanes x's row and g are stored to a stack slot and each lane broadcast from there
 (a load), where permutes from a register took the port the FMAs need (8×8 in cache: 14.4
 → 12.0 ns a row).
@@ -46,9 +47,15 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import relu_grad
+from .intrinsics import _masked, relu_grad
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
+
+
+def _padded(n: int) -> int:
+    # the lanes a row of n elements takes: 5–7 as 8 (masked loads and stores), where LLVM's
+    # own vectors of 5–7 lanes split badly on AVX2 (10⁶×6×6 16.2 ms against 8×8's 10.0)
+    return WIDE if 4 < n < WIDE else n
 
 
 class _VolatileLoad(ir.instructions.LoadInstr):
@@ -68,13 +75,13 @@ def _load_volatile(builder, ptr):
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: K = M = 4 on 256-bit vectors, where a row of x and of y fills one vector
-    of float64 (LLVM's vectors of rows spill there); on 512-bit vectors K, M ≤ 8 past
-    K·M = 16 (up to 16, LLVM's vectors of rows are the faster: 10⁶×4×4 at the copy
-    ceiling)."""
-    if vector_bits == 256:
-        return K == M == 4
-    return vector_bits >= 512 and K <= WIDE and M <= WIDE and K * M > 16
+    vector_bits (256 or more): K, M ≤ 8 past K·M = 16, where LLVM's vectors of rows would
+    need more accumulators than there are registers; and K = M = 4 on 256-bit vectors,
+    where a row of x and of y fills one vector of float64 (LLVM's vectors of rows spill
+    there; elsewhere up to K·M = 16 they are the faster: 10⁶×4×4 at the copy ceiling)."""
+    if vector_bits < 256 or K > WIDE or M > WIDE:
+        return False
+    return K * M > 16 or (vector_bits == 256 and K == M == 4)
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,18 +102,30 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
         size, fused = tx.dtype.bitwidth // 8, tx.dtype == types.float32
         et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
-        vm, vk = ir.VectorType(d, M), ir.VectorType(d, K)
+        Kp, Mp = _padded(K), _padded(M)
+        vm, vk = ir.VectorType(d, Mp), ir.VectorType(d, Kp)
 
         def vec(ptr, at, n):  # a pointer to the n elements of x's dtype at ptr[at]
             return builder.bitcast(builder.gep(ptr, [at]), ir.VectorType(et, n).as_pointer())
 
-        def load_row(ptr, at, n):  # as float64
-            v = builder.load(vec(ptr, at, n), align=size)
-            return v if et == d else builder.fpext(v, ir.VectorType(d, n))
+        def lanes_below(n, p):
+            return ir.Constant(ir.VectorType(ir.IntType(1), p), [i < n for i in range(p)])
 
-        def store_row(v, ptr, at, n):
-            builder.store(v if et == d else builder.fptrunc(v, ir.VectorType(et, n)),
-                          vec(ptr, at, n), align=size)
+        def load_row(ptr, at, n, p):  # n elements as p lanes of float64 (the others 0)
+            if p == n:
+                v = builder.load(vec(ptr, at, n), align=size)
+            else:
+                v = _masked(builder, "load", ir.VectorType(et, p), vec(ptr, at, p), size,
+                            lanes_below(n, p), ir.Constant(ir.VectorType(et, p), [0.0] * p))
+            return v if et == d else builder.fpext(v, ir.VectorType(d, p))
+
+        def store_row(v, ptr, at, n):  # the first n of v's lanes
+            p = v.type.count
+            v = v if et == d else builder.fptrunc(v, ir.VectorType(et, p))
+            if p == n:
+                builder.store(v, vec(ptr, at, n), align=size)
+            else:
+                _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
 
         def splat(s, n):
             vt = ir.VectorType(d, n)
@@ -127,16 +146,16 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
             return builder.call(fma, [a, b, c])
 
         # W's rows (M lanes) and columns (K lanes) in float64, once
-        Wrow = [load_row(W, i64(k * M), M) for k in range(K)]
+        Wrow = [load_row(W, i64(k * M), M, Mp) for k in range(K)]
         Wcol = []
         for m in range(M):
-            c = ir.Constant(vk, ir.Undefined)
+            c = ir.Constant(vk, [0.0] * Kp)
             for k in range(K):
                 w = builder.load(builder.gep(W, [i64(k * M + m)]))
                 c = builder.insert_element(c, w if et == d else builder.fpext(w, d), i32(k))
             Wcol.append(c)
-        zero, two = ir.Constant(vm, [0.0] * M), ir.Constant(vm, [2.0] * M)
-        a0v = splat(a0, M)
+        zero, two = ir.Constant(vm, [0.0] * Mp), ir.Constant(vm, [2.0] * Mp)
+        a0v = splat(a0, Mp)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         f = cgutils.alloca_once_value(builder, zero)
@@ -145,19 +164,19 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
         xd, gd = (builder.bitcast(v, d.as_pointer()) for v in (xslot, gslot))
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
             row = builder.add(start, loop.index)
-            xr = load_row(x, builder.mul(row, i64(K)), K)
+            xr = load_row(x, builder.mul(row, i64(K)), K, Kp)
             if from_slot:
                 builder.store(xr, xslot)
-                xs = [splat(_load_volatile(builder, builder.gep(xd, [i64(k)])), M)
+                xs = [splat(_load_volatile(builder, builder.gep(xd, [i64(k)])), Mp)
                       for k in range(K)]
             else:
-                xs = [splat(lane(xr, k), M) for k in range(K)]
+                xs = [splat(lane(xr, k), Mp) for k in range(K)]
             h = builder.fmul(xs[0], Wrow[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
             for k in range(1, K):
                 h = madd(xs[k], Wrow[k], h)
             yb = builder.mul(row, i64(M))
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
-            z = builder.fsub(builder.select(below, zero, h), load_row(y, yb, M))
+            z = builder.fsub(builder.select(below, zero, h), load_row(y, yb, M, Mp))
             builder.store(madd(z, z, builder.load(f)), f)
             t = builder.fmul(two, z)
             if wdy:
@@ -172,9 +191,9 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
                     gs = [_load_volatile(builder, builder.gep(gd, [i64(m)])) for m in range(M)]
                 else:
                     gs = [lane(g, m) for m in range(M)]
-                s = builder.fmul(splat(gs[0], K), Wcol[0])
+                s = builder.fmul(splat(gs[0], Kp), Wcol[0])
                 for m in range(1, M):
-                    s = madd(splat(gs[m], K), Wcol[m], s)
+                    s = madd(splat(gs[m], Kp), Wcol[m], s)
                 store_row(s, dx, builder.mul(row, i64(K)), K)
             if wdw:  # dW[k,m] += x[n,k]·g[n,m]
                 for k in range(K):

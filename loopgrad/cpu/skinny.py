@@ -19,12 +19,13 @@ and dW sums within a chunk differs (reassociated into vector lanes, the same
 way every run).  Chunks, and the drivers that add their sums in a fixed order,
 are rows.py's (chunks.py).
 
-Where a row of x and of y fits one vector of float64 (4×4 on the AVX2 entry; K, M ≤ 8
-past K·M = 16 on AVX-512 ones), the generated row functions call rowvec.py's intrinsics
+Where a row of x and of y fits one vector of float64 (K, M ≤ 8 past K·M = 16 on the AVX2
+and AVX-512 entries; 4×4 on AVX2), the generated row functions call rowvec.py's intrinsics
 instead, which vectorize along each row: vectors of rows had their rows shuffled in and
 out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
-and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, dev/products_v22.md 23b).
+and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 → 11 ms,
+dev/products_v22.md 23b, 23c).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -48,7 +49,7 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or past it where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX-512)."""
+    or past it where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512)."""
     return 1 <= K * M <= MAX_KM or rowvec.applies(K, M, machine.entry().vector_bits)
 
 

@@ -6,7 +6,8 @@ import pytest
 import loopgrad
 from _helpers import draw
 
-# a shape of each kernel family: general rows, skinny rows, tiled fused, tiled three-pass
+# a shape of each kernel family: general rows (in blocks of 8 on AVX2 and AVX-512:
+# rowblocks.py), skinny rows, tiled fused, tiled three-pass
 SHAPES = [(203, 2, 19), (1001, 3, 5), (301, 20, 37), (97, 150, 460)]
 
 

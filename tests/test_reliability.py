@@ -103,9 +103,14 @@ import numba.core.caching as caching
 caching.CacheImpl._locator_classes = []
 """ + SETUP + """
 from loopgrad.cpu import rows, skinny
-# K = 3, K·M = 60: the general row kernel
-got = loopgrad.grads(x[:, :3], np.ascontiguousarray(np.hstack([W[:3]] * 5)), np.hstack([y] * 5))
-print(type(rows._chunk_grads._cache).__name__, same(loopgrad.grads(x, W, y)), np.isfinite(got.f),
+# the general row kernel, by name (K = 3, K·M = 60, which on AVX2 and AVX-512 takes rowblocks.py)
+x3, W3 = np.ascontiguousarray(x[:, :3]), np.ascontiguousarray(np.hstack([W[:3]] * 5))
+y3 = np.ascontiguousarray(np.hstack([y] * 5))
+chunk_rows, nchunks, stride = rows.plan(x3.shape[0], 3, W3.shape[1])
+f = rows.kernel("grads", x3.dtype, True)(np.empty_like(x3), np.empty_like(W3), np.empty_like(y3),
+                                         rows.partials_buffer(nchunks, stride), x3, W3, y3,
+                                         0.0, chunk_rows, 7)
+print(type(rows._chunk_grads._cache).__name__, same(loopgrad.grads(x, W, y)), np.isfinite(f),
       sorted(k[:3] for k in skinny._ROWS), sorted(k[0] for k in rows._ROWS))
 """)
     # the generated 4×4 kernel (not the general one in its place) and the general one, uncached

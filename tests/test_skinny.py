@@ -182,6 +182,19 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
     return grads
 
 
+@pytest.mark.parametrize("M", [9, 20])
+def test_row_blocks_lanes_past_m_add_nothing(rng, M):
+    # rowblocks.py's last block reads W and y as 0 past M, where x·0 is NaN for an infinite
+    # x: f must stay inf there (torch's), not NaN; the bounds leave non-finite cases unchecked
+    x, W, y = draw(rng, 301, 2, M, np.float64)
+    W[:] = np.abs(W) + 0.5                   # h = +inf in every column of row 5
+    x[5] = (np.inf, 1.0)
+    got, _ = _row_vector_kernels(7, np.float64, bits=512, tag="rb", K=2, M=M)(
+        True, x, W, y, 0.0, 64)
+    ref = assert_matches_torch(got, x, W, y, 0.0, form="sum")
+    assert got[0] == ref[0] == np.inf and np.isinf(got[1][5]).all()
+
+
 def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
@@ -195,6 +208,12 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
     assert cpu.is_tiled(9, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
+    from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
+    assert "row_blocks(2, 7)" in _skinny._source(2, 9, 512)
+    assert _skinny._source(2, 9, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
+    for K, M, bits in ((1, 16, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
+        assert not rowblocks.applies(K, M, bits)
+    assert ("blocks of 8" in cpu.describe(10, 3, 40, np.float32)) == wide
 
 
 # (K, M, bits, dtype, a0): AVX2's 4×4 every way; rows of up to 8 lanes on both entries:
@@ -202,7 +221,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
 # or g's broadcasts from the stack slot (past 4 lanes)
 ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0, 0.5, 1.0)] + \
     [(8, 8, 512, np.float32, 0.0), (5, 7, 512, np.float64, 0.5), (3, 8, 512, np.float32, 1.0),
-     (8, 3, 512, np.float64, 0.0), (6, 5, 256, np.float32, 0.5), (8, 8, 256, np.float64, 1.0)]
+     (8, 3, 512, np.float64, 0.0), (6, 5, 256, np.float32, 0.5), (8, 8, 256, np.float64, 1.0)] + \
+    [(3, 16, 512, np.float32, 0.5), (2, 33, 256, np.float64, 1.0), (1, 17, 512, np.float64, 0.0),
+     (3, 9, 256, np.float32, 0.0)]  # rowblocks.py: K ≤ 3 in blocks of 8, a partial last one
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)
@@ -210,7 +231,8 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     x, W, y = draw(rng, 3001, K, M, dtype)
     x[:40] = np.round(x[:40])                 # integer rows: ties (h == 0) among them
     W[:] = np.round(W * 2) / 2
-    x[7, 0], W[1, 2], y[11, M - 1] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h and y
+    x[7, 0], W[K - 1, 2], y[11, M - 1] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h, y
+    x[9, 0] = np.inf  # ±inf h in row 9, and x·0 = NaN in lanes past M (rowblocks' last block)
     chunk_rows = 256
     kernels = functools.partial(_row_vector_kernels, dtype=dtype, bits=bits, K=K, M=M)
     (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
@@ -221,6 +243,10 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     assert np.array_equal(lf, full[0], equal_nan=True)   # the loss: f's bits
     finite = [np.nan_to_num(a, nan=0.5, posinf=2.0) for a in (x, W, y)]  # f not NaN here
     assert_matches_torch(kernels(7)(True, *finite, a0, chunk_rows)[0], *finite, a0, form="sum")
+    finite[0][9, 0] = np.inf  # row 9's h ±inf (NaN where W is 0): f inf or NaN as torch's,
+    got = kernels(7)(True, *finite, a0, chunk_rows)[0]  # which the bounds leave unchecked
+    assert np.array_equal(got[0], assert_matches_torch(got, *finite, a0, form="sum")[0],
+                          equal_nan=True)
     for want in (0, 1, 2, 4, 5):                         # f alone ... dx and dy
         got, _ = kernels(want)(True, x, W, y, a0, chunk_rows)
         assert np.array_equal(got[0], full[0], equal_nan=True)

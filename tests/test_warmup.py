@@ -24,8 +24,10 @@ class Count(event.Listener):
 
 rng = np.random.default_rng(0)
 with event.install_listener("numba:compile", Count()):
-    for N, K, M in ((5000, 3, 9), (5000, 24, 40), (50, 300, 300)):  # rows, tiled fused, three-pass
+    # the general rows (a NaN: the tiled kernels hand the call to them), tiled fused, three-pass
+    for N, K, M, nan in ((5000, 24, 40, True), (5000, 24, 40, False), (50, 300, 300, False)):
         x, W, y = (rng.standard_normal(s) for s in ((N, K), (K, M), (N, M)))
+        x[0, 0] = np.nan if nan else x[0, 0]
         loopgrad.grads(x, W, y)
         loopgrad.loss(x, W, y)
 print(Count.n)
@@ -53,7 +55,9 @@ def test_units_cover_every_family():
     assert all(wants == (7, 2) for *_, wants in skinny)  # all three gradients, and W's alone
     small = sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))  # K·M ≤ 16
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
-    assert len(skinny) == small + (wide if cpu.machine.entry().vector_bits >= 256 else 0)
+    blocks = 3  # rowblocks.py: a module per K ≤ 3
+    assert len(skinny) == small + (wide + blocks if cpu.machine.entry().vector_bits >= 256
+                                   else 0)
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)
     assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units

@@ -12,9 +12,11 @@ kernel computes or stores them.  f has the same bits whatever `want` is, and so
 has every gradient computed (one exception: where float32 sums overflow, see
 `grads`).  Three kernel families:
 
-    rows.py     the general row kernels, float64 throughout: K ≤ 3, and the fallback
+    rows.py     the general row kernels, float64 throughout: the fallback, and K ≤ 3 on
+                entries narrower than AVX2
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
-                AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2)
+                AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2) and
+                K ≤ 3 with any M (rowblocks.py's, blocks of 8 lanes)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process
@@ -34,8 +36,8 @@ import numba
 import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, caches, chunks, jit, machine, ordered, parallel, rows, rowvec, skinny, \
-    tiled, workspace
+from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rows, \
+    rowvec, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -89,7 +91,8 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
     if skinny.covers(K, M):
-        along = ", a vector a row" if rowvec.applies(K, M, entry.vector_bits) else ""
+        along = ", a vector a row" if rowvec.applies(K, M, entry.vector_bits) else \
+            ", blocks of 8 along a row" if rowblocks.applies(K, M, entry.vector_bits) else ""
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"
 

@@ -1,0 +1,187 @@
+"""The rows of K ≤ 3 and M > 8 in LLVM IR: each row's M columns in blocks of 8 lanes, M a
+run-time value (one module per K and `want`, not per (K, M)).
+
+Past K·M = 16 these rows took the general row kernel (rows.py, scalar float64): 10⁶×3×16
+25 ms, 10⁶×1×64 66, against 5.7 and 19.6 ms of memory traffic (dev/products_v22.md 23e).
+rowvec.py's rows of one vector stop at 8 lanes; here a row is ⌈M/8⌉ blocks of 8 float64
+lanes, the last masked (its lanes past M neither read nor written):
+
+    h = Σ_k x[n,k]·W[k, j:j+8]         x[n,k] broadcast, W's rows read from memory (L1)
+    z, f's 8 lane sums, g, dy          as rowvec.py, lane l of f summing columns l mod 8
+    dx_acc[k] += g·W[k, j:j+8]         K vectors, added across their lanes at the row's end
+    dW_part[k, j:j+8] += x[n,k]·g      the chunk's float64 partial, in memory
+
+    row_blocks(K, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, M) -> f
+    row_blocks(K, 0, loss=True)(x, W, y, start, stop, M) -> f
+
+are intrinsics for the row functions skinny.py generates for K ≤ 3 (pointers to x's
+dtype; dW_part float64, zeroed here): rows [start, stop) → dx and dy rows and
+dW_part[:K·M] = Σ x[n,k]·g[n,m], the gradients `want` (WANT_* bits) names; the result is
+Σ z².  The arithmetic is rowvec.py's (float64, one FMA a multiply-add for float32
+inputs, a product and a sum for float64), with dx's sum in 8 lanes (columns m ≡ l mod 8
+in order) added as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the
+same way.  The same code for every `want` and for the loss: f has the same bits
+whichever gradients a call asks for.
+"""
+
+import functools
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._inputs import WANT_DW, WANT_DX, WANT_DY
+from .intrinsics import _masked, relu_grad
+
+LANES = 8     # float64 lanes a block
+MAX_K = 3     # K up to this (from 4 on, K, M ≤ 8 take rowvec.py and wider the tiles)
+
+
+def applies(K: int, M: int, vector_bits: int) -> bool:
+    """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
+    vector_bits: K ≤ 3 and M > 8 past K·M = 16, on 256- and 512-bit vectors."""
+    return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES and K * M > 16
+
+
+@functools.lru_cache(maxsize=None)
+def row_blocks(K: int, want: int, loss: bool = False):
+    """The intrinsic for K and the gradients `want` names, or the loss's (the module's doc)."""
+    if not 1 <= K <= MAX_K:
+        raise ValueError(f"row_blocks takes K ≤ {MAX_K}, got K = {K}")
+    wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
+    L = LANES
+
+    def codegen(context, builder, sig, args):
+        if loss:
+            (x, W, y, start, stop, M), tx = args, sig.args[0]
+            a0 = ir.DoubleType()(0.0)
+        else:
+            (dx, dwp, dy, x, W, y, a0, start, stop, M), tx = args, sig.args[3]
+        size, fused = tx.dtype.bitwidth // 8, tx.dtype == types.float32
+        et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
+            ir.IntType(32)
+        vd, ve = ir.VectorType(d, L), ir.VectorType(et, L)
+        zero, two = ir.Constant(vd, [0.0] * L), ir.Constant(vd, [2.0] * L)
+
+        def wide(v):
+            return v if et == d else builder.fpext(v, vd)
+
+        def narrow(v):
+            return v if et == d else builder.fptrunc(v, ve)
+
+        def at(ptr, i, t=ve):  # a pointer to the vector of type t at ptr[i]
+            return builder.bitcast(builder.gep(ptr, [i]), t.as_pointer())
+
+        def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
+            align = 8 if t is vd else size
+            if mask is None:
+                return builder.load(at(ptr, i, t), align=align)
+            return _masked(builder, "load", t, at(ptr, i, t), align, mask,
+                           ir.Constant(t, [0.0] * L))
+
+        def store(v, ptr, i, mask, t=ve):
+            align = 8 if t is vd else size
+            if mask is None:
+                builder.store(v, at(ptr, i, t), align=align)
+            else:
+                _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
+
+        def splat(s):
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined),
+                                                                 s, i32(0)),
+                                          ir.Constant(vd, ir.Undefined),
+                                          ir.Constant(ir.VectorType(i32, L), None))
+
+        def madd(a, b, c):  # c + a·b: one FMA for float32 inputs (rowvec.py's rule)
+            if not fused:
+                return builder.fadd(c, builder.fmul(a, b))
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vd, [vd] * 3),
+                                                 "llvm.fma.v8f64")
+            return builder.call(fma, [a, b, c])
+
+        def across(v):
+            # v's 8 lanes, halves added as vectors: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
+            # (l3 + l7)), three shuffles and three adds
+            n = L
+            while n > 1:
+                n //= 2
+                t = ir.VectorType(d, n)
+                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
+                                                              list(range(n))))
+                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
+                                                              list(range(n, 2 * n))))
+                v = builder.fadd(lo, hi)
+                assert v.type == t
+            return builder.extract_element(v, i32(0))
+
+        a0v = splat(a0)
+        a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
+            builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
+        full = builder.mul(builder.udiv(M, i64(L)), i64(L))  # columns in whole blocks
+        tail = builder.icmp_unsigned(  # lanes j < M − full of the last, partial, block
+            "<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
+            builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i64, L),
+                                                                      ir.Undefined),
+                                                          builder.sub(M, full), i32(0)),
+                                   ir.Constant(ir.VectorType(i64, L), ir.Undefined),
+                                   ir.Constant(ir.VectorType(i32, L), None)))
+        f = cgutils.alloca_once_value(builder, zero)
+        if not loss and wdw:  # the chunk's partial of dW, summed in place
+            with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:
+                builder.store(d(0.0), builder.gep(dwp, [e.index]))
+
+        def block(row, xs, acc, j, mask):
+            # columns [j, j + 8) of row `row` (mask: the lanes of a partial block, or None)
+            yb = builder.add(builder.mul(row, M), j)
+            Wk = [wide(load(W, builder.add(builder.mul(i64(k), M), j), mask)) for k in range(K)]
+            h = builder.fmul(xs[0], Wk[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
+            for k in range(1, K):
+                h = madd(xs[k], Wk[k], h)
+            below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
+            z = builder.fsub(builder.select(below, zero, h), wide(load(y, yb, mask)))
+            if mask is not None:  # lanes past M: 0 (x·0 is NaN where x is infinite), and so
+                z = builder.select(mask, z, zero)  # are t and g there
+            builder.store(madd(z, z, builder.load(f)), f)
+            t = builder.fmul(two, z)
+            if wdy:
+                store(narrow(builder.fneg(t)), dy, yb, mask)
+            if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
+                tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
+                nan = builder.select(drop_nan, zero, t)
+                g = relu_grad(builder, h, zero, t, tie, nan)  # 0 past M, where t is
+            for k in range(K if wdx else 0):  # dx[n,k] = Σ_m g[n,m]·W[k,m], by lanes
+                builder.store(madd(g, Wk[k], builder.load(acc[k])), acc[k])
+            for k in range(K if wdw else 0):  # dW[k,m] += x[n,k]·g[n,m]
+                e = builder.add(builder.mul(i64(k), M), j)
+                store(madd(xs[k], g, load(dwp, e, mask, vd)), dwp, e, mask, vd)
+
+        acc = [cgutils.alloca_once(builder, vd) for _ in range(K)]
+        with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
+            row = builder.add(start, loop.index)
+            xb = builder.mul(row, i64(K))
+            xs = [splat(builder.load(builder.gep(x, [builder.add(xb, i64(k))])) if et == d
+                        else builder.fpext(builder.load(builder.gep(x, [builder.add(
+                            xb, i64(k))])), d)) for k in range(K)]
+            for a in acc:
+                builder.store(zero, a)
+            with cgutils.for_range(builder, builder.udiv(M, i64(L))) as b:
+                block(row, xs, acc, builder.mul(b.index, i64(L)), None)
+            with builder.if_then(builder.icmp_unsigned("<", full, M)):
+                block(row, xs, acc, full, tail)
+            for k in range(K if wdx else 0):
+                s = across(builder.load(acc[k]))
+                builder.store(s if et == d else builder.fptrunc(s, et),
+                              builder.gep(dx, [builder.add(xb, i64(k))]))
+        return across(builder.load(f))
+
+    if loss:
+        @intrinsic
+        def blocks_loss(typingctx, x, W, y, start, stop, M):
+            return types.float64(x, W, y, start, stop, M), codegen
+        return blocks_loss
+
+    @intrinsic
+    def blocks(typingctx, dx, dW_part, dy, x, W, y, a0, start, stop, M):
+        return types.float64(dx, dW_part, dy, x, W, y, a0, start, stop, M), codegen
+    return blocks

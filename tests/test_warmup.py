@@ -27,7 +27,8 @@ with event.install_listener("numba:compile", Count()):
     # the general rows (a NaN: the tiled kernels hand the call to them), tiled fused, three-pass
     for N, K, M, nan in ((5000, 24, 40, True), (5000, 24, 40, False), (50, 300, 300, False)):
         x, W, y = (rng.standard_normal(s) for s in ((N, K), (K, M), (N, M)))
-        x[0, 0] = np.nan if nan else x[0, 0]
+        if nan:
+            x[0, 0] = np.nan
         loopgrad.grads(x, W, y)
         loopgrad.loss(x, W, y)
 print(Count.n)

@@ -257,6 +257,18 @@ def _splat(builder, value, lanes):
                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
 
 
+def _madd(builder, fused, a, b, c):
+    # c + a·b for vectors of float64: one FMA (llvm.fma) where fused (the row kernels'
+    # float32 inputs: a product of float32s is exact in float64), else a product and a sum
+    # (float64 inputs: an FMA would hide a product's overflow); rowvec.py's module doc
+    if not fused:
+        return builder.fadd(c, builder.fmul(a, b))
+    t = a.type
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t] * 3),
+                                         f"llvm.fma.v{t.count}f64")
+    return builder.call(fma, [a, b, c])
+
+
 def _masked(builder, op, vt, ptr, align, mask, value):
     # llvm.masked.load (value: the masked lanes' result) or llvm.masked.store (value: what
     # to store) of vector type vt at ptr: only mask's lanes are read or written

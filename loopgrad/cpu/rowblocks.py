@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _masked, relu_grad
+from .intrinsics import _madd, _masked, _splat, relu_grad
 
 LANES = 8     # float64 lanes a block
 MAX_K = 3     # K up to this (from 4 on, K, M ≤ 8 take rowvec.py and wider the tiles)
@@ -87,18 +87,7 @@ def row_blocks(K: int, want: int, loss: bool = False):
             else:
                 _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
 
-        def splat(s):
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined),
-                                                                 s, i32(0)),
-                                          ir.Constant(vd, ir.Undefined),
-                                          ir.Constant(ir.VectorType(i32, L), None))
-
-        def madd(a, b, c):  # c + a·b: one FMA for float32 inputs (rowvec.py's rule)
-            if not fused:
-                return builder.fadd(c, builder.fmul(a, b))
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vd, [vd] * 3),
-                                                 "llvm.fma.v8f64")
-            return builder.call(fma, [a, b, c])
+        madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
 
         def across(v):
             # v's 8 lanes, halves added as vectors: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
@@ -106,26 +95,19 @@ def row_blocks(K: int, want: int, loss: bool = False):
             n = L
             while n > 1:
                 n //= 2
-                t = ir.VectorType(d, n)
-                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
-                                                              list(range(n))))
-                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
-                                                              list(range(n, 2 * n))))
+                lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
+                                                                   list(range(o, o + n))))
+                          for o in (0, n))
                 v = builder.fadd(lo, hi)
-                assert v.type == t
             return builder.extract_element(v, i32(0))
 
-        a0v = splat(a0)
+        a0v = _splat(builder, a0, L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         full = builder.mul(builder.udiv(M, i64(L)), i64(L))  # columns in whole blocks
         tail = builder.icmp_unsigned(  # lanes j < M − full of the last, partial, block
             "<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
-            builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i64, L),
-                                                                      ir.Undefined),
-                                                          builder.sub(M, full), i32(0)),
-                                   ir.Constant(ir.VectorType(i64, L), ir.Undefined),
-                                   ir.Constant(ir.VectorType(i32, L), None)))
+            _splat(builder, builder.sub(M, full), L))
         f = cgutils.alloca_once_value(builder, zero)
         if not loss and wdw:  # the chunk's partial of dW, summed in place
             with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:
@@ -160,9 +142,8 @@ def row_blocks(K: int, want: int, loss: bool = False):
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
             row = builder.add(start, loop.index)
             xb = builder.mul(row, i64(K))
-            xs = [splat(builder.load(builder.gep(x, [builder.add(xb, i64(k))])) if et == d
-                        else builder.fpext(builder.load(builder.gep(x, [builder.add(
-                            xb, i64(k))])), d)) for k in range(K)]
+            xk = [builder.load(builder.gep(x, [builder.add(xb, i64(k))])) for k in range(K)]
+            xs = [_splat(builder, v if et == d else builder.fpext(v, d), L) for v in xk]
             for a in acc:
                 builder.store(zero, a)
             with cgutils.for_range(builder, builder.udiv(M, i64(L))) as b:

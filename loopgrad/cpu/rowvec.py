@@ -14,8 +14,8 @@ dev/products_v22.md 23b, 23c).
 Here a vector is one row, where a row of x and of y fits one vector of float64 of up to 8
 lanes (two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
-row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows loaded and stored whole; no shuffle but the broadcasts.
-Past 4 lanes x's row and g are stored to a stack slot and each lane broadcast from there
+row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
+loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row and g are stored to a stack slot and each lane broadcast from there
 (a load), where permutes from a register took the port the FMAs need (8×8 in cache: 14.4
 → 12.0 ns a row).
 
@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _masked, relu_grad
+from .intrinsics import _madd, _masked, _splat, relu_grad
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
 
@@ -127,23 +127,11 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False):
             else:
                 _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
 
-        def splat(s, n):
-            vt = ir.VectorType(d, n)
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(vt, ir.Undefined),
-                                                                 s, i32(0)),
-                                          ir.Constant(vt, ir.Undefined),
-                                          ir.Constant(ir.VectorType(i32, n), None))
+        splat = functools.partial(_splat, builder)           # splat(s, n): n lanes of s
+        madd = functools.partial(_madd, builder, fused)      # c + a·b (module doc)
 
         def lane(v, i):
             return builder.extract_element(v, i32(i))
-
-        def madd(a, b, c):  # c + a·b: one FMA for float32 inputs (module doc)
-            if not fused:
-                return builder.fadd(c, builder.fmul(a, b))
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(a.type, [a.type] * 3),
-                f"llvm.fma.v{a.type.count}f64")
-            return builder.call(fma, [a, b, c])
 
         # W's rows (M lanes) and columns (K lanes) in float64, once
         Wrow = [load_row(W, i64(k * M), M, Mp) for k in range(K)]

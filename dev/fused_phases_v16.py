@@ -47,7 +47,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
             dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, False)
         if wdw:
             for k0 in range(0, K, MC):
-                dwb(part, x, g, K, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
     return f
 
 

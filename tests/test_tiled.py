@@ -371,6 +371,64 @@ def test_micro_kernel_writes_its_tile_and_nothing_else(rng, T, MR, NR, VW):
     assert np.isnan(C[~inside]).all() and not np.isnan(C[inside]).any()
 
 
+@pytest.mark.parametrize("T,MR,NR,VW,live", [("float32", 8, 32, 16, 1), ("float64", 6, 32, 8, 2),
+                                             ("float32", 6, 16, 8, 1), ("float64", 3, 12, 4, 2)])
+def test_micro_kernel_with_live_vectors_is_the_tile_of_zero_padding(rng, T, MR, NR, VW, live):
+    # mkh (live vectors of NR/VW): B's columns past live·VW are never read (poisoned with
+    # NaN here), and the tile is bitwise the full kernel's where those columns are zeros
+    # (W's packed panels' padding): its first live·VW columns summed, the rest +0.0
+    from numba import njit, types as nt
+
+    mkh = intrinsics.microkernel(T, MR, NR, VW, live=live)
+    A1, I = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C"), nt.int64
+
+    @njit(nt.void(I, A1, I, I, I, A1, I, I, A1, I, I))
+    def half(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
+        mkh(kc, intrinsics.pointer(A), ao, lda, ldi, intrinsics.pointer(B), bo, ldb,
+            intrinsics.pointer(C), co, ldc)
+    kc, cols, ldc, co = 29, live * VW, NR + 3, NR + 4
+    A = rng.standard_normal(kc * MR).astype(T)
+    B = rng.standard_normal((kc, NR)).astype(T)
+    B[:, cols:] = np.nan
+    C = np.full(co + MR * ldc + NR, np.nan, T)
+    half(kc, A, 0, MR, 1, B.reshape(-1), 0, NR, C, co, ldc)
+    Bz = np.where(np.isnan(B), 0, B).astype(T)
+    Cz = np.full(MR * NR, np.nan, T)
+    _mk_runner(T, MR, NR, VW)(kc, A, 0, MR, 1, Bz.reshape(-1), 0, NR, Cz, 0, NR)
+    got = np.array([C[co + i * ldc:co + i * ldc + NR] for i in range(MR)])
+    assert np.array_equal(got, Cz.reshape(MR, NR))
+    assert not np.signbit(got[:, cols:]).any() and not got[:, cols:].any()
+    inside = np.zeros(C.shape, bool)
+    for i in range(MR):
+        inside[co + i * ldc:co + i * ldc + NR] = True
+    assert np.isnan(C[~inside]).all()
+    with pytest.raises(ValueError, match="live"):
+        intrinsics.microkernel(T, MR, NR, VW, live=NR // VW)
+    with pytest.raises(ValueError, match="live"):
+        intrinsics.microkernel(T, MR, NR, VW, stream=True, live=1)
+
+
+@pytest.mark.parametrize("T", ["float32", "float64"])
+@pytest.mark.parametrize("n", [32, 16, 8, 6])
+def test_masked_copier_writes_only_its_count(rng, T, n):
+    # cpn(dst, do, src, so, count): src's first count elements, nothing past them written
+    from numba import njit, types as nt
+
+    cpn = intrinsics.copier(T, n, masked=True)
+    A1, I = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C"), nt.int64
+
+    @njit(nt.void(A1, I, A1, I, I))
+    def copy(dst, do, src, so, count):
+        cpn(intrinsics.pointer(dst), do, intrinsics.pointer(src), so, count)
+    src = rng.standard_normal(3 + n).astype(T)
+    for count in sorted({0, 1, n // 2 + 1, n - 1, n}):
+        dst = np.full(5 + n + 4, np.nan, T)
+        copy(dst, 5, src, 3, count)
+        want = np.full(dst.shape, np.nan, T)
+        want[5:5 + count] = src[3:3 + count]
+        assert np.array_equal(dst, want, equal_nan=True), count
+
+
 @pytest.mark.parametrize("T", ["float32", "float64"])
 @pytest.mark.parametrize("R,VW", [(8, 16), (4, 16), (6, 8), (3, 5)])
 def test_pack_intrinsics_copy_and_transpose_exactly_their_block(rng, T, R, VW):

@@ -127,21 +127,38 @@ prefetch_l2 = _prefetcher(2)
 
 
 @functools.lru_cache(maxsize=None)
-def copier(T: str, n: int):
+def copier(T: str, n: int, masked: bool = False):
     """cp(dst, do, src, so): dst[do:do+n] = src[so:so+n] for pointers to dtype name T, as
     one vector load and one vector store of n elements (LLVM splits them into the
     target's registers).  The packs' row copies: as loops, or as straight-line code
-    whose stores might alias its later loads, LLVM left them one element at a time."""
+    whose stores might alias its later loads, LLVM left them one element at a time.
+    masked=True: cp(dst, do, src, so, count) stores only the first count ≤ n of them
+    (llvm.masked.store: nothing past them written; src's n elements are read): the tile
+    buffer's rows cut to a tile's columns (nests.tile_out, 8×24 of dx at K = 24: as a
+    loop, a fifth of dx's time, dev/products_v23.md 24c)."""
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     P, I = types.CPointer(nbt), types.int64
 
     def codegen(context, builder, sig, args):
-        dst, do, src, so = args
+        dst, do, src, so = args[:4]
         vt = ir.VectorType(context.get_value_type(nbt), n)
         size = nbt.bitwidth // 8
         v = builder.load(builder.bitcast(builder.gep(src, [so]), vt.as_pointer()), align=size)
-        builder.store(v, builder.bitcast(builder.gep(dst, [do]), vt.as_pointer()), align=size)
+        to = builder.bitcast(builder.gep(dst, [do]), vt.as_pointer())
+        if not masked:
+            builder.store(v, to, align=size)
+            return context.get_dummy_value()
+        i64 = ir.IntType(64)
+        lanes = ir.Constant(ir.VectorType(i64, n), list(range(n)))
+        _masked(builder, "store", vt, to, size,
+                builder.icmp_signed("<", lanes, _splat(builder, args[4], n)), v)
         return context.get_dummy_value()
+
+    if masked:
+        @intrinsic
+        def cpn(typingctx, dst, do, src, so, count):
+            return types.void(P, I, P, I, I), codegen
+        return cpn
 
     @intrinsic
     def cp(typingctx, dst, do, src, so):
@@ -498,16 +515,22 @@ def epilogue(T: str, piece: int = 0):
 
 
 @functools.lru_cache(maxsize=None)
-def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
+def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: int = 0):
     """The micro-kernel intrinsic for an MR×NR tile of dtype name T, VW lanes a vector (see
     the module's doc); VW must divide NR.  stream=True: one more argument, a boolean, that
     asks for the tile's stores to go past the caches (non-temporal), which they do where
     the tile's rows are whole cache lines (NR elements a multiple of 64 bytes; C[co] and
-    ldc aligned to them)."""
+    ldc aligned to them).  live = n (0 < n < NR/VW): only the tile's first n vectors of
+    each row are summed (B's others never read), the rest stored as zeros: the whole
+    tile as mk stores it where those columns of B are zero, for a panel's last columns
+    past the data (the padding that W's packs fill with zeros)."""
     if NR % VW:
         raise ValueError(f"VW must divide NR, got NR = {NR}, VW = {VW}")
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     NV, size = NR // VW, 4 if T == "float32" else 8
+    if not 0 <= live < NV or live and stream:
+        raise ValueError(f"live must be 0 or below NR/VW = {NV}, and not streamed, got {live}")
+    NL = live or NV  # the vectors summed
     I, P = types.int64, types.CPointer(nbt)
 
     def codegen(context, builder, sig, args):
@@ -517,7 +540,7 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fmuladd.v{VW}f{8 * size}")
         # accumulators in allocas: LLVM's SROA turns them into registers (phis of the loop)
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(NV)]
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(NL)]
                for _ in range(MR)]
         undef, lane0 = ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, VW), None)
 
@@ -528,12 +551,12 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
             p = loop.index
             bp = builder.add(bo, builder.mul(p, ldb))
             b = [builder.load(vector(B, builder.add(bp, i64(v * VW))), align=size)
-                 for v in range(NV)]
+                 for v in range(NL)]
             ap = builder.add(ao, builder.mul(p, lda))
             for i in range(MR):
                 a = builder.load(builder.gep(A, [builder.add(ap, builder.mul(i64(i), ldi))]))
                 a = builder.shuffle_vector(builder.insert_element(undef, a, i32(0)), undef, lane0)
-                for v in range(NV):
+                for v in range(NL):
                     builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
                                   acc[i][v])
 
@@ -543,7 +566,9 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False):
                 r = builder.add(co, builder.mul(i64(i), ldc))
                 for v in range(NV):
                     p = vector(C, builder.add(r, i64(v * VW)))
-                    if how is None:
+                    if v >= NL:  # past the live vectors: zeros
+                        builder.store(ir.Constant(vt, None), p, align=size)
+                    elif how is None:
                         builder.store(builder.load(acc[i][v]), p, align=size)
                     else:
                         how(builder, builder.load(acc[i][v]), p)

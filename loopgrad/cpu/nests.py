@@ -41,8 +41,10 @@ G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
+HALF = 16  # columns of mkh's live vectors (0: no such kernel, mkh is mk)
+mkh = microkernel("float32", MR, NR, 16, live=1)
 epi = epilogue("float32", NR)
-cpr, cpm = copier("float32", NR), copier("float32", MR)
+cpr, cpm, cpn = copier("float32", NR), copier("float32", MR), copier("float32", NR, masked=True)
 TR = min(8, NR)
 tpw = transposer("float32", TR, 16)
 TRANSPOSE = True  # pack_wt through tpw: float32 only (tiled._MK)
@@ -184,7 +186,12 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                             ya = (r0 + ir * MR + i + PF_Y) * M + col0
                             for q in range(0, col1 - col0, LINE):
                                 prefetch_l2(y, ya + q)
-                    mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
+                    # a last panel of at most HALF columns: its live half alone (the
+                    # rest of W's panel is padding, zeros: the same tile)
+                    if col1 - jr * NR <= HALF:
+                        mkh(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
+                    else:
+                        mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if pc > 0:
                     tile_add(g, co, ldg, Ct, MR)
     # the epilogue runs along rows, or along the whole block as one run where g has no
@@ -223,9 +230,8 @@ def tile_out(C, co, ldc, Ct, nrow, ncol, first):
         tile_add(C, co, ldc, Ct, MR)
         return
     for i in range(nrow):
-        if first:
-            for j in range(ncol):
-                C[co + i * ldc + j] = Ct[i * NR + j]
+        if first:  # the row's first ncol elements, one masked vector store
+            cpn(C, co + i * ldc, Ct, i * NR, ncol)
         else:
             for j in range(ncol):
                 C[co + i * ldc + j] += Ct[i * NR + j]
@@ -253,8 +259,11 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream):
                 # the tile's last (M ≤ KC): a later block would read it back
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                mks(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, C, c0, ldc,
-                    stream and straight and kc == M)
+                if ncol <= HALF:  # a last panel of at most HALF columns: its live half
+                    mkh(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, Ct, 0, NR)
+                else:
+                    mks(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, C, c0, ldc,
+                        stream and straight and kc == M)
                 if not straight:
                     tile_out(dx, b, K, Ct, nrow, ncol, pc == 0)
 
@@ -284,11 +293,13 @@ def decide(f, w2, bad):
 
 # part fused
 
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_block(part2, x2, g2, K, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
+@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True,
+      fastmath=_FM)
+def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
     # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
-    # (g's rows ldg elements apart, part's Mp)
+    # (g's rows ldg elements apart, part's Mp; a last panel of at most HALF columns of M
+    # by its live half, its other columns of part, never read, left as they are)
     part, x, g, Ap, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ap2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
@@ -302,7 +313,10 @@ def dw_block(part2, x2, g2, K, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
         for jr in range(Mp // NR):
             bo = (pc - n0) * ldg + jr * NR
             for ir in range(whole):
-                mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
+                if M - jr * NR <= HALF:
+                    mkh(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
+                else:
+                    mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
             if whole < nir:
                 if inside:
@@ -377,7 +391,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                 dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream)
             if wdw:
                 for k0 in range(0, K, MC):
-                    dw_block(pc, x, g, K, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                    dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
     if wdw:  # the chunks' partials added row by row, each row's chunks in order
         for kb in prange((K + 7) // 8):

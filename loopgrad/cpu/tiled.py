@@ -126,12 +126,20 @@ _MK = """
 mk = microkernel("{T}", MR, NR, {VW})
 # the same with one more argument: store the tile past the caches (dx, where it is streamed)
 mks = microkernel("{T}", MR, NR, {VW}, stream=True)
+# a panel's first half alone (its live vectors; the rest stored as zeros), for a last
+# panel of at most HALF columns, in the fused kernel's products (h's rows of x in place, dx,
+# dW): at 10⁵×24×40 the 8×32 tile's second panel is 8 columns of 32 (dev/products_v23.md
+# 24b); HALF 0 where a row of the tile is one vector (mkh is then mk, never called)
+HALF = {HALF}
+mkh = microkernel("{T}", MR, NR, {VW}, live={LIVE}) if HALF else mk
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
 # g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
 # rows, or by NR-column panels (its `pstr` argument)
 epi = epilogue("{T}", NR)
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)
+# a row of the tile buffer cut to a tile's columns (tile_out): one masked vector store
+cpn = copier("{T}", NR, masked=True)
 TR = min(8, NR)
 tpw = transposer("{T}", TR, 16)
 TRANSPOSE = {TRANSPOSE}  # pack_wt through tpw (float32; float64's loop is faster)
@@ -177,7 +185,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
+_SHARED = ("mk, mks, mkh, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, pack_w, pack_wt, forward_block, "
            "dx_block, trusted, w_squares, count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE")
 
 
@@ -191,7 +199,9 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          DWB=DWB, JH=h_panels(NR), H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
-        src += _MK.format(T=T, VW=_lanes(entry, T, NR), TRANSPOSE=T == "float32") + \
+        VW = _lanes(entry, T, NR)
+        live = NR // VW // 2 if NR // VW % 2 == 0 else 0
+        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", HALF=live * VW, LIVE=live) + \
             _tile_adds(NR, part) + _nests("common")
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "

@@ -522,6 +522,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
             want_f, want_g = f0.tolist(), g0.copy()
             part = 16 // np.dtype(T).itemsize  # dy 16 bytes past a line
             want_dy = {d: np.full(size + 3, np.nan, T) for d in (3, 16, part)}
+            negzero = []  # (g's, dy's index less its offset) where h = −0
             with np.errstate(over="ignore"):  # T(−2z) past T's range: ±inf, as wanted
                 for n in range(rows):
                     for j in range(m):
@@ -531,6 +532,8 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                         for d in want_dy:
                             want_dy[d][d + n * ldy + j] = -2.0 * z
                         want_g[2 + n * ldg + j] = relu_backward(h, z, a0)
+                        if h == 0 and np.signbit(h):
+                            negzero.append((2 + n * ldg + j, n * ldy + j))
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
                                        (True, True, 16), (False, True, 16), (True, True, part)):
                 g, f = g0.copy(), f0.copy()
@@ -541,6 +544,16 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                 assert np.array_equal(g, want_g if want else g0, equal_nan=True), case
                 assert np.array_equal(dy, want_dy[doff] if want
                                       else np.full(size + 3, np.nan, T), equal_nan=True), case
+                if want:  # and the zeros' signs (array_equal takes −0 for +0)
+                    for k, (got, ref) in enumerate(((g, want_g), (dy, want_dy[doff]))):
+                        num = ~np.isnan(ref)
+                        if T == "float32" and a0 not in (0.0, 0.5, 1.0):
+                            # known, left (stop 33): on this path (float32 through
+                            # float64) h = −0 gives z = +0 where the scalar source's is
+                            # −0, and so the other sign of a zero g or dy
+                            for i in negzero:
+                                num[i[k] + (doff if k else 0)] = False
+                        assert np.array_equal(np.signbit(got[num]), np.signbit(ref[num])), case
 
 
 @pytest.mark.parametrize("T", ["float32", "float64"])

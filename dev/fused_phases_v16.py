@@ -16,6 +16,7 @@ from loopgrad.cpu import tiled, machine, workspace
 numba.set_num_threads(1)
 N, K, M = (int(v) for v in sys.argv[1:4]); rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 REP = int(__import__("os").environ.get("REP", "1"))
+A0 = float(__import__("os").environ.get("A0", "0"))  # relu'(0)
 e = machine.entry(); T = np.float32
 v = tiled.variant(K, M, T)
 c, fu = tiled.module(v, e.isa), tiled.module(v, e.isa, "fused")
@@ -41,7 +42,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, 0.0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
+        f += fb(g, dy, x, Wp, y, A0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
                 False)
         if wdx:
             dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, False)

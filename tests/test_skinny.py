@@ -199,7 +199,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
-    assert "row_vectors(6, 7, 7)" in _skinny._source(6, 7, 256)
+    assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (9, 2, 512), (8, 9, 512), (2, 4, 256),
                        (4, 2, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128)):
         assert not rowvec.applies(K, M, bits)
@@ -255,6 +255,26 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
                 assert np.array_equal(got[i], full[i], equal_nan=True)
             else:
                 assert np.isnan(got[i]).all()             # not asked for: not written
+
+
+@pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (6, 5, np.float64), (5, 8, np.float32)])
+def test_row_vectors_dw_by_blocks_has_the_row_loops_bits(rng, monkeypatch, K, M, dtype):
+    # on 256-bit vectors past K = 4 and 4 lanes, dW's sums run over blocks of rows after
+    # them (rowvec.dw_rows): the same sums in the same order as row by row, so every
+    # output has the row loop's bits; chunks of 100 rows end inside a block of 32
+    from loopgrad.cpu import rowvec
+    assert rowvec.dw_rows(K, M, 256) == 32 and "dw_block=32" in _skinny._source(K, M, 256)
+    assert not rowvec.dw_rows(K, M, 512) and "dw_block" not in _skinny._source(K, M, 512)
+    assert not rowvec.dw_rows(4, 8, 256) and not rowvec.dw_rows(8, 4, 256)
+    x, W, y = draw(rng, 1000, K, M, dtype)
+    x[:40] = np.round(x[:40])  # ties
+    blocks, _ = _row_vector_kernels(7, dtype, K=K, M=M, tag="blk")(True, x, W, y, 0.5, 100)
+    monkeypatch.setattr(rowvec, "dw_rows", lambda K, M, bits: 0)
+    assert "dw_block" not in _skinny._source(K, M, 256)
+    rowwise, _ = _row_vector_kernels(7, dtype, K=K, M=M, tag="row")(True, x, W, y, 0.5, 100)
+    assert_matches_torch(blocks, x, W, y, 0.5, form="sum")
+    for a, b in zip(blocks, rowwise):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -187,7 +187,7 @@ _ON_INTRINSICS = '''\
 # Numba's disk cache, keyed by this file, never serves code built on the old one.
 from loopgrad.cpu.{mod} import {make}
 
-_rows = {make}({shape}, {bits_want})
+_rows = {make}({shape}, {bits_want}{dw})
 _loss = {make}({shape}, 0, loss=True)
 
 
@@ -212,7 +212,9 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
         how="blocks of 8 lanes along each row, M at run time" if blocks
         else "vectors along each row",
         make="row_blocks" if blocks else "row_vectors", shape=K if blocks else f"{K}, {M}",
-        m_arg=", M_" if blocks else "")
+        m_arg=", M_" if blocks else "",
+        dw="" if blocks or not rowvec.dw_rows(K, M, vector_bits)
+        else f", dw_block={rowvec.dw_rows(K, M, vector_bits)}")
 
 
 @functools.lru_cache(maxsize=None)

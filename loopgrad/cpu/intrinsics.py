@@ -266,6 +266,42 @@ def relu_grad(builder, h, zero, t, tie, nan):
         builder.select(builder.fcmp_ordered("<", h, zero), zero, nan)))
 
 
+def relu_grad_fixed(builder, case, h, zero, t, half):
+    """relu_grad where relu'(0) is `case`, 0, 1 or ½, its selects folded (half(): g's value
+    at a tie for ½).  0 (the API's default): tie 0 and NaN's value t, so t where h > 0 or h
+    is NaN (one unordered compare), else +0; 1: tie t and NaN's value 0, so t where h ≥ 0
+    (ordered), else +0; ½: t where h > 0 or NaN, half() where h == 0, else +0.  One or two
+    compares and selects where relu_grad has three of each (dev/products_v23.md 24d)."""
+    if case == 1:
+        return builder.select(builder.fcmp_ordered(">=", h, zero), t, zero)
+    rest = zero if case == 0 else \
+        builder.select(builder.fcmp_ordered("==", h, zero), half(), zero)
+    return builder.select(builder.fcmp_unordered(">", h, zero), t, rest)
+
+
+def by_cases(builder, cases):
+    """The value (or values) of the first of `cases`, (condition, fn), whose i1 condition
+    holds (None: always; the last), each fn's code in a block of its own, joined by phis:
+    the branches between them go the same way wherever the conditions are the same."""
+    cond, fn = cases[0]
+    if cond is None:
+        return fn()
+    with builder.if_else(cond) as (yes, no):
+        with yes:
+            a = fn()
+            ba = builder.basic_block
+        with no:
+            b = by_cases(builder, cases[1:])
+            bb = builder.basic_block
+    single = not isinstance(a, (tuple, list))
+    a, b = ([a], [b]) if single else (a, b)
+    out = [builder.phi(v.type) for v in a]
+    for phi, va, vb in zip(out, a, b):
+        phi.add_incoming(va, ba)
+        phi.add_incoming(vb, bb)
+    return out[0] if single else out
+
+
 def _splat(builder, value, lanes):
     # a vector of `lanes` copies of a scalar
     vt = ir.VectorType(value.type, lanes)
@@ -372,20 +408,6 @@ def epilogue(T: str, piece: int = 0):
         def const(v):
             return ir.Constant(dt, [v] * lanes)
 
-        def grad_fixed(case, h, zero, t, half):
-            # relu_grad where relu'(0) is 0, 1 or ½ (`case`; half: g's value at a tie then),
-            # its selects folded: 0 (the API's default): tie 0 and NaN's value t, so t
-            # where h > 0 or h is NaN (one unordered compare), else +0; 1: tie t and NaN's
-            # value 0, so t where h ≥ 0 (ordered), else +0; ½: t where h > 0 or NaN, half
-            # where h == 0, else +0.  One or two compares and selects where relu_grad's
-            # chain has three of each: the epilogue's step with dy and g 20–25 % shorter
-            # (dev/products_v23.md 24d)
-            if case == 1:
-                return builder.select(builder.fcmp_ordered(">=", h, zero), t, zero)
-            rest = zero if case == 0 else \
-                builder.select(builder.fcmp_ordered("==", h, zero), half(), zero)
-            return builder.select(builder.fcmp_unordered(">", h, zero), t, rest)
-
         def element(h, yv, case=None):
             # z, z², −2z and g of loopgrad._scalar.relu_backward, operation for operation
             wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt))
@@ -394,7 +416,8 @@ def epilogue(T: str, piece: int = 0):
                              wide(yv))
             t = builder.fmul(const(2.0), z)
             if case is not None:
-                gv = grad_fixed(case, hd, zero, t, lambda: builder.fmul(const(0.5), t))
+                gv = relu_grad_fixed(builder, case, hd, zero, t,
+                                     lambda: builder.fmul(const(0.5), t))
             else:
                 tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero,
                                      builder.fmul(a0v, t))
@@ -418,7 +441,7 @@ def epilogue(T: str, piece: int = 0):
             z32 = builder.fsub(hp, yv)
             t = builder.fmul(ir.Constant(vt, [2.0] * lanes), z32)
             if case is not None:  # a tie's g at ½: z, as below
-                gv = grad_fixed(case, h, zero32, t, lambda: z32)
+                gv = relu_grad_fixed(builder, case, h, zero32, t, lambda: z32)
             else:
                 tie = builder.select(builder.fcmp_ordered("==", a0, d(0.0)), zero32,
                                      builder.select(builder.fcmp_ordered("==", a0, d(0.5)),
@@ -448,7 +471,7 @@ def epilogue(T: str, piece: int = 0):
                                                       list(range(lanes))),
                                      _splat(builder, builder.sub(m, m16), lanes))
         zeros = ir.Constant(vt, [0.0] * lanes)
-        # relu'(0) 0, 1 or ½, each with g's selects folded (grad_fixed), float32's with dy
+        # relu'(0) 0, 1 or ½, each with g's selects folded (relu_grad_fixed), float32's with dy
         # and g in float32 (element32); another relu'(0) through float64 (element).  The
         # cases in turn, each a step's own code (the branch between them always goes the
         # same way)
@@ -456,24 +479,6 @@ def epilogue(T: str, piece: int = 0):
         cases = [(builder.fcmp_ordered("==", a0, d(c)),
                   (lambda h, yv, c=c: fn(h, yv, c))) for c in (0.0, 1.0, 0.5)] + \
             [(None, element)]
-
-        def by_case(cases, hv, yv):
-            # (z², dy, g) from the first case whose condition holds (None: always)
-            cond, fn = cases[0]
-            if cond is None:
-                return fn(hv, yv)
-            with builder.if_else(cond) as (yes, no):
-                with yes:
-                    a = fn(hv, yv)
-                    ba = builder.basic_block
-                with no:
-                    b = by_case(cases[1:], hv, yv)
-                    bb = builder.basic_block
-            out = [builder.phi(v.type) for v in a]
-            for phi, va, vb in zip(out, a, b):
-                phi.add_incoming(va, ba)
-                phi.add_incoming(vb, bb)
-            return out
 
         def step(gr, yr, dr, j, mask, streamed):
             # 16 elements from j of a row (g's from gr, y's from yr, dy's from dr); mask: the
@@ -491,7 +496,7 @@ def epilogue(T: str, piece: int = 0):
                 else:
                     _masked(builder, "store", vt, ptr, size, mask, value)
             hv, yv = load(at_g(gr, j)), load(at(y, yr, j))
-            zz, dyv, gv = by_case(cases, hv, yv)
+            zz, dyv, gv = by_cases(builder, [(c, lambda fn=fn: fn(hv, yv)) for c, fn in cases])
             if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
                 zz = builder.select(mask, zz, const(0.0))
             builder.store(builder.fadd(builder.load(acc), zz), acc)

@@ -43,8 +43,11 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     tile past the caches (non-temporal, no read of the lines first), which it does where
     the tile's rows are whole cache lines and start on one, in 16-byte parts where they
     start 16 bytes past one and lie end to end (ldc = NR), else as mk.
+    microkernel(..., live=n) sums only the first n vectors of each tile row and stores
+    the others as zeros: a last panel of W that is padding past them (tiled.py's mkh).
 
-copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store, and
+copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store (with
+masked=True, cpn(..., count) stores only the first count of them), and
 transposer(T, R, VW): tp(dst, do, ldo, src, so, lds) an R×VW block transposed through
     registers: the tiled kernels' packs (a row of a panel, W's transpose for dx), which
     as loops LLVM left one element at a time (dev/products_v18.md 19f).
@@ -76,7 +79,9 @@ epilogue(T)(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, st
     For float32 with a0 0, ½ or 1, dy and g are computed in float32 from h − y rounded once,
     which gives the same bits (see element32) in about half the vector operations: the
     epilogue's grads 5.3 → 3.3 ms a thread at 10⁶×16×16, 10.6 → 4.5 as AVX2
-    (dev/products_v16.md 17h).
+    (dev/products_v16.md 17h).  For a0 0, 1 and ½ (either dtype) g's selects are folded to
+    one or two compares (relu_grad_fixed; the same values): a step with dy and g 15–25 %
+    shorter (dev/products_v23.md 24d).
     epilogue(T, piece)(...): the same with g in pieces of `piece` elements (a power of
     two), `pstr` apart: h = g[gb + n·ldg + (j // piece)·pstr + j % piece], and g's stores
     there (the three-pass kernel's g by column panels, nests.py); epilogue(T) ignores

@@ -334,10 +334,10 @@ def test_vector_width_gives_zmm_on_avx512():
     assert not re.search(r"%zmm", _tile_add_asm(slp=True, vector_bits=256))
 
 
-def _mk_runner(T, MR, NR, VW):
+def _mk_runner(T, MR, NR, VW, live=0):
     from numba import njit, types as nt
 
-    mk = intrinsics.microkernel(T, MR, NR, VW)
+    mk = intrinsics.microkernel(T, MR, NR, VW, live=live)
     A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
     I = nt.int64
 
@@ -377,15 +377,7 @@ def test_micro_kernel_with_live_vectors_is_the_tile_of_zero_padding(rng, T, MR, 
     # mkh (live vectors of NR/VW): B's columns past live·VW are never read (poisoned with
     # NaN here), and the tile is bitwise the full kernel's where those columns are zeros
     # (W's packed panels' padding): its first live·VW columns summed, the rest +0.0
-    from numba import njit, types as nt
-
-    mkh = intrinsics.microkernel(T, MR, NR, VW, live=live)
-    A1, I = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C"), nt.int64
-
-    @njit(nt.void(I, A1, I, I, I, A1, I, I, A1, I, I))
-    def half(kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
-        mkh(kc, intrinsics.pointer(A), ao, lda, ldi, intrinsics.pointer(B), bo, ldb,
-            intrinsics.pointer(C), co, ldc)
+    half = _mk_runner(T, MR, NR, VW, live=live)
     kc, cols, ldc, co = 29, live * VW, NR + 3, NR + 4
     A = rng.standard_normal(kc * MR).astype(T)
     B = rng.standard_normal((kc, NR)).astype(T)

@@ -160,7 +160,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         f = cgutils.alloca_once_value(builder, zero)
-        dW = [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
+        dW = [] if blocked else [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
         xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
         xd, gd = (builder.bitcast(v, d.as_pointer()) for v in (xslot, gslot))
         # blocked: a block's rows of x and g (float64) for dW's sums after it, and those

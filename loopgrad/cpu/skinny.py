@@ -206,6 +206,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     # the module whose row functions call rowvec.py's or rowblocks.py's intrinsics; M a
     # run-time argument for rowblocks (one module per K)
     blocks = mod is rowblocks
+    dw = 0 if blocks else rowvec.dw_rows(K, M, vector_bits)
     return _ON_INTRINSICS.format(
         K=K, M="any M > 8" if blocks else f"M = {M}", want=_want_name(want), bits=vector_bits,
         mod=mod.__name__.rsplit(".", 1)[1], deps=_digest(mod), bits_want=want,
@@ -213,8 +214,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
         else "vectors along each row",
         make="row_blocks" if blocks else "row_vectors", shape=K if blocks else f"{K}, {M}",
         m_arg=", M_" if blocks else "",
-        dw="" if blocks or not rowvec.dw_rows(K, M, vector_bits)
-        else f", dw_block={rowvec.dw_rows(K, M, vector_bits)}")
+        dw=f", dw_block={dw}" if dw else "")
 
 
 @functools.lru_cache(maxsize=None)

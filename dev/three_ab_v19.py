@@ -4,7 +4,8 @@ with the same arguments (dev/products_v19.md 20a–20l).
     [SET=PANELS=True,False] [THREADS=2] [DTYPE=float32] python dev/three_ab_v19.py NxKxM ... [rounds=15]
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code (PANELS, H_COLS,
-XT_TASK, ...), or KC3=A,B: the machine table's KC3 for DTYPE's tile.  Prints, per shape,
+XT_TASK, ...), KC3=A,B: the machine table's KC3 for DTYPE's tile, or HDR_NAME=A,B: a
+literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g. HDR_JB=4,8).  Prints, per shape,
 each build's median ms, the paired median ratio A ÷ B, and whether they give the same bits.
 """
 import ast, os, sys, time
@@ -25,6 +26,10 @@ def setting(value):
     if NAME == "KC3":
         t = machine.TABLE[isa].tiles[DT.name]
         machine.TABLE[isa].tiles[DT.name] = machine.Tile(t.MR, t.NR, t.MC, t.KC, value)
+    elif NAME.startswith("HDR_"):  # a literal of the generated header: SET=HDR_JB=4,8
+        import re
+        key = NAME[4:]
+        tiled._HEADER = re.sub(rf"^{key} = \S+", f"{key} = {value}", tiled._HEADER, flags=re.M)
     else:
         setattr(tiled, NAME, value)
     for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):

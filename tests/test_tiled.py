@@ -278,6 +278,47 @@ def test_empty_rows(rng, K, M):
 
 # ------------------------------------------------------------ the SLP switch, the micro-kernel
 
+@pytest.mark.parametrize("krows,njr", [(96, 2), (21, 1)])
+def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
+    # the three-pass kernel's dW items with one chunk sum into a region of their thread's
+    # own (pld = the item's columns, kp = k0, jp = jr0); the same blocks into all of dW's
+    # partial (pld = Mp) must give the same bits, and the region nothing past its size
+    th = _tiled.module("float32", machine.entry().isa, "three")
+    MR, NR, MC = th.MR, th.NR, th.MC
+    K, nh, kc, k0, jr0 = 96 + MC, 4, 37, 96, 1
+    M = Mp = nh * NR
+    xs = [rng.standard_normal((kc, K)).astype(np.float32) for _ in range(2)]  # two blocks
+    g = rng.standard_normal((nh, 2 * kc, NR)).astype(np.float32)  # by column panels
+    Xps = []
+    for x in xs:
+        Xp = np.empty(-(-K // MR) * MR * kc, np.float32)
+        th.pack_xt(Xp, x.reshape(-1), K, 0, kc, k0, krows)
+        Xps.append(Xp)
+    gf, gstr = g.reshape(-1), 2 * kc * NR
+    outs = []
+    for pld, kp, jp in ((Mp, 0, 0), (njr * NR, k0, jr0)):
+        size = (K if kp == 0 else MC) * pld
+        part = np.full(K * Mp + 64, np.nan)  # NaN past the region: must stay so
+        dW = np.full((K, M), np.nan, np.float32)
+        Ct = np.empty(MR * NR, np.float32)
+        for b, block in enumerate((th.FIRST, th.LAST)):
+            th.dw_item(part, dW.reshape(-1), Xps[b], gf[b * kc * NR:], gstr, M, pld, kp, jp,
+                       kc, k0, krows, jr0, njr, block, Ct)
+        assert np.isnan(part[size:]).all()
+        outs.append(dW)
+    want = sum(x[:, k0:k0 + krows].astype(np.float64).T
+               @ g[:, b * kc:(b + 1) * kc].transpose(1, 0, 2).reshape(kc, -1)
+               for b, x in enumerate(xs))[:, jr0 * NR:(jr0 + njr) * NR]
+    got = outs[1][k0:k0 + krows, jr0 * NR:(jr0 + njr) * NR]
+    # each block a sum of kc float32 terms: within kc·eps·Σ|terms| of the float64 sum
+    bound = kc * np.finfo(np.float32).eps * sum(
+        np.abs(x[:, k0:k0 + krows].astype(np.float64)).T
+        @ np.abs(g[:, b * kc:(b + 1) * kc]).transpose(1, 0, 2).reshape(kc, -1)
+        for b, x in enumerate(xs))[:, jr0 * NR:(jr0 + njr) * NR]
+    assert np.all(np.abs(got - want) <= bound)
+    assert np.array_equal(outs[0], outs[1], equal_nan=True)  # and NaN outside the item
+
+
 def _tile_add_asm(slp: bool, vector_bits=None) -> str:
     # compile a fresh copy of the AVX-512 entry's float32 tile add (straight-line source
     # that only SLP vectorizes), with or without SLP

@@ -511,9 +511,9 @@ def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
     pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
 
 
-@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, I, A1), nogil=True, cache=True,
-      fastmath=_FM)
-def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, Ct2):
+@njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, I, I, I, A1), nogil=True,
+      cache=True, fastmath=_FM)
+def dw_item(part2, dW2, Xp2, Gp2, gstr, M, pld, kp, jp, kc, k0, krows, jr0, njr, block, Ct2):
     # one KC block of dW = xᵀ·g (both operands packed: rows of x and g lie 4 KiB or more
     # apart; g's panel jr at Gp[jr·gstr:], its kc rows NR elements apart: pack_g's, or
     # g itself where it lies by column panels) for rows [k0, k0+krows) and column panels
@@ -521,17 +521,19 @@ def dw_item(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, C
     # of Σ_{pc≤n<pc+kc} x[n,k]·g[n,:] summed in float64 into part; `block` says which:
     # FIRST sets part, MIDDLE adds, LAST writes dW = T(part + tile), ONLY dW = tile
     # (no partial to zero beforehand and copy afterwards: 15 % of 1024³, dev 9a).
-    # part holds each tile's MR×NR float64s together, tile (k, jr) at k·Mp + jr·MR·NR
-    # for k a multiple of MR: in dW's layout a tile's rows lay Mp·8 bytes apart (8 KiB
-    # at M = 1024), all in the same few L1 sets (by tile: 1-2.5 % off the dW items at
-    # 1024³, 2048×512×2048 and 10⁴×1024², dev/products_v18.md 19b)
+    # part holds each tile's MR×NR float64s together, tile (k, jr) at (k − kp)·pld +
+    # (jr − jp)·MR·NR for k a multiple of MR: all of dW's (kp = jp = 0, pld = Mp), or the
+    # item's alone (kp = k0, jp = jr0, pld its panels' columns: the driver's `local`).
+    # In dW's layout a tile's rows lay Mp·8 bytes apart (8 KiB at M = 1024), all in the
+    # same few L1 sets (by tile: 1-2.5 % off the dW items at 1024³, 2048×512×2048 and
+    # 10⁴×1024², dev/products_v18.md 19b)
     part, dW, Xp, Gp, Ct = pointer(part2), pointer(dW2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
     nir = (krows + MR - 1) // MR
     for jr in range(jr0, jr0 + njr):
         cols = min(NR, M - jr * NR)
         for ir in range(nir):
             rows = min(MR, krows - ir * MR)
-            o = (k0 + ir * MR) * Mp + jr * MR * NR
+            o = (k0 - kp + ir * MR) * pld + (jr - jp) * MR * NR
             d = (k0 + ir * MR) * M + jr * NR
             # the tile of part, and dW's rows (M elements apart, beyond the hardware
             # prefetcher): asked for while mk runs (dev/products_v10.md)
@@ -680,6 +682,10 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     ngp = 0 if G_PANELS else nbc * KB * Mp  # pack_g's blocks, where g is whole rows
     Gp = rest[ng:][:ngp]
     Xp = rest[ng + ngp:][:nbc * xpb]
+    # one chunk of blocks (N ≤ DWB·KB) and room in part for a region per thread: each
+    # thread's items sum into its own region (see dw_item's `part`)
+    lsize = MC * jw * NR
+    local = N <= DWB * KB and nthr * lsize <= part.shape[0]
     if wdw:
         ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KB):
@@ -700,6 +706,11 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                     pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(XT_COLS, K - k0))
             for w in prange(nthr):  # column group by column group, as h's and dx's
                 Ct = np.empty(MR * NR, T)
+                # one chunk: each item sums all its blocks in turn, so its partial can
+                # live in a region of the thread's own, reused item after item (it stays
+                # in L2), rather than in its place in all of dW's (8 MiB at 1024³, from
+                # memory: 1-3 % of a call on one thread, dev/products_v24.md 25b)
+                pw = part[w * lsize:(w + 1) * lsize] if local else part
                 for item in range(nk * njb):
                     if ownw[item] != w:
                         continue
@@ -712,7 +723,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                             (LAST if last else MIDDLE)
                         # B: g's panels in place (G_PANELS), else pack_g's
                         G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KB * Mp:], kc * NR)
-                        dw_item(part, dW, Xp[b * xpb:], G, gs, M, Mp, kc, kb * MC,
+                        pld, kp, jp = (jw * NR, kb * MC, jb * jw) if local else (Mp, 0, 0)
+                        dw_item(pw, dW, Xp[b * xpb:], G, gs, M, pld, kp, jp, kc, kb * MC,
                                 min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
                                 Ct)
     f = 0.0

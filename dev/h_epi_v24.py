@@ -1,0 +1,99 @@
+"""The three-pass h items (one thread) with the epilogue where it runs now (after the item's
+products), not at all, or tile by tile right after each tile's last KC block (EPIT; f's
+partials shared, so only the time means anything) (dev/products_v24.md 25c).
+
+    python dev/h_epi_v24.py NxKxM [rounds]
+"""
+import sys, time, numpy as np, numba
+from numba import njit
+from loopgrad.cpu import tiled, machine
+from loopgrad.cpu.intrinsics import pointer
+numba.set_num_threads(1)
+N, K, M = (int(v) for v in sys.argv[1].split("x"))
+rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+e = machine.entry(); c = tiled.module("float32", e.isa)
+MR, NR, MC, KC, JH = c.MR, c.NR, c.MC, c.KC, c.JH
+mk, pack_a, tile_add, epilogue_rows = c.mk, c.pack_a, c.tile_add, c.epilogue_rows
+T = np.float32
+SRC = '''
+@njit
+def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
+    g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
+    Ap, Ct = pointer(Ap2), pointer(Ct2)
+    fsp2 = np.zeros(16)
+    fsp = pointer(fsp2)
+    nir = (rows + MR - 1) // MR
+    col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)
+    for pc in range(0, K, KC):
+        kc = min(KC, K - pc)
+        if PACK:
+            pack_a(Ap, x, K, r0, rows, pc, kc)
+        for jr in range(j0, j0 + nj):
+            bo = (jr * K + pc) * NR
+            for ir in range(nir):
+                co = ir * MR * ldg + jr * pstr
+                C, c0, ldc = (g, co, ldg) if pc == 0 else (Ct, 0, NR)
+                if PFY and pc + kc == K:
+                    for i in range(MR):
+                        ya = (r0 + ir * MR + i) * M + jr * NR
+                        for q in range(0, NR, 16):
+                            if PFY == 3:
+                                prefetch_nta(y, ya + q)
+                            else:
+                                prefetch_l2(y, ya + q)
+                if MK:
+                    mk(kc, Ap, ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
+                if pc > 0 and ADD:
+                    tile_add(g, co, ldg, Ct, MR)
+                if EPIT and pc + kc == K:
+                    # the tile's epilogue right after it: 8 rows × 32 columns, L1-hot
+                    epilogue_rows(g, co, ldg, pstr, y, (r0 + ir * MR) * M + jr * NR, M, dy,
+                                  (r0 + ir * MR) * M + jr * NR, min(MR, rows - ir * MR), min(NR, M - jr * NR), 0.0, True, fsp, False)
+            if EPIP and pc + kc == K:
+                # this panel's 32 columns of the item's rows, right after its tiles
+                for n in range(rows):
+                    epilogue_rows(g, jr * pstr + n * ldg, ldg, pstr, y, (r0 + n) * M + jr * NR, M, dy,
+                                  (r0 + n) * M + jr * NR, 1, min(NR, M - jr * NR), 0.0, True, fsp, False)
+    fs2 = np.zeros(16)
+    fs = pointer(fs2)
+    yb = r0 * M + col0
+    db = yb
+    if HOT == 1 or HOT == 2:
+        yb = col0
+    if HOT == 1 or HOT == 3:
+        db = col0
+    if EPI:
+        for n in range(rows):
+            epilogue_rows(g, j0 * pstr + n * ldg, ldg, pstr, y, yb + n * M, M, dy,
+                          db + n * M, 1, col1 - col0, 0.0, True, fs, False)
+    return fs[0]
+'''
+def build(HOT=0, PFY=0, EPIP=0, EPIT=0, **flags):
+    ns = dict(njit=njit, pointer=pointer, np=np, MR=MR, NR=NR, KC=KC, mk=mk, pack_a=pack_a,
+              tile_add=tile_add, epilogue_rows=epilogue_rows, HOT=HOT, PFY=PFY, EPIP=EPIP, EPIT=EPIT, prefetch_l2=c.prefetch_l2, prefetch=c.prefetch, prefetch_nta=__import__('loopgrad.cpu.intrinsics', fromlist=['x'])._prefetcher(0), **flags)
+    exec(SRC, ns)
+    return ns["fb"]
+variants = {"all": build(PACK=1, MK=1, ADD=1, EPI=1), "no epi": build(PACK=1, MK=1, ADD=1, EPI=0),
+            "epi by tile": build(PACK=1, MK=1, ADD=1, EPI=0, EPIT=1)}
+rng = np.random.default_rng(0)
+x, W, y = (rng.standard_normal(s, dtype=T).reshape(-1) for s in ((N, K), (K, M), (N, M)))
+dy = np.empty(N * M, T)
+Mp = (M + NR - 1) // NR * NR; Np = (N + MR - 1) // MR * MR
+Wp = np.empty(K * Mp, T)
+for jr in range(Mp // NR):
+    c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+g = np.empty(Np * Mp, T)
+ldg, pstr = NR, Np * NR
+Ap, Ct = np.zeros(MC * KC, T), np.empty(MR * NR, T)
+nb = (N + MC - 1) // MC; nh = Mp // NR; gh = (nh + JH - 1) // JH
+def items(fb):
+    for item in range(nb * gh):
+        r0, j0 = item % nb * MC, item // nb * JH
+        fb(g[r0 * ldg:], dy, x, Wp, y, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0, min(JH, nh - j0), Ap, Ct)
+for f in variants.values(): items(f)
+ts = {k: [] for k in variants}
+for r in range(rounds):
+    for k, f in variants.items():
+        t = time.perf_counter(); items(f); ts[k].append(time.perf_counter() - t)
+print(sys.argv[1], "; ".join(f"{k} {np.median(v)*1e3:.2f}" for k, v in ts.items()), "ms; mk ideal at 180:",
+      f"{2*N*K*M/180e6:.2f}")

@@ -276,8 +276,6 @@ def test_empty_rows(rng, K, M):
     assert got.f == 0.0 and got.dx.shape == (0, K) and np.array_equal(got.dW, np.zeros((K, M), np.float32))
 
 
-# ------------------------------------------------------------ the SLP switch, the micro-kernel
-
 @pytest.mark.parametrize("krows,njr", [(96, 2), (21, 1)])
 def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
     # the three-pass kernel's dW items with one chunk sum into a region of their thread's
@@ -318,6 +316,8 @@ def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
     assert np.all(np.abs(got - want) <= bound)
     assert np.array_equal(outs[0], outs[1], equal_nan=True)  # and NaN outside the item
 
+
+# ------------------------------------------------------------ the SLP switch, the micro-kernel
 
 def _tile_add_asm(slp: bool, vector_bits=None) -> str:
     # compile a fresh copy of the AVX-512 entry's float32 tile add (straight-line source

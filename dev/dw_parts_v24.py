@@ -1,8 +1,9 @@
 """The three-pass kernel's dW items at N×K×M, K = M (one thread, one chunk of KC blocks or
 all of N's): pack_xt, dw_item as built, the micro-kernel alone over the same loops, and a
 copy of dw_item (`dwv`) with its pieces switched by `mode` bits (1 part's prefetches, 2
-the tile adds, 8 the partial in the item's own region), warm and with the caches flushed
-("cold": 64 MiB touched first) (dev/products_v24.md 25a, 25b).
+the tile adds, 4 every add into one tile (hot), 8 the partial in the item's own region),
+warm and with the caches flushed ("cold": 64 MiB touched first) (dev/products_v24.md 25a,
+25b).
 
     [KCD=256] [NT=7] python dev/dw_parts_v24.py K [kb_inner|kb_outer] [N]
 """
@@ -31,29 +32,39 @@ def packs():
     for b in range(nbk):
         for k0 in range(0, K, 4 * MR):
             th.pack_xt(Xp[b * xpb:], x, K, b * KC, KC, k0, min(4 * MR, K - k0))
+FIRST, MIDDLE, LAST, ONLY = th.FIRST, th.MIDDLE, th.LAST, th.ONLY
+
+
 @njit
-def mk_only(Xp2, g2, Ct2, dW2, K, M, Np, nbk, xpb, mode):
+def mk_only(Xp2, g2, Ct2, dW2, K, M, Np, nbk, xpb, into_dw):
+    # the items' micro-kernel calls alone (whole row blocks only), into Ct or into dW
     Xp, g, Ct, dW = pointer(Xp2), pointer(g2), pointer(Ct2), pointer(dW2)
     for kb in range(0, K - MC + 1, MC):
         for jb in range(0, M // NR, JW):
             for b in range(nbk):
                 for jr in range(jb, jb + JW):
                     for ir in range(MC // MR):
-                        if mode == 0:
-                            mk(KC, Xp, b * xpb + (kb + ir * MR) * KC, MR, 1, g, jr * Np * NR + b * KC * NR, NR, Ct, 0, NR)
-                        else:
-                            mk(KC, Xp, b * xpb + (kb + ir * MR) * KC, MR, 1, g, jr * Np * NR + b * KC * NR, NR, dW, (kb + ir * MR) * M + jr * NR, M)
-ORDER = sys.argv[2] if len(sys.argv) > 2 else "kb_inner"
-def items():
+                        C, co, ldc = (dW, (kb + ir * MR) * M + jr * NR, M) if into_dw else (Ct, 0, NR)
+                        mk(KC, Xp, b * xpb + (kb + ir * MR) * KC, MR, 1, g,
+                           jr * Np * NR + b * KC * NR, NR, C, co, ldc)
+
+
+def item_order():
+    # (kb, jb) of the items: column group by column group (the driver's), or kb_outer
     nk = (K + MC - 1) // MC
     its = [(i % nk * MC, i // nk * JW) for i in range(nk * (M // NR // JW))]
-    if ORDER != "kb_inner":
-        its.sort()
-    for kb, jb in its:
-        if True:
-            for b in range(nbk):
-                blk = th.FIRST if b == 0 else (th.LAST if b == nbk - 1 else th.MIDDLE)
-                th.dw_item(part, dW, Xp[b * xpb:], g[b * KC * NR:], Np * NR, M, Mp, 0, 0, KC, kb, min(MC, K - kb), jb, JW, blk, Ct)
+    return sorted(its) if len(sys.argv) > 2 and sys.argv[2] == "kb_outer" else its
+
+
+def block(b):
+    return FIRST if b == 0 else (LAST if b == nbk - 1 else MIDDLE)
+
+
+def items():
+    for kb, jb in item_order():
+        for b in range(nbk):
+            th.dw_item(part, dW, Xp[b * xpb:], g[b * KC * NR:], Np * NR, M, Mp, 0, 0, KC, kb,
+                       min(MC, K - kb), jb, JW, block(b), Ct)
 def t(f, n=int(__import__("os").environ.get("NT", 7))):
     f(); ts = []
     for _ in range(n):
@@ -65,12 +76,11 @@ def cold(f):
     def run():
         big[::16] += 1.0; f()
     return run
-r = dict(cold_items=t(cold(items)) - t(cold(lambda: None)), pack=t(packs), items=t(items), mk_ct=t(lambda: mk_only(Xp, g, Ct, dW, K, M, Np, nbk, xpb, 0)),
-         mk_dw=t(lambda: mk_only(Xp, g, Ct, dW, K, M, Np, nbk, xpb, 1)))
+r = dict(cold_items=t(cold(items)) - t(cold(lambda: None)), pack=t(packs), items=t(items), mk_ct=t(lambda: mk_only(Xp, g, Ct, dW, K, M, Np, nbk, xpb, False)),
+         mk_dw=t(lambda: mk_only(Xp, g, Ct, dW, K, M, Np, nbk, xpb, True)))
 fl = 2 * N * K * M / 1e9
 print(N, {k: f"{v:.2f} ms" for k, v in r.items()}, "items GFLOP/s", round(fl / r["items"] * 1e3), "mk_ct", round(fl / r["mk_ct"] * 1e3))
 
-FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
 tile_set64, tile_add64, tile_fold, prefetch = th.tile_set64, th.tile_add64, th.tile_fold, th.prefetch
 LINE = 16
 @njit
@@ -82,7 +92,9 @@ def dwv(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, Ct2, 
             rows = min(MR, krows - ir * MR)
             o = (k0 + ir * MR) * Mp + jr * MR * NR
             d = (k0 + ir * MR) * M + jr * NR
-            if mode & 8:
+            if mode & 4:  # every add into one tile, which stays in L1
+                o = d = 0
+            if mode & 8:  # the item's own region
                 o = ir * MR * (njr * NR) + (jr - jr0) * MR * NR
             if mode & 1:
                 if block != ONLY:
@@ -102,12 +114,13 @@ def dwv(part2, dW2, Xp2, Gp2, gstr, M, Mp, kc, k0, krows, jr0, njr, block, Ct2, 
                     tile_fold(dW, d, M, part, o, NR, Ct, rows)
 def items_v(mode):
     def run():
-        nk = (K + MC - 1) // MC
-        for i in range(nk * (M // NR // JW)):
-            kb, jb = i % nk * MC, i // nk * JW
+        for kb, jb in item_order():
             for b in range(nbk):
-                blk = FIRST if b == 0 else (LAST if b == nbk - 1 else MIDDLE)
-                dwv(part, dW, Xp[b * xpb:], g[b * KC * NR:], Np * NR, M, Mp, KC, kb, min(MC, K - kb), jb, JW, blk, Ct, mode)
+                dwv(part, dW, Xp[b * xpb:], g[b * KC * NR:], Np * NR, M, Mp, KC, kb,
+                    min(MC, K - kb), jb, JW, block(b), Ct, mode)
     return run
+
+
 for rep in range(2):
-    print({m: f"{t(cold(items_v(m))) - t(cold(lambda: None)):.2f}" for m in (3, 11)}, "(cold)", {m: f"{t(items_v(m)):.2f}" for m in (3, 11)}, "(warm)")
+    print("dwv by mode, ms:", {m: f"{t(items_v(m)):.2f}" for m in (3, 2, 1, 6, 0, 11)}, "(warm)",
+          {m: f"{t(cold(items_v(m))) - t(cold(lambda: None)):.2f}" for m in (3, 11)}, "(cold)")

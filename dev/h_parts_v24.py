@@ -1,14 +1,16 @@
 """The three-pass kernel's h items (forward_block's loops, one thread, as the driver runs
-them) as variants, each compiled as a function of its own: EPI (the epilogue), PACK (x
-packed per KC block), ADD (tile_add for pc > 0), MK (the micro-kernel calls), HOT (y and
-dy at the first rows), PFY (y's tiles to L2 in the last block), PFB (the next B panel to
-L2 or L1), PFX (the next block's x rows to L2) (dev/products_v24.md 25a).
+them) as variants, each compiled as a function of its own: EPI (the epilogue after the
+item), PACK (x packed per KC block), ADD (tile_add for pc > 0), MK (the micro-kernel
+calls), HOT (1: y and dy at the first rows, 2: y, 3: dy), PFY (y's tiles to L2 in the last
+block; 3: NTA), PFB (the next B panel to L2 or L1), PFX (the next block's x rows to L2),
+EPIT / EPIP (the epilogue tile by tile, or panel by panel, right after its last KC block;
+f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c).
 
-    python dev/h_parts_v24.py NxKxM [rounds]
+    python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue]
 """
 import sys, time, numpy as np, numba
 from numba import njit
-from loopgrad.cpu import tiled, machine
+from loopgrad.cpu import intrinsics, tiled, machine
 from loopgrad.cpu.intrinsics import pointer
 numba.set_num_threads(1)
 N, K, M = (int(v) for v in sys.argv[1].split("x"))
@@ -22,6 +24,8 @@ SRC = '''
 def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
+    fsp2 = np.zeros(16)
+    fsp = pointer(fsp2)
     nir = (rows + MR - 1) // MR
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)
     for pc in range(0, K, KC):
@@ -64,6 +68,15 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                     mk(kc, Ap, ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0 and ADD:
                     tile_add(g, co, ldg, Ct, MR)
+                if EPIT and pc + kc == K:  # the tile's epilogue, 8 rows × 32 columns
+                    ya = (r0 + ir * MR) * M + jr * NR
+                    epilogue_rows(g, co, ldg, pstr, y, ya, M, dy, ya, min(MR, rows - ir * MR),
+                                  min(NR, M - jr * NR), 0.0, True, fsp, False)
+            if EPIP and pc + kc == K:  # the panel's 32 columns of the item's rows
+                for n in range(rows):
+                    ya = (r0 + n) * M + jr * NR
+                    epilogue_rows(g, jr * pstr + n * ldg, ldg, pstr, y, ya, M, dy, ya, 1,
+                                  min(NR, M - jr * NR), 0.0, True, fsp, False)
     fs2 = np.zeros(16)
     fs = pointer(fs2)
     yb = r0 * M + col0
@@ -78,13 +91,31 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                           db + n * M, 1, col1 - col0, 0.0, True, fs, False)
     return fs[0]
 '''
-def build(HOT=0, PFY=0, PFX=0, PFF=None, PFB=0, PFBF=None, **flags):
-    ns = dict(njit=njit, pointer=pointer, np=np, MR=MR, NR=NR, KC=KC, mk=mk, pack_a=pack_a,
-              tile_add=tile_add, epilogue_rows=epilogue_rows, HOT=HOT, PFY=PFY, PFB=PFB, PFBF=PFBF or c.prefetch_l2, PFX=PFX, PFF=PFF or c.prefetch_l2, MC=MC, NROWS=N, prefetch_l2=c.prefetch_l2, prefetch=c.prefetch, prefetch_nta=__import__('loopgrad.cpu.intrinsics', fromlist=['x'])._prefetcher(0), **flags)
+FLAGS = dict(PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
+
+
+def build(PFF=None, PFBF=None, **flags):
+    # the h items with FLAGS changed by `flags`; PFF, PFBF: PFX's and PFB's prefetch
+    ns = dict(njit=njit, pointer=pointer, np=np, MR=MR, NR=NR, KC=KC, MC=MC, NROWS=N, mk=mk,
+              pack_a=pack_a, tile_add=tile_add, epilogue_rows=epilogue_rows,
+              prefetch_l2=c.prefetch_l2, prefetch_nta=intrinsics._prefetcher(0),
+              PFF=PFF or c.prefetch_l2, PFBF=PFBF or c.prefetch_l2, **{**FLAGS, **flags})
     exec(SRC, ns)
     return ns["fb"]
-variants = {"all": build(PACK=1, MK=1, ADD=1, EPI=1), "no epi": build(PACK=1, MK=1, ADD=1, EPI=0),
-            "pfb L2": build(PACK=1, MK=1, ADD=1, EPI=1, PFB=1), "pfb L1": build(PACK=1, MK=1, ADD=1, EPI=1, PFB=1, PFBF=c.prefetch), "pfb+pfx L2": build(PACK=1, MK=1, ADD=1, EPI=1, PFB=1, PFX=16)}
+
+
+SETS = {
+    "parts": lambda: {"all": build(), "no epi": build(EPI=0), "no add": build(EPI=0, ADD=0),
+                      "no pack": build(EPI=0, ADD=0, PACK=0), "pack only": build(EPI=0, ADD=0, MK=0),
+                      "epi only": build(PACK=0, MK=0, ADD=0), "epi only, hot": build(PACK=0, MK=0, ADD=0, HOT=1),
+                      "y dy hot": build(HOT=1)},
+    "prefetch": lambda: {"all": build(), "y to L2": build(PFY=1), "y NTA": build(PFY=3),
+                         "pfb L2": build(PFB=1), "pfb L1": build(PFB=1, PFBF=c.prefetch),
+                         "pfx 16 L2": build(PFX=16)},
+    "epilogue": lambda: {"all": build(), "no epi": build(EPI=0), "epi by tile": build(EPI=0, EPIT=1),
+                         "epi by panel": build(EPI=0, EPIP=1)},
+}
+variants = SETS[sys.argv[3] if len(sys.argv) > 3 else "parts"]()
 rng = np.random.default_rng(0)
 x, W, y = (rng.standard_normal(s, dtype=T).reshape(-1) for s in ((N, K), (K, M), (N, M)))
 dy = np.empty(N * M, T)

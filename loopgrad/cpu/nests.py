@@ -715,6 +715,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                     if ownw[item] != w:
                         continue
                     kb, jb = item % nk, item // nk
+                    pld, kp, jp = (jw * NR, kb * MC, jb * jw) if local else (Mp, 0, 0)
                     for b in range(nbk):
                         pc = c0 + b * KB
                         kc = min(KB, N - pc)
@@ -723,7 +724,6 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                             (LAST if last else MIDDLE)
                         # B: g's panels in place (G_PANELS), else pack_g's
                         G, gs = (g[pc * NR:], Np * NR) if G_PANELS else (Gp[b * KB * Mp:], kc * NR)
-                        pld, kp, jp = (jw * NR, kb * MC, jb * jw) if local else (Mp, 0, 0)
                         dw_item(pw, dW, Xp[b * xpb:], G, gs, M, pld, kp, jp, kc, kb * MC,
                                 min(MC, K - kb * MC), jb * jw, min(jw, nh - jb * jw), block,
                                 Ct)

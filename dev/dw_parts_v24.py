@@ -3,7 +3,7 @@ all of N's): pack_xt, dw_item as built, the micro-kernel alone over the same loo
 copy of dw_item (`dwv`) with its pieces switched by `mode` bits (1 part's prefetches, 2
 the tile adds, 4 every add into one tile (hot), 8 the partial in the item's own region),
 warm and with the caches flushed ("cold": 64 MiB touched first) (dev/products_v24.md 25a,
-25b).
+25b); last, `dwd`: each tile's blocks in turn into one hot float64 tile (26b).
 
     [KCD=256] [NT=7] python dev/dw_parts_v24.py K [kb_inner|kb_outer] [N]
 """
@@ -124,3 +124,33 @@ def items_v(mode):
 for rep in range(2):
     print("dwv by mode, ms:", {m: f"{t(items_v(m)):.2f}" for m in (3, 2, 1, 6, 0, 11)}, "(warm)",
           {m: f"{t(cold(items_v(m))) - t(cold(lambda: None)):.2f}" for m in (3, 11)}, "(cold)")
+
+
+# 26b: the tile's KC blocks innermost (its float64 partial one hot tile in L1), B's panel
+# of all N rows read from L2 for each tile: `order` 0 jr outer, 1 ir outer
+hot = np.zeros(MR * NR)
+@njit
+def dwd(hot2, dW2, Xp2, Gp2, gstr, M, kc, nbk, xpb, k0, krows, jr0, njr, Ct2, order):
+    hot, dW, Xp, Gp, Ct = pointer(hot2), pointer(dW2), pointer(Xp2), pointer(Gp2), pointer(Ct2)
+    nir = (krows + MR - 1) // MR
+    for t in range(njr * nir):
+        jr, ir = (jr0 + t // nir, t % nir) if order == 0 else (jr0 + t % njr, t // njr)
+        rows = min(MR, krows - ir * MR)
+        d = (k0 + ir * MR) * M + jr * NR
+        for b in range(nbk):
+            mk(kc, Xp, b * xpb + (k0 + ir * MR) * kc, MR, 1, Gp, jr * gstr + b * kc * NR, NR, Ct, 0, NR)
+            if b == 0:
+                tile_set64(hot, 0, NR, Ct, rows)
+            elif b < nbk - 1:
+                tile_add64(hot, 0, NR, Ct, rows)
+            else:
+                tile_fold(dW, d, M, hot, 0, NR, Ct, rows)
+def items_d(order):
+    def run():
+        for kb, jb in item_order():
+            dwd(hot, dW, Xp, g, Np * NR, M, KC, nbk, xpb, kb, min(MC, K - kb), jb, JW, Ct, order)
+    return run
+items(); ref = dW.copy(); items_d(0)(); same0 = np.array_equal(ref, dW); items_d(1)(); same1 = np.array_equal(ref, dW)
+for rep in range(2):
+    print("26c: items", f"{t(items):.2f}", "tile-inner jr outer", f"{t(items_d(0)):.2f}", "ir outer",
+          f"{t(items_d(1)):.2f}", "ms (warm); same bits", same0, same1)

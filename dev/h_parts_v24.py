@@ -4,9 +4,12 @@ item), PACK (x packed per KC block), ADD (tile_add for pc > 0), MK (the micro-ke
 calls), HOT (1: y and dy at the first rows, 2: y, 3: dy), PFY (y's tiles to L2 in the last
 block; 3: NTA), PFB (the next B panel to L2 or L1), PFX (the next block's x rows to L2),
 EPIT / EPIP (the epilogue tile by tile, or panel by panel, right after its last KC block;
-f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c).
+f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c);
+PIPE (x's next KC block packed during this block's calls, a micro-panel every PIPE calls),
+PONCE (the row block's x packed once for all its column groups: with ORDER=rows only, the
+items row block by row block) (dev/products_v25.md 26c, 26d).
 
-    python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue]
+    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once]
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -28,6 +31,17 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
     fsp = pointer(fsp2)
     nir = (rows + MR - 1) // MR
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)
+    if PONCE and j0 == 0:  # 26d: all of the row block's K blocks, once for its groups
+        for pc in range(0, K, KC):
+            kc = min(KC, K - pc)
+            for ir in range((rows + MR - 1) // MR):
+                base = pc * MC + ir * kc * MR
+                for p in range(kc):
+                    for i in range(MR):
+                        r = ir * MR + i
+                        Ap[base + p * MR + i] = x[(r0 + r) * K + pc + p] if r < rows else np.float32(0.0)
+    if PIPE:  # 26e: block 0 packed first; block b+1's micro-panels during block b's calls
+        pack_a(Ap, x, K, r0, rows, 0, min(KC, K))
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
         if PACK:
@@ -64,8 +78,17 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                         row = l // 16
                         if row < MC and rn + row < NROWS:
                             PFF(x, (rn + row) * K + pn + (l % 16) * 16)
+                if PIPE and pc + kc < K:
+                    call = (jr - j0) * nir + ir
+                    q = call // PIPE
+                    if call % PIPE == 0 and q < nir:
+                        pcn = pc + kc
+                        kcn = min(KC, K - pcn)
+                        boff = ((pcn // KC) % 2) * MC * KC + q * kcn * MR
+                        pack_a(pointer(Ap2[boff:]), x, K, r0 + q * MR, min(MR, rows - q * MR), pcn, kcn)
                 if MK:
-                    mk(kc, Ap, ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
+                    abuf = ((pc // KC) % 2) * MC * KC if PIPE else 0
+                    mk(kc, Ap, abuf + (pc * MC if PONCE else 0) + ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0 and ADD:
                     tile_add(g, co, ldg, Ct, MR)
                 if EPIT and pc + kc == K:  # the tile's epilogue, 8 rows × 32 columns
@@ -91,7 +114,7 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                           db + n * M, 1, col1 - col0, 0.0, True, fs, False)
     return fs[0]
 '''
-FLAGS = dict(PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
+FLAGS = dict(PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
 
 
 def build(PFF=None, PFBF=None, **flags):
@@ -112,6 +135,9 @@ SETS = {
     "prefetch": lambda: {"all": build(), "y to L2": build(PFY=1), "y NTA": build(PFY=3),
                          "pfb L2": build(PFB=1), "pfb L1": build(PFB=1, PFBF=c.prefetch),
                          "pfx 16 L2": build(PFX=16)},
+    "pipe": lambda: {"all": build(), "pipe 1": build(PACK=0, PIPE=1), "pipe 4": build(PACK=0, PIPE=4),
+                     "pipe 8": build(PACK=0, PIPE=8), "no pack": build(PACK=0)},
+    "once": lambda: {"all": build(), "pack once": build(PACK=0, PONCE=1), "no pack": build(PACK=0)},
     "epilogue": lambda: {"all": build(), "no epi": build(EPI=0), "epi by tile": build(EPI=0, EPIT=1),
                          "epi by panel": build(EPI=0, EPIP=1)},
 }
@@ -125,11 +151,16 @@ for jr in range(Mp // NR):
     c.pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
 g = np.empty(Np * Mp, T)
 ldg, pstr = NR, Np * NR
-Ap, Ct = np.zeros(MC * KC, T), np.empty(MR * NR, T)
+Ap, Ct = np.zeros(MC * max(K, 2 * KC), T), np.empty(MR * NR, T)
 nb = (N + MC - 1) // MC; nh = Mp // NR; gh = (nh + JH - 1) // JH
+ROWS_FIRST = __import__("os").environ.get("ORDER") == "rows"  # 26d: items row block by row block
+
+
 def items(fb):
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
+        if ROWS_FIRST:
+            r0, j0 = item // gh * MC, item % gh * JH
         fb(g[r0 * ldg:], dy, x, Wp, y, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0, min(JH, nh - j0), Ap, Ct)
 for f in variants.values(): items(f)
 ts = {k: [] for k in variants}

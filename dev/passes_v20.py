@@ -3,7 +3,7 @@
 epilogue and dW without dy), each the compiled parallel kernel called alternately
 (dev/products_v20.md 21b).  Differences give each pass's cost and its two-thread scaling.
 
-    python dev/passes_v20.py NxKxM [rounds=31]
+    [DTYPE=float64] python dev/passes_v20.py NxKxM [rounds=31]
 """
 import sys, time
 import numpy as np, numba
@@ -11,7 +11,7 @@ from loopgrad._inputs import WANT_DX, WANT_DW, WANT_DY
 from loopgrad.cpu import tiled
 N, K, M = (int(v) for v in sys.argv[1].split("x"))
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 31
-DT = np.float32
+DT = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type
 name, v, nch, rows = tiled.plan(N, K, M, DT)
 assert name == "grads", name
 kern = tiled.kernel(name, v, True)

@@ -5,7 +5,8 @@ with the same arguments (dev/products_v19.md 20a–20l).
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code (PANELS, H_COLS,
 XT_TASK, ...), KC3=A,B: the machine table's KC3 for DTYPE's tile, or HDR_NAME=A,B: a
-literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g. HDR_JB=4,8).  Prints, per shape,
+literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g. HDR_JB=4,8), or
+TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile in the machine table (MR×NR×MC×KC×KC3).  Prints, per shape,
 each build's median ms, the paired median ratio A ÷ B, and whether they give the same bits.
 """
 import ast, os, sys, time
@@ -19,11 +20,13 @@ numba.set_num_threads(int(os.environ.get("THREADS", 2)))
 DT = np.dtype(os.environ.get("DTYPE", "float32"))
 isa = machine.entry().isa
 NAME, values = os.environ.get("SET", "PANELS=True,False").split("=")
-A, B = (ast.literal_eval(v) for v in values.split(","))
+A, B = (v if NAME == "TILE" else ast.literal_eval(v) for v in values.split(","))
 
 
 def setting(value):
-    if NAME == "KC3":
+    if NAME == "TILE":  # SET=TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile (26f)
+        machine.TABLE[isa].tiles[DT.name] = machine.Tile(*(int(v) for v in value.split("x")))
+    elif NAME == "KC3":
         t = machine.TABLE[isa].tiles[DT.name]
         machine.TABLE[isa].tiles[DT.name] = machine.Tile(t.MR, t.NR, t.MC, t.KC, value)
     elif NAME.startswith("HDR_"):  # a literal of the generated header: SET=HDR_JB=4,8

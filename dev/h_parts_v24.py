@@ -31,7 +31,7 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
     fsp = pointer(fsp2)
     nir = (rows + MR - 1) // MR
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)
-    if PONCE and j0 == 0:  # 26d: all of the row block's K blocks, once for its groups
+    if PONCE and j0 == 0:  # 26c: all of the row block's K blocks, once for its groups
         for pc in range(0, K, KC):
             kc = min(KC, K - pc)
             for ir in range((rows + MR - 1) // MR):
@@ -40,7 +40,7 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                     for i in range(MR):
                         r = ir * MR + i
                         Ap[base + p * MR + i] = x[(r0 + r) * K + pc + p] if r < rows else np.float32(0.0)
-    if PIPE:  # 26e: block 0 packed first; block b+1's micro-panels during block b's calls
+    if PIPE:  # 26d: block 0 packed first; block b+1's micro-panels during block b's calls
         pack_a(Ap, x, K, r0, rows, 0, min(KC, K))
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
@@ -153,7 +153,7 @@ g = np.empty(Np * Mp, T)
 ldg, pstr = NR, Np * NR
 Ap, Ct = np.zeros(MC * max(K, 2 * KC), T), np.empty(MR * NR, T)
 nb = (N + MC - 1) // MC; nh = Mp // NR; gh = (nh + JH - 1) // JH
-ROWS_FIRST = __import__("os").environ.get("ORDER") == "rows"  # 26d: items row block by row block
+ROWS_FIRST = __import__("os").environ.get("ORDER") == "rows"  # 26c: items row block by row block
 
 
 def items(fb):

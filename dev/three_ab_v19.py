@@ -24,7 +24,7 @@ A, B = (v if NAME == "TILE" else ast.literal_eval(v) for v in values.split(","))
 
 
 def setting(value):
-    if NAME == "TILE":  # SET=TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile (26f)
+    if NAME == "TILE":  # SET=TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile (dev/products_v25.md 26f)
         machine.TABLE[isa].tiles[DT.name] = machine.Tile(*(int(v) for v in value.split("x")))
     elif NAME == "KC3":
         t = machine.TABLE[isa].tiles[DT.name]

@@ -7,9 +7,10 @@ EPIT / EPIP (the epilogue tile by tile, or panel by panel, right after its last 
 f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c);
 PIPE (x's next KC block packed during this block's calls, a micro-panel every PIPE calls),
 PONCE (the row block's x packed once for all its column groups: with ORDER=rows only, the
-items row block by row block) (dev/products_v25.md 26c, 26d).
+items row block by row block), PACKX (the pack's pieces), INPLACE (x read in place)
+(dev/products_v25.md 26c, 26d, 26g).
 
-    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once]
+    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|inplace]
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -29,6 +30,7 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     fsp2 = np.zeros(16)
     fsp = pointer(fsp2)
+    sink = np.float32(0.0)
     nir = (rows + MR - 1) // MR
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)
     if PONCE and j0 == 0:  # 26c: all of the row block's K blocks, once for its groups
@@ -44,8 +46,18 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
         pack_a(Ap, x, K, r0, rows, 0, min(KC, K))
     for pc in range(0, K, KC):
         kc = min(KC, K - pc)
-        if PACK:
-            pack_a(Ap, x, K, r0, rows, pc, kc)
+        if PACKX & 4:  # the pack's stores alone: its Ap block set to zero
+            for i in range(((rows + MR - 1) // MR) * MR * kc):
+                Ap[i] = np.float32(0.0)
+        elif PACKX & 8:  # the pack's loads alone: the block of x copied, NR at a time, to one line
+            for i in range(rows):
+                for p in range(0, kc - NR + 1, NR):
+                    cpr(Ct, 0, x, (r0 + i) * K + pc + p)
+        elif PACK:
+            # PACKX 1: from the first row block's x (hot); PACKX 2: into a second buffer
+            # that the micro-kernel does not read; 3: both (26g)
+            pack_a(pointer(Ap2[MC * KC:]) if PACKX & 2 else Ap, x, K, 0 if PACKX & 1 else r0,
+                   rows, pc, kc)
         for jr in range(j0, j0 + nj):
             bo = (jr * K + pc) * NR
             for ir in range(nir):
@@ -86,7 +98,9 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                         kcn = min(KC, K - pcn)
                         boff = ((pcn // KC) % 2) * MC * KC + q * kcn * MR
                         pack_a(pointer(Ap2[boff:]), x, K, r0 + q * MR, min(MR, rows - q * MR), pcn, kcn)
-                if MK:
+                if INPLACE:  # 26g: x read in place, rows K apart (the fused kernel's way)
+                    mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
+                elif MK:
                     abuf = ((pc // KC) % 2) * MC * KC if PIPE else 0
                     mk(kc, Ap, abuf + (pc * MC if PONCE else 0) + ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 if pc > 0 and ADD:
@@ -112,14 +126,14 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
         for n in range(rows):
             epilogue_rows(g, j0 * pstr + n * ldg, ldg, pstr, y, yb + n * M, M, dy,
                           db + n * M, 1, col1 - col0, 0.0, True, fs, False)
-    return fs[0]
+    return fs[0] + sink
 '''
-FLAGS = dict(PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
+FLAGS = dict(INPLACE=0, PACKX=0, PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
 
 
 def build(PFF=None, PFBF=None, **flags):
     # the h items with FLAGS changed by `flags`; PFF, PFBF: PFX's and PFB's prefetch
-    ns = dict(njit=njit, pointer=pointer, np=np, MR=MR, NR=NR, KC=KC, MC=MC, NROWS=N, mk=mk,
+    ns = dict(njit=njit, pointer=pointer, np=np, cpr=c.cpr, MR=MR, NR=NR, KC=KC, MC=MC, NROWS=N, mk=mk,
               pack_a=pack_a, tile_add=tile_add, epilogue_rows=epilogue_rows,
               prefetch_l2=c.prefetch_l2, prefetch_nta=intrinsics._prefetcher(0),
               PFF=PFF or c.prefetch_l2, PFBF=PFBF or c.prefetch_l2, **{**FLAGS, **flags})
@@ -137,6 +151,12 @@ SETS = {
                          "pfx 16 L2": build(PFX=16)},
     "pipe": lambda: {"all": build(), "pipe 1": build(PACK=0, PIPE=1), "pipe 4": build(PACK=0, PIPE=4),
                      "pipe 8": build(PACK=0, PIPE=8), "no pack": build(PACK=0)},
+    "packx": lambda: {"all": build(), "pack hot x": build(PACKX=1), "pack elsewhere": build(PACKX=2),
+                      "pack hot x elsewhere": build(PACKX=3), "no pack": build(PACK=0),
+                      "pack only": build(EPI=0, ADD=0, MK=0), "stores only": build(PACKX=4),
+                      "loads only": build(PACKX=8), "stores alone": build(PACKX=4, EPI=0, ADD=0, MK=0),
+                      "loads alone": build(PACKX=8, EPI=0, ADD=0, MK=0)},
+    "inplace": lambda: {"all": build(), "x in place": build(PACK=0, INPLACE=1), "no pack": build(PACK=0)},
     "once": lambda: {"all": build(), "pack once": build(PACK=0, PONCE=1), "no pack": build(PACK=0)},
     "epilogue": lambda: {"all": build(), "no epi": build(EPI=0), "epi by tile": build(EPI=0, EPIT=1),
                          "epi by panel": build(EPI=0, EPIP=1)},

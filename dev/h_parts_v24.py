@@ -7,10 +7,11 @@ EPIT / EPIP (the epilogue tile by tile, or panel by panel, right after its last 
 f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c);
 PIPE (x's next KC block packed during this block's calls, a micro-panel every PIPE calls),
 PONCE (the row block's x packed once for all its column groups: with ORDER=rows only, the
-items row block by row block), PACKX (the pack's pieces), INPLACE (x read in place)
+items row block by row block), PACKX (the pack's pieces), PACKNTA (the next micro-panel's rows asked for first), INPLACE
+(x read in place)
 (dev/products_v25.md 26c, 26d, 26g).
 
-    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|inplace]
+    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace]
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -53,6 +54,21 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
             for i in range(rows):
                 for p in range(0, kc - NR + 1, NR):
                     cpr(Ct, 0, x, (r0 + i) * K + pc + p)
+        elif PACKNTA:  # 26g: each micro-panel packed after asking for the next one's rows
+            nirp = (rows + MR - 1) // MR   # (PACKNTA 1: prefetchnta, 2: to L2, 3: to L1)
+            for q in range(nirp):
+                if q + 1 < nirp:
+                    for i in range(MR):
+                        rr = (q + 1) * MR + i
+                        if rr < rows:
+                            for l in range(0, kc, 16):
+                                if PACKNTA == 1:
+                                    prefetch_nta(x, (r0 + rr) * K + pc + l)
+                                elif PACKNTA == 2:
+                                    prefetch_l2(x, (r0 + rr) * K + pc + l)
+                                else:
+                                    prefetch_l1(x, (r0 + rr) * K + pc + l)
+                pack_a(pointer(Ap2[q * kc * MR:]), x, K, r0 + q * MR, min(MR, rows - q * MR), pc, kc)
         elif PACK:
             # PACKX 1: from the first row block's x (hot); PACKX 2: into a second buffer
             # that the micro-kernel does not read; 3: both (26g)
@@ -128,14 +144,14 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                           db + n * M, 1, col1 - col0, 0.0, True, fs, False)
     return fs[0] + sink
 '''
-FLAGS = dict(INPLACE=0, PACKX=0, PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
+FLAGS = dict(PACKNTA=0, INPLACE=0, PACKX=0, PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
 
 
 def build(PFF=None, PFBF=None, **flags):
     # the h items with FLAGS changed by `flags`; PFF, PFBF: PFX's and PFB's prefetch
     ns = dict(njit=njit, pointer=pointer, np=np, cpr=c.cpr, MR=MR, NR=NR, KC=KC, MC=MC, NROWS=N, mk=mk,
               pack_a=pack_a, tile_add=tile_add, epilogue_rows=epilogue_rows,
-              prefetch_l2=c.prefetch_l2, prefetch_nta=intrinsics._prefetcher(0),
+              prefetch_l2=c.prefetch_l2, prefetch_nta=intrinsics._prefetcher(0), prefetch_l1=c.prefetch,
               PFF=PFF or c.prefetch_l2, PFBF=PFBF or c.prefetch_l2, **{**FLAGS, **flags})
     exec(SRC, ns)
     return ns["fb"]
@@ -157,6 +173,8 @@ SETS = {
                       "loads only": build(PACKX=8), "stores alone": build(PACKX=4, EPI=0, ADD=0, MK=0),
                       "loads alone": build(PACKX=8, EPI=0, ADD=0, MK=0)},
     "inplace": lambda: {"all": build(), "x in place": build(PACK=0, INPLACE=1), "no pack": build(PACK=0)},
+    "nta": lambda: {"all": build(), "pack, next NTA": build(PACKNTA=1), "pack, next L2": build(PACKNTA=2),
+                    "pack, next L1": build(PACKNTA=3), "no pack": build(PACK=0)},
     "once": lambda: {"all": build(), "pack once": build(PACK=0, PONCE=1), "no pack": build(PACK=0)},
     "epilogue": lambda: {"all": build(), "no epi": build(EPI=0), "epi by tile": build(EPI=0, EPIT=1),
                          "epi by panel": build(EPI=0, EPIP=1)},

@@ -7,9 +7,8 @@ EPIT / EPIP (the epilogue tile by tile, or panel by panel, right after its last 
 f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 25c);
 PIPE (x's next KC block packed during this block's calls, a micro-panel every PIPE calls),
 PONCE (the row block's x packed once for all its column groups: with ORDER=rows only, the
-items row block by row block), PACKX (the pack's pieces), PACKNTA (the next micro-panel's rows asked for first), INPLACE
-(x read in place)
-(dev/products_v25.md 26c, 26d, 26g).
+items row block by row block), PACKX (the pack's pieces), PACKNTA (the next micro-panel's
+rows asked for first), INPLACE (x read in place) (dev/products_v25.md 26c, 26d, 26g).
 
     [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace]
 """

@@ -1,9 +1,11 @@
 """The fused kernel built two ways, both compiled in one process and called alternately with
 the same arguments and tiled.plan's chunks (dev/products_v20.md).
 
-    SET=NAME=A,B [THREADS=2] [DTYPE=float32] python dev/fused_ab_v20.py NxKxM ... [rounds=15]
+    SET=NAME=A,B [THREADS=2] [DTYPE=float32] [A0=0.5] python dev/fused_ab_v20.py NxKxM ... [rounds=15]
 
-SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code.  Prints, per
+SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code, or
+HDR_NAME=A,B: a literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g.
+HDR_PF_Y=256,0, dev/products_v25.md 26i).  Prints, per
 shape, each build's median ms, the paired median ratio A ÷ B, and whether the bits agree.
 """
 import ast, os, sys, time
@@ -15,12 +17,18 @@ args = [a for a in sys.argv[1:] if "x" in a]
 rounds = int(next((a for a in sys.argv[1:] if "x" not in a), 15))
 numba.set_num_threads(int(os.environ.get("THREADS", 2)))
 DT = np.dtype(os.environ.get("DTYPE", "float32"))
+A0 = float(os.environ.get("A0", "0"))  # relu'(0): the bench's is 0.5
 NAME, values = os.environ["SET"].split("=")
 A, B = (ast.literal_eval(v) for v in values.split(","))
 
 
 def setting(value):
-    setattr(tiled, NAME, value)
+    if NAME.startswith("HDR_"):  # a literal of the generated header: SET=HDR_PF_Y=256,0
+        import re
+        tiled._HEADER = re.sub(rf"^{NAME[4:]} = \S+", f"{NAME[4:]} = {value}", tiled._HEADER,
+                               flags=re.M)
+    else:
+        setattr(tiled, NAME, value)
     for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):
         f.cache_clear()
 
@@ -41,7 +49,7 @@ for a in args:
     ws64, wsT = np.empty(max(s[0] for s in sizes)), np.empty(max(s[1] for s in sizes), DT)
     outs = {p: [np.empty_like(x), np.empty_like(W), np.empty_like(y)] for p in kern}
     want = WANT_ALL | STREAM
-    call = {p: (lambda p=p: kern[p](*outs[p], x, W, y, 0.0, nch, rows, ws64, wsT, want))
+    call = {p: (lambda p=p: kern[p](*outs[p], x, W, y, A0, nch, rows, ws64, wsT, want))
             for p in kern}
     fs = {p: call[p]() for p in kern}
     same = fs[A] == fs[B] and all(np.array_equal(u, w) for u, w in zip(outs[A], outs[B]))

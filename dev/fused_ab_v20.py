@@ -5,7 +5,7 @@ the same arguments and tiled.plan's chunks (dev/products_v20.md).
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code, or
 HDR_NAME=A,B: a literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g.
-HDR_PF_Y=256,0, dev/products_v25.md 26i).  Prints, per
+HDR_PF_Y=256,0, dev/products_v25.md 26h).  Prints, per
 shape, each build's median ms, the paired median ratio A ÷ B, and whether the bits agree.
 """
 import ast, os, sys, time

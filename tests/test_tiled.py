@@ -807,8 +807,10 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # and unpadded columns; KC blocks crossed along K, M and N; several chunks; h items
     # narrowed for a short N (200×300×256: tiled.h_panels); the fused kernel's g with its
     # rows a line apart (300×20×384: Mp·size a multiple of 512 bytes, its epilogue row by
-    # row); exact ties h == 0), and so must the loops in any number of threads and for any
-    # gradients asked.
+    # row), or M apart where M is not a multiple of NR (37×5×7, 300×40×70, and 130×600×50
+    # with K past KC: h's last panel cut to the row, its epilogue one run a block); exact
+    # ties h == 0), and so must the loops in any number of threads and for any gradients
+    # asked.
     # Through the interpreted serial driver: bitwise the compiled serial and parallel
     # kernels (test_background, test_both_kernels), without their compile.
     ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(

@@ -140,13 +140,26 @@ def packs_x(K, Mp):
     return K > PF_K and Mp >= PACK_X_M
 
 
+@njit(nt.void(P, I, I, P, I), nogil=True, cache=True, fastmath=_FM)
+def tile_cut_add(C, co, ldc, Ct, ncol):
+    # forward_block's `cut` tiles of a KC block after the first: each row's first ncol
+    # elements of the tile buffer Ct added into C.  A function of its own: inlined in
+    # forward_block (tile_out's loop) it made the tiled kernels' compile 40 % longer; the
+    # first block's masked stores stay inline (a call a tile cost 10 % at float64's
+    # 2·10⁵×20×20, dev/products_v25.md 26j)
+    for i in range(MR):
+        for j in range(ncol):
+            C[co + i * ldc + j] += Ct[i * NR + j]
+
+
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
                  nt.boolean, I, nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, j0, nj, Ap2,
                   Ct2, want_grads, dshift, pack, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # whole panels of MR rows; element (n, m) at n·ldg + (m // NR)·pstr + m % NR: rows of
-    # Mp (ldg = Mp, pstr = NR), or by column panels (ldg = NR, pstr = the panel's size:
+    # ldg ≥ M (pstr = NR: Mp or more, or M itself, the fused kernel's, whose last panel's
+    # tiles are cut to the row), or by column panels (ldg = NR, pstr = the panel's size:
     # the three-pass kernel, `g_panels`)), then the epilogue: returns f = Σ z² over those
     # columns; with want_grads writes dy (y's element i at dy[i − dshift]: dshift = 0, or
     # r0·M into a sink of MC·M where dy is not wanted, the same loop either way, so
@@ -170,9 +183,14 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
             pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
         for jr in range(j0, j0 + nj):
             bo = (jr * K + pc) * NR
+            # rows M apart (ldg < the panel's end): the panel's tiles through Ct, each row cut
+            # to its `cut` columns, so as not to write into the next row (a micro-kernel of
+            # its own storing them cut, another copy inlined, made the compile 30 % longer)
+            cut = ldg - jr * NR if pstr == NR and (jr + 1) * NR > ldg else 0
+            direct = pc == 0 and cut == 0  # the tile straight into g
             for ir in range(nir):
                 co = ir * MR * ldg + jr * pstr
-                C, c0, ldc = (g, co, ldg) if pc == 0 else (Ct, 0, NR)
+                C, c0, ldc = (g, co, ldg) if direct else (Ct, 0, NR)
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
                     mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
@@ -192,10 +210,16 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                         mkh(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                     else:
                         mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
-                if pc > 0:
-                    tile_add(g, co, ldg, Ct, MR)
-    # the epilogue runs along rows, or along the whole block as one run where g has no
-    # padding and the columns are all of them (one call either way, intrinsics.epilogue): z,
+                if cut == 0:
+                    if pc > 0:
+                        tile_add(g, co, ldg, Ct, MR)
+                elif pc == 0:
+                    for i in range(MR):  # each row's first `cut` elements, one masked store
+                        cpn(g, co + i * ldg, Ct, i * NR, cut)
+                else:
+                    tile_cut_add(g, co, ldg, Ct, cut)
+    # the epilogue runs along rows, or along the whole block as one run where g's rows are
+    # M apart and the columns are all of them (one call either way, intrinsics.epilogue): z,
     # dy, g, and z² into 16 partial sums, element j of a run (a row's columns col0..col1, or
     # the block) in sum j mod 16, in j's order, a last partial step of 16 masked; the sums
     # added in a fixed tree at the end.  No fast-math flag touches these sums (the
@@ -204,7 +228,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
     # steps inside them.  Lane j mod 16 of a row's elements is the same either way, and so
     # are f's bits)
-    flat = Mp == M and col0 == 0 and col1 == M and pstr == NR and ldg == Mp
+    flat = ldg == M and col0 == 0 and col1 == M and pstr == NR
     runs, length = (1, rows * M) if flat else (rows, col1 - col0)
     fs2 = np.zeros(16)
     fs = pointer(fs2)
@@ -361,11 +385,16 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     part = ws64[:nchunks * K * Mp if wdw else 0]  # dW's float64 partials
-    # g's rows a line more apart where Mp·size is a multiple of 512 bytes: dW's B, a
-    # block's rows of one column panel, lay in 8 of the L1's 64 sets at M = 256 and left it
-    # before the next micro-panel of x came (10⁵×256² 4 %, float64 3-4 % at 128² to
-    # 256², dev/products_v20.md 21a); the epilogue then runs row by row (the same bits)
-    lg = Mp + LINE if Mp % (8 * LINE) == 0 else Mp
+    # g's rows M apart where M is not a multiple of NR, so that the epilogue runs a block's
+    # rows as one run of 16-element steps where each row's last step was a masked part
+    # (h's last panel cut to the row: forward_block's `cut`; dx reads M columns a row, and
+    # dW's last panel reads past M into the next row, columns of its tile never stored:
+    # dev/products_v25.md 26j).  Else a line more apart where Mp·size is a multiple of 512
+    # bytes: dW's B, a block's rows of one column panel, lay in 8 of the L1's 64 sets at
+    # M = 256 and left it before the next micro-panel of x came (10⁵×256² 4 %, float64
+    # 3-4 % at 128² to 256², dev/products_v20.md 21a); the epilogue then runs row by row
+    # (rows of a multiple of 16 elements: the same bits as one run)
+    lg = M if Mp != M else (Mp + LINE if Mp % (8 * LINE) == 0 else Mp)
     for jr in range(Kp // NR):  # NR rows of W, a panel of Wᵀ
         pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
         if wdx:
@@ -377,7 +406,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         n1 = min(N, n0 + R)
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
-        g = np.empty(MC * lg, T)   # MC: whole panels of MR rows
+        g = np.empty(MC * lg + NR, T)   # MC: whole panels of MR rows; NR: dW's reads past M
         sink = np.empty(0 if wdy else MC * M, T)
         pc = part[c * K * Mp:(c + 1) * K * Mp]
         pc[:] = 0.0

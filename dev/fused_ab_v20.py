@@ -48,7 +48,7 @@ for a in args:
         sizes.append(tiled.scratch(name, v, N, K, M, nch))
     ws64, wsT = np.empty(max(s[0] for s in sizes)), np.empty(max(s[1] for s in sizes), DT)
     # the same outputs for both builds (their own arrays lay elsewhere in memory, and that
-    # alone moved the paired ratio of identical code by up to 4 %: dev/products_v25.md 26j)
+    # alone moved the paired ratio of identical code by up to 4 %: dev/products_v25.md 26i)
     shared = [np.empty_like(x), np.empty_like(W), np.empty_like(y)]
     outs = {p: shared for p in kern}
     want = WANT_ALL | STREAM

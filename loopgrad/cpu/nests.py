@@ -146,7 +146,7 @@ def tile_cut_add(C, co, ldc, Ct, ncol):
     # elements of the tile buffer Ct added into C.  A function of its own: inlined in
     # forward_block (tile_out's loop) it made the tiled kernels' compile 40 % longer; the
     # first block's masked stores stay inline (a call a tile cost 10 % at float64's
-    # 2·10⁵×20×20, dev/products_v25.md 26j)
+    # 2·10⁵×20×20, dev/products_v25.md 26i)
     for i in range(MR):
         for j in range(ncol):
             C[co + i * ldc + j] += Ct[i * NR + j]
@@ -389,7 +389,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     # rows as one run of 16-element steps where each row's last step was a masked part
     # (h's last panel cut to the row: forward_block's `cut`; dx reads M columns a row, and
     # dW's last panel reads past M into the next row, columns of its tile never stored:
-    # dev/products_v25.md 26j).  Else a line more apart where Mp·size is a multiple of 512
+    # dev/products_v25.md 26i).  Else a line more apart where Mp·size is a multiple of 512
     # bytes: dW's B, a block's rows of one column panel, lay in 8 of the L1's 64 sets at
     # M = 256 and left it before the next micro-panel of x came (10⁵×256² 4 %, float64
     # 3-4 % at 128² to 256², dev/products_v20.md 21a); the epilogue then runs row by row

@@ -159,7 +159,7 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
                 # the fused kernel's g has rows of M where M is not a multiple of NR, and
                 # runs the block as one run; its rows a line apart (a multiple of 16
                 # elements) row by row, the same f (dev/products_v20.md 21a,
-                # dev/products_v25.md 26j); loss's rows are Mp apart: one run where Mp == M
+                # dev/products_v25.md 26i); loss's rows are Mp apart: one run where Mp == M
                 segs.append((r0, rows, 0, M, name == "grads_fused" or Mp == M))
                 pieces += [(p, min(p + KC, r0 + rows), c) for p in range(r0, r0 + rows, KC)]
             chunks.append((first, len(segs)))

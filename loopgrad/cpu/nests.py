@@ -407,6 +407,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         Ap = np.empty(MC * KC, T)
         Ct = np.empty(MR * NR, T)
         g = np.empty(MC * lg + NR, T)   # MC: whole panels of MR rows; NR: dW's reads past M
+        g[MC * lg:] = 0.0  # (columns never stored; zeros, not whatever the memory held)
         sink = np.empty(0 if wdy else MC * M, T)
         pc = part[c * K * Mp:(c + 1) * K * Mp]
         pc[:] = 0.0

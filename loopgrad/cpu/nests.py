@@ -776,8 +776,10 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed where
     # the grads kernel packs them (`packs_x`, dev/products_v10.md 13d); forward_block sees
     # the block as rows from 0 of x and y.  The same products as in place: the same f.
-    h = np.empty(MC * Mp, T)
-    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, Mp, NR, KC, 0,
+    # h's rows M apart, as the fused kernel's g: its epilogue one run (dev/products_v25.md
+    # 26i)
+    h = np.empty(MC * M, T)
+    return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, M, NR, KC, 0,
                          rows, 0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
                          packs_x(K, Mp), False)
 

@@ -156,11 +156,11 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
             first = len(segs)
             for r0 in range(n0, n1, MC):
                 rows = min(MC, n1 - r0)
-                # the fused kernel's g has rows of M where M is not a multiple of NR, and
-                # runs the block as one run; its rows a line apart (a multiple of 16
-                # elements) row by row, the same f (dev/products_v20.md 21a,
-                # dev/products_v25.md 26i); loss's rows are Mp apart: one run where Mp == M
-                segs.append((r0, rows, 0, M, name == "grads_fused" or Mp == M))
+                # one run a block: the fused and loss kernels' rows of g (h) lie M apart
+                # where M is not a multiple of NR (dev/products_v25.md 26i); the fused
+                # kernel's rows a line apart (a multiple of 16 elements) run row by row,
+                # the same f (dev/products_v20.md 21a)
+                segs.append((r0, rows, 0, M, True))
                 pieces += [(p, min(p + KC, r0 + rows), c) for p in range(r0, r0 + rows, KC)]
             chunks.append((first, len(segs)))
     return (np.array(segs, np.int64).reshape(-1, 5), tuple(chunks),

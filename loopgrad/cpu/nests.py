@@ -140,16 +140,29 @@ def packs_x(K, Mp):
     return K > PF_K and Mp >= PACK_X_M
 
 
+@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
+def tile_out(C, co, ldc, Ct, nrow, ncol, first):
+    # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
+    # KC block of a sum (first), added by the others; a whole tile of a later block by
+    # tile_add's vector rows
+    if nrow == MR and ncol == NR and not first:
+        tile_add(C, co, ldc, Ct, MR)
+        return
+    for i in range(nrow):
+        if first:  # the row's first ncol elements, one masked vector store
+            cpn(C, co + i * ldc, Ct, i * NR, ncol)
+        else:
+            for j in range(ncol):
+                C[co + i * ldc + j] += Ct[i * NR + j]
+
+
 @njit(nt.void(P, I, I, P, I), nogil=True, cache=True, fastmath=_FM)
 def tile_cut_add(C, co, ldc, Ct, ncol):
-    # forward_block's `cut` tiles of a KC block after the first: each row's first ncol
-    # elements of the tile buffer Ct added into C.  A function of its own: inlined in
-    # forward_block (tile_out's loop) it made the tiled kernels' compile 40 % longer; the
-    # first block's masked stores stay inline (a call a tile cost 10 % at float64's
-    # 2·10⁵×20×20, dev/products_v25.md 26i)
-    for i in range(MR):
-        for j in range(ncol):
-            C[co + i * ldc + j] += Ct[i * NR + j]
+    # forward_block's `cut` tiles of a KC block after the first: tile_out's add of each
+    # row's first ncol elements, in a function of its own: inlined in forward_block it made
+    # the tiled kernels' compile 40 % longer; the first block's masked stores stay inline
+    # (a call a tile cost 10 % at float64's 2·10⁵×20×20, dev/products_v25.md 26i)
+    tile_out(C, co, ldc, Ct, MR, ncol, False)
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
@@ -243,22 +256,6 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     f = (((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7]))) \
         + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))
     return f
-
-
-@njit(nogil=True, cache=True, fastmath=_FM, inline="always")
-def tile_out(C, co, ldc, Ct, nrow, ncol, first):
-    # the first nrow × ncol of a tile buffer Ct into C (row stride ldc): set by the first
-    # KC block of a sum (first), added by the others; a whole tile of a later block by
-    # tile_add's vector rows
-    if nrow == MR and ncol == NR and not first:
-        tile_add(C, co, ldc, Ct, MR)
-        return
-    for i in range(nrow):
-        if first:  # the row's first ncol elements, one masked vector store
-            cpn(C, co + i * ldc, Ct, i * NR, ncol)
-        else:
-            for j in range(ncol):
-                C[co + i * ldc + j] += Ct[i * NR + j]
 
 
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean), nogil=True, cache=True,

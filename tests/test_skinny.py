@@ -169,17 +169,50 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
         row = cfunc(chunks.row_signature("grads", dt), fastmath=_skinny._FM)(mod.rows)
         loss = cfunc(chunks.row_signature("loss", dt), fastmath=_skinny._FM)(mod.rows_loss)
 
-    def grads(parallel, x, W, y, a0, chunk_rows):
+    def grads(parallel, x, W, y, a0, chunk_rows, flags=0, skip=None):
+        # flags: more bits for the kernel's `want` (STREAM); skip: dx and dy NaN-filled
+        # that many elements past a cache line (None: wherever np.full puts them)
         N = x.shape[0]
         nchunks, stride = -(-N // chunk_rows), rows.plan(N, K, M)[2]
         partials = rows.partials_buffer(nchunks, stride)
         partials.fill(np.nan)
-        out = [np.full(s, np.nan, dt) for s in ((N, K), (K, M), (N, M))]
+        out = [np.full(s, np.nan, dt) if skip is None or s == (K, M) else
+               _past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
         f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
-                                                 chunk_rows, want)
+                                                 chunk_rows, want | flags)
         lf = chunks.driver("loss", dt, parallel)(loss.address, partials, x, W, y, chunk_rows)
         return (f, *out), lf
     return grads
+
+
+def _past_a_line(shape, dtype, skip):
+    # a NaN-filled C-contiguous array that starts `skip` elements past a cache line
+    n = int(np.prod(shape))
+    raw = np.full(n + 64, np.nan, dtype)
+    at = -raw.ctypes.data % 64 // raw.itemsize + skip
+    return raw[at:at + n].reshape(shape)
+
+
+@pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (8, 4, np.float32),
+                                       (4, 8, np.float64), (5, 7, np.float32)])
+def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
+    # want | STREAM has the row functions store dx's and dy's rows past the caches where a
+    # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
+    # 16 bytes past one and one element past (ordinary stores); rows of 8, 4 and (masked,
+    # never streamed) 5 and 7 elements, 512- and 256-bit code.  Every bit as without,
+    # nothing left unwritten
+    from loopgrad._inputs import STREAM
+    x, W, y = draw(rng, 1001, K, M, dtype)
+    x[:40] = np.round(x[:40])  # ties
+    for bits in (512, 256):
+        grads = _row_vector_kernels(7, dtype, bits=bits, tag="nt", K=K, M=M)
+        ref, _ = grads(True, x, W, y, 0.5, 128)
+        assert_matches_torch(ref, x, W, y, 0.5, form="sum")
+        for skip in (0, 16 // np.dtype(dtype).itemsize, 1):
+            got, _ = grads(True, x, W, y, 0.5, 128, flags=STREAM, skip=skip)
+            assert got[0] == ref[0], (bits, skip)
+            for a, b in zip(got[1:], ref[1:]):
+                assert np.array_equal(a, b), (bits, skip)  # a NaN left would differ
 
 
 @pytest.mark.parametrize("M", [9, 20])
@@ -236,6 +269,15 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     chunk_rows = 256
     kernels = functools.partial(_row_vector_kernels, dtype=dtype, bits=bits, K=K, M=M)
     (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
+    from loopgrad.cpu import rowvec
+    narrow = dtype == np.float32 and rowvec.applies(K, M, bits)  # float32 arithmetic
+    if narrow:  # which refuses inputs that are not finite (f NaN, rowvec.py's guard) ...
+        assert np.isnan(full[0]) and np.isnan(lf)
+        # ... and the API answers from the general float64 rows (or its own kernel)
+        assert_matches_torch(loopgrad.grads(x, W, y, relu_grad_at_zero=a0), x, W, y, a0,
+                             form="sum")
+        x, W, y = (np.nan_to_num(a, nan=0.5, posinf=2.0) for a in (x, W, y))
+        (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
     assert_matches_torch(full, x, W, y, a0, form="sum")  # an unwritten NaN would fail here
     serial, _ = kernels(7)(False, x, W, y, a0, chunk_rows)
     for a, b in zip(full, serial):
@@ -245,8 +287,11 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     assert_matches_torch(kernels(7)(True, *finite, a0, chunk_rows)[0], *finite, a0, form="sum")
     finite[0][9, 0] = np.inf  # row 9's h ±inf (NaN where W is 0): f inf or NaN as torch's,
     got = kernels(7)(True, *finite, a0, chunk_rows)[0]  # which the bounds leave unchecked
-    assert np.array_equal(got[0], assert_matches_torch(got, *finite, a0, form="sum")[0],
-                          equal_nan=True)
+    if narrow:  # (refused in float32)
+        assert np.isnan(got[0])
+    else:
+        assert np.array_equal(got[0], assert_matches_torch(got, *finite, a0, form="sum")[0],
+                              equal_nan=True)
     for want in (0, 1, 2, 4, 5):                         # f alone ... dx and dy
         got, _ = kernels(want)(True, x, W, y, a0, chunk_rows)
         assert np.array_equal(got[0], full[0], equal_nan=True)
@@ -255,6 +300,44 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
                 assert np.array_equal(got[i], full[i], equal_nan=True)
             else:
                 assert np.isnan(got[i]).all()             # not asked for: not written
+
+
+@pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4)])
+def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
+    # float32 rows as vectors return NaN (and the API runs the general float64 rows) where
+    # a float32 sum overflows and float64's would not: dW[0, :] = 3e38·(−1 − 1 + 2) (0 in
+    # float64, −inf in float32: f finite, W zero, so only the dW check sees it); h = 1e20·
+    # 1e20 (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).
+    # The API's answers are the float64 rows' (torch's in float64, rounded as stored)
+    N = 300
+    x, W, y = (np.zeros(s, np.float32) for s in ((N, K), (K, M), (N, M)))
+    x[:3, 0] = 3e38
+    y[:2], y[2] = 1.0, -2.0           # g = −y (h = 0, relu'(0) = ½)
+    h_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
+    h_big[0][5, 0], h_big[1][0, 0] = 1e20, 1e20
+    dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
+    dx_big[2][7, 1], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
+    from loopgrad.cpu import rowvec
+    for bits in [b for b in (512, 256) if rowvec.applies(K, M, b)]:  # 4×4: 256 only
+        grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
+        for case in ((x, W, y), h_big, dx_big):
+            assert np.isnan(grads(True, *case, 0.5, 128)[0][0]), bits
+        ok = [np.full(s, 0.5, np.float32) for s in ((N, K), (K, M), (N, M))]
+        assert not np.isnan(grads(True, *ok, 0.5, 128)[0][0])  # and ordinary inputs pass
+    got = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
+    assert got.f == 6.0 * M and np.array_equal(got.dW, np.zeros((K, M), np.float32))
+    from loopgrad import reference
+    for case in (h_big, dx_big):
+        got = loopgrad.grads(*case, relu_grad_at_zero=0.5)
+        assert loopgrad.loss(*case) == got.f
+        with np.errstate(all="ignore"):
+            ref = reference.torch_autograd(*case, 0.5, form="sum")
+            bounds = reference.error_bounds(*case, ref)
+        for name, g, r, b in zip(("f", "dx", "dW", "dy"), got, ref, bounds):
+            if name != "f":
+                with np.errstate(over="ignore"):
+                    r = np.asarray(r).astype(np.float32).astype(np.float64)  # as stored
+            reference.check(name, g, r, b)
 
 
 @pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (6, 5, np.float64), (5, 8, np.float32)])
@@ -277,17 +360,16 @@ def test_row_vectors_dw_by_blocks_has_the_row_loops_bits(rng, monkeypatch, K, M,
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_rows_as_vectors_have_the_lanes_arithmetic(rng, dtype):
-    # the same operations as the row function LLVM vectorizes over rows: h and so dy have
-    # its bits (for float32, h's FMAs add exact products); dx too in float64 (no FMA there);
-    # f and dW are sums in another order (and FMA steps for float32): close, not equal
+def test_rows_as_vectors_have_the_lanes_arithmetic(rng):
+    # for float64 inputs the same operations as the row function LLVM vectorizes over rows:
+    # h, dy and dx have its bits; f and dW are sums in another order: close, not equal.
+    # (Float32 inputs take float32 arithmetic here: rowvec.py's doc, the tests above.)
+    dtype = np.float64
     x, W, y = draw(rng, 5000, 4, 4, dtype)
     got, _ = _row_vector_kernels(7, dtype)(True, x, W, y, 0.0, 512)
     lanes = run("grads", x, W, y, True) if machine.entry().vector_bits != 256 else \
         _row_vector_kernels(7, dtype, bits=512, tag="lanes")(True, x, W, y, 0.0, 512)[0]
     assert np.array_equal(got[3], lanes[3])
-    if dtype == np.float64:
-        assert np.array_equal(got[1], lanes[1])
+    assert np.array_equal(got[1], lanes[1])
     assert got[0] == pytest.approx(lanes[0], rel=1e-13)
     np.testing.assert_allclose(got[2], lanes[2], rtol=1e-12)

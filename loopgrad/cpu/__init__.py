@@ -81,6 +81,13 @@ def is_tiled(K: int, M: int) -> bool:
     return K >= TILED_MIN_K and not skinny.covers(K, M)
 
 
+def narrow_rows(K: int, M: int, dtype) -> bool:
+    """Whether (K, M) in dtype runs rowvec.py's float32 arithmetic, whose rows return NaN
+    where float32 sums could have overflowed or met inf and NaN, and the call then runs
+    again on the general float64 rows (as after the tiled kernels)."""
+    return dtype == np.float32 and rowvec.applies(K, M, machine.entry().vector_bits)
+
+
 def describe(N: int, K: int, M: int, dtype) -> str:
     """The kernel an N×K×M call in dtype runs, in words (bench rows, bug reports)."""
     dtype = np.dtype(dtype)
@@ -229,9 +236,15 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         partials = rows.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
-        kern = row_kernel("grads", dt, par, K, M, want)
-        with parallel.guard(par):
-            f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows, want)
+        stream = STREAM if streams(N, K, M, dt) else 0  # heeded by rowvec.py's rows
+        for k, m in ((K, M), (0, 0)):  # (0, 0): the general float64 rows, where float32
+            # rows as vectors refused (NaN: rowvec.py's guard)
+            kern = row_kernel("grads", dt, par, k, m, want)
+            with parallel.guard(par):
+                f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows,
+                         want | stream)
+            if f == f or not narrow_rows(K, M, dt):
+                break
     return (f, dx if want & WANT_DX else None, dW if want & WANT_DW else None,
             dy if want & WANT_DY else None)
 
@@ -255,9 +268,12 @@ def loss(x, W, y) -> float:
     chunk_rows, nchunks, _ = rows.plan(N, K, M)
     partials = rows.partials_buffer(nchunks, rows.CACHE_LINE // 8)
     par = nchunks > 1 and parallel.allowed()
-    kern = row_kernel("loss", x.dtype, par, K, M)
-    with parallel.guard(par):
-        return kern(partials, x, W, y, chunk_rows)
+    for k, m in ((K, M), (0, 0)):  # as in grads: the general rows where rowvec's refused
+        kern = row_kernel("loss", x.dtype, par, k, m)
+        with parallel.guard(par):
+            f = kern(partials, x, W, y, chunk_rows)
+        if f == f or not narrow_rows(K, M, x.dtype):
+            return f
 
 
 # --------------------------------------------------------- compiling ahead (`loopgrad compile`)

@@ -110,6 +110,14 @@ def pointer(typingctx, a):
     return types.CPointer(a.dtype)(a), codegen
 
 
+def _prefetch(builder, ptr, locality=3):
+    # llvm.prefetch of the line at ptr (a read, data) for the cache levels `locality` names
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _NAME)
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(locality), i32(1)])
+
+
 def _prefetcher(locality):
     @intrinsic
     def prefetch(typingctx, p, i):
@@ -117,11 +125,7 @@ def _prefetcher(locality):
             return None
 
         def codegen(context, builder, sig, args):
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _NAME)
-            builder.call(fn, [builder.bitcast(builder.gep(args[0], [args[1]]), i8p),
-                              i32(0), i32(locality), i32(1)])
+            _prefetch(builder, builder.gep(args[0], [args[1]]), locality)
             return context.get_dummy_value()
         return types.void(p, i), codegen
     return prefetch
@@ -316,14 +320,15 @@ def _splat(builder, value, lanes):
 
 
 def _madd(builder, fused, a, b, c):
-    # c + a·b for vectors of float64: one FMA (llvm.fma) where fused (the row kernels'
+    # c + a·b for vectors of float64 (or float32): one FMA (llvm.fma) where fused (the row kernels'
     # float32 inputs: a product of float32s is exact in float64), else a product and a sum
     # (float64 inputs: an FMA would hide a product's overflow); rowvec.py's module doc
     if not fused:
         return builder.fadd(c, builder.fmul(a, b))
     t = a.type
+    bits = 64 if isinstance(t.element, ir.DoubleType) else 32
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t] * 3),
-                                         f"llvm.fma.v{t.count}f64")
+                                         f"llvm.fma.v{t.count}f{bits}")
     return builder.call(fma, [a, b, c])
 
 

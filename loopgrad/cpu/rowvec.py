@@ -11,32 +11,48 @@ kernels, whose 16-wide tiles are mostly padding at K, M ≤ 8 (10⁶×8×8 and 1
 as AVX2 20 and 17), or for K ≤ 3 the general row kernel (10⁶×3×8 17.4 ms;
 dev/products_v22.md 23b, 23c).
 
-Here a vector is one row, where a row of x and of y fits one vector of float64 of up to 8
-lanes (two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked):
+Here a vector is one row, where a row of x and of y fits one vector of up to 8 lanes
+(float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
-loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row and g are stored to a stack slot and each lane broadcast from there
-(a load), where permutes from a register took the port the FMAs need (8×8 in cache: 14.4
-→ 12.0 ns a row).
+loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
+and g are stored to a stack slot and each lane broadcast from there (a load), where
+permutes from a register took the port the FMAs need (8×8 in cache: 14.4 → 12.0 ns a
+row); float32 x's lanes are broadcast from x itself.  x's and y's rows are prefetched
+PF_BYTES ahead; where a call asks (the STREAM bit of `flags`, loopgrad.cpu.streams) dx's
+and dy's rows go past the caches, where a row is a multiple of 16 bytes and the array
+starts on 16 bytes (dev/products_v26.md 27a).
 
-    row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop) -> f
+    row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop,
+                            flags) -> f
     row_vectors(K, M, 0, loss=True)(x, W, y, start, stop) -> f
 
 are intrinsics for the row functions skinny.py generates (pointers to x's dtype; dW_part
 float64): rows [start, stop) → dx and dy rows and dW_part[:K·M] = Σ x[n,k]·g[n,m], the
 gradients `want` (WANT_* bits) names; the result is Σ z².
 
-The arithmetic is skinny.py's in float64 (each h and dx sum from its first product on in
-k's and m's order, g by loopgrad._scalar.relu_backward's cases), with one difference:
-for float32 inputs every multiply-add is one FMA (llvm.fma).  A product of two float32s
-is exact in float64, so h has the same bits as with a product and a sum; f's, dx's and
-dW's steps are rounded once instead of twice.  No product of float32 inputs, or of g
-with them, overflows float64 (|h| < 8·(3.4e38)², |g·w| < 1e120), so FMA changes no inf
-or NaN either.  Float64 inputs keep the product and the sum (an FMA would hide a
-product's overflow).  f sums in M partial sums, lane m over the rows in order, added in
-halves (((s0 + s1) + (s2 + s3)) at M = 4); dW's sums each in row order.  The same code
-for every `want` and for the loss, so f has the same bits whichever gradients a call asks
-for.
+Float64 inputs take skinny.py's arithmetic: each h and dx sum from its first product on
+in k's and m's order, g by loopgrad._scalar.relu_backward's cases, f summed in M partial
+sums, lane m over the rows in order, added in halves (((s0 + s1) + (s2 + s3)) at M = 4);
+dW's sums each in row order.  A product and a sum each step: an FMA would hide a
+product's overflow.
+
+Float32 inputs take float32 arithmetic, as the tiled kernels do (and torch and BLAS):
+h's and dx's sums by float32 FMAs in the same order; z = max(h, 0) − y in float32 (the
+exact difference rounded once), g and dy = −2·z from it; dW's sums by float32 FMAs over
+blocks of NARROW_BLOCK rows from the chunk's first (dw_block's where given), each block's
+sum added to a float64 one in block order; f the same float64 partial sums of z², z
+the float64 difference of max(h, 0) and y (exact).  A row of 8 is one 256-bit register
+where float64 took two, and there are no conversions: as AVX2 10⁶×8×8 8.7 → 6.0 ms and
+10⁶×5×7 8.0 → 4.6, natively 5.6 → 4.5 and 4.5 → 3.7 (27b).  Float32 sums can overflow
+where float64's would not, so the intrinsic returns NaN unless its chunk's f is finite,
+2·√f·max(‖W‖, 1) ≤ ½ float32's largest value (every dx sum is within it: |g[n,:]| ≤ 2·√f,
+Cauchy–Schwarz) and its dW sums are finite: guards.py's test, chunk by chunk.
+loopgrad.cpu then runs the call again on the general float64 rows (as after the tiled
+kernels); one without dW cannot see dW's overflow.
+
+The same code for every `want` and for the loss, so f has the same bits whichever
+gradients a call asks for.
 """
 
 import functools
@@ -46,10 +62,17 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _madd, _masked, _splat, relu_grad
+from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
+from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
+                         _streams, relu_grad)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
+# x's and y's rows are prefetched this many bytes ahead of the row at work: the hardware
+# prefetcher alone left the loop waiting on them (10⁶×8×8 6.0 → 5.6 ms, 10⁶×5×7 5.2 → 4.4,
+# float64 8×8 10.1 → 8.7; as AVX2 4×4 3.4 → 3.0; 1–4 KiB alike; dev/products_v26.md 27a)
+PF_BYTES = 2048
+NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
+FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
 
 
 def _padded(n: int) -> int:
@@ -64,11 +87,13 @@ class _VolatileLoad(ir.instructions.LoadInstr):
     # broadcast of it is one vbroadcastsd from memory or an FMA's {1toN} operand
     def descr(self, buf):
         [ptr] = self.operands
-        buf.append(f"load volatile {self.type}, {ptr.type} {ptr.get_reference()}, align 8\n")
+        align = getattr(self, "align", 8)
+        buf.append(f"load volatile {self.type}, {ptr.type} {ptr.get_reference()}, align {align}\n")
 
 
-def _load_volatile(builder, ptr):
+def _load_volatile(builder, ptr, align=8):
     instr = _VolatileLoad(builder.block, ptr, typ=ptr.type.pointee)
+    instr.align = align
     builder._insert(instr)
     return instr
 
@@ -96,27 +121,39 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0):
+def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
+                stream: bool = True, pf: int = PF_BYTES, narrow: bool = True):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
-    row by row."""
+    row by row; stream: the code that stores rows past the caches where `flags` asks;
+    pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
+    inputs in float32 arithmetic (else float64; the module's doc)."""
     if not (1 <= K <= WIDE and 1 <= M <= WIDE):
         raise ValueError(f"row_vectors takes K, M ≤ {WIDE}, got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
-    blocked = bool(dw_block) and wdw and not loss
 
     def codegen(context, builder, sig, args):
         if loss:
             (x, W, y, start, stop), tx = args, sig.args[0]
             a0 = ir.DoubleType()(0.0)
         else:
-            (dx, dwp, dy, x, W, y, a0, start, stop), tx = args, sig.args[3]
+            (dx, dwp, dy, x, W, y, a0, start, stop, flags), tx = args, sig.args[3]
         size, fused = tx.dtype.bitwidth // 8, tx.dtype == types.float32
         et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
+        # the arithmetic's type: float64, or float32 for float32 inputs where narrow
+        ct = et if narrow and fused else d
+        thin = ct != d
         Kp, Mp = _padded(K), _padded(M)
-        vm, vk = ir.VectorType(d, Mp), ir.VectorType(d, Kp)
+        vm, vk = ir.VectorType(ct, Mp), ir.VectorType(ct, Kp)
+        vm64 = ir.VectorType(d, Mp)
+        csize = 4 if thin else 8
+        # dW's updates by blocks of rows: where asked, and always in float32 (its float32
+        # sums then last one block, added in float64 after it)
+        blk = dw_block or (NARROW_BLOCK if thin else 0)
+        blocked = bool(dw_block) and wdw and not loss  # x's and g's rows kept for dW
+        stepped = thin and wdw and not loss and not blocked  # dW per row, float32 a block
 
         def vec(ptr, at, n):  # a pointer to the n elements of x's dtype at ptr[at]
             return builder.bitcast(builder.gep(ptr, [at]), ir.VectorType(et, n).as_pointer())
@@ -124,18 +161,25 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         def lanes_below(n, p):
             return ir.Constant(ir.VectorType(ir.IntType(1), p), [i < n for i in range(p)])
 
-        def load_row(ptr, at, n, p):  # n elements as p lanes of float64 (the others 0)
+        def load_row(ptr, at, n, p):  # n elements as p lanes of ct (the others 0)
             if p == n:
                 v = builder.load(vec(ptr, at, n), align=size)
             else:
                 v = _masked(builder, "load", ir.VectorType(et, p), vec(ptr, at, p), size,
                             lanes_below(n, p), ir.Constant(ir.VectorType(et, p), [0.0] * p))
-            return v if et == d else builder.fpext(v, ir.VectorType(d, p))
+            return v if et == ct else builder.fpext(v, ir.VectorType(ct, p))
 
-        def store_row(v, ptr, at, n):  # the first n of v's lanes
+        def store_row(v, ptr, at, n, streamed=None):
+            # the first n of v's lanes; past the caches where `streamed` (an i1) is true
             p = v.type.count
-            v = v if et == d else builder.fptrunc(v, ir.VectorType(et, p))
-            if p == n:
+            v = v if et == ct else builder.fptrunc(v, ir.VectorType(et, p))
+            if p == n and streamed is not None and n * size % _PART == 0:
+                with builder.if_else(streamed) as (past, cached):
+                    with past:
+                        _store_streamed_parts(builder, v, vec(ptr, at, n))
+                    with cached:
+                        builder.store(v, vec(ptr, at, n), align=size)
+            elif p == n:
                 builder.store(v, vec(ptr, at, n), align=size)
             else:
                 _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
@@ -146,52 +190,81 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         def lane(v, i):
             return builder.extract_element(v, i32(i))
 
-        # W's rows (M lanes) and columns (K lanes) in float64, once
+        # W's rows (M lanes) and columns (K lanes) in ct, once
         Wrow = [load_row(W, i64(k * M), M, Mp) for k in range(K)]
         Wcol = []
         for m in range(M):
             c = ir.Constant(vk, [0.0] * Kp)
             for k in range(K):
                 w = builder.load(builder.gep(W, [i64(k * M + m)]))
-                c = builder.insert_element(c, w if et == d else builder.fpext(w, d), i32(k))
+                c = builder.insert_element(c, w if et == ct else builder.fpext(w, ct), i32(k))
             Wcol.append(c)
+        # dx's and dy's rows past the caches: asked for, and on 16-byte boundaries
+        sx = sy = None
+        if stream and not loss:
+            asked = builder.icmp_unsigned("!=", builder.and_(flags, i64(STREAM)), i64(0))
+            sx, sy = (_streams(builder, asked, p, align=_PART) for p in (dx, dy))
         zero, two = ir.Constant(vm, [0.0] * Mp), ir.Constant(vm, [2.0] * Mp)
-        a0v = splat(a0, Mp)
+        a0v = splat(builder.fptrunc(a0, ct) if thin else a0, Mp)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
-        f = cgutils.alloca_once_value(builder, zero)
+        f = cgutils.alloca_once_value(builder, ir.Constant(vm64, [0.0] * Mp))
         dW = [] if blocked else [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
+        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vm64, [0.0] * Mp))
+                for _ in range(K)] if stepped else dW
+
+        def flush():  # stepped: a block's float32 sums of dW added to the float64 ones
+            for k in range(K):
+                wide = builder.fpext(builder.load(dW[k]), vm64)
+                builder.store(builder.fadd(builder.load(dW64[k]), wide), dW64[k])
+                builder.store(zero, dW[k])
         xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
-        xd, gd = (builder.bitcast(v, d.as_pointer()) for v in (xslot, gslot))
-        # blocked: a block's rows of x and g (float64) for dW's sums after it, and those
-        # sums as K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows)
-        HW = 4
+        xd, gd = (builder.bitcast(v, ct.as_pointer()) for v in (xslot, gslot))
+        # blocked: a block's rows of x and g (ct) for dW's sums after it, and those sums as
+        # K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows); in
+        # float32 a whole row (up to 8 lanes), its block's sums then added to float64 ones
+        HW = Mp if thin else 4
         parts = -(-Mp // HW) if blocked else 0
-        vh = ir.VectorType(d, HW)
-        if blocked:  # rows of WIDE doubles
-            xbuf = cgutils.alloca_once(builder, d, size=dw_block * WIDE)
-            gbuf = cgutils.alloca_once(builder, d, size=dw_block * WIDE)
-            dWh = [[cgutils.alloca_once_value(builder, ir.Constant(vh, [0.0] * HW))
+        vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)
+        if blocked:  # rows of WIDE elements
+            xbuf = cgutils.alloca_once(builder, ct, size=blk * WIDE)
+            gbuf = cgutils.alloca_once(builder, ct, size=blk * WIDE)
+            dWh = [[cgutils.alloca_once_value(builder, ir.Constant(vh64, [0.0] * HW))
                     for _ in range(parts)] for _ in range(K)]
+            dWb = [[cgutils.alloca_once(builder, vh) for _ in range(parts)]
+                   for _ in range(K)] if thin else dWh
 
         def buffered(buf, slot, j, t):  # a pointer to element j of the buffer's row slot
             at = builder.gep(buf, [builder.add(builder.mul(slot, i64(WIDE)), i64(j))])
-            return builder.bitcast(at, t.as_pointer()) if t is not d else at
+            return builder.bitcast(at, t.as_pointer()) if t is not ct else at
 
         def dw_sums(count):
-            # dW[k, part] += x[n,k]·g[n, part] over the block's `count` rows in order
+            # dW[k, part] += x[n,k]·g[n, part] over the block's `count` rows in order (in
+            # float32: a sum of the block's rows from 0, then added to the float64 one)
             for q in range(parts):
+                for k in range(K if thin else 0):
+                    builder.store(ir.Constant(vh, [0.0] * HW), dWb[k][q])
                 with cgutils.for_range(builder, count) as r:
-                    gq = builder.load(buffered(gbuf, r.index, q * HW, vh), align=8)
+                    gq = builder.load(buffered(gbuf, r.index, q * HW, vh), align=csize)
                     for k in range(K):
-                        xk = splat(_load_volatile(builder, buffered(xbuf, r.index, k, d)), HW)
-                        builder.store(madd(xk, gq, builder.load(dWh[k][q])), dWh[k][q])
+                        xk = splat(_load_volatile(builder, buffered(xbuf, r.index, k, ct),
+                                                  csize), HW)
+                        builder.store(madd(xk, gq, builder.load(dWb[k][q])), dWb[k][q])
+                for k in range(K if thin else 0):
+                    wide = builder.fpext(builder.load(dWb[k][q]), vh64)
+                    builder.store(builder.fadd(builder.load(dWh[k][q]), wide), dWh[k][q])
 
         def row_body(row, slot):
             # one row: h, z, f, dy, g, dx; dW's update, or x's and g's rows into the
             # block's buffers at `slot` (blocked)
+            for ptr, n in ((x, K), (y, M)) if pf else ():  # rows pf bytes ahead
+                ahead = builder.add(builder.mul(row, i64(n)), i64(pf // size))
+                _prefetch(builder, builder.gep(ptr, [ahead]))
             xr = load_row(x, builder.mul(row, i64(K)), K, Kp)
-            if from_slot:
+            if thin:  # x's elements broadcast from x itself
+                xs = [splat(_load_volatile(builder, builder.gep(x, [builder.add(
+                    builder.mul(row, i64(K)), i64(k))]), size), Mp) for k in range(K)]
+            elif from_slot:
                 builder.store(xr, xslot)
                 xs = [splat(_load_volatile(builder, builder.gep(xd, [i64(k)])), Mp)
                       for k in range(K)]
@@ -202,11 +275,13 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 h = madd(xs[k], Wrow[k], h)
             yb = builder.mul(row, i64(M))
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
-            z = builder.fsub(builder.select(below, zero, h), load_row(y, yb, M, Mp))
-            builder.store(madd(z, z, builder.load(f)), f)
+            r, yr = builder.select(below, zero, h), load_row(y, yb, M, Mp)
+            z = builder.fsub(r, yr)  # in float32: the exact difference rounded once
+            z64 = builder.fsub(builder.fpext(r, vm64), builder.fpext(yr, vm64)) if thin else z
+            builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
             t = builder.fmul(two, z)
             if wdy:
-                store_row(builder.fneg(t), dy, yb, M)
+                store_row(builder.fneg(t), dy, yb, M, sy)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
                 nan = builder.select(drop_nan, zero, t)
@@ -214,38 +289,39 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
                 if from_slot:
                     builder.store(g, gslot)
-                    gs = [_load_volatile(builder, builder.gep(gd, [i64(m)])) for m in range(M)]
+                    gs = [_load_volatile(builder, builder.gep(gd, [i64(m)]), csize)
+                          for m in range(M)]
                 else:
                     gs = [lane(g, m) for m in range(M)]
                 s = builder.fmul(splat(gs[0], Kp), Wcol[0])
                 for m in range(1, M):
                     s = madd(splat(gs[m], Kp), Wcol[m], s)
-                store_row(s, dx, builder.mul(row, i64(K)), K)
+                store_row(s, dx, builder.mul(row, i64(K)), K, sx)
             if blocked:  # x's and g's rows kept for the block's dW sums
-                builder.store(xr, buffered(xbuf, slot, 0, vk), align=8)
-                builder.store(g, buffered(gbuf, slot, 0, vm), align=8)
+                builder.store(xr, buffered(xbuf, slot, 0, vk), align=csize)
+                builder.store(g, buffered(gbuf, slot, 0, vm), align=csize)
             elif wdw:  # dW[k,m] += x[n,k]·g[n,m]
                 for k in range(K):
                     builder.store(madd(xs[k], g, builder.load(dW[k])), dW[k])
 
-        if blocked:  # blocks of dw_block rows, then their dW sums
+        if blocked or stepped:  # blocks of blk rows, then their dW sums
             nrows = builder.sub(stop, start)
-            nblocks = builder.sdiv(builder.add(nrows, i64(dw_block - 1)), i64(dw_block))
+            nblocks = builder.sdiv(builder.add(nrows, i64(blk - 1)), i64(blk))
             with cgutils.for_range(builder, nblocks) as block:
-                r0 = builder.add(start, builder.mul(block.index, i64(dw_block)))
+                r0 = builder.add(start, builder.mul(block.index, i64(blk)))
                 left = builder.sub(stop, r0)
-                count = builder.select(builder.icmp_signed("<", left, i64(dw_block)), left,
-                                       i64(dw_block))
+                count = builder.select(builder.icmp_signed("<", left, i64(blk)), left,
+                                       i64(blk))
                 with cgutils.for_range(builder, count) as loop:
                     row_body(builder.add(r0, loop.index), loop.index)
-                dw_sums(count)
+                dw_sums(count) if blocked else flush()
         else:
             with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
                 row_body(builder.add(start, loop.index), None)
         for k in range(K if wdw else 0):
             for m in range(M):
                 v = lane(builder.load(dWh[k][m // HW]), m % HW) if blocked else \
-                    lane(builder.load(dW[k]), m)
+                    lane(builder.load(dW64[k]), m)
                 builder.store(v, builder.gep(dwp, [i64(k * M + m)]))
         s = builder.load(f)
 
@@ -254,7 +330,31 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 return lane(s, lo)
             mid = lo + (hi - lo + 1) // 2
             return builder.fadd(tree(lo, mid), tree(mid, hi))
-        return tree(0, M)
+        total = tree(0, M)
+        if not thin:
+            return total
+        # float32's guard (the module's doc): NaN unless this chunk's f is finite, dx's sums
+        # are bounded below float32's overflow (|g| ≤ 2·√f, Cauchy–Schwarz) and dW's are finite
+        w2 = d(0.0)
+        for k in range(K):
+            for m in range(M):
+                w = builder.fpext(builder.load(builder.gep(W, [i64(k * M + m)])), d)
+                w2 = builder.fadd(w2, builder.fmul(w, w))
+        sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d]),
+                                              "llvm.sqrt.f64")
+        norm = builder.call(sqrt, [w2])
+        norm = builder.select(builder.fcmp_ordered(">", norm, d(1.0)), norm, d(1.0))
+        bound = builder.fmul(builder.fmul(d(2.0), builder.call(sqrt, [total])), norm)
+        ok = builder.and_(builder.fcmp_ordered("==", builder.fsub(total, total), d(0.0)),
+                          builder.fcmp_ordered("<=", bound, d(0.5 * FLOAT32_MAX)))
+        sums = [v for row in dWh for v in row] if blocked else dW64 if stepped else []
+        for acc in sums:
+            v = builder.load(acc)
+            fin = builder.fcmp_ordered("==", builder.fsub(v, v), ir.Constant(v.type, None))
+            n = v.type.count
+            ok = builder.and_(ok, builder.icmp_unsigned(
+                "==", builder.bitcast(fin, ir.IntType(n)), ir.IntType(n)((1 << n) - 1)))
+        return builder.select(ok, total, d(float("nan")))
 
     if loss:
         @intrinsic
@@ -263,6 +363,6 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         return rows_loss
 
     @intrinsic
-    def rows(typingctx, dx, dW_part, dy, x, W, y, a0, start, stop):
-        return types.float64(dx, dW_part, dy, x, W, y, a0, start, stop), codegen
+    def rows(typingctx, dx, dW_part, dy, x, W, y, a0, start, stop, flags):
+        return types.float64(dx, dW_part, dy, x, W, y, a0, start, stop, flags), codegen
     return rows

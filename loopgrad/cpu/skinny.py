@@ -193,7 +193,7 @@ _loss = {make}({shape}, 0, loss=True)
 
 def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_):
     # rows [start, stop) → dx, dy rows; dW_part[:K·M] = Σ x[n,k]·g[n,m]; returns Σ z²
-    return _rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop{m_arg})
+    return _rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop{m_arg}{flags_arg})
 
 
 def rows_loss(x, W, y, start, stop, K_, M_):
@@ -213,7 +213,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
         how="blocks of 8 lanes along each row, M at run time" if blocks
         else "vectors along each row",
         make="row_blocks" if blocks else "row_vectors", shape=K if blocks else f"{K}, {M}",
-        m_arg=", M_" if blocks else "",
+        m_arg=", M_" if blocks else "", flags_arg="" if blocks else ", want_",
         dw=f", dw_block={dw}" if dw else "")
 
 

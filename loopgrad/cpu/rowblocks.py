@@ -32,10 +32,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _madd, _masked, _splat, relu_grad
+from .intrinsics import _madd, _masked, _prefetch, _splat, relu_grad
 
 LANES = 8     # float64 lanes a block
 MAX_K = 3     # K up to this (from 4 on, K, M ≤ 8 take rowvec.py and wider the tiles)
+# x's and y's rows prefetched this far ahead, as rowvec.py's: 10⁶×3×16 11.6–11.8 → 9.4 ms,
+# 10⁶×2×32 16.5–17.9 → 13.1, 10⁶×1×64 26–27 → 22–24; as AVX2 18–19 → 13.7–14.3, 27–29 → 21,
+# 42 → 30–32; the same in the L3 (10⁵×3×16).  Same bits (dev/products_v26.md 27c)
+PF_BYTES = 2048
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
@@ -116,6 +120,7 @@ def row_blocks(K: int, want: int, loss: bool = False):
         def block(row, xs, acc, j, mask):
             # columns [j, j + 8) of row `row` (mask: the lanes of a partial block, or None)
             yb = builder.add(builder.mul(row, M), j)
+            _prefetch(builder, builder.gep(y, [builder.add(yb, i64(PF_BYTES // size))]))
             Wk = [wide(load(W, builder.add(builder.mul(i64(k), M), j), mask)) for k in range(K)]
             h = builder.fmul(xs[0], Wk[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
             for k in range(1, K):
@@ -142,6 +147,7 @@ def row_blocks(K: int, want: int, loss: bool = False):
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
             row = builder.add(start, loop.index)
             xb = builder.mul(row, i64(K))
+            _prefetch(builder, builder.gep(x, [builder.add(xb, i64(PF_BYTES // size))]))
             xk = [builder.load(builder.gep(x, [builder.add(xb, i64(k))])) for k in range(K)]
             xs = [_splat(builder, v if et == d else builder.fpext(v, d), L) for v in xk]
             for a in acc:

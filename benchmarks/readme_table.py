@@ -18,7 +18,7 @@ README = os.path.join(ROOT, "README.md")
 # (file, one-line label of the machine): the runs the README shows
 SOURCES = ["benchmarks/results-rocketlake.json", "benchmarks/results-rocketlake-avx2.json",
            "benchmarks/results.json"]
-SHAPES = [(1000000, 4, 4), (1000000, 16, 16), (100000, 64, 64), (100000, 256, 256),
+SHAPES = [(1000000, 4, 4), (1000000, 8, 8), (1000000, 16, 16), (100000, 64, 64), (100000, 256, 256),
           (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)]
 PEERS = ("numpy", "torch", "torch-hand", "torch-compile", "jax", "jax-jit")
 START, END = "<!-- speed-table -->", "<!-- /speed-table -->"

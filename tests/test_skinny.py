@@ -269,8 +269,9 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     chunk_rows = 256
     kernels = functools.partial(_row_vector_kernels, dtype=dtype, bits=bits, K=K, M=M)
     (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
-    from loopgrad.cpu import rowvec
-    narrow = dtype == np.float32 and rowvec.applies(K, M, bits)  # float32 arithmetic
+    from loopgrad.cpu import rowblocks, rowvec
+    narrow = dtype == np.float32 and (rowvec.applies(K, M, bits) or
+                                      rowblocks.applies(K, M, bits))  # float32 arithmetic
     if narrow:  # which refuses inputs that are not finite (f NaN, rowvec.py's guard) ...
         assert np.isnan(full[0]) and np.isnan(lf)
         # ... and the API answers from the general float64 rows (or its own kernel)
@@ -302,13 +303,14 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
                 assert np.isnan(got[i]).all()             # not asked for: not written
 
 
-@pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4)])
+@pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4), (3, 16), (1, 17)])
 def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
-    # float32 rows as vectors return NaN (and the API runs the general float64 rows) where
-    # a float32 sum overflows and float64's would not: dW[0, :] = 3e38·(−1 − 1 + 2) (0 in
-    # float64, −inf in float32: f finite, W zero, so only the dW check sees it); h = 1e20·
-    # 1e20 (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).
-    # The API's answers are the float64 rows' (torch's in float64, rounded as stored)
+    # float32 rows as vectors (and in blocks of 8, K ≤ 3) return NaN, and the API runs the
+    # general float64 rows, where a float32 sum overflows and float64's would not: dW[0, :]
+    # = 3e38·(−1 − 1 + 2) (0 in float64, −inf in float32: f finite, W zero, so only the dW
+    # check sees it; rowblocks.py sums dW in float64 and has no such case); h = 1e20·1e20
+    # (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).  The
+    # API's answers are the float64 rows' (torch's in float64, rounded as stored)
     N = 300
     x, W, y = (np.zeros(s, np.float32) for s in ((N, K), (K, M), (N, M)))
     x[:3, 0] = 3e38
@@ -317,10 +319,11 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     h_big[0][5, 0], h_big[1][0, 0] = 1e20, 1e20
     dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     dx_big[2][7, 1], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
-    from loopgrad.cpu import rowvec
-    for bits in [b for b in (512, 256) if rowvec.applies(K, M, b)]:  # 4×4: 256 only
+    from loopgrad.cpu import rowblocks, rowvec
+    for bits in [b for b in (512, 256) if rowvec.applies(K, M, b) or
+                 rowblocks.applies(K, M, b)]:  # 4×4: 256 only
         grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
-        for case in ((x, W, y), h_big, dx_big):
+        for case in ([(x, W, y)] if rowvec.applies(K, M, bits) else []) + [h_big, dx_big]:
             assert np.isnan(grads(True, *case, 0.5, 128)[0][0]), bits
         ok = [np.full(s, 0.5, np.float32) for s in ((N, K), (K, M), (N, M))]
         assert not np.isnan(grads(True, *ok, 0.5, 128)[0][0])  # and ordinary inputs pass

@@ -25,8 +25,8 @@ without its compile: the tiled kernels' order of operations in plain loops
 (ordered.py), then their interpreted driver; the serial row kernel in place
 of the parallel one (tiled_kernel, row_kernel).
 
-The tiled kernels sum h and dx in the input dtype, and so do rowvec.py's rows for
-float32 inputs; where that could overflow or meets inf and NaN they return NaN, and
+The tiled kernels sum h and dx in the input dtype, and so do rowvec.py's and
+rowblocks.py's rows for float32 inputs; where that could overflow or meets inf and NaN they return NaN, and
 the call is recomputed by the float64 row kernels (torch's pattern of NaN and inf on
 every path).
 """
@@ -84,10 +84,11 @@ def is_tiled(K: int, M: int) -> bool:
 
 
 def narrow_rows(K: int, M: int, dtype) -> bool:
-    """Whether (K, M) in dtype runs rowvec.py's float32 arithmetic, whose rows return NaN
-    where float32 sums could have overflowed or met inf and NaN, and the call then runs
-    again on the general float64 rows (as after the tiled kernels)."""
-    return dtype == np.float32 and rowvec.applies(K, M, machine.entry().vector_bits)
+    """Whether (K, M) in dtype runs rowvec.py's or rowblocks.py's float32 arithmetic, whose
+    rows return NaN where float32 sums could have overflowed or met inf and NaN, and the
+    call then runs again on the general float64 rows (as after the tiled kernels)."""
+    bits = machine.entry().vector_bits
+    return dtype == np.float32 and (rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits))
 
 
 def describe(N: int, K: int, M: int, dtype) -> str:

@@ -3,8 +3,8 @@ run-time value (one module per K and `want`, not per (K, M)).
 
 Past K·M = 16 these rows took the general row kernel (rows.py, scalar float64): 10⁶×3×16
 25 ms, 10⁶×1×64 66, against 5.7 and 19.6 ms of memory traffic (dev/products_v22.md 23e).
-rowvec.py's rows of one vector stop at 8 lanes; here a row is ⌈M/8⌉ blocks of 8 float64
-lanes, the last masked (its lanes past M neither read nor written):
+rowvec.py's rows of one vector stop at 8 lanes; here a row is ⌈M/8⌉ blocks of 8 lanes,
+the last masked (its lanes past M neither read nor written):
 
     h = Σ_k x[n,k]·W[k, j:j+8]         x[n,k] broadcast, W's rows read from memory (L1)
     z, f's 8 lane sums, g, dy          as rowvec.py, lane l of f summing columns l mod 8
@@ -17,11 +17,19 @@ lanes, the last masked (its lanes past M neither read nor written):
 are intrinsics for the row functions skinny.py generates for K ≤ 3 (pointers to x's
 dtype; dW_part float64, zeroed here): rows [start, stop) → dx and dy rows and
 dW_part[:K·M] = Σ x[n,k]·g[n,m], the gradients `want` (WANT_* bits) names; the result is
-Σ z².  The arithmetic is rowvec.py's (float64, one FMA a multiply-add for float32
-inputs, a product and a sum for float64), with dx's sum in 8 lanes (columns m ≡ l mod 8
-in order) added as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the
-same way.  The same code for every `want` and for the loss: f has the same bits
-whichever gradients a call asks for.
+Σ z².  x's and y's rows are prefetched PF_BYTES ahead.
+
+The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
+float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
+from the exact float64 z), with dx's sum in 8 lanes (columns m ≡ l mod 8 in order) added
+as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the same way.  dW's
+sums stay float64 (its partial is in memory: each step x[n,k]·g in float64, exact, by one
+FMA for float32 inputs), so rowvec.py's guard here checks f and dx's bound only, and
+float32 inputs' chunks that fail it return NaN (loopgrad.cpu then runs the general
+float64 rows).  Float32 arithmetic as AVX2 10⁶×2×32 20–22 → 16.2–16.5 ms, 10⁶×3×16
+13.7–13.9 → 10.2–11.2, natively 10⁶×3×16 9.4 → 8.1–8.4, the longer rows the same
+(dev/products_v26.md 27e).  The same code for every `want` and for the loss: f has the
+same bits whichever gradients a call asks for.
 """
 
 import functools
@@ -33,8 +41,9 @@ from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import _madd, _masked, _prefetch, _splat, relu_grad
+from .rowvec import guarded
 
-LANES = 8     # float64 lanes a block
+LANES = 8     # lanes a block
 MAX_K = 3     # K up to this (from 4 on, K, M ≤ 8 take rowvec.py and wider the tiles)
 # x's and y's rows prefetched this far ahead, as rowvec.py's: 10⁶×3×16 11.6–11.8 → 9.4 ms,
 # 10⁶×2×32 16.5–17.9 → 13.1, 10⁶×1×64 26–27 → 22–24; as AVX2 18–19 → 13.7–14.3, 27–29 → 21,
@@ -49,8 +58,9 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def row_blocks(K: int, want: int, loss: bool = False):
-    """The intrinsic for K and the gradients `want` names, or the loss's (the module's doc)."""
+def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
+    """The intrinsic for K and the gradients `want` names, or the loss's (the module's doc);
+    narrow: float32 inputs in float32 arithmetic (else float64)."""
     if not 1 <= K <= MAX_K:
         raise ValueError(f"row_blocks takes K ≤ {MAX_K}, got K = {K}")
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
@@ -66,13 +76,19 @@ def row_blocks(K: int, want: int, loss: bool = False):
         et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
             ir.IntType(32)
         vd, ve = ir.VectorType(d, L), ir.VectorType(et, L)
-        zero, two = ir.Constant(vd, [0.0] * L), ir.Constant(vd, [2.0] * L)
+        thin = narrow and fused  # float32 arithmetic (the module's doc)
+        vc = ve if thin else vd  # the arithmetic's vectors
+        zero, two = ir.Constant(vc, [0.0] * L), ir.Constant(vc, [2.0] * L)
+        zero64 = ir.Constant(vd, [0.0] * L)
 
-        def wide(v):
-            return v if et == d else builder.fpext(v, vd)
+        def wide(v):  # into the arithmetic's type
+            return v if v.type == vc else builder.fpext(v, vc)
 
-        def narrow(v):
-            return v if et == d else builder.fptrunc(v, ve)
+        def to64(v):
+            return v if v.type == vd else builder.fpext(v, vd)
+
+        def rounded(v):  # into x's dtype
+            return v if v.type == ve else builder.fptrunc(v, ve)
 
         def at(ptr, i, t=ve):  # a pointer to the vector of type t at ptr[i]
             return builder.bitcast(builder.gep(ptr, [i]), t.as_pointer())
@@ -105,19 +121,19 @@ def row_blocks(K: int, want: int, loss: bool = False):
                 v = builder.fadd(lo, hi)
             return builder.extract_element(v, i32(0))
 
-        a0v = _splat(builder, a0, L)
+        a0v = _splat(builder, builder.fptrunc(a0, et) if thin else a0, L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         full = builder.mul(builder.udiv(M, i64(L)), i64(L))  # columns in whole blocks
         tail = builder.icmp_unsigned(  # lanes j < M − full of the last, partial, block
             "<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
             _splat(builder, builder.sub(M, full), L))
-        f = cgutils.alloca_once_value(builder, zero)
+        f = cgutils.alloca_once_value(builder, zero64)
         if not loss and wdw:  # the chunk's partial of dW, summed in place
             with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:
                 builder.store(d(0.0), builder.gep(dwp, [e.index]))
 
-        def block(row, xs, acc, j, mask):
+        def block(row, xs, xs64, acc, j, mask):
             # columns [j, j + 8) of row `row` (mask: the lanes of a partial block, or None)
             yb = builder.add(builder.mul(row, M), j)
             _prefetch(builder, builder.gep(y, [builder.add(yb, i64(PF_BYTES // size))]))
@@ -126,41 +142,56 @@ def row_blocks(K: int, want: int, loss: bool = False):
             for k in range(1, K):
                 h = madd(xs[k], Wk[k], h)
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
-            z = builder.fsub(builder.select(below, zero, h), wide(load(y, yb, mask)))
+            r, yv = builder.select(below, zero, h), wide(load(y, yb, mask))
+            z = builder.fsub(r, yv)  # in float32: the exact difference rounded once
+            z64 = builder.fsub(to64(r), to64(yv)) if thin else z  # f's: exact
             if mask is not None:  # lanes past M: 0 (x·0 is NaN where x is infinite), and so
                 z = builder.select(mask, z, zero)  # are t and g there
-            builder.store(madd(z, z, builder.load(f)), f)
+                z64 = builder.select(mask, z64, zero64) if thin else z
+            builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
             t = builder.fmul(two, z)
             if wdy:
-                store(narrow(builder.fneg(t)), dy, yb, mask)
+                store(rounded(builder.fneg(t)), dy, yb, mask)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
                 nan = builder.select(drop_nan, zero, t)
                 g = relu_grad(builder, h, zero, t, tie, nan)  # 0 past M, where t is
             for k in range(K if wdx else 0):  # dx[n,k] = Σ_m g[n,m]·W[k,m], by lanes
                 builder.store(madd(g, Wk[k], builder.load(acc[k])), acc[k])
+            g64 = to64(g) if wdw else None  # dW's sums stay float64, in the chunk's partial
             for k in range(K if wdw else 0):  # dW[k,m] += x[n,k]·g[n,m]
                 e = builder.add(builder.mul(i64(k), M), j)
-                store(madd(xs[k], g, load(dwp, e, mask, vd)), dwp, e, mask, vd)
+                store(_madd(builder, fused, xs64[k], g64, load(dwp, e, mask, vd)), dwp, e,
+                      mask, vd)
 
-        acc = [cgutils.alloca_once(builder, vd) for _ in range(K)]
+        acc = [cgutils.alloca_once(builder, vc) for _ in range(K)]
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:
             row = builder.add(start, loop.index)
             xb = builder.mul(row, i64(K))
             _prefetch(builder, builder.gep(x, [builder.add(xb, i64(PF_BYTES // size))]))
             xk = [builder.load(builder.gep(x, [builder.add(xb, i64(k))])) for k in range(K)]
-            xs = [_splat(builder, v if et == d else builder.fpext(v, d), L) for v in xk]
+            xs64 = [_splat(builder, v if et == d else builder.fpext(v, d), L) for v in xk]
+            xs = [_splat(builder, v, L) for v in xk] if thin else xs64
             for a in acc:
                 builder.store(zero, a)
             with cgutils.for_range(builder, builder.udiv(M, i64(L))) as b:
-                block(row, xs, acc, builder.mul(b.index, i64(L)), None)
+                block(row, xs, xs64, acc, builder.mul(b.index, i64(L)), None)
             with builder.if_then(builder.icmp_unsigned("<", full, M)):
-                block(row, xs, acc, full, tail)
+                block(row, xs, xs64, acc, full, tail)
             for k in range(K if wdx else 0):
                 s = across(builder.load(acc[k]))
-                builder.store(s if et == d else builder.fptrunc(s, et),
+                builder.store(s if s.type == et else builder.fptrunc(s, et),
                               builder.gep(dx, [builder.add(xb, i64(k))]))
-        return across(builder.load(f))
+        total = across(builder.load(f))
+        if not thin:
+            return total
+        # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
+        # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
+        w2 = cgutils.alloca_once_value(builder, d(0.0))
+        with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:
+            w = builder.fpext(builder.load(builder.gep(W, [e.index])), d)
+            builder.store(builder.fadd(builder.load(w2), builder.fmul(w, w)), w2)
+        return guarded(builder, total, builder.load(w2))
 
     if loss:
         @intrinsic

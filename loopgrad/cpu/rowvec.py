@@ -120,6 +120,26 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
 
+def guarded(builder, f, w2, sums=()):
+    """f (a chunk's float64 Σ z²) where float32 sums of h, dx and dW cannot have overflowed
+    where float64's would not, else NaN: f finite, 2·√f·max(√w2, 1) ≤ ½ float32's largest
+    value (w2 = ‖W‖²), and every lane of the float64 vectors `sums` (dW's) finite."""
+    d = ir.DoubleType()
+    sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d]),
+                                          "llvm.sqrt.f64")
+    norm = builder.call(sqrt, [w2])
+    norm = builder.select(builder.fcmp_ordered(">", norm, d(1.0)), norm, d(1.0))
+    bound = builder.fmul(builder.fmul(d(2.0), builder.call(sqrt, [f])), norm)
+    ok = builder.and_(builder.fcmp_ordered("==", builder.fsub(f, f), d(0.0)),
+                      builder.fcmp_ordered("<=", bound, d(0.5 * FLOAT32_MAX)))
+    for v in sums:
+        fin = builder.fcmp_ordered("==", builder.fsub(v, v), ir.Constant(v.type, None))
+        n = v.type.count
+        ok = builder.and_(ok, builder.icmp_unsigned(
+            "==", builder.bitcast(fin, ir.IntType(n)), ir.IntType(n)((1 << n) - 1)))
+    return builder.select(ok, f, d(float("nan")))
+
+
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True):
@@ -340,21 +360,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             for m in range(M):
                 w = builder.fpext(builder.load(builder.gep(W, [i64(k * M + m)])), d)
                 w2 = builder.fadd(w2, builder.fmul(w, w))
-        sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d]),
-                                              "llvm.sqrt.f64")
-        norm = builder.call(sqrt, [w2])
-        norm = builder.select(builder.fcmp_ordered(">", norm, d(1.0)), norm, d(1.0))
-        bound = builder.fmul(builder.fmul(d(2.0), builder.call(sqrt, [total])), norm)
-        ok = builder.and_(builder.fcmp_ordered("==", builder.fsub(total, total), d(0.0)),
-                          builder.fcmp_ordered("<=", bound, d(0.5 * FLOAT32_MAX)))
         sums = [v for row in dWh for v in row] if blocked else dW64 if stepped else []
-        for acc in sums:
-            v = builder.load(acc)
-            fin = builder.fcmp_ordered("==", builder.fsub(v, v), ir.Constant(v.type, None))
-            n = v.type.count
-            ok = builder.and_(ok, builder.icmp_unsigned(
-                "==", builder.bitcast(fin, ir.IntType(n)), ir.IntType(n)((1 << n) - 1)))
-        return builder.select(ok, total, d(float("nan")))
+        return guarded(builder, total, w2, [builder.load(acc) for acc in sums])
 
     if loss:
         @intrinsic

@@ -43,7 +43,7 @@ import hashlib
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import chunks, jit, machine, rowblocks, rowvec
+from . import chunks, intrinsics, jit, machine, rowblocks, rowvec
 
 MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
@@ -219,8 +219,13 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _digest(mod) -> str:
-    with open(mod.__file__, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()[:12]
+    # mod's source and that of the modules its intrinsics are built from (rowblocks.py
+    # takes rowvec.py's guard; both take intrinsics.py's pieces)
+    h = hashlib.sha256()
+    for m in dict.fromkeys((mod, rowvec, intrinsics)):
+        with open(m.__file__, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:12]
 
 
 def _want_name(want: int) -> str:

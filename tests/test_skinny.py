@@ -329,6 +329,9 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
         assert not np.isnan(grads(True, *ok, 0.5, 128)[0][0])  # and ordinary inputs pass
     got = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
     assert got.f == 6.0 * M and np.array_equal(got.dW, np.zeros((K, M), np.float32))
+    nan = [a.copy() for a in h_big]
+    nan[0][3, 0] = np.nan  # refused by both the float32 rows and the float64 ones' f: NaN
+    assert np.isnan(loopgrad.loss(*nan)) and np.isnan(loopgrad.grads(*nan).f)
     from loopgrad import reference
     for case in (h_big, dx_big):
         got = loopgrad.grads(*case, relu_grad_at_zero=0.5)

@@ -241,7 +241,7 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         par = nchunks > 1 and parallel.allowed()
         stream = STREAM if streams(N, K, M, dt) else 0  # heeded by rowvec.py's rows
         for k, m in ((K, M), (0, 0)):  # (0, 0): the general float64 rows, where float32
-            # rows as vectors refused (NaN: rowvec.py's guard)
+            # rows along the row refused (NaN: rowvec.guarded)
             kern = row_kernel("grads", dt, par, k, m, want)
             with parallel.guard(par):
                 f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows,
@@ -271,12 +271,13 @@ def loss(x, W, y) -> float:
     chunk_rows, nchunks, _ = rows.plan(N, K, M)
     partials = rows.partials_buffer(nchunks, rows.CACHE_LINE // 8)
     par = nchunks > 1 and parallel.allowed()
-    for k, m in ((K, M), (0, 0)):  # as in grads: the general rows where rowvec's refused
-        kern = row_kernel("loss", x.dtype, par, k, m)
+    for k, m in ((K, M), (0, 0)):  # as in grads: the general rows where float32 rows
+        kern = row_kernel("loss", x.dtype, par, k, m)  # along the row refused
         with parallel.guard(par):
             f = kern(partials, x, W, y, chunk_rows)
         if f == f or not narrow_rows(K, M, x.dtype):
-            return f
+            break
+    return f
 
 
 # --------------------------------------------------------- compiling ahead (`loopgrad compile`)

@@ -98,10 +98,12 @@ def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
 
 
 def _packed_float64_ops(K, M, llvm, tag):
-    # the row function of the generated (K, M) module compiled afresh (no disk cache), with
-    # or without LLVM_OPTIONS: its count of packed float64 instructions on ymm/zmm registers
+    # the row function LLVM vectorizes over rows (the generated (K, M) module of an entry
+    # without rows along the row: 128-bit vectors' source) compiled afresh for this entry's
+    # vectors (no disk cache), with or without LLVM_OPTIONS: its count of packed float64
+    # instructions on ymm/zmm registers
     bits = machine.entry().vector_bits
-    mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", _skinny._source(K, M, bits))
+    mod = jit.load(f"test_llvm_options_{tag}_k{K}_m{M}", _skinny._source(K, M, 128))
     with jit.settings(vector_bits=bits, llvm=llvm):
         fn = cfunc(chunks.row_signature("grads", np.dtype(np.float64)),
                    fastmath=_skinny._FM)(mod.rows)
@@ -156,7 +158,7 @@ def test_threads_asking_at_once_get_one_row_function(monkeypatch):
     assert all(len({id(f) for f in v}) == 1 for v in got.values())
 
 
-# ------------------------------ rows as vectors (rowvec.py: K, M ≤ 8 past K·M = 16, 4×4 on AVX2)
+# ------------------------------ rows as vectors (rowvec.py: K, M ≤ 8; rowblocks.py: K ≤ 3, M > 8)
 
 def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
     # the (K, M) row functions skinny.py generates for an entry of `bits`-bit vectors,
@@ -233,8 +235,12 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
-    for K, M, bits in ((4, 4, 512), (2, 8, 512), (9, 2, 512), (8, 9, 512), (2, 4, 256),
-                       (4, 2, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128)):
+    for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
+                       (8, 1, 256), (3, 3, 256)):  # from K·M = 16 or M = 8; 8 on AVX2
+        assert rowvec.applies(K, M, bits)
+        assert "row_vectors" in _skinny._source(K, M, bits)
+    for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (8, 9, 512),
+                       (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
@@ -244,7 +250,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
     assert "row_blocks(2, 7)" in _skinny._source(2, 9, 512)
     assert _skinny._source(2, 9, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
-    for K, M, bits in ((1, 16, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
+    assert rowblocks.applies(1, 9, 512) and rowblocks.applies(1, 16, 256)  # K·M ≤ 16 too
+    for K, M, bits in ((1, 8, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
         assert not rowblocks.applies(K, M, bits)
     assert ("blocks of 8" in cpu.describe(10, 3, 40, np.float32)) == wide
 

@@ -15,8 +15,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
     rows.py     the general row kernels, float64 throughout: the fallback, and K ≤ 3 on
                 entries narrower than AVX2
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
-                AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row; also 4×4 on AVX2) and
-                K ≤ 3 with any M (rowblocks.py's, blocks of 8 lanes)
+                AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
+                rowvec.applies) and K ≤ 3 with M > 8 (rowblocks.py's, blocks of 8 lanes)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process

@@ -2,7 +2,8 @@
 run-time value (one module per K and `want`, not per (K, M)).
 
 Past K·M = 16 these rows took the general row kernel (rows.py, scalar float64): 10⁶×3×16
-25 ms, 10⁶×1×64 66, against 5.7 and 19.6 ms of memory traffic (dev/products_v22.md 23e).
+25 ms, 10⁶×1×64 66, against 5.7 and 19.6 ms of memory traffic (dev/products_v22.md 23e);
+below it (1×9 to 1×16) skinny.py's vectors of rows, now slower (`applies`).
 rowvec.py's rows of one vector stop at 8 lanes; here a row is ⌈M/8⌉ blocks of 8 lanes,
 the last masked (its lanes past M neither read nor written):
 
@@ -53,8 +54,10 @@ PF_BYTES = 2048
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: K ≤ 3 and M > 8 past K·M = 16, on 256- and 512-bit vectors."""
-    return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES and K * M > 16
+    vector_bits: K ≤ 3 and M > 8, on 256- and 512-bit vectors (from K·M = 16 down, 1×9 to
+    1×16, they are faster than LLVM's vectors of rows: 10⁶×1×16 10.3 → 5.4 ms, as AVX2
+    13.3 → 6.3; 10⁶×1×12 the same natively, 11.0 → 8.3 as AVX2; dev/products_v26.md 27f)."""
+    return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES
 
 
 @functools.lru_cache(maxsize=None)

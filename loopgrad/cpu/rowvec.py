@@ -1,5 +1,6 @@
-"""The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 past K·M = 16 on 256- and
-512-bit vectors (AVX2, AVX-512), and K = M = 4 on 256-bit ones.
+"""The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
+(AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones
+(`applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -100,13 +101,18 @@ def _load_volatile(builder, ptr, align=8):
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits (256 or more): K, M ≤ 8 past K·M = 16, where LLVM's vectors of rows would
-    need more accumulators than there are registers; and K = M = 4 on 256-bit vectors,
-    where a row of x and of y fills one vector of float64 (LLVM's vectors of rows spill
-    there; elsewhere up to K·M = 16 they are the faster: 10⁶×4×4 at the copy ceiling)."""
+    vector_bits (256 or more), K, M ≤ 8: past K·M = 16, where LLVM's vectors of rows would
+    need more accumulators than there are registers; and below it where these rows, with
+    their prefetch and streamed stores, were measured faster than LLVM's vectors of rows
+    (dev/products_v26.md 27f): on 256-bit vectors from K·M = 8 (10⁶×2×8 7.5 → 3.2 ms,
+    10⁶×2×4 3.3 → 2.2; at 2×2, 4×1 and 1×2 14–31 % slower), on 512-bit ones from K·M = 16
+    and where y's row is 8 (10⁶×4×4 2.9 → 2.2, 10⁶×1×8 3.7 → 2.6; below, float32's rows of
+    few lanes lose to LLVM's 16 rows a vector: 2×4 15 %, 8×1 14 %, 2×2 68 % slower)."""
     if vector_bits < 256 or K > WIDE or M > WIDE:
         return False
-    return K * M > 16 or (vector_bits == 256 and K == M == 4)
+    if vector_bits == 256:
+        return K * M >= 8
+    return K * M >= 16 or M == WIDE
 
 
 def dw_rows(K: int, M: int, vector_bits: int) -> int:

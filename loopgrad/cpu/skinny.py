@@ -19,13 +19,15 @@ and dW sums within a chunk differs (reassociated into vector lanes, the same
 way every run).  Chunks, and the drivers that add their sums in a fixed order,
 are rows.py's (chunks.py).
 
-Where a row of x and of y fits one vector of float64 (K, M ≤ 8 past K·M = 16 on the AVX2
-and AVX-512 entries; 4×4 on AVX2), the generated row functions call rowvec.py's intrinsics
-instead, which vectorize along each row: vectors of rows had their rows shuffled in and
+Where a row of x and of y fits one vector (K, M ≤ 8 on the AVX2 and AVX-512 entries, from
+K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512: rowvec.applies), the generated row
+functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of rows had their rows shuffled in and
 out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
 and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 → 11 ms,
-dev/products_v22.md 23b, 23c).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
+dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
+arithmetic, they are faster than the vectors of rows at the shapes `applies` names
+(dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f).
 
 Generated modules are written once per (K, M) into a cache folder and
@@ -50,8 +52,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or past it where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512)
-    or K ≤ 3 (rowblocks.applies: blocks of 8 lanes, any M)."""
+    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512) or K ≤ 3
+    (rowblocks.applies: blocks of 8 lanes, M > 8)."""
     bits = machine.entry().vector_bits
     return 1 <= K * M <= MAX_KM or rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits)
 

@@ -281,7 +281,7 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
                                       rowblocks.applies(K, M, bits))  # float32 arithmetic
     if narrow:  # which refuses inputs that are not finite (f NaN, rowvec.py's guard) ...
         assert np.isnan(full[0]) and np.isnan(lf)
-        # ... and the API answers from the general float64 rows (or its own kernel)
+        # ... and the API answers from float64 arithmetic (or its own kernel)
         assert_matches_torch(loopgrad.grads(x, W, y, relu_grad_at_zero=a0), x, W, y, a0,
                              form="sum")
         x, W, y = (np.nan_to_num(a, nan=0.5, posinf=2.0) for a in (x, W, y))
@@ -313,11 +313,11 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
 @pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4), (3, 16), (1, 17)])
 def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     # float32 rows as vectors (and in blocks of 8, K ≤ 3) return NaN, and the API runs the
-    # general float64 rows, where a float32 sum overflows and float64's would not: dW[0, :]
+    # same rows in float64 arithmetic, where a float32 sum overflows and float64's would not: dW[0, :]
     # = 3e38·(−1 − 1 + 2) (0 in float64, −inf in float32: f finite, W zero, so only the dW
     # check sees it; rowblocks.py sums dW in float64 and has no such case); h = 1e20·1e20
     # (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).  The
-    # API's answers are the float64 rows' (torch's in float64, rounded as stored)
+    # API's answers are float64 arithmetic's (torch's in float64, rounded as stored)
     N = 300
     x, W, y = (np.zeros(s, np.float32) for s in ((N, K), (K, M), (N, M)))
     x[:3, 0] = 3e38
@@ -336,6 +336,9 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
         assert not np.isnan(grads(True, *ok, 0.5, 128)[0][0])  # and ordinary inputs pass
     got = loopgrad.grads(x, W, y, relu_grad_at_zero=0.5)
     assert got.f == 6.0 * M and np.array_equal(got.dW, np.zeros((K, M), np.float32))
+    if cpu.narrow_rows(K, M, np.float32):  # the same rows in float64 arithmetic answer
+        assert cpu._float64_rows("grads", np.float32, False, K, M) is \
+            _skinny.kernel("grads", K, M, np.float32, False, exact=True)
     nan = [a.copy() for a in h_big]
     nan[0][3, 0] = np.nan  # refused by both the float32 rows and the float64 ones' f: NaN
     assert np.isnan(loopgrad.loss(*nan)) and np.isnan(loopgrad.grads(*nan).f)

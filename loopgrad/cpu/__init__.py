@@ -86,9 +86,19 @@ def is_tiled(K: int, M: int) -> bool:
 def narrow_rows(K: int, M: int, dtype) -> bool:
     """Whether (K, M) in dtype runs rowvec.py's or rowblocks.py's float32 arithmetic, whose
     rows return NaN where float32 sums could have overflowed or met inf and NaN, and the
-    call then runs again on the general float64 rows (as after the tiled kernels)."""
+    call then runs again on the same rows in float64 arithmetic (`_float64_rows`)."""
     bits = machine.entry().vector_bits
     return dtype == np.float32 and (rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits))
+
+
+def _float64_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int = WANT_ALL):
+    # where float32 rows along the row refused a call: the same rows in float64 arithmetic
+    # (a rare path, compiled here on its first use; the general rows, 5–10× slower at these
+    # shapes, where there is no folder for generated source)
+    try:
+        return skinny.kernel(name, K, M, dtype, parallel, want, exact=True)
+    except RuntimeError:
+        return row_kernel(name, dtype, parallel, want=want)
 
 
 def describe(N: int, K: int, M: int, dtype) -> str:
@@ -240,14 +250,15 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
         stream = STREAM if streams(N, K, M, dt) else 0  # heeded by rowvec.py's rows
-        for k, m in ((K, M), (0, 0)):  # (0, 0): the general float64 rows, where float32
-            # rows along the row refused (NaN: rowvec.guarded)
-            kern = row_kernel("grads", dt, par, k, m, want)
+        kern = row_kernel("grads", dt, par, K, M, want)
+        with parallel.guard(par):
+            f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows,
+                     want | stream)
+        if f != f and narrow_rows(K, M, dt):  # float32 rows along the row refused (NaN:
+            kern = _float64_rows("grads", dt, par, K, M, want)  # rowvec.guarded)
             with parallel.guard(par):
                 f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows,
                          want | stream)
-            if f == f or not narrow_rows(K, M, dt):
-                break
     return (f, dx if want & WANT_DX else None, dW if want & WANT_DW else None,
             dy if want & WANT_DY else None)
 
@@ -271,12 +282,13 @@ def loss(x, W, y) -> float:
     chunk_rows, nchunks, _ = rows.plan(N, K, M)
     partials = rows.partials_buffer(nchunks, rows.CACHE_LINE // 8)
     par = nchunks > 1 and parallel.allowed()
-    for k, m in ((K, M), (0, 0)):  # as in grads: the general rows where float32 rows
-        kern = row_kernel("loss", x.dtype, par, k, m)  # along the row refused
+    kern = row_kernel("loss", x.dtype, par, K, M)
+    with parallel.guard(par):
+        f = kern(partials, x, W, y, chunk_rows)
+    if f != f and narrow_rows(K, M, x.dtype):  # as in grads
+        kern = _float64_rows("loss", x.dtype, par, K, M)
         with parallel.guard(par):
             f = kern(partials, x, W, y, chunk_rows)
-        if f == f or not narrow_rows(K, M, x.dtype):
-            break
     return f
 
 

@@ -49,8 +49,9 @@ where float64 took two, and there are no conversions: as AVX2 10⁶×8×8 8.7 �
 where float64's would not, so the intrinsic returns NaN unless its chunk's f is finite,
 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value (every dx sum is within it: |g[n,:]| ≤ 2·√f,
 Cauchy–Schwarz) and its dW sums are finite: guards.py's test, chunk by chunk.
-loopgrad.cpu then runs the call again on the general float64 rows (as after the tiled
-kernels); one without dW cannot see dW's overflow.
+loopgrad.cpu then runs the call again on the same rows with narrow=False (float64
+arithmetic: skinny.py's `rows_exact`, 5–10× faster than the general rows the tiled
+kernels fall back to); one without dW cannot see dW's overflow.
 
 The same code for every `want` and for the loss, so f has the same bits whichever
 gradients a call asks for.

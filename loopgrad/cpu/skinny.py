@@ -191,6 +191,8 @@ from loopgrad.cpu.{mod} import {make}
 
 _rows = {make}({shape}, {bits_want}{dw})
 _loss = {make}({shape}, 0, loss=True)
+_rows_exact = {make}({shape}, {bits_want}{dw}, narrow=False)
+_loss_exact = {make}({shape}, 0, loss=True, narrow=False)
 
 
 def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_):
@@ -201,6 +203,15 @@ def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_
 def rows_loss(x, W, y, start, stop, K_, M_):
     # rows [start, stop) → Σ z²
     return _loss(x, W, y, start, stop{m_arg})
+
+
+def rows_exact(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_):
+    # rows in float64 arithmetic for float32 inputs too: where `rows` refused (NaN)
+    return _rows_exact(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop{m_arg}{flags_arg})
+
+
+def rows_loss_exact(x, W, y, start, stop, K_, M_):
+    return _loss_exact(x, W, y, start, stop{m_arg})
 '''
 
 
@@ -251,29 +262,31 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _FM = {"reassoc"}
 
 
-def _row_py(name: str, K: int, M: int, want: int):
+def _row_py(name: str, K: int, M: int, want: int, exact: bool = False):
     # the generated function kernel `name` runs over its rows (loss's is in every module:
-    # the one of WANT_ALL's)
+    # the one of WANT_ALL's); exact: the float64 one of the modules on intrinsics
     return getattr(module(K, M, want if name == "grads" else WANT_ALL),
-                   "rows" if name == "grads" else "rows_loss")
+                   ("rows" if name == "grads" else "rows_loss") + ("_exact" if exact else ""))
 
 
 _ROWS: dict = {}
 
 
-def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL):
+def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL, exact: bool = False):
     """The generated row function of kernel `name` for (K, M), dtype and `want`, compiled as
-    a C function (or loaded from the disk cache), with the LLVM options of _llvm_options."""
+    a C function (or loaded from the disk cache), with the LLVM options of _llvm_options;
+    exact: rowvec.py's and rowblocks.py's rows in float64 arithmetic for float32 inputs
+    too (`kernel`)."""
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL
     M = _one_m(K, M)
-    key = (name, K, M, dtype, want)
+    key = (name, K, M, dtype, want, exact)
     fn = _ROWS.get(key)
     if fn is None:
         # LLVM's loop vectorizer runs them over 8 rows at a time at 512 bits (Intel's AVX-512
         # chips would get 4 by default): 10⁶×4×4 4.9 → 3.3 ms (dev/machines_v8.md 8f)
         with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
-            fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want),
+            fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want, exact),
                                 chunks.row_signature(name, dtype),
                                 f"the {dtype} row kernels for K = {K}, M = {M}", fastmath=_FM)
     return fn
@@ -292,7 +305,8 @@ def cached(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
         and jit.cached(_row_py(name, K, M, want), chunks.row_signature(name, dtype))
 
 
-def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL):
+def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL,
+           exact: bool = False):
     """The generated kernel `name` for (K, M) and dtype, with rows.kernel's arguments:
 
     grads(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want) -> f
@@ -300,14 +314,16 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
 
     grads is generated for the gradients `want` names (its argument must be the same): a
     driver of chunks.py with the row function's address bound.  Compiled for one dtype
-    (read-only inputs accepted) on first use, as in rows.py.
+    (read-only inputs accepted) on first use, as in rows.py.  exact (where rowvec.py's or
+    rowblocks.py's rows take (K, M)): their float64 arithmetic for float32 inputs, which
+    loopgrad.cpu runs where the float32 rows refused a call.
     """
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL  # the loss kernels are in every module
-    key = (name, K, M, dtype, parallel, want)
+    key = (name, K, M, dtype, parallel, want, exact)
     fn = _COMPILED.get(key)
     if fn is None:
-        row = row_function(name, K, M, dtype, want)
+        row = row_function(name, K, M, dtype, want, exact)
         fn = _COMPILED[key] = functools.partial(chunks.driver(name, dtype, parallel),
                                                 row.address)
     return fn

@@ -90,7 +90,8 @@ def error_bounds(x, W, y, ref):
     and dy round once each; dW and f are sums carried in float64 across blocks
     of at most SUM_BLOCK terms (see above).  Each bound is Higham's worst case
     γ_n·Σ|terms| for that sum, plus the bound of the float64 reference `ref`
-    itself (the same model with float64's unit roundoff).  Where h is within
+    itself (the same model with float64's unit roundoff), each rounding also an
+    absolute η of half the smallest subnormal (gradual underflow).  Where h is within
     its error of 0 the ReLU mask is not decided by the inputs, and the bound
     admits either side.  Inputs made of integers whose products sum exactly
     (|x|·|W| < 2^mantissa) have exact h and no ambiguity, which lets tie tests
@@ -100,18 +101,24 @@ def error_bounds(x, W, y, ref):
     # pattern; the finite outputs beside them are bounded by the finite inputs.
     x64, W64, y64 = (np.nan_to_num(np.asarray(a, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
                      for a in (x, W, y))
+    # z not finite where y is not: there an undecided ReLU mask (below) leaves g anything
+    # from 0 to ±inf, and the outputs summed from it are not bounded at all
+    y_bad = ~np.isfinite(np.asarray(y, np.float64))
     info = np.finfo(np.asarray(x).dtype)
     exact_h = _exactly_integer(x64, W64, info.nmant + 1)
     N, K = x64.shape
     M = W64.shape[1]
     u64 = np.finfo(np.float64).eps / 2
     units = (info.eps / 2, u64)          # ours (the input dtype), then the reference's
+    # gradual underflow: a rounding into the subnormals errs by up to half the smallest
+    # subnormal, an absolute η beside the relative u (Higham, §2.1)
+    etas = (float(info.smallest_subnormal) / 2, float(np.finfo(np.float64).smallest_subnormal) / 2)
     nb = min(N, SUM_BLOCK)
     aW = np.abs(W64)
     # per unit roundoff: γ of h's K terms, of dx's M terms, and of dW's and f's long sums
     # (SUM_BLOCK terms in that dtype, float64 across the blocks)
-    gammas = [(u, _gamma(K, u), _gamma(M, u),
-               _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)) for u in units]
+    gammas = [(u, eta, _gamma(K, u), _gamma(M, u),
+               _gamma(nb, u) + _gamma(-(-N // max(nb, 1)), u64)) for u, eta in zip(units, etas)]
     g_amb = 0.0 if exact_h else _gamma(K, u64)
     g_f = _gamma(N * M, u64)
     f_bound = 0.0
@@ -125,19 +132,20 @@ def error_bounds(x, W, y, ref):
         Z = A + np.abs(y64[r0:r1])       # ≥ |z|
         ah = np.abs(x64[r0:r1] @ W64)
         ZZ = np.sum(Z * Z)
-        for u, g_K, g_M, sum_gamma in gammas:
-            eh = 0.0 if exact_h else g_K * A
-            ez = eh + u * Z              # relu and the subtraction round once
+        for u, eta, g_K, g_M, sum_gamma in gammas:
+            eh = 0.0 if exact_h else g_K * A + K * eta
+            ez = eh + u * Z + eta        # relu and the subtraction round once
             # Where |h| is within h's own error of 0, the sign of relu'(h) is not
             # determined by the inputs at this precision: either choice is correct,
             # and g may be anything from 0 to 2z there.
             amb = ah <= eh + g_amb * A
-            eg = 2 * (ez + u * Z) + np.where(amb, 2 * (Z + ez), 0.0)
+            eg = 2 * (ez + u * Z + eta) + np.where(amb, 2 * (Z + ez), 0.0)
+            eg = np.where(amb & y_bad[r0:r1], np.inf, eg)
             G = 2 * Z + eg               # ≥ |ĝ|
             f_bound += float(np.sum(2 * Z * ez + ez * ez) + g_f * ZZ)
-            dx_bound[r0:r1] += (eg + g_M * G) @ aW.T
-            dW_bound += ax.T @ (eg + sum_gamma * G)
-            dy_bound[r0:r1] += 2 * ez + 2 * u * Z
+            dx_bound[r0:r1] += (eg + g_M * G) @ aW.T + M * eta
+            dW_bound += ax.T @ (eg + sum_gamma * G) + (r1 - r0) * eta
+            dy_bound[r0:r1] += 2 * ez + 2 * u * Z + eta
     f, dx, dW, _ = ref
     for u in units:                      # the rounding of each output itself
         dx_bound += u * np.abs(dx)

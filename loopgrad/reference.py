@@ -143,8 +143,10 @@ def error_bounds(x, W, y, ref):
             eg = np.where(amb & y_bad[r0:r1], np.inf, eg)
             G = 2 * Z + eg               # ≥ |ĝ|
             f_bound += float(np.sum(2 * Z * ez + ez * ez) + g_f * ZZ)
-            dx_bound[r0:r1] += (eg + g_M * G) @ aW.T + M * eta
-            dW_bound += ax.T @ (eg + sum_gamma * G) + (r1 - r0) * eta
+            with np.errstate(invalid="ignore"):  # an unbounded g times a zero of W or
+                # x: a NaN bound, which check() reads as unbounded
+                dx_bound[r0:r1] += (eg + g_M * G) @ aW.T + M * eta
+                dW_bound += ax.T @ (eg + sum_gamma * G) + (r1 - r0) * eta
             dy_bound[r0:r1] += 2 * ez + 2 * u * Z + eta
     f, dx, dW, _ = ref
     for u in units:                      # the rounding of each output itself

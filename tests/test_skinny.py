@@ -12,7 +12,7 @@ import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import chunks, jit, machine, rows, skinny as _skinny
 from loopgrad._inputs import WANT_ALL
-from _helpers import assert_matches_torch, draw
+from _helpers import assert_matches_torch, draw, past_a_line
 
 # rows LLVM vectorizes with its default options (4×4, 3×5, 1×1, 5×3) and those that need
 # skinny.LLVM_OPTIONS (2×8, 16×1: more than 16 overflow checks; 1×12: an interleave group of 12)
@@ -179,20 +179,12 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
         partials = rows.partials_buffer(nchunks, stride)
         partials.fill(np.nan)
         out = [np.full(s, np.nan, dt) if skip is None or s == (K, M) else
-               _past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
+               past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
         f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
                                                  chunk_rows, want | flags)
         lf = chunks.driver("loss", dt, parallel)(loss.address, partials, x, W, y, chunk_rows)
         return (f, *out), lf
     return grads
-
-
-def _past_a_line(shape, dtype, skip):
-    # a NaN-filled C-contiguous array that starts `skip` elements past a cache line
-    n = int(np.prod(shape))
-    raw = np.full(n + 64, np.nan, dtype)
-    at = -raw.ctypes.data % 64 // raw.itemsize + skip
-    return raw[at:at + n].reshape(shape)
 
 
 @pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (8, 4, np.float32),

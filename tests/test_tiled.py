@@ -13,7 +13,7 @@ import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import guards, intrinsics, jit, machine, ordered, ordered_ir, tiled as _tiled
 from loopgrad._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from _helpers import assert_matches_torch, draw
+from _helpers import assert_matches_torch, draw, past_a_line
 
 # Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
 VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
@@ -570,7 +570,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
             for want, stream, doff in ((False, False, 3), (True, False, 3), (True, True, 3),
                                        (True, True, 16), (False, True, 16), (True, True, part)):
                 g, f = g0.copy(), f0.copy()
-                dy = _line_aligned((size + 3,), T)  # NaN from a cache line on
+                dy = past_a_line((size + 3,), T)  # NaN from a cache line on
                 run(g, y, dy, 2, ldg, ldy, doff, rows, m, a0, want, f, stream)
                 case = (m, rows, a0, want, stream, doff)
                 assert np.array_equal(f, want_f, equal_nan=True), case
@@ -712,14 +712,6 @@ def test_user_numba_setting_survives(tmp_path, user_setting):
 
 # ------------------------------------------------------------------ streamed stores
 
-def _line_aligned(shape, dtype, skip=0):
-    # a NaN-poisoned C-contiguous array that starts `skip` elements past a cache line
-    n = int(np.prod(shape))
-    raw = np.full(n + 64, np.nan, dtype)
-    at = -raw.ctypes.data % 64 // raw.itemsize + skip
-    return raw[at:at + n].reshape(shape)
-
-
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_stores_change_no_bit(rng, isa, dtype):
@@ -738,7 +730,7 @@ def test_streamed_stores_change_no_bit(rng, isa, dtype):
             got = {}
             part = 16 // np.dtype(dtype).itemsize
             for stream, skip in ((0, 0), (STREAM, 0), (STREAM, part), (STREAM, 1)):
-                outs = [_line_aligned(s, dtype, skip) for s in ((N, K), (K, M), (N, M))]
+                outs = [past_a_line(s, dtype, skip) for s in ((N, K), (K, M), (N, M))]
                 f = kern(*outs, x, W, y, 0.5, nchunks, rows, np.full(n64 + 3, np.nan),
                          np.full(nT + 3, np.nan, dtype), WANT_ALL | stream)
                 got[stream, skip] = (f, *outs)

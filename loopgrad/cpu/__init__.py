@@ -26,9 +26,9 @@ without its compile: the tiled kernels' order of operations in plain loops
 of the parallel one (tiled_kernel, row_kernel).
 
 The tiled kernels sum h and dx in the input dtype, and so do rowvec.py's and
-rowblocks.py's rows for float32 inputs; where that could overflow or meets inf and NaN they return NaN, and
-the call is recomputed by the float64 row kernels (torch's pattern of NaN and inf on
-every path).
+rowblocks.py's rows for float32 inputs; where that could overflow or meets inf and NaN
+they return NaN, and the call is recomputed by float64 row kernels (torch's pattern of
+NaN and inf on every path).
 """
 
 import sys
@@ -50,8 +50,8 @@ TILED_MIN_K = 4
 TILED_PARALLEL_WORK = 1 << 16
 
 # Calls that move at least a sixteenth of the L3 and STREAM_MIN_BYTES (x and y read, dx
-# and dy written) have the tiled kernels (and rowvec.py's rows, whose rows of a multiple
-# of 16 bytes stream alike: dev/products_v26.md 27a) store dx and dy past the caches: non-temporal
+# and dy written) have the tiled kernels (and rowvec.py's rows, rows of a multiple of 16
+# bytes: dev/products_v26.md 27a) store dx and dy past the caches: non-temporal
 # stores of whole lines, without reading each line before it is written, where the
 # output starts on a cache line (fresh results do; np.empty's arrays, given as out=, do
 # not).  On the 2-core Xeon guest (480 MiB of L3), fresh results at 2 threads:
@@ -87,8 +87,7 @@ def narrow_rows(K: int, M: int, dtype) -> bool:
     """Whether (K, M) in dtype runs rowvec.py's or rowblocks.py's float32 arithmetic, whose
     rows return NaN where float32 sums could have overflowed or met inf and NaN, and the
     call then runs again on the same rows in float64 arithmetic (`_float64_rows`)."""
-    bits = machine.entry().vector_bits
-    return dtype == np.float32 and (rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits))
+    return dtype == np.float32 and skinny.along_row(K, M)
 
 
 def _float64_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int = WANT_ALL):

@@ -27,9 +27,9 @@ as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the same w
 sums stay float64 (its partial is in memory: each step x[n,k]·g in float64, exact, by one
 FMA for float32 inputs), so rowvec.py's guard here checks f and dx's bound only, and
 float32 inputs' chunks that fail it return NaN (loopgrad.cpu then runs the same rows in
-float64 arithmetic, narrow=False).  Float32 arithmetic as AVX2 10⁶×2×32 20–22 → 16.2–16.5 ms, 10⁶×3×16
-13.7–13.9 → 10.2–11.2, natively 10⁶×3×16 9.4 → 8.1–8.4, the longer rows the same
-(dev/products_v26.md 27e).  The same code for every `want` and for the loss: f has the
+float64 arithmetic, narrow=False).  Float32 arithmetic as AVX2 10⁶×2×32 20–22 →
+16.2–16.5 ms, 10⁶×3×16 13.7–13.9 → 10.2–11.2, natively 10⁶×3×16 9.4 → 8.1–8.4, the
+longer rows the same (dev/products_v26.md 27e).  The same code for every `want` and for the loss: f has the
 same bits whichever gradients a call asks for.
 """
 
@@ -42,14 +42,13 @@ from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import _madd, _masked, _prefetch, _splat, relu_grad
-from .rowvec import guarded
+from .rowvec import PF_BYTES, guarded
 
 LANES = 8     # lanes a block
 MAX_K = 3     # K up to this (from 4 on, K, M ≤ 8 take rowvec.py and wider the tiles)
-# x's and y's rows prefetched this far ahead, as rowvec.py's: 10⁶×3×16 11.6–11.8 → 9.4 ms,
+# x's and y's rows are prefetched rowvec.PF_BYTES ahead: 10⁶×3×16 11.6–11.8 → 9.4 ms,
 # 10⁶×2×32 16.5–17.9 → 13.1, 10⁶×1×64 26–27 → 22–24; as AVX2 18–19 → 13.7–14.3, 27–29 → 21,
 # 42 → 30–32; the same in the L3 (10⁵×3×16).  Same bits (dev/products_v26.md 27c)
-PF_BYTES = 2048
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
@@ -190,11 +189,7 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
             return total
         # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
         # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
-        w2 = cgutils.alloca_once_value(builder, d(0.0))
-        with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:
-            w = builder.fpext(builder.load(builder.gep(W, [e.index])), d)
-            builder.store(builder.fadd(builder.load(w2), builder.fmul(w, w)), w2)
-        return guarded(builder, total, builder.load(w2))
+        return guarded(builder, total, W, builder.mul(M, i64(K)))
 
     if loss:
         @intrinsic

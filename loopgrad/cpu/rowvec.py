@@ -127,14 +127,19 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
 
-def guarded(builder, f, w2, sums=()):
+def guarded(builder, f, W, size, sums=()):
     """f (a chunk's float64 Σ z²) where float32 sums of h, dx and dW cannot have overflowed
-    where float64's would not, else NaN: f finite, 2·√f·max(√w2, 1) ≤ ½ float32's largest
-    value (w2 = ‖W‖²), and every lane of the float64 vectors `sums` (dW's) finite."""
+    where float64's would not, else NaN: f finite, 2·√f·max(‖W‖, 1) ≤ ½ float32's largest
+    value (W a pointer to its `size` float32s, an i64), and every lane of the float64
+    vectors `sums` (dW's) finite."""
     d = ir.DoubleType()
+    w2 = cgutils.alloca_once_value(builder, d(0.0))
+    with cgutils.for_range(builder, size) as e:
+        w = builder.fpext(builder.load(builder.gep(W, [e.index])), d)
+        builder.store(builder.fadd(builder.load(w2), builder.fmul(w, w)), w2)
     sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d]),
                                           "llvm.sqrt.f64")
-    norm = builder.call(sqrt, [w2])
+    norm = builder.call(sqrt, [builder.load(w2)])
     norm = builder.select(builder.fcmp_ordered(">", norm, d(1.0)), norm, d(1.0))
     bound = builder.fmul(builder.fmul(d(2.0), builder.call(sqrt, [f])), norm)
     ok = builder.and_(builder.fcmp_ordered("==", builder.fsub(f, f), d(0.0)),
@@ -362,13 +367,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             return total
         # float32's guard (the module's doc): NaN unless this chunk's f is finite, dx's sums
         # are bounded below float32's overflow (|g| ≤ 2·√f, Cauchy–Schwarz) and dW's are finite
-        w2 = d(0.0)
-        for k in range(K):
-            for m in range(M):
-                w = builder.fpext(builder.load(builder.gep(W, [i64(k * M + m)])), d)
-                w2 = builder.fadd(w2, builder.fmul(w, w))
         sums = [v for row in dWh for v in row] if blocked else dW64 if stepped else []
-        return guarded(builder, total, w2, [builder.load(acc) for acc in sums])
+        return guarded(builder, total, W, i64(K * M), [builder.load(acc) for acc in sums])
 
     if loss:
         @intrinsic

@@ -21,8 +21,8 @@ are rows.py's (chunks.py).
 
 Where a row of x and of y fits one vector (K, M ≤ 8 on the AVX2 and AVX-512 entries, from
 K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512: rowvec.applies), the generated row
-functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of rows had their rows shuffled in and
-out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
+functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of
+rows had their rows shuffled in and out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
 and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 → 11 ms,
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
@@ -54,8 +54,14 @@ def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512) or K ≤ 3
     (rowblocks.applies: blocks of 8 lanes, M > 8)."""
+    return 1 <= K * M <= MAX_KM or along_row(K, M)
+
+
+def along_row(K: int, M: int) -> bool:
+    """Whether the (K, M) rows are rowvec.py's or rowblocks.py's on this CPU's table entry
+    (float32 inputs there take float32 arithmetic, and `kernel(..., exact=True)`)."""
     bits = machine.entry().vector_bits
-    return 1 <= K * M <= MAX_KM or rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits)
+    return rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits)
 
 
 def _one_m(K: int, M: int) -> int:

@@ -33,9 +33,14 @@ def values(dtype):
 
 
 @st.composite
-def problems(draw):
+def problems(draw, one_output=False):
+    # one_output: M = 1 with K from 7 to 20 and up to 40 rows (rowdots.py's dot products on
+    # AVX2 and AVX-512: whole and partial vectors of a row, whole and partial blocks of rows)
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64])))
-    N, K, M = (draw(st.integers(0, n)) for n in (12, 5, 5))
+    if one_output:
+        N, K, M = draw(st.integers(0, 40)), draw(st.integers(7, 20)), 1
+    else:
+        N, K, M = (draw(st.integers(0, n)) for n in (12, 5, 5))
     arrays = []
     for name, shape in (("x", (N, K)), ("W", (K, M)), ("y", (N, M))):
         a = draw(npst.arrays(dtype, shape, elements=values(dtype)))
@@ -70,6 +75,17 @@ def problems(draw):
                       np.array([[0, 0, 0, 0], [0, 0, 0, 1e-45]], np.float32),
                       np.zeros((1, 4), np.float32)], None, 0.0))
 def test_hostile_inputs(problem):
+    _agrees_or_refuses(problem)
+
+
+@hypothesis.settings(max_examples=int(os.environ.get("LOOPGRAD_HYPOTHESIS_EXAMPLES", 150)) // 3,
+                     deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(problems(one_output=True))
+def test_hostile_inputs_one_output(problem):
+    _agrees_or_refuses(problem)
+
+
+def _agrees_or_refuses(problem):
     (x, W, y), swap, a0 = problem
     if swap is not None:  # a byte-swapped copy: same values, non-native order
         i = "xWy".index(swap)

@@ -188,13 +188,16 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
 
 
 @pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (8, 4, np.float32),
-                                       (4, 8, np.float64), (5, 7, np.float32)])
+                                       (4, 8, np.float64), (5, 7, np.float32),
+                                       (16, 1, np.float32), (20, 1, np.float32),
+                                       (12, 1, np.float64), (9, 1, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
     # 16 bytes past one and one element past (ordinary stores); rows of 8, 4 and (masked,
-    # never streamed) 5 and 7 elements, 512- and 256-bit code.  Every bit as without,
-    # nothing left unwritten
+    # never streamed) 5 and 7 elements, 512- and 256-bit code; rowdots.py's dx rows of whole
+    # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64) and never
+    # streamed (9).  Every bit as without, nothing left unwritten
     from loopgrad._inputs import STREAM
     x, W, y = draw(rng, 1001, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties
@@ -222,13 +225,33 @@ def test_row_blocks_lanes_past_m_add_nothing(rng, M):
     assert got[0] == ref[0] == np.inf and np.isinf(got[1][5]).all()
 
 
+@pytest.mark.parametrize("K,bits,dtype", [(16, 512, np.float32), (23, 256, np.float64),
+                                          (9, 512, np.float64), (8, 256, np.float32)])
+def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, bits, dtype):
+    # rowdots.py runs blocks of a vector's lanes of rows from each chunk's first, the last
+    # one partial (its rows past the chunk read the last row again and drop it): chunks of
+    # 256 rows (whole blocks), of 37 and of 1 (a partial block each) give dx and dy the same
+    # bits, row by row, and f and dW (sums over chunks) agree with torch either way
+    x, W, y = draw(rng, 1001, K, 1, dtype)
+    x[:40] = np.round(x[:40])  # ties
+    grads = _row_vector_kernels(7, dtype, bits=bits, tag="rd", K=K, M=1)
+    whole, lf = grads(True, x, W, y, 0.5, 256)
+    assert_matches_torch(whole, x, W, y, 0.5, form="sum")
+    assert lf == whole[0]
+    for chunk_rows in (37, 1):
+        cut, lf = grads(True, x, W, y, 0.5, chunk_rows)
+        assert_matches_torch(cut, x, W, y, 0.5, form="sum")
+        assert lf == cut[0]
+        assert np.array_equal(cut[1], whole[1]) and np.array_equal(cut[3], whole[3])
+
+
 def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
-                       (8, 1, 256), (3, 3, 256)):  # from K·M = 16 or M = 8; 8 on AVX2
+                       (4, 2, 256), (3, 3, 256)):  # from K·M = 16 or M = 8; 8 on AVX2
         assert rowvec.applies(K, M, bits)
         assert "row_vectors" in _skinny._source(K, M, bits)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (8, 9, 512),
@@ -246,6 +269,14 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     for K, M, bits in ((1, 8, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
         assert not rowblocks.applies(K, M, bits)
     assert ("blocks of 8" in cpu.describe(10, 3, 40, np.float32)) == wide
+    from loopgrad.cpu import rowdots  # M = 1: a dot product a row, K at run time
+    assert "row_dots(512, 7)" in _skinny._source(9, 1, 512)
+    assert "row_dots(256, 5)" in _skinny._source(8, 1, 256, 5)  # before rowvec.py's 8×1
+    assert _skinny._source(9, 1, 512, 7) == _skinny._source(3000, 1, 512, 7)  # one module
+    for K, M, bits in ((8, 1, 512), (7, 1, 256), (16, 2, 512), (16, 1, 128)):
+        assert not rowdots.applies(K, M, bits)
+    assert ("a dot product a row" in cpu.describe(10, 20, 1, np.float32)) == wide
+    assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 1) != wide
 
 
 # (K, M, bits, dtype, a0): AVX2's 4×4 every way; rows of up to 8 lanes on both entries:
@@ -255,7 +286,10 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(8, 8, 512, np.float32, 0.0), (5, 7, 512, np.float64, 0.5), (3, 8, 512, np.float32, 1.0),
      (8, 3, 512, np.float64, 0.0), (6, 5, 256, np.float32, 0.5), (8, 8, 256, np.float64, 1.0)] + \
     [(3, 16, 512, np.float32, 0.5), (2, 33, 256, np.float64, 1.0), (1, 17, 512, np.float64, 0.0),
-     (3, 9, 256, np.float32, 0.0)]  # rowblocks.py: K ≤ 3 in blocks of 8, a partial last one
+     (3, 9, 256, np.float32, 0.0)] + \
+    [(16, 1, 512, np.float32, 0.5), (9, 1, 512, np.float64, 0.0), (37, 1, 256, np.float32, 1.0),
+     (8, 1, 256, np.float64, 0.5), (100, 1, 512, np.float32, 0.0)]  # rowdots.py: M = 1,
+# whole vectors of a row and a partial last one; blocks of rows and a partial last block
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)
@@ -263,14 +297,13 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     x, W, y = draw(rng, 3001, K, M, dtype)
     x[:40] = np.round(x[:40])                 # integer rows: ties (h == 0) among them
     W[:] = np.round(W * 2) / 2
-    x[7, 0], W[K - 1, 2], y[11, M - 1] = np.nan, np.inf, np.inf  # NaN h (row 7), inf in h, y
+    x[7, 0], W[K - 1, min(2, M - 1)], y[11, M - 1] = np.nan, np.inf, np.inf  # NaN h (row 7), inf
+    # in h, y
     x[9, 0] = np.inf  # ±inf h in row 9, and x·0 = NaN in lanes past M (rowblocks' last block)
     chunk_rows = 256
     kernels = functools.partial(_row_vector_kernels, dtype=dtype, bits=bits, K=K, M=M)
     (full, lf) = kernels(7)(True, x, W, y, a0, chunk_rows)
-    from loopgrad.cpu import rowblocks, rowvec
-    narrow = dtype == np.float32 and (rowvec.applies(K, M, bits) or
-                                      rowblocks.applies(K, M, bits))  # float32 arithmetic
+    narrow = dtype == np.float32 and _skinny._along(K, M, bits) is not None  # float32 arithmetic
     if narrow:  # which refuses inputs that are not finite (f NaN, rowvec.py's guard) ...
         assert np.isnan(full[0]) and np.isnan(lf)
         # ... and the API answers from float64 arithmetic (or its own kernel)
@@ -302,7 +335,7 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
                 assert np.isnan(got[i]).all()             # not asked for: not written
 
 
-@pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4), (3, 16), (1, 17)])
+@pytest.mark.parametrize("K,M", [(8, 8), (5, 7), (4, 4), (3, 16), (1, 17), (16, 1), (40, 1)])
 def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     # float32 rows as vectors (and in blocks of 8, K ≤ 3) return NaN, and the API runs the
     # same rows in float64 arithmetic, where a float32 sum overflows and float64's would not: dW[0, :]
@@ -317,12 +350,13 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     h_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     h_big[0][5, 0], h_big[1][0, 0] = 1e20, 1e20
     dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
-    dx_big[2][7, 1], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
-    from loopgrad.cpu import rowblocks, rowvec
-    for bits in [b for b in (512, 256) if rowvec.applies(K, M, b) or
-                 rowblocks.applies(K, M, b)]:  # 4×4: 256 only
+    dx_big[2][7, min(1, M - 1)], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
+    from loopgrad.cpu import rowvec
+    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: 256 only
         grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
-        for case in ([(x, W, y)] if rowvec.applies(K, M, bits) else []) + [h_big, dx_big]:
+        # (dW's float32 sums: rowvec.py's; rowblocks.py and rowdots.py sum it in float64)
+        for case in ([(x, W, y)] if _skinny._along(K, M, bits) is rowvec else []) + \
+                [h_big, dx_big]:
             assert np.isnan(grads(True, *case, 0.5, 128)[0][0]), bits
         ok = [np.full(s, 0.5, np.float32) for s in ((N, K), (K, M), (N, M))]
         assert not np.isnan(grads(True, *ok, 0.5, 128)[0][0])  # and ordinary inputs pass

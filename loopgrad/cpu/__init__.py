@@ -16,7 +16,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
                 entries narrower than AVX2
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
                 AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
-                rowvec.applies) and K ≤ 3 with M > 8 (rowblocks.py's, blocks of 8 lanes)
+                rowvec.applies), K ≤ 3 with M > 8 (rowblocks.py's, blocks of 8 lanes)
+                and M = 1 from K = 9 (8 on AVX2; rowdots.py's, a dot product a row)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process
@@ -25,10 +26,10 @@ without its compile: the tiled kernels' order of operations in plain loops
 (ordered.py), then their interpreted driver; the serial row kernel in place
 of the parallel one (tiled_kernel, row_kernel).
 
-The tiled kernels sum h and dx in the input dtype, and so do rowvec.py's and
-rowblocks.py's rows for float32 inputs; where that could overflow or meets inf and NaN
-they return NaN, and the call is recomputed by float64 row kernels (torch's pattern of
-NaN and inf on every path).
+The tiled kernels sum h and dx in the input dtype, and so do rowvec.py's,
+rowblocks.py's and rowdots.py's rows for float32 inputs; where that could overflow or
+meets inf and NaN they return NaN, and the call is recomputed by float64 row kernels
+(torch's pattern of NaN and inf on every path).
 """
 
 import sys
@@ -37,8 +38,8 @@ import numba
 import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rows, \
-    rowvec, skinny, tiled, workspace
+from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rowdots, \
+    rows, rowvec, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -84,9 +85,10 @@ def is_tiled(K: int, M: int) -> bool:
 
 
 def narrow_rows(K: int, M: int, dtype) -> bool:
-    """Whether (K, M) in dtype runs rowvec.py's or rowblocks.py's float32 arithmetic, whose
-    rows return NaN where float32 sums could have overflowed or met inf and NaN, and the
-    call then runs again on the same rows in float64 arithmetic (`_float64_rows`)."""
+    """Whether (K, M) in dtype runs rowvec.py's, rowblocks.py's or rowdots.py's float32
+    arithmetic, whose rows return NaN where float32 sums could have overflowed or met inf
+    and NaN, and the call then runs again on the same rows in float64 arithmetic
+    (`_float64_rows`)."""
     return dtype == np.float32 and skinny.along_row(K, M)
 
 
@@ -110,8 +112,10 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
     if skinny.covers(K, M):
-        along = ", a vector a row" if rowvec.applies(K, M, entry.vector_bits) else \
-            ", blocks of 8 along a row" if rowblocks.applies(K, M, entry.vector_bits) else ""
+        bits = entry.vector_bits
+        along = ", a vector a row" if rowvec.applies(K, M, bits) else \
+            ", blocks of 8 along a row" if rowblocks.applies(K, M, bits) else \
+            ", a dot product a row" if rowdots.applies(K, M, bits) else ""
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"
 

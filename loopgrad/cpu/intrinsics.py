@@ -319,6 +319,19 @@ def _splat(builder, value, lanes):
                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
 
 
+def _across(builder, v):
+    # v's lanes added in halves (the first half plus the second, until one): at 8 lanes
+    # ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), log2(lanes) shuffles and adds
+    i32, n = ir.IntType(32), v.type.count
+    while n > 1:
+        n //= 2
+        lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
+                                                           list(range(o, o + n))))
+                  for o in (0, n))
+        v = builder.fadd(lo, hi)
+    return builder.extract_element(v, i32(0))
+
+
 def _madd(builder, fused, a, b, c):
     # c + a·b for vectors of float64 (or float32): one FMA (llvm.fma) where fused (the row kernels'
     # float32 inputs: a product of float32s is exact in float64), else a product and a sum

@@ -41,7 +41,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _madd, _masked, _prefetch, _splat, relu_grad
+from .intrinsics import _across, _madd, _masked, _prefetch, _splat, relu_grad
 from .rowvec import PF_BYTES, guarded
 
 LANES = 8     # lanes a block
@@ -111,17 +111,7 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
 
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
 
-        def across(v):
-            # v's 8 lanes, halves added as vectors: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
-            # (l3 + l7)), three shuffles and three adds
-            n = L
-            while n > 1:
-                n //= 2
-                lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
-                                                                   list(range(o, o + n))))
-                          for o in (0, n))
-                v = builder.fadd(lo, hi)
-            return builder.extract_element(v, i32(0))
+        across = functools.partial(_across, builder)  # v's 8 lanes added in halves
 
         a0v = _splat(builder, builder.fptrunc(a0, et) if thin else a0, L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \

@@ -28,7 +28,10 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
-(M a run-time value) where the general row kernel ran them scalar (23f).
+(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1 from
+K = 9 (8 on AVX2) rowdots.py's, one module for every K, where LLVM's vectors of rows
+(K ≤ 16) and the tiled kernels (15/16 padding) ran at half the copy ceiling
+(dev/products_v27.md 28c).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -45,38 +48,50 @@ import hashlib
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import chunks, intrinsics, jit, machine, rowblocks, rowvec
+from . import chunks, intrinsics, jit, machine, rowblocks, rowdots, rowvec
 
 MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512) or K ≤ 3
-    (rowblocks.applies: blocks of 8 lanes, M > 8)."""
+    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512), K ≤ 3
+    (rowblocks.applies: blocks of 8 lanes, M > 8) or M = 1 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 
 def along_row(K: int, M: int) -> bool:
-    """Whether the (K, M) rows are rowvec.py's or rowblocks.py's on this CPU's table entry
-    (float32 inputs there take float32 arithmetic, and `kernel(..., exact=True)`)."""
-    bits = machine.entry().vector_bits
-    return rowvec.applies(K, M, bits) or rowblocks.applies(K, M, bits)
+    """Whether the (K, M) rows are rowvec.py's, rowblocks.py's or rowdots.py's on this CPU's
+    table entry (float32 inputs there take float32 arithmetic, and `kernel(..., exact=True)`)."""
+    return _along(K, M, machine.entry().vector_bits) is not None
 
 
-def _one_m(K: int, M: int) -> int:
-    # the M whose module (K, M) shares: every M of rowblocks' K shares one, M a run-time value
-    if rowblocks.applies(K, M, machine.entry().vector_bits):
-        return max(rowblocks.LANES + 1, MAX_KM // K + 1)
-    return M
+def _along(K: int, M: int, vector_bits: int):
+    # the module of intrinsics that builds the (K, M) rows along the row, or None
+    for mod in (rowdots, rowblocks, rowvec):
+        if mod.applies(K, M, vector_bits):
+            return mod
+    return None
+
+
+def _one(K: int, M: int) -> tuple:
+    # the (K, M) whose module (K, M) shares: every M of rowblocks' K shares one (M a run-time
+    # value), every K of rowdots' M = 1 one (K a run-time value)
+    mod = _along(K, M, machine.entry().vector_bits)
+    if mod is rowblocks:
+        return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
+    if mod is rowdots:
+        return rowdots.min_k(machine.entry().vector_bits), 1
+    return K, M
 
 
 def shapes() -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry, K's
-    order then M's (rowblocks' one module per K by its first M, one past the others)."""
+    order then M's (rowblocks' one module per K by its first M, one past the others;
+    rowdots' one module by its first K)."""
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
-            if covers(K, M) and _one_m(K, M) == M]
+            if covers(K, M) and _one(K, M) == (K, M)]
 
 # LLVM options while these kernels compile ({name: (value, LLVM's default)}, jit.settings).
 # A row reads and writes 2·(K + M) elements, and the loop vectorizer needs one runtime
@@ -152,9 +167,9 @@ def _forward(K: int, M: int, want_g: bool, want_dy: bool) -> list:
 def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL) -> str:
     # want (the WANT_* bits): the gradients the grads kernel writes; the lines of the
     # others are left out (dW: its K·M accumulators too)
-    for mod in (rowblocks, rowvec):  # K ≤ 3 in blocks of 8 lanes; a row one vector
-        if mod.applies(K, M, vector_bits):
-            return _on_intrinsics(mod, K, M, vector_bits, want)
+    mod = _along(K, M, vector_bits)  # M = 1 dot products; K ≤ 3 in blocks; a row one vector
+    if mod is not None:
+        return _on_intrinsics(mod, K, M, vector_bits, want)
     wdx, wdw, wdy = (bool(want & b) for b in (WANT_DX, WANT_DW, WANT_DY))
     llvm = ", ".join(f"-{k}={v}" for k, (v, _) in _llvm_options(K, M).items())
     L = [_HEADER.format(K=K, M=M, bits=vector_bits, llvm=llvm, want=_want_name(want))]
@@ -189,7 +204,7 @@ def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL) -> str:
 
 
 _ON_INTRINSICS = '''\
-# Generated by loopgrad.cpu.skinny for K = {K}, {M} ({want}), compiled for {bits}-bit vectors; do not edit.
+# Generated by loopgrad.cpu.skinny for {which} ({want}), compiled for {bits}-bit vectors; do not edit.
 # The rows are loopgrad.cpu.{mod}'s intrinsics, {how}.
 # They come from the module with digest {deps}: another is another file, so that
 # Numba's disk cache, keyed by this file, never serves code built on the old one.
@@ -222,24 +237,29 @@ def rows_loss_exact(x, W, y, start, stop, K_, M_):
 
 
 def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
-    # the module whose row functions call rowvec.py's or rowblocks.py's intrinsics; M a
-    # run-time argument for rowblocks (one module per K)
-    blocks = mod is rowblocks
-    dw = 0 if blocks else rowvec.dw_rows(K, M, vector_bits)
+    # the module whose row functions call rowvec.py's, rowblocks.py's or rowdots.py's
+    # intrinsics; M a run-time argument for rowblocks (one module per K), K for rowdots
+    # (one module)
+    name = mod.__name__.rsplit(".", 1)[1]
+    dw = rowvec.dw_rows(K, M, vector_bits) if mod is rowvec else 0
+    make, shape, which, how, arg, flags = {
+        "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
+                   "vectors along each row", "", ", want_"),
+        "rowblocks": ("row_blocks", K, f"K = {K}, any M > 8",
+                      "blocks of 8 lanes along each row, M at run time", ", M_", ""),
+        "rowdots": ("row_dots", vector_bits, f"any K ≥ {rowdots.min_k(vector_bits)}, M = 1",
+                    "a dot product along each row, K at run time", ", K_", ", want_"),
+    }[name]
     return _ON_INTRINSICS.format(
-        K=K, M="any M > 8" if blocks else f"M = {M}", want=_want_name(want), bits=vector_bits,
-        mod=mod.__name__.rsplit(".", 1)[1], deps=_digest(mod), bits_want=want,
-        how="blocks of 8 lanes along each row, M at run time" if blocks
-        else "vectors along each row",
-        make="row_blocks" if blocks else "row_vectors", shape=K if blocks else f"{K}, {M}",
-        m_arg=", M_" if blocks else "", flags_arg="" if blocks else ", want_",
+        which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
+        bits_want=want, how=how, make=make, shape=shape, m_arg=arg, flags_arg=flags,
         dw=f", dw_block={dw}" if dw else "")
 
 
 @functools.lru_cache(maxsize=None)
 def _digest(mod) -> str:
-    # mod's source and that of the modules its intrinsics are built from (rowblocks.py
-    # takes rowvec.py's guard; both take intrinsics.py's pieces)
+    # mod's source and that of the modules its intrinsics are built from (rowblocks.py and
+    # rowdots.py take rowvec.py's guard; all take intrinsics.py's pieces)
     h = hashlib.sha256()
     for m in dict.fromkeys((mod, rowvec, intrinsics)):
         with open(m.__file__, "rb") as fh:
@@ -256,7 +276,7 @@ def _want_name(want: int) -> str:
 def module(K: int, M: int, want: int = WANT_ALL):
     """The generated row module for (K, M) and the gradients `want` names, for the vector
     width of this CPU's table entry."""
-    M = _one_m(K, M)
+    K, M = _one(K, M)
     name = f"rows_k{K}_m{M}" + ("" if want == WANT_ALL else f"_w{want}")
     return jit.load(name, _source(K, M, machine.entry().vector_bits, want))
 
@@ -281,11 +301,11 @@ _ROWS: dict = {}
 def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL, exact: bool = False):
     """The generated row function of kernel `name` for (K, M), dtype and `want`, compiled as
     a C function (or loaded from the disk cache), with the LLVM options of _llvm_options;
-    exact: rowvec.py's and rowblocks.py's rows in float64 arithmetic for float32 inputs
-    too (`kernel`)."""
+    exact: rowvec.py's, rowblocks.py's and rowdots.py's rows in float64 arithmetic for
+    float32 inputs too (`kernel`)."""
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL
-    M = _one_m(K, M)
+    K, M = _one(K, M)
     key = (name, K, M, dtype, want, exact)
     fn = _ROWS.get(key)
     if fn is None:
@@ -320,9 +340,9 @@ def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
 
     grads is generated for the gradients `want` names (its argument must be the same): a
     driver of chunks.py with the row function's address bound.  Compiled for one dtype
-    (read-only inputs accepted) on first use, as in rows.py.  exact (where rowvec.py's or
-    rowblocks.py's rows take (K, M)): their float64 arithmetic for float32 inputs, which
-    loopgrad.cpu runs where the float32 rows refused a call.
+    (read-only inputs accepted) on first use, as in rows.py.  exact (where rowvec.py's,
+    rowblocks.py's or rowdots.py's rows take (K, M)): their float64 arithmetic for float32
+    inputs, which loopgrad.cpu runs where the float32 rows refused a call.
     """
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL  # the loss kernels are in every module

@@ -1,0 +1,288 @@
+"""The rows of one output (M = 1) in LLVM IR: each row's h a dot product along x's row, K a
+run-time value (one module for every K), from K = 9 on 512-bit entries and K = 8 on 256-bit
+ones (`min_k`).
+
+With one output, h[n] = x[n,:]·W and the gradients are scalings of x's row and of W.
+Before, 9 ≤ K ≤ 16 took skinny.py's vectors of rows (lane i row n + i, x's rows shuffled
+apart) and K > 16 the tiled kernels, whose 16-wide tiles are 15/16 padding at M = 1:
+10⁶×16×1 9.4 ms, 10⁶×64×1 40, 10⁵×256×1 17 on the 2-core Xeon guest, half its copy
+ceiling (dev/products_v27.md 28a).  A dot product a row reached the ceiling from K = 16
+but took 33 cycles a row in cache, compute-bound below (28b): the sum across a vector's
+lanes, the scalar z and g and the broadcast back are a long chain for one row's work.
+So the rows go in blocks of R = L rows (L: the arithmetic's lanes, 16 float32 on 512-bit
+vectors), each block
+
+    h      R accumulators of L lanes += x[r, j:j+L]·W[j:j+L], a vector of W at a time (a
+           last partial vector of the row masked: nothing past it read)
+    fold   the R vectors into one of the R rows' sums: each row's lanes added in halves,
+           ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's order)
+    z, f, g, dy   vectors of R rows; f's float64 lane r sums rows r of the blocks
+    dx     row by row, g[r]·W a vector at a time, each row's lines in order
+    dW     a vector of columns at a time over the block's rows in order, the float64 sums
+           in a register from the chunk's partial and back (the last partial vector's
+           across blocks)
+
+(28c: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×10×1 4.5 → 3.3, 10⁶×32×1 24 → 7.9; as AVX2 9.6 → 4.3).
+A chunk's last block may be partial: its missing rows read the last row again and their
+lanes are dropped (f's z masked to 0, y and dy masked, dx and dW over its rows only).  A
+row's dx and dy do not depend on where its block starts; f and dW are sums over the
+chunks, which are a function of the shape alone.
+
+    row_dots(bits, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K,
+                         flags) -> f
+    row_dots(bits, 0, loss=True)(x, W, y, start, stop, K) -> f
+
+are intrinsics for the row functions skinny.py generates for an entry of `bits`-bit
+vectors (256 or 512; pointers to x's dtype, dW_part float64, zeroed here): rows
+[start, stop) → dx and dy rows and dW_part[:K] = Σ x[n,k]·g[n], the gradients `want`
+(WANT_* bits) names; the result is Σ z².
+
+The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
+float32 inputs in float32 (h's sum by FMAs, z, g and dy from the rounded h, f the float64
+sum of the exact z², dx one float32 product).  dW's sums are float64, each x[n,k]·g in
+float64 (exact for float32 inputs: one FMA), so for float32 inputs rowvec.guarded checks
+f and dx's bound only, and a chunk that fails it returns NaN (loopgrad.cpu runs the call
+again with narrow=False: the same rows in float64).  x's rows are prefetched
+rowvec.PF_BYTES ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's
+rows go past the caches where a row is a multiple of 16 bytes and dx starts on 16 bytes,
+a last partial vector in 16-byte parts (a line written both streamed and by a masked
+store is flushed each time, dev/products_v26.md 27e).  The same code for every `want`
+and for the loss: f has the same bits whichever gradients a call asks for.
+"""
+
+import functools
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
+from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
+                         _store_streamed_parts, _streams, relu_grad)
+from .rowvec import PF_BYTES, guarded
+
+
+def min_k(vector_bits: int) -> int:
+    """The least K these rows take on an entry of vector_bits: a row of at least a vector of
+    float32 on 256-bit ones (8, where rowvec.py's 8×1 took 3.4 ms at 10⁶ rows as AVX2, these
+    2.1), 9 on 512-bit ones (below, LLVM's vectors of 16 rows: 10⁶×8×1 2.3–2.9 ms, these
+    2.8–2.9; 10⁶×4×1 0.9 against 2.6); dev/products_v27.md 28b."""
+    return 8 if vector_bits == 256 else 9
+
+
+def applies(K: int, M: int, vector_bits: int) -> bool:
+    """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
+    vector_bits: M = 1 and K ≥ min_k, on 256- and 512-bit vectors (where it applies, it is
+    taken before rowvec.py's rows: skinny.py)."""
+    return vector_bits >= 256 and M == 1 and K >= min_k(vector_bits)
+
+
+@functools.lru_cache(maxsize=None)
+def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = True):
+    """The intrinsic for an entry of vector_bits and the gradients `want` names, or the
+    loss's (the module's doc); narrow: float32 inputs in float32 arithmetic (else float64)."""
+    wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
+
+    def codegen(context, builder, sig, args):
+        if loss:
+            (x, W, y, start, stop, K), tx = args, sig.args[0]
+            a0 = ir.DoubleType()(0.0)
+        else:
+            (dx, dwp, dy, x, W, y, a0, start, stop, K, flags), tx = args, sig.args[3]
+        size, fused = tx.dtype.bitwidth // 8, tx.dtype == types.float32
+        et, d, i64, i32 = context.get_value_type(tx.dtype), ir.DoubleType(), ir.IntType(64), \
+            ir.IntType(32)
+        thin = narrow and fused  # float32 arithmetic (the module's doc)
+        ct = et if thin else d
+        L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
+        R = L                                    # rows a block
+        vc, ve, vd = ir.VectorType(ct, L), ir.VectorType(et, L), ir.VectorType(d, L)
+        zero, zero64 = ir.Constant(vc, [0.0] * L), ir.Constant(vd, [0.0] * L)
+        madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
+
+        def wide(v, t=ct):  # into the arithmetic's type (or t)
+            return v if v.type.element == t else builder.fpext(v, ir.VectorType(t, L))
+
+        def at(ptr, i, t=ve):  # a pointer to the vector of type t at ptr[i]
+            return builder.bitcast(builder.gep(ptr, [i]), t.as_pointer())
+
+        def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
+            align = 8 if t is vd else size
+            if mask is None:
+                return builder.load(at(ptr, i, t), align=align)
+            return _masked(builder, "load", t, at(ptr, i, t), align, mask,
+                           ir.Constant(t, [0.0] * L))
+
+        def store(v, ptr, i, mask, t=ve):
+            align = 8 if t is vd else size
+            if mask is None:
+                builder.store(v, at(ptr, i, t), align=align)
+            else:
+                _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
+
+        def lanes_below(n):  # <L x i1>: lanes j < n
+            return builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
+                                         _splat(builder, n, L))
+
+        def rounded(v):  # into x's dtype
+            n = v.type.count
+            return v if v.type.element == et else builder.fptrunc(v, ir.VectorType(et, n))
+
+        def fold(vs):
+            # R vectors of L lanes → one vector whose lane r is the sum of vs[r]'s lanes, added
+            # in halves ((l0 + l8) + (l4 + l12)) + ... at 16: pairs of vectors, each a group
+            # of G lanes a row, into one with G/2 lanes a row (each row's first half of its
+            # group plus its second), until one lane a row, rows in order
+            G = L
+            while len(vs) > 1:
+                half = G // 2
+                lo_ix = [g * G + i for g in range(L // G) for i in range(half)]
+                lo_ix += [L + ix for ix in lo_ix]
+                hi_ix = [ix + half for ix in lo_ix]
+                vs = [builder.fadd(*(builder.shuffle_vector(a, b, ir.Constant(
+                    ir.VectorType(i32, L), ix)) for ix in (lo_ix, hi_ix)))
+                    for a, b in zip(vs[0::2], vs[1::2])]
+                G = half
+            return vs[0]
+
+        nfull = builder.udiv(K, i64(L))
+        full = builder.mul(nfull, i64(L))  # x's columns in whole vectors
+        ragged = builder.icmp_unsigned("<", full, K)
+        tail = lanes_below(builder.sub(K, full))  # the last, partial, vector's lanes
+        if not loss and wdw:  # the chunk's partial of dW, summed in place
+            with cgutils.for_range(builder, K) as e:
+                builder.store(d(0.0), builder.gep(dwp, [e.index]))
+        sx = None  # dx's rows past the caches: asked for, rows of 16-byte parts on 16 bytes
+        if not loss and wdx:
+            asked = builder.icmp_unsigned("!=", builder.and_(flags, i64(STREAM)), i64(0))
+            sx = _streams(builder, asked, dx, builder.mul(K, i64(size)), align=_PART)
+            dx_slot = cgutils.alloca_once(builder, ve)  # a last partial vector, streamed from
+            part = ir.VectorType(et, _PART // size)  # here in 16-byte parts
+        a0v = _splat(builder, builder.fptrunc(a0, ct) if thin else a0, L)
+        two = ir.Constant(vc, [2.0] * L)
+        a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
+            builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
+        f = cgutils.alloca_once_value(builder, zero64)  # lane r: the blocks' rows r
+        acc = [cgutils.alloca_once(builder, vc) for _ in range(R)]
+        dw_tail = cgutils.alloca_once_value(builder, zero64)  # dW's last partial vector
+        gs = cgutils.alloca_once(builder, vc)   # a block's g, for its rows' broadcasts
+        gs64 = cgutils.alloca_once(builder, vd)
+        gsp, gsp64 = (builder.bitcast(v, t.as_pointer()) for v, t in ((gs, ct), (gs64, d)))
+
+        def each_vector(body):  # body(j, mask) over x's row: whole vectors, then the rest
+            with cgutils.for_range(builder, nfull) as b:
+                body(builder.mul(b.index, i64(L)), None)
+            with builder.if_then(ragged):
+                body(full, tail)
+
+        def block(r0, count):
+            # rows [r0, r0 + count), count ≤ R: h for all (rows past count read row
+            # r0 + count − 1 again, their lanes dropped), then z, f, dy, g as vectors of R
+            # rows, then dx's rows and dW's sums row by row
+            xrow = [builder.mul(builder.add(r0, builder.select(
+                builder.icmp_unsigned("<", i64(r), count), i64(r), builder.sub(count, i64(1)))),
+                K) for r in range(R)]
+            _prefetch(builder, builder.gep(y, [builder.add(r0, i64(PF_BYTES // size))]))
+            for a in acc:
+                builder.store(zero, a)
+
+            def dot(j, mask):  # row r's h lanes += x[r, j:j+L]·W[j:j+L]
+                wv = wide(load(W, j, mask))
+                for r in range(R):
+                    at_x = builder.add(xrow[r], j)
+                    _prefetch(builder, builder.gep(x, [builder.add(at_x, i64(PF_BYTES // size))]))
+                    builder.store(madd(wide(load(x, at_x, mask)), wv, builder.load(acc[r])),
+                                  acc[r])
+            each_vector(dot)
+            h = fold([builder.load(a) for a in acc])  # lane r: row r0 + r's h
+            rows = lanes_below(count)
+            r = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
+            yv = wide(load(y, r0, rows))
+            z = builder.fsub(r, yv)  # in float32: the exact difference rounded once
+            z64 = builder.fsub(wide(r, d), wide(yv, d)) if thin else z
+            z64 = builder.select(rows, z64, zero64)
+            builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
+            t = builder.fmul(two, z)
+            if wdy:
+                store(rounded(builder.fneg(t)), dy, r0, rows)
+            if not (wdx or wdw):
+                return
+            tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
+            g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
+            builder.store(g, gs)
+            builder.store(wide(g, d), gs64)
+
+            def g_of(row, p, t):  # row's g, broadcast
+                return _splat(builder, builder.load(builder.gep(p, [row])), L)
+            if wdx:  # dx[n, :] = g[n]·W, row by row (its lines written in order)
+                with cgutils.for_range(builder, count) as q:
+                    gb, xb = g_of(q.index, gsp, ct), builder.add(xrow[0], builder.mul(q.index, K))
+
+                    def scale(j, mask):
+                        v = rounded(builder.fmul(gb, wide(load(W, j, mask))))
+                        at_x = builder.add(xb, j)
+                        with builder.if_else(sx) as (past, cached):
+                            with past:
+                                if mask is None:
+                                    _store_streamed_parts(builder, v, at(dx, at_x))
+                                else:  # the row's last 16-byte parts
+                                    builder.store(v, dx_slot)
+                                    n = builder.udiv(builder.sub(K, full), i64(_PART // size))
+                                    with cgutils.for_range(builder, n) as c:
+                                        e = builder.mul(c.index, i64(_PART // size))
+                                        pv = builder.load(builder.bitcast(builder.gep(
+                                            builder.bitcast(dx_slot, et.as_pointer()), [e]),
+                                            part.as_pointer()), align=size)
+                                        _store_streamed_parts(builder, pv, builder.bitcast(
+                                            builder.gep(dx, [builder.add(at_x, e)]),
+                                            part.as_pointer()))
+                            with cached:
+                                store(v, dx, at_x, mask)
+                    each_vector(scale)
+            if wdw:  # dW[j:j+L] += x[n, j:j+L]·g[n] over the block's rows in order, a
+                # vector of sums in a register (the last partial one across blocks too)
+                def update(j, mask):
+                    s = cgutils.alloca_once(builder, vd)
+                    builder.store(load(dwp, j, None, vd) if mask is None
+                                  else builder.load(dw_tail), s)
+                    with cgutils.for_range(builder, count) as q:
+                        at_x = builder.add(xrow[0], builder.add(builder.mul(q.index, K), j))
+                        builder.store(_madd(builder, fused, wide(load(x, at_x, mask), d),
+                                            g_of(q.index, gsp64, d), builder.load(s)), s)
+                    if mask is None:
+                        store(builder.load(s), dwp, j, None, vd)
+                    else:
+                        builder.store(builder.load(s), dw_tail)
+                each_vector(update)
+
+        nrows = builder.sub(stop, start)
+        with cgutils.for_range(builder, builder.udiv(builder.add(nrows, i64(R - 1)),
+                                                     i64(R))) as b:
+            r0 = builder.add(start, builder.mul(b.index, i64(R)))
+            left = builder.sub(stop, r0)
+            with builder.if_else(builder.icmp_unsigned(">=", left, i64(R))) as (whole, short):
+                with whole:  # R rows: the code for a constant count (no clamps, loops unrolled)
+                    block(r0, i64(R))
+                with short:
+                    block(r0, left)
+        if not loss and wdw:
+            with builder.if_then(ragged):
+                store(builder.load(dw_tail), dwp, full, tail, vd)
+        total = _across(builder, builder.load(f))  # f's lanes in halves
+        if not thin:
+            return total
+        # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
+        # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
+        return guarded(builder, total, W, K)
+
+    if loss:
+        @intrinsic
+        def dots_loss(typingctx, x, W, y, start, stop, K):
+            return types.float64(x, W, y, start, stop, K), codegen
+        return dots_loss
+
+    @intrinsic
+    def dots(typingctx, dx, dW_part, dy, x, W, y, a0, start, stop, K, flags):
+        return types.float64(dx, dW_part, dy, x, W, y, a0, start, stop, K, flags), codegen
+    return dots

@@ -59,8 +59,10 @@ def test_units_cover_every_family():
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
     bits = cpu.machine.entry().vector_bits
-    # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K
-    dots = cpu.skinny.MAX_KM - cpu.rowdots.min_k(bits)
+    # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
+    # for each other M it takes
+    dots = cpu.skinny.MAX_KM - cpu.rowdots.min_k(bits) \
+        - sum(cpu.rowdots.applies(16, M, bits) for M in cpu.rowdots.MS[1:])
     assert len(skinny) == small + (wide + blocks - merged - dots if bits >= 256 else 0)
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)

@@ -17,7 +17,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
                 AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
                 rowvec.applies), K ≤ 3 with M > 8 (rowblocks.py's, blocks of 8 lanes)
-                and M = 1 from K = 9 (8 on AVX2; rowdots.py's, a dot product a row)
+                and M = 1, 2 (and 4 with AVX-512) past K = 8 (rowdots.py's, dot products
+                along the row)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
 A kernel not yet in Numba's disk cache compiles in a child process
@@ -115,7 +116,7 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         bits = entry.vector_bits
         along = ", a vector a row" if rowvec.applies(K, M, bits) else \
             ", blocks of 8 along a row" if rowblocks.applies(K, M, bits) else \
-            ", a dot product a row" if rowdots.applies(K, M, bits) else ""
+            ", dot products along a row" if rowdots.applies(K, M, bits) else ""
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"
 

@@ -1,53 +1,55 @@
-"""The rows of one output (M = 1) in LLVM IR: each row's h a dot product along x's row, K a
-run-time value (one module for every K), from K = 9 on 512-bit entries and K = 8 on 256-bit
-ones (`min_k`).
+"""The rows of one, two or four outputs (M = 1, 2, 4) in LLVM IR: each row's h[n, m] a dot
+product along x's row, K a run-time value (one module for every K), past K = 8 (`min_k`).
 
-With one output, h[n] = x[n,:]·W and the gradients are scalings of x's row and of W.
-Before, 9 ≤ K ≤ 16 took skinny.py's vectors of rows (lane i row n + i, x's rows shuffled
-apart) and K > 16 the tiled kernels, whose 16-wide tiles are 15/16 padding at M = 1:
-10⁶×16×1 9.4 ms, 10⁶×64×1 40, 10⁵×256×1 17 on the 2-core Xeon guest, half its copy
-ceiling (dev/products_v27.md 28a).  A dot product a row reached the ceiling from K = 16
-but took 33 cycles a row in cache, compute-bound below (28b): the sum across a vector's
-lanes, the scalar z and g and the broadcast back are a long chain for one row's work.
-So the rows go in blocks of R = L rows (L: the arithmetic's lanes, 16 float32 on 512-bit
-vectors), each block
+With few outputs, h[n, :] = x[n, :]·W is M dot products and dx[n, :] = Σ_m g[n, m]·W[:, m]
+M scalings of W's columns.  Before, M = 1 with 9 ≤ K ≤ 16 took skinny.py's vectors of
+rows (lane i row n + i, x's rows shuffled apart) and everything else the tiled kernels,
+whose 16-wide tiles are 15/16 padding at M = 1: 10⁶×16×1 9.4 ms, 10⁶×64×1 40, 10⁵×256×1
+17 on the 2-core Xeon guest, half its copy ceiling, and 10⁶×64×4 at 23 % of its roofline
+(dev/products_v27.md 28a, 28d).  A dot product a row reached the ceiling from K = 16 but
+took 33 cycles a row in cache, compute-bound below (28b): the sum across a vector's lanes,
+the scalar z and g and the broadcast back are a long chain for one row's work.  So the
+rows go in blocks of R = L/M rows (L: the arithmetic's lanes, 16 float32 on 512-bit
+vectors), whose M·R = L elements of y lie together, each block
 
-    h      R accumulators of L lanes += x[r, j:j+L]·W[j:j+L], a vector of W at a time (a
-           last partial vector of the row masked: nothing past it read)
-    fold   the R vectors into one of the R rows' sums: each row's lanes added in halves,
-           ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's order)
-    z, f, g, dy   vectors of R rows; f's float64 lane r sums rows r of the blocks
-    dx     row by row, g[r]·W a vector at a time, each row's lines in order
-    dW     a vector of columns at a time over the block's rows in order, the float64 sums
-           in a register from the chunk's partial and back (the last partial vector's
-           across blocks)
+    h      L accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
+           row at a time (a last partial vector masked: nothing past the row read); W's
+           columns from its rows by shuffles (`columns`)
+    fold   the L vectors into one of the block's h, lane r·M + m (y's order): each sum's
+           lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
+           order)
+    z, f, g, dy   vectors of y's block; f's float64 lane a sums the blocks' elements a
+    dx     row by row, Σ_m g[r, m]·W[j:j+L, m] in m's order, each row's lines in order
+    dW     a vector of rows at a time over the block's rows in order, its M columns'
+           float64 sums in registers from the chunk's partial and back (the last partial
+           vector's across blocks)
 
-(28c: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×10×1 4.5 → 3.3, 10⁶×32×1 24 → 7.9; as AVX2 9.6 → 4.3).
-A chunk's last block may be partial: its missing rows read the last row again and their
-lanes are dropped (f's z masked to 0, y and dy masked, dx and dW over its rows only).  A
-row's dx and dy do not depend on where its block starts; f and dW are sums over the
-chunks, which are a function of the shape alone.
+(28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
+26; as AVX2 10⁶×16×1 9.6 → 4.3).  A chunk's last block may be partial: its missing rows
+read the last row again and their lanes are dropped (f's z masked to 0, y and dy masked,
+dx and dW over its rows only).  A row's dx and dy do not depend on where its block
+starts; f and dW are sums over the chunks, which are a function of the shape alone.
 
-    row_dots(bits, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K,
-                         flags) -> f
-    row_dots(bits, 0, loss=True)(x, W, y, start, stop, K) -> f
+    row_dots(bits, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K,
+                            flags) -> f
+    row_dots(bits, M, 0, loss=True)(x, W, y, start, stop, K) -> f
 
 are intrinsics for the row functions skinny.py generates for an entry of `bits`-bit
 vectors (256 or 512; pointers to x's dtype, dW_part float64, zeroed here): rows
-[start, stop) → dx and dy rows and dW_part[:K] = Σ x[n,k]·g[n], the gradients `want`
+[start, stop) → dx and dy rows and dW_part[:K·M] = Σ x[n,k]·g[n,m], the gradients `want`
 (WANT_* bits) names; the result is Σ z².
 
 The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
-float32 inputs in float32 (h's sum by FMAs, z, g and dy from the rounded h, f the float64
-sum of the exact z², dx one float32 product).  dW's sums are float64, each x[n,k]·g in
-float64 (exact for float32 inputs: one FMA), so for float32 inputs rowvec.guarded checks
-f and dx's bound only, and a chunk that fails it returns NaN (loopgrad.cpu runs the call
-again with narrow=False: the same rows in float64).  x's rows are prefetched
-rowvec.PF_BYTES ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's
-rows go past the caches where a row is a multiple of 16 bytes and dx starts on 16 bytes,
-a last partial vector in 16-byte parts (a line written both streamed and by a masked
-store is flushed each time, dev/products_v26.md 27e).  The same code for every `want`
-and for the loss: f has the same bits whichever gradients a call asks for.
+float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
+the float64 sum of the exact z²).  dW's sums are float64, each x[n,k]·g[n,m] in float64
+(exact for float32 inputs: one FMA), so for float32 inputs rowvec.guarded checks f and
+dx's bound only, and a chunk that fails it returns NaN (loopgrad.cpu runs the call again
+with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
+ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows go past the
+caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last partial
+vector in 16-byte parts (a line written both streamed and by a masked store is flushed
+each time, dev/products_v26.md 27e).  The same code for every `want` and for the loss: f
+has the same bits whichever gradients a call asks for.
 """
 
 import functools
@@ -63,25 +65,35 @@ from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
 from .rowvec import PF_BYTES, guarded
 
 
-def min_k(vector_bits: int) -> int:
-    """The least K these rows take on an entry of vector_bits: a row of at least a vector of
-    float32 on 256-bit ones (8, where rowvec.py's 8×1 took 3.4 ms at 10⁶ rows as AVX2, these
-    2.1), 9 on 512-bit ones (below, LLVM's vectors of 16 rows: 10⁶×8×1 2.3–2.9 ms, these
-    2.8–2.9; 10⁶×4×1 0.9 against 2.6); dev/products_v27.md 28b."""
-    return 8 if vector_bits == 256 else 9
+MS = (1, 2, 4)  # the M these rows take: y's block is R·M = L lanes, R rows
+
+
+def min_k(vector_bits: int, M: int = 1) -> int:
+    """The least K these rows take on an entry of vector_bits for M outputs, as measured
+    against the kernels they replace (dev/products_v27.md 28b, 28d): M = 1 from a row of a
+    vector of float32 on 256-bit entries (K = 8: rowvec.py's 8×1 took 3.4 ms at 10⁶ rows
+    as AVX2, these 2.1) and from K = 9 on 512-bit ones (10⁶×8×1 2.3–2.9 ms with LLVM's
+    vectors of 16 rows, these 2.8–2.9); M = 2 past K = 8 (to 8, rowvec.py's rows); M = 4
+    from K = 12 on 512-bit entries (9×4 2–5 % slower than the tiled kernels, 12×4 and
+    16×4 level, 24×4 20 → 15 ms).  On 256-bit entries M = 4 stays tiled (a block of 2
+    rows: 10⁶×16×4 9 → 16 ms)."""
+    return {1: 8 if vector_bits == 256 else 9, 2: 9, 4: 12}[M]
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: M = 1 and K ≥ min_k, on 256- and 512-bit vectors (where it applies, it is
-    taken before rowvec.py's rows: skinny.py)."""
-    return vector_bits >= 256 and M == 1 and K >= min_k(vector_bits)
+    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M = 4: 512-bit only);
+    where it applies, it is taken before rowvec.py's rows (skinny.py)."""
+    return vector_bits >= (512 if M == 4 else 256) and M in MS and K >= min_k(vector_bits, M)
 
 
 @functools.lru_cache(maxsize=None)
-def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = True):
-    """The intrinsic for an entry of vector_bits and the gradients `want` names, or the
-    loss's (the module's doc); narrow: float32 inputs in float32 arithmetic (else float64)."""
+def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True):
+    """The intrinsic for an entry of vector_bits, M outputs (1, 2 or 4) and the gradients
+    `want` names, or the loss's (the module's doc); narrow: float32 inputs in float32
+    arithmetic (else float64)."""
+    if M not in MS:
+        raise ValueError(f"row_dots takes M in {MS}, got M = {M}")
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
     def codegen(context, builder, sig, args):
@@ -96,7 +108,7 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
         thin = narrow and fused  # float32 arithmetic (the module's doc)
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
-        R = L                                    # rows a block
+        R = L // M                               # rows a block: R·M lanes, y's block
         vc, ve, vd = ir.VectorType(ct, L), ir.VectorType(et, L), ir.VectorType(d, L)
         zero, zero64 = ir.Constant(vc, [0.0] * L), ir.Constant(vd, [0.0] * L)
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
@@ -121,19 +133,54 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
             else:
                 _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
 
-        def lanes_below(n):  # <L x i1>: lanes j < n
-            return builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
-                                         _splat(builder, n, L))
+        def lanes_below(n):  # <L x i1>: lanes j < n (n an i64, negative: none)
+            return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
+                                       _splat(builder, n, L))
 
         def rounded(v):  # into x's dtype
             n = v.type.count
             return v if v.type.element == et else builder.fptrunc(v, ir.VectorType(et, n))
 
+        def gather(srcs, picks):
+            # a vector whose lane l is lane picks[l][1] of srcs[picks[l][0]]: a tree of
+            # two-source shuffles (no arithmetic: the values move, bits unchanged)
+            nodes = [(srcs[s], {l: ln for l, (si, ln) in enumerate(picks) if si == s})
+                     for s in sorted({si for si, _ in picks})]
+            while len(nodes) > 1:
+                pairs = [(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+                merged = [(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, L), [
+                    ma[l] if l in ma else L + mb[l] if l in mb else 0 for l in range(L)])),
+                    {l: l for l in (*ma, *mb)}) for (a, ma), (b, mb) in pairs]
+                nodes = merged + nodes[len(pairs) * 2:]
+            v, m = nodes[0]
+            if any(m[l] != l for l in range(L)):
+                v = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, L),
+                                                             [m[l] for l in range(L)]))
+            return v
+
+        def columns(vs):  # M vectors of L rows of a K×M matrix (row-major) → its M columns
+            return [gather(vs, [divmod(i * M + m, L) for i in range(L)]) for m in range(M)]
+
+        def rows_of(cols):  # the inverse of columns
+            return [gather(cols, [((v * L + l) % M, (v * L + l) // M) for l in range(L)])
+                    for v in range(M)]
+
+        def matrix_masks(j, mask):  # the masks of the M vectors at rows [j, j + L) of a K×M
+            if mask is None:          # matrix (None: all whole)
+                return [None] * M
+            left = builder.mul(builder.sub(K, j), i64(M))
+            return [lanes_below(builder.sub(left, i64(v * L))) for v in range(M)]
+
+        def w_columns(j, mask):  # W[j:j+L, m] for each m, in the arithmetic's type
+            vs = [wide(load(W, builder.add(builder.mul(j, i64(M)), i64(v * L)), mv))
+                  for v, mv in enumerate(matrix_masks(j, mask))]
+            return columns(vs)
+
         def fold(vs):
-            # R vectors of L lanes → one vector whose lane r is the sum of vs[r]'s lanes, added
+            # L vectors of L lanes → one vector whose lane a is the sum of vs[a]'s lanes, added
             # in halves ((l0 + l8) + (l4 + l12)) + ... at 16: pairs of vectors, each a group
-            # of G lanes a row, into one with G/2 lanes a row (each row's first half of its
-            # group plus its second), until one lane a row, rows in order
+            # of G lanes a sum, into one with G/2 lanes a sum (each group's first half plus
+            # its second), until one lane a sum, in vs's order
             G = L
             while len(vs) > 1:
                 half = G // 2
@@ -151,7 +198,7 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
         ragged = builder.icmp_unsigned("<", full, K)
         tail = lanes_below(builder.sub(K, full))  # the last, partial, vector's lanes
         if not loss and wdw:  # the chunk's partial of dW, summed in place
-            with cgutils.for_range(builder, K) as e:
+            with cgutils.for_range(builder, builder.mul(K, i64(M))) as e:
                 builder.store(d(0.0), builder.gep(dwp, [e.index]))
         sx = None  # dx's rows past the caches: asked for, rows of 16-byte parts on 16 bytes
         if not loss and wdx:
@@ -163,9 +210,10 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
         two = ir.Constant(vc, [2.0] * L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
-        f = cgutils.alloca_once_value(builder, zero64)  # lane r: the blocks' rows r
-        acc = [cgutils.alloca_once(builder, vc) for _ in range(R)]
-        dw_tail = cgutils.alloca_once_value(builder, zero64)  # dW's last partial vector
+        f = cgutils.alloca_once_value(builder, zero64)  # lane a: the blocks' y elements a
+        acc = [cgutils.alloca_once(builder, vc) for _ in range(L)]  # h's: row r, column m
+        dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]  # dW's
+        sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]  # last partial rows
         gs = cgutils.alloca_once(builder, vc)   # a block's g, for its rows' broadcasts
         gs64 = cgutils.alloca_once(builder, vd)
         gsp, gsp64 = (builder.bitcast(v, t.as_pointer()) for v, t in ((gs, ct), (gs64, d)))
@@ -178,34 +226,37 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
 
         def block(r0, count):
             # rows [r0, r0 + count), count ≤ R: h for all (rows past count read row
-            # r0 + count − 1 again, their lanes dropped), then z, f, dy, g as vectors of R
-            # rows, then dx's rows and dW's sums row by row
+            # r0 + count − 1 again, their lanes dropped), then z, f, dy, g as vectors of
+            # R rows' M columns (y's block), then dx's rows and dW's sums row by row
             xrow = [builder.mul(builder.add(r0, builder.select(
                 builder.icmp_unsigned("<", i64(r), count), i64(r), builder.sub(count, i64(1)))),
                 K) for r in range(R)]
-            _prefetch(builder, builder.gep(y, [builder.add(r0, i64(PF_BYTES // size))]))
+            yb = builder.mul(r0, i64(M))
+            _prefetch(builder, builder.gep(y, [builder.add(yb, i64(PF_BYTES // size))]))
             for a in acc:
                 builder.store(zero, a)
 
-            def dot(j, mask):  # row r's h lanes += x[r, j:j+L]·W[j:j+L]
-                wv = wide(load(W, j, mask))
+            def dot(j, mask):  # h[r, m]'s lanes += x[r, j:j+L]·W[j:j+L, m]
+                wc = w_columns(j, mask)
                 for r in range(R):
                     at_x = builder.add(xrow[r], j)
                     _prefetch(builder, builder.gep(x, [builder.add(at_x, i64(PF_BYTES // size))]))
-                    builder.store(madd(wide(load(x, at_x, mask)), wv, builder.load(acc[r])),
-                                  acc[r])
+                    xv = wide(load(x, at_x, mask))
+                    for m in range(M):
+                        a = acc[r * M + m]
+                        builder.store(madd(xv, wc[m], builder.load(a)), a)
             each_vector(dot)
-            h = fold([builder.load(a) for a in acc])  # lane r: row r0 + r's h
-            rows = lanes_below(count)
+            h = fold([builder.load(a) for a in acc])  # lane r·M + m: h[r0 + r, m]
+            rows = lanes_below(builder.mul(count, i64(M)))
             r = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
-            yv = wide(load(y, r0, rows))
+            yv = wide(load(y, yb, rows))
             z = builder.fsub(r, yv)  # in float32: the exact difference rounded once
             z64 = builder.fsub(wide(r, d), wide(yv, d)) if thin else z
             z64 = builder.select(rows, z64, zero64)
             builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
             t = builder.fmul(two, z)
             if wdy:
-                store(rounded(builder.fneg(t)), dy, r0, rows)
+                store(rounded(builder.fneg(t)), dy, yb, rows)
             if not (wdx or wdw):
                 return
             tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
@@ -213,15 +264,20 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
             builder.store(g, gs)
             builder.store(wide(g, d), gs64)
 
-            def g_of(row, p, t):  # row's g, broadcast
-                return _splat(builder, builder.load(builder.gep(p, [row])), L)
-            if wdx:  # dx[n, :] = g[n]·W, row by row (its lines written in order)
+            def g_of(row, m, p):  # g[row, m], broadcast
+                at_g = builder.add(builder.mul(row, i64(M)), i64(m))
+                return _splat(builder, builder.load(builder.gep(p, [at_g])), L)
+            if wdx:  # dx[n, :] = Σ_m g[n, m]·W[:, m], row by row (its lines written in order)
                 with cgutils.for_range(builder, count) as q:
-                    gb, xb = g_of(q.index, gsp, ct), builder.add(xrow[0], builder.mul(q.index, K))
+                    gb = [g_of(q.index, m, gsp) for m in range(M)]
+                    xb = builder.add(xrow[0], builder.mul(q.index, K))
 
                     def scale(j, mask):
-                        v = rounded(builder.fmul(gb, wide(load(W, j, mask))))
-                        at_x = builder.add(xb, j)
+                        wc = w_columns(j, mask)
+                        v = builder.fmul(gb[0], wc[0])
+                        for m in range(1, M):
+                            v = madd(gb[m], wc[m], v)
+                        v, at_x = rounded(v), builder.add(xb, j)
                         with builder.if_else(sx) as (past, cached):
                             with past:
                                 if mask is None:
@@ -240,20 +296,25 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
                             with cached:
                                 store(v, dx, at_x, mask)
                     each_vector(scale)
-            if wdw:  # dW[j:j+L] += x[n, j:j+L]·g[n] over the block's rows in order, a
-                # vector of sums in a register (the last partial one across blocks too)
+            if wdw:  # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over the block's rows in order,
+                # M vectors of sums in registers (the last partial rows' across blocks too)
                 def update(j, mask):
-                    s = cgutils.alloca_once(builder, vd)
-                    builder.store(load(dwp, j, None, vd) if mask is None
-                                  else builder.load(dw_tail), s)
+                    if mask is None:
+                        start = [load(dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
+                                      None, vd) for v in range(M)]
+                        for sm, c in zip(sums, columns(start)):
+                            builder.store(c, sm)
+                    sm = sums if mask is None else dw_tail
                     with cgutils.for_range(builder, count) as q:
                         at_x = builder.add(xrow[0], builder.add(builder.mul(q.index, K), j))
-                        builder.store(_madd(builder, fused, wide(load(x, at_x, mask), d),
-                                            g_of(q.index, gsp64, d), builder.load(s)), s)
+                        xv = wide(load(x, at_x, mask), d)
+                        for m in range(M):
+                            builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
+                                                builder.load(sm[m])), sm[m])
                     if mask is None:
-                        store(builder.load(s), dwp, j, None, vd)
-                    else:
-                        builder.store(builder.load(s), dw_tail)
+                        for v, c in enumerate(rows_of([builder.load(s) for s in sums])):
+                            store(c, dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
+                                  None, vd)
                 each_vector(update)
 
         nrows = builder.sub(stop, start)
@@ -268,13 +329,16 @@ def row_dots(vector_bits: int, want: int, loss: bool = False, narrow: bool = Tru
                     block(r0, left)
         if not loss and wdw:
             with builder.if_then(ragged):
-                store(builder.load(dw_tail), dwp, full, tail, vd)
+                masks = matrix_masks(full, tail)
+                for v, c in enumerate(rows_of([builder.load(s) for s in dw_tail])):
+                    store(c, dwp, builder.add(builder.mul(full, i64(M)), i64(v * L)),
+                          masks[v], vd)
         total = _across(builder, builder.load(f))  # f's lanes in halves
         if not thin:
             return total
         # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
         # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
-        return guarded(builder, total, W, K)
+        return guarded(builder, total, W, builder.mul(K, i64(M)))
 
     if loss:
         @intrinsic

@@ -28,10 +28,10 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
-(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1 from
-K = 9 (8 on AVX2) rowdots.py's, one module for every K, where LLVM's vectors of rows
-(K ≤ 16) and the tiled kernels (15/16 padding) ran at half the copy ceiling
-(dev/products_v27.md 28c).
+(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2
+(and 4 with AVX-512) past K = 8 rowdots.py's, one module an M for every K, where LLVM's
+vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a half or less of
+the copy ceiling (dev/products_v27.md 28c, 28d).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -56,7 +56,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512), K ≤ 3
-    (rowblocks.applies: blocks of 8 lanes, M > 8) or M = 1 (rowdots.applies)."""
+    (rowblocks.applies: blocks of 8 lanes, M > 8) or M = 1, 2, 4 past K = 8
+    (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 
@@ -76,19 +77,19 @@ def _along(K: int, M: int, vector_bits: int):
 
 def _one(K: int, M: int) -> tuple:
     # the (K, M) whose module (K, M) shares: every M of rowblocks' K shares one (M a run-time
-    # value), every K of rowdots' M = 1 one (K a run-time value)
+    # value), every K of rowdots' M one (K a run-time value)
     mod = _along(K, M, machine.entry().vector_bits)
     if mod is rowblocks:
         return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
     if mod is rowdots:
-        return rowdots.min_k(machine.entry().vector_bits), 1
+        return rowdots.min_k(machine.entry().vector_bits, M), M
     return K, M
 
 
 def shapes() -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry, K's
     order then M's (rowblocks' one module per K by its first M, one past the others;
-    rowdots' one module by its first K)."""
+    rowdots' one module an M by its first K)."""
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
             if covers(K, M) and _one(K, M) == (K, M)]
@@ -239,16 +240,17 @@ def rows_loss_exact(x, W, y, start, stop, K_, M_):
 def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     # the module whose row functions call rowvec.py's, rowblocks.py's or rowdots.py's
     # intrinsics; M a run-time argument for rowblocks (one module per K), K for rowdots
-    # (one module)
+    # (one module per M)
     name = mod.__name__.rsplit(".", 1)[1]
     dw = rowvec.dw_rows(K, M, vector_bits) if mod is rowvec else 0
+    k0 = rowdots.min_k(vector_bits, M) if mod is rowdots else 0
     make, shape, which, how, arg, flags = {
         "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
                    "vectors along each row", "", ", want_"),
         "rowblocks": ("row_blocks", K, f"K = {K}, any M > 8",
                       "blocks of 8 lanes along each row, M at run time", ", M_", ""),
-        "rowdots": ("row_dots", vector_bits, f"any K ≥ {rowdots.min_k(vector_bits)}, M = 1",
-                    "a dot product along each row, K at run time", ", K_", ", want_"),
+        "rowdots": ("row_dots", f"{vector_bits}, {M}", f"any K ≥ {k0}, M = {M}",
+                    "M dot products along each row, K at run time", ", K_", ", want_"),
     }[name]
     return _ON_INTRINSICS.format(
         which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
@@ -288,6 +290,17 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _FM = {"reassoc"}
 
 
+def fastmath(K: int, M: int, vector_bits: int) -> set:
+    """The fast-math flags of the (K, M) row functions on an entry of vector_bits: _FM for
+    the scalar rows LLVM vectorizes; none where they call rowvec.py's, rowblocks.py's or
+    rowdots.py's intrinsics, whose IR gives every sum's order itself.  Numba puts the flags
+    on every operation of the function, the intrinsics' included, where reassoc would let
+    LLVM reorder those sums, each function its own way (f's bits would then move with
+    `want`).  Without them: the same bits and times at 10⁶×8×8, 4×4, 3×16 and 5×7
+    (dev/products_v27.md 28d)."""
+    return set() if _along(K, M, vector_bits) else _FM
+
+
 def _row_py(name: str, K: int, M: int, want: int, exact: bool = False):
     # the generated function kernel `name` runs over its rows (loss's is in every module:
     # the one of WANT_ALL's); exact: the float64 one of the modules on intrinsics
@@ -314,7 +327,8 @@ def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL, exact: 
         with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
             fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want, exact),
                                 chunks.row_signature(name, dtype),
-                                f"the {dtype} row kernels for K = {K}, M = {M}", fastmath=_FM)
+                                f"the {dtype} row kernels for K = {K}, M = {M}",
+                                fastmath=fastmath(K, M, machine.entry().vector_bits))
     return fn
 
 

@@ -64,7 +64,6 @@ from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
                          _store_streamed_parts, _streams, relu_grad)
 from .rowvec import PF_BYTES, guarded
 
-
 MS = (1, 2, 4)  # the M these rows take: y's block is R·M = L lanes, R rows
 
 
@@ -248,10 +247,10 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             each_vector(dot)
             h = fold([builder.load(a) for a in acc])  # lane r·M + m: h[r0 + r, m]
             rows = lanes_below(builder.mul(count, i64(M)))
-            r = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
+            relu = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
             yv = wide(load(y, yb, rows))
-            z = builder.fsub(r, yv)  # in float32: the exact difference rounded once
-            z64 = builder.fsub(wide(r, d), wide(yv, d)) if thin else z
+            z = builder.fsub(relu, yv)  # in float32: the exact difference rounded once
+            z64 = builder.fsub(wide(relu, d), wide(yv, d)) if thin else z
             z64 = builder.select(rows, z64, zero64)
             builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
             t = builder.fmul(two, z)
@@ -300,9 +299,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 # M vectors of sums in registers (the last partial rows' across blocks too)
                 def update(j, mask):
                     if mask is None:
-                        start = [load(dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
-                                      None, vd) for v in range(M)]
-                        for sm, c in zip(sums, columns(start)):
+                        part_rows = [load(dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
+                                          None, vd) for v in range(M)]
+                        for sm, c in zip(sums, columns(part_rows)):
                             builder.store(c, sm)
                     sm = sums if mask is None else dw_tail
                     with cgutils.for_range(builder, count) as q:

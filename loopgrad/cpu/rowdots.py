@@ -21,8 +21,9 @@ vectors), whose M·R = L elements of y lie together, each block
     z, f, g, dy   vectors of y's block; f's float64 lane a sums the blocks' elements a
     dx     row by row, Σ_m g[r, m]·W[j:j+L, m] in m's order, each row's lines in order
     dW     a vector of rows at a time over the block's rows in order, its M columns'
-           float64 sums in registers from the chunk's partial and back (the last partial
-           vector's across blocks)
+           float64 sums in registers from the chunk's partial and back, where they wait
+           column by column until the chunk's end puts them in dW's row order (the last
+           partial vector's stay in registers across blocks)
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
 26; as AVX2 10⁶×16×1 9.6 → 4.3).  A chunk's last block may be partial: its missing rows
@@ -298,11 +299,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             if wdw:  # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over the block's rows in order,
                 # M vectors of sums in registers (the last partial rows' across blocks too)
                 def update(j, mask):
+                    # whole vectors' sums wait in the partial column by column
+                    at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
                     if mask is None:
-                        part_rows = [load(dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
-                                          None, vd) for v in range(M)]
-                        for sm, c in zip(sums, columns(part_rows)):
-                            builder.store(c, sm)
+                        for sm, at_m in zip(sums, at_j):
+                            builder.store(load(dwp, at_m, None, vd), sm)
                     sm = sums if mask is None else dw_tail
                     with cgutils.for_range(builder, count) as q:
                         at_x = builder.add(xrow[0], builder.add(builder.mul(q.index, K), j))
@@ -311,9 +312,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                             builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
                                                 builder.load(sm[m])), sm[m])
                     if mask is None:
-                        for v, c in enumerate(rows_of([builder.load(s) for s in sums])):
-                            store(c, dwp, builder.add(builder.mul(j, i64(M)), i64(v * L)),
-                                  None, vd)
+                        for s_m, at_m in zip(sums, at_j):
+                            store(builder.load(s_m), dwp, at_m, None, vd)
                 each_vector(update)
 
         nrows = builder.sub(stop, start)
@@ -326,6 +326,12 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     block(r0, i64(R))
                 with short:
                     block(r0, left)
+        if not loss and wdw and M > 1:  # each vector of rows' M·L sums, held column by
+            with cgutils.for_range(builder, nfull) as b:  # column, put in dW's row order
+                at_j = builder.mul(builder.mul(b.index, i64(L)), i64(M))
+                cols = [load(dwp, builder.add(at_j, i64(m * L)), None, vd) for m in range(M)]
+                for v, c in enumerate(rows_of(cols)):
+                    store(c, dwp, builder.add(at_j, i64(v * L)), None, vd)
         if not loss and wdw:
             with builder.if_then(ragged):
                 masks = matrix_masks(full, tail)

@@ -345,6 +345,31 @@ def _madd(builder, fused, a, b, c):
     return builder.call(fma, [a, b, c])
 
 
+def _vector_at(builder, ptr, i, vt):
+    # a pointer to the vector of type vt at ptr[i]
+    return builder.bitcast(builder.gep(ptr, [i]), vt.as_pointer())
+
+
+def _load_vector(builder, ptr, i, vt, mask=None):
+    # the vector of type vt at ptr[i], aligned to its elements; mask: None (all lanes) or
+    # the lanes to read (the others 0, nothing past them read)
+    align = 8 if isinstance(vt.element, ir.DoubleType) else 4
+    if mask is None:
+        return builder.load(_vector_at(builder, ptr, i, vt), align=align)
+    return _masked(builder, "load", vt, _vector_at(builder, ptr, i, vt), align, mask,
+                   ir.Constant(vt, [0.0] * vt.count))
+
+
+def _store_vector(builder, v, ptr, i, mask=None):
+    # v to ptr[i] as _load_vector reads it (mask: None, or the lanes to write)
+    vt = v.type
+    align = 8 if isinstance(vt.element, ir.DoubleType) else 4
+    if mask is None:
+        builder.store(v, _vector_at(builder, ptr, i, vt), align=align)
+    else:
+        _masked(builder, "store", vt, _vector_at(builder, ptr, i, vt), align, mask, v)
+
+
 def _masked(builder, op, vt, ptr, align, mask, value):
     # llvm.masked.load (value: the masked lanes' result) or llvm.masked.store (value: what
     # to store) of vector type vt at ptr: only mask's lanes are read or written

@@ -41,7 +41,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import _across, _madd, _masked, _prefetch, _splat, relu_grad
+from .intrinsics import (_across, _load_vector, _madd, _prefetch, _splat, _store_vector,
+                         relu_grad)
 from .rowvec import PF_BYTES, guarded
 
 LANES = 8     # lanes a block
@@ -92,22 +93,11 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
         def rounded(v):  # into x's dtype
             return v if v.type == ve else builder.fptrunc(v, ve)
 
-        def at(ptr, i, t=ve):  # a pointer to the vector of type t at ptr[i]
-            return builder.bitcast(builder.gep(ptr, [i]), t.as_pointer())
-
         def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
-            align = 8 if t is vd else size
-            if mask is None:
-                return builder.load(at(ptr, i, t), align=align)
-            return _masked(builder, "load", t, at(ptr, i, t), align, mask,
-                           ir.Constant(t, [0.0] * L))
+            return _load_vector(builder, ptr, i, t, mask)
 
-        def store(v, ptr, i, mask, t=ve):
-            align = 8 if t is vd else size
-            if mask is None:
-                builder.store(v, at(ptr, i, t), align=align)
-            else:
-                _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
+        def store(v, ptr, i, mask):
+            _store_vector(builder, v, ptr, i, mask)
 
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
 
@@ -153,8 +143,7 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
             g64 = to64(g) if wdw else None  # dW's sums stay float64, in the chunk's partial
             for k in range(K if wdw else 0):  # dW[k,m] += x[n,k]·g[n,m]
                 e = builder.add(builder.mul(i64(k), M), j)
-                store(_madd(builder, fused, xs64[k], g64, load(dwp, e, mask, vd)), dwp, e,
-                      mask, vd)
+                store(_madd(builder, fused, xs64[k], g64, load(dwp, e, mask, vd)), dwp, e, mask)
 
         acc = [cgutils.alloca_once(builder, vc) for _ in range(K)]
         with cgutils.for_range(builder, builder.sub(stop, start)) as loop:

@@ -61,8 +61,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
-                         _store_streamed_parts, _streams, relu_grad)
+from .intrinsics import (_PART, _across, _load_vector, _madd, _prefetch, _splat,
+                         _store_streamed_parts, _store_vector, _streams, _vector_at, relu_grad)
 from .rowvec import PF_BYTES, guarded
 
 MS = (1, 2, 4)  # the M these rows take: y's block is R·M = L lanes, R rows
@@ -116,22 +116,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         def wide(v, t=ct):  # into the arithmetic's type (or t)
             return v if v.type.element == t else builder.fpext(v, ir.VectorType(t, L))
 
-        def at(ptr, i, t=ve):  # a pointer to the vector of type t at ptr[i]
-            return builder.bitcast(builder.gep(ptr, [i]), t.as_pointer())
-
         def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
-            align = 8 if t is vd else size
-            if mask is None:
-                return builder.load(at(ptr, i, t), align=align)
-            return _masked(builder, "load", t, at(ptr, i, t), align, mask,
-                           ir.Constant(t, [0.0] * L))
+            return _load_vector(builder, ptr, i, t, mask)
 
-        def store(v, ptr, i, mask, t=ve):
-            align = 8 if t is vd else size
-            if mask is None:
-                builder.store(v, at(ptr, i, t), align=align)
-            else:
-                _masked(builder, "store", t, at(ptr, i, t), align, mask, v)
+        def store(v, ptr, i, mask):
+            _store_vector(builder, v, ptr, i, mask)
 
         def lanes_below(n):  # <L x i1>: lanes j < n (n an i64, negative: none)
             return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
@@ -212,8 +201,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         f = cgutils.alloca_once_value(builder, zero64)  # lane a: the blocks' y elements a
         acc = [cgutils.alloca_once(builder, vc) for _ in range(L)]  # h's: row r, column m
-        dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]  # dW's
-        sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]  # last partial rows
+        # dW's column sums: the last partial vector of rows' (across blocks), a whole one's
+        dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]
+        sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]
         gs = cgutils.alloca_once(builder, vc)   # a block's g, for its rows' broadcasts
         gs64 = cgutils.alloca_once(builder, vd)
         gsp, gsp64 = (builder.bitcast(v, t.as_pointer()) for v, t in ((gs, ct), (gs64, d)))
@@ -281,7 +271,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                         with builder.if_else(sx) as (past, cached):
                             with past:
                                 if mask is None:
-                                    _store_streamed_parts(builder, v, at(dx, at_x))
+                                    _store_streamed_parts(builder, v, _vector_at(builder, dx, at_x, ve))
                                 else:  # the row's last 16-byte parts
                                     builder.store(v, dx_slot)
                                     n = builder.udiv(builder.sub(K, full), i64(_PART // size))
@@ -313,7 +303,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                                                 builder.load(sm[m])), sm[m])
                     if mask is None:
                         for s_m, at_m in zip(sums, at_j):
-                            store(builder.load(s_m), dwp, at_m, None, vd)
+                            store(builder.load(s_m), dwp, at_m, None)
                 each_vector(update)
 
         nrows = builder.sub(stop, start)
@@ -331,13 +321,12 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 at_j = builder.mul(builder.mul(b.index, i64(L)), i64(M))
                 cols = [load(dwp, builder.add(at_j, i64(m * L)), None, vd) for m in range(M)]
                 for v, c in enumerate(rows_of(cols)):
-                    store(c, dwp, builder.add(at_j, i64(v * L)), None, vd)
+                    store(c, dwp, builder.add(at_j, i64(v * L)), None)
         if not loss and wdw:
             with builder.if_then(ragged):
                 masks = matrix_masks(full, tail)
                 for v, c in enumerate(rows_of([builder.load(s) for s in dw_tail])):
-                    store(c, dwp, builder.add(builder.mul(full, i64(M)), i64(v * L)),
-                          masks[v], vd)
+                    store(c, dwp, builder.add(builder.mul(full, i64(M)), i64(v * L)), masks[v])
         total = _across(builder, builder.load(f))  # f's lanes in halves
         if not thin:
             return total

@@ -87,6 +87,35 @@ print(p.exitcode, q.get(timeout=10) if p.exitcode == 0 else None)
     assert out.split() == ["0", "True"]
 
 
+def test_forked_child_finds_its_serial_kernels_loaded():
+    # The child must load no compiled code: LLVM registers its unwind tables under libgcc's
+    # lock, which a thread of the parent's may hold at the fork (one exiting), and the
+    # child would hang (loopgrad.cpu._load_twins).  The parent runs the parallel row
+    # kernel and a parallel tiled one; a first child compiles their serial counterparts
+    # into the disk cache if they are not there, and the parent loads them at the next fork.
+    out = run_child(SETUP + """
+import os, multiprocessing as mp
+from numba.core.codegen import JitEngine
+xt, Wt, yt = (rng.standard_normal(s).astype(np.float32) for s in ((20_000, 16), (16, 24), (20_000, 24)))
+tiled_want = loopgrad.grads(xt, Wt, yt)
+def child(q):
+    loads = []
+    finalize = JitEngine.finalize_object
+    JitEngine.finalize_object = lambda self: (loads.append(1), finalize(self))[1]
+    t = loopgrad.grads(xt, Wt, yt)
+    ok = same(loopgrad.grads(x, W, y)) and t.f == tiled_want.f and np.array_equal(t.dW, tiled_want.dW)
+    q.put((ok, len(loads)))
+ctx = mp.get_context("fork")
+for _ in range(2):
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    p.join(120)
+    print(p.exitcode, *q.get(timeout=10))
+""", NUMBA_THREADING_LAYER="omp")
+    assert out.split()[3:] == ["0", "True", "0"], out  # the second child: no code loaded
+
+
 def test_dask_threaded_scheduler(rng):
     dask = pytest.importorskip("dask")
     x, W, y = draw(rng, 150_000, 3, 5)

@@ -33,6 +33,7 @@ meets inf and NaN they return NaN, and the call is recomputed by float64 row ker
 (torch's pattern of NaN and inf on every path).
 """
 
+import os
 import sys
 
 import numba
@@ -138,7 +139,17 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
         if parallel and not _parallel_rows_ready(name, dtype, K, M, want):
             return row_kernel(name, dtype, False, K, M, want)
         fn = _CHOSEN[chosen] = _compile_rows(name, dtype, parallel, K, M, want)
+        if parallel:
+            _TWINS[chosen] = lambda: _rows_cached(name, dtype, False, K, M, want) \
+                and row_kernel(name, dtype, False, K, M, want)
     return fn
+
+
+def _rows_cached(name: str, dtype, parallel: bool, K: int, M: int, want: int) -> bool:
+    # whether _compile_rows would load the row kernel from the disk cache (or has it here);
+    # RuntimeError where there is no writable folder for the generated source
+    return skinny.cached(name, K, M, dtype, parallel, want) if skinny.covers(K, M) \
+        else rows.cached(name, dtype, parallel)
 
 
 def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
@@ -151,8 +162,7 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
     if background.done(key) or background.failed(key):
         return True
     try:
-        ready = skinny.cached(name, K, M, dtype, True, want) if skinny.covers(K, M) \
-            else rows.cached(name, dtype, True)
+        ready = _rows_cached(name, dtype, True, K, M, want)
     except RuntimeError:  # no writable folder for the generated source: compile here, as before
         return True
     if not ready:
@@ -189,6 +199,9 @@ def tiled_kernel(name: str, variant: str, par: bool):
     # foreground, where its error reaches the caller) is not started again
     if background.done(key) or background.failed(key) or tiled.ready(name, variant, par):
         _READY.add(key)
+        if par:
+            _TWINS[key] = lambda: tiled.ready(name, variant, False) \
+                and tiled_kernel(name, variant, False)
         return tiled.kernel(name, variant, par), par
     isa = machine.entry().isa
     argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", name, variant,
@@ -211,6 +224,38 @@ def _cold(name: str, variant: str, par: bool):
 
 
 _READY: set = set()
+
+
+# ------------------------------------------------------------------ forks (parallel.py)
+
+# The serial counterpart of each parallel kernel this process has run, as a function that
+# loads it from the disk cache if it is there: key → function
+_TWINS: dict = {}
+
+
+def _load_twins() -> None:
+    """Before a fork under GNU OpenMP, whose child runs the serial kernels: load them here.
+
+    Loading compiled code in the child would take libgcc's unwinder lock (LLVM registers
+    the code's unwind tables), which a thread of this process may hold at the fork, one
+    that is exiting (pthread_exit unwinds its stack; Python's join returns before that
+    ends): the child then waits for it forever.  Seen once in docs/threads.md's fork after
+    a thread pool; with a thread looking up unwind tables throughout, 2 hangs in 300
+    forks, none once the twins load here (dev/products_v28.md 29a).  A serial kernel not
+    in the disk cache is left to the child, which compiles it into the cache as before,
+    and this process loads it at a later fork.
+    """
+    if not parallel.forks_serial():
+        return
+    for key, load in list(_TWINS.items()):
+        try:
+            if load():
+                _TWINS.pop(key, None)
+        except Exception:  # noqa: BLE001 - a fork must not fail: the child loads it then
+            pass
+
+
+os.register_at_fork(before=_load_twins)
 
 
 def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, None, None)):

@@ -36,9 +36,14 @@ def layer() -> str | None:
         return None
 
 
+def forks_serial() -> bool:
+    """Whether a child forked now would run the serial kernels: the layer is GNU OpenMP."""
+    return sys.platform.startswith("linux") and layer() == "omp"
+
+
 def _after_fork_in_child() -> None:
     global _serial_only
-    if sys.platform.startswith("linux") and layer() == "omp":
+    if forks_serial():
         _serial_only = True
 
 

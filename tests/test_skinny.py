@@ -192,14 +192,15 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
                                        (4, 8, np.float64), (5, 7, np.float32),
                                        (16, 1, np.float32), (20, 1, np.float32),
                                        (12, 1, np.float64), (9, 1, np.float32),
-                                       (36, 2, np.float32), (12, 4, np.float32)])
+                                       (36, 2, np.float32), (12, 4, np.float32),
+                                       (20, 3, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
     # 16 bytes past one and one element past (ordinary stores); rows of 8, 4 and (masked,
     # never streamed) 5 and 7 elements, 512- and 256-bit code; rowdots.py's dx rows of whole
-    # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 12×4)
-    # and never streamed (9).  Every bit as without, nothing left unwritten
+    # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 12×4,
+    # 20×3) and never streamed (9).  Every bit as without, nothing left unwritten
     from loopgrad._inputs import STREAM
     x, W, y = draw(rng, 1001, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties
@@ -229,7 +230,8 @@ def test_row_blocks_lanes_past_m_add_nothing(rng, M):
 
 @pytest.mark.parametrize("K,M,bits,dtype", [(16, 1, 512, np.float32), (23, 1, 256, np.float64),
                                             (9, 1, 512, np.float64), (8, 1, 256, np.float32),
-                                            (20, 2, 512, np.float32), (13, 4, 512, np.float64)])
+                                            (20, 2, 512, np.float32), (13, 4, 512, np.float64),
+                                            (17, 3, 512, np.float32), (16, 3, 256, np.float64)])
 def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, M, bits, dtype):
     # rowdots.py runs blocks of rows (a vector's lanes of y) from each chunk's first, the last
     # one partial (its rows past the chunk read the last row again and drop it): chunks of
@@ -272,15 +274,17 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     for K, M, bits in ((1, 8, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
         assert not rowblocks.applies(K, M, bits)
     assert ("blocks of 8" in cpu.describe(10, 3, 40, np.float32)) == wide
-    from loopgrad.cpu import rowdots  # M = 1, 2, 4: dot products along a row, K at run time
+    from loopgrad.cpu import rowdots  # M = 1 to 4: dot products along a row, K at run time
     assert "row_dots(512, 1, 7)" in _skinny._source(9, 1, 512)
     assert "row_dots(256, 1, 5)" in _skinny._source(8, 1, 256, 5)  # before rowvec.py's 8×1
     assert "row_dots(256, 2, 7)" in _skinny._source(9, 2, 256)
     assert "row_dots(512, 4, 7)" in _skinny._source(12, 4, 512)
-    for M in (1, 2, 4):  # one module an M
+    assert "row_dots(512, 3, 7)" in _skinny._source(9, 3, 512)
+    assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
+    for M in (1, 2, 3, 4):  # one module an M
         assert _skinny._source(12, M, 512, 7) == _skinny._source(3000, M, 512, 7)
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (16, 4, 256),
-                       (16, 3, 512), (16, 8, 512), (16, 1, 128)):
+                       (8, 3, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512), (16, 1, 128)):
         assert not rowdots.applies(K, M, bits)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 2) != wide
@@ -297,8 +301,9 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(16, 1, 512, np.float32, 0.5), (9, 1, 512, np.float64, 0.0), (37, 1, 256, np.float32, 1.0),
      (8, 1, 256, np.float64, 0.5), (100, 1, 512, np.float32, 0.0), (16, 2, 512, np.float32, 0.5),
      (21, 2, 256, np.float64, 1.0), (9, 2, 256, np.float32, 0.0), (33, 4, 512, np.float32, 1.0),
-     (12, 4, 512, np.float64, 0.5)]  # rowdots.py: M = 1, 2, 4, whole vectors of a row and a
-# partial last one; blocks of rows and a partial last block
+     (12, 4, 512, np.float64, 0.5), (9, 3, 512, np.float32, 0.5), (40, 3, 512, np.float64, 1.0),
+     (19, 3, 256, np.float32, 0.0)]  # rowdots.py: M = 1 to 4, whole vectors of a row and a
+# partial last one; blocks of rows (M = 3: a padding lane) and a partial last block
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

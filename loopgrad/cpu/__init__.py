@@ -17,7 +17,7 @@ has every gradient computed (one exception: where float32 sums overflow, see
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
                 AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
                 rowvec.applies), K ≤ 3 with M > 8 (rowblocks.py's, blocks of 8 lanes)
-                and M = 1, 2 (and 4 with AVX-512) past K = 8 (rowdots.py's, dot products
+                and M = 1, 2, 3 (and 4 with AVX-512) past K = 8 (rowdots.py's, dot products
                 along the row)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 

@@ -1,4 +1,4 @@
-"""The rows of one, two or four outputs (M = 1, 2, 4) in LLVM IR: each row's h[n, m] a dot
+"""The rows of one to four outputs (M = 1, 2, 3, 4) in LLVM IR: each row's h[n, m] a dot
 product along x's row, K a run-time value (one module for every K), past K = 8 (`min_k`).
 
 With few outputs, h[n, :] = x[n, :]·W is M dot products and dx[n, :] = Σ_m g[n, m]·W[:, m]
@@ -9,13 +9,14 @@ whose 16-wide tiles are 15/16 padding at M = 1: 10⁶×16×1 9.4 ms, 10⁶×64×
 (dev/products_v27.md 28a, 28d).  A dot product a row reached the ceiling from K = 16 but
 took 33 cycles a row in cache, compute-bound below (28b): the sum across a vector's lanes,
 the scalar z and g and the broadcast back are a long chain for one row's work.  So the
-rows go in blocks of R = L/M rows (L: the arithmetic's lanes, 16 float32 on 512-bit
-vectors), whose M·R = L elements of y lie together, each block
+rows go in blocks of R = L // M rows (L: the arithmetic's lanes, 16 float32 on 512-bit
+vectors), whose R·M ≤ L elements of y lie together (M = 3: 5 rows in 15 of 16 lanes, the
+last lane padding), each block
 
-    h      L accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
+    h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
            columns from its rows by shuffles (`columns`)
-    fold   the L vectors into one of the block's h, lane r·M + m (y's order): each sum's
+    fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
     z, f, g, dy   vectors of y's block; f's float64 lane a sums the blocks' elements a
@@ -26,7 +27,8 @@ vectors), whose M·R = L elements of y lie together, each block
            partial vector's stay in registers across blocks)
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
-26; as AVX2 10⁶×16×1 9.6 → 4.3).  A chunk's last block may be partial: its missing rows
+26; as AVX2 10⁶×16×1 9.6 → 4.3; M = 3, dev/products_v28.md 29b: 10⁶×32×3 28–32 → 11,
+10⁵×256×3 26–27 → 10–11, as AVX2 10⁶×32×3 23 → 13).  A chunk's last block may be partial: its missing rows
 read the last row again and their lanes are dropped (f's z masked to 0, y and dy masked,
 dx and dW over its rows only).  A row's dx and dy do not depend on where its block
 starts; f and dW are sums over the chunks, which are a function of the shape alone.
@@ -65,7 +67,7 @@ from .intrinsics import (_PART, _across, _load_vector, _madd, _prefetch, _splat,
                          _store_streamed_parts, _store_vector, _streams, _vector_at, relu_grad)
 from .rowvec import PF_BYTES, guarded
 
-MS = (1, 2, 4)  # the M these rows take: y's block is R·M = L lanes, R rows
+MS = (1, 2, 3, 4)  # the M these rows take: y's block is R·M ≤ L lanes, R = L // M rows
 
 
 def min_k(vector_bits: int, M: int = 1) -> int:
@@ -76,8 +78,13 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     vectors of 16 rows, these 2.8–2.9); M = 2 past K = 8 (to 8, rowvec.py's rows); M = 4
     from K = 12 on 512-bit entries (9×4 2–5 % slower than the tiled kernels, 12×4 and
     16×4 level, 24×4 20 → 15 ms).  On 256-bit entries M = 4 stays tiled (a block of 2
-    rows: 10⁶×16×4 9 → 16 ms)."""
-    return {1: 8 if vector_bits == 256 else 9, 2: 9, 4: 12}[M]
+    rows: 10⁶×16×4 9 → 16 ms).  M = 3 past K = 8 on 512-bit entries (10⁶×9×3 8.1–9.8 →
+    7.4–8.6 ms, float64 16 → 10.7) and from K = 16 on 256-bit ones, whose blocks of 2 rows
+    lose to the tiled kernels where K leaves a partial vector of 8 below that (9×3 8.6 →
+    12.4 ms, 14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15;
+    dev/products_v28.md 29b)."""
+    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 9 if vector_bits == 512 else 16,
+            4: 12}[M]
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
@@ -89,7 +96,7 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True):
-    """The intrinsic for an entry of vector_bits, M outputs (1, 2 or 4) and the gradients
+    """The intrinsic for an entry of vector_bits, M outputs (1 to 4) and the gradients
     `want` names, or the loss's (the module's doc); narrow: float32 inputs in float32
     arithmetic (else float64)."""
     if M not in MS:
@@ -108,7 +115,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         thin = narrow and fused  # float32 arithmetic (the module's doc)
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
-        R = L // M                               # rows a block: R·M lanes, y's block
+        R = L // M                               # rows a block: R·M ≤ L lanes, y's block
         vc, ve, vd = ir.VectorType(ct, L), ir.VectorType(et, L), ir.VectorType(d, L)
         zero, zero64 = ir.Constant(vc, [0.0] * L), ir.Constant(vd, [0.0] * L)
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
@@ -200,7 +207,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         f = cgutils.alloca_once_value(builder, zero64)  # lane a: the blocks' y elements a
-        acc = [cgutils.alloca_once(builder, vc) for _ in range(L)]  # h's: row r, column m
+        acc = [cgutils.alloca_once(builder, vc) for _ in range(R * M)]  # h's: row r, column m
         # dW's column sums: the last partial vector of rows' (across blocks), a whole one's
         dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]
         sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]
@@ -236,7 +243,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                         a = acc[r * M + m]
                         builder.store(madd(xv, wc[m], builder.load(a)), a)
             each_vector(dot)
-            h = fold([builder.load(a) for a in acc])  # lane r·M + m: h[r0 + r, m]
+            # lane r·M + m: h[r0 + r, m] (lanes past R·M, M = 3: 0, dropped as rows past count)
+            h = fold([builder.load(a) for a in acc] + [zero] * (L - R * M))
             rows = lanes_below(builder.mul(count, i64(M)))
             relu = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
             yv = wide(load(y, yb, rows))

@@ -28,7 +28,7 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
-(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2
+(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2, 3
 (and 4 with AVX-512) past K = 8 rowdots.py's, one module an M for every K, where LLVM's
 vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a half or less of
 the copy ceiling (dev/products_v27.md 28c, 28d).
@@ -56,8 +56,7 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512), K ≤ 3
-    (rowblocks.applies: blocks of 8 lanes, M > 8) or M = 1, 2, 4 past K = 8
-    (rowdots.applies)."""
+    (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 

@@ -67,8 +67,8 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     for a, b in zip(got[1:], general):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     assert cpu.row_kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
-    # past K·M = 16 the general one, but where rows as vectors take K, M ≤ 8 (AVX2, AVX-512)
-    assert cpu.row_kernel("grads", np.float64, True, 9, 4) is rows.kernel("grads", np.float64, True)
+    # past K·M = 16 the general one, but where the rows along the row take (K, M)
+    assert cpu.row_kernel("grads", np.float64, True, 17, 5) is rows.kernel("grads", np.float64, True)
 
 
 def test_source_is_written_once(monkeypatch, tmp_path):
@@ -192,19 +192,21 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
                                        (4, 8, np.float64), (5, 7, np.float32),
                                        (16, 1, np.float32), (20, 1, np.float32),
                                        (12, 1, np.float64), (9, 1, np.float32),
-                                       (36, 2, np.float32), (12, 4, np.float32),
-                                       (20, 3, np.float32)])
+                                       (36, 2, np.float32), (20, 4, np.float32),
+                                       (20, 3, np.float32), (16, 8, np.float32),
+                                       (12, 6, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
     # 16 bytes past one and one element past (ordinary stores); rows of 8, 4 and (masked,
     # never streamed) 5 and 7 elements, 512- and 256-bit code; rowdots.py's dx rows of whole
-    # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 12×4,
-    # 20×3) and never streamed (9).  Every bit as without, nothing left unwritten
+    # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 20×4,
+    # 20×3) and never streamed (9); rowvec.py's rows of 16 lanes (16×8) and of 12 in 16
+    # (12×6, dx never streamed).  Every bit as without, nothing left unwritten
     from loopgrad._inputs import STREAM
     x, W, y = draw(rng, 1001, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties
-    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 12×4: 512 only
+    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 20×4: 512 only
         grads = _row_vector_kernels(7, dtype, bits=bits, tag="nt", K=K, M=M)
         ref, _ = grads(True, x, W, y, 0.5, 128)
         assert_matches_torch(ref, x, W, y, 0.5, form="sum")
@@ -230,7 +232,7 @@ def test_row_blocks_lanes_past_m_add_nothing(rng, M):
 
 @pytest.mark.parametrize("K,M,bits,dtype", [(16, 1, 512, np.float32), (23, 1, 256, np.float64),
                                             (9, 1, 512, np.float64), (8, 1, 256, np.float32),
-                                            (20, 2, 512, np.float32), (13, 4, 512, np.float64),
+                                            (20, 2, 512, np.float32), (20, 4, 512, np.float64),
                                             (17, 3, 512, np.float32), (16, 3, 256, np.float64)])
 def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, M, bits, dtype):
     # rowdots.py runs blocks of rows (a vector's lanes of y) from each chunk's first, the last
@@ -256,17 +258,20 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
-                       (4, 2, 256), (3, 3, 256)):  # from K·M = 16 or M = 8; 8 on AVX2
+                       (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
+                       (9, 3, 512), (12, 6, 512), (16, 8, 512)):  # x's row in 16 lanes
         assert rowvec.applies(K, M, bits)
         assert "row_vectors" in _skinny._source(K, M, bits)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (8, 9, 512),
-                       (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128)):
+                       (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
+                       (12, 6, 256), (17, 5, 512), (16, 9, 512)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
     assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
-    assert cpu.is_tiled(9, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
+    assert cpu.is_tiled(17, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
+    assert cpu.is_tiled(9, 8) != (machine.entry().vector_bits >= 512)  # 16 lanes of x's row
     from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
     assert "row_blocks(2, 7)" in _skinny._source(2, 9, 512)
     assert _skinny._source(2, 9, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
@@ -278,13 +283,14 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_dots(512, 1, 7)" in _skinny._source(9, 1, 512)
     assert "row_dots(256, 1, 5)" in _skinny._source(8, 1, 256, 5)  # before rowvec.py's 8×1
     assert "row_dots(256, 2, 7)" in _skinny._source(9, 2, 256)
-    assert "row_dots(512, 4, 7)" in _skinny._source(12, 4, 512)
-    assert "row_dots(512, 3, 7)" in _skinny._source(9, 3, 512)
+    assert "row_dots(512, 4, 7)" in _skinny._source(16, 4, 512)
+    assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
     assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
     for M in (1, 2, 3, 4):  # one module an M
-        assert _skinny._source(12, M, 512, 7) == _skinny._source(3000, M, 512, 7)
+        assert _skinny._source(16, M, 512, 7) == _skinny._source(3000, M, 512, 7)
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (16, 4, 256),
-                       (8, 3, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512), (16, 1, 128)):
+                       (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
+                       (16, 1, 128)):
         assert not rowdots.applies(K, M, bits)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 2) != wide
@@ -301,9 +307,13 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(16, 1, 512, np.float32, 0.5), (9, 1, 512, np.float64, 0.0), (37, 1, 256, np.float32, 1.0),
      (8, 1, 256, np.float64, 0.5), (100, 1, 512, np.float32, 0.0), (16, 2, 512, np.float32, 0.5),
      (21, 2, 256, np.float64, 1.0), (9, 2, 256, np.float32, 0.0), (33, 4, 512, np.float32, 1.0),
-     (12, 4, 512, np.float64, 0.5), (9, 3, 512, np.float32, 0.5), (40, 3, 512, np.float64, 1.0),
-     (19, 3, 256, np.float32, 0.0)]  # rowdots.py: M = 1 to 4, whole vectors of a row and a
-# partial last one; blocks of rows (M = 3: a padding lane) and a partial last block
+     (16, 4, 512, np.float64, 0.5), (16, 3, 512, np.float32, 0.5), (40, 3, 512, np.float64, 1.0),
+     (19, 3, 256, np.float32, 0.0)] + \
+    [(9, 3, 512, np.float32, 0.5), (11, 4, 512, np.float64, 1.0), (13, 7, 512, np.float32, 0.0),
+     (16, 8, 512, np.float64, 0.5)]
+# rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
+# (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
+# of them masked) with AVX-512
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

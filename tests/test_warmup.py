@@ -56,9 +56,12 @@ def test_units_cover_every_family():
     assert all(wants == (7, 2) for *_, wants in skinny)  # all three gradients, and W's alone
     small = sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))  # K·M ≤ 16
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
+    bits = cpu.machine.entry().vector_bits
+    # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), but rowdots.py's
+    # M = 3 and 4 at K = 16
+    wide += 8 * 6 - 2 if bits >= 512 else 0
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
-    bits = cpu.machine.entry().vector_bits
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
     # for each other M it takes
     dots = cpu.skinny.MAX_KM - cpu.rowdots.min_k(bits) \

@@ -1,5 +1,6 @@
 """The rows of one to four outputs (M = 1, 2, 3, 4) in LLVM IR: each row's h[n, m] a dot
-product along x's row, K a run-time value (one module for every K), past K = 8 (`min_k`).
+product along x's row, K a run-time value (one module for every K), from K = 9 or 16 by M
+and the entry (`min_k`).
 
 With few outputs, h[n, :] = x[n, :]·W is M dot products and dx[n, :] = Σ_m g[n, m]·W[:, m]
 M scalings of W's columns.  Before, M = 1 with 9 ≤ K ≤ 16 took skinny.py's vectors of
@@ -78,13 +79,13 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     vectors of 16 rows, these 2.8–2.9); M = 2 past K = 8 (to 8, rowvec.py's rows); M = 4
     from K = 12 on 512-bit entries (9×4 2–5 % slower than the tiled kernels, 12×4 and
     16×4 level, 24×4 20 → 15 ms).  On 256-bit entries M = 4 stays tiled (a block of 2
-    rows: 10⁶×16×4 9 → 16 ms).  M = 3 past K = 8 on 512-bit entries (10⁶×9×3 8.1–9.8 →
-    7.4–8.6 ms, float64 16 → 10.7) and from K = 16 on 256-bit ones, whose blocks of 2 rows
-    lose to the tiled kernels where K leaves a partial vector of 8 below that (9×3 8.6 →
-    12.4 ms, 14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15;
-    dev/products_v28.md 29b)."""
-    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 9 if vector_bits == 512 else 16,
-            4: 12}[M]
+    rows: 10⁶×16×4 9 → 16 ms).  M = 3 from K = 16 (dev/products_v28.md 29b): on 256-bit
+    entries, whose blocks of 2 rows lose to the tiled kernels where K leaves a partial
+    vector of 8 below that (9×3 8.6 → 12.4 ms, 14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 →
+    8.0–8.5, 17×3 15–16 → 14–15), and on 512-bit ones, where below K = 16 rowvec.py's
+    rows of up to 16 lanes are faster, at M = 4 too (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 →
+    7.2–7.5; 29c); at 16×3 and 16×4 these are (7.0–8.1 and 8.2–8.8 ms against 9.7–10.3)."""
+    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16}[M]
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:

@@ -1,6 +1,6 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
-(AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones
-(`applies`).
+(AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones,
+and on 512-bit ones 9 ≤ K ≤ 16 with 3 ≤ M ≤ 8 (`applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -13,7 +13,8 @@ as AVX2 20 and 17), or for K ≤ 3 the general row kernel (10⁶×3×8 17.4 ms;
 dev/products_v22.md 23b, 23c).
 
 Here a vector is one row, where a row of x and of y fits one vector of up to 8 lanes
-(float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked):
+(float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
+with AVX-512 x's row one of 16 (9–15 elements as 16 lanes, masked):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -69,6 +70,7 @@ from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_stream
                          _streams, relu_grad)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
+LONG = 16     # lanes of float32 in a 512-bit vector: K up to this on AVX-512
 # x's and y's rows are prefetched this many bytes ahead of the row at work: the hardware
 # prefetcher alone left the loop waiting on them (10⁶×8×8 6.0 → 5.6 ms, 10⁶×5×7 5.2 → 4.4,
 # float64 8×8 10.1 → 8.7; as AVX2 4×4 3.4 → 3.0; 1–4 KiB alike; dev/products_v26.md 27a)
@@ -79,8 +81,9 @@ FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
 
 def _padded(n: int) -> int:
     # the lanes a row of n elements takes: 5–7 as 8 (masked loads and stores), where LLVM's
-    # own vectors of 5–7 lanes split badly on AVX2 (10⁶×6×6 16.2 ms against 8×8's 10.0)
-    return WIDE if 4 < n < WIDE else n
+    # own vectors of 5–7 lanes split badly on AVX2 (10⁶×6×6 16.2 ms against 8×8's 10.0);
+    # 9–15 as 16
+    return WIDE if 4 < n < WIDE else LONG if WIDE < n < LONG else n
 
 
 class _VolatileLoad(ir.instructions.LoadInstr):
@@ -108,9 +111,16 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     (dev/products_v26.md 27f): on 256-bit vectors from K·M = 8 (10⁶×2×8 7.5 → 3.2 ms,
     10⁶×2×4 3.3 → 2.2; at 2×2, 4×1 and 1×2 14–31 % slower), on 512-bit ones from K·M = 16
     and where y's row is 8 (10⁶×4×4 2.9 → 2.2, 10⁶×1×8 3.7 → 2.6; below, float32's rows of
-    few lanes lose to LLVM's 16 rows a vector: 2×4 15 %, 8×1 14 %, 2×2 68 % slower)."""
-    if vector_bits < 256 or K > WIDE or M > WIDE:
+    few lanes lose to LLVM's 16 rows a vector: 2×4 15 %, 8×1 14 %, 2×2 68 % slower).
+    On 512-bit vectors also 9 ≤ K ≤ 16 with M ≥ 3 (x's row in 16 lanes), which took the
+    tiled kernels, 16-wide tiles of 3–8 columns (10⁶×9×5 10–15 → 6.4–7.6 ms, 10⁶×13×7 12–13
+    → 7.9–8.1, 10⁶×12×6 12 → 7.6–8.5; 16×8 12.3–12.5 → 10.6–11.1), and rowdots.py's M = 3
+    and 4 below K = 16 (9×3 7.4–8.6 → 5.7–6.1, 12×4 12 → 7.2–7.5; dev/products_v28.md
+    29c), which from K = 16 are faster and are taken first (skinny.py)."""
+    if vector_bits < 256 or K > (LONG if vector_bits >= 512 else WIDE) or M > WIDE:
         return False
+    if K > WIDE:  # (512-bit) x's row in 16 lanes
+        return M >= 3
     if vector_bits == 256:
         return K * M >= 8
     return K * M >= 16 or M == WIDE
@@ -160,8 +170,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     row by row; stream: the code that stores rows past the caches where `flags` asks;
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
     inputs in float32 arithmetic (else float64; the module's doc)."""
-    if not (1 <= K <= WIDE and 1 <= M <= WIDE):
-        raise ValueError(f"row_vectors takes K, M ≤ {WIDE}, got K = {K}, M = {M}")
+    if not (1 <= K <= LONG and 1 <= M <= WIDE):
+        raise ValueError(f"row_vectors takes K ≤ {LONG}, M ≤ {WIDE}, got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 

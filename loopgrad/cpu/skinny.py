@@ -20,7 +20,8 @@ way every run).  Chunks, and the drivers that add their sums in a fixed order,
 are rows.py's (chunks.py).
 
 Where a row of x and of y fits one vector (K, M ≤ 8 on the AVX2 and AVX-512 entries, from
-K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512: rowvec.applies), the generated row
+K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512, and with AVX-512 9 ≤ K ≤ 16 at
+M = 3 to 8, x's row in 16 lanes: rowvec.applies), the generated row
 functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of
 rows had their rows shuffled in and out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
@@ -28,10 +29,10 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
-(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2, 3
-(and 4 with AVX-512) past K = 8 rowdots.py's, one module an M for every K, where LLVM's
-vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a half or less of
-the copy ceiling (dev/products_v27.md 28c, 28d).
+(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
+K = 8 and M = 3 (and 4 with AVX-512) from K = 16 rowdots.py's, one module an M for every
+K, where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a
+half or less of the copy ceiling (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -55,8 +56,9 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512), K ≤ 3
-    (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 (rowdots.applies)."""
+    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, K ≤ 16 with
+    AVX-512), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 or 16
+    (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 

@@ -34,7 +34,9 @@ float64): rows [start, stop) → dx and dy rows and dW_part[:K·M] = Σ x[n,k]·
 gradients `want` (WANT_* bits) names; the result is Σ z².
 
 Float64 inputs take skinny.py's arithmetic: each h and dx sum from its first product on
-in k's and m's order, g by loopgrad._scalar.relu_backward's cases, f summed in M partial
+in k's and m's order (past K = 8 h's even k's and odd k's as two sums, added last: one
+chain of K dependent steps a row bound those rows, in cache 16×8 43 → 36.5 cycles a row,
+dev/products_v28.md 29d), g by loopgrad._scalar.relu_backward's cases, f summed in M partial
 sums, lane m over the rows in order, added in halves (((s0 + s1) + (s2 + s3)) at M = 4);
 dW's sums each in row order.  A product and a sum each step: an FMA would hide a
 product's overflow.
@@ -312,9 +314,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                       for k in range(K)]
             else:
                 xs = [splat(lane(xr, k), Mp) for k in range(K)]
-            h = builder.fmul(xs[0], Wrow[0])  # h[n,m] = Σ_k x[n,k]·W[k,m]
-            for k in range(1, K):
-                h = madd(xs[k], Wrow[k], h)
+            def chain(ks):  # Σ_k x[n,k]·W[k,m] over ks, in their order
+                c = builder.fmul(xs[ks[0]], Wrow[ks[0]])
+                for k in ks[1:]:
+                    c = madd(xs[k], Wrow[k], c)
+                return c
+            # h[n,m] = Σ_k x[n,k]·W[k,m]; past K = 8 the even k's and the odd k's apart
+            h = chain(range(K)) if K <= WIDE else \
+                builder.fadd(chain(range(0, K, 2)), chain(range(1, K, 2)))
             yb = builder.mul(row, i64(M))
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
             r, yr = builder.select(below, zero, h), load_row(y, yb, M, Mp)

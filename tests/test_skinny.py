@@ -259,12 +259,13 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
-                       (9, 3, 512), (12, 6, 512), (16, 8, 512)):  # x's row in 16 lanes
+                       (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
+                       (15, 4, 256)):                                          # 16 lanes
         assert rowvec.applies(K, M, bits)
         assert "row_vectors" in _skinny._source(K, M, bits)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (8, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (16, 9, 512)):
+                       (12, 6, 256), (17, 5, 512), (16, 9, 512), (16, 4, 256), (12, 5, 256)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
@@ -310,10 +311,10 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (16, 4, 512, np.float64, 0.5), (16, 3, 512, np.float32, 0.5), (40, 3, 512, np.float64, 1.0),
      (19, 3, 256, np.float32, 0.0)] + \
     [(9, 3, 512, np.float32, 0.5), (11, 4, 512, np.float64, 1.0), (13, 7, 512, np.float32, 0.0),
-     (16, 8, 512, np.float64, 0.5)]
+     (16, 8, 512, np.float64, 0.5), (13, 4, 256, np.float64, 0.5), (9, 3, 256, np.float32, 1.0)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
-# of them masked) with AVX-512
+# of them masked; two registers on AVX2)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

@@ -58,8 +58,8 @@ def test_units_cover_every_family():
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
     bits = cpu.machine.entry().vector_bits
     # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), but rowdots.py's
-    # M = 3 and 4 at K = 16
-    wide += 8 * 6 - 2 if bits >= 512 else 0
+    # M = 3 and 4 at K = 16; on AVX2 9 ≤ K ≤ 15 at M = 3, 4
+    wide += 8 * 6 - 2 if bits >= 512 else 7 * 2 if bits == 256 else 0
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one

@@ -1,6 +1,7 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
-(AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones,
-and on 512-bit ones 9 ≤ K ≤ 16 with 3 ≤ M ≤ 8 (`applies`).
+(AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
+past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones
+(`applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -14,7 +15,7 @@ dev/products_v22.md 23b, 23c).
 
 Here a vector is one row, where a row of x and of y fits one vector of up to 8 lanes
 (float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
-with AVX-512 x's row one of 16 (9–15 elements as 16 lanes, masked):
+x's row one of 16 lanes (9–15 elements masked; two registers on AVX2):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -118,11 +119,14 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     tiled kernels, 16-wide tiles of 3–8 columns (10⁶×9×5 10–15 → 6.4–7.6 ms, 10⁶×13×7 12–13
     → 7.9–8.1, 10⁶×12×6 12 → 7.6–8.5; 16×8 12.3–12.5 → 10.6–11.1), and rowdots.py's M = 3
     and 4 below K = 16 (9×3 7.4–8.6 → 5.7–6.1, 12×4 12 → 7.2–7.5; dev/products_v28.md
-    29c), which from K = 16 are faster and are taken first (skinny.py)."""
-    if vector_bits < 256 or K > (LONG if vector_bits >= 512 else WIDE) or M > WIDE:
+    29c), which from K = 16 are faster and are taken first (skinny.py).  On 256-bit ones
+    9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
+    34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
+    → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f)."""
+    if vector_bits < 256 or K > LONG or M > WIDE:
         return False
-    if K > WIDE:  # (512-bit) x's row in 16 lanes
-        return M >= 3
+    if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
+        return M >= 3 if vector_bits >= 512 else 3 <= M <= 4 and K < LONG
     if vector_bits == 256:
         return K * M >= 8
     return K * M >= 16 or M == WIDE

@@ -20,8 +20,8 @@ way every run).  Chunks, and the drivers that add their sums in a fixed order,
 are rows.py's (chunks.py).
 
 Where a row of x and of y fits one vector (K, M ≤ 8 on the AVX2 and AVX-512 entries, from
-K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512, and with AVX-512 9 ≤ K ≤ 16 at
-M = 3 to 8, x's row in 16 lanes: rowvec.applies), the generated row
+K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512, and past K = 8 x's row in 16
+lanes: rowvec.applies), the generated row
 functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of
 rows had their rows shuffled in and out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
@@ -56,8 +56,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, K ≤ 16 with
-    AVX-512), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 or 16
+    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and K ≤ 16
+    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 or 16
     (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 

@@ -96,14 +96,16 @@ def test_forked_child_finds_its_serial_kernels_loaded():
     out = run_child(SETUP + """
 import os, multiprocessing as mp
 from numba.core.codegen import JitEngine
-xt, Wt, yt = (rng.standard_normal(s).astype(np.float32) for s in ((20_000, 16), (16, 24), (20_000, 24)))
+shapes = ((20_000, 16), (16, 24), (20_000, 24))
+xt, Wt, yt = (rng.standard_normal(s).astype(np.float32) for s in shapes)
 tiled_want = loopgrad.grads(xt, Wt, yt)
 def child(q):
     loads = []
     finalize = JitEngine.finalize_object
     JitEngine.finalize_object = lambda self: (loads.append(1), finalize(self))[1]
     t = loopgrad.grads(xt, Wt, yt)
-    ok = same(loopgrad.grads(x, W, y)) and t.f == tiled_want.f and np.array_equal(t.dW, tiled_want.dW)
+    ok = same(loopgrad.grads(x, W, y)) and t.f == tiled_want.f \
+        and np.array_equal(t.dW, tiled_want.dW)
     q.put((ok, len(loads)))
 ctx = mp.get_context("fork")
 for _ in range(2):

@@ -29,10 +29,11 @@ last lane padding), each block
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
 26; as AVX2 10⁶×16×1 9.6 → 4.3; M = 3, dev/products_v28.md 29b: 10⁶×32×3 28–32 → 11,
-10⁵×256×3 26–27 → 10–11, as AVX2 10⁶×32×3 23 → 13).  A chunk's last block may be partial: its missing rows
-read the last row again and their lanes are dropped (f's z masked to 0, y and dy masked,
-dx and dW over its rows only).  A row's dx and dy do not depend on where its block
-starts; f and dW are sums over the chunks, which are a function of the shape alone.
+10⁵×256×3 26–27 → 10–11, as AVX2 10⁶×32×3 23 → 13).  A chunk's last block may be
+partial: its missing rows read the last row again and their lanes are dropped (f's z
+masked to 0, y and dy masked, dx and dW over its rows only).  A row's dx and dy do not
+depend on where its block starts; f and dW are sums over the chunks, which are a function
+of the shape alone.
 
     row_dots(bits, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K,
                             flags) -> f
@@ -73,18 +74,17 @@ MS = (1, 2, 3, 4)  # the M these rows take: y's block is R·M ≤ L lanes, R = L
 
 def min_k(vector_bits: int, M: int = 1) -> int:
     """The least K these rows take on an entry of vector_bits for M outputs, as measured
-    against the kernels they replace (dev/products_v27.md 28b, 28d): M = 1 from a row of a
-    vector of float32 on 256-bit entries (K = 8: rowvec.py's 8×1 took 3.4 ms at 10⁶ rows
-    as AVX2, these 2.1) and from K = 9 on 512-bit ones (10⁶×8×1 2.3–2.9 ms with LLVM's
-    vectors of 16 rows, these 2.8–2.9); M = 2 past K = 8 (to 8, rowvec.py's rows); M = 4
-    from K = 12 on 512-bit entries (9×4 2–5 % slower than the tiled kernels, 12×4 and
-    16×4 level, 24×4 20 → 15 ms).  On 256-bit entries M = 4 stays tiled (a block of 2
-    rows: 10⁶×16×4 9 → 16 ms).  M = 3 from K = 16 (dev/products_v28.md 29b): on 256-bit
-    entries, whose blocks of 2 rows lose to the tiled kernels where K leaves a partial
-    vector of 8 below that (9×3 8.6 → 12.4 ms, 14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 →
-    8.0–8.5, 17×3 15–16 → 14–15), and on 512-bit ones, where below K = 16 rowvec.py's
-    rows of up to 16 lanes are faster, at M = 4 too (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 →
-    7.2–7.5; 29c); at 16×3 and 16×4 these are (7.0–8.1 and 8.2–8.8 ms against 9.7–10.3)."""
+    against the kernels they replace (dev/products_v27.md 28b, 28d; dev/products_v28.md
+    29b, 29c): M = 1 from a row of a vector of float32 on 256-bit entries (K = 8:
+    rowvec.py's 8×1 took 3.4 ms at 10⁶ rows as AVX2, these 2.1) and from K = 9 on 512-bit
+    ones (10⁶×8×1 2.3–2.9 ms with LLVM's vectors of 16 rows, these 2.8–2.9); M = 2 past
+    K = 8 (to 8, rowvec.py's rows).  M = 3 and 4 from K = 16: below it rowvec.py's rows of
+    x in 16 lanes are faster with AVX-512 (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 → 7.2–7.5; at
+    16×3 and 16×4 these, 7.0–8.1 and 8.2–8.8 ms against 9.7–10.3), and as AVX2 a block of
+    2 rows loses to the 6×16 tile where K leaves a partial vector of 8 (9×3 8.6 → 12.4 ms,
+    14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  On 256-bit
+    entries M = 4 stays tiled (blocks of 2 rows: 10⁶×16×4 9 → 16 ms, faster only where K
+    is a multiple of 8 from 24: 29e)."""
     return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16}[M]
 
 

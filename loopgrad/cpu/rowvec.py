@@ -37,8 +37,8 @@ gradients `want` (WANT_* bits) names; the result is Σ z².
 Float64 inputs take skinny.py's arithmetic: each h and dx sum from its first product on
 in k's and m's order (past K = 8 h's even k's and odd k's as two sums, added last: one
 chain of K dependent steps a row bound those rows, in cache 16×8 43 → 36.5 cycles a row,
-dev/products_v28.md 29d), g by loopgrad._scalar.relu_backward's cases, f summed in M partial
-sums, lane m over the rows in order, added in halves (((s0 + s1) + (s2 + s3)) at M = 4);
+dev/products_v28.md 29d), g by loopgrad._scalar.relu_backward's cases, f summed in M
+partial sums, lane m over the rows in order, added in halves (((s0 + s1) + (s2 + s3)) at M = 4);
 dW's sums each in row order.  A product and a sum each step: an FMA would hide a
 product's overflow.
 
@@ -73,7 +73,7 @@ from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_stream
                          _streams, relu_grad)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
-LONG = 16     # lanes of float32 in a 512-bit vector: K up to this on AVX-512
+LONG = 16     # lanes of float32 in a 512-bit vector: x's row up to this past WIDE (`applies`)
 # x's and y's rows are prefetched this many bytes ahead of the row at work: the hardware
 # prefetcher alone left the loop waiting on them (10⁶×8×8 6.0 → 5.6 ms, 10⁶×5×7 5.2 → 4.4,
 # float64 8×8 10.1 → 8.7; as AVX2 4×4 3.4 → 3.0; 1–4 KiB alike; dev/products_v26.md 27a)

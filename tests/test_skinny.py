@@ -69,7 +69,7 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     assert cpu.row_kernel("grads", np.float64, True, 4, 4) is _skinny.kernel("grads", 4, 4, np.float64, True)
     # past K·M = 16 the general one, but where the rows along the row take (K, M)
     general = rows.kernel("grads", np.float64, True)
-    assert cpu.row_kernel("grads", np.float64, True, 17, 5) is general
+    assert cpu.row_kernel("grads", np.float64, True, 17, 9) is general
 
 
 def test_source_is_written_once(monkeypatch, tmp_path):
@@ -195,7 +195,7 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
                                        (12, 1, np.float64), (9, 1, np.float32),
                                        (36, 2, np.float32), (20, 4, np.float32),
                                        (20, 3, np.float32), (16, 8, np.float32),
-                                       (12, 6, np.float32)])
+                                       (12, 6, np.float32), (20, 5, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
@@ -233,7 +233,7 @@ def test_row_blocks_lanes_past_m_add_nothing(rng, M):
 
 @pytest.mark.parametrize("K,M,bits,dtype", [(16, 1, 512, np.float32), (23, 1, 256, np.float64),
                                             (9, 1, 512, np.float64), (8, 1, 256, np.float32),
-                                            (20, 2, 512, np.float32), (20, 4, 512, np.float64),
+                                            (20, 2, 512, np.float32), (20, 4, 512, np.float64), (21, 7, 512, np.float32),
                                             (17, 3, 512, np.float32), (16, 3, 256, np.float64)])
 def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, M, bits, dtype):
     # rowdots.py runs blocks of rows (a vector's lanes of y) from each chunk's first, the last
@@ -272,8 +272,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
     assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
-    assert cpu.is_tiled(17, 8) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
-    assert cpu.is_tiled(9, 8) != (machine.entry().vector_bits >= 512)  # 16 lanes of x's row
+    assert cpu.is_tiled(17, 9) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
+    for K in (9, 24):  # 16 lanes of x's row; dot products past K = 16 (AVX-512)
+        assert cpu.is_tiled(K, 8) != (machine.entry().vector_bits >= 512)
     from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
     assert "row_blocks(2, 7)" in _skinny._source(2, 9, 512)
     assert _skinny._source(2, 9, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
@@ -288,11 +289,13 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_dots(512, 4, 7)" in _skinny._source(16, 4, 512)
     assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
     assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
-    for M in (1, 2, 3, 4):  # one module an M
+    assert "row_dots(512, 8, 7)" in _skinny._source(24, 8, 512)
+    assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
+    for M in (1, 2, 3, 4):  # one module an M (M = 5 to 8: K up to COPIED // M)
         assert _skinny._source(16, M, 512, 7) == _skinny._source(3000, M, 512, 7)
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (16, 4, 256),
                        (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
-                       (16, 1, 128)):
+                       (16, 1, 128), (17, 5, 256), (17, 9, 512), (23, 8, 512)):
         assert not rowdots.applies(K, M, bits)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 2) != wide
@@ -312,10 +315,12 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (16, 4, 512, np.float64, 0.5), (16, 3, 512, np.float32, 0.5), (40, 3, 512, np.float64, 1.0),
      (19, 3, 256, np.float32, 0.0)] + \
     [(9, 3, 512, np.float32, 0.5), (11, 4, 512, np.float64, 1.0), (13, 7, 512, np.float32, 0.0),
-     (16, 8, 512, np.float64, 0.5), (13, 4, 256, np.float64, 0.5), (9, 3, 256, np.float32, 1.0)]
+     (16, 8, 512, np.float64, 0.5), (13, 4, 256, np.float64, 0.5), (9, 3, 256, np.float32, 1.0)] + \
+    [(17, 5, 512, np.float32, 0.5), (40, 8, 512, np.float64, 1.0), (33, 6, 512, np.float32, 0.0),
+     (24, 7, 512, np.float64, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
-# of them masked; two registers on AVX2)
+# of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

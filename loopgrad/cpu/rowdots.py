@@ -1,6 +1,6 @@
-"""The rows of one to four outputs (M = 1, 2, 3, 4) in LLVM IR: each row's h[n, m] a dot
-product along x's row, K a run-time value (one module for every K), from K = 9 or 16 by M
-and the entry (`min_k`).
+"""The rows of one to eight outputs (M = 1 to 8) in LLVM IR: each row's h[n, m] a dot
+product along x's row, K a run-time value (one module for every K), from K = 9, 16 or 17
+by M and the entry (`min_k`).
 
 With few outputs, h[n, :] = x[n, :]·W is M dot products and dx[n, :] = Σ_m g[n, m]·W[:, m]
 M scalings of W's columns.  Before, M = 1 with 9 ≤ K ≤ 16 took skinny.py's vectors of
@@ -16,7 +16,8 @@ last lane padding), each block
 
     h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
-           columns from its rows by shuffles (`columns`)
+           columns from its rows by shuffles (`columns`), past M = 4 from a transposed
+           copy of W a chunk makes on the stack (K·M ≤ COPIED)
     fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
@@ -69,7 +70,10 @@ from .intrinsics import (_PART, _across, _load_vector, _madd, _prefetch, _splat,
                          _store_streamed_parts, _store_vector, _streams, _vector_at, relu_grad)
 from .rowvec import PF_BYTES, guarded
 
-MS = (1, 2, 3, 4)  # the M these rows take: y's block is R·M ≤ L lanes, R = L // M rows
+MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L lanes, R = L // M
+# Past M = 4 W's columns come from a transposed copy of W on the stack (a chunk's), of at
+# most this many elements (32 KiB in float64)
+COPIED = 4096
 
 
 def min_k(vector_bits: int, M: int = 1) -> int:
@@ -84,20 +88,26 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     2 rows loses to the 6×16 tile where K leaves a partial vector of 8 (9×3 8.6 → 12.4 ms,
     14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  On 256-bit
     entries M = 4 stays tiled (blocks of 2 rows: 10⁶×16×4 9 → 16 ms, faster only where K
-    is a multiple of 8 from 24: 29e)."""
-    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16}[M]
+    is a multiple of 8 from 24: 29e).  M = 5 to 7 past K = 16 (rowvec.py's rows to 16) and
+    M = 8 from K = 24, 512-bit only: 10⁶×32×5 29 → 14.5 ms, 10⁶×20×5 19 → 14.4, 10⁵×256×8
+    29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level, 17×8 19.3 → 23.3 (blocks of 2
+    rows, a partial vector as dear as a whole one); as AVX2, a block of one row, 17×5 16.8
+    → 24, 32×8 level (29g)."""
+    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16, 8: 24}.get(M, 17)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M = 4: 512-bit only);
-    where it applies, it is taken before rowvec.py's rows (skinny.py)."""
-    return vector_bits >= (512 if M == 4 else 256) and M in MS and K >= min_k(vector_bits, M)
+    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M ≥ 4: 512-bit only;
+    M ≥ 5: W's copy at most COPIED elements); where it applies, it is taken before
+    rowvec.py's rows (skinny.py)."""
+    return vector_bits >= (512 if M >= 4 else 256) and M in MS \
+        and K >= min_k(vector_bits, M) and (M <= 4 or K * M <= COPIED)
 
 
 @functools.lru_cache(maxsize=None)
 def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True):
-    """The intrinsic for an entry of vector_bits, M outputs (1 to 4) and the gradients
+    """The intrinsic for an entry of vector_bits, M outputs (1 to 8) and the gradients
     `want` names, or the loss's (the module's doc); narrow: float32 inputs in float32
     arithmetic (else float64)."""
     if M not in MS:
@@ -169,6 +179,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             return [lanes_below(builder.sub(left, i64(v * L))) for v in range(M)]
 
         def w_columns(j, mask):  # W[j:j+L, m] for each m, in the arithmetic's type
+            if M > 4:  # plain loads of W's transposed copy
+                return [load(Wt, builder.add(builder.mul(i64(m), K), j), mask, vc)
+                        for m in range(M)]
             vs = [wide(load(W, builder.add(builder.mul(j, i64(M)), i64(v * L)), mv))
                   for v, mv in enumerate(matrix_masks(j, mask))]
             return columns(vs)
@@ -190,6 +203,15 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 G = half
             return vs[0]
 
+        if M > 4:  # W's columns as the M rows of a copy on the stack, in the arithmetic's
+            # type: shuffling them out of W's rows each block would take M·(M − 1) a vector
+            Wt = builder.alloca(ct, size=builder.mul(K, i64(M)))
+            with cgutils.for_range(builder, K) as k:
+                for m in range(M):
+                    w = builder.load(builder.gep(W, [builder.add(builder.mul(k.index, i64(M)),
+                                                                 i64(m))]))
+                    builder.store(w if et == ct else builder.fpext(w, ct), builder.gep(
+                        Wt, [builder.add(builder.mul(i64(m), K), k.index)]))
         nfull = builder.udiv(K, i64(L))
         full = builder.mul(nfull, i64(L))  # x's columns in whole vectors
         ragged = builder.icmp_unsigned("<", full, K)

@@ -30,9 +30,10 @@ dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores an
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
-K = 8 and M = 3 (and 4 with AVX-512) from K = 16 rowdots.py's, one module an M for every
-K, where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a
-half or less of the copy ceiling (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b).
+K = 8, M = 3 (and 4 with AVX-512) from K = 16 and with AVX-512 M = 5–8 past it
+rowdots.py's, one module an M for every K, where LLVM's vectors of rows (K ≤ 16) and the
+tiled kernels (mostly padding) ran at a half or less of the copy ceiling
+(dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -57,8 +58,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and K ≤ 16
-    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 4 past K = 8 or 16
-    (rowdots.applies)."""
+    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8, 16
+    or 24 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 

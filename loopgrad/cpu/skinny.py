@@ -93,11 +93,11 @@ def shapes() -> list:
     order then M's (rowblocks' one module per K by its first M, one past the others;
     rowdots' one module an M by its first K)."""
     bits = machine.entry().vector_bits
+    firsts = [(rowdots.min_k(bits, M), M) for M in rowdots.MS]  # rowdots' modules' first K
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
             if covers(K, M) and _one(K, M) == (K, M)] + \
-        [(rowdots.min_k(bits, M), M) for M in rowdots.MS  # rowdots' modules past K = 16
-         if rowdots.min_k(bits, M) > MAX_KM and rowdots.applies(rowdots.min_k(bits, M), M, bits)]
+        [(K, M) for K, M in firsts if K > MAX_KM and rowdots.applies(K, M, bits)]
 
 # LLVM options while these kernels compile ({name: (value, LLVM's default)}, jit.settings).
 # A row reads and writes 2·(K + M) elements, and the loop vectorizer needs one runtime

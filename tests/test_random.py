@@ -125,5 +125,12 @@ def test_plan_depends_on_shape_only_and_bounds_memory():
         assert nchunks * stride * 8 <= max(64 << 20, 4 * stride * 8)
         if K * M >= 1 << 20:
             assert nchunks >= 4  # wide shapes still split for the threads
+    # a chunk's own cost grows with K·M as its rows' work does (30a): at least 256 rows
+    # where N has them, nearly equal, up to 4 chunks where each holds 2¹⁷ multiply-adds,
+    # one where the call is small
+    assert general.plan(10**5, 256, 8)[:2] == (256, 391)
+    assert general.plan(600, 256, 8)[:2] == (150, 4)
+    assert general.plan(10**6, 4, 4)[:2] == (2299, 435)
+    assert general.plan(10, 4, 4)[:2] == (10, 1)
     buf = general.partials_buffer(5, 24)
     assert buf.ctypes.data % 64 == 0 and buf.shape == (5, 24) and buf.strides[0] % 64 == 0

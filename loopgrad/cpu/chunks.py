@@ -31,12 +31,26 @@ from .intrinsics import call, pointer
 
 
 @jit.jit
-def _column_sum(partials, col):
-    # Σ_c partials[c, col], in chunk order
-    s = 0.0
+def _column_sums(partials, lo, hi):
+    # s[e − lo] = Σ_c partials[c, e] for lo ≤ e < hi, each in chunk order, read a chunk's
+    # row at a time: a column's elements lie a row stride apart (at K·M = 2048 16 KiB, a
+    # miss each; dev/products_v29.md 30a)
+    s = np.zeros(hi - lo)
     for c in range(partials.shape[0]):
-        s += partials[c, col]
+        for e in range(lo, hi):
+            s[e - lo] += partials[c, e]
     return s
+
+
+@jit.jit
+def _finish(partials, dW, K, M, want):
+    # dW from the chunks' partials where `want` names it, and f (their column K·M)
+    if want & WANT_DW:
+        s = _column_sums(partials, 0, K * M + 1)
+        for e in range(K * M):
+            dW[e // M, e % M] = s[e]
+        return s[K * M]
+    return _column_sums(partials, K * M, K * M + 1)[0]
 
 
 def _grads_serial(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk, want):
@@ -49,9 +63,7 @@ def _grads_serial(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_pe
         partials[c, K * M] = call(row, pointer(dx), pointer(partials[c]), pointer(dy),
                                   pointer(x), pointer(W), pointer(y), relu_grad_at_zero,
                                   start, min(start + R, N), K, M, want)
-    for e in range(K * M if want & WANT_DW else 0):
-        dW[e // M, e % M] = _column_sum(partials, e)
-    return _column_sum(partials, K * M)
+    return _finish(partials, dW, K, M, want)
 
 
 def _grads_parallel(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_per_chunk,
@@ -63,10 +75,9 @@ def _grads_parallel(row, dx, dW, dy, partials, x, W, y, relu_grad_at_zero, rows_
         partials[c, K * M] = call(row, pointer(dx), pointer(partials[c]), pointer(dy),
                                   pointer(x), pointer(W), pointer(y), relu_grad_at_zero,
                                   start, min(start + R, N), K, M, want)
-    for e in range(K * M if want & WANT_DW else 0):  # (serial: K·M is small, or the
-        # row work dwarfs it: 2048² float64 sums 16M partials in 10–20 ms of seconds)
-        dW[e // M, e % M] = _column_sum(partials, e)
-    return _column_sum(partials, K * M)
+    # (serial: K·M is small, or the row work dwarfs it: 2048² float64 sums 16M partials
+    # in 10–20 ms of seconds)
+    return _finish(partials, dW, K, M, want)
 
 
 def _loss_serial(row, partials, x, W, y, rows_per_chunk):
@@ -76,7 +87,7 @@ def _loss_serial(row, partials, x, W, y, rows_per_chunk):
         start = np.uint64(c) * R
         partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start,
                               min(start + R, N), K, M)
-    return _column_sum(partials, 0)
+    return _column_sums(partials, 0, 1)[0]
 
 
 def _loss_parallel(row, partials, x, W, y, rows_per_chunk):
@@ -86,7 +97,7 @@ def _loss_parallel(row, partials, x, W, y, rows_per_chunk):
         start = np.uint64(c) * R
         partials[c, 0] = call(row, pointer(x), pointer(W), pointer(y), start,
                               min(start + R, N), K, M)
-    return _column_sum(partials, 0)
+    return _column_sums(partials, 0, 1)[0]
 
 
 _PY = {("grads", False): _grads_serial, ("grads", True): _grads_parallel,

@@ -45,10 +45,15 @@ from .jit import jit as _jit
 CACHE_LINE = 64
 _PAD = CACHE_LINE // 8  # float64s per cache line
 
-# A chunk holds about this many multiply-adds of work (enough to amortise a
-# task, small enough to balance on many cores), and at most _MAX_CHUNKS chunks
-# are made so that the partials stay within _PARTIAL_BYTES.
+# A chunk holds about _CHUNK_WORK multiply-adds of work (enough to amortise a
+# task, small enough to balance on many cores) and at least _CHUNK_ROWS rows: each
+# zeroes, fills and adds its own float64 partial of K·M, 2.3–3.3 cycles an element
+# (at 256×8 a row is 0.27 an element), so 21-row chunks made 10⁵×256×8 1.4–2× slower
+# (dev/products_v29.md 30a).  Where N is short, up to _MIN_CHUNKS chunks of
+# _CHUNK_WORK each; at most _MAX_CHUNKS chunks, so that the partials stay within
+# _PARTIAL_BYTES.
 _CHUNK_WORK = 1 << 17
+_CHUNK_ROWS = 256
 _MAX_CHUNKS = 1024
 _MIN_CHUNKS = 4
 _PARTIAL_BYTES = 64 << 20
@@ -66,11 +71,13 @@ def plan(N: int, K: int, M: int) -> tuple[int, int, int]:
     if N == 0:
         return 1, 0, row_stride
     per_row = 3 * K * M + 2 * M + 1
-    rows = max(1, _CHUNK_WORK // per_row)
+    worked = max(1, _CHUNK_WORK // per_row)  # rows of _CHUNK_WORK
+    n = max(-(-N // max(worked, _CHUNK_ROWS)),
+            min(_MIN_CHUNKS, N // worked))  # up to _MIN_CHUNKS of _CHUNK_WORK each
     # at least _MIN_CHUNKS, even past the partials budget, so wide shapes still run in
     # parallel (2048³: 4 × 32 MiB of float64 dW partials; with 1 chunk: serial, 4.0 s)
-    max_chunks = max(_MIN_CHUNKS, min(_MAX_CHUNKS, _PARTIAL_BYTES // (8 * row_stride)))
-    rows = max(rows, -(-N // max_chunks))
+    n = min(n, max(_MIN_CHUNKS, min(_MAX_CHUNKS, _PARTIAL_BYTES // (8 * row_stride))))
+    rows = -(-N // max(n, 1))  # nearly equal chunks
     return rows, -(-N // rows), row_stride
 
 

@@ -288,35 +288,40 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             def g_of(row, m, p):  # g[row, m], broadcast
                 at_g = builder.add(builder.mul(row, i64(M)), i64(m))
                 return _splat(builder, builder.load(builder.gep(p, [at_g])), L)
-            if wdx:  # dx[n, :] = Σ_m g[n, m]·W[:, m], row by row (its lines written in order)
-                with cgutils.for_range(builder, count) as q:
-                    gb = [g_of(q.index, m, gsp) for m in range(M)]
-                    xb = builder.add(xrow[0], builder.mul(q.index, K))
-
-                    def scale(j, mask):
+            if wdx:  # dx[n, :] = Σ_m g[n, m]·W[:, m] in m's order
+                def scale(q, j, mask, wc):  # dx[r0 + q, j:j+L]
+                    gb = [g_of(q, m, gsp) for m in range(M)]
+                    v = builder.fmul(gb[0], wc[0])
+                    for m in range(1, M):
+                        v = madd(gb[m], wc[m], v)
+                    v, at_x = rounded(v), builder.add(builder.add(xrow[0], builder.mul(q, K)), j)
+                    with builder.if_else(sx) as (past, cached):
+                        with past:
+                            if mask is None:
+                                _store_streamed_parts(builder, v, _vector_at(builder, dx, at_x, ve))
+                            else:  # the row's last 16-byte parts
+                                builder.store(v, dx_slot)
+                                n = builder.udiv(builder.sub(K, full), i64(_PART // size))
+                                with cgutils.for_range(builder, n) as c:
+                                    e = builder.mul(c.index, i64(_PART // size))
+                                    pv = builder.load(builder.bitcast(builder.gep(
+                                        builder.bitcast(dx_slot, et.as_pointer()), [e]),
+                                        part.as_pointer()), align=size)
+                                    _store_streamed_parts(builder, pv, builder.bitcast(
+                                        builder.gep(dx, [builder.add(at_x, e)]),
+                                        part.as_pointer()))
+                        with cached:
+                            store(v, dx, at_x, mask)
+                if M >= 3:  # a vector of x's row at a time for the block's rows (≤ 5): W's
+                    # columns loaded or shuffled once a block, not once a row (30b)
+                    def rows_at(j, mask):
                         wc = w_columns(j, mask)
-                        v = builder.fmul(gb[0], wc[0])
-                        for m in range(1, M):
-                            v = madd(gb[m], wc[m], v)
-                        v, at_x = rounded(v), builder.add(xb, j)
-                        with builder.if_else(sx) as (past, cached):
-                            with past:
-                                if mask is None:
-                                    _store_streamed_parts(builder, v, _vector_at(builder, dx, at_x, ve))
-                                else:  # the row's last 16-byte parts
-                                    builder.store(v, dx_slot)
-                                    n = builder.udiv(builder.sub(K, full), i64(_PART // size))
-                                    with cgutils.for_range(builder, n) as c:
-                                        e = builder.mul(c.index, i64(_PART // size))
-                                        pv = builder.load(builder.bitcast(builder.gep(
-                                            builder.bitcast(dx_slot, et.as_pointer()), [e]),
-                                            part.as_pointer()), align=size)
-                                        _store_streamed_parts(builder, pv, builder.bitcast(
-                                            builder.gep(dx, [builder.add(at_x, e)]),
-                                            part.as_pointer()))
-                            with cached:
-                                store(v, dx, at_x, mask)
-                    each_vector(scale)
+                        with cgutils.for_range(builder, count) as q:
+                            scale(q.index, j, mask, wc)
+                    each_vector(rows_at)
+                else:  # row by row (up to 16 rows a block: each row's streamed lines
+                    with cgutils.for_range(builder, count) as q:  # written in order)
+                        each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
             if wdw:  # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over the block's rows in order,
                 # M vectors of sums in registers (the last partial rows' across blocks too)
                 def update(j, mask):

@@ -22,7 +22,9 @@ last lane padding), each block
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
     z, f, g, dy   vectors of y's block; f's float64 lane a sums the blocks' elements a
-    dx     row by row, Σ_m g[r, m]·W[j:j+L, m] in m's order, each row's lines in order
+    dx     Σ_m g[r, m]·W[j:j+L, m] in m's order; at M ≥ 3 a vector of x's row at a time
+           for the block's rows (W's columns once a block), at M ≤ 2 row by row (each
+           row's lines in order)
     dW     a vector of rows at a time over the block's rows in order, its M columns'
            float64 sums in registers from the chunk's partial and back, where they wait
            column by column until the chunk's end puts them in dW's row order (the last

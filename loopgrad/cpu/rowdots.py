@@ -25,10 +25,11 @@ last lane padding), each block
     dx     Σ_m g[r, m]·W[j:j+L, m] in m's order; at M ≥ 3 a vector of x's row at a time
            for the block's rows (W's columns once a block), at M ≤ 2 row by row (each
            row's lines in order)
-    dW     a vector of rows at a time over the block's rows in order, its M columns'
-           float64 sums in registers from the chunk's partial and back, where they wait
-           column by column until the chunk's end puts them in dW's row order (the last
-           partial vector's stay in registers across blocks)
+    dW     a vector of x's row at a time over the block's rows in order (from M = 6, or
+           one row a block, over a group of GROUP // R blocks' rows, after their dx), its
+           M columns' float64 sums in registers from the chunk's partial and back, where
+           they wait column by column until the chunk's end puts them in dW's row order
+           (the last partial vector's stay in registers across blocks)
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
 26; as AVX2 10⁶×16×1 9.6 → 4.3; M = 3, dev/products_v28.md 29b: 10⁶×32×3 28–32 → 11,
@@ -76,6 +77,13 @@ MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L 
 # Past M = 4 W's columns come from a transposed copy of W on the stack (a chunk's), of at
 # most this many elements (32 KiB in float64)
 COPIED = 4096
+# From M = 6, or where a block is one row, dW's float64 sums of a vector of x's row stay in
+# registers for a group of GROUP // R blocks' rows, loaded from and stored to the chunk's
+# partial once a group: at M = 8 a block's 16 stores a vector of x's row were dW's bound
+# (10⁶×32×8 18.5–19 → 16.2–16.4 ms).  With fewer sums a row the stores are not the bound,
+# and groups measured slower where memory sets the pace (10⁵×256×4 10.6 → 11.7–12.2 ms,
+# float64 10⁵×256×3 13.3 → 14.8–15.4; dev/products_v29.md 30c)
+GROUP = 8
 
 
 def min_k(vector_bits: int, M: int = 1) -> int:
@@ -129,6 +137,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
         R = L // M                               # rows a block: R·M ≤ L lanes, y's block
+        S = GROUP // R if wdw and not loss and (M >= 6 or R == 1) else 1  # blocks a group
         vc, ve, vd = ir.VectorType(ct, L), ir.VectorType(et, L), ir.VectorType(d, L)
         zero, zero64 = ir.Constant(vc, [0.0] * L), ir.Constant(vd, [0.0] * L)
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
@@ -237,8 +246,12 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]
         sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]
         gs = cgutils.alloca_once(builder, vc)   # a block's g, for its rows' broadcasts
-        gs64 = cgutils.alloca_once(builder, vd)
-        gsp, gsp64 = (builder.bitcast(v, t.as_pointer()) for v, t in ((gs, ct), (gs64, d)))
+        gsp = builder.bitcast(gs, ct.as_pointer())
+        gsp64 = cgutils.alloca_once(builder, d, size=S * R * M + L)  # a group's g, for dW
+
+        def g_of(row, m, p):  # g[row, m] (row in p's block or group), broadcast
+            at_g = builder.add(builder.mul(row, i64(M)), i64(m))
+            return _splat(builder, builder.load(builder.gep(p, [at_g])), L)
 
         def each_vector(body):  # body(j, mask) over x's row: whole vectors, then the rest
             with cgutils.for_range(builder, nfull) as b:
@@ -246,10 +259,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             with builder.if_then(ragged):
                 body(full, tail)
 
-        def block(r0, count):
-            # rows [r0, r0 + count), count ≤ R: h for all (rows past count read row
-            # r0 + count − 1 again, their lanes dropped), then z, f, dy, g as vectors of
-            # R rows' M columns (y's block), then dx's rows and dW's sums row by row
+        def block(r0, count, b):
+            # rows [r0, r0 + count), count ≤ R, block b of its group: h for all (rows past
+            # count read row r0 + count − 1 again, their lanes dropped), then z, f, dy, g as
+            # vectors of R rows' M columns (y's block; g kept for dW at the group's b·R·M),
+            # then dx's rows
             xrow = [builder.mul(builder.add(r0, builder.select(
                 builder.icmp_unsigned("<", i64(r), count), i64(r), builder.sub(count, i64(1)))),
                 K) for r in range(R)]
@@ -285,11 +299,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
             g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
             builder.store(g, gs)
-            builder.store(wide(g, d), gs64)
-
-            def g_of(row, m, p):  # g[row, m], broadcast
-                at_g = builder.add(builder.mul(row, i64(M)), i64(m))
-                return _splat(builder, builder.load(builder.gep(p, [at_g])), L)
+            if wdw:
+                store(wide(g, d), gsp64, builder.mul(b, i64(R * M)), None)
             if wdx:  # dx[n, :] = Σ_m g[n, m]·W[:, m] in m's order
                 def scale(q, j, mask, wc):  # dx[r0 + q, j:j+L]
                     gb = [g_of(q, m, gsp) for m in range(M)]
@@ -324,36 +335,53 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 else:  # row by row (up to 16 rows a block: each row's streamed lines
                     with cgutils.for_range(builder, count) as q:  # written in order)
                         each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
-            if wdw:  # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over the block's rows in order,
-                # M vectors of sums in registers (the last partial rows' across blocks too)
-                def update(j, mask):
-                    # whole vectors' sums wait in the partial column by column
-                    at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
-                    if mask is None:
-                        for sm, at_m in zip(sums, at_j):
-                            builder.store(load(dwp, at_m, None, vd), sm)
-                    sm = sums if mask is None else dw_tail
-                    with cgutils.for_range(builder, count) as q:
-                        at_x = builder.add(xrow[0], builder.add(builder.mul(q.index, K), j))
-                        xv = wide(load(x, at_x, mask), d)
-                        for m in range(M):
-                            builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
-                                                builder.load(sm[m])), sm[m])
-                    if mask is None:
-                        for s_m, at_m in zip(sums, at_j):
-                            store(builder.load(s_m), dwp, at_m, None)
-                each_vector(update)
 
-        nrows = builder.sub(stop, start)
-        with cgutils.for_range(builder, builder.udiv(builder.add(nrows, i64(R - 1)),
-                                                     i64(R))) as b:
-            r0 = builder.add(start, builder.mul(b.index, i64(R)))
+        def dw_rows(r0, count, ahead=None):
+            # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in
+            # order: M vectors of float64 sums in registers for S·R rows (30c); the last
+            # partial vector's sums stay in registers across groups.  ahead: x's elements
+            # that far on are prefetched (a whole group's: the next group's rows, which
+            # no load asks for while dW's rows run)
+            def update(j, mask):
+                # whole vectors' sums wait in the partial column by column
+                at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
+                if mask is None:
+                    for sm, at_m in zip(sums, at_j):
+                        builder.store(load(dwp, at_m, None, vd), sm)
+                sm = sums if mask is None else dw_tail
+                with cgutils.for_range(builder, count) as q:
+                    at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
+                    if ahead:
+                        _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
+                    xv = wide(load(x, at_x, mask), d)
+                    for m in range(M):
+                        builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
+                                            builder.load(sm[m])), sm[m])
+                if mask is None:
+                    for s_m, at_m in zip(sums, at_j):
+                        store(builder.load(s_m), dwp, at_m, None)
+            each_vector(update)
+
+        nrows, G = builder.sub(stop, start), S * R  # G rows a group: S blocks, then dW
+        with cgutils.for_range(builder, builder.udiv(builder.add(nrows, i64(G - 1)),
+                                                     i64(G))) as grp:
+            r0 = builder.add(start, builder.mul(grp.index, i64(G)))
             left = builder.sub(stop, r0)
-            with builder.if_else(builder.icmp_unsigned(">=", left, i64(R))) as (whole, short):
-                with whole:  # R rows: the code for a constant count (no clamps, loops unrolled)
-                    block(r0, i64(R))
-                with short:
-                    block(r0, left)
+            with builder.if_else(builder.icmp_unsigned(">=", left, i64(G))) as (whole, short):
+                with whole:  # G rows: the code for a constant count (no clamps, loops unrolled)
+                    with cgutils.for_range(builder, i64(S)) as b:
+                        block(builder.add(r0, builder.mul(b.index, i64(R))), i64(R), b.index)
+                    if wdw:
+                        dw_rows(r0, i64(G), builder.mul(i64(G), K) if S > 1 else None)
+                with short:  # the chunk's last rows: blocks of R, the last one partial
+                    with cgutils.for_range(builder, builder.udiv(builder.add(
+                            left, i64(R - 1)), i64(R))) as b:
+                        done = builder.mul(b.index, i64(R))
+                        rest = builder.sub(left, done)
+                        block(builder.add(r0, done), builder.select(builder.icmp_unsigned(
+                            "<", rest, i64(R)), rest, i64(R)), b.index)
+                    if wdw:
+                        dw_rows(r0, left)
         if not loss and wdw and M > 1:  # each vector of rows' M·L sums, held column by
             with cgutils.for_range(builder, nfull) as b:  # column, put in dW's row order
                 at_j = builder.mul(builder.mul(b.index, i64(L)), i64(M))

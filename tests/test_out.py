@@ -144,6 +144,23 @@ def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M)
     assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))
 
 
+def test_past_the_bound_the_smallest_remembered_result_goes_first(monkeypatch):
+    # workspace.output remembers the buffers of the last results within KEEP_BYTES; past it
+    # the smallest is forgotten first (a larger one would cost more new pages), so a call
+    # whose dx and dy pass the bound together keeps dx's buffer for the next call
+    from loopgrad.cpu import workspace
+    workspace.release()
+    monkeypatch.setattr(workspace, "KEEP_BYTES", 3 << 20)
+    dx, dy = workspace.output((2 << 20,), np.uint8), workspace.output((3 << 19,), np.uint8)
+    assert [b.size for b in workspace._lent] == [(2 << 20) + 64]  # dy's forgotten, not dx's
+    where = dx.ctypes.data
+    del dx, dy
+    again = workspace.output((2 << 20,), np.uint8)
+    assert again.ctypes.data == where
+    assert workspace.output((1 << 20,), np.uint8).ctypes.data != where  # still referenced
+    workspace.release()
+
+
 def test_the_scratch_kept_between_calls_stays_within_its_bound(monkeypatch):
     # workspace.take/give: buffers handed back are kept for the next call up to KEEP_BYTES in
     # all, the smallest dropped first; take serves the smallest kept one of the dtype that is

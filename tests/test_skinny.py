@@ -195,15 +195,18 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
                                        (12, 1, np.float64), (9, 1, np.float32),
                                        (36, 2, np.float32), (20, 4, np.float32),
                                        (20, 3, np.float32), (16, 8, np.float32),
-                                       (12, 6, np.float32), (20, 5, np.float32)])
+                                       (12, 6, np.float32), (20, 5, np.float32),
+                                       (32, 3, np.float32), (48, 6, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
     # 16 bytes past one and one element past (ordinary stores); rows of 8, 4 and (masked,
     # never streamed) 5 and 7 elements, 512- and 256-bit code; rowdots.py's dx rows of whole
     # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 20×4,
-    # 20×3) and never streamed (9); rowvec.py's rows of 16 lanes (16×8) and of 12 in 16
-    # (12×6, dx never streamed).  Every bit as without, nothing left unwritten
+    # 20×3) and never streamed (9); at M ≥ 3 a vector of x's row at a time for a block's
+    # rows where dx's rows lie on whole lines (32×3, 48×6 on a line), else row by row;
+    # rowvec.py's rows of 16 lanes (16×8) and of 12 in 16 (12×6, dx never streamed).
+    # Every bit as without, nothing left unwritten
     from loopgrad._inputs import STREAM
     x, W, y = draw(rng, 1001, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties

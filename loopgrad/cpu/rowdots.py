@@ -236,6 +236,10 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             sx = _streams(builder, asked, dx, builder.mul(K, i64(size)), align=_PART)
             dx_slot = cgutils.alloca_once(builder, ve)  # a last partial vector, streamed from
             part = ir.VectorType(et, _PART // size)  # here in 16-byte parts
+            # dx's rows a vector at a time for a block's rows (M ≥ 3): unless streamed into
+            # rows not on whole cache lines
+            by_vectors = builder.or_(builder.not_(sx), _streams(
+                builder, sx, dx, builder.mul(K, i64(size))))
         a0v = _splat(builder, builder.fptrunc(a0, ct) if thin else a0, L)
         two = ir.Constant(vc, [2.0] * L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
@@ -325,16 +329,26 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                                         part.as_pointer()))
                         with cached:
                             store(v, dx, at_x, mask)
+                def by_rows():  # row by row, each row's lines in order
+                    with cgutils.for_range(builder, count) as q:
+                        each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
                 if M >= 3:  # a vector of x's row at a time for the block's rows (≤ 5): W's
-                    # columns loaded or shuffled once a block, not once a row (30b)
+                    # columns loaded or shuffled once a block, not once a row (30b); but
+                    # streamed rows not on whole lines row by row: interleaved, each row's
+                    # line split across two stores waits in a write-combining buffer for
+                    # the next, and 5 rows' of them flush part-written (10⁶×64×3 into
+                    # np.empty's arrays, 16 bytes past a line: 18.7 → 48–53 ms, 30d)
                     def rows_at(j, mask):
                         wc = w_columns(j, mask)
                         with cgutils.for_range(builder, count) as q:
                             scale(q.index, j, mask, wc)
-                    each_vector(rows_at)
-                else:  # row by row (up to 16 rows a block: each row's streamed lines
-                    with cgutils.for_range(builder, count) as q:  # written in order)
-                        each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
+                    with builder.if_else(by_vectors) as (vectors, rows_):
+                        with vectors:
+                            each_vector(rows_at)
+                        with rows_:
+                            by_rows()
+                else:  # up to 16 rows a block: row by row
+                    by_rows()
 
         def dw_rows(r0, count, ahead=None):
             # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in

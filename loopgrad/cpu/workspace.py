@@ -91,8 +91,13 @@ def output(shape, dtype) -> np.ndarray:
     out = raw[skip:skip + need].view(dtype).reshape(shape)
     with _lock:
         _lent.append(raw)
-        while len(_lent) > _OUT_KEEP or sum(b.size for b in _lent) > KEEP_BYTES:
+        while len(_lent) > _OUT_KEEP:
             _lent.pop(0)  # forgotten: freed once nobody holds its arrays
+        while sum(b.size for b in _lent) > KEEP_BYTES:  # the smallest forgotten first: a
+            # buffer's new pages cost in proportion to its size (10⁶×64×8 float32: dx's
+            # 256 MB and dy's 32 MB pass 256 MiB; with the oldest, dx, forgotten every call
+            # dx took fresh pages each time, 48–56 ms a call against 26 into `out=`; 30e)
+            _lent.pop(min(range(len(_lent)), key=lambda i: _lent[i].size))
     return out
 
 

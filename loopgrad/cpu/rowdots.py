@@ -22,14 +22,18 @@ last lane padding), each block
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
     z, f, g, dy   vectors of y's block; f's float64 lane a sums the blocks' elements a
+
+The blocks go in groups (rows of up to SHORT_ROW bytes about SHORT_GROUP rows a group,
+longer ones GROUP rows from M = 6, else one block: the constants' comment); after a
+group's blocks
+
     dx     Σ_m g[r, m]·W[j:j+L, m] in m's order; at M ≥ 3 a vector of x's row at a time
-           for the block's rows (W's columns once a block), at M ≤ 2 row by row (each
-           row's lines in order)
-    dW     a vector of x's row at a time over the block's rows in order (from M = 6, or
-           one row a block, over a group of GROUP // R blocks' rows, after their dx), its
-           M columns' float64 sums in registers from the chunk's partial and back, where
-           they wait column by column until the chunk's end puts them in dW's row order
-           (the last partial vector's stay in registers across blocks)
+           for the group's rows (W's columns once a group) where dx's rows are not
+           streamed or lie on whole lines, else row by row (each row's lines in order)
+    dW     a vector of x's row at a time over the group's rows in order, its M columns'
+           float64 sums in registers from the chunk's partial and back, where they wait
+           column by column until the chunk's end puts them in dW's row order (the last
+           partial vector's stay in registers across groups)
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
 26; as AVX2 10⁶×16×1 9.6 → 4.3; M = 3, dev/products_v28.md 29b: 10⁶×32×3 28–32 → 11,
@@ -77,13 +81,18 @@ MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L 
 # Past M = 4 W's columns come from a transposed copy of W on the stack (a chunk's), of at
 # most this many elements (32 KiB in float64)
 COPIED = 4096
-# From M = 6, or where a block is one row, dW's float64 sums of a vector of x's row stay in
-# registers for a group of GROUP // R blocks' rows, loaded from and stored to the chunk's
-# partial once a group: at M = 8 a block's 16 stores a vector of x's row were dW's bound
-# (10⁶×32×8 18.5–19 → 16.2–16.4 ms).  With fewer sums a row the stores are not the bound,
-# and groups measured slower where memory sets the pace (10⁵×256×4 10.6 → 11.7–12.2 ms,
-# float64 10⁵×256×3 13.3 → 14.8–15.4; dev/products_v29.md 30c)
+# A group's blocks run h, z, g and dy, then its dx, then its dW, whose float64 sums of a
+# vector of x's row stay in registers over the group's rows: loaded from and stored to the
+# chunk's partial once a group.  Rows of more than SHORT_ROW bytes go in groups of GROUP
+# rows from M = 6, or where a block is one row: at M = 8 a block's 16 stores a vector of
+# x's row were dW's bound (10⁶×32×8 18.5–19 → 16.2–16.4 ms, 30c); with fewer sums a row
+# the stores are not the bound, and groups measured slower where memory sets the pace
+# (10⁵×256×4 10.6 → 11.7–12.2 ms, float64 10⁵×256×3 13.3 → 14.8–15.4).  Shorter rows, in
+# groups of SHORT_GROUP rows at every M, have their dx and dW chains side by side: 10⁶×20×5
+# 13.6 → 11.6 ms, 10⁶×17×3 10.0 → 8.6, as AVX2 13.4 → 11.4 (dev/products_v29.md 30f)
 GROUP = 8
+SHORT_ROW = 256
+SHORT_GROUP = 16
 
 
 def min_k(vector_bits: int, M: int = 1) -> int:
@@ -137,7 +146,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
         R = L // M                               # rows a block: R·M ≤ L lanes, y's block
-        S = GROUP // R if wdw and not loss and (M >= 6 or R == 1) else 1  # blocks a group
+        # blocks a group, chosen at run time by K (the constants' comment)
+        grouped = (wdx or wdw) and not loss
+        S_short = max(1, SHORT_GROUP // R) if grouped else 1
+        S_long = GROUP // R if grouped and wdw and (M >= 6 or R == 1) else 1
+        S_most = max(S_short, S_long)
         vc, ve, vd = ir.VectorType(ct, L), ir.VectorType(et, L), ir.VectorType(d, L)
         zero, zero64 = ir.Constant(vc, [0.0] * L), ir.Constant(vd, [0.0] * L)
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
@@ -249,9 +262,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         # dW's column sums: the last partial vector of rows' (across blocks), a whole one's
         dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]
         sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]
-        gs = cgutils.alloca_once(builder, vc)   # a block's g, for its rows' broadcasts
-        gsp = builder.bitcast(gs, ct.as_pointer())
-        gsp64 = cgutils.alloca_once(builder, d, size=S * R * M + L)  # a group's g, for dW
+        gsp = cgutils.alloca_once(builder, ct, size=S_most * R * M + L)  # a group's g: dx's
+        gsp64 = cgutils.alloca_once(builder, d, size=S_most * R * M + L)  # and dW's
 
         def g_of(row, m, p):  # g[row, m] (row in p's block or group), broadcast
             at_g = builder.add(builder.mul(row, i64(M)), i64(m))
@@ -302,53 +314,55 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 return
             tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
             g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
-            builder.store(g, gs)
+            store(g, gsp, builder.mul(b, i64(R * M)), None)
             if wdw:
                 store(wide(g, d), gsp64, builder.mul(b, i64(R * M)), None)
-            if wdx:  # dx[n, :] = Σ_m g[n, m]·W[:, m] in m's order
-                def scale(q, j, mask, wc):  # dx[r0 + q, j:j+L]
-                    gb = [g_of(q, m, gsp) for m in range(M)]
-                    v = builder.fmul(gb[0], wc[0])
-                    for m in range(1, M):
-                        v = madd(gb[m], wc[m], v)
-                    v, at_x = rounded(v), builder.add(builder.add(xrow[0], builder.mul(q, K)), j)
-                    with builder.if_else(sx) as (past, cached):
-                        with past:
-                            if mask is None:
-                                _store_streamed_parts(builder, v, _vector_at(builder, dx, at_x, ve))
-                            else:  # the row's last 16-byte parts
-                                builder.store(v, dx_slot)
-                                n = builder.udiv(builder.sub(K, full), i64(_PART // size))
-                                with cgutils.for_range(builder, n) as c:
-                                    e = builder.mul(c.index, i64(_PART // size))
-                                    pv = builder.load(builder.bitcast(builder.gep(
-                                        builder.bitcast(dx_slot, et.as_pointer()), [e]),
-                                        part.as_pointer()), align=size)
-                                    _store_streamed_parts(builder, pv, builder.bitcast(
-                                        builder.gep(dx, [builder.add(at_x, e)]),
-                                        part.as_pointer()))
-                        with cached:
-                            store(v, dx, at_x, mask)
-                def by_rows():  # row by row, each row's lines in order
+
+        def dx_rows(r0, count):
+            # dx[n, :] = Σ_m g[n, m]·W[:, m] in m's order over a group's rows [r0, r0 + count)
+            def scale(q, j, mask, wc):  # dx[r0 + q, j:j+L]
+                gb = [g_of(q, m, gsp) for m in range(M)]
+                v = builder.fmul(gb[0], wc[0])
+                for m in range(1, M):
+                    v = madd(gb[m], wc[m], v)
+                v, at_x = rounded(v), builder.add(builder.mul(builder.add(r0, q), K), j)
+                with builder.if_else(sx) as (past, cached):
+                    with past:
+                        if mask is None:
+                            _store_streamed_parts(builder, v, _vector_at(builder, dx, at_x, ve))
+                        else:  # the row's last 16-byte parts
+                            builder.store(v, dx_slot)
+                            n = builder.udiv(builder.sub(K, full), i64(_PART // size))
+                            with cgutils.for_range(builder, n) as c:
+                                e = builder.mul(c.index, i64(_PART // size))
+                                pv = builder.load(builder.bitcast(builder.gep(
+                                    builder.bitcast(dx_slot, et.as_pointer()), [e]),
+                                    part.as_pointer()), align=size)
+                                _store_streamed_parts(builder, pv, builder.bitcast(
+                                    builder.gep(dx, [builder.add(at_x, e)]),
+                                    part.as_pointer()))
+                    with cached:
+                        store(v, dx, at_x, mask)
+            def by_rows():  # row by row, each row's lines in order
+                with cgutils.for_range(builder, count) as q:
+                    each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
+            if M >= 3:  # a vector of x's row at a time for the block's rows (≤ 5): W's
+                # columns loaded or shuffled once a block, not once a row (30b); but
+                # streamed rows not on whole lines row by row: interleaved, each row's
+                # line split across two stores waits in a write-combining buffer for
+                # the next, and 5 rows' of them flush part-written (10⁶×64×3 into
+                # np.empty's arrays, 16 bytes past a line: 18.7 → 48–53 ms, 30d)
+                def rows_at(j, mask):
+                    wc = w_columns(j, mask)
                     with cgutils.for_range(builder, count) as q:
-                        each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
-                if M >= 3:  # a vector of x's row at a time for the block's rows (≤ 5): W's
-                    # columns loaded or shuffled once a block, not once a row (30b); but
-                    # streamed rows not on whole lines row by row: interleaved, each row's
-                    # line split across two stores waits in a write-combining buffer for
-                    # the next, and 5 rows' of them flush part-written (10⁶×64×3 into
-                    # np.empty's arrays, 16 bytes past a line: 18.7 → 48–53 ms, 30d)
-                    def rows_at(j, mask):
-                        wc = w_columns(j, mask)
-                        with cgutils.for_range(builder, count) as q:
-                            scale(q.index, j, mask, wc)
-                    with builder.if_else(by_vectors) as (vectors, rows_):
-                        with vectors:
-                            each_vector(rows_at)
-                        with rows_:
-                            by_rows()
-                else:  # up to 16 rows a block: row by row
-                    by_rows()
+                        scale(q.index, j, mask, wc)
+                with builder.if_else(by_vectors) as (vectors, rows_):
+                    with vectors:
+                        each_vector(rows_at)
+                    with rows_:
+                        by_rows()
+            else:  # up to 16 rows a block: row by row
+                by_rows()
 
         def dw_rows(r0, count, ahead=None):
             # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in
@@ -376,17 +390,21 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                         store(builder.load(s_m), dwp, at_m, None)
             each_vector(update)
 
-        nrows, G = builder.sub(stop, start), S * R  # G rows a group: S blocks, then dW
-        with cgutils.for_range(builder, builder.udiv(builder.add(nrows, i64(G - 1)),
-                                                     i64(G))) as grp:
-            r0 = builder.add(start, builder.mul(grp.index, i64(G)))
+        S = builder.select(builder.icmp_unsigned("<=", builder.mul(K, i64(size)),
+                                                 i64(SHORT_ROW)), i64(S_short), i64(S_long))
+        nrows, G = builder.sub(stop, start), builder.mul(S, i64(R))  # G rows a group: S
+        with cgutils.for_range(builder, builder.udiv(builder.add(  # blocks, their dx, dW
+                nrows, builder.sub(G, i64(1))), G)) as grp:
+            r0 = builder.add(start, builder.mul(grp.index, G))
             left = builder.sub(stop, r0)
-            with builder.if_else(builder.icmp_unsigned(">=", left, i64(G))) as (whole, short):
-                with whole:  # G rows: the code for a constant count (no clamps, loops unrolled)
-                    with cgutils.for_range(builder, i64(S)) as b:
+            with builder.if_else(builder.icmp_unsigned(">=", left, G)) as (whole, short):
+                with whole:  # blocks of R rows: the code for a constant count (no clamps)
+                    with cgutils.for_range(builder, S) as b:
                         block(builder.add(r0, builder.mul(b.index, i64(R))), i64(R), b.index)
-                    if wdw:
-                        dw_rows(r0, i64(G), builder.mul(i64(G), K) if S > 1 else None)
+                    if wdx:
+                        dx_rows(r0, G)
+                    if wdw:  # x's next group prefetched, where groups are more than a block
+                        dw_rows(r0, G, builder.mul(G, K) if max(S_short, S_long) > 1 else None)
                 with short:  # the chunk's last rows: blocks of R, the last one partial
                     with cgutils.for_range(builder, builder.udiv(builder.add(
                             left, i64(R - 1)), i64(R))) as b:
@@ -394,6 +412,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                         rest = builder.sub(left, done)
                         block(builder.add(r0, done), builder.select(builder.icmp_unsigned(
                             "<", rest, i64(R)), rest, i64(R)), b.index)
+                    if wdx:
+                        dx_rows(r0, left)
                     if wdw:
                         dw_rows(r0, left)
         if not loss and wdw and M > 1:  # each vector of rows' M·L sums, held column by

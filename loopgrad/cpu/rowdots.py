@@ -249,8 +249,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             sx = _streams(builder, asked, dx, builder.mul(K, i64(size)), align=_PART)
             dx_slot = cgutils.alloca_once(builder, ve)  # a last partial vector, streamed from
             part = ir.VectorType(et, _PART // size)  # here in 16-byte parts
-            # dx's rows a vector at a time for a block's rows (M ≥ 3): unless streamed into
-            # rows not on whole cache lines
+            # dx a vector of x's row at a time for a group's rows (M ≥ 3): unless streamed
+            # into rows not on whole cache lines
             by_vectors = builder.or_(builder.not_(sx), _streams(
                 builder, sx, dx, builder.mul(K, i64(size))))
         a0v = _splat(builder, builder.fptrunc(a0, ct) if thin else a0, L)
@@ -278,8 +278,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         def block(r0, count, b):
             # rows [r0, r0 + count), count ≤ R, block b of its group: h for all (rows past
             # count read row r0 + count − 1 again, their lanes dropped), then z, f, dy, g as
-            # vectors of R rows' M columns (y's block; g kept for dW at the group's b·R·M),
-            # then dx's rows
+            # vectors of R rows' M columns (y's block; g kept at the group's b·R·M for its
+            # dx and dW)
             xrow = [builder.mul(builder.add(r0, builder.select(
                 builder.icmp_unsigned("<", i64(r), count), i64(r), builder.sub(count, i64(1)))),
                 K) for r in range(R)]
@@ -343,15 +343,16 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                                     part.as_pointer()))
                     with cached:
                         store(v, dx, at_x, mask)
+
             def by_rows():  # row by row, each row's lines in order
                 with cgutils.for_range(builder, count) as q:
                     each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
-            if M >= 3:  # a vector of x's row at a time for the block's rows (≤ 5): W's
-                # columns loaded or shuffled once a block, not once a row (30b); but
-                # streamed rows not on whole lines row by row: interleaved, each row's
-                # line split across two stores waits in a write-combining buffer for
-                # the next, and 5 rows' of them flush part-written (10⁶×64×3 into
-                # np.empty's arrays, 16 bytes past a line: 18.7 → 48–53 ms, 30d)
+            if M >= 3:  # a vector of x's row at a time for the group's rows: W's columns
+                # loaded or shuffled once a group, not once a row (30b); but streamed rows
+                # not on whole lines row by row: interleaved, each row's line split across
+                # two stores waits in a write-combining buffer for the next, and 5 rows'
+                # of them flush part-written (10⁶×64×3 into np.empty's arrays, 16 bytes
+                # past a line: 18.7 → 48–53 ms, 30d)
                 def rows_at(j, mask):
                     wc = w_columns(j, mask)
                     with cgutils.for_range(builder, count) as q:
@@ -361,7 +362,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                         each_vector(rows_at)
                     with rows_:
                         by_rows()
-            else:  # up to 16 rows a block: row by row
+            else:  # up to 16 rows a block, each row's lines in order
                 by_rows()
 
         def dw_rows(r0, count, ahead=None):
@@ -404,7 +405,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     if wdx:
                         dx_rows(r0, G)
                     if wdw:  # x's next group prefetched, where groups are more than a block
-                        dw_rows(r0, G, builder.mul(G, K) if max(S_short, S_long) > 1 else None)
+                        dw_rows(r0, G, builder.mul(G, K) if S_most > 1 else None)
                 with short:  # the chunk's last rows: blocks of R, the last one partial
                     with cgutils.for_range(builder, builder.udiv(builder.add(
                             left, i64(R - 1)), i64(R))) as b:

@@ -293,10 +293,18 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
     assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
     assert "row_dots(512, 8, 7)" in _skinny._source(24, 8, 512)
+    assert "row_dots(256, 4, 7)" in _skinny._source(16, 4, 256)
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
-    for M in (1, 2, 3, 4):  # one module an M (M = 5 to 8: K up to COPIED // M)
+    assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
+    assert rowdots.applies(1025, 4, 512) and rowdots.applies(5000, 3, 256)  # W shuffled
+    for M in (1, 2):  # one module an M (M = 5 to 8: K up to COPIED // M)
         assert _skinny._source(16, M, 512, 7) == _skinny._source(3000, M, 512, 7)
-    for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (16, 4, 256),
+    for M, bits in ((3, 512), (4, 512), (3, 256)):  # two: within W's copy and past it
+        within, past = (_skinny._source(K, M, bits, 7) for K in (16, 3000))
+        assert within == _skinny._source(rowdots.COPIED // M, M, bits, 7) and within != past
+        assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
+        assert "copy=False" in past and "copy=False" not in within
+    for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
                        (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
                        (16, 1, 128), (17, 5, 256), (17, 9, 512), (23, 8, 512)):
         assert not rowdots.applies(K, M, bits)
@@ -320,10 +328,13 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(9, 3, 512, np.float32, 0.5), (11, 4, 512, np.float64, 1.0), (13, 7, 512, np.float32, 0.0),
      (16, 8, 512, np.float64, 0.5), (13, 4, 256, np.float64, 0.5), (9, 3, 256, np.float32, 1.0)] + \
     [(17, 5, 512, np.float32, 0.5), (40, 8, 512, np.float64, 1.0), (33, 6, 512, np.float32, 0.0),
-     (24, 7, 512, np.float64, 0.5)]
+     (24, 7, 512, np.float64, 0.5)] + \
+    [(16, 4, 256, np.float32, 0.5), (33, 4, 256, np.float64, 1.0), (1100, 4, 512, np.float32, 0.0),
+     (1400, 3, 256, np.float64, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
-# of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy
+# of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
+# M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

@@ -68,6 +68,8 @@ def test_units_cover_every_family():
         - sum(cpu.rowdots.applies(16, M, bits) for M in cpu.rowdots.MS[1:])
     dots -= sum(cpu.rowdots.applies(cpu.rowdots.min_k(bits, M), M, bits)  # M = 5–8 past K = 16
                 for M in range(5, 9))
+    dots -= sum(cpu.rowdots.applies(cpu.rowdots.COPIED // M + 1, M, bits)  # M = 3, 4 past W's
+                for M in (3, 4))                                           # copy's bound
     assert len(skinny) == small + (wide + blocks - merged - dots if bits >= 256 else 0)
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)

@@ -81,6 +81,11 @@ MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L 
 # Past M = 4 W's columns come from a transposed copy of W on the stack (a chunk's), of at
 # most this many elements (32 KiB in float64)
 COPIED = 4096
+# ...and from M = 3 where K·M ≤ COPIED (`row_dots(copy=True)`; longer rows shuffle W's
+# columns out of its rows at M = 3, 4): AVX2's cross-lane shuffles had been the rows' cost
+# (as AVX2 10⁵×256×4 16.7 → 9.3–9.9 ms, 10⁶×32×4 20.4 → 11.3; natively 10⁶×64×4 22.2 →
+# 18.4, 10⁶×20×4 11.2 → 9.5; M = 2 level: dev/products_v29.md 30g)
+COPY_FROM = 3
 # A group's blocks run h, z, g and dy, then its dx, then its dW, whose float64 sums of a
 # vector of x's row stay in registers over the group's rows: loaded from and stored to the
 # chunk's partial once a group.  Rows of more than SHORT_ROW bytes go in groups of GROUP
@@ -105,32 +110,49 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     x in 16 lanes are faster with AVX-512 (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 → 7.2–7.5; at
     16×3 and 16×4 these, 7.0–8.1 and 8.2–8.8 ms against 9.7–10.3), and as AVX2 a block of
     2 rows loses to the 6×16 tile where K leaves a partial vector of 8 (9×3 8.6 → 12.4 ms,
-    14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  On 256-bit
-    entries M = 4 stays tiled (blocks of 2 rows: 10⁶×16×4 9 → 16 ms, faster only where K
-    is a multiple of 8 from 24: 29e).  M = 5 to 7 past K = 16 (rowvec.py's rows to 16) and
-    M = 8 from K = 24, 512-bit only: 10⁶×32×5 29 → 14.5 ms, 10⁶×20×5 19 → 14.4, 10⁵×256×8
-    29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level, 17×8 19.3 → 23.3 (blocks of 2
-    rows, a partial vector as dear as a whole one); as AVX2, a block of one row, 17×5 16.8
-    → 24, 32×8 level (29g)."""
+    14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  M = 5 to 7
+    past K = 16 (rowvec.py's rows to 16) and M = 8 from K = 24: 10⁶×32×5 29 → 14.5 ms,
+    10⁶×20×5 19 → 14.4, 10⁵×256×8 29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level,
+    17×8 19.3 → 23.3 (blocks of 2 rows, a partial vector as dear as a whole one; 29g).  On
+    256-bit entries, with W's copy from M = 3 (30g), M = 4 from K = 16 (the 6×16 tile's time
+    first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 to 8
+    are not built there (`applies`)."""
     return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16, 8: 24}.get(M, 17)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M ≥ 4: 512-bit only;
-    M ≥ 5: W's copy at most COPIED elements); where it applies, it is taken before
-    rowvec.py's rows (skinny.py)."""
-    return vector_bits >= (512 if M >= 4 else 256) and M in MS \
-        and K >= min_k(vector_bits, M) and (M <= 4 or K * M <= COPIED)
+    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M ≥ 5: 512-bit only),
+    within W's copy of COPIED elements from M = 5 and at M = 4 on 256-bit entries (there
+    the shuffles of longer rows were slower than the tiles: 29e); where it applies, it is
+    taken before rowvec.py's rows (skinny.py).
+
+    M = 5 to 8 on 256-bit entries: float64 arithmetic's 4 lanes hold less than a row's y
+    (R = 0), and the float32 rows' blocks of one row measured faster than the 6×16 tile
+    from K = 24 (10⁶×24×5 19.8 → 13.3 ms, 10⁶×48×6 37.8 → 22.7, 10⁵×256×5 23.5 → 10.4;
+    30g): a lead, needing float64 blocks of y over two vectors."""
+    return vector_bits >= (512 if M >= 5 else 256) and M in MS \
+        and K >= min_k(vector_bits, M) \
+        and (M <= 3 or (M == 4 and vector_bits >= 512) or K * M <= COPIED)
+
+
+def copies(K: int, M: int) -> bool:
+    """Whether the (K, M) rows take W's columns from a transposed copy (`row_dots`'s copy):
+    from M = COPY_FROM while K·M ≤ COPIED."""
+    return M >= COPY_FROM and K * M <= COPIED
 
 
 @functools.lru_cache(maxsize=None)
-def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True):
+def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True,
+             copy: bool = True):
     """The intrinsic for an entry of vector_bits, M outputs (1 to 8) and the gradients
     `want` names, or the loss's (the module's doc); narrow: float32 inputs in float32
-    arithmetic (else float64)."""
+    arithmetic (else float64); copy: W's columns from a transposed copy from M = COPY_FROM
+    (K·M ≤ COPIED: `copies`), else shuffled out of W's rows (M ≤ 4 only)."""
     if M not in MS:
         raise ValueError(f"row_dots takes M in {MS}, got M = {M}")
+    if not copy and M > 4:
+        raise ValueError(f"row_dots takes W's columns from its copy past M = 4, got M = {M}")
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
     def codegen(context, builder, sig, args):
@@ -148,6 +170,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         R = L // M                               # rows a block: R·M ≤ L lanes, y's block
         # blocks a group, chosen at run time by K (the constants' comment)
         grouped = (wdx or wdw) and not loss
+        copied = copy and M >= COPY_FROM  # W's columns from a transposed copy
         S_short = max(1, SHORT_GROUP // R) if grouped else 1
         S_long = GROUP // R if grouped and wdw and (M >= 6 or R == 1) else 1
         S_most = max(S_short, S_long)
@@ -203,7 +226,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             return [lanes_below(builder.sub(left, i64(v * L))) for v in range(M)]
 
         def w_columns(j, mask):  # W[j:j+L, m] for each m, in the arithmetic's type
-            if M > 4:  # plain loads of W's transposed copy
+            if copied:  # plain loads of W's transposed copy
                 return [load(Wt, builder.add(builder.mul(i64(m), K), j), mask, vc)
                         for m in range(M)]
             vs = [wide(load(W, builder.add(builder.mul(j, i64(M)), i64(v * L)), mv))
@@ -227,7 +250,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 G = half
             return vs[0]
 
-        if M > 4:  # W's columns as the M rows of a copy on the stack, in the arithmetic's
+        if copied:  # W's columns as the M rows of a copy on the stack, in the arithmetic's
             # type: shuffling them out of W's rows each block would take M·(M − 1) a vector
             Wt = builder.alloca(ct, size=builder.mul(K, i64(M)))
             with cgutils.for_range(builder, K) as k:

@@ -58,8 +58,8 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and K ≤ 16
-    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8, 16
-    or 24 (rowdots.applies)."""
+    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8, 16,
+    24 or 48 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 
@@ -83,17 +83,20 @@ def _one(K: int, M: int) -> tuple:
     mod = _along(K, M, machine.entry().vector_bits)
     if mod is rowblocks:
         return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
-    if mod is rowdots:
-        return rowdots.min_k(machine.entry().vector_bits, M), M
+    if mod is rowdots:  # one module an M, two at M = 3, 4: K·M within W's copy and past it
+        k0 = rowdots.min_k(machine.entry().vector_bits, M)
+        return (k0 if rowdots.copies(K, M) == rowdots.copies(k0, M)
+                else rowdots.COPIED // M + 1), M
     return K, M
 
 
 def shapes() -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry, K's
     order then M's (rowblocks' one module per K by its first M, one past the others;
-    rowdots' one module an M by its first K)."""
+    rowdots' one module an M by its first K, and at M = 3, 4 one past W's copy)."""
     bits = machine.entry().vector_bits
     firsts = [(rowdots.min_k(bits, M), M) for M in rowdots.MS]  # rowdots' modules' first K
+    firsts += [(rowdots.COPIED // M + 1, M) for M in (3, 4)]     # (past W's copy at M = 3, 4)
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
             if covers(K, M) and _one(K, M) == (K, M)] + \
@@ -216,10 +219,10 @@ _ON_INTRINSICS = '''\
 # Numba's disk cache, keyed by this file, never serves code built on the old one.
 from loopgrad.cpu.{mod} import {make}
 
-_rows = {make}({shape}, {bits_want}{dw})
-_loss = {make}({shape}, 0, loss=True)
-_rows_exact = {make}({shape}, {bits_want}{dw}, narrow=False)
-_loss_exact = {make}({shape}, 0, loss=True, narrow=False)
+_rows = {make}({shape}, {bits_want}{dw}{copy})
+_loss = {make}({shape}, 0, loss=True{copy})
+_rows_exact = {make}({shape}, {bits_want}{dw}, narrow=False{copy})
+_loss_exact = {make}({shape}, 0, loss=True, narrow=False{copy})
 
 
 def rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K_, M_, want_):
@@ -249,6 +252,9 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     name = mod.__name__.rsplit(".", 1)[1]
     dw = rowvec.dw_rows(K, M, vector_bits) if mod is rowvec else 0
     k0 = rowdots.min_k(vector_bits, M) if mod is rowdots else 0
+    shuffled = mod is rowdots and M >= rowdots.COPY_FROM and not rowdots.copies(K, M)
+    if shuffled:  # W's columns shuffled out of its rows past its copy's bound
+        k0 = rowdots.COPIED // M + 1
     make, shape, which, how, arg, flags = {
         "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
                    "vectors along each row", "", ", want_"),
@@ -260,7 +266,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     return _ON_INTRINSICS.format(
         which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
         bits_want=want, how=how, make=make, shape=shape, m_arg=arg, flags_arg=flags,
-        dw=f", dw_block={dw}" if dw else "")
+        dw=f", dw_block={dw}" if dw else "", copy=", copy=False" if shuffled else "")
 
 
 @functools.lru_cache(maxsize=None)

@@ -144,10 +144,11 @@ def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M)
     assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))
 
 
-def test_past_the_bound_the_smallest_remembered_result_goes_first(monkeypatch):
+def test_past_the_bound_an_idle_then_the_smallest_remembered_result_goes(monkeypatch):
     # workspace.output remembers the buffers of the last results within KEEP_BYTES; past it
-    # the smallest is forgotten first (a larger one would cost more new pages), so a call
-    # whose dx and dy pass the bound together keeps dx's buffer for the next call
+    # the oldest nobody holds is forgotten first (an earlier shape's), else the smallest (a
+    # larger one would cost more new pages): a call whose dx and dy pass the bound together
+    # keeps dx's buffer for the next call, and a stale large one makes way for them
     from loopgrad.cpu import workspace
     workspace.release()
     monkeypatch.setattr(workspace, "KEEP_BYTES", 3 << 20)
@@ -158,6 +159,15 @@ def test_past_the_bound_the_smallest_remembered_result_goes_first(monkeypatch):
     again = workspace.output((2 << 20,), np.uint8)
     assert again.ctypes.data == where
     assert workspace.output((1 << 20,), np.uint8).ctypes.data != where  # still referenced
+    workspace.release()
+    stale = workspace.output((5 << 19,), np.uint8)  # 2.5 MiB, then nobody holds it
+    del stale
+    dx, dy = workspace.output((1 << 20,), np.uint8), workspace.output((1 << 20,), np.uint8)
+    assert [b.size for b in workspace._lent] == [(1 << 20) + 64] * 2  # the idle one went
+    where = dx.ctypes.data, dy.ctypes.data
+    del dx, dy
+    dx, dy = workspace.output((1 << 20,), np.uint8), workspace.output((1 << 20,), np.uint8)
+    assert {dx.ctypes.data, dy.ctypes.data} == set(where)
     workspace.release()
 
 

@@ -93,11 +93,14 @@ def output(shape, dtype) -> np.ndarray:
         _lent.append(raw)
         while len(_lent) > _OUT_KEEP:
             _lent.pop(0)  # forgotten: freed once nobody holds its arrays
-        while sum(b.size for b in _lent) > KEEP_BYTES:  # the smallest forgotten first: a
-            # buffer's new pages cost in proportion to its size (10⁶×64×8 float32: dx's
-            # 256 MB and dy's 32 MB pass 256 MiB; with the oldest, dx, forgotten every call
-            # dx took fresh pages each time, 48–56 ms a call against 26 into `out=`; 30e)
-            _lent.pop(min(range(len(_lent)), key=lambda i: _lent[i].size))
+        while sum(b.size for b in _lent) > KEEP_BYTES:
+            # the oldest that nobody holds forgotten first (an earlier shape's), else the
+            # smallest: a buffer's new pages cost in proportion to its size (10⁶×64×8
+            # float32: dx's 256 MB and dy's 32 MB pass 256 MiB; with the oldest, dx,
+            # forgotten every call, dx took new pages each time, 48–56 ms a call against 26
+            # into `out=`; dev/products_v29.md 30e)
+            idle = [i for i in range(len(_lent)) if sys.getrefcount(_lent[i]) == 2]
+            _lent.pop(idle[0] if idle else min(range(len(_lent)), key=lambda i: _lent[i].size))
     return out
 
 

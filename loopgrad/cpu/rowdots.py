@@ -272,10 +272,12 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             sx = _streams(builder, asked, dx, builder.mul(K, i64(size)), align=_PART)
             dx_slot = cgutils.alloca_once(builder, ve)  # a last partial vector, streamed from
             part = ir.VectorType(et, _PART // size)  # here in 16-byte parts
-            # dx a vector of x's row at a time for a group's rows (M ≥ 3): unless streamed
-            # into rows not on whole cache lines
-            by_vectors = builder.or_(builder.not_(sx), _streams(
-                builder, sx, dx, builder.mul(K, i64(size))))
+            # dx a vector of x's row at a time for a group's rows (M ≥ 3): unless streamed,
+            # where each store must fill a whole line (512-bit vectors, rows on whole lines)
+            by_vectors = builder.not_(sx)
+            if vector_bits >= 512:
+                by_vectors = builder.or_(by_vectors, _streams(
+                    builder, sx, dx, builder.mul(K, i64(size))))
         a0v = _splat(builder, builder.fptrunc(a0, ct) if thin else a0, L)
         two = ir.Constant(vc, [2.0] * L)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
@@ -372,10 +374,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     each_vector(lambda j, mask: scale(q.index, j, mask, w_columns(j, mask)))
             if M >= 3:  # a vector of x's row at a time for the group's rows: W's columns
                 # loaded or shuffled once a group, not once a row (30b); but streamed rows
-                # not on whole lines row by row: interleaved, each row's line split across
-                # two stores waits in a write-combining buffer for the next, and 5 rows'
-                # of them flush part-written (10⁶×64×3 into np.empty's arrays, 16 bytes
-                # past a line: 18.7 → 48–53 ms, 30d)
+                # row by row unless each store fills a line: interleaved, each row's line
+                # split across two stores waits in a write-combining buffer for the next,
+                # and the rows' lines flush part-written (10⁶×64×3 into np.empty's arrays,
+                # 16 bytes past a line: 18.7 → 48–53 ms, 30d; as AVX2 with 32-byte vectors
+                # on whole lines 10⁶×32×4 11 → 44 ms, 30h)
                 def rows_at(j, mask):
                     wc = w_columns(j, mask)
                     with cgutils.for_range(builder, count) as q:

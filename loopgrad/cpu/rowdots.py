@@ -16,8 +16,8 @@ last lane padding), each block
 
     h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
-           columns from its rows by shuffles (`columns`), past M = 4 from a transposed
-           copy of W a chunk makes on the stack (K·M ≤ COPIED)
+           columns from a transposed copy of W a chunk makes on the stack from M = 3
+           while K·M ≤ COPIED (`copies`), else from its rows by shuffles (`columns`)
     fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
@@ -78,13 +78,13 @@ from .intrinsics import (_PART, _across, _load_vector, _madd, _prefetch, _splat,
 from .rowvec import PF_BYTES, guarded
 
 MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L lanes, R = L // M
-# Past M = 4 W's columns come from a transposed copy of W on the stack (a chunk's), of at
-# most this many elements (32 KiB in float64)
-COPIED = 4096
-# ...and from M = 3 where K·M ≤ COPIED (`row_dots(copy=True)`; longer rows shuffle W's
-# columns out of its rows at M = 3, 4): AVX2's cross-lane shuffles had been the rows' cost
+# From M = COPY_FROM W's columns come from a transposed copy of W on the stack (a
+# chunk's), of at most COPIED elements (32 KiB in float64): past M = 4 `applies` keeps K·M
+# within it, at M = 3, 4 longer rows shuffle W's columns out of its rows (a second module,
+# `row_dots(copy=False)`).  AVX2's cross-lane shuffles had been the rows' cost
 # (as AVX2 10⁵×256×4 16.7 → 9.3–9.9 ms, 10⁶×32×4 20.4 → 11.3; natively 10⁶×64×4 22.2 →
 # 18.4, 10⁶×20×4 11.2 → 9.5; M = 2 level: dev/products_v29.md 30g)
+COPIED = 4096
 COPY_FROM = 3
 # A group's blocks run h, z, g and dy, then its dx, then its dW, whose float64 sums of a
 # vector of x's row stay in registers over the group's rows: loaded from and stored to the
@@ -142,6 +142,13 @@ def copies(K: int, M: int) -> bool:
     return M >= COPY_FROM and K * M <= COPIED
 
 
+def module_k(K: int, M: int, vector_bits: int) -> int:
+    """The first K of the module that takes the (K, M) rows: min_k, or at M = 3, 4 past
+    W's copy (`copies`) the first K past it."""
+    k0 = min_k(vector_bits, M)
+    return k0 if copies(K, M) == copies(k0, M) else COPIED // M + 1
+
+
 @functools.lru_cache(maxsize=None)
 def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True,
              copy: bool = True):
@@ -168,9 +175,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
         R = L // M                               # rows a block: R·M ≤ L lanes, y's block
+        copied = copy and M >= COPY_FROM  # W's columns from a transposed copy
         # blocks a group, chosen at run time by K (the constants' comment)
         grouped = (wdx or wdw) and not loss
-        copied = copy and M >= COPY_FROM  # W's columns from a transposed copy
         S_short = max(1, SHORT_GROUP // R) if grouped else 1
         S_long = GROUP // R if grouped and wdw and (M >= 6 or R == 1) else 1
         S_most = max(S_short, S_long)

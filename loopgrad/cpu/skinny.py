@@ -85,9 +85,7 @@ def _one(K: int, M: int) -> tuple:
     if mod is rowblocks:
         return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
     if mod is rowdots:  # one module an M, two at M = 3, 4: K·M within W's copy and past it
-        k0 = rowdots.min_k(machine.entry().vector_bits, M)
-        return (k0 if rowdots.copies(K, M) == rowdots.copies(k0, M)
-                else rowdots.COPIED // M + 1), M
+        return rowdots.module_k(K, M, machine.entry().vector_bits), M
     return K, M
 
 
@@ -96,12 +94,12 @@ def shapes() -> list:
     order then M's (rowblocks' one module per K by its first M, one past the others;
     rowdots' one module an M by its first K, and at M = 3, 4 one past W's copy)."""
     bits = machine.entry().vector_bits
-    firsts = [(rowdots.min_k(bits, M), M) for M in rowdots.MS]  # rowdots' modules' first K
-    firsts += [(rowdots.COPIED // M + 1, M) for M in (3, 4)]     # (past W's copy at M = 3, 4)
+    firsts = [(rowdots.module_k(K, M, bits), M)  # rowdots' modules' first K, within W's
+              for M in rowdots.MS for K in (0, rowdots.COPIED + 1)]  # copy and past it
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
             if covers(K, M) and _one(K, M) == (K, M)] + \
-        [(K, M) for K, M in firsts if K > MAX_KM and rowdots.applies(K, M, bits)]
+        [(K, M) for K, M in dict.fromkeys(firsts) if K > MAX_KM and rowdots.applies(K, M, bits)]
 
 # LLVM options while these kernels compile ({name: (value, LLVM's default)}, jit.settings).
 # A row reads and writes 2·(K + M) elements, and the loop vectorizer needs one runtime
@@ -252,10 +250,9 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     # (one module per M)
     name = mod.__name__.rsplit(".", 1)[1]
     dw = rowvec.dw_rows(K, M, vector_bits) if mod is rowvec else 0
-    k0 = rowdots.min_k(vector_bits, M) if mod is rowdots else 0
+    k0 = rowdots.module_k(K, M, vector_bits) if mod is rowdots else 0
+    # past its copy's bound W's columns shuffled out of its rows
     shuffled = mod is rowdots and M >= rowdots.COPY_FROM and not rowdots.copies(K, M)
-    if shuffled:  # W's columns shuffled out of its rows past its copy's bound
-        k0 = rowdots.COPIED // M + 1
     make, shape, which, how, arg, flags = {
         "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
                    "vectors along each row", "", ", want_"),

@@ -297,6 +297,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
     assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
     assert rowdots.applies(1025, 4, 512) and rowdots.applies(5000, 3, 256)  # W shuffled
+    for K, M in ((17, 5), (20, 6), (20, 7), (40, 8), (512, 8), (819, 5)):  # AVX2's M = 5 to 8
+        assert rowdots.applies(K, M, 256) and f"row_dots(256, {M}, 7)" in _skinny._source(K, M, 256)
+    assert not rowdots.applies(513, 8, 256) and not rowdots.applies(820, 5, 256)
     for M in (1, 2):  # one module an M (M = 5 to 8: K up to COPIED // M)
         assert _skinny._source(16, M, 512, 7) == _skinny._source(3000, M, 512, 7)
     for M, bits in ((3, 512), (4, 512), (3, 256)):  # two: within W's copy and past it
@@ -306,7 +309,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert "copy=False" in past and "copy=False" not in within
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
                        (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
-                       (16, 1, 128), (17, 5, 256), (17, 9, 512), (23, 8, 512)):
+                       (16, 1, 128), (16, 5, 256), (19, 6, 256), (19, 7, 256), (39, 8, 256),
+                       (17, 9, 512), (23, 8, 512)):
         assert not rowdots.applies(K, M, bits)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 2) != wide
@@ -330,11 +334,14 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(17, 5, 512, np.float32, 0.5), (40, 8, 512, np.float64, 1.0), (33, 6, 512, np.float32, 0.0),
      (24, 7, 512, np.float64, 0.5)] + \
     [(16, 4, 256, np.float32, 0.5), (33, 4, 256, np.float64, 1.0), (1100, 4, 512, np.float32, 0.0),
-     (1400, 3, 256, np.float64, 0.5)]
+     (1400, 3, 256, np.float64, 0.5)] + \
+    [(17, 5, 256, np.float64, 1.0), (20, 6, 256, np.float32, 0.5), (41, 7, 256, np.float64, 0.0),
+     (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
-# M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled)
+# M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled);
+# M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

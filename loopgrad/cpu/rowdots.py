@@ -11,8 +11,9 @@ whose 16-wide tiles are 15/16 padding at M = 1: 10⁶×16×1 9.4 ms, 10⁶×64×
 took 33 cycles a row in cache, compute-bound below (28b): the sum across a vector's lanes,
 the scalar z and g and the broadcast back are a long chain for one row's work.  So the
 rows go in blocks of R = L // M rows (L: the arithmetic's lanes, 16 float32 on 512-bit
-vectors), whose R·M ≤ L elements of y lie together (M = 3: 5 rows in 15 of 16 lanes, the
-last lane padding), each block
+vectors; 8 float64 at M = 5 to 8 on 256-bit ones, two vectors: R = 1), whose R·M ≤ L
+elements of y lie together (M = 3: 5 rows in 15 of 16 lanes, the last lane padding), each
+block
 
     h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
@@ -115,23 +116,24 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     10⁶×20×5 19 → 14.4, 10⁵×256×8 29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level,
     17×8 19.3 → 23.3 (blocks of 2 rows, a partial vector as dear as a whole one; 29g).  On
     256-bit entries, with W's copy from M = 3 (30g), M = 4 from K = 16 (the 6×16 tile's time
-    first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 to 8
-    are not built there (`applies`)."""
+    first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 from
+    K = 17, 6 and 7 from 20, 8 from 40, in blocks of one row (float64's over two vectors),
+    where the float32 rows first match the 6×16 tile (dev/products_v30.md 31a: 17×5
+    15.3–15.8 ms against 15.7–17.6, 20×6 17–21 against 18.6–20, 40×8 32–36 against 33;
+    17×6 18.5–21 against 16–18, 32×8 25.5–28.6 against 24–26; from K = 48 1.2–2.9×
+    faster) and float64's are 1.2–2× faster from K = 17."""
+    if vector_bits == 256 and M >= 5:
+        return {5: 17, 8: 40}.get(M, 20)
     return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16, 8: 24}.get(M, 17)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors (M ≥ 5: 512-bit only),
-    within W's copy of COPIED elements from M = 5 and at M = 4 on 256-bit entries (there
-    the shuffles of longer rows were slower than the tiles: 29e); where it applies, it is
-    taken before rowvec.py's rows (skinny.py).
-
-    M = 5 to 8 on 256-bit entries: float64 arithmetic's 4 lanes hold less than a row's y
-    (R = 0), and the float32 rows' blocks of one row measured faster than the 6×16 tile
-    from K = 24 (10⁶×24×5 19.8 → 13.3 ms, 10⁶×48×6 37.8 → 22.7, 10⁵×256×5 23.5 → 10.4;
-    30g): a lead, needing float64 blocks of y over two vectors."""
-    return vector_bits >= (512 if M >= 5 else 256) and M in MS \
+    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors, within W's copy of
+    COPIED elements from M = 5 and at M = 4 on 256-bit entries (there the shuffles of
+    longer rows were slower than the tiles: 29e); where it applies, it is taken before
+    rowvec.py's rows (skinny.py)."""
+    return vector_bits >= 256 and M in MS \
         and K >= min_k(vector_bits, M) \
         and (M <= 3 or (M == 4 and vector_bits >= 512) or K * M <= COPIED)
 
@@ -174,6 +176,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         thin = narrow and fused  # float32 arithmetic (the module's doc)
         ct = et if thin else d
         L = vector_bits // (32 if thin else 64)  # lanes of the arithmetic's vectors
+        L = L if L >= M else 2 * L  # float64 on 256 bits, M ≥ 5: a row's y over two vectors
         R = L // M                               # rows a block: R·M ≤ L lanes, y's block
         copied = copy and M >= COPY_FROM  # W's columns from a transposed copy
         # blocks a group, chosen at run time by K (the constants' comment)

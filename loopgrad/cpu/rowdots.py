@@ -32,9 +32,10 @@ group's blocks
            for the group's rows (W's columns once a group) where dx's rows are not
            streamed or lie on whole lines, else row by row (each row's lines in order)
     dW     a vector of x's row at a time over the group's rows in order, its M columns'
-           float64 sums in registers from the chunk's partial and back, where they wait
-           column by column until the chunk's end puts them in dW's row order (the last
-           partial vector's stay in registers across groups)
+           float64 sums in registers from the chunk's partial and back (in two passes
+           over the rows where they would take more than 12 of AVX2's 16 registers),
+           where they wait column by column until the chunk's end puts them in dW's row
+           order (the last partial vector's stay in registers across groups)
 
 (28c, 28d: 10⁶×16×1 9.5 → 3.3 ms, 10⁶×32×1 24 → 7.9, 10⁶×32×2 25 → 8.3, 10⁶×64×4 54 →
 26; as AVX2 10⁶×16×1 9.6 → 4.3; M = 3, dev/products_v28.md 29b: 10⁶×32×3 28–32 → 11,
@@ -401,6 +402,14 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             else:  # up to 16 rows a block, each row's lines in order
                 by_rows()
 
+        # dW's columns in passes over a group's rows, each pass's float64 sums in at most 16
+        # of AVX-512's 32 registers and 12 of AVX2's 16: at M = 7, 8 on AVX2 two passes,
+        # where 14 or 16 registers of sums spilled (in L2 256×8 690–730 → 580–620 cycles a
+        # row, 64×8 230–275 → 200–225; dev/products_v30.md 31b)
+        per_reg = max(1, L * 64 // vector_bits)  # registers a column's sums take
+        npass = -(-M * per_reg // (16 if vector_bits >= 512 else 12))
+        dw_passes = [range(M * p // npass, M * (p + 1) // npass) for p in range(npass)]
+
         def dw_rows(r0, count, ahead=None):
             # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in
             # order: M vectors of float64 sums in registers for S·R rows (30c); the last
@@ -414,14 +423,15 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     for sm, at_m in zip(sums, at_j):
                         builder.store(load(dwp, at_m, None, vd), sm)
                 sm = sums if mask is None else dw_tail
-                with cgutils.for_range(builder, count) as q:
-                    at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
-                    if ahead:
-                        _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
-                    xv = wide(load(x, at_x, mask), d)
-                    for m in range(M):
-                        builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
-                                            builder.load(sm[m])), sm[m])
+                for p, cols in enumerate(dw_passes):
+                    with cgutils.for_range(builder, count) as q:
+                        at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
+                        if ahead and p == 0:
+                            _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
+                        xv = wide(load(x, at_x, mask), d)
+                        for m in cols:
+                            builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
+                                                builder.load(sm[m])), sm[m])
                 if mask is None:
                     for s_m, at_m in zip(sums, at_j):
                         store(builder.load(s_m), dwp, at_m, None)

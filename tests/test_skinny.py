@@ -264,18 +264,21 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
-                       (15, 4, 256)):                                          # 16 lanes
+                       (15, 4, 256),                                           # 16 lanes
+                       (4, 9, 512), (8, 9, 512), (16, 16, 512), (16, 9, 512), (5, 13, 512)):
         assert rowvec.applies(K, M, bits)
         assert "row_vectors" in _skinny._source(K, M, bits)
-    for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (8, 9, 512),
+    for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (16, 9, 512), (16, 4, 256), (12, 5, 256)):
+                       (12, 6, 256), (17, 5, 512), (17, 9, 512), (4, 17, 512), (16, 4, 256),
+                       (12, 5, 256), (8, 9, 256), (16, 16, 256)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
     assert cpu.is_tiled(8, 8) != wide and cpu.is_tiled(4, 8) != wide
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
-    assert cpu.is_tiled(17, 9) and cpu.is_tiled(4, 9) and not cpu.is_tiled(4, 4)
+    assert cpu.is_tiled(17, 9) and cpu.is_tiled(4, 17) and not cpu.is_tiled(4, 4)
+    assert cpu.is_tiled(4, 9) != (machine.entry().vector_bits >= 512)  # y's row in 16 lanes
     for K in (9, 24):  # 16 lanes of x's row; dot products past K = 16 (AVX-512)
         assert cpu.is_tiled(K, 8) != (machine.entry().vector_bits >= 512)
     from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
@@ -335,13 +338,16 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (24, 7, 512, np.float64, 0.5)] + \
     [(16, 4, 256, np.float32, 0.5), (33, 4, 256, np.float64, 1.0), (1100, 4, 512, np.float32, 0.0),
      (1400, 3, 256, np.float64, 0.5)] + \
+    [(16, 16, 512, np.float32, 0.5), (4, 9, 512, np.float64, 1.0), (12, 13, 512, np.float32, 0.0),
+     (7, 16, 512, np.float64, 0.5), (16, 11, 512, np.float64, 0.0)] + \
     [(17, 5, 256, np.float64, 1.0), (20, 6, 256, np.float32, 0.5), (41, 7, 256, np.float64, 0.0),
      (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
 # M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled);
-# M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a)
+# M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
+# to 16 in 16 lanes (31c)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

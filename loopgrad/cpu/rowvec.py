@@ -1,7 +1,7 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
-past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones
-(`applies`).
+past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
+past M = 8 up to 16 with 4 ≤ K ≤ 16 on 512-bit ones (`applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -15,7 +15,8 @@ dev/products_v22.md 23b, 23c).
 
 Here a vector is one row, where a row of x and of y fits one vector of up to 8 lanes
 (float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
-x's row one of 16 lanes (9–15 elements masked; two registers on AVX2):
+x's or y's row one of 16 lanes (9–15 elements masked; two registers on AVX2, or in
+float64):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -122,7 +123,13 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     29c), which from K = 16 are faster and are taken first (skinny.py).  On 256-bit ones
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
-    → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f)."""
+    → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f).  On 512-bit
+    ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ 16 (y's row in 16 lanes), which took the 16×16 tile:
+    10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16 14.8–15.5 →
+    10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; 16×16 level, 14–17.5 against 15–16.3
+    (dev/products_v30.md 31c)."""
+    if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
+        return 4 <= K <= LONG
     if vector_bits < 256 or K > LONG or M > WIDE:
         return False
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
@@ -176,8 +183,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     row by row; stream: the code that stores rows past the caches where `flags` asks;
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
     inputs in float32 arithmetic (else float64; the module's doc)."""
-    if not (1 <= K <= LONG and 1 <= M <= WIDE):
-        raise ValueError(f"row_vectors takes K ≤ {LONG}, M ≤ {WIDE}, got K = {K}, M = {M}")
+    if not (1 <= K <= LONG and 1 <= M <= LONG):
+        raise ValueError(f"row_vectors takes K ≤ {LONG}, M ≤ {LONG}, got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 

@@ -20,8 +20,8 @@ way every run).  Chunks, and the drivers that add their sums in a fixed order,
 are rows.py's (chunks.py).
 
 Where a row of x and of y fits one vector (K, M ≤ 8 on the AVX2 and AVX-512 entries, from
-K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512, and past K = 8 x's row in 16
-lanes: rowvec.applies), the generated row
+K·M = 8 on AVX2 and from K·M = 16 or M = 8 with AVX-512, and past K = 8 x's row or past
+M = 8 y's row in 16 lanes: rowvec.applies), the generated row
 functions call rowvec.py's intrinsics instead, which vectorize along each row: vectors of
 rows had their rows shuffled in and out, and 16 dW accumulators in 16 registers (10⁶×4×4 at 2 threads as AVX2: 3.7 → 2.6 ms,
 dev/products_v16.md 17e); past K·M = 16 they would need more registers than there are,
@@ -59,9 +59,9 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and K ≤ 16
-    at M ≥ 3), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8, 16,
-    24 or 48 (rowdots.applies)."""
+    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and with
+    AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at K ≥ 4), K ≤ 3 (rowblocks.applies: blocks of 8 lanes,
+    M > 8) or M ≤ 8 past K = 8, 16, 17, 20 or 40 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 
@@ -98,7 +98,7 @@ def shapes() -> list:
     firsts = [(rowdots.module_k(K, M, bits), M)  # rowdots' modules' first K, within W's
               for M in rowdots.MS for K in (0, rowdots.COPIED + 1)]  # copy and past it
     return [(K, M) for K in range(1, MAX_KM + 1)
-            for M in range(1, max(MAX_KM // K, rowvec.WIDE) + 2)
+            for M in range(1, max(MAX_KM // K, rowvec.LONG) + 2)
             if covers(K, M) and _one(K, M) == (K, M)] + \
         [(K, M) for K, M in dict.fromkeys(firsts) if K > MAX_KM and rowdots.applies(K, M, bits)]
 

@@ -265,12 +265,12 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
                        (15, 4, 256),                                           # 16 lanes
-                       (4, 9, 512), (8, 9, 512), (16, 16, 512), (16, 9, 512), (5, 13, 512)):
+                       (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512)):
         assert rowvec.applies(K, M, bits)
         assert "row_vectors" in _skinny._source(K, M, bits)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (17, 9, 512), (4, 17, 512), (16, 4, 256),
+                       (12, 6, 256), (17, 5, 512), (15, 9, 512), (16, 16, 512), (4, 17, 512), (16, 4, 256),
                        (12, 5, 256), (8, 9, 256), (16, 16, 256)):
         assert not rowvec.applies(K, M, bits)
         assert "row_vectors" not in _skinny._source(K, M, bits)
@@ -338,8 +338,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (24, 7, 512, np.float64, 0.5)] + \
     [(16, 4, 256, np.float32, 0.5), (33, 4, 256, np.float64, 1.0), (1100, 4, 512, np.float32, 0.0),
      (1400, 3, 256, np.float64, 0.5)] + \
-    [(16, 16, 512, np.float32, 0.5), (4, 9, 512, np.float64, 1.0), (12, 13, 512, np.float32, 0.0),
-     (7, 16, 512, np.float64, 0.5), (16, 11, 512, np.float64, 0.0)] + \
+    [(14, 16, 512, np.float32, 0.5), (4, 9, 512, np.float64, 1.0), (12, 13, 512, np.float32, 0.0),
+     (7, 16, 512, np.float64, 0.5), (14, 11, 512, np.float64, 0.0), (8, 12, 512, np.float32, 1.0)] + \
     [(17, 5, 256, np.float64, 1.0), (20, 6, 256, np.float32, 0.5), (41, 7, 256, np.float64, 0.0),
      (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows

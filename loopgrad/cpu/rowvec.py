@@ -1,7 +1,7 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
-past M = 8 up to 16 with 4 ≤ K ≤ 16 on 512-bit ones (`applies`).
+past M = 8 up to 16 with 4 ≤ K ≤ 14 on 512-bit ones (`applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -38,7 +38,8 @@ gradients `want` (WANT_* bits) names; the result is Σ z².
 Float64 inputs take skinny.py's arithmetic: each h and dx sum from its first product on
 in k's and m's order (past K = 8 h's even k's and odd k's as two sums, added last: one
 chain of K dependent steps a row bound those rows, in cache 16×8 43 → 36.5 cycles a row,
-dev/products_v28.md 29d), g by loopgrad._scalar.relu_backward's cases, f summed in M
+dev/products_v28.md 29d; past M = 8 dx's even m's and odd m's the same way,
+dev/products_v30.md 31d), g by loopgrad._scalar.relu_backward's cases, f summed in M
 partial sums, lane m over the rows in order, added in halves (((s0 + s1) + (s2 + s3)) at M = 4);
 dW's sums each in row order.  A product and a sum each step: an FMA would hide a
 product's overflow.
@@ -80,6 +81,13 @@ LONG = 16     # lanes of float32 in a 512-bit vector: x's row up to this past WI
 # float64 8×8 10.1 → 8.7; as AVX2 4×4 3.4 → 3.0; 1–4 KiB alike; dev/products_v26.md 27a)
 PF_BYTES = 2048
 NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
+# y's row in 16 lanes (M = 9 to 16, AVX-512) up to this K: at 15 and 16 float64's rows,
+# W's rows and columns two registers each, lost to the 8×16 tile (10⁶×16×16 23.5 → 27.7
+# ms, 10⁶×16×9 19.5 → 23; 14×12 and 12×16 level), though float32's won (10⁶×16×16
+# 13.5–16 → 12; dev/products_v30.md 31c, 31d)
+Y_LONG_K = 14
+# from this K, at M = 9 to 16, dW's sums by blocks of rows (`dw_rows`)
+DW_FROM = 9
 FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
 
 
@@ -124,12 +132,12 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
     → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f).  On 512-bit
-    ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ 16 (y's row in 16 lanes), which took the 16×16 tile:
-    10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16 14.8–15.5 →
-    10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; 16×16 level, 14–17.5 against 15–16.3
-    (dev/products_v30.md 31c)."""
+    ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ Y_LONG_K (y's row in 16 lanes), which took the 16×16
+    tile: 10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16 14.8–15.5
+    → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0, 10⁶×9×9
+    18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d)."""
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
-        return 4 <= K <= LONG
+        return 4 <= K <= Y_LONG_K
     if vector_bits < 256 or K > LONG or M > WIDE:
         return False
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
@@ -146,7 +154,12 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     K = 4 the loop kept them on the stack, a load and a store each a row.  There x's and g's
     rows of a block go to a buffer, and dW's sums run over the block after it, half a row's
     lanes at a time: K registers.  The same sums in the same order: the same bits.  As AVX2
-    10⁶×8×8 10.0–10.3 → 9.2–9.3 ms; 8 to 64 rows a block alike (dev/products_v23.md 24e)."""
+    10⁶×8×8 10.0–10.3 → 9.2–9.3 ms; 8 to 64 rows a block alike (dev/products_v23.md 24e).
+    With AVX-512 at M = 9 to 16 from K = DW_FROM, dW's K accumulators beside W's 2·K rows
+    and columns: in L2 16×16 dW alone 41–57 → 33–35 cycles a row, 10⁶×16×9 12.1 → 10.6
+    ms (dev/products_v30.md 31d)."""
+    if vector_bits >= 512 and M > WIDE and K >= DW_FROM:
+        return 32
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
 
@@ -177,7 +190,8 @@ def guarded(builder, f, W, size, sums=()):
 
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
-                stream: bool = True, pf: int = PF_BYTES, narrow: bool = True):
+                stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
+                dw_lanes: int = 4):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
     row by row; stream: the code that stores rows past the caches where `flags` asks;
@@ -278,19 +292,20 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         # blocked: a block's rows of x and g (ct) for dW's sums after it, and those sums as
         # K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows); in
         # float32 a whole row (up to 8 lanes), its block's sums then added to float64 ones
-        HW = Mp if thin else 4
+        HW = Mp if thin else min(Mp, dw_lanes)
         parts = -(-Mp // HW) if blocked else 0
         vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)
-        if blocked:  # rows of WIDE elements
-            xbuf = cgutils.alloca_once(builder, ct, size=blk * WIDE)
-            gbuf = cgutils.alloca_once(builder, ct, size=blk * WIDE)
+        stride = max(WIDE, Kp, Mp)  # a buffer's rows: WIDE elements, or 16
+        if blocked:
+            xbuf = cgutils.alloca_once(builder, ct, size=blk * stride)
+            gbuf = cgutils.alloca_once(builder, ct, size=blk * stride)
             dWh = [[cgutils.alloca_once_value(builder, ir.Constant(vh64, [0.0] * HW))
                     for _ in range(parts)] for _ in range(K)]
             dWb = [[cgutils.alloca_once(builder, vh) for _ in range(parts)]
                    for _ in range(K)] if thin else dWh
 
         def buffered(buf, slot, j, t):  # a pointer to element j of the buffer's row slot
-            at = builder.gep(buf, [builder.add(builder.mul(slot, i64(WIDE)), i64(j))])
+            at = builder.gep(buf, [builder.add(builder.mul(slot, i64(stride)), i64(j))])
             return builder.bitcast(at, t.as_pointer()) if t is not ct else at
 
         def dw_sums(count):
@@ -353,9 +368,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                           for m in range(M)]
                 else:
                     gs = [lane(g, m) for m in range(M)]
-                s = builder.fmul(splat(gs[0], Kp), Wcol[0])
-                for m in range(1, M):
-                    s = madd(splat(gs[m], Kp), Wcol[m], s)
+                def dx_chain(ms):  # Σ_m g[n,m]·W[:,m] over ms, in their order
+                    c = builder.fmul(splat(gs[ms[0]], Kp), Wcol[ms[0]])
+                    for m in ms[1:]:
+                        c = madd(splat(gs[m], Kp), Wcol[m], c)
+                    return c
+                # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
+                s = dx_chain(range(M)) if M <= WIDE else \
+                    builder.fadd(dx_chain(range(0, M, 2)), dx_chain(range(1, M, 2)))
                 store_row(s, dx, builder.mul(row, i64(K)), K, sx)
             if blocked:  # x's and g's rows kept for the block's dW sums
                 builder.store(xr, buffered(xbuf, slot, 0, vk), align=csize)

@@ -60,7 +60,7 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and with
-    AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at K ≥ 4), K ≤ 3 (rowblocks.applies: blocks of 8 lanes,
+    AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 14), K ≤ 3 (rowblocks.applies: blocks of 8 lanes,
     M > 8) or M ≤ 8 past K = 8, 16, 17, 20 or 40 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
@@ -265,7 +265,8 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
     return _ON_INTRINSICS.format(
         which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
         bits_want=want, how=how, make=make, shape=shape, m_arg=arg, flags_arg=flags,
-        dw=f", dw_block={dw}" if dw else "", copy=", copy=False" if shuffled else "")
+        dw=(f", dw_block={dw}" + (", dw_lanes=8" if vector_bits >= 512 else "")) if dw else "",
+        copy=", copy=False" if shuffled else "")
 
 
 @functools.lru_cache(maxsize=None)

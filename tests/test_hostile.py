@@ -34,13 +34,14 @@ def values(dtype):
 
 @st.composite
 def problems(draw, few_outputs=False):
-    # few_outputs: M = 1 to 8 with K from 7 to 20 and up to 40 rows (rowdots.py's dot
-    # products on AVX2 and AVX-512: whole and partial vectors of a row, whole and partial
-    # blocks of rows; rowvec.py's rows of x in 16 lanes with AVX-512; the tiled kernels)
+    # few_outputs: M = 1 to 16 with K from 4 to 44 and up to 40 rows (rowdots.py's dot
+    # products on AVX2 and AVX-512, M ≤ 8: whole and partial vectors of a row, whole and
+    # partial blocks of rows, float64's row over two vectors on AVX2; rowvec.py's rows of x
+    # or y in 16 lanes with AVX-512; the tiled kernels)
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64])))
     if few_outputs:
-        N, K = draw(st.integers(0, 40)), draw(st.integers(7, 20))
-        M = draw(st.integers(1, 8))
+        N, K = draw(st.integers(0, 40)), draw(st.integers(4, 44))
+        M = draw(st.integers(1, 16))
     else:
         N, K, M = (draw(st.integers(0, n)) for n in (12, 5, 5))
     arrays = []

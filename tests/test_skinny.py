@@ -441,21 +441,27 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
             reference.check(name, g, r, b)
 
 
-@pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (6, 5, np.float64), (5, 8, np.float32)])
-def test_row_vectors_dw_by_blocks_has_the_row_loops_bits(rng, monkeypatch, K, M, dtype):
-    # on 256-bit vectors past K = 4 and 4 lanes, dW's sums run over blocks of rows after
-    # them (rowvec.dw_rows): the same sums in the same order as row by row, so every
-    # output has the row loop's bits; chunks of 100 rows end inside a block of 32
+@pytest.mark.parametrize("K,M,dtype,bits", [(8, 8, np.float32, 256), (6, 5, np.float64, 256),
+                                          (5, 8, np.float32, 256), (12, 16, np.float32, 512),
+                                          (9, 11, np.float64, 512)])
+def test_row_vectors_dw_by_blocks_has_the_row_loops_bits(rng, monkeypatch, K, M, dtype, bits):
+    # on 256-bit vectors past K = 4 and 4 lanes, and on 512-bit ones past M = 8 from K = 9
+    # (y's row in 16 lanes: float64's sums 8 lanes a part), dW's sums run over blocks of
+    # rows after them (rowvec.dw_rows): the same sums in the same order as row by row, so
+    # every output has the row loop's bits; chunks of 100 rows end inside a block of 32
     from loopgrad.cpu import rowvec
-    assert rowvec.dw_rows(K, M, 256) == 32 and "dw_block=32" in _skinny._source(K, M, 256)
-    assert not rowvec.dw_rows(K, M, 512) and "dw_block" not in _skinny._source(K, M, 512)
+    assert rowvec.dw_rows(K, M, bits) == 32 and "dw_block=32" in _skinny._source(K, M, bits)
+    if bits == 256:
+        assert not rowvec.dw_rows(K, M, 512) and "dw_block" not in _skinny._source(K, M, 512)
     assert not rowvec.dw_rows(4, 8, 256) and not rowvec.dw_rows(8, 4, 256)
+    assert not rowvec.dw_rows(8, 16, 512) and not rowvec.dw_rows(16, 8, 512)
     x, W, y = draw(rng, 1000, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties
-    blocks, _ = _row_vector_kernels(7, dtype, K=K, M=M, tag="blk")(True, x, W, y, 0.5, 100)
+    kernels = functools.partial(_row_vector_kernels, 7, dtype, bits=bits, K=K, M=M)
+    blocks, _ = kernels(tag="blk")(True, x, W, y, 0.5, 100)
     monkeypatch.setattr(rowvec, "dw_rows", lambda K, M, bits: 0)
-    assert "dw_block" not in _skinny._source(K, M, 256)
-    rowwise, _ = _row_vector_kernels(7, dtype, K=K, M=M, tag="row")(True, x, W, y, 0.5, 100)
+    assert "dw_block" not in _skinny._source(K, M, bits)
+    rowwise, _ = kernels(tag="row")(True, x, W, y, 0.5, 100)
     assert_matches_torch(blocks, x, W, y, 0.5, form="sum")
     for a, b in zip(blocks, rowwise):
         assert np.array_equal(a, b)

@@ -16,7 +16,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
                 entries narrower than AVX2
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
                 AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
-                rowvec.applies, and past K = 8 x's row in 16 lanes), K ≤ 3 with
+                rowvec.applies, past K = 8 x's row in 16 lanes, and with AVX-512 past
+                M = 8 y's row, K = 4 to 14), K ≤ 3 with
                 M > 8 (rowblocks.py's, blocks of 8 lanes) and M = 1, 2 past K = 8, M = 3
                 and 4 from K = 16, M = 5 to 8 past it (on AVX2 from K = 17 to 40)
                 (rowdots.py's, dot products along the row)

@@ -196,7 +196,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
     row by row; stream: the code that stores rows past the caches where `flags` asks;
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
-    inputs in float32 arithmetic (else float64; the module's doc)."""
+    inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
+    lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
     if not (1 <= K <= LONG and 1 <= M <= LONG):
         raise ValueError(f"row_vectors takes K ≤ {LONG}, M ≤ {LONG}, got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
@@ -290,8 +291,9 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
         xd, gd = (builder.bitcast(v, ct.as_pointer()) for v in (xslot, gslot))
         # blocked: a block's rows of x and g (ct) for dW's sums after it, and those sums as
-        # K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows); in
-        # float32 a whole row (up to 8 lanes), its block's sums then added to float64 ones
+        # K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows: dw_lanes
+        # of float64); in float32 a whole row (up to 16 lanes), its block's sums then added
+        # to float64 ones
         HW = Mp if thin else min(Mp, dw_lanes)
         parts = -(-Mp // HW) if blocked else 0
         vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)

@@ -18,7 +18,8 @@ block
     h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
            columns from a transposed copy of W a chunk makes on the stack from M = 3
-           while K·M ≤ COPIED (`copies`), else from its rows by shuffles (`columns`)
+           while K·M ≤ COPIED (`copies`; its rows padded to whole vectors), else from
+           its rows by shuffles (`columns`)
     fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
@@ -238,7 +239,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
 
         def w_columns(j, mask):  # W[j:j+L, m] for each m, in the arithmetic's type
             if copied:  # plain loads of W's transposed copy
-                return [load(Wt, builder.add(builder.mul(i64(m), K), j), mask, vc)
+                return [load(Wt, builder.add(builder.mul(i64(m), kt), j), mask, vc)
                         for m in range(M)]
             vs = [wide(load(W, builder.add(builder.mul(j, i64(M)), i64(v * L)), mv))
                   for v, mv in enumerate(matrix_masks(j, mask))]
@@ -262,14 +263,19 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             return vs[0]
 
         if copied:  # W's columns as the M rows of a copy on the stack, in the arithmetic's
-            # type: shuffling them out of W's rows each block would take M·(M − 1) a vector
-            Wt = builder.alloca(ct, size=builder.mul(K, i64(M)))
+            # type: shuffling them out of W's rows each block would take M·(M − 1) a vector.
+            # Its rows padded to whole vectors from a line, so that no load of a column
+            # splits a line (loss in L2 at 24×6 34 → 22 cycles a row, 10⁶×32×8 16.5–17.1 →
+            # 15.5–16.1 ms; dev/products_v30.md 31g)
+            kt = builder.mul(builder.udiv(builder.add(K, i64(L - 1)), i64(L)), i64(L))
+            Wt = builder.alloca(ct, size=builder.mul(kt, i64(M)))
+            Wt.align = 64
             with cgutils.for_range(builder, K) as k:
                 for m in range(M):
                     w = builder.load(builder.gep(W, [builder.add(builder.mul(k.index, i64(M)),
                                                                  i64(m))]))
                     builder.store(w if et == ct else builder.fpext(w, ct), builder.gep(
-                        Wt, [builder.add(builder.mul(i64(m), K), k.index)]))
+                        Wt, [builder.add(builder.mul(i64(m), kt), k.index)]))
         nfull = builder.udiv(K, i64(L))
         full = builder.mul(nfull, i64(L))  # x's columns in whole vectors
         ragged = builder.icmp_unsigned("<", full, K)

@@ -118,14 +118,16 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     10⁶×20×5 19 → 14.4, 10⁵×256×8 29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level,
     17×8 19.3 → 23.3 (blocks of 2 rows, a partial vector as dear as a whole one; 29g).  On
     256-bit entries, with W's copy from M = 3 (30g), M = 4 from K = 16 (the 6×16 tile's time
-    first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 from
-    K = 17, 6 and 7 from 20, 8 from 40, in blocks of one row (float64's over two vectors),
-    where the float32 rows first match the 6×16 tile (dev/products_v30.md 31a: 17×5
-    15.3–15.8 ms against 15.7–17.6, 20×6 17–21 against 18.6–20, 40×8 32–36 against 33;
-    17×6 18.5–21 against 16–18, 32×8 25.5–28.6 against 24–26; from K = 48 1.2–2.9×
-    faster) and float64's are 1.2–2× faster from K = 17."""
+    first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 and 6
+    from K = 17, 7 from 20, 8 from 22, in blocks of one row (float64's over two vectors),
+    where the float32 rows first match the 6×16 tile (dev/products_v30.md 31a, 31h, with
+    dW's passes and W's copy on lines: 17×5 15.3–15.8 ms against 15.7–17.6, 17×6 15.4–15.7
+    against 16.1–16.3, 20×7 18.1–18.2 against 18.1–18.2, 22×8 19.4 against 18.9–19.5;
+    18×7 17.6–17.8 against 14.8–16, 20×8 19.1 against 16.8–18.5; 24×8 16.8 against 19.7,
+    32×8 19.4–19.8 against 24–24.4, from K = 48 1.2–2.9× faster) and float64's are 1.2–2×
+    faster from K = 17."""
     if vector_bits == 256 and M >= 5:
-        return {5: 17, 8: 40}.get(M, 20)
+        return {7: 20, 8: 22}.get(M, 17)
     return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16, 8: 24}.get(M, 17)
 
 

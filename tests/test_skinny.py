@@ -295,7 +295,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_dots(512, 4, 7)" in _skinny._source(16, 4, 512)
     assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
     assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
-    assert "row_dots(512, 8, 7)" in _skinny._source(24, 8, 512)
+    assert "row_dots(512, 8, 7)" in _skinny._source(17, 8, 512)  # from K = 17 (31i)
     assert "row_dots(256, 4, 7)" in _skinny._source(16, 4, 256)
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
     assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
@@ -313,7 +313,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
                        (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
                        (16, 1, 128), (16, 5, 256), (16, 6, 256), (19, 7, 256), (21, 8, 256),
-                       (17, 9, 512), (23, 8, 512)):
+                       (17, 9, 512), (16, 8, 256)):
         assert not rowdots.applies(K, M, bits)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1) != wide and cpu.is_tiled(1000, 2) != wide
@@ -341,7 +341,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(14, 16, 512, np.float32, 0.5), (4, 9, 512, np.float64, 1.0), (12, 13, 512, np.float32, 0.0),
      (7, 16, 512, np.float64, 0.5), (14, 11, 512, np.float64, 0.0), (8, 12, 512, np.float32, 1.0)] + \
     [(17, 5, 256, np.float64, 1.0), (20, 6, 256, np.float32, 0.5), (41, 7, 256, np.float64, 0.0),
-     (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5)]
+     (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;

@@ -113,10 +113,12 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     x in 16 lanes are faster with AVX-512 (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 → 7.2–7.5; at
     16×3 and 16×4 these, 7.0–8.1 and 8.2–8.8 ms against 9.7–10.3), and as AVX2 a block of
     2 rows loses to the 6×16 tile where K leaves a partial vector of 8 (9×3 8.6 → 12.4 ms,
-    14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  M = 5 to 7
-    past K = 16 (rowvec.py's rows to 16) and M = 8 from K = 24: 10⁶×32×5 29 → 14.5 ms,
-    10⁶×20×5 19 → 14.4, 10⁵×256×8 29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level,
-    17×8 19.3 → 23.3 (blocks of 2 rows, a partial vector as dear as a whole one; 29g).  On
+    14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  M = 5 to 8
+    past K = 16 (rowvec.py's rows to 16): 10⁶×32×5 29 → 14.5 ms, 10⁶×20×5 19 → 14.4,
+    10⁵×256×8 29–32 → 17, 10⁶×24×6 22.5 → 17.7; 17×6 and 20×7 level (29g); M = 8 from
+    K = 24 until the rows' groups and W's copy on lines (17×8 had been 19.3 → 23.3, blocks
+    of 2 rows, a partial vector as dear as a whole one): now 10⁶×17×8 18.0 → 14.3 ms,
+    10⁶×23×8 20.6 → 15.9, float64 28.5 → 23.2 and 34.2 → 30.2 (dev/products_v30.md 31i).  On
     256-bit entries, with W's copy from M = 3 (30g), M = 4 from K = 16 (the 6×16 tile's time
     first: 10⁶×16×4 9.7 → 7.0 ms, 10⁶×32×4 23.4 → 11.3, 10⁵×256×4 23.5 → 9.3); M = 5 and 6
     from K = 17, 7 from 20, 8 from 22, in blocks of one row (float64's over two vectors),
@@ -128,7 +130,7 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     faster from K = 17."""
     if vector_bits == 256 and M >= 5:
         return {7: 20, 8: 22}.get(M, 17)
-    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16, 8: 24}.get(M, 17)
+    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16}.get(M, 17)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:

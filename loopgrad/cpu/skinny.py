@@ -61,7 +61,7 @@ def covers(K: int, M: int) -> bool:
     """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
     or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and with
     AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 14), K ≤ 3 (rowblocks.applies: blocks of 8 lanes,
-    M > 8) or M ≤ 8 past K = 8, 16, 17, 20 or 40 (rowdots.applies)."""
+    M > 8) or M ≤ 8 past K = 8, or from 16, 17, 20 or 22 (rowdots.applies)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M)
 
 

@@ -311,7 +311,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
         assert "copy=False" in past and "copy=False" not in within
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
-                       (15, 3, 512), (15, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
+                       (9, 3, 512), (9, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
                        (16, 1, 128), (16, 5, 256), (16, 6, 256), (19, 7, 256), (21, 8, 256),
                        (17, 9, 512), (16, 8, 256)):
         assert not rowdots.applies(K, M, bits)
@@ -341,7 +341,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(14, 16, 512, np.float32, 0.5), (4, 9, 512, np.float64, 1.0), (12, 13, 512, np.float32, 0.0),
      (7, 16, 512, np.float64, 0.5), (14, 11, 512, np.float64, 0.0), (8, 12, 512, np.float32, 1.0)] + \
     [(17, 5, 256, np.float64, 1.0), (20, 6, 256, np.float32, 0.5), (41, 7, 256, np.float64, 0.0),
-     (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5)]
+     (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5),
+     (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;

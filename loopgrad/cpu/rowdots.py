@@ -109,9 +109,12 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     29b, 29c): M = 1 from a row of a vector of float32 on 256-bit entries (K = 8:
     rowvec.py's 8×1 took 3.4 ms at 10⁶ rows as AVX2, these 2.1) and from K = 9 on 512-bit
     ones (10⁶×8×1 2.3–2.9 ms with LLVM's vectors of 16 rows, these 2.8–2.9); M = 2 past
-    K = 8 (to 8, rowvec.py's rows).  M = 3 and 4 from K = 16: below it rowvec.py's rows of
-    x in 16 lanes are faster with AVX-512 (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 → 7.2–7.5; at
-    16×3 and 16×4 these, 7.0–8.1 and 8.2–8.8 ms against 9.7–10.3), and as AVX2 a block of
+    K = 8 (to 8, rowvec.py's rows).  M = 3 and 4 from K = 16 on 256-bit entries, and with
+    AVX-512 M = 3 from K = 10 and M = 4 from 12: below, rowvec.py's rows of x in 16 lanes
+    had been faster (9×3 7.4–8.6 → 5.7–6.1 ms, 12×4 12 → 7.2–7.5; 29c), until the rows'
+    groups and W's copy on lines (10⁶×10×3 5.2–5.5 → 4.3–4.5, 10⁶×12×4 6.2–6.9 → 5.9–6.2,
+    10⁶×15×3 7.7–8.1 → 5.5–6.0; float64 12×4 10.6–11 → 9.7–9.8; at 9×3 float64 and at
+    11×4 float64 and 9×4 float32 slower: dev/products_v30.md 31j), and as AVX2 a block of
     2 rows loses to the 6×16 tile where K leaves a partial vector of 8 (9×3 8.6 → 12.4 ms,
     14×3 12 → 13; 15×3 level, 16×3 9.4–10.7 → 8.0–8.5, 17×3 15–16 → 14–15).  M = 5 to 8
     past K = 16 (rowvec.py's rows to 16): 10⁶×32×5 29 → 14.5 ms, 10⁶×20×5 19 → 14.4,
@@ -130,7 +133,8 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     faster from K = 17."""
     if vector_bits == 256 and M >= 5:
         return {7: 20, 8: 22}.get(M, 17)
-    return {1: 8 if vector_bits == 256 else 9, 2: 9, 3: 16, 4: 16}.get(M, 17)
+    wide = vector_bits >= 512
+    return {1: 9 if wide else 8, 2: 9, 3: 10 if wide else 16, 4: 12 if wide else 16}.get(M, 17)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:

@@ -30,12 +30,12 @@ dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores an
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
-K = 8, M = 3 and 4 from K = 16 (M = 4 on AVX2 within W's copy, K·M ≤ 4096) and M = 5–8
-past it (on AVX2 from K = 17 to 22 by M) within W's copy rowdots.py's, one module an M for
-every K (two at M = 3, 4: within W's copy and past it), where LLVM's vectors of rows
-(K ≤ 16) and the tiled kernels (mostly padding) ran at a half or less of the copy ceiling
-(dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g; dev/products_v29.md 30g;
-dev/products_v30.md 31a).
+K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; M = 4 on AVX2 within W's
+copy, K·M ≤ 4096) and M = 5–8 past it (on AVX2 from K = 17 to 22 by M) within W's copy
+rowdots.py's, one module an M for every K (two at M = 3, 4: within W's copy and past it),
+where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a
+half or less of the copy ceiling (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b,
+29g; dev/products_v29.md 30g; dev/products_v30.md 31a, 31h–31j).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for

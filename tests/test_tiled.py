@@ -74,10 +74,10 @@ def test_fresh_random_shapes_through_the_api(rng, dtype):
         N = int(rng.integers(1, 2500))
         K = int(rng.integers(cpu.TILED_MIN_K, 120))
         M = int(rng.integers(3, 120))
-        while not cpu.is_tiled(K, M):  # K, M ≤ 8: rows as vectors (AVX2, AVX-512)
+        while not cpu.is_tiled(K, M, dtype):  # K, M ≤ 8: rows as vectors (AVX2, AVX-512)
             M = int(rng.integers(3, 120))
         x, W, y = draw(rng, N, K, M, dtype, scale=float(rng.uniform(0.1, 10)))
-        assert cpu.is_tiled(K, M)
+        assert cpu.is_tiled(K, M, dtype)
         assert_matches_torch(loopgrad.grads(x, W, y), x, W, y)
 
 

@@ -52,7 +52,7 @@ def test_compile_then_nothing_compiles(tmp_path):
 def test_units_cover_every_family():
     units = cpu.warm_units(("float32",))
     skinny = [u for u in units if u[0] == "skinny"]
-    assert all(cpu.skinny.covers(K, M) for _, _, K, M, _ in skinny)
+    assert all(ds == ("float32",) and cpu.skinny.covers(K, M, ds[0]) for _, ds, K, M, _ in skinny)
     assert all(wants == (7, 2) for *_, wants in skinny)  # all three gradients, and W's alone
     small = sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))  # K·M ≤ 16
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
@@ -61,7 +61,7 @@ def test_units_cover_every_family():
     # M = 3 from K = 10 and M = 4 from 12; on AVX2 9 ≤ K ≤ 15 at M = 3, 4
     wide += 8 * 6 - 7 - 5 if bits >= 512 else 7 * 2 if bits == 256 else 0
     assert bits < 512 or [cpu.rowdots.min_k(bits, M) for M in (3, 4)] == [10, 12]
-    wide += 11 * 8 if bits >= 512 else 0  # and 4 ≤ K ≤ 14 at M = 9 to 16 (y's row in 16 lanes)
+    wide += 13 * 8 if bits >= 512 else 0  # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes)
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
@@ -76,6 +76,13 @@ def test_units_cover_every_family():
     tiles = [u[2] for u in units if u[0] == "tiled"]
     assert tiles and all(t.startswith("float32") for t in tiles)
     assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units
+    # float64's rows with y in 16 lanes stop at K = 14 (rowvec.Y_LONG_K): its units for K = 15,
+    # 16 at M = 9 to 16 name float32 alone, and float64 has none of them
+    both = [u for u in cpu.warm_units() if u[0] == "skinny"]
+    assert [u[1:4] for u in both if u[1] != ("float32", "float64")] == \
+        [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512]
+    assert len([u for u in cpu.warm_units(("float64",)) if u[0] == "skinny"]) == \
+        len(skinny) - (16 if bits >= 512 else 0)
 
 
 @pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],

@@ -17,7 +17,7 @@ has every gradient computed (one exception: where float32 sums overflow, see
     skinny.py   row kernels generated for one small (K, M): K·M ≤ 16, and on AVX2 and
                 AVX-512 K, M ≤ 8 (rowvec.py's, a vector a row, also below K·M = 16 where
                 rowvec.applies, past K = 8 x's row in 16 lanes, and with AVX-512 past
-                M = 8 y's row, K = 4 to 14), K ≤ 3 with
+                M = 8 y's row, K = 4 to 16 for float32 and to 14 for float64), K ≤ 3 with
                 M > 8 (rowblocks.py's, blocks of 8 lanes) and M = 1, 2 past K = 8, M = 3
                 and 4 from K = 16 (10, 12 with AVX-512), M = 5 to 8 past it (on AVX2
                 from K = 17 to 22)
@@ -84,9 +84,10 @@ _NAN = float("nan")
 _CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → row kernel: one lookup per call
 
 
-def is_tiled(K: int, M: int) -> bool:
-    """Whether an N×K×M problem goes to the tiled kernels rather than the row kernels."""
-    return K >= TILED_MIN_K and not skinny.covers(K, M)
+def is_tiled(K: int, M: int, dtype) -> bool:
+    """Whether an N×K×M problem with inputs of dtype goes to the tiled kernels rather than
+    the row kernels (the dtype matters at a few (K, M) only: rowvec.Y_LONG_K)."""
+    return K >= TILED_MIN_K and not skinny.covers(K, M, dtype)
 
 
 def narrow_rows(K: int, M: int, dtype) -> bool:
@@ -94,7 +95,7 @@ def narrow_rows(K: int, M: int, dtype) -> bool:
     arithmetic, whose rows return NaN where float32 sums could have overflowed or met inf
     and NaN, and the call then runs again on the same rows in float64 arithmetic
     (`_float64_rows`)."""
-    return dtype == np.float32 and skinny.along_row(K, M)
+    return dtype == np.float32 and skinny.along_row(K, M, dtype)
 
 
 def _float64_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int = WANT_ALL):
@@ -111,23 +112,21 @@ def describe(N: int, K: int, M: int, dtype) -> str:
     """The kernel an N×K×M call in dtype runs, in words (bench rows, bug reports)."""
     dtype = np.dtype(dtype)
     entry = machine.entry()
-    if is_tiled(K, M):
+    if is_tiled(K, M, dtype):
         name, variant, _, _ = tiled.plan(N, K, M, dtype)
         t = entry.tiles[variant]
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
-    if skinny.covers(K, M):
-        bits = entry.vector_bits
-        along = ", a vector a row" if rowvec.applies(K, M, bits) else \
-            ", blocks of 8 along a row" if rowblocks.applies(K, M, bits) else \
-            ", dot products along a row" if rowdots.applies(K, M, bits) else ""
+    if skinny.covers(K, M, dtype):
+        along = {rowvec: ", a vector a row", rowblocks: ", blocks of 8 along a row",
+                 rowdots: ", dot products along a row"}.get(skinny.family(K, M, dtype), "")
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"
 
 
 def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: int = WANT_ALL):
     """The row kernel `name` ("grads" or "loss") for dtype: generated for (K, M) and `want`
-    where skinny.covers(K, M) (10–25× faster), else the general one (rows.kernel's
+    where skinny.covers(K, M, dtype) (10–25× faster), else the general one (rows.kernel's
     arguments; pass it the same `want`).
 
     A parallel kernel not in the disk cache yet is compiled by a child process (1–2 s
@@ -151,7 +150,7 @@ def row_kernel(name: str, dtype, parallel: bool, K: int = 0, M: int = 0, want: i
 def _rows_cached(name: str, dtype, parallel: bool, K: int, M: int, want: int) -> bool:
     # whether _compile_rows would load the row kernel from the disk cache (or has it here);
     # RuntimeError where there is no writable folder for the generated source
-    return skinny.cached(name, K, M, dtype, parallel, want) if skinny.covers(K, M) \
+    return skinny.cached(name, K, M, dtype, parallel, want) if skinny.covers(K, M, dtype) \
         else rows.cached(name, dtype, parallel)
 
 
@@ -178,7 +177,7 @@ def _parallel_rows_ready(name: str, dtype, K: int, M: int, want: int) -> bool:
 
 def _compile_rows(name: str, dtype, parallel: bool, K: int, M: int, want: int):
     # the row kernel row_kernel picks, compiled or loaded now (compile_one runs it in a child)
-    if skinny.covers(K, M):
+    if skinny.covers(K, M, dtype):
         try:
             return skinny.kernel(name, K, M, dtype, parallel, want)
         except RuntimeError:  # no writable folder for the generated source
@@ -277,8 +276,8 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
     dW = gW if gW is not None else workspace.output((K, M) if want & WANT_DW else (0, 0), dt)
     dy = gy if gy is not None else workspace.output((N, M) if want & WANT_DY else (0, 0), dt)
     f = _NAN
-    # is_tiled(K, M), its cheap test first: 10×4×4 takes 3 µs
-    if K >= TILED_MIN_K and K * M > skinny.MAX_KM and not skinny.covers(K, M):
+    # is_tiled(K, M, dt), its cheap test first: 10×4×4 takes 3 µs
+    if K >= TILED_MIN_K and K * M > skinny.MAX_KM and not skinny.covers(K, M, dt):
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern, par = tiled_kernel(name, variant, par)
@@ -319,7 +318,7 @@ def loss(x, W, y) -> float:
     """f for validated arrays, summed in float64: the forward alone, no gradient work."""
     N, K = x.shape
     M = W.shape[1]
-    if is_tiled(K, M):
+    if is_tiled(K, M, x.dtype):
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         variant = tiled.variant(K, M, x.dtype)
         kern, par = tiled_kernel("loss", variant, par)
@@ -364,7 +363,8 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
-        units += [("skinny", dtypes, K, M, tuple(wants)) for K, M in skinny.shapes()]
+        units += [("skinny", ds, K, M, tuple(wants)) for K, M in skinny.shapes()
+                  if (ds := tuple(d for d in dtypes if skinny.covers(K, M, d)))]
     if "tiled" in families:
         tiles = machine.entry().tiles
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]

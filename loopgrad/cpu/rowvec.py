@@ -1,7 +1,7 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
-past M = 8 up to 16 with 4 ≤ K ≤ 14 on 512-bit ones (`applies`).
+past M = 8 up to 16 with 4 ≤ K ≤ 16 on 512-bit ones (float64 inputs to 14: `applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -65,6 +65,8 @@ gradients a call asks for.
 
 import functools
 
+import numpy as np
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -81,11 +83,12 @@ LONG = 16     # lanes of float32 in a 512-bit vector: x's row up to this past WI
 # float64 8×8 10.1 → 8.7; as AVX2 4×4 3.4 → 3.0; 1–4 KiB alike; dev/products_v26.md 27a)
 PF_BYTES = 2048
 NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
-# y's row in 16 lanes (M = 9 to 16, AVX-512) up to this K: at 15 and 16 float64's rows,
-# W's rows and columns two registers each, lost to the 8×16 tile (10⁶×16×16 23.5 → 27.7
-# ms, 10⁶×16×9 19.5 → 23; 14×12 and 12×16 level), though float32's won (10⁶×16×16
-# 13.5–16 → 12; dev/products_v30.md 31c, 31d)
-Y_LONG_K = 14
+# y's row in 16 lanes (M = 9 to 16, AVX-512) up to this K, by the inputs' dtype: float32's
+# rows to 16 (10⁶×16×16 13.8–14.2 → 12.3–12.9 ms, 10⁶×15×16 15.4–15.9 → 12.3–12.4 against
+# the 16×16 tile), float64's to 14: at 16 its rows, W's rows and columns two registers each,
+# lost to the 8×16 tile (10⁶×16×16 24.0 → 28.4, 10⁶×16×10 22.2 → 26.8), at 15 level
+# (dev/products_v30.md 31c, 31d; dev/products_v31.md 32a)
+Y_LONG_K = {"float32": 16, "float64": 14}
 # from this K, at M = 9 to 16, dW's sums by blocks of rows (`dw_rows`)
 DW_FROM = 9
 FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
@@ -115,7 +118,7 @@ def _load_volatile(builder, ptr, align=8):
     return instr
 
 
-def applies(K: int, M: int, vector_bits: int) -> bool:
+def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
     vector_bits (256 or more), K, M ≤ 8: past K·M = 16, where LLVM's vectors of rows would
     need more accumulators than there are registers; and below it where these rows, with
@@ -133,12 +136,18 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
     → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f).  On 512-bit
-    ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ Y_LONG_K (y's row in 16 lanes), which took the 16×16
-    tile: 10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16 14.8–15.5
-    → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0, 10⁶×9×9
-    18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d)."""
+    ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ Y_LONG_K[dtype] (y's row in 16 lanes), which took the
+    16×16 tile: 10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16
+    14.8–15.5 → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0,
+    10⁶×9×9 18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d).
+
+    The rows of an entry are the same for both dtypes but at that one bound: dtype, the
+    inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
+    are built for either (skinny.py's modules, which hold both dtypes' row functions, and
+    float32's exact rerun in float64 arithmetic)."""
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
-        return 4 <= K <= Y_LONG_K
+        return 4 <= K <= (max(Y_LONG_K.values()) if dtype is None
+                          else Y_LONG_K[np.dtype(dtype).name])
     if vector_bits < 256 or K > LONG or M > WIDE:
         return False
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)

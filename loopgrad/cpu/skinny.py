@@ -57,26 +57,37 @@ from . import chunks, intrinsics, jit, machine, rowblocks, rowdots, rowvec
 MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
 
-def covers(K: int, M: int) -> bool:
-    """Whether the (K, M) rows are generated here, on this CPU's table entry: K·M ≤ MAX_KM,
-    or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2 and AVX-512, and with
-    AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 14), K ≤ 3 (rowblocks.applies: blocks of 8 lanes,
-    M > 8) or M ≤ 8 past K = 8, or from 16, 17, 20 or 22 (rowdots.applies)."""
-    return 1 <= K * M <= MAX_KM or along_row(K, M)
+def covers(K: int, M: int, dtype=None) -> bool:
+    """Whether the (K, M) rows for inputs of dtype are generated here, on this CPU's table
+    entry: K·M ≤ MAX_KM, or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2
+    and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 16 for float32 and 14
+    for float64), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8,
+    or from 16, 17, 20 or 22 (rowdots.applies).  dtype None: for either dtype (whether
+    the (K, M) module exists)."""
+    return 1 <= K * M <= MAX_KM or along_row(K, M, dtype)
 
 
-def along_row(K: int, M: int) -> bool:
-    """Whether the (K, M) rows are rowvec.py's, rowblocks.py's or rowdots.py's on this CPU's
-    table entry (float32 inputs there take float32 arithmetic, and `kernel(..., exact=True)`)."""
-    return _along(K, M, machine.entry().vector_bits) is not None
+def along_row(K: int, M: int, dtype=None) -> bool:
+    """Whether the (K, M) rows for inputs of dtype (None: either) are rowvec.py's,
+    rowblocks.py's or rowdots.py's on this CPU's table entry (float32 inputs there take
+    float32 arithmetic, and `kernel(..., exact=True)`)."""
+    return family(K, M, dtype) is not None
 
 
-def _along(K: int, M: int, vector_bits: int):
-    # the module of intrinsics that builds the (K, M) rows along the row, or None
-    for mod in (rowdots, rowblocks, rowvec):
-        if mod.applies(K, M, vector_bits):
-            return mod
-    return None
+def family(K: int, M: int, dtype=None):
+    """The module of intrinsics (rowvec, rowblocks or rowdots) that builds the (K, M) rows
+    for inputs of dtype (None: either) along the row on this CPU's table entry, or None."""
+    return _along(K, M, machine.entry().vector_bits, dtype)
+
+
+def _along(K: int, M: int, vector_bits: int, dtype=None):
+    # the module of intrinsics that builds the (K, M) rows along the row for inputs of
+    # dtype (None: either), or None; only rowvec.py's bounds depend on the dtype
+    if rowdots.applies(K, M, vector_bits):
+        return rowdots
+    if rowblocks.applies(K, M, vector_bits):
+        return rowblocks
+    return rowvec if rowvec.applies(K, M, vector_bits, dtype) else None
 
 
 def _one(K: int, M: int) -> tuple:

@@ -423,11 +423,11 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     h_big[0][5, 0], h_big[1][0, 0] = 1e20, 1e20
     dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     dx_big[2][7, min(1, M - 1)], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
-    from loopgrad.cpu import rowvec
+    from loopgrad.cpu import rowblocks
     for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: 256 only
         grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
-        # (dW's float32 sums: rowvec.py's; rowblocks.py and rowdots.py sum it in float64)
-        for case in ([(x, W, y)] if _skinny._along(K, M, bits) is rowvec else []) + \
+        # (dW's float32 sums: rowvec.py's and rowdots.py's; rowblocks.py sums it in float64)
+        for case in ([(x, W, y)] if _skinny._along(K, M, bits) is not rowblocks else []) + \
                 [h_big, dx_big]:
             assert np.isnan(grads(True, *case, 0.5, 128)[0][0]), bits
         ok = [np.full(s, 0.5, np.float32) for s in ((N, K), (K, M), (N, M))]

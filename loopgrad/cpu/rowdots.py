@@ -57,10 +57,14 @@ vectors (256 or 512; pointers to x's dtype, dW_part float64, zeroed here): rows
 
 The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
 float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
-the float64 sum of the exact z²).  dW's sums are float64, each x[n,k]·g[n,m] in float64
-(exact for float32 inputs: one FMA), so for float32 inputs rowvec.guarded checks f and
-dx's bound only, and a chunk that fails it returns NaN (loopgrad.cpu runs the call again
-with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
+the float64 sum of the exact z²).  dW's sums are float64 across a chunk's groups; within
+a group float32 arithmetic sums its rows' x[n,k]·g[n,m] from 0 by FMAs (the tiled kernels'
+rule, over 5 to 16 rows where they take 128 or more), float64 arithmetic adds them to the
+chunk's sums one by one (dW's float64 FMAs had been half the rows' work at short rows:
+10⁶×24×6 13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7;
+dev/products_v31.md 32b).  For float32 inputs rowvec.guarded checks f, dx's bound and
+every dW sum of the chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu
+runs the call again with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
 ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows go past the
 caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last partial
 vector in 16-byte parts (a line written both streamed and by a masked store is flushed
@@ -89,9 +93,9 @@ MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L 
 # 18.4, 10⁶×20×4 11.2 → 9.5; M = 2 level: dev/products_v29.md 30g)
 COPIED = 4096
 COPY_FROM = 3
-# A group's blocks run h, z, g and dy, then its dx, then its dW, whose float64 sums of a
-# vector of x's row stay in registers over the group's rows: loaded from and stored to the
-# chunk's partial once a group.  Rows of more than SHORT_ROW bytes go in groups of GROUP
+# A group's blocks run h, z, g and dy, then its dx, then its dW, whose sums of a vector of
+# x's row stay in registers over the group's rows: added to (float32 arithmetic's) or
+# loaded from and stored to (float64's) the chunk's partial once a group.  Rows of more than SHORT_ROW bytes go in groups of GROUP
 # rows from M = 6, or where a block is one row: at M = 8 a block's 16 stores a vector of
 # x's row were dW's bound (10⁶×32×8 18.5–19 → 16.2–16.4 ms, 30c); with fewer sums a row
 # the stores are not the bound, and groups measured slower where memory sets the pace
@@ -313,7 +317,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         dw_tail = [cgutils.alloca_once_value(builder, zero64) for _ in range(M)]
         sums = [cgutils.alloca_once(builder, vd) for _ in range(M)]
         gsp = cgutils.alloca_once(builder, ct, size=S_most * R * M + L)  # a group's g: dx's
-        gsp64 = cgutils.alloca_once(builder, d, size=S_most * R * M + L)  # and dW's
+        gsp64 = gsp if thin else cgutils.alloca_once(  # and dW's (float64 arithmetic's;
+            builder, d, size=S_most * R * M + L)       # float32's sums take dx's)
 
         def g_of(row, m, p):  # g[row, m] (row in p's block or group), broadcast
             at_g = builder.add(builder.mul(row, i64(M)), i64(m))
@@ -365,7 +370,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
             g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
             store(g, gsp, builder.mul(b, i64(R * M)), None)
-            if wdw:
+            if wdw and not thin:
                 store(wide(g, d), gsp64, builder.mul(b, i64(R * M)), None)
 
         def dx_rows(r0, count):
@@ -416,23 +421,44 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             else:  # up to 16 rows a block, each row's lines in order
                 by_rows()
 
-        # dW's columns in passes over a group's rows, each pass's float64 sums in at most 16
-        # of AVX-512's 32 registers and 12 of AVX2's 16: at M = 7, 8 on AVX2 two passes,
-        # where 14 or 16 registers of sums spilled (in L2 256×8 690–730 → 580–620 cycles a
-        # row, 64×8 230–275 → 200–225; dev/products_v30.md 31b)
-        per_reg = max(1, L * 64 // vector_bits)  # registers a column's sums take
+        # dW's columns in passes over a group's rows, each pass's sums in at most 16 of
+        # AVX-512's 32 registers and 12 of AVX2's 16: float64 arithmetic's at M = 7, 8 on
+        # AVX2 in two passes, where 14 or 16 registers of sums spilled (in L2 256×8 690–730
+        # → 580–620 cycles a row, 64×8 230–275 → 200–225; dev/products_v30.md 31b); float32
+        # arithmetic's sums, a register a column, in one
+        per_reg = max(1, L * (32 if thin else 64) // vector_bits)  # registers a column's sums
         npass = -(-M * per_reg // (16 if vector_bits >= 512 else 12))
         dw_passes = [range(M * p // npass, M * (p + 1) // npass) for p in range(npass)]
 
         def dw_rows(r0, count, ahead=None):
             # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in
-            # order: M vectors of float64 sums in registers for S·R rows (30c); the last
-            # partial vector's sums stay in registers across groups.  ahead: x's elements
+            # order: M vectors of sums in registers for S·R rows (30c; float32 arithmetic's
+            # from 0, then added to the float64 sums, 32b); the last partial vector's float64
+            # sums stay in registers across groups.  ahead: x's elements
             # that far on are prefetched (a whole group's: the next group's rows, which
             # no load asks for while dW's rows run)
             def update(j, mask):
                 # whole vectors' sums wait in the partial column by column
                 at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
+                if thin:  # float32 sums over the group's rows from 0, then into float64's
+                    part = [cgutils.alloca_once_value(builder, zero) for _ in range(M)]
+                    for p, cols in enumerate(dw_passes):
+                        with cgutils.for_range(builder, count) as q:
+                            at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
+                            if ahead and p == 0:
+                                _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
+                            xv = load(x, at_x, mask)
+                            for m in cols:
+                                builder.store(madd(xv, g_of(q.index, m, gsp),
+                                                   builder.load(part[m])), part[m])
+                    for m in range(M):
+                        v = wide(builder.load(part[m]), d)
+                        if mask is None:
+                            store(builder.fadd(load(dwp, at_j[m], None, vd), v), dwp, at_j[m],
+                                  None)
+                        else:
+                            builder.store(builder.fadd(builder.load(dw_tail[m]), v), dw_tail[m])
+                    return
                 if mask is None:
                     for sm, at_m in zip(sums, at_j):
                         builder.store(load(dwp, at_m, None, vd), sm)
@@ -493,7 +519,17 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             return total
         # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
         # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
-        return guarded(builder, total, W, builder.mul(K, i64(M)))
+        if not wdw:
+            return guarded(builder, total, W, builder.mul(K, i64(M)))
+        # and dW's float32 sums not overflowed: Σ (s − s) over the chunk's partial, 0 where
+        # every sum is finite, else NaN
+        bad = cgutils.alloca_once_value(builder, d(0.0))
+        with cgutils.for_range(builder, builder.mul(K, i64(M))) as e:
+            s_e = builder.load(builder.gep(dwp, [e.index]))
+            builder.store(builder.fadd(builder.load(bad), builder.fsub(s_e, s_e)), bad)
+        return guarded(builder, total, W, builder.mul(K, i64(M)),
+                       [builder.insert_element(ir.Constant(ir.VectorType(d, 1), None),
+                                               builder.load(bad), i32(0))])
 
     if loss:
         @intrinsic

@@ -283,8 +283,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert cpu.is_tiled(17, 9, dt) and cpu.is_tiled(4, 17, dt) and not cpu.is_tiled(4, 4, dt)
         assert cpu.is_tiled(4, 9, dt) != avx512  # y's row in 16 lanes
         for K in (9, 17):  # 16 lanes of x's row; dot products past K = 16 (AVX-512; AVX2's
-            assert cpu.is_tiled(K, 8, dt) != avx512  # M = 8 from K = 22)
-        assert cpu.is_tiled(24, 8, dt) != wide and cpu.is_tiled(21, 8, dt) != avx512
+            assert cpu.is_tiled(K, 8, dt) != avx512  # M = 8 from K = 20)
+        assert cpu.is_tiled(24, 8, dt) != wide and cpu.is_tiled(19, 8, dt) != avx512
         for K, M in ((15, 9), (16, 16)):  # y's row in 16 lanes: float64's stop at K = 14
             assert cpu.is_tiled(K, M, dt) == (dt == np.float64 or not avx512)
             assert ("a vector a row" in cpu.describe(10, K, M, dt)) != cpu.is_tiled(K, M, dt)
@@ -310,7 +310,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
     assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
     assert rowdots.applies(1025, 4, 512) and rowdots.applies(5000, 3, 256)  # W shuffled
-    for K, M in ((17, 5), (17, 6), (20, 7), (22, 8), (512, 8), (819, 5)):  # AVX2's M = 5 to 8
+    for K, M in ((16, 5), (16, 6), (18, 7), (20, 8), (512, 8), (819, 5)):  # AVX2's M = 5 to 8
         assert rowdots.applies(K, M, 256) and f"row_dots(256, {M}, 7)" in _skinny._source(K, M, 256)
     assert not rowdots.applies(513, 8, 256) and not rowdots.applies(820, 5, 256)
     for M in (1, 2):  # one module an M (M = 5 to 8: K up to COPIED // M)
@@ -321,10 +321,11 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
         assert "copy=False" in past and "copy=False" not in within
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
-                       (9, 3, 512), (9, 4, 512), (15, 3, 256), (16, 5, 512), (16, 8, 512),
-                       (16, 1, 128), (16, 5, 256), (16, 6, 256), (19, 7, 256), (21, 8, 256),
+                       (9, 3, 512), (9, 4, 512), (15, 3, 256), (15, 5, 512), (16, 8, 512),
+                       (16, 1, 128), (15, 5, 256), (15, 6, 256), (17, 7, 256), (19, 8, 256),
                        (17, 9, 512), (16, 8, 256)):
         assert not rowdots.applies(K, M, bits)
+    assert rowdots.applies(16, 5, 512) and rowdots.applies(16, 7, 512)  # from K = 16 (32c)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1, np.float32) != wide and cpu.is_tiled(1000, 2, np.float64) != wide
 

@@ -58,16 +58,16 @@ def test_units_cover_every_family():
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
     bits = cpu.machine.entry().vector_bits
     # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), but rowdots.py's
-    # M = 3 from K = 10 and M = 4 from 12; on AVX2 9 ≤ K ≤ 15 at M = 3, 4
-    wide += 8 * 6 - 7 - 5 if bits >= 512 else 7 * 2 if bits == 256 else 0
-    assert bits < 512 or [cpu.rowdots.min_k(bits, M) for M in (3, 4)] == [10, 12]
+    # M = 3 from K = 10, M = 4 from 12 and M = 5 to 7 at 16; on AVX2 9 ≤ K ≤ 15 at M = 3, 4
+    wide += 8 * 6 - 7 - 5 - 3 if bits >= 512 else 7 * 2 if bits == 256 else 0
+    assert bits < 512 or [cpu.rowdots.min_k(bits, M) for M in (3, 4, 5, 6, 7)] == [10, 12] + [16] * 3
     wide += 13 * 8 if bits >= 512 else 0  # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes)
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
     # for each other M it takes
     dots = cpu.skinny.MAX_KM - cpu.rowdots.min_k(bits) \
-        - sum(cpu.rowdots.applies(16, M, bits) for M in cpu.rowdots.MS[1:])
+        - sum(cpu.rowdots.applies(16, M, bits) for M in (2, 3, 4))
     dots -= sum(cpu.rowdots.applies(cpu.rowdots.min_k(bits, M), M, bits)  # M = 5–8 past K = 16
                 for M in range(5, 9))
     dots -= sum(cpu.rowdots.applies(cpu.rowdots.COPIED // M + 1, M, bits)  # M = 3, 4 past W's

@@ -19,8 +19,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
                 rowvec.applies, past K = 8 x's row in 16 lanes, and with AVX-512 past
                 M = 8 y's row, K = 4 to 16 for float32 and to 14 for float64), K ≤ 3 with
                 M > 8 (rowblocks.py's, blocks of 8 lanes) and M = 1, 2 past K = 8, M = 3
-                and 4 from K = 16 (10, 12 with AVX-512), M = 5 to 8 past it (on AVX2
-                from K = 17 to 22)
+                and 4 from K = 16 (10, 12 with AVX-512), M = 5 to 8 from 16 or 17 (on
+                AVX2 from K = 16 to 20)
                 (rowdots.py's, dot products along the row)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 

@@ -134,11 +134,19 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     against 16.1–16.3, 20×7 18.1–18.2 against 18.1–18.2, 22×8 19.4 against 18.9–19.5;
     18×7 17.6–17.8 against 14.8–16, 20×8 19.1 against 16.8–18.5; 24×8 16.8 against 19.7,
     32×8 19.4–19.8 against 24–24.4, from K = 48 1.2–2.9× faster) and float64's are 1.2–2×
-    faster from K = 17."""
+    faster from K = 17.  Since dW's float32 sums (dev/products_v31.md 32b) one K lower on
+    both entries at M = 5 to 7 and two on AVX2 at 7 and 8, where both dtypes are faster
+    (32c): natively 10⁶×16×5 7.7–8.1 → 6.8 ms, float64 15.1–15.3 → 12.4–12.7, 16×6 and
+    16×7 float32 level, float64 16.1 → 13.8 and 16.5 → 14.6; as AVX2 10⁶×16×5 10.0–10.4 →
+    8.6, 16×6 10.5–10.7 → 9.3–9.4, 18×7 15.6–16.4 → 15.2–15.3, 20×8 17.4–18.3 → 16.2–16.4,
+    float64 26 → 13.4–13.8, 27–34 → 15, 31 → 26, 31 → 30.  (Lower K wins for float32 alone
+    and loses for float64, e.g. natively 9×3, 11×4, 13×5 and 15×5: the route is by shape
+    there.)"""
     if vector_bits == 256 and M >= 5:
-        return {7: 20, 8: 22}.get(M, 17)
+        return {7: 18, 8: 20}.get(M, 16)
     wide = vector_bits >= 512
-    return {1: 9 if wide else 8, 2: 9, 3: 10 if wide else 16, 4: 12 if wide else 16}.get(M, 17)
+    return {1: 9 if wide else 8, 2: 9, 3: 10 if wide else 16, 4: 12 if wide else 16,
+            8: 17}.get(M, 16)
 
 
 def applies(K: int, M: int, vector_bits: int) -> bool:

@@ -132,7 +132,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     → 7.9–8.1, 10⁶×12×6 12 → 7.6–8.5; 16×8 12.3–12.5 → 10.6–11.1), and rowdots.py's M = 3
     and 4 below K = 16 (9×3 7.4–8.6 → 5.7–6.1, 12×4 12 → 7.2–7.5; dev/products_v28.md
     29c), which from K = 10 at M = 3 and 12 at M = 4 are faster since and are taken first
-    (skinny.py; dev/products_v30.md 31j).  On 256-bit ones
+    (skinny.py; dev/products_v30.md 31j), as are its M = 5 to 7 at K = 16 (dev/products_v31.md
+    32c).  On 256-bit ones
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
     → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f).  On 512-bit

@@ -59,12 +59,12 @@ The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a 
 float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
 the float64 sum of the exact z²).  dW's sums are float64 across a chunk's groups; within
 a group float32 arithmetic sums its rows' x[n,k]·g[n,m] from 0 by FMAs (the tiled kernels'
-rule, over 5 to 16 rows where they take 128 or more), float64 arithmetic adds them to the
-chunk's sums one by one (dW's float64 FMAs had been half the rows' work at short rows:
-10⁶×24×6 13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7;
-dev/products_v31.md 32b).  For float32 inputs rowvec.guarded checks f, dx's bound and
-every dW sum of the chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu
-runs the call again with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
+rule, over 3 to 16 rows where they take 256), float64 arithmetic adds them to the chunk's
+sums one by one (dW's float64 FMAs had been half the rows' work at short rows: 10⁶×24×6
+13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7; dev/products_v31.md
+32b).  For float32 inputs rowvec.guarded checks f, dx's bound and every dW sum of the
+chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu runs the call again
+with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
 ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows go past the
 caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last partial
 vector in 16-byte parts (a line written both streamed and by a masked store is flushed
@@ -95,8 +95,8 @@ COPIED = 4096
 COPY_FROM = 3
 # A group's blocks run h, z, g and dy, then its dx, then its dW, whose sums of a vector of
 # x's row stay in registers over the group's rows: added to (float32 arithmetic's) or
-# loaded from and stored to (float64's) the chunk's partial once a group.  Rows of more than SHORT_ROW bytes go in groups of GROUP
-# rows from M = 6, or where a block is one row: at M = 8 a block's 16 stores a vector of
+# loaded from and stored to (float64's) the chunk's partial once a group.  Rows of more
+# than SHORT_ROW bytes go in groups of GROUP rows from M = 6, or where a block is one row: at M = 8 a block's 16 stores a vector of
 # x's row were dW's bound (10⁶×32×8 18.5–19 → 16.2–16.4 ms, 30c); with fewer sums a row
 # the stores are not the bound, and groups measured slower where memory sets the pace
 # (10⁵×256×4 10.6 → 11.7–12.2 ms, float64 10⁵×256×3 13.3 → 14.8–15.4).  Shorter rows, in
@@ -442,9 +442,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             # dW[j:j+L, m] += x[n, j:j+L]·g[n, m] over a group's rows [r0, r0 + count) in
             # order: M vectors of sums in registers for S·R rows (30c; float32 arithmetic's
             # from 0, then added to the float64 sums, 32b); the last partial vector's float64
-            # sums stay in registers across groups.  ahead: x's elements
-            # that far on are prefetched (a whole group's: the next group's rows, which
-            # no load asks for while dW's rows run)
+            # sums stay in registers across groups.  ahead: x's elements that far on are
+            # prefetched (a whole group's: the next group's rows, which no load asks for
+            # while dW's rows run)
             def update(j, mask):
                 # whole vectors' sums wait in the partial column by column
                 at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
@@ -525,8 +525,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         total = _across(builder, builder.load(f))  # f's lanes in halves
         if not thin:
             return total
-        # float32's guard (rowvec.py's, dW's sums being float64 here): NaN unless the chunk's
-        # f is finite and 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
+        # float32's guard (rowvec.py's): NaN unless the chunk's f is finite and
+        # 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value
         if not wdw:
             return guarded(builder, total, W, builder.mul(K, i64(M)))
         # and dW's float32 sums not overflowed: Σ (s − s) over the chunk's partial, 0 where

@@ -166,10 +166,10 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
     # compiled here as the kernels compile them (whatever this machine's entry is: 512-bit
     # code runs on an AVX2 machine too, its vectors split in two), and a
     # grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
-    mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", _skinny._source(K, M, bits, want))
-    dt = np.dtype(dtype)
+    dt = np.dtype(dtype)  # the dtype's rows (at 9×3 with AVX-512 float32's are rowdots.py's)
+    mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", _skinny._source(K, M, bits, want, dt))
     with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(K, M)):
-        fm = _skinny.fastmath(K, M, bits)
+        fm = _skinny.fastmath(K, M, bits, dt)
         row = cfunc(chunks.row_signature("grads", dt), fastmath=fm)(mod.rows)
         loss = cfunc(chunks.row_signature("loss", dt), fastmath=fm)(mod.rows_loss)
 
@@ -269,7 +269,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (15, 9, 512), (16, 16, 512)):  # K = 15, 16 past M = 8: float32 only
         assert rowvec.applies(K, M, bits) and rowvec.applies(K, M, bits, np.float32)
         assert rowvec.applies(K, M, bits, np.float64) == (K <= 14 or M <= 8)
-        assert "row_vectors" in _skinny._source(K, M, bits)
+        dt = np.float64 if K <= 14 or M <= 8 else np.float32  # (9×3: float32's dot products)
+        assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
                        (12, 6, 256), (17, 5, 512), (17, 9, 512), (4, 17, 512), (16, 4, 256),
@@ -320,11 +321,18 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert within == _skinny._source(rowdots.COPIED // M, M, bits, 7) and within != past
         assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
         assert "copy=False" in past and "copy=False" not in within
-    for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (11, 4, 512), (15, 4, 256),
-                       (9, 3, 512), (9, 4, 512), (15, 3, 256), (15, 5, 512), (16, 8, 512),
+    for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (12, 5, 512), (12, 4, 256),
+                       (8, 3, 512), (8, 4, 512), (12, 3, 256), (16, 8, 512),
                        (16, 1, 128), (15, 5, 256), (15, 6, 256), (17, 7, 256), (19, 8, 256),
                        (17, 9, 512), (16, 8, 256)):
         assert not rowdots.applies(K, M, bits)
+    # float32 alone from a lower K at M = 3 to 5 (32e), where float64 keeps rowvec.py's rows
+    for K, M, bits in ((9, 3, 512), (9, 4, 512), (11, 4, 512), (13, 5, 512), (15, 5, 512),
+                       (13, 3, 256), (15, 4, 256)):
+        assert rowdots.applies(K, M, bits, np.float32) and rowdots.applies(K, M, bits)
+        assert not rowdots.applies(K, M, bits, np.float64)
+        assert "row_dots" in _skinny._source(K, M, bits, dtype=np.float32)
+        assert "row_vectors" in _skinny._source(K, M, bits, dtype=np.float64)
     assert rowdots.applies(16, 5, 512) and rowdots.applies(16, 7, 512)  # from K = 16 (32c)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1, np.float32) != wide and cpu.is_tiled(1000, 2, np.float64) != wide

@@ -57,10 +57,15 @@ def test_units_cover_every_family():
     small = sum(cpu.skinny.MAX_KM // K for K in range(1, cpu.skinny.MAX_KM + 1))  # K·M ≤ 16
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
     bits = cpu.machine.entry().vector_bits
-    # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), but rowdots.py's
-    # M = 3 from K = 10, M = 4 from 12 and M = 5 to 7 at 16; on AVX2 9 ≤ K ≤ 15 at M = 3, 4
-    wide += 8 * 6 - 7 - 5 - 3 if bits >= 512 else 7 * 2 if bits == 256 else 0
-    assert bits < 512 or [cpu.rowdots.min_k(bits, M) for M in (3, 4, 5, 6, 7)] == [10, 12] + [16] * 3
+    # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), on AVX2 9 ≤ K ≤ 15
+    # at M = 3, 4, but for the K that float32's dot products take (rowdots.min_k)
+    last = 16 if bits >= 512 else 15
+    dotted = sum(max(0, last + 1 - cpu.rowdots.min_k(bits, M, "float32")) for M in range(3, 9))
+    wide += 8 * 6 - dotted if bits >= 512 else 7 * 2 - dotted if bits == 256 else 0
+    assert bits < 512 or [cpu.rowdots.min_k(bits, M, "float32") for M in range(3, 9)] == \
+        [9, 9, 13, 16, 16, 17]
+    assert bits < 512 or [cpu.rowdots.min_k(bits, M, "float64") for M in range(3, 9)] == \
+        [10, 12, 16, 16, 16, 17]
     wide += 13 * 8 if bits >= 512 else 0  # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes)
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
@@ -77,12 +82,21 @@ def test_units_cover_every_family():
     assert tiles and all(t.startswith("float32") for t in tiles)
     assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units
     # float64's rows with y in 16 lanes stop at K = 14 (rowvec.Y_LONG_K): its units for K = 15,
-    # 16 at M = 9 to 16 name float32 alone, and float64 has none of them
+    # 16 at M = 9 to 16 name float32 alone; where float32 alone takes the dot products (9×3
+    # with AVX-512), one unit holds both dtypes' modules, float32's rowdots.py's and float64's
+    # rowvec.py's, and float64's dot products have a unit of their own at their first K
     both = [u for u in cpu.warm_units() if u[0] == "skinny"]
-    assert [u[1:4] for u in both if u[1] != ("float32", "float64")] == \
+    assert [u[1:4] for u in both if u[1] == ("float32",)] == \
         [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512]
-    assert len([u for u in cpu.warm_units(("float64",)) if u[0] == "skinny"]) == \
-        len(skinny) - (16 if bits >= 512 else 0)
+    for _, ds, K, M, _ in both:  # each (K, M) names its module for each dtype it lists
+        assert ds and all((K, M) in cpu.skinny.shapes(d) for d in ds)
+    for d in ("float32", "float64"):  # and every module of a dtype has a unit
+        assert {(K, M) for _, ds, K, M, _ in both if d in ds} == set(cpu.skinny.shapes(d))
+    if bits >= 512:
+        assert ("skinny", ("float32", "float64"), 9, 3, (7, 2)) in both
+        assert ("skinny", ("float64",), 10, 3, (7, 2)) in both
+        assert ("a vector a row" in cpu.describe(10, 9, 3, "float64")) and \
+            ("dot products" in cpu.describe(10, 9, 3, "float32"))
 
 
 @pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],

@@ -19,8 +19,9 @@ has every gradient computed (one exception: where float32 sums overflow, see
                 rowvec.applies, past K = 8 x's row in 16 lanes, and with AVX-512 past
                 M = 8 y's row, K = 4 to 16 for float32 and to 14 for float64), K ≤ 3 with
                 M > 8 (rowblocks.py's, blocks of 8 lanes) and M = 1, 2 past K = 8, M = 3
-                and 4 from K = 16 (10, 12 with AVX-512), M = 5 to 8 from 16 or 17 (on
-                AVX2 from K = 16 to 20)
+                and 4 from K = 16 (10, 12 with AVX-512; float32 from 9, on AVX2 13),
+                M = 5 to 8 from 16 or 17 (on AVX2 from K = 16 to 20; float32 M = 5 with
+                AVX-512 from 13)
                 (rowdots.py's, dot products along the row)
     tiled.py    register-tiled products: K ≥ 4 and K·M > 16, but for those
 
@@ -363,8 +364,9 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
+        mine = {d: set(skinny.shapes(d)) for d in dtypes}  # a dtype's modules' (K, M)
         units += [("skinny", ds, K, M, tuple(wants)) for K, M in skinny.shapes()
-                  if (ds := tuple(d for d in dtypes if skinny.covers(K, M, d)))]
+                  if (ds := tuple(d for d in dtypes if (K, M) in mine[d]))]
     if "tiled" in families:
         tiles = machine.entry().tiles
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]

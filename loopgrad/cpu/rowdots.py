@@ -74,6 +74,7 @@ has the same bits whichever gradients a call asks for.
 
 import functools
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -107,7 +108,7 @@ SHORT_ROW = 256
 SHORT_GROUP = 16
 
 
-def min_k(vector_bits: int, M: int = 1) -> int:
+def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     """The least K these rows take on an entry of vector_bits for M outputs, as measured
     against the kernels they replace (dev/products_v27.md 28b, 28d; dev/products_v28.md
     29b, 29c): M = 1 from a row of a vector of float32 on 256-bit entries (K = 8:
@@ -141,7 +142,16 @@ def min_k(vector_bits: int, M: int = 1) -> int:
     8.6, 16×6 10.5–10.7 → 9.3–9.4, 18×7 15.6–16.4 → 15.2–15.3, 20×8 17.4–18.3 → 16.2–16.4,
     float64 26 → 13.4–13.8, 27–34 → 15, 31 → 26, 31 → 30.  (Lower K wins for float32 alone
     and loses for float64, e.g. natively 9×3, 11×4, 13×5 and 15×5: the route is by shape
-    there.)"""
+    there.)
+
+    By the inputs' dtype (None: the least of the two, the first K of the module both
+    share): float32 inputs, whose dW sums are float32 since 32b, take M = 3 and 4 from
+    K = 9 with AVX-512 and 13 on AVX2, and 5 from 13 with AVX-512, where float64's rows
+    stay rowvec.py's (dev/products_v31.md 32e)."""
+    if dtype is None:
+        return min(min_k(vector_bits, M, d) for d in ("float32", "float64"))
+    if np.dtype(dtype) == np.float32 and (M in (3, 4) or (M == 5 and vector_bits >= 512)):
+        return {3: 9, 4: 9, 5: 13}[M] if vector_bits >= 512 else 13
     if vector_bits == 256 and M >= 5:
         return {7: 18, 8: 20}.get(M, 16)
     wide = vector_bits >= 512
@@ -149,14 +159,14 @@ def min_k(vector_bits: int, M: int = 1) -> int:
             8: 17}.get(M, 16)
 
 
-def applies(K: int, M: int, vector_bits: int) -> bool:
+def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits: M in MS and K ≥ min_k, on 256- and 512-bit vectors, within W's copy of
+    vector_bits and inputs of dtype (None: either): M in MS and K ≥ min_k, on 256- and 512-bit vectors, within W's copy of
     COPIED elements from M = 5 and at M = 4 on 256-bit entries (there the shuffles of
     longer rows were slower than the tiles: 29e); where it applies, it is taken before
     rowvec.py's rows (skinny.py)."""
     return vector_bits >= 256 and M in MS \
-        and K >= min_k(vector_bits, M) \
+        and K >= min_k(vector_bits, M, dtype) \
         and (M <= 3 or (M == 4 and vector_bits >= 512) or K * M <= COPIED)
 
 
@@ -166,10 +176,10 @@ def copies(K: int, M: int) -> bool:
     return M >= COPY_FROM and K * M <= COPIED
 
 
-def module_k(K: int, M: int, vector_bits: int) -> int:
+def module_k(K: int, M: int, vector_bits: int, dtype=None) -> int:
     """The first K of the module that takes the (K, M) rows: min_k, or at M = 3, 4 past
     W's copy (`copies`) the first K past it."""
-    k0 = min_k(vector_bits, M)
+    k0 = min_k(vector_bits, M, dtype)
     return k0 if copies(K, M) == copies(k0, M) else COPIED // M + 1
 
 

@@ -30,7 +30,8 @@ dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores an
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
-K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; M = 4 on AVX2 within W's
+K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
+AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's
 copy, K·M ≤ 4096) and M = 5–8 from K = 16 (M = 8 from 17; on AVX2 from 16 to 20 by M)
 within W's copy rowdots.py's, one module an M for every K (two at M = 3, 4: within W's
 copy and past it), where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a
@@ -82,36 +83,42 @@ def family(K: int, M: int, dtype=None):
 
 def _along(K: int, M: int, vector_bits: int, dtype=None):
     # the module of intrinsics that builds the (K, M) rows along the row for inputs of
-    # dtype (None: either), or None; only rowvec.py's bounds depend on the dtype
-    if rowdots.applies(K, M, vector_bits):
+    # dtype (None: either), or None; rowvec.py's and rowdots.py's bounds depend on the dtype
+    if rowdots.applies(K, M, vector_bits, dtype):
         return rowdots
     if rowblocks.applies(K, M, vector_bits):
         return rowblocks
     return rowvec if rowvec.applies(K, M, vector_bits, dtype) else None
 
 
-def _one(K: int, M: int) -> tuple:
-    # the (K, M) whose module (K, M) shares: every M of rowblocks' K shares one (M a run-time
-    # value), every K of rowdots' M one (K a run-time value)
-    mod = _along(K, M, machine.entry().vector_bits)
+def _one(K: int, M: int, dtype=None) -> tuple:
+    # the (K, M) whose module the (K, M) rows for inputs of dtype share: every M of
+    # rowblocks' K shares one (M a run-time value), every K of rowdots' M one (K a run-time
+    # value, the module named by the dtype's first K: where float32 takes the dot products
+    # from a lower K than float64, the two dtypes' (K, M) there are different modules)
+    mod = _along(K, M, machine.entry().vector_bits, dtype)
     if mod is rowblocks:
         return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
     if mod is rowdots:  # one module an M, two at M = 3, 4: K·M within W's copy and past it
-        return rowdots.module_k(K, M, machine.entry().vector_bits), M
+        return rowdots.module_k(K, M, machine.entry().vector_bits, dtype), M
     return K, M
 
 
-def shapes() -> list:
-    """A (K, M) for every generated module `covers` takes on this CPU's table entry, K's
-    order then M's (rowblocks' one module per K by its first M, one past the others;
-    rowdots' one module an M by its first K, and at M = 3, 4 one past W's copy)."""
+def shapes(dtype=None) -> list:
+    """A (K, M) for every generated module `covers` takes on this CPU's table entry for
+    inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by its
+    first M, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
+    one past W's copy)."""
+    if dtype is None:
+        return list(dict.fromkeys(shapes("float32") + shapes("float64")))
     bits = machine.entry().vector_bits
-    firsts = [(rowdots.module_k(K, M, bits), M)  # rowdots' modules' first K, within W's
-              for M in rowdots.MS for K in (0, rowdots.COPIED + 1)]  # copy and past it
+    firsts = [(rowdots.module_k(K, M, bits, dtype), M)  # rowdots' modules' first K, within
+              for M in rowdots.MS for K in (0, rowdots.COPIED + 1)]  # W's copy and past it
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.LONG) + 2)
-            if covers(K, M) and _one(K, M) == (K, M)] + \
-        [(K, M) for K, M in dict.fromkeys(firsts) if K > MAX_KM and rowdots.applies(K, M, bits)]
+            if covers(K, M, dtype) and _one(K, M, dtype) == (K, M)] + \
+        [(K, M) for K, M in dict.fromkeys(firsts)
+         if K > MAX_KM and rowdots.applies(K, M, bits, dtype)]
 
 # LLVM options while these kernels compile ({name: (value, LLVM's default)}, jit.settings).
 # A row reads and writes 2·(K + M) elements, and the loop vectorizer needs one runtime
@@ -184,12 +191,12 @@ def _forward(K: int, M: int, want_g: bool, want_dy: bool) -> list:
     return L
 
 
-def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL) -> str:
+def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL, dtype=None) -> str:
     # want (the WANT_* bits): the gradients the grads kernel writes; the lines of the
-    # others are left out (dW: its K·M accumulators too)
-    mod = _along(K, M, vector_bits)  # M = 1 dot products; K ≤ 3 in blocks; a row one vector
-    if mod is not None:
-        return _on_intrinsics(mod, K, M, vector_bits, want)
+    # others are left out (dW: its K·M accumulators too); dtype: the inputs' (None: either)
+    mod = _along(K, M, vector_bits, dtype)  # M = 1 dot products; K ≤ 3 in blocks; a row one
+    if mod is not None:                     # vector
+        return _on_intrinsics(mod, K, M, vector_bits, want, dtype)
     wdx, wdw, wdy = (bool(want & b) for b in (WANT_DX, WANT_DW, WANT_DY))
     llvm = ", ".join(f"-{k}={v}" for k, (v, _) in _llvm_options(K, M).items())
     L = [_HEADER.format(K=K, M=M, bits=vector_bits, llvm=llvm, want=_want_name(want))]
@@ -256,13 +263,13 @@ def rows_loss_exact(x, W, y, start, stop, K_, M_):
 '''
 
 
-def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int) -> str:
+def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None) -> str:
     # the module whose row functions call rowvec.py's, rowblocks.py's or rowdots.py's
     # intrinsics; M a run-time argument for rowblocks (one module per K), K for rowdots
     # (one module per M)
     name = mod.__name__.rsplit(".", 1)[1]
     dw = rowvec.dw_rows(K, M, vector_bits) if mod is rowvec else 0
-    k0 = rowdots.module_k(K, M, vector_bits) if mod is rowdots else 0
+    k0 = rowdots.module_k(K, M, vector_bits, dtype) if mod is rowdots else 0
     # past its copy's bound W's columns shuffled out of its rows
     shuffled = mod is rowdots and M >= rowdots.COPY_FROM and not rowdots.copies(K, M)
     make, shape, which, how, arg, flags = {
@@ -297,12 +304,13 @@ def _want_name(want: int) -> str:
                      if want & b) or "f only"
 
 
-def module(K: int, M: int, want: int = WANT_ALL):
-    """The generated row module for (K, M) and the gradients `want` names, for the vector
-    width of this CPU's table entry."""
-    K, M = _one(K, M)
+def module(K: int, M: int, want: int = WANT_ALL, dtype=None):
+    """The generated row module for (K, M), the gradients `want` names and inputs of dtype
+    (None: either; the two differ where only float32 takes rowdots.py's rows), for the
+    vector width of this CPU's table entry."""
+    K, M = _one(K, M, dtype)
     name = f"rows_k{K}_m{M}" + ("" if want == WANT_ALL else f"_w{want}")
-    return jit.load(name, _source(K, M, machine.entry().vector_bits, want))
+    return jit.load(name, _source(K, M, machine.entry().vector_bits, want, dtype))
 
 
 # reassoc: the f and dW sums split over vector lanes.  Not contract: an FMA skips the
@@ -312,7 +320,7 @@ def module(K: int, M: int, want: int = WANT_ALL):
 _FM = {"reassoc"}
 
 
-def fastmath(K: int, M: int, vector_bits: int) -> set:
+def fastmath(K: int, M: int, vector_bits: int, dtype=None) -> set:
     """The fast-math flags of the (K, M) row functions on an entry of vector_bits: _FM for
     the scalar rows LLVM vectorizes; none where they call rowvec.py's, rowblocks.py's or
     rowdots.py's intrinsics, whose IR gives every sum's order itself.  Numba puts the flags
@@ -320,13 +328,14 @@ def fastmath(K: int, M: int, vector_bits: int) -> set:
     LLVM reorder those sums, each function its own way (f's bits would then move with
     `want`).  Without them: the same bits and times at 10⁶×8×8, 4×4, 3×16 and 5×7
     (dev/products_v27.md 28d)."""
-    return set() if _along(K, M, vector_bits) else _FM
+    return set() if _along(K, M, vector_bits, dtype) else _FM
 
 
-def _row_py(name: str, K: int, M: int, want: int, exact: bool = False):
-    # the generated function kernel `name` runs over its rows (loss's is in every module:
-    # the one of WANT_ALL's); exact: the float64 one of the modules on intrinsics
-    return getattr(module(K, M, want if name == "grads" else WANT_ALL),
+def _row_py(name: str, K: int, M: int, want: int, dtype, exact: bool = False):
+    # the generated function kernel `name` runs over its rows for inputs of dtype (loss's
+    # is in every module: the one of WANT_ALL's); exact: the float64 one of the modules on
+    # intrinsics
+    return getattr(module(K, M, want if name == "grads" else WANT_ALL, dtype),
                    ("rows" if name == "grads" else "rows_loss") + ("_exact" if exact else ""))
 
 
@@ -340,17 +349,17 @@ def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL, exact: 
     float32 inputs too (`kernel`)."""
     dtype = np.dtype(dtype)
     want = want if name == "grads" else WANT_ALL
-    K, M = _one(K, M)
+    K, M = _one(K, M, dtype)
     key = (name, K, M, dtype, want, exact)
     fn = _ROWS.get(key)
     if fn is None:
         # LLVM's loop vectorizer runs them over 8 rows at a time at 512 bits (Intel's AVX-512
         # chips would get 4 by default): 10⁶×4×4 4.9 → 3.3 ms (dev/machines_v8.md 8f)
         with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
-            fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want, exact),
+            fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want, dtype, exact),
                                 chunks.row_signature(name, dtype),
                                 f"the {dtype} row kernels for K = {K}, M = {M}",
-                                fastmath=fastmath(K, M, machine.entry().vector_bits))
+                                fastmath=fastmath(K, M, machine.entry().vector_bits, dtype))
     return fn
 
 
@@ -364,7 +373,7 @@ def cached(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_AL
     if (name, K, M, dtype, parallel, want) in _COMPILED:
         return True
     return chunks.cached(name, dtype, parallel) \
-        and jit.cached(_row_py(name, K, M, want), chunks.row_signature(name, dtype))
+        and jit.cached(_row_py(name, K, M, want, dtype), chunks.row_signature(name, dtype))
 
 
 def kernel(name: str, K: int, M: int, dtype, parallel: bool, want: int = WANT_ALL,

@@ -269,7 +269,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (15, 9, 512), (16, 16, 512)):  # K = 15, 16 past M = 8: float32 only
         assert rowvec.applies(K, M, bits) and rowvec.applies(K, M, bits, np.float32)
         assert rowvec.applies(K, M, bits, np.float64) == (K <= 14 or M <= 8)
-        dt = np.float64 if K <= 14 or M <= 8 else np.float32  # (9×3: float32's dot products)
+        dt = next(d for d in (np.float64, np.float32)  # the dtype that takes these rows
+                  if _skinny._along(K, M, bits, d) is rowvec)  # (9×3: float32's dot products)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
@@ -322,10 +323,15 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
         assert "copy=False" in past and "copy=False" not in within
     for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (12, 5, 512), (12, 4, 256),
-                       (8, 3, 512), (8, 4, 512), (12, 3, 256), (16, 8, 512),
-                       (16, 1, 128), (15, 5, 256), (15, 6, 256), (17, 7, 256), (19, 8, 256),
-                       (17, 9, 512), (16, 8, 256)):
+                       (8, 3, 512), (8, 4, 512), (12, 3, 256), (15, 8, 512),
+                       (16, 1, 128), (8, 5, 256), (9, 6, 256), (15, 7, 256), (19, 8, 256),
+                       (17, 9, 512)):
         assert not rowdots.applies(K, M, bits)
+    # float64 alone from a lower K at M = 8 with AVX-512 and M = 5 to 7 on AVX2 (32f)
+    for K, M, bits in ((16, 8, 512), (9, 5, 256), (15, 5, 256), (10, 6, 256), (15, 6, 256),
+                       (16, 7, 256), (17, 7, 256)):
+        assert rowdots.applies(K, M, bits, np.float64) and rowdots.applies(K, M, bits)
+        assert not rowdots.applies(K, M, bits, np.float32)
     # float32 alone from a lower K at M = 3 to 5 (32e), where float64 keeps rowvec.py's rows
     for K, M, bits in ((9, 3, 512), (9, 4, 512), (11, 4, 512), (13, 5, 512), (15, 5, 512),
                        (13, 3, 256), (15, 4, 256)):

@@ -147,9 +147,14 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     By the inputs' dtype (None: the least of the two, the first K of the module both
     share): float32 inputs, whose dW sums are float32 since 32b, take M = 3 and 4 from
     K = 9 with AVX-512 and 13 on AVX2, and 5 from 13 with AVX-512, where float64's rows
-    stay rowvec.py's (dev/products_v31.md 32e)."""
+    stay rowvec.py's (dev/products_v31.md 32e); float64 inputs take M = 8 from K = 16
+    with AVX-512 (10⁶×16×8 16.8 → 15.8 ms, float32's 3 % slower) and on AVX2 M = 5 from 9,
+    6 from 10 and 7 from 16, where the 6×8 tile had them (10⁶×9×5 17.1 → 15.0, 12×5 19.0 →
+    15.0, 14×6 24.6 → 18.3, 16×7 26.8 → 18.4; 10×7 and 17×8 slower: 32f)."""
     if dtype is None:
         return min(min_k(vector_bits, M, d) for d in ("float32", "float64"))
+    if np.dtype(dtype) == np.float64 and (M == 8 if vector_bits >= 512 else 5 <= M <= 7):
+        return {5: 9, 6: 10, 7: 16, 8: 16}[M]
     if np.dtype(dtype) == np.float32 and (M in (3, 4) or (M == 5 and vector_bits >= 512)):
         return {3: 9, 4: 9, 5: 13}[M] if vector_bits >= 512 else 13
     if vector_bits == 256 and M >= 5:

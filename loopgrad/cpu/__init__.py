@@ -364,9 +364,9 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "rows" in families:
         units.append(("rows", dtypes))
     if "skinny" in families:
-        mine = {d: set(skinny.shapes(d)) for d in dtypes}  # a dtype's modules' (K, M)
-        units += [("skinny", ds, K, M, tuple(wants)) for K, M in skinny.shapes()
-                  if (ds := tuple(d for d in dtypes if (K, M) in mine[d]))]
+        mine = {d: skinny.shapes(d) for d in dtypes}  # each dtype's modules' (K, M)
+        units += [("skinny", tuple(d for d in dtypes if km in mine[d]), *km, tuple(wants))
+                  for km in dict.fromkeys(km for d in dtypes for km in mine[d])]
     if "tiled" in families:
         tiles = machine.entry().tiles
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]

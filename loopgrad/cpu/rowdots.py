@@ -97,8 +97,8 @@ COPY_FROM = 3
 # A group's blocks run h, z, g and dy, then its dx, then its dW, whose sums of a vector of
 # x's row stay in registers over the group's rows: added to (float32 arithmetic's) or
 # loaded from and stored to (float64's) the chunk's partial once a group.  Rows of more
-# than SHORT_ROW bytes go in groups of GROUP rows from M = 6, or where a block is one row: at M = 8 a block's 16 stores a vector of
-# x's row were dW's bound (10⁶×32×8 18.5–19 → 16.2–16.4 ms, 30c); with fewer sums a row
+# than SHORT_ROW bytes go in groups of GROUP rows from M = 6, or where a block is one row:
+# at M = 8 a block's 16 stores a vector of x's row were dW's bound (10⁶×32×8 18.5–19 → 16.2–16.4 ms, 30c); with fewer sums a row
 # the stores are not the bound, and groups measured slower where memory sets the pace
 # (10⁵×256×4 10.6 → 11.7–12.2 ms, float64 10⁵×256×3 13.3 → 14.8–15.4).  Shorter rows, in
 # groups of SHORT_GROUP rows at every M, have their dx and dW chains side by side: 10⁶×20×5
@@ -151,23 +151,23 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     with AVX-512 (10⁶×16×8 16.8 → 15.8 ms, float32's 3 % slower) and on AVX2 M = 5 from 9,
     6 from 10 and 7 from 16, where the 6×8 tile had them (10⁶×9×5 17.1 → 15.0, 12×5 19.0 →
     15.0, 14×6 24.6 → 18.3, 16×7 26.8 → 18.4; 10×7 and 17×8 slower: 32f)."""
-    if dtype is None:
-        return min(min_k(vector_bits, M, d) for d in ("float32", "float64"))
-    if np.dtype(dtype) == np.float64 and (M == 8 if vector_bits >= 512 else 5 <= M <= 7):
-        return {5: 9, 6: 10, 7: 16, 8: 16}[M]
-    if np.dtype(dtype) == np.float32 and (M in (3, 4) or (M == 5 and vector_bits >= 512)):
-        return {3: 9, 4: 9, 5: 13}[M] if vector_bits >= 512 else 13
-    if vector_bits == 256 and M >= 5:
-        return {7: 18, 8: 20}.get(M, 16)
     wide = vector_bits >= 512
-    return {1: 9 if wide else 8, 2: 9, 3: 10 if wide else 16, 4: 12 if wide else 16,
-            8: 17}.get(M, 16)
+    if dtype is None:
+        return min(_FIRST_K[wide, d][M - 1] for d in ("float32", "float64"))
+    return _FIRST_K[wide, np.dtype(dtype).name][M - 1]
+
+
+# min_k's table: (512-bit entry, the inputs' dtype) → the first K at M = 1 to 8
+_FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 16, 16, 17),
+            (True, "float64"): (9, 9, 10, 12, 16, 16, 16, 16),
+            (False, "float32"): (8, 9, 13, 13, 16, 16, 18, 20),
+            (False, "float64"): (8, 9, 16, 16, 9, 10, 16, 20)}
 
 
 def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
-    vector_bits and inputs of dtype (None: either): M in MS and K ≥ min_k, on 256- and 512-bit vectors, within W's copy of
-    COPIED elements from M = 5 and at M = 4 on 256-bit entries (there the shuffles of
+    vector_bits and inputs of dtype (None: either): M in MS and K ≥ min_k, on 256- and
+    512-bit vectors, within W's copy of COPIED elements from M = 5 and at M = 4 on 256-bit entries (there the shuffles of
     longer rows were slower than the tiles: 29e); where it applies, it is taken before
     rowvec.py's rows (skinny.py)."""
     return vector_bits >= 256 and M in MS \
@@ -464,40 +464,30 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 # whole vectors' sums wait in the partial column by column
                 at_j = [builder.add(builder.mul(j, i64(M)), i64(m * L)) for m in range(M)]
                 if thin:  # float32 sums over the group's rows from 0, then into float64's
-                    part = [cgutils.alloca_once_value(builder, zero) for _ in range(M)]
-                    for p, cols in enumerate(dw_passes):
-                        with cgutils.for_range(builder, count) as q:
-                            at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
-                            if ahead and p == 0:
-                                _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
-                            xv = load(x, at_x, mask)
-                            for m in cols:
-                                builder.store(madd(xv, g_of(q.index, m, gsp),
-                                                   builder.load(part[m])), part[m])
-                    for m in range(M):
-                        v = wide(builder.load(part[m]), d)
-                        if mask is None:
-                            store(builder.fadd(load(dwp, at_j[m], None, vd), v), dwp, at_j[m],
-                                  None)
-                        else:
-                            builder.store(builder.fadd(builder.load(dw_tail[m]), v), dw_tail[m])
-                    return
-                if mask is None:
-                    for sm, at_m in zip(sums, at_j):
-                        builder.store(load(dwp, at_m, None, vd), sm)
-                sm = sums if mask is None else dw_tail
+                    sm = [cgutils.alloca_once_value(builder, zero) for _ in range(M)]
+                elif mask is None:
+                    for s_m, at_m in zip(sums, at_j):
+                        builder.store(load(dwp, at_m, None, vd), s_m)
+                    sm = sums
+                else:
+                    sm = dw_tail
                 for p, cols in enumerate(dw_passes):
                     with cgutils.for_range(builder, count) as q:
                         at_x = builder.add(builder.mul(builder.add(r0, q.index), K), j)
                         if ahead and p == 0:
                             _prefetch(builder, builder.gep(x, [builder.add(at_x, ahead)]))
-                        xv = wide(load(x, at_x, mask), d)
+                        xv = wide(load(x, at_x, mask))  # the arithmetic's type (ct)
                         for m in cols:
-                            builder.store(_madd(builder, fused, xv, g_of(q.index, m, gsp64),
-                                                builder.load(sm[m])), sm[m])
-                if mask is None:
-                    for s_m, at_m in zip(sums, at_j):
-                        store(builder.load(s_m), dwp, at_m, None)
+                            builder.store(madd(xv, g_of(q.index, m, gsp64),
+                                               builder.load(sm[m])), sm[m])
+                for m, at_m in enumerate(at_j if mask is None or thin else ()):
+                    v = wide(builder.load(sm[m]), d)
+                    if not thin:
+                        store(v, dwp, at_m, None)
+                    elif mask is None:
+                        store(builder.fadd(load(dwp, at_m, None, vd), v), dwp, at_m, None)
+                    else:
+                        builder.store(builder.fadd(builder.load(dw_tail[m]), v), dw_tail[m])
             each_vector(update)
 
         S = builder.select(builder.icmp_unsigned("<=", builder.mul(K, i64(size)),

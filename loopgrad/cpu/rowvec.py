@@ -302,40 +302,48 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
         xd, gd = (builder.bitcast(v, ct.as_pointer()) for v in (xslot, gslot))
         # blocked: a block's rows of x and g (ct) for dW's sums after it, and those sums as
-        # K accumulators of HW lanes, a part of a row's lanes at a time (dw_rows: dw_lanes
-        # of float64); in float32 a whole row (up to 16 lanes), its block's sums then added
-        # to float64 ones
-        HW = Mp if thin else min(Mp, dw_lanes)
-        parts = -(-Mp // HW) if blocked else 0
+        # accumulators of HW lanes, a part of a row's lanes at a time (dw_rows: dw_lanes of
+        # float64); in float32 a whole row (up to 16 lanes), its block's sums then added to
+        # float64 ones.  With y's row in 16 lanes where M < K, along x's rows instead
+        # (dW's columns: `across`): M broadcasts of g's elements a row where K of x's were
+        # more; each sum the same products in the same order, so the same bits.  In L2
+        # 16×9 49 → 34 cycles a row, 10⁶×16×9 9.3–9.8 → 7.9–8.9 ms; on AVX2's blocks of
+        # M ≤ 8 slower (float64 7×5, 8×7 12–15 %; dev/products_v32.md 33b)
+        across = blocked and WIDE < M < K
+        O, L = (M, Kp) if across else (K, Mp)  # accumulators' rows, and their lanes
+        HW = L if thin else min(L, dw_lanes)
+        parts = -(-L // HW) if blocked else 0
         vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)
         stride = max(WIDE, Kp, Mp)  # a buffer's rows: WIDE elements, or 16
         if blocked:
             xbuf = cgutils.alloca_once(builder, ct, size=blk * stride)
             gbuf = cgutils.alloca_once(builder, ct, size=blk * stride)
+            sbuf, vbuf = (gbuf, xbuf) if across else (xbuf, gbuf)  # splat, vector
             dWh = [[cgutils.alloca_once_value(builder, ir.Constant(vh64, [0.0] * HW))
-                    for _ in range(parts)] for _ in range(K)]
+                    for _ in range(parts)] for _ in range(O)]
             dWb = [[cgutils.alloca_once(builder, vh) for _ in range(parts)]
-                   for _ in range(K)] if thin else dWh
+                   for _ in range(O)] if thin else dWh
 
         def buffered(buf, slot, j, t):  # a pointer to element j of the buffer's row slot
             at = builder.gep(buf, [builder.add(builder.mul(slot, i64(stride)), i64(j))])
             return builder.bitcast(at, t.as_pointer()) if t is not ct else at
 
         def dw_sums(count):
-            # dW[k, part] += x[n,k]·g[n, part] over the block's `count` rows in order (in
-            # float32: a sum of the block's rows from 0, then added to the float64 one)
+            # dW[k, part] += x[n,k]·g[n, part] (across: dW[part, m] += g[n,m]·x[n, part])
+            # over the block's `count` rows in order (in float32: a sum of the block's rows
+            # from 0, then added to the float64 one)
             for q in range(parts):
-                for k in range(K if thin else 0):
-                    builder.store(ir.Constant(vh, [0.0] * HW), dWb[k][q])
+                for o in range(O if thin else 0):
+                    builder.store(ir.Constant(vh, [0.0] * HW), dWb[o][q])
                 with cgutils.for_range(builder, count) as r:
-                    gq = builder.load(buffered(gbuf, r.index, q * HW, vh), align=csize)
-                    for k in range(K):
-                        xk = splat(_load_volatile(builder, buffered(xbuf, r.index, k, ct),
+                    vq = builder.load(buffered(vbuf, r.index, q * HW, vh), align=csize)
+                    for o in range(O):
+                        so = splat(_load_volatile(builder, buffered(sbuf, r.index, o, ct),
                                                   csize), HW)
-                        builder.store(madd(xk, gq, builder.load(dWb[k][q])), dWb[k][q])
-                for k in range(K if thin else 0):
-                    wide = builder.fpext(builder.load(dWb[k][q]), vh64)
-                    builder.store(builder.fadd(builder.load(dWh[k][q]), wide), dWh[k][q])
+                        builder.store(madd(so, vq, builder.load(dWb[o][q])), dWb[o][q])
+                for o in range(O if thin else 0):
+                    wide = builder.fpext(builder.load(dWb[o][q]), vh64)
+                    builder.store(builder.fadd(builder.load(dWh[o][q]), wide), dWh[o][q])
 
         def row_body(row, slot):
             # one row: h, z, f, dy, g, dx; dW's update, or x's and g's rows into the
@@ -413,7 +421,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 row_body(builder.add(start, loop.index), None)
         for k in range(K if wdw else 0):
             for m in range(M):
-                v = lane(builder.load(dWh[k][m // HW]), m % HW) if blocked else \
+                v = (lane(builder.load(dWh[m][k // HW]), k % HW) if across else
+                     lane(builder.load(dWh[k][m // HW]), m % HW)) if blocked else \
                     lane(builder.load(dW64[k]), m)
                 builder.store(v, builder.gep(dwp, [i64(k * M + m)]))
         s = builder.load(f)

@@ -18,8 +18,8 @@ block
     h      R·M accumulators, row r's column m += x[r, j:j+L]·W[j:j+L, m], a vector of x's
            row at a time (a last partial vector masked: nothing past the row read); W's
            columns from a transposed copy of W a chunk makes on the stack from M = 3
-           while K·M ≤ COPIED (`copies`; its rows padded to whole vectors), else from
-           its rows by shuffles (`columns`)
+           while K·M ≤ COPIED (`copies`; its rows padded with zeros to whole vectors,
+           read unmasked), else from its rows by shuffles (`columns`)
     fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
@@ -235,7 +235,11 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             _store_vector(builder, v, ptr, i, mask)
 
         def lanes_below(n):  # <L x i1>: lanes j < n (n an i64, negative: none)
-            return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
+            # compared as i32 lanes, n clamped to L: one compare of a vector's width, where
+            # i64 lanes took two and a pack each time a block used it (as AVX2)
+            n = builder.trunc(builder.select(builder.icmp_signed(">", n, i64(L)), i64(L), n),
+                              i32)
+            return builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, L), list(range(L))),
                                        _splat(builder, n, L))
 
         def rounded(v):  # into x's dtype
@@ -273,8 +277,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             return [lanes_below(builder.sub(left, i64(v * L))) for v in range(M)]
 
         def w_columns(j, mask):  # W[j:j+L, m] for each m, in the arithmetic's type
-            if copied:  # plain loads of W's transposed copy
-                return [load(Wt, builder.add(builder.mul(i64(m), kt), j), mask, vc)
+            if copied:  # plain loads of W's transposed copy (its padding 0: no mask)
+                return [load(Wt, builder.add(builder.mul(i64(m), kt), j), None, vc)
                         for m in range(M)]
             vs = [wide(load(W, builder.add(builder.mul(j, i64(M)), i64(v * L)), mv))
                   for v, mv in enumerate(matrix_masks(j, mask))]
@@ -311,6 +315,10 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                                                                  i64(m))]))
                     builder.store(w if et == ct else builder.fpext(w, ct), builder.gep(
                         Wt, [builder.add(builder.mul(i64(m), kt), k.index)]))
+            with cgutils.for_range(builder, builder.sub(kt, K)) as k:  # the padding: 0
+                for m in range(M):
+                    builder.store(ct(0.0), builder.gep(
+                        Wt, [builder.add(builder.mul(i64(m), kt), builder.add(K, k.index))]))
         nfull = builder.udiv(K, i64(L))
         full = builder.mul(nfull, i64(L))  # x's columns in whole vectors
         ragged = builder.icmp_unsigned("<", full, K)

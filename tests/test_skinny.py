@@ -369,7 +369,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5),
      (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)] + \
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
-    [(16, 10, 512, np.float32, 0.0)]
+    [(16, 10, 512, np.float32, 0.0)] + \
+    [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
@@ -377,7 +378,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
 # to 16 in 16 lanes (31c), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
-# 16×12: 33b)
+# 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
+# on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

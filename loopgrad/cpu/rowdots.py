@@ -105,6 +105,12 @@ COPY_FROM = 3
 # 13.6 → 11.6 ms, 10⁶×17×3 10.0 → 8.6, as AVX2 13.4 → 11.4 (dev/products_v29.md 30f)
 GROUP = 8
 SHORT_ROW = 256
+# Blocks of one row (R = 1: AVX2's float32 and float64 at M = 5 to 8, float64's with
+# AVX-512) take h's last K mod L terms one by one after the fold where they are at most
+# this many: a masked vector's M FMAs and loads for 1–4 elements had cost as much as a
+# whole one (as AVX2 10⁶×17×5 9.7–10.3 → 9.1–9.4 ms, 18×7 11.8–12.4 → 10.9–11.6; at 5 and
+# 7 terms level; dW's last terms the same way gained nothing more: dev/products_v32.md 33d)
+TERMS = 4
 SHORT_GROUP = 16
 
 
@@ -323,6 +329,23 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         full = builder.mul(nfull, i64(L))  # x's columns in whole vectors
         ragged = builder.icmp_unsigned("<", full, K)
         tail = lanes_below(builder.sub(K, full))  # the last, partial, vector's lanes
+        # blocks of one row (R = 1): h's last K − full terms, where they are at most TERMS,
+        # by broadcasts of x's elements into W's rows (a copy, each padded to L lanes with
+        # zeros) after the fold (`terms`: their count, else 0); more, a masked vector
+        by_terms = R == 1
+        if by_terms:
+            few = builder.icmp_unsigned("<=", builder.sub(K, full), i64(TERMS))
+            terms = builder.select(few, builder.sub(K, full), i64(0))
+            Wr = builder.alloca(ct, size=i64(L * L))
+            Wr.align = 64
+            with cgutils.for_range(builder, i64(L * L)) as e:
+                builder.store(ct(0.0), builder.gep(Wr, [e.index]))
+            with cgutils.for_range(builder, terms) as t:
+                for m in range(M):
+                    w = builder.load(builder.gep(W, [builder.add(builder.mul(
+                        builder.add(full, t.index), i64(M)), i64(m))]))
+                    builder.store(w if et == ct else builder.fpext(w, ct), builder.gep(
+                        Wr, [builder.add(builder.mul(t.index, i64(L)), i64(m))]))
         if not loss and wdw:  # the chunk's partial of dW, summed in place
             with cgutils.for_range(builder, builder.mul(K, i64(M))) as e:
                 builder.store(d(0.0), builder.gep(dwp, [e.index]))
@@ -383,9 +406,24 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     for m in range(M):
                         a = acc[r * M + m]
                         builder.store(madd(xv, wc[m], builder.load(a)), a)
-            each_vector(dot)
+            if not by_terms:
+                each_vector(dot)
+            else:
+                with cgutils.for_range(builder, nfull) as b_:
+                    dot(builder.mul(b_.index, i64(L)), None)
+                with builder.if_then(builder.and_(ragged, builder.not_(few))):
+                    dot(full, tail)
             # lane r·M + m: h[r0 + r, m] (lanes past R·M, M = 3: 0, dropped as rows past count)
             h = fold([builder.load(a) for a in acc] + [zero] * (L - R * M))
+            if by_terms:  # h[m] += x[r0, k]·W[k, m] for k from full on, in k's order
+                hp = cgutils.alloca_once_value(builder, h)
+                with cgutils.for_range(builder, terms) as t:
+                    xk = builder.load(builder.gep(x, [builder.add(xrow[0],
+                                                                  builder.add(full, t.index))]))
+                    xk = _splat(builder, xk if et == ct else builder.fpext(xk, ct), L)
+                    wr = load(Wr, builder.mul(t.index, i64(L)), None, vc)
+                    builder.store(madd(xk, wr, builder.load(hp)), hp)
+                h = builder.load(hp)
             rows = lanes_below(builder.mul(count, i64(M)))
             relu = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
             yv = wide(load(y, yb, rows))

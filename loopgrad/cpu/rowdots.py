@@ -19,7 +19,9 @@ block
            row at a time (a last partial vector masked: nothing past the row read); W's
            columns from a transposed copy of W a chunk makes on the stack from M = 3
            while K·M ≤ COPIED (`copies`; its rows padded with zeros to whole vectors,
-           read unmasked), else from its rows by shuffles (`columns`)
+           read unmasked), else from its rows by shuffles (`columns`); in blocks of one
+           row a last partial vector of at most TERMS elements is that many broadcasts
+           of x's elements into W's rows after the fold instead
     fold   the R·M vectors into one of the block's h, lane r·M + m (y's order): each sum's
            lanes added in halves, ((l0 + l8) + (l4 + l12)) + ... at 16 (intrinsics._across's
            order)
@@ -105,13 +107,13 @@ COPY_FROM = 3
 # 13.6 → 11.6 ms, 10⁶×17×3 10.0 → 8.6, as AVX2 13.4 → 11.4 (dev/products_v29.md 30f)
 GROUP = 8
 SHORT_ROW = 256
+SHORT_GROUP = 16
 # Blocks of one row (R = 1: AVX2's float32 and float64 at M = 5 to 8, float64's with
 # AVX-512) take h's last K mod L terms one by one after the fold where they are at most
 # this many: a masked vector's M FMAs and loads for 1–4 elements had cost as much as a
-# whole one (as AVX2 10⁶×17×5 9.7–10.3 → 9.1–9.4 ms, 18×7 11.8–12.4 → 10.9–11.6; at 5 and
+# whole one (as AVX2 10⁶×17×5 9.9–10.6 → 9.2–10.2 ms, 18×7 12.4–13.2 → 11.8–12.2; at 5 and
 # 7 terms level; dW's last terms the same way gained nothing more: dev/products_v32.md 33d)
 TERMS = 4
-SHORT_GROUP = 16
 
 
 def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:

@@ -175,9 +175,9 @@ _FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 16, 16, 17),
 def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
     vector_bits and inputs of dtype (None: either): M in MS and K ≥ min_k, on 256- and
-    512-bit vectors, within W's copy of COPIED elements from M = 5 and at M = 4 on 256-bit entries (there the shuffles of
-    longer rows were slower than the tiles: 29e); where it applies, it is taken before
-    rowvec.py's rows (skinny.py)."""
+    512-bit vectors, within W's copy of COPIED elements from M = 5 and at M = 4 on 256-bit
+    entries (there the shuffles of longer rows were slower than the tiles: 29e); where it
+    applies, it is taken before rowvec.py's rows (skinny.py)."""
     return vector_bits >= 256 and M in MS \
         and K >= min_k(vector_bits, M, dtype) \
         and (M <= 3 or (M == 4 and vector_bits >= 512) or K * M <= COPIED)
@@ -380,10 +380,12 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             at_g = builder.add(builder.mul(row, i64(M)), i64(m))
             return _splat(builder, builder.load(builder.gep(p, [at_g])), L)
 
-        def each_vector(body):  # body(j, mask) over x's row: whole vectors, then the rest
+        def each_vector(body, rest=None):
+            # body(j, mask) over x's row: whole vectors, then the rest where `rest` (an i1;
+            # None: ragged) holds
             with cgutils.for_range(builder, nfull) as b:
                 body(builder.mul(b.index, i64(L)), None)
-            with builder.if_then(ragged):
+            with builder.if_then(ragged if rest is None else rest):
                 body(full, tail)
 
         def block(r0, count, b):
@@ -408,13 +410,8 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                     for m in range(M):
                         a = acc[r * M + m]
                         builder.store(madd(xv, wc[m], builder.load(a)), a)
-            if not by_terms:
-                each_vector(dot)
-            else:
-                with cgutils.for_range(builder, nfull) as b_:
-                    dot(builder.mul(b_.index, i64(L)), None)
-                with builder.if_then(builder.and_(ragged, builder.not_(few))):
-                    dot(full, tail)
+            # (blocks of one row: the partial vector only past TERMS elements)
+            each_vector(dot, builder.and_(ragged, builder.not_(few)) if by_terms else None)
             # lane r·M + m: h[r0 + r, m] (lanes past R·M, M = 3: 0, dropped as rows past count)
             h = fold([builder.load(a) for a in acc] + [zero] * (L - R * M))
             if by_terms:  # h[m] += x[r0, k]·W[k, m] for k from full on, in k's order

@@ -31,13 +31,13 @@ arithmetic, they are faster than the vectors of rows at the shapes `applies` nam
 (dev/products_v26.md 27f).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
 K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
-AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's
-copy, K·M ≤ 4096) and M = 5–8 from K = 16 (M = 8 from 17; on AVX2 from 16 to 20 by M;
-float64 on AVX2 M = 5–7 from 9, 10, 16)
-within W's copy rowdots.py's, one module an M for every K (two at M = 3, 4: within W's
-copy and past it), where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a
-half or less of the copy ceiling (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b,
-29g; dev/products_v29.md 30g; dev/products_v30.md 31a, 31h–31j; dev/products_v31.md 32c).
+AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's copy, K·M ≤ 4096) and
+M = 5–8 from K = 16 (M = 8 from 17; on AVX2 from 16 to 20 by M; float64 on AVX2 M = 5–7
+from 9, 10, 16) within W's copy call rowdots.py's, one module an M for every K (two at
+M = 3, 4: within W's copy and past it), where LLVM's vectors of rows (K ≤ 16) and the
+tiled kernels (mostly padding) ran at a half or less of the copy ceiling
+(dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g; dev/products_v29.md 30g;
+dev/products_v30.md 31a, 31h–31j; dev/products_v31.md 32c).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for

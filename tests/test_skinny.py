@@ -266,7 +266,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
                        (15, 4, 256),                                           # 16 lanes
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
-                       (15, 9, 512), (16, 16, 512)):  # K = 15, 16 past M = 8: float32 only
+                       (15, 9, 512), (16, 16, 512),  # K = 15, 16 past M = 8: float32 only
+                       (17, 9, 512), (24, 12, 512), (33, 9, 512), (64, 16, 512)):  # (x's row
+        # in 32 or 64 lanes)
         assert rowvec.applies(K, M, bits) and rowvec.applies(K, M, bits, np.float32)
         assert rowvec.applies(K, M, bits, np.float64) == (K <= 14 or M <= 8)
         dt = next(d for d in (np.float64, np.float32)  # the dtype that takes these rows
@@ -274,7 +276,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (17, 9, 512), (4, 17, 512), (16, 4, 256),
+                       (12, 6, 256), (17, 5, 512), (65, 9, 512), (4, 17, 512), (16, 4, 256),
                        (12, 5, 256), (8, 9, 256), (16, 16, 256)):
         assert not any(rowvec.applies(K, M, bits, d) for d in (None, np.float32, np.float64))
         assert "row_vectors" not in _skinny._source(K, M, bits)
@@ -282,12 +284,13 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     avx512 = machine.entry().vector_bits >= 512
     for dt in (np.float32, np.float64):
         assert cpu.is_tiled(8, 8, dt) != wide and cpu.is_tiled(4, 8, dt) != wide
-        assert cpu.is_tiled(17, 9, dt) and cpu.is_tiled(4, 17, dt) and not cpu.is_tiled(4, 4, dt)
+        assert cpu.is_tiled(65, 9, dt) and cpu.is_tiled(4, 17, dt) and not cpu.is_tiled(4, 4, dt)
         assert cpu.is_tiled(4, 9, dt) != avx512  # y's row in 16 lanes
         for K in (9, 17):  # 16 lanes of x's row; dot products past K = 16 (AVX-512; AVX2's
             assert cpu.is_tiled(K, 8, dt) != avx512  # M = 8 from K = 20)
         assert cpu.is_tiled(24, 8, dt) != wide and cpu.is_tiled(19, 8, dt) != avx512
-        for K, M in ((15, 9), (16, 16)):  # y's row in 16 lanes: float64's stop at K = 14
+        for K, M in ((15, 9), (16, 16), (17, 9), (64, 16)):  # y's row in 16 lanes: float64's
+            # stop at K = 14
             assert cpu.is_tiled(K, M, dt) == (dt == np.float64 or not avx512)
             assert ("a vector a row" in cpu.describe(10, K, M, dt)) != cpu.is_tiled(K, M, dt)
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
@@ -370,7 +373,9 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)] + \
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
-    [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)]
+    [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
+    [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
+     (31, 13, 512, np.float32, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
@@ -379,7 +384,10 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # to 16 in 16 lanes (31c), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
 # 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
-# on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d)
+# on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past
+# K = 16 at M = 9 to 16, float32's x rows in 32 or 64 lanes, dW's sums along y's rows
+# (17×9, 64×16: in passes of 16) or x's (33×9: three parts), and float64 arithmetic's
+# rerun of them (dev/products_v33.md 34a)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

@@ -1,7 +1,7 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
-past M = 8 up to 16 with 4 ≤ K ≤ 16 on 512-bit ones (float64 inputs to 14: `applies`).
+past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14: `applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -16,7 +16,8 @@ dev/products_v22.md 23b, 23c).
 Here a vector is one row, where a row of x and of y fits one vector of up to 8 lanes
 (float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
 x's or y's row one of 16 lanes (9–15 elements masked; two registers on AVX2, or in
-float64):
+float64), and with y's row in 16 lanes x's one of 32 or 64 (17–63 elements masked; two or
+four registers):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -85,10 +86,19 @@ PF_BYTES = 2048
 NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
 # y's row in 16 lanes (M = 9 to 16, AVX-512) up to this K, by the inputs' dtype: float32's
 # rows to 16 (10⁶×16×16 13.8–14.2 → 12.3–12.9 ms, 10⁶×15×16 15.4–15.9 → 12.3–12.4 against
-# the 16×16 tile), float64's to 14: at 16 its rows, W's rows and columns two registers each,
-# lost to the 8×16 tile (10⁶×16×16 24.0 → 28.4, 10⁶×16×10 22.2 → 26.8), at 15 level
+# the 16×16 tile), and past it x's row in 32 or 64 lanes (two or four registers) to 64
+# (10⁶×17×9 15.6–16.0 → 10.9–11.4 ms, 24×12 19.4–20.1 → 14.9–15.8, 32×16 26.8–26.9 →
+# 19.0–20.6, 64×16 52.7–53.4 → 36.0–38.5, 64×9 51 → 29–32: dev/products_v33.md 34a);
+# float64's to 14: at 16 its rows, W's rows and columns two registers each, lost to the
+# 8×16 tile (10⁶×16×16 24.0 → 28.4, 10⁶×16×10 22.2 → 26.8), at 15 level
 # (dev/products_v30.md 31c, 31d; dev/products_v31.md 32a)
-Y_LONG_K = {"float32": 16, "float64": 14}
+Y_LONG_K = {"float32": 64, "float64": 14}
+# past K = LONG, h's and dx's sums in this many chains (i mod CHAINS; two from 9 terms):
+# in L2 32×12 90 → 84 cycles a row, 24×12 73 → 68 (34a)
+CHAINS = 4
+# dW's blocked sums take at most this many rows of accumulators (registers) a pass over
+# a block's rows: K = 17 to 64 along y's rows is K of them
+PASS = 16
 # from this K, at M = 9 to 16, dW's sums by blocks of rows (`dw_rows`)
 DW_FROM = 9
 FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
@@ -97,8 +107,10 @@ FLOAT32_MAX = 3.4028234663852886e38  # the guard's (module doc)
 def _padded(n: int) -> int:
     # the lanes a row of n elements takes: 5–7 as 8 (masked loads and stores), where LLVM's
     # own vectors of 5–7 lanes split badly on AVX2 (10⁶×6×6 16.2 ms against 8×8's 10.0);
-    # 9–15 as 16
-    return WIDE if 4 < n < WIDE else LONG if WIDE < n < LONG else n
+    # 9–15 as 16, 17–31 as 32, 33–63 as 64 (48 lanes had run 40×16 and 48×16 1.05–1.5×
+    # slower in L2: 34a)
+    return WIDE if 4 < n < WIDE else LONG if WIDE < n < LONG else \
+        n if n <= LONG else 1 << (n - 1).bit_length()
 
 
 class _VolatileLoad(ir.instructions.LoadInstr):
@@ -140,7 +152,11 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ Y_LONG_K[dtype] (y's row in 16 lanes), which took the
     16×16 tile: 10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16
     14.8–15.5 → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0,
-    10⁶×9×9 18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d).
+    10⁶×9×9 18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d); float32
+    past K = 16 to 64 (10⁶×17×9 1.4×, 32×16 1.4×, 64×9 1.7× faster: dev/products_v33.md
+    34a).  Those (K, M) past 16 are 384 modules, which `shapes` leaves to the first call
+    that asks for one (about a second's compile, then the disk cache) rather than to
+    `loopgrad compile`.
 
     The rows of an entry are the same for both dtypes but at that one bound: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
@@ -209,8 +225,10 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
     inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
-    if not (1 <= K <= LONG and 1 <= M <= LONG):
-        raise ValueError(f"row_vectors takes K ≤ {LONG}, M ≤ {LONG}, got K = {K}, M = {M}")
+    most = max(Y_LONG_K.values()) if M > WIDE else LONG
+    if not (1 <= K <= most and 1 <= M <= LONG):
+        raise ValueError(f"row_vectors takes M ≤ {LONG} and K ≤ {LONG} (to {most} at M > "
+                         f"{WIDE}), got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
@@ -309,10 +327,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         # more; each sum the same products in the same order, so the same bits.  In L2
         # 16×9 49 → 34 cycles a row, 10⁶×16×9 9.3–9.8 → 7.9–8.9 ms; on AVX2's blocks of
         # M ≤ 8 slower (float64 7×5, 8×7 12–15 %; dev/products_v32.md 33b)
-        across = blocked and WIDE < M < K
+        # Past K = LONG x's row is two to four parts of 16 lanes, each a pass over the rows
+        # with M broadcasts: along x's rows only where those are fewer than K (32×9, 33×9;
+        # at 17×9 and 32×16 along y's rows, K of them in passes of PASS: in L2 32×16 108 →
+        # 92 cycles a row, 34a)
+        across = blocked and WIDE < M < K and (K <= LONG or -(-K // LONG) * M < K)
         O, L = (M, Kp) if across else (K, Mp)  # accumulators' rows, and their lanes
-        HW = L if thin else min(L, dw_lanes)
-        parts = -(-L // HW) if blocked else 0
+        HW = min(L, LONG) if thin else min(L, dw_lanes)
+        parts = -(-min(L, K if across else M) // HW) if blocked else 0
         vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)
         stride = max(WIDE, Kp, Mp)  # a buffer's rows: WIDE elements, or 16
         if blocked:
@@ -331,19 +353,33 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         def dw_sums(count):
             # dW[k, part] += x[n,k]·g[n, part] (across: dW[part, m] += g[n,m]·x[n, part])
             # over the block's `count` rows in order (in float32: a sum of the block's rows
-            # from 0, then added to the float64 one)
+            # from 0, then added to the float64 one), PASS rows of accumulators a pass over
+            # the rows (past K = 16: K rows of them, or x's row in two to four parts)
             for q in range(parts):
-                for o in range(O if thin else 0):
-                    builder.store(ir.Constant(vh, [0.0] * HW), dWb[o][q])
-                with cgutils.for_range(builder, count) as r:
-                    vq = builder.load(buffered(vbuf, r.index, q * HW, vh), align=csize)
-                    for o in range(O):
-                        so = splat(_load_volatile(builder, buffered(sbuf, r.index, o, ct),
-                                                  csize), HW)
-                        builder.store(madd(so, vq, builder.load(dWb[o][q])), dWb[o][q])
-                for o in range(O if thin else 0):
-                    wide = builder.fpext(builder.load(dWb[o][q]), vh64)
-                    builder.store(builder.fadd(builder.load(dWh[o][q]), wide), dWh[o][q])
+                for o0 in range(0, O, PASS):
+                    group = range(o0, min(O, o0 + PASS))
+                    for o in group if thin else ():
+                        builder.store(ir.Constant(vh, [0.0] * HW), dWb[o][q])
+                    with cgutils.for_range(builder, count) as r:
+                        vq = builder.load(buffered(vbuf, r.index, q * HW, vh), align=csize)
+                        for o in group:
+                            so = splat(_load_volatile(builder, buffered(sbuf, r.index, o, ct),
+                                                      csize), HW)
+                            builder.store(madd(so, vq, builder.load(dWb[o][q])), dWb[o][q])
+                    for o in group if thin else ():
+                        wide = builder.fpext(builder.load(dWb[o][q]), vh64)
+                        builder.store(builder.fadd(builder.load(dWh[o][q]), wide), dWh[o][q])
+
+        def split(chain, n):
+            # Σ over n terms: one chain up to WIDE terms, else the even and the odd apart,
+            # and past K = LONG CHAINS of them (i mod 4, added ((c0 + c1) + (c2 + c3)))
+            if n <= WIDE:
+                return chain(range(n))
+            c = [chain(range(i, n, CHAINS if K > LONG else 2))
+                 for i in range(CHAINS if K > LONG else 2)]
+            while len(c) > 1:
+                c = [builder.fadd(c[i], c[i + 1]) for i in range(0, len(c), 2)]
+            return c[0]
 
         def row_body(row, slot):
             # one row: h, z, f, dy, g, dx; dW's update, or x's and g's rows into the
@@ -366,9 +402,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 for k in ks[1:]:
                     c = madd(xs[k], Wrow[k], c)
                 return c
-            # h[n,m] = Σ_k x[n,k]·W[k,m]; past K = 8 the even k's and the odd k's apart
-            h = chain(range(K)) if K <= WIDE else \
-                builder.fadd(chain(range(0, K, 2)), chain(range(1, K, 2)))
+            # h[n,m] = Σ_k x[n,k]·W[k,m]; past K = 8 the even k's and the odd k's apart (`split`)
+            h = split(chain, K)
             yb = builder.mul(row, i64(M))
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
             r, yr = builder.select(below, zero, h), load_row(y, yb, M, Mp)
@@ -395,8 +430,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                         c = madd(splat(gs[m], Kp), Wcol[m], c)
                     return c
                 # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
-                s = dx_chain(range(M)) if M <= WIDE else \
-                    builder.fadd(dx_chain(range(0, M, 2)), dx_chain(range(1, M, 2)))
+                s = split(dx_chain, M)
                 store_row(s, dx, builder.mul(row, i64(K)), K, sx)
             if blocked:  # x's and g's rows kept for the block's dW sums
                 builder.store(xr, buffered(xbuf, slot, 0, vk), align=csize)

@@ -62,7 +62,7 @@ MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 def covers(K: int, M: int, dtype=None) -> bool:
     """Whether the (K, M) rows for inputs of dtype are generated here, on this CPU's table
     entry: K·M ≤ MAX_KM, or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2
-    and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 16 for float32 and 14
+    and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 64 for float32 and 14
     for float64), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8,
     or from 16, 17, 18 or 20 (rowdots.applies).  dtype None: for either dtype (whether
     the (K, M) module exists)."""
@@ -109,7 +109,8 @@ def shapes(dtype=None) -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry for
     inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by its
     first M, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
-    one past W's copy)."""
+    one past W's copy), but rowvec.py's past K = 16 (M = 9 to 16, float32 with AVX-512: 384
+    modules of their own, which compile at the first call that asks: rowvec.applies)."""
     if dtype is None:
         return list(dict.fromkeys(shapes("float32") + shapes("float64")))
     bits = machine.entry().vector_bits

@@ -267,16 +267,17 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (15, 4, 256),                                           # 16 lanes
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
                        (15, 9, 512), (16, 16, 512),  # K = 15, 16 past M = 8: float32 only
-                       (17, 9, 512), (24, 12, 512), (33, 9, 512), (64, 16, 512)):  # (x's row
-        # in 32 or 64 lanes)
+                       (17, 9, 512), (24, 12, 512), (33, 9, 512), (64, 16, 512),  # (x's row
+                       (4, 17, 512), (12, 32, 512)):  # in 32 or 64 lanes; y's in 32)
         assert rowvec.applies(K, M, bits) and rowvec.applies(K, M, bits, np.float32)
-        assert rowvec.applies(K, M, bits, np.float64) == (K <= 14 or M <= 8)
+        assert rowvec.applies(K, M, bits, np.float64) == (K <= 14 and M <= 16 or M <= 8)
         dt = next(d for d in (np.float64, np.float32)  # the dtype that takes these rows
                   if _skinny._along(K, M, bits, d) is rowvec)  # (9×3: float32's dot products)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (65, 9, 512), (4, 17, 512), (16, 4, 256),
+                       (12, 6, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
+                       (16, 4, 256),
                        (12, 5, 256), (8, 9, 256), (16, 16, 256)):
         assert not any(rowvec.applies(K, M, bits, d) for d in (None, np.float32, np.float64))
         assert "row_vectors" not in _skinny._source(K, M, bits)
@@ -284,13 +285,13 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     avx512 = machine.entry().vector_bits >= 512
     for dt in (np.float32, np.float64):
         assert cpu.is_tiled(8, 8, dt) != wide and cpu.is_tiled(4, 8, dt) != wide
-        assert cpu.is_tiled(65, 9, dt) and cpu.is_tiled(4, 17, dt) and not cpu.is_tiled(4, 4, dt)
+        assert cpu.is_tiled(65, 9, dt) and cpu.is_tiled(4, 33, dt) and not cpu.is_tiled(4, 4, dt)
         assert cpu.is_tiled(4, 9, dt) != avx512  # y's row in 16 lanes
         for K in (9, 17):  # 16 lanes of x's row; dot products past K = 16 (AVX-512; AVX2's
             assert cpu.is_tiled(K, 8, dt) != avx512  # M = 8 from K = 20)
         assert cpu.is_tiled(24, 8, dt) != wide and cpu.is_tiled(19, 8, dt) != avx512
-        for K, M in ((15, 9), (16, 16), (17, 9), (64, 16)):  # y's row in 16 lanes: float64's
-            # stop at K = 14
+        for K, M in ((15, 9), (16, 16), (17, 9), (64, 16), (4, 17), (12, 32)):  # y's row in
+            # 16 or 32 lanes: float64's stop at K = 14 and M = 16
             assert cpu.is_tiled(K, M, dt) == (dt == np.float64 or not avx512)
             assert ("a vector a row" in cpu.describe(10, K, M, dt)) != cpu.is_tiled(K, M, dt)
     assert ("a vector a row" in cpu.describe(10, 3, 8, np.float32)) == wide
@@ -375,7 +376,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
-     (31, 13, 512, np.float32, 0.5)]
+     (31, 13, 512, np.float32, 0.5), (4, 17, 512, np.float32, 1.0), (12, 32, 512, np.float32, 0.0),
+     (9, 23, 512, np.float32, 0.5)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
@@ -387,7 +389,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past
 # K = 16 at M = 9 to 16, float32's x rows in 32 or 64 lanes, dW's sums along y's rows
 # (17×9, 64×16: in passes of 16) or x's (33×9: three parts), and float64 arithmetic's
-# rerun of them (dev/products_v33.md 34a)
+# rerun of them (dev/products_v33.md 34a); y's rows of 17 to 32 in 32 lanes (4×17,
+# 9×23, 12×32: 34b)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

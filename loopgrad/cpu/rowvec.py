@@ -1,7 +1,8 @@
 """The skinny rows vectorized along each row, in LLVM IR: K, M ≤ 8 on 256- and 512-bit vectors
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
-past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14: `applies`).
+past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14), and to 32
+with 4 ≤ K ≤ 12 (float32 inputs: `applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -17,7 +18,7 @@ Here a vector is one row, where a row of x and of y fits one vector of up to 8 l
 (float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
 x's or y's row one of 16 lanes (9–15 elements masked; two registers on AVX2, or in
 float64), and with y's row in 16 lanes x's one of 32 or 64 (17–63 elements masked; two or
-four registers):
+four registers), or y's row one of 32 (17–31 masked, two registers):
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -93,6 +94,13 @@ NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
 # 8×16 tile (10⁶×16×16 24.0 → 28.4, 10⁶×16×10 22.2 → 26.8), at 15 level
 # (dev/products_v30.md 31c, 31d; dev/products_v31.md 32a)
 Y_LONG_K = {"float32": 64, "float64": 14}
+# y's row in 32 lanes (M = 17 to 32, AVX-512, float32) up to this K, which took the 8×32
+# tile: 10⁶×4×17 12.3–12.7 → 8.1–8.4 ms, 4×32 16.0–16.6 → 10.3–10.6, 8×20 14.6–14.7 →
+# 11.5–11.9, 8×32 16.6–18.8 → 12.4, 12×24 15.9–16.9 → 14.9–15.3; from K = 16 level or
+# slower (16×24, 16×20, 17×32; 32×32 and 64×20 1.08–1.09×: the one-row loop is bound by
+# loads of W's rows and columns, which the tile shares among 8 rows), and y's row in 64
+# lanes too (10⁶×4×64 1.2×, 4×40 level: dev/products_v33.md 34b)
+Y_WIDE, Y_WIDE_K = 32, 12
 # past K = LONG, h's and dx's sums in this many chains (i mod CHAINS; two from 9 terms):
 # in L2 32×12 90 → 84 cycles a row, 24×12 73 → 68 (34a)
 CHAINS = 4
@@ -154,14 +162,17 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     14.8–15.5 → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0,
     10⁶×9×9 18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d); float32
     past K = 16 to 64 (10⁶×17×9 1.4×, 32×16 1.4×, 64×9 1.7× faster: dev/products_v33.md
-    34a).  Those (K, M) past 16 are 384 modules, which `shapes` leaves to the first call
-    that asks for one (about a second's compile, then the disk cache) rather than to
-    `loopgrad compile`.
+    34a), and float32's 17 ≤ M ≤ Y_WIDE at 4 ≤ K ≤ Y_WIDE_K (y's row in 32 lanes), which
+    took the 8×32 tile (10⁶×4×17 1.5×, 8×32 1.4× faster: 34b).  Those (K, M) past 16 are
+    528 modules, which skinny.shapes leaves to the first call that asks for one (about a
+    second's compile, then the disk cache) rather than to `loopgrad compile`.
 
     The rows of an entry are the same for both dtypes but at that one bound: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
     are built for either (skinny.py's modules, which hold both dtypes' row functions, and
     float32's exact rerun in float64 arithmetic)."""
+    if vector_bits >= 512 and LONG < M <= Y_WIDE:  # y's row in 32 lanes: float32's
+        return 4 <= K <= Y_WIDE_K and (dtype is None or np.dtype(dtype) == np.float32)
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
         return 4 <= K <= (max(Y_LONG_K.values()) if dtype is None
                           else Y_LONG_K[np.dtype(dtype).name])
@@ -185,7 +196,7 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     With AVX-512 at M = 9 to 16 from K = DW_FROM, dW's K accumulators beside W's 2·K rows
     and columns: in L2 16×16 dW alone 41–57 → 33–35 cycles a row, 10⁶×16×9 12.1 → 10.6
     ms (dev/products_v30.md 31d)."""
-    if vector_bits >= 512 and M > WIDE and K >= DW_FROM:
+    if vector_bits >= 512 and M > WIDE and (K >= DW_FROM or M > LONG):
         return 32
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
@@ -226,7 +237,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
     most = max(Y_LONG_K.values()) if M > WIDE else LONG
-    if not (1 <= K <= most and 1 <= M <= LONG):
+    if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {LONG} and K ≤ {LONG} (to {most} at M > "
                          f"{WIDE}), got K = {K}, M = {M}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
@@ -375,8 +386,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             # and past K = LONG CHAINS of them (i mod 4, added ((c0 + c1) + (c2 + c3)))
             if n <= WIDE:
                 return chain(range(n))
-            c = [chain(range(i, n, CHAINS if K > LONG else 2))
-                 for i in range(CHAINS if K > LONG else 2)]
+            nc = CHAINS if max(K, M) > LONG else 2
+            c = [chain(range(i, n, nc)) for i in range(nc)]
             while len(c) > 1:
                 c = [builder.fadd(c[i], c[i + 1]) for i in range(0, len(c), 2)]
             return c[0]

@@ -63,7 +63,7 @@ def covers(K: int, M: int, dtype=None) -> bool:
     """Whether the (K, M) rows for inputs of dtype are generated here, on this CPU's table
     entry: K·M ≤ MAX_KM, or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2
     and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 64 for float32 and 14
-    for float64), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8,
+    for float64, M ≤ 32 at 4 ≤ K ≤ 12 for float32), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8,
     or from 16, 17, 18 or 20 (rowdots.applies).  dtype None: for either dtype (whether
     the (K, M) module exists)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M, dtype)
@@ -109,8 +109,9 @@ def shapes(dtype=None) -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry for
     inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by its
     first M, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
-    one past W's copy), but rowvec.py's past K = 16 (M = 9 to 16, float32 with AVX-512: 384
-    modules of their own, which compile at the first call that asks: rowvec.applies)."""
+    one past W's copy), but rowvec.py's past K = 16 or M = 16 (float32 with AVX-512: 384
+    modules at M = 9 to 16, 144 at K = 4 to 12, which compile at the first call that asks
+    for one: rowvec.applies)."""
     if dtype is None:
         return list(dict.fromkeys(shapes("float32") + shapes("float64")))
     bits = machine.entry().vector_bits
@@ -118,7 +119,8 @@ def shapes(dtype=None) -> list:
               for M in rowdots.MS for K in (0, rowdots.COPIED + 1)]  # W's copy and past it
     return [(K, M) for K in range(1, MAX_KM + 1)
             for M in range(1, max(MAX_KM // K, rowvec.LONG) + 2)
-            if covers(K, M, dtype) and _one(K, M, dtype) == (K, M)] + \
+            if covers(K, M, dtype) and _one(K, M, dtype) == (K, M)
+            and not (M > rowvec.LONG and _along(K, M, bits, dtype) is rowvec)] + \
         [(K, M) for K, M in dict.fromkeys(firsts)
          if K > MAX_KM and rowdots.applies(K, M, bits, dtype)]
 

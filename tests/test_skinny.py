@@ -196,7 +196,9 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
                                        (36, 2, np.float32), (20, 4, np.float32),
                                        (20, 3, np.float32), (16, 8, np.float32),
                                        (12, 6, np.float32), (20, 5, np.float32),
-                                       (32, 3, np.float32), (48, 6, np.float32)])
+                                       (32, 3, np.float32), (48, 6, np.float32),
+                                       (6, 6, np.float64), (24, 12, np.float32),
+                                       (8, 20, np.float32), (17, 9, np.float32)])
 def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # want | STREAM has the row functions store dx's and dy's rows past the caches where a
     # row is a multiple of 16 bytes and the array starts on 16 bytes: outputs on a line,
@@ -205,8 +207,10 @@ def test_row_vectors_streamed_stores_change_no_bit(rng, K, M, dtype):
     # vectors, of a partial last one streamed in 16-byte parts (20, 12 float64, 36×2, 20×4,
     # 20×3) and never streamed (9); at M ≥ 3 a vector of x's row at a time for a block's
     # rows where dx's rows lie on whole lines (32×3, 48×6 on a line), else row by row;
-    # rowvec.py's rows of 16 lanes (16×8) and of 12 in 16 (12×6, dx never streamed).
-    # Every bit as without, nothing left unwritten
+    # rowvec.py's rows of 16 lanes (16×8) and rows of whole 16-byte parts in a padded
+    # vector, streamed in those parts (12 in 16: 12×6; 6 float64s in 8: 6×6; 24 in 32:
+    # 24×12; y's 20 in 32: 8×20), and never streamed (17 in 32: 17×9; dev/products_v33.md
+    # 34c).  Every bit as without, nothing left unwritten
     from loopgrad._inputs import STREAM
     x, W, y = draw(rng, 1001, K, M, dtype)
     x[:40] = np.round(x[:40])  # ties

@@ -27,7 +27,8 @@ permutes from a register took the port the FMAs need (8×8 in cache: 14.4 → 12
 row); float32 x's lanes are broadcast from x itself.  x's and y's rows are prefetched
 PF_BYTES ahead; where a call asks (the STREAM bit of `flags`, loopgrad.cpu.streams) dx's
 and dy's rows go past the caches, where a row is a multiple of 16 bytes and the array
-starts on 16 bytes (dev/products_v26.md 27a).
+starts on 16 bytes (dev/products_v26.md 27a), a row that fills part of its vector as its
+16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md 34c).
 
     row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop,
                             flags) -> f
@@ -291,6 +292,17 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                         builder.store(v, vec(ptr, at, n), align=size)
             elif p == n:
                 builder.store(v, vec(ptr, at, n), align=size)
+            elif streamed is not None and n * size % _PART == 0:
+                # a row of whole 16-byte parts in a padded vector (12, 20, 24, 28 of 16 or
+                # 32 lanes): its first n lanes as those parts, past the caches
+                first = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                               ir.Constant(ir.VectorType(i32, n), list(range(n))))
+                with builder.if_else(streamed) as (past, cached):
+                    with past:
+                        _store_streamed_parts(builder, first, vec(ptr, at, n))
+                    with cached:
+                        _masked(builder, "store", v.type, vec(ptr, at, p), size,
+                                lanes_below(n, p), v)
             else:
                 _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
 

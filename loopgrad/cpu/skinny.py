@@ -63,8 +63,8 @@ def covers(K: int, M: int, dtype=None) -> bool:
     """Whether the (K, M) rows for inputs of dtype are generated here, on this CPU's table
     entry: K·M ≤ MAX_KM, or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2
     and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 64 for float32 and 14
-    for float64, M ≤ 32 at 4 ≤ K ≤ 12 for float32), K ≤ 3 (rowblocks.applies: blocks of 8 lanes, M > 8) or M ≤ 8 past K = 8,
-    or from 16, 17, 18 or 20 (rowdots.applies).  dtype None: for either dtype (whether
+    for float64, M ≤ 32 at 4 ≤ K ≤ 12 for float32), K ≤ 3 (rowblocks.applies: blocks of 8
+    lanes, M > 8) or M ≤ 8 past K = 8, or from 16, 17, 18 or 20 (rowdots.applies).  dtype None: for either dtype (whether
     the (K, M) module exists)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M, dtype)
 

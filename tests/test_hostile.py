@@ -34,14 +34,14 @@ def values(dtype):
 
 @st.composite
 def problems(draw, few_outputs=False):
-    # few_outputs: M = 1 to 16 with K from 4 to 44 and up to 40 rows (rowdots.py's dot
+    # few_outputs: M = 1 to 24 with K from 4 to 44 and up to 40 rows (rowdots.py's dot
     # products on AVX2 and AVX-512, M ≤ 8: whole and partial vectors of a row, whole and
     # partial blocks of rows, float64's row over two vectors on AVX2; rowvec.py's rows of x
-    # or y in 16 lanes with AVX-512; the tiled kernels)
+    # in 16, 32 or 64 lanes and of y in 16 or 32 with AVX-512; the tiled kernels)
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64])))
     if few_outputs:
         N, K = draw(st.integers(0, 40)), draw(st.integers(4, 44))
-        M = draw(st.integers(1, 16))
+        M = draw(st.integers(1, 24))
     else:
         N, K, M = (draw(st.integers(0, n)) for n in (12, 5, 5))
     arrays = []

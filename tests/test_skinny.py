@@ -315,7 +315,10 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_dots(512, 4, 7)" in _skinny._source(16, 4, 512)
     assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
     assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
-    assert "row_dots(512, 8, 7)" in _skinny._source(17, 8, 512)  # from K = 17 (31i)
+    assert "row_dots(512, 8, 7)" in _skinny._source(17, 8, 512)  # from K = 17 (31i); float32's
+    assert "row_dots(512, 8, 7)" in _skinny._source(25, 8, 512, dtype=np.float32)  # from 25,
+    assert "row_vectors(17, 8, 7, dw_block=32" in _skinny._source(17, 8, 512, dtype=np.float32)
+    assert ("a vector a row" in cpu.describe(10, 24, 6, np.float32)) == avx512  # (34g)
     assert "row_dots(256, 4, 7)" in _skinny._source(16, 4, 256)
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
     assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
@@ -381,7 +384,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
      (31, 13, 512, np.float32, 0.5), (4, 17, 512, np.float32, 1.0), (12, 32, 512, np.float32, 0.0),
-     (9, 23, 512, np.float32, 0.5)]
+     (9, 23, 512, np.float32, 0.5), (20, 8, 512, np.float32, 1.0), (24, 6, 512, np.float32, 0.0),
+     (17, 7, 512, np.float32, 0.5), (27, 8, 512, np.float32, 0.0)]
 # rowdots.py: M = 1 to 4, whole vectors of a row and a partial last one; blocks of rows
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
@@ -394,7 +398,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # K = 16 at M = 9 to 16, float32's x rows in 32 or 64 lanes, dW's sums along y's rows
 # (17×9, 64×16: in passes of 16) or x's (33×9: three parts), and float64 arithmetic's
 # rerun of them (dev/products_v33.md 34a); y's rows of 17 to 32 in 32 lanes (4×17,
-# 9×23, 12×32: 34b)
+# 9×23, 12×32: 34b); x's rows of 17 to 24 with y's of 6 to 8 (20×8, 24×6, 17×7) and
+# float32's dot products at M = 8 from K = 25 (27×8: 34g)
 
 
 @pytest.mark.parametrize("K,M,bits,dtype,a0", ROW_VECTORS)

@@ -158,7 +158,10 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     stay rowvec.py's (dev/products_v31.md 32e); float64 inputs take M = 8 from K = 16
     with AVX-512 (10⁶×16×8 16.8 → 15.8 ms, float32's 3 % slower) and on AVX2 M = 5 from 9,
     6 from 10 and 7 from 16, where the 6×8 tile had them (10⁶×9×5 17.1 → 15.0, 12×5 19.0 →
-    15.0, 14×6 24.6 → 18.3, 16×7 26.8 → 18.4; 10×7 and 17×8 slower: 32f)."""
+    15.0, 14×6 24.6 → 18.3, 16×7 26.8 → 18.4; 10×7 and 17×8 slower: 32f).  Float32 inputs
+    with AVX-512 take M = 6 to 8 from K = 25, where rowvec.py's rows with x in 32 lanes are
+    faster below (10⁶×20×8 10.0–11.0 → 8.1–8.3 ms, 17×8 0.83, 24×8 0.87, 20×6 0.87, 18×7
+    0.89; 16×6 and 16×7 level: dev/products_v33.md 34g)."""
     wide = vector_bits >= 512
     if dtype is None:
         return min(_FIRST_K[wide, d][M - 1] for d in ("float32", "float64"))
@@ -166,7 +169,7 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
 
 
 # min_k's table: (512-bit entry, the inputs' dtype) → the first K at M = 1 to 8
-_FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 16, 16, 17),
+_FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 25, 25, 25),
             (True, "float64"): (9, 9, 10, 12, 16, 16, 16, 16),
             (False, "float32"): (8, 9, 13, 13, 16, 16, 18, 20),
             (False, "float64"): (8, 9, 16, 16, 9, 10, 16, 20)}

@@ -2,7 +2,7 @@
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
 past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14), and to 32
-with 4 ≤ K ≤ 12 (float32 inputs: `applies`).
+with 4 ≤ K ≤ 12, and K = 17 to 24 at M = 6 to 8 (float32 inputs: `applies`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -102,6 +102,11 @@ Y_LONG_K = {"float32": 64, "float64": 14}
 # loads of W's rows and columns, which the tile shares among 8 rows), and y's row in 64
 # lanes too (10⁶×4×64 1.2×, 4×40 level: dev/products_v33.md 34b)
 Y_WIDE, Y_WIDE_K = 32, 12
+# x's row in 32 lanes with y's in 8 (M = 6 to 8, AVX-512, float32) up to this K, where
+# rowdots.py's dot products had them: 10⁶×17×8 10.2–11.0 → 8.4–8.8 ms, 20×8 10.5–11.5 →
+# 8.2–8.6, 24×8 0.85, 17×6 0.89, 20×6 0.84, 18×7 0.86; from K = 28 level or slower, and
+# at M = 5 (24×5 1.19: dev/products_v33.md 34g)
+X_WIDE_K, X_WIDE_M = 24, 6
 # past K = LONG, h's and dx's sums in this many chains (i mod CHAINS; two from 9 terms):
 # in L2 32×12 90 → 84 cycles a row, 24×12 73 → 68 (34a)
 CHAINS = 4
@@ -164,7 +169,9 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     10⁶×9×9 18.6–19.3 → 16.1–16.3, 10⁶×12×16 level (dev/products_v30.md 31c, 31d); float32
     past K = 16 to 64 (10⁶×17×9 1.4×, 32×16 1.4×, 64×9 1.7× faster: dev/products_v33.md
     34a), and float32's 17 ≤ M ≤ Y_WIDE at 4 ≤ K ≤ Y_WIDE_K (y's row in 32 lanes), which
-    took the 8×32 tile (10⁶×4×17 1.5×, 8×32 1.4× faster: 34b).  Those (K, M) past 16 are
+    took the 8×32 tile (10⁶×4×17 1.5×, 8×32 1.4× faster: 34b), and float32's 17 ≤ K ≤
+    X_WIDE_K at X_WIDE_M ≤ M ≤ 8 (x's row in 32 lanes), which rowdots.py's dot products
+    took (10⁶×20×8 1.25× faster: 34g).  Those (K, M) past 16 are
     528 modules, which skinny.shapes leaves to the first call that asks for one (about a
     second's compile, then the disk cache) rather than to `loopgrad compile`.
 
@@ -177,6 +184,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
         return 4 <= K <= (max(Y_LONG_K.values()) if dtype is None
                           else Y_LONG_K[np.dtype(dtype).name])
+    if vector_bits >= 512 and LONG < K <= X_WIDE_K and X_WIDE_M <= M <= WIDE:  # x's row
+        return dtype is None or np.dtype(dtype) == np.float32                # in 32 lanes
     if vector_bits < 256 or K > LONG or M > WIDE:
         return False
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
@@ -197,7 +206,7 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     With AVX-512 at M = 9 to 16 from K = DW_FROM, dW's K accumulators beside W's 2·K rows
     and columns: in L2 16×16 dW alone 41–57 → 33–35 cycles a row, 10⁶×16×9 12.1 → 10.6
     ms (dev/products_v30.md 31d)."""
-    if vector_bits >= 512 and M > WIDE and (K >= DW_FROM or M > LONG):
+    if vector_bits >= 512 and (M > WIDE and K >= DW_FROM or max(K, M) > LONG):
         return 32
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
@@ -237,7 +246,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
     inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
-    most = max(Y_LONG_K.values()) if M > WIDE else LONG
+    most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {LONG} and K ≤ {LONG} (to {most} at M > "
                          f"{WIDE}), got K = {K}, M = {M}")

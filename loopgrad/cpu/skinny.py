@@ -32,8 +32,8 @@ arithmetic, they are faster than the vectors of rows at the shapes `applies` nam
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
 K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
 AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's copy, K·M ≤ 4096) and
-M = 5–8 from K = 16 (M = 8 from 17; on AVX2 from 16 to 20 by M; float64 on AVX2 M = 5–7
-from 9, 10, 16) within W's copy call rowdots.py's, one module an M for every K (two at
+M = 5–8 from K = 16 (float32 with AVX-512 M = 6–8 from 25: rowvec.py's rows below; on AVX2
+from 16 to 20 by M; float64 on AVX2 M = 5–7 from 9, 10, 16) within W's copy call rowdots.py's, one module an M for every K (two at
 M = 3, 4: within W's copy and past it), where LLVM's vectors of rows (K ≤ 16) and the
 tiled kernels (mostly padding) ran at a half or less of the copy ceiling
 (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g; dev/products_v29.md 30g;

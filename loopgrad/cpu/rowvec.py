@@ -107,7 +107,8 @@ Y_WIDE, Y_WIDE_K = 32, 12
 # 8.2–8.6, 24×8 0.85, 17×6 0.89, 20×6 0.84, 18×7 0.86; from K = 28 level or slower, and
 # at M = 5 (24×5 1.19: dev/products_v33.md 34g)
 X_WIDE_K, X_WIDE_M = 24, 6
-# past K = LONG, h's and dx's sums in this many chains (i mod CHAINS; two from 9 terms):
+# where K or M is past LONG, h's and dx's sums in this many chains (i mod CHAINS; two from
+# 9 terms):
 # in L2 32×12 90 → 84 cycles a row, 24×12 73 → 68 (34a)
 CHAINS = 4
 # dW's blocked sums take at most this many rows of accumulators (registers) a pass over
@@ -171,9 +172,9 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     34a), and float32's 17 ≤ M ≤ Y_WIDE at 4 ≤ K ≤ Y_WIDE_K (y's row in 32 lanes), which
     took the 8×32 tile (10⁶×4×17 1.5×, 8×32 1.4× faster: 34b), and float32's 17 ≤ K ≤
     X_WIDE_K at X_WIDE_M ≤ M ≤ 8 (x's row in 32 lanes), which rowdots.py's dot products
-    took (10⁶×20×8 1.25× faster: 34g).  Those (K, M) past 16 are
-    528 modules, which skinny.shapes leaves to the first call that asks for one (about a
-    second's compile, then the disk cache) rather than to `loopgrad compile`.
+    took (10⁶×20×8 1.25× faster: 34g).  Those (K, M) past 16 are 552 modules, which
+    skinny.shapes leaves to the first call that asks for one (about a second's compile,
+    then the disk cache) rather than to `loopgrad compile`.
 
     The rows of an entry are the same for both dtypes but at that one bound: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
@@ -248,8 +249,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
-        raise ValueError(f"row_vectors takes M ≤ {LONG} and K ≤ {LONG} (to {most} at M > "
-                         f"{WIDE}), got K = {K}, M = {M}")
+        raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
+                         f"K = {K}")
     from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
@@ -404,7 +405,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
 
         def split(chain, n):
             # Σ over n terms: one chain up to WIDE terms, else the even and the odd apart,
-            # and past K = LONG CHAINS of them (i mod 4, added ((c0 + c1) + (c2 + c3)))
+            # and where K or M is past LONG CHAINS of them (i mod 4, added ((c0 + c1) +
+            # (c2 + c3)))
             if n <= WIDE:
                 return chain(range(n))
             nc = CHAINS if max(K, M) > LONG else 2

@@ -110,8 +110,8 @@ def shapes(dtype=None) -> list:
     inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by its
     first M, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
     one past W's copy), but rowvec.py's past K = 16 or M = 16 (float32 with AVX-512: 384
-    modules at M = 9 to 16, 144 at K = 4 to 12, which compile at the first call that asks
-    for one: rowvec.applies)."""
+    modules at M = 9 to 16, 144 at K = 4 to 12, 24 at M = 6 to 8, which compile at the first
+    call that asks for one: rowvec.applies)."""
     if dtype is None:
         return list(dict.fromkeys(shapes("float32") + shapes("float64")))
     bits = machine.entry().vector_bits

@@ -341,9 +341,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         if by_terms:
             few = builder.icmp_unsigned("<=", builder.sub(K, full), i64(TERMS))
             terms = builder.select(few, builder.sub(K, full), i64(0))
-            Wr = builder.alloca(ct, size=i64(L * L))
+            Wr = builder.alloca(ct, size=i64(TERMS * L))
             Wr.align = 64
-            with cgutils.for_range(builder, i64(L * L)) as e:
+            with cgutils.for_range(builder, i64(TERMS * L)) as e:
                 builder.store(ct(0.0), builder.gep(Wr, [e.index]))
             with cgutils.for_range(builder, terms) as t:
                 for m in range(M):

@@ -369,7 +369,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         HW = min(L, LONG) if thin else min(L, dw_lanes)
         parts = -(-min(L, K if across else M) // HW) if blocked else 0
         vh, vh64 = ir.VectorType(ct, HW), ir.VectorType(d, HW)
-        stride = max(WIDE, Kp, Mp)  # a buffer's rows: WIDE elements, or 16
+        stride = max(WIDE, Kp, Mp)  # a buffer's rows: WIDE elements, or 16, 32, 64
         if blocked:
             xbuf = cgutils.alloca_once(builder, ct, size=blk * stride)
             gbuf = cgutils.alloca_once(builder, ct, size=blk * stride)

@@ -33,11 +33,11 @@ arithmetic, they are faster than the vectors of rows at the shapes `applies` nam
 K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
 AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's copy, K·M ≤ 4096) and
 M = 5–8 from K = 16 (float32 with AVX-512 M = 6–8 from 25: rowvec.py's rows below; on AVX2
-from 16 to 20 by M; float64 on AVX2 M = 5–7 from 9, 10, 16) within W's copy call rowdots.py's, one module an M for every K (two at
-M = 3, 4: within W's copy and past it), where LLVM's vectors of rows (K ≤ 16) and the
-tiled kernels (mostly padding) ran at a half or less of the copy ceiling
-(dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g; dev/products_v29.md 30g;
-dev/products_v30.md 31a, 31h–31j; dev/products_v31.md 32c).
+from 16 to 20 by M; float64 on AVX2 M = 5–7 from 9, 10, 16) within W's copy call
+rowdots.py's, one module an M for every K (two at M = 3, 4: within W's copy and past it),
+where LLVM's vectors of rows (K ≤ 16) and the tiled kernels (mostly padding) ran at a half
+or less of the copy ceiling (dev/products_v27.md 28c, 28d; dev/products_v28.md 29b, 29g;
+dev/products_v29.md 30g; dev/products_v30.md 31a, 31h–31j; dev/products_v31.md 32c).
 
 Generated modules are written once per (K, M) into a cache folder and
 imported from there (jit.load), so Numba's disk cache works for them as for
@@ -64,8 +64,8 @@ def covers(K: int, M: int, dtype=None) -> bool:
     entry: K·M ≤ MAX_KM, or where a row fits one vector (rowvec.applies: K, M ≤ 8 on AVX2
     and AVX-512, and with AVX-512 K ≤ 16 at M ≥ 3, M ≤ 16 at 4 ≤ K ≤ 64 for float32 and 14
     for float64, M ≤ 32 at 4 ≤ K ≤ 12 for float32), K ≤ 3 (rowblocks.applies: blocks of 8
-    lanes, M > 8) or M ≤ 8 past K = 8, or from 16, 17, 18 or 20 (rowdots.applies).  dtype None: for either dtype (whether
-    the (K, M) module exists)."""
+    lanes, M > 8) or M ≤ 8 past K = 8, or from 16, 17, 18 or 20 (rowdots.applies).  dtype
+    None: for either dtype (whether the (K, M) module exists)."""
     return 1 <= K * M <= MAX_KM or along_row(K, M, dtype)
 
 

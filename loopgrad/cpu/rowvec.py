@@ -28,7 +28,9 @@ row); float32 x's lanes are broadcast from x itself.  x's and y's rows are prefe
 PF_BYTES ahead; where a call asks (the STREAM bit of `flags`, loopgrad.cpu.streams) dx's
 and dy's rows go past the caches, where a row is a multiple of 16 bytes and the array
 starts on 16 bytes (dev/products_v26.md 27a), a row that fills part of its vector as its
-16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md 34c).
+16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md 34c).  Float32 rows of
+17 to 24 in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at
+12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b).
 
     row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop,
                             flags) -> f
@@ -340,7 +342,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         a0v = splat(builder.fptrunc(a0, ct) if thin else a0, Mp)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
-        f = cgutils.alloca_once_value(builder, ir.Constant(vm64, [0.0] * Mp))
+        # f's partial sums, in vectors of lanes [lo, hi) of y's row: float32's rows of 17 to
+        # 24 in 32 lanes as 16 and 8 (three registers of float64 where four converted the
+        # padding), else the row's vector
+        fparts = [(0, LONG), (LONG, LONG + WIDE)] if thin and Mp > LONG and M <= LONG + WIDE \
+            else [(0, Mp)]
+        fs = [cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(d, hi - lo),
+                                                             [0.0] * (hi - lo)))
+              for lo, hi in fparts]
         dW = [] if blocked else [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
         dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vm64, [0.0] * Mp))
                 for _ in range(K)] if stepped else dW
@@ -442,8 +451,14 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
             r, yr = builder.select(below, zero, h), load_row(y, yb, M, Mp)
             z = builder.fsub(r, yr)  # in float32: the exact difference rounded once
-            z64 = builder.fsub(builder.fpext(r, vm64), builder.fpext(yr, vm64)) if thin else z
-            builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
+            for (lo, hi), acc in zip(fparts, fs):  # z² into f's partial sums
+                part = (lambda v: v) if hi - lo == Mp else (lambda v: builder.shuffle_vector(
+                    v, ir.Constant(vm, ir.Undefined),
+                    ir.Constant(ir.VectorType(i32, hi - lo), list(range(lo, hi)))))
+                wide = ir.VectorType(d, hi - lo)
+                z64 = builder.fsub(builder.fpext(part(r), wide), builder.fpext(part(yr), wide)) \
+                    if thin else part(z)
+                builder.store(_madd(builder, fused, z64, z64, builder.load(acc)), acc)
             t = builder.fmul(two, z)
             if wdy:
                 store_row(builder.fneg(t), dy, yb, M, sy)
@@ -493,11 +508,12 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                      lane(builder.load(dWh[k][m // HW]), m % HW)) if blocked else \
                     lane(builder.load(dW64[k]), m)
                 builder.store(v, builder.gep(dwp, [i64(k * M + m)]))
-        s = builder.load(f)
+        sums = [builder.load(acc) for acc in fs]
 
         def tree(lo, hi):  # f's lanes [lo, hi) added in halves: ((s0 + s1) + (s2 + s3)) at 4
             if hi - lo == 1:
-                return lane(s, lo)
+                q = max(i for i, (a, _) in enumerate(fparts) if a <= lo)
+                return lane(sums[q], lo - fparts[q][0])
             mid = lo + (hi - lo + 1) // 2
             return builder.fadd(tree(lo, mid), tree(mid, hi))
         total = tree(0, M)

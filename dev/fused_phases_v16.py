@@ -32,12 +32,12 @@ Wp, Wtp = np.empty(K * Mp, T), np.empty(M * Kp, T)
 for jr in range(Kp // NR):
     pw(Wp, W, K, M, jr * NR, min(K, jr * NR + NR)); pwt(Wtp, W, K, M, jr)
 part = np.zeros(K * Mp)
-LG = Mp if __import__("os").environ.get("NOPAD") else Mp + 64 // T().itemsize if Mp % (8 * 64 // T().itemsize) == 0 else Mp  # g's row stride, as the driver's (dev/products_v20.md 21a)
+LG = M if Mp != M else Mp if __import__("os").environ.get("NOPAD") else Mp + 64 // T().itemsize if Mp % (8 * 64 // T().itemsize) == 0 else Mp  # g's row stride, as the driver's: M where M pads (one flat epilogue run a block, dev/products_v25.md 26i; dev/products_v34.md 35b), else dev/products_v20.md 21a
 
 
 @njit
 def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
-    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.empty(MC * LG, T)
+    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.zeros(MC * LG + NR, T)  # NR: dW's reads past M (the driver's)
     f = 0.0
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
         r0 = b % ((N + MC - 1) // MC) * MC

@@ -540,8 +540,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
     # far-apart exponents (z inexact in float64), 2z at the edge of the range, −0
     edges = [(3e38, -3e38), (0.0, 3e38), (0.0, -2e38), (1e-40, 2e-40), (1e10, 1e-3),
              (1e-3, 1e10), (1.7e38, -1.7e38), (-0.0, 0.0), (5e-39, -5e-39), (0.0, 1e-45)]
-    # a last step of 8 lanes where its elements fit them (5, 37, 20, 24: the edges in it),
-    # else of 16 masked (29)
+    # rows of 20 and 24: the edge cases in a row's last, masked, step
     for m, rows in ((0, 1), (5, 1), (16, 1), (37, 1), (512, 1), (5, 3), (8, 4), (16, 3),
                     (29, 3), (20, 1), (24, 2)):
         ldg, ldy = (m + 5, m + 11) if rows > 1 else (0, 0)

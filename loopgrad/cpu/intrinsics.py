@@ -72,11 +72,7 @@ epilogue(T)(g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want_grads, f, st
     m mod 16 elements are one step more with the other lanes masked (llvm.masked.load and
     .store: nothing past the row read or written, 0.0 added to their sums, which leaves
     the sums' bits): rows shorter than 16 had run one element at a time, and the fused
-    kernel's 10⁶×8×8 took 2.4× 10⁶×16×16's time (dev/products_v21.md 22b).  A last step
-    of at most 8 elements runs as 8 lanes, its z² into f's first 8 sums (the same bits;
-    f's conversions on one register where 16 lanes took two: the epilogue alone at m = 40
-    14.7–15.4 → 13.3–13.9 ns a row, as AVX2 22.5–23.8 → 18.8–19.4; dev/products_v34.md
-    35b).  stream: dy's
+    kernel's 10⁶×8×8 took 2.4× 10⁶×16×16's time (dev/products_v21.md 22b).  stream: dy's
     vector stores go past the caches where its row starts on a cache line, or in 16-byte
     parts where it starts 16 bytes past one and the rows lie end to end or the run is
     4 KiB or more (g's stay: the kernels read it; a masked step's stay too).
@@ -454,16 +450,14 @@ def epilogue(T: str, piece: int = 0):
     def codegen(context, builder, sig, args):
         g, gb, ldg, pstr, y, yb, ldy, dy, db, rows, m, a0, want, f, stream = args
         et, d, i64 = context.get_value_type(nbt), ir.DoubleType(), ir.IntType(64)
+        vt, dt = ir.VectorType(et, lanes), ir.VectorType(d, lanes)
+        a0v = _splat(builder, a0, lanes)
+
+        def const(v):
+            return ir.Constant(dt, [v] * lanes)
 
         def element(h, yv, case=None):
             # z, z², −2z and g of loopgrad._scalar.relu_backward, operation for operation
-            # (h and yv of `lanes` elements: 16, or 8 in a short last step)
-            n = h.type.count
-            vt, dt = ir.VectorType(et, n), ir.VectorType(d, n)
-
-            def const(v):
-                return ir.Constant(dt, [v] * n)
-            a0v = _splat(builder, a0, n)
             wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt))
             hd, zero = wide(h), const(0.0)
             z = builder.fsub(builder.select(builder.fcmp_ordered("<", hd, zero), zero, hd),
@@ -488,14 +482,12 @@ def epilogue(T: str, piece: int = 0):
             # rounding (a difference of float32s in the subnormal range is exact); a tie
             # gives 0 (a0 0), z (a0 ½: ½·2z, which 2z past the range would not give) or
             # 2z (a0 1).  About half the epilogue's vector operations.
-            n = h.type.count
-            vt, dt = ir.VectorType(et, n), ir.VectorType(d, n)
-            zero32 = ir.Constant(vt, [0.0] * n)
+            zero32 = ir.Constant(vt, [0.0] * lanes)
             below = builder.fcmp_ordered("<", h, zero32)
             hp = builder.select(below, zero32, h)
             z = builder.fsub(builder.fpext(hp, dt), builder.fpext(yv, dt))
             z32 = builder.fsub(hp, yv)
-            t = builder.fmul(ir.Constant(vt, [2.0] * n), z32)
+            t = builder.fmul(ir.Constant(vt, [2.0] * lanes), z32)
             if case is not None:  # a tie's g at ½: z, as below
                 gv = relu_grad_fixed(builder, case, h, zero32, t, lambda: z32)
             else:
@@ -506,28 +498,27 @@ def epilogue(T: str, piece: int = 0):
                 gv = relu_grad(builder, h, zero32, t, tie, nan)
             return builder.fmul(z, z), builder.fneg(t), gv
 
-        def at(ptr, base, j, n=lanes):
-            # a vector of n elements from ptr[base + j]
-            return builder.bitcast(builder.gep(ptr, [builder.add(base, j)]),
-                                   ir.VectorType(et, n).as_pointer())
+        def at(ptr, base, j):
+            # a vector of 16 elements from ptr[base + j]
+            return builder.bitcast(builder.gep(ptr, [builder.add(base, j)]), vt.as_pointer())
 
-        def at_g(gr, j, n=lanes):
+        def at_g(gr, j):
             # g's element j of a row from gr: gr + j whole, gr + (j // piece)·pstr + j % piece
             # in pieces
             if piece:
                 j = builder.add(builder.mul(builder.lshr(j, i64(piece.bit_length() - 1)), pstr),
                                 builder.and_(j, i64(piece - 1)))
-            return at(g, gr, j, n)
+            return at(g, gr, j)
 
         size = nbt.bitwidth // 8
-        dt = ir.VectorType(d, lanes)
         fv = builder.bitcast(f, dt.as_pointer())
         acc = cgutils.alloca_once_value(builder, builder.load(fv, align=8))
         m16 = builder.sub(m, builder.srem(m, i64(lanes)))
-
-        def tail(n):  # the lanes j − m16 < m − m16 of a last, masked, step of n lanes
-            return builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, n), list(range(n))),
-                                         _splat(builder, builder.sub(m, m16), n))
+        # the tail's lanes: j − m16 < m − m16 of a last, masked, step
+        tail = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, lanes),
+                                                      list(range(lanes))),
+                                     _splat(builder, builder.sub(m, m16), lanes))
+        zeros = ir.Constant(vt, [0.0] * lanes)
         # relu'(0) 0, 1 or ½, each with g's selects folded (relu_grad_fixed), float32's with dy
         # and g in float32 (element32); another relu'(0) through float64 (element).  The
         # cases in turn, each a step's own code (the branch between them always goes the
@@ -537,45 +528,37 @@ def epilogue(T: str, piece: int = 0):
                   (lambda h, yv, c=c: fn(h, yv, c))) for c in (0.0, 1.0, 0.5)] + \
             [(None, element)]
 
-        def step(gr, yr, dr, j, mask, streamed, n=lanes):
-            # n (16, or 8) elements from j of a row (g's from gr, y's from yr, dy's from dr);
-            # mask: the lanes of a last partial step (the others neither read nor written,
-            # and their z² not added), or None; streamed: None (dy cached), or the i1 pair
-            # (on a line: whole vectors past the caches, else 16 bytes past one: in parts).
-            # A step of 8 adds its z² to f's first 8 partial sums, +0.0 to the others: the
-            # bits of a masked step of 16 (the sums are never −0)
-            vt = ir.VectorType(et, n)
-
+        def step(gr, yr, dr, j, mask, streamed):
+            # 16 elements from j of a row (g's from gr, y's from yr, dy's from dr); mask: the
+            # lanes of a last partial step (the others neither read nor written, and their
+            # z² not added), or None; streamed: None (dy cached), or the i1 pair (on a
+            # line: whole vectors past the caches, else 16 bytes past one: in parts)
             def load(ptr):
                 if mask is None:
                     return builder.load(ptr, align=size)
-                return _masked(builder, "load", vt, ptr, size, mask,
-                               ir.Constant(vt, [0.0] * n))
+                return _masked(builder, "load", vt, ptr, size, mask, zeros)
 
             def store(value, ptr):
                 if mask is None:
                     builder.store(value, ptr, align=size)
                 else:
                     _masked(builder, "store", vt, ptr, size, mask, value)
-            hv, yv = load(at_g(gr, j, n)), load(at(y, yr, j, n))
+            hv, yv = load(at_g(gr, j)), load(at(y, yr, j))
             zz, dyv, gv = by_cases(builder, [(c, lambda fn=fn: fn(hv, yv)) for c, fn in cases])
             if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
-                zz = builder.select(mask, zz, ir.Constant(zz.type, [0.0] * n))
-            if n < lanes:
-                zz = builder.shuffle_vector(zz, ir.Constant(zz.type, [0.0] * n), ir.Constant(
-                    ir.VectorType(ir.IntType(32), lanes), list(range(lanes))))
+                zz = builder.select(mask, zz, const(0.0))
             builder.store(builder.fadd(builder.load(acc), zz), acc)
             def put_dy(how):
                 if how is None:
-                    store(dyv, at(dy, dr, j, n))
+                    store(dyv, at(dy, dr, j))
                 else:
-                    how(builder, dyv, at(dy, dr, j, n))
+                    how(builder, dyv, at(dy, dr, j))
             with builder.if_then(want):
                 if streamed is None:
                     put_dy(None)
                 else:
                     _stream_choice(builder, *streamed, put_dy)
-                store(gv, at_g(gr, j, n))
+                store(gv, at_g(gr, j))
 
         # dy in 16-byte parts (a row 16 bytes past a line) only where the lines it writes are
         # whole but for a few: rows end to end (ldy = m), or a run of 4 KiB and more (a flat
@@ -600,16 +583,8 @@ def epilogue(T: str, piece: int = 0):
             with cgutils.for_range(builder, builder.sdiv(m16, i64(lanes))) as loop:
                 step(gr, yr, dr, builder.mul(loop.index, i64(lanes)), None,
                      (streamed, streamed_parts))
-            # a last partial step: of 8 lanes where its elements fit them (conversions and
-            # float64 operations on one register where 16 lanes took two: M = 17–24,
-            # 33–40, ...)
             with builder.if_then(builder.icmp_signed("<", m16, m)):
-                with builder.if_else(builder.icmp_signed("<=", builder.sub(m, m16),
-                                                         i64(lanes // 2))) as (short, other):
-                    with short:
-                        step(gr, yr, dr, m16, tail(lanes // 2), None, lanes // 2)
-                    with other:
-                        step(gr, yr, dr, m16, tail(lanes), None)
+                step(gr, yr, dr, m16, tail, None)
         builder.store(builder.load(acc), fv, align=8)
         return context.get_dummy_value()
 

@@ -234,11 +234,10 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # the epilogue runs along rows, or along the whole block as one run where g's rows are
     # M apart and the columns are all of them (one call either way, intrinsics.epilogue): z,
     # dy, g, and z² into 16 partial sums, element j of a run (a row's columns col0..col1, or
-    # the block) in sum j mod 16, in j's order, a last partial step masked (16 lanes, or 8
-    # where it fits them: the same sums); the sums added in a fixed tree at the end.  No
-    # fast-math flag touches these sums (the intrinsic's IR has none): f's bits follow from
-    # this order, which loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b,
-    # 16f)
+    # the block) in sum j mod 16, in j's order, a last partial step of 16 masked; the sums
+    # added in a fixed tree at the end.  No fast-math flag touches these sums (the
+    # intrinsic's IR has none): f's bits follow from this order, which
+    # loopgrad/cpu/ordered.py repeats in plain loops (dev/cold_v12.md 16b, 16f)
     # (g by panels: a row's NR columns of a panel lie together, the epilogue's 16-element
     # steps inside them.  Lane j mod 16 of a row's elements is the same either way, and so
     # are f's bits)

@@ -133,8 +133,8 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 HALF = {HALF}
 mkh = microkernel("{T}", MR, NR, {VW}, live={LIVE}) if HALF else mk
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
-# g, 16 elements a step in LLVM IR vectors, a row's last partial step masked (8 lanes
-# where it fits them); g whole rows, or by NR-column panels (its `pstr` argument)
+# g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
+# rows, or by NR-column panels (its `pstr` argument)
 epi = epilogue("{T}", NR)
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)

@@ -324,6 +324,12 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         def lane(v, i):
             return builder.extract_element(v, i32(i))
 
+        def lanes(v, lo, hi):  # v's lanes [lo, hi) as a vector of their own (v if all)
+            if hi - lo == v.type.count:
+                return v
+            return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), ir.Constant(
+                ir.VectorType(i32, hi - lo), list(range(lo, hi))))
+
         # W's rows (M lanes) and columns (K lanes) in ct, once
         Wrow = [load_row(W, i64(k * M), M, Mp) for k in range(K)]
         Wcol = []
@@ -452,12 +458,9 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             r, yr = builder.select(below, zero, h), load_row(y, yb, M, Mp)
             z = builder.fsub(r, yr)  # in float32: the exact difference rounded once
             for (lo, hi), acc in zip(fparts, fs):  # z² into f's partial sums
-                part = (lambda v: v) if hi - lo == Mp else (lambda v: builder.shuffle_vector(
-                    v, ir.Constant(vm, ir.Undefined),
-                    ir.Constant(ir.VectorType(i32, hi - lo), list(range(lo, hi)))))
                 wide = ir.VectorType(d, hi - lo)
-                z64 = builder.fsub(builder.fpext(part(r), wide), builder.fpext(part(yr), wide)) \
-                    if thin else part(z)
+                z64 = builder.fsub(builder.fpext(lanes(r, lo, hi), wide),
+                                   builder.fpext(lanes(yr, lo, hi), wide)) if thin else z
                 builder.store(_madd(builder, fused, z64, z64, builder.load(acc)), acc)
             t = builder.fmul(two, z)
             if wdy:

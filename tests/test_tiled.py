@@ -27,6 +27,7 @@ SHAPES = [
     (193, 520, 40),    # K past KC: h summed over two KC blocks
     (130, 9, 530),     # M past KC: dx summed over two KC blocks
     (1100, 40, 17),    # N past KC (and SUM_BLOCK): dW over several row blocks, two chunks
+    (700, 64, 17),     # dW's tiles laid as dWᵀ's (nests.dw_transposed) on AVX-512 and AVX2
     (50, 300, 300),    # wide K·M: the three-pass kernel
 ]
 
@@ -801,16 +802,18 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # narrowed for a short N (200×300×256: tiled.h_panels); the fused kernel's g with its
     # rows a line apart (300×20×384: Mp·size a multiple of 512 bytes, its epilogue row by
     # row), or M apart where M is not a multiple of NR (37×5×7, 300×40×70, and 130×600×50
-    # with K past KC: h's last panel cut to the row, its epilogue one run a block); exact
-    # ties h == 0), and so must the loops in any number of threads and for any gradients
-    # asked.
+    # with K past KC: h's last panel cut to the row, its epilogue one run a block); dW's
+    # tiles laid as dWᵀ's (3100×64×17 over two chunks on the AVX-512 and AVX2 entries, 500×32×40
+    # on AVX-512's: nests.dw_transposed); exact ties h == 0), and so must the loops in any
+    # number of threads and for any gradients asked.
     # Through the interpreted serial driver: bitwise the compiled serial and parallel
     # kernels (test_background, test_both_kernels), without their compile.
     ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(
         dtype), rng.integers(-3, 4, (70, 33)).astype(dtype)
     cases = [draw(rng, N, K, M, dtype) for N, K, M in
              [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64),
-              (200, 300, 256), (300, 20, 384), (3000, 64, 64)]] + [ties]
+              (200, 300, 256), (300, 20, 384), (3000, 64, 64), (3100, 64, 17),
+              (500, 32, 40)]] + [ties]
     for x, W, y in cases:
         N, K, M = x.shape[0], x.shape[1], W.shape[1]
         name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)

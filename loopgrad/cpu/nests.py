@@ -347,6 +347,49 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
                 tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
 
 
+@njit(nt.boolean(I, I), nogil=True, cache=True)
+def dw_transposed(K, M):
+    # whether the fused kernel sums dW as dWᵀ = gᵀ·x (dw_block_t): tiles of MR m's × NR
+    # k's, where that pads fewer products than dw_block's MR k's × NR m's (M of 17 to 24 on
+    # the 8×32 tile: 24 rows of m for 32 columns), and K is whole panels of NR, so that x
+    # read in place as B never reads past a row (dev/products_v34.md 35d)
+    if K % NR != 0 or M % NR == 0:
+        return False
+    Mp = (M + NR - 1) // NR * NR
+    live = Mp - NR + (HALF if HALF and M - (Mp - NR) <= HALF else NR)  # dw_block's columns
+    return (M + MR - 1) // MR * MR < live
+
+
+@njit(nt.void(A64, R1, A1, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
+def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2):
+    # dw_block's sums laid as dWᵀ (`dw_transposed`): part[m, k] += Σ_{n0≤n<n1} g[n−n0, m]·
+    # x[n,k], in T over blocks of KC rows, in float64 across them: the same products in
+    # the same order as dw_block's, so the same bits.  g's rows read in place as A (the
+    # tile's rows past M read the next row, or the buffer's NR elements past the block:
+    # rows of the tile never stored), x's as B (K a multiple of NR); part's rows K apart
+    part, x, g, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ct2)
+    for pc in range(n0, n1, KC):
+        kc = min(KC, n1 - pc)
+        for jr in range(K // NR):
+            for ir in range((M + MR - 1) // MR):
+                mk(kc, g, (pc - n0) * ldg + ir * MR, ldg, 1, x, pc * K + jr * NR, K, Ct, 0,
+                   NR)
+                tile_add64(part, ir * MR * K + jr * NR, K, Ct, min(MR, M - ir * MR))
+
+
+@njit(nt.void(A1, A64, I, I, I, I, I, I), nogil=True, cache=True)
+def sum_chunks_t(dW2, part2, nchunks, K, M, Mp, m0, m1):
+    # sum_chunks for partials laid as dWᵀ (dw_block_t): columns [m0, m1) of dW, the sum
+    # over c in chunk order, kept in chunk 0's rows
+    dW, part = pointer(dW2), pointer(part2)
+    for c in range(1, nchunks):
+        for i in range(m0 * K, m1 * K):
+            part[i] += part[c * K * Mp + i]
+    for m in range(m0, m1):
+        for k in range(K):
+            dW[k * M + m] = part[m * K + k]
+
+
 @njit(nt.void(A1, A64, I, I, I, I, I, I), nogil=True, cache=True)
 def sum_chunks(dW2, part2, nchunks, K, M, Mp, k0, k1):
     # rows [k0, k1) of dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in
@@ -392,6 +435,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     # 3-4 % at 128² to 256², dev/products_v20.md 21a); the epilogue then runs row by row
     # (rows of a multiple of 16 elements: the same bits as one run)
     lg = M if Mp != M else (Mp + LINE if Mp % (8 * LINE) == 0 else Mp)
+    tr = dw_transposed(K, M)  # dW's tiles laid as dWᵀ's
     for jr in range(Kp // NR):  # NR rows of W, a panel of Wᵀ
         pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
         if wdx:
@@ -416,11 +460,16 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                                stream and wdy)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream)
-            if wdw:
+            if wdw and tr:
+                dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct)
+            elif wdw:
                 for k0 in range(0, K, MC):
                     dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
-    if wdw:  # the chunks' partials added row by row, each row's chunks in order
+    if wdw and tr:  # the chunks' partials added, dWᵀ's rows (dW's columns) in groups
+        for mb in prange((M + 7) // 8):
+            sum_chunks_t(dW, part, nc, K, M, Mp, mb * 8, min(M, mb * 8 + 8))
+    elif wdw:  # the chunks' partials added row by row, each row's chunks in order
         for kb in prange((K + 7) // 8):
             sum_chunks(dW, part, nc, K, M, Mp, kb * 8, min(K, kb * 8 + 8))
     f = 0.0

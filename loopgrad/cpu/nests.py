@@ -362,11 +362,12 @@ def dw_transposed(K, M):
 
 @njit(nt.void(A64, R1, A1, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
 def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2):
-    # dw_block's sums laid as dWᵀ (`dw_transposed`): part[m, k] += Σ_{n0≤n<n1} g[n−n0, m]·
-    # x[n,k], in T over blocks of KC rows, in float64 across them: the same products in
-    # the same order as dw_block's, so the same bits.  g's rows read in place as A (the
-    # tile's rows past M read the next row, or the buffer's NR elements past the block:
-    # rows of the tile never stored), x's as B (K a multiple of NR); part's rows K apart
+    # dw_block's sums laid as dWᵀ (`dw_transposed`; sum_chunks reads them so): part[m, k]
+    # += Σ_{n0≤n<n1} g[n−n0, m]·x[n,k], in T over blocks of KC rows, in float64 across
+    # them: the same products in the same order as dw_block's, so the same bits.  g's rows
+    # read in place as A (the tile's rows past M read the next row, or the buffer's NR
+    # elements past the block: rows of the tile never stored), x's as B (K a multiple of
+    # NR); part's rows K apart
     part, x, g, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ct2)
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
@@ -377,31 +378,20 @@ def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2):
                 tile_add64(part, ir * MR * K + jr * NR, K, Ct, min(MR, M - ir * MR))
 
 
-@njit(nt.void(A1, A64, I, I, I, I, I, I), nogil=True, cache=True)
-def sum_chunks_t(dW2, part2, nchunks, K, M, Mp, m0, m1):
-    # sum_chunks for partials laid as dWᵀ (dw_block_t): columns [m0, m1) of dW, the sum
-    # over c in chunk order, kept in chunk 0's rows
+@njit(nt.void(A1, A64, I, I, I, I, I, I, nt.boolean), nogil=True, cache=True)
+def sum_chunks(dW2, part2, nchunks, K, M, Mp, r0, r1, tr):
+    # rows [r0, r1) of the chunks' partials, Σ_c part[c], in chunk order, the sum over c
+    # kept in chunk 0's rows, then written to dW: rows of dW (K × Mp), or where tr, laid as
+    # dWᵀ (dw_block_t: M × K), columns of dW (the driver spreads the rows over the threads:
+    # serial, it took 2-3 ms of 10⁵×128×128's 40, dev/products_v17.md 18d)
     dW, part = pointer(dW2), pointer(part2)
+    L, n = (K, K) if tr else (Mp, M)  # a partial row's length, and its elements in dW
     for c in range(1, nchunks):
-        for i in range(m0 * K, m1 * K):
+        for i in range(r0 * L, r1 * L):
             part[i] += part[c * K * Mp + i]
-    for m in range(m0, m1):
-        for k in range(K):
-            dW[k * M + m] = part[m * K + k]
-
-
-@njit(nt.void(A1, A64, I, I, I, I, I, I), nogil=True, cache=True)
-def sum_chunks(dW2, part2, nchunks, K, M, Mp, k0, k1):
-    # rows [k0, k1) of dW[k, m] = Σ_c part[c, k, m], in chunk order, the sum over c kept in
-    # chunk 0's rows (the driver spreads the rows over the threads: serial, it took 2-3 ms
-    # of 10⁵×128×128's 40, dev/products_v17.md 18d)
-    dW, part = pointer(dW2), pointer(part2)
-    for c in range(1, nchunks):
-        for i in range(k0 * Mp, k1 * Mp):
-            part[i] += part[c * K * Mp + i]
-    for k in range(k0, k1):
-        for m in range(M):
-            dW[k * M + m] = part[k * Mp + m]
+    for r in range(r0, r1):
+        for j in range(n):
+            dW[j * M + r if tr else r * M + j] = part[r * L + j]
 
 
 # The fused kernel's driver (tiled.py adds its serial copy: prange → range).  Drivers only
@@ -466,12 +456,10 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                 for k0 in range(0, K, MC):
                     dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
         fc[c] = f
-    if wdw and tr:  # the chunks' partials added, dWᵀ's rows (dW's columns) in groups
-        for mb in prange((M + 7) // 8):
-            sum_chunks_t(dW, part, nc, K, M, Mp, mb * 8, min(M, mb * 8 + 8))
-    elif wdw:  # the chunks' partials added row by row, each row's chunks in order
-        for kb in prange((K + 7) // 8):
-            sum_chunks(dW, part, nc, K, M, Mp, kb * 8, min(K, kb * 8 + 8))
+    if wdw:  # the chunks' partials added row by row (dWᵀ's where tr), each row's in order
+        pr = M if tr else K
+        for b in prange((pr + 7) // 8):
+            sum_chunks(dW, part, nc, K, M, Mp, b * 8, min(pr, b * 8 + 8), tr)
     f = 0.0
     for c in range(nc):
         f += fc[c]

@@ -519,12 +519,12 @@ def test_micro_kernel_sums_in_order_exactly():
 @pytest.mark.parametrize("T", ["float32", "float64"])
 def test_epilogue_has_the_scalar_sources_bits(rng, T):
     # intrinsics.epilogue, 16 elements a vector step, against loopgrad._scalar's formula in
-    # Python floats, element by element: z² into lane j mod 16 of f in (row, j)'s order (a
-    # row's last partial step masked), −2z into dy and relu_backward into g, in T; ties
-    # h == 0, NaN and inf among the values; offsets into the arrays, and rows ldg and ldy
-    # apart with elements between them that must stay as they were; nothing written
-    # without grads; dy streamed past the caches or not (stream, at a dy offset on a cache
-    # line, 16 bytes past one (stored as 16-byte parts), or off both)
+    # Python floats, element by element: z² (z rounded to T) into lane j mod 16 of f in
+    # (row, j)'s order (a row's last partial step masked), −2z into dy and relu_backward
+    # into g, in T; ties h == 0, NaN and inf among the values; offsets into the arrays,
+    # and rows ldg and ldy apart with elements between them that must stay as they were;
+    # nothing written without grads; dy streamed past the caches or not (stream, at a dy
+    # offset on a cache line, 16 bytes past one (stored as 16-byte parts), or off both)
     from numba import njit
 
     from loopgrad._scalar import relu_backward
@@ -563,7 +563,8 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
                     for j in range(m):
                         h, yv = float(g0[2 + n * ldg + j]), float(y[5 + n * ldy + j])
                         z = (0.0 if h < 0.0 else h) - yv
-                        want_f[j % 16] += z * z
+                        zf = float(np.dtype(T).type(z))  # f's z: rounded to T (±inf past it)
+                        want_f[j % 16] += zf * zf
                         for d in want_dy:
                             want_dy[d][d + n * ldy + j] = -2.0 * z
                         want_g[2 + n * ldg + j] = relu_backward(h, z, a0)

@@ -457,7 +457,8 @@ def epilogue(T: str, piece: int = 0):
             return ir.Constant(dt, [v] * lanes)
 
         def element(h, yv, case=None):
-            # z, z², −2z and g of loopgrad._scalar.relu_backward, operation for operation
+            # f's z (its square goes into f), −2z and g of loopgrad._scalar.relu_backward,
+            # operation for operation
             wide = (lambda v: v) if et == d else (lambda v: builder.fpext(v, dt))
             hd, zero = wide(h), const(0.0)
             z = builder.fsub(builder.select(builder.fcmp_ordered("<", hd, zero), zero, hd),
@@ -472,20 +473,21 @@ def epilogue(T: str, piece: int = 0):
                 nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero, t)
                 gv = relu_grad(builder, hd, zero, t, tie, nan)
             narrow = (lambda v: v) if et == d else (lambda v: builder.fptrunc(v, vt))
-            return builder.fmul(z, z), narrow(builder.fmul(const(-2.0), z)), narrow(gv)
+            # f's z: float32 inputs' z rounded to float32 as element32's (so that f does
+            # not depend on relu'(0))
+            return wide(narrow(z)), narrow(builder.fmul(const(-2.0), z)), narrow(gv)
 
         def element32(h, yv, case=None):
-            # float32 inputs, relu'(0) 0, ½ or 1: z² in float64 as `element`, dy and g in
-            # float32, with element's bits.  z = max(h, 0) − y rounds once to float32 as
-            # it does through float64 (exact there unless the exponents differ by more
-            # than 29, and then far from a float32 midpoint); ×2 and ×−2 commute with
+            # float32 inputs, relu'(0) 0, ½ or 1: f's z, dy and g in float32, with
+            # element's bits.  z = max(h, 0) − y rounds once to float32 as it does
+            # through float64 (exact there unless the exponents differ by more than 29,
+            # and then far from a float32 midpoint); ×2 and ×−2 commute with
             # rounding (a difference of float32s in the subnormal range is exact); a tie
             # gives 0 (a0 0), z (a0 ½: ½·2z, which 2z past the range would not give) or
             # 2z (a0 1).  About half the epilogue's vector operations.
             zero32 = ir.Constant(vt, [0.0] * lanes)
             below = builder.fcmp_ordered("<", h, zero32)
             hp = builder.select(below, zero32, h)
-            z = builder.fsub(builder.fpext(hp, dt), builder.fpext(yv, dt))
             z32 = builder.fsub(hp, yv)
             t = builder.fmul(ir.Constant(vt, [2.0] * lanes), z32)
             if case is not None:  # a tie's g at ½: z, as below
@@ -496,7 +498,7 @@ def epilogue(T: str, piece: int = 0):
                                                     z32, t))
                 nan = builder.select(builder.fcmp_ordered("==", a0, d(1.0)), zero32, t)
                 gv = relu_grad(builder, h, zero32, t, tie, nan)
-            return builder.fmul(z, z), builder.fneg(t), gv
+            return builder.fpext(z32, dt), builder.fneg(t), gv
 
         def at(ptr, base, j):
             # a vector of 16 elements from ptr[base + j]
@@ -544,10 +546,13 @@ def epilogue(T: str, piece: int = 0):
                 else:
                     _masked(builder, "store", vt, ptr, size, mask, value)
             hv, yv = load(at_g(gr, j)), load(at(y, yr, j))
-            zz, dyv, gv = by_cases(builder, [(c, lambda fn=fn: fn(hv, yv)) for c, fn in cases])
+            zf, dyv, gv = by_cases(builder, [(c, lambda fn=fn: fn(hv, yv)) for c, fn in cases])
             if mask is not None:  # + 0.0 where masked: the sum's bits (never −0) unchanged
-                zz = builder.select(mask, zz, const(0.0))
-            builder.store(builder.fadd(builder.load(acc), zz), acc)
+                zf = builder.select(mask, zf, const(0.0))
+            # z² into f's sums: a float32 z's square is exact in float64, so one FMA gives
+            # the product-then-sum's bits with half the operations (float64 inputs: the
+            # two roundings)
+            builder.store(_madd(builder, et != d, zf, zf, builder.load(acc)), acc)
             def put_dy(how):
                 if how is None:
                     store(dyv, at(dy, dr, j))

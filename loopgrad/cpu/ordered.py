@@ -7,8 +7,9 @@ roundings, whatever the tile shape, vector width, packing or thread count:
               where the CPU has it: `contract`, as the micro-kernel's llvm.fmuladd),
               added to the output in the dtype block after block
     z, g, dy  from float64(h), rounded once
-    f         each segment's z² (a row's columns of one item, or a whole block where g
-              has no padding), element j of a row's run in partial sum j mod 16 in j's
+    f         each segment's z² (z rounded to the input dtype, its square exact in
+              float64; a row's columns of one item, or a whole block where g has no
+              padding), element j of a row's run in partial sum j mod 16 in j's
               order, the sums added in a fixed tree; the segments added in the
               order of the kernel's items, blocks and chunks; then guards.trusted
     dW        chains over pieces of at most KC rows in the dtype, added in float64 in row

@@ -188,7 +188,8 @@ def _epilogue(module, T):
                     hd = _wide(b, T, _load(b, h, e))
                     z = b.fsub(b.select(b.fcmp_ordered("<", hd, zero), zero, hd),
                                _wide(b, T, _load(b, y, e)))
-                    _store(b, b.fmul(z, z), zz, j)
+                    zf = _wide(b, T, _narrow(b, T, z))  # f's z: in the input dtype
+                    _store(b, b.fmul(zf, zf), zz, j)
                     with b.if_then(b.icmp_signed("!=", want_dy, I64(0))):
                         _store(b, _narrow(b, T, b.fmul(F64(-2.0), z)), dy, e)
                     with b.if_then(b.icmp_signed("!=", want_grads, I64(0))):

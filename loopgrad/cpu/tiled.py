@@ -36,8 +36,9 @@ Numerics (the contract in loopgrad.reference): h and dx are sums of K and M
 products in the input dtype, as in torch and BLAS, with FMA (`contract`);
 the h and dx sums run over blocks of KC terms (256: torch's error, see
 machine.py), the dW sum in the input dtype over blocks of KC ≤ reference.SUM_BLOCK
-rows and in float64 across them; z, g and dy are float64 from the rounded h;
-f is a float64 sum.  Input-dtype sums and FMA differ from float64 where
+rows and in float64 across them; z, g and dy are float64 from the rounded h,
+rounded once to the input dtype; f is a float64 sum of that z's squares (for
+float32 exact in float64, so one FMA each: dev/products_v35.md 36a).  Input-dtype sums and FMA differ from float64 where
 values overflow or meet inf and NaN (a float32 product overflows at 1.8e19;
 an FMA hides a product's overflow next to an infinite sum), so the kernels
 return NaN where f is not finite or where g·Wᵀ or dW could have overflowed

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import loopgrad
 from loopgrad import reference
@@ -55,13 +56,16 @@ def test_loss_matches_grads_and_torch(rng, dtype):
 def test_float32_f_is_summed_in_float64(rng):
     # torch's float32 trace(zᵀz) drifts with N; ours must stay at float64 rounding.  x and
     # W small integers: h is exact in float32 (the kernels that take float32 inputs in
-    # float32 arithmetic round h to float32, the contract's error), so z is exact and
-    # only the sum of z² is left to tell a float64 sum from a float32 one
+    # float32 arithmetic round h to float32, the contract's error), and z = max(h, 0) − y
+    # is torch's float32 z (rounded once; its square exact in float64), so only the sum
+    # of z² is left to tell a float64 sum from a float32 one
     _, _, y = draw(rng, 200_000, 4, 4, np.float32)
     x = rng.integers(-3, 4, (200_000, 4)).astype(np.float32)
     W = rng.integers(-3, 4, (4, 4)).astype(np.float32)
-    ref = reference.torch_autograd(x, W, y)
-    assert abs(loopgrad.grads(x, W, y).f - ref[0]) <= 1e-12 * ref[0]
+    h = torch.from_numpy(x) @ torch.from_numpy(W)  # exact: integers
+    z = (torch.relu(h) - torch.from_numpy(y)).double()
+    ref = float((z * z).sum())
+    assert abs(loopgrad.grads(x, W, y).f - ref) <= 1e-12 * ref
 
 
 def test_our_error_at_most_twice_torch_float32(rng):

@@ -58,21 +58,20 @@ vectors (256 or 512; pointers to x's dtype, dW_part float64, zeroed here): rows
 (WANT_* bits) names; the result is Σ z².
 
 The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
-float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
-the float64 sum of the exact z²).  dW's sums are float64 across a chunk's groups; within
-a group float32 arithmetic sums its rows' x[n,k]·g[n,m] from 0 by FMAs (the tiled kernels'
-rule, over 3 to 16 rows where they take 256), float64 arithmetic adds them to the chunk's
-sums one by one (dW's float64 FMAs had been half the rows' work at short rows: 10⁶×24×6
-13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7; dev/products_v31.md
-32b).  For float32 inputs rowvec.guarded checks f, dx's bound and every dW sum of the
-chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu runs the call again
-with narrow=False: the same rows in float64).  x's rows are prefetched rowvec.PF_BYTES
-ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows go past the
-caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last partial
-vector in 16-byte parts (a line written both streamed and by a masked store is flushed
-each time, dev/products_v26.md 27e).  The same code for every `want` and for the loss: f
-has the same bits whichever gradients a call asks for.
-"""
+float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f the
+float64 sum of the exact squares of float32's z). dW's sums are float64 across a chunk's
+groups; within a group float32 arithmetic sums its rows' x[n,k]·g[n,m] from 0 by FMAs (the
+tiled kernels' rule, over 3 to 16 rows where they take 256), float64 arithmetic adds them to
+the chunk's sums one by one (dW's float64 FMAs had been half the rows' work at short rows:
+10⁶×24×6 13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7;
+dev/products_v31.md 32b). For float32 inputs rowvec.guarded checks f, dx's bound and every
+dW sum of the chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu runs the
+call again with narrow=False: the same rows in float64). x's rows are prefetched
+rowvec.PF_BYTES ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows
+go past the caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last
+partial vector in 16-byte parts (a line written both streamed and by a masked store is
+flushed each time, dev/products_v26.md 27e). The same code for every `want` and for the
+loss: f has the same bits whichever gradients a call asks for. """
 
 import functools
 
@@ -430,7 +429,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
             relu = builder.select(builder.fcmp_ordered("<", h, zero), zero, h)  # max(h, 0)
             yv = wide(load(y, yb, rows))
             z = builder.fsub(relu, yv)  # in float32: the exact difference rounded once
-            z64 = builder.fsub(wide(relu, d), wide(yv, d)) if thin else z
+            z64 = wide(z, d) if thin else z  # f's z: float32's, its square exact in float64
             z64 = builder.select(rows, z64, zero64)
             builder.store(_madd(builder, fused, z64, z64, builder.load(f)), f)
             t = builder.fmul(two, z)

@@ -8,9 +8,10 @@ f's partials shared, so only the time means anything) (dev/products_v24.md 25a, 
 PIPE (x's next KC block packed during this block's calls, a micro-panel every PIPE calls),
 PONCE (the row block's x packed once for all its column groups: with ORDER=rows only, the
 items row block by row block), PACKX (the pack's pieces), PACKNTA (the next micro-panel's
-rows asked for first), INPLACE (x read in place) (dev/products_v25.md 26c, 26d, 26g).
+rows asked for first), INPLACE (x read in place) (dev/products_v25.md 26c, 26d, 26g); the
+`hot` set: y's or dy's rows hot against the prefetch of y (dev/products_v35.md 36c).
 
-    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace]
+    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace|hot]
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -25,8 +26,13 @@ mk, pack_a, tile_add, epilogue_rows = c.mk, c.pack_a, c.tile_add, c.epilogue_row
 T = np.float32
 SRC = '''
 @njit
-def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
+def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2, gp2, pr0, pj0, prows):
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
+    gp = pointer(gp2)  # PIPEEPI: the previous item's g, rows [pr0, pr0 + prows), panels from pj0
+    pn = 0
+    pcol0, pcol1 = pj0 * NR, min(M, (pj0 + nj) * NR)
+    fsq2 = np.zeros(16)
+    fsq = pointer(fsq2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     fsp2 = np.zeros(16)
     fsp = pointer(fsp2)
@@ -118,6 +124,11 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
                 elif MK:
                     abuf = ((pc // KC) % 2) * MC * KC if PIPE else 0
                     mk(kc, Ap, abuf + (pc * MC if PONCE else 0) + ir * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
+                if PIPEEPI and pn < prows:  # a row of the previous item's epilogue
+                    pa = (pr0 + pn) * M + pcol0
+                    epilogue_rows(gp, pj0 * pstr + pn * ldg, ldg, pstr, y, pa, M, dy, pa, 1,
+                                  pcol1 - pcol0, 0.0, True, fsq, STRM == 1)
+                    pn += 1
                 if pc > 0 and ADD:
                     tile_add(g, co, ldg, Ct, MR)
                 if EPIT and pc + kc == K:  # the tile's epilogue, 8 rows × 32 columns
@@ -137,13 +148,18 @@ def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2):
         yb = col0
     if HOT == 1 or HOT == 3:
         db = col0
-    if EPI:
+    while PIPEEPI and pn < prows:
+        pa = (pr0 + pn) * M + pcol0
+        epilogue_rows(gp, pj0 * pstr + pn * ldg, ldg, pstr, y, pa, M, dy, pa, 1,
+                      pcol1 - pcol0, 0.0, True, fsq, STRM == 1)
+        pn += 1
+    if EPI and not PIPEEPI:
         for n in range(rows):
             epilogue_rows(g, j0 * pstr + n * ldg, ldg, pstr, y, yb + n * M, M, dy,
-                          db + n * M, 1, col1 - col0, 0.0, True, fs, False)
+                          db + n * M, 1, col1 - col0, 0.0, True, fs, STRM == 1)
     return fs[0] + sink
 '''
-FLAGS = dict(PACKNTA=0, INPLACE=0, PACKX=0, PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
+FLAGS = dict(PIPEEPI=0, STRM=0, PACKNTA=0, INPLACE=0, PACKX=0, PIPE=0, PONCE=0, PACK=1, MK=1, ADD=1, EPI=1, HOT=0, PFY=0, PFB=0, PFX=0, EPIT=0, EPIP=0)
 
 
 def build(PFF=None, PFBF=None, **flags):
@@ -174,6 +190,10 @@ SETS = {
     "inplace": lambda: {"all": build(), "x in place": build(PACK=0, INPLACE=1), "no pack": build(PACK=0)},
     "nta": lambda: {"all": build(), "pack, next NTA": build(PACKNTA=1), "pack, next L2": build(PACKNTA=2),
                     "pack, next L1": build(PACKNTA=3), "no pack": build(PACK=0)},
+    "hot": lambda: {"all": build(), "y hot": build(HOT=2), "dy hot": build(HOT=3),
+                    "both hot": build(HOT=1), "y to L2": build(PFY=1), "no epi": build(EPI=0),
+                    "dy streamed": build(STRM=1), "dy streamed, y hot": build(STRM=1, HOT=2),
+                    "epilogue a row a call, next item": build(STRM=1, PIPEEPI=1)},
     "once": lambda: {"all": build(), "pack once": build(PACK=0, PONCE=1), "no pack": build(PACK=0)},
     "epilogue": lambda: {"all": build(), "no epi": build(EPI=0), "epi by tile": build(EPI=0, EPIT=1),
                          "epi by panel": build(EPI=0, EPIP=1)},
@@ -194,11 +214,15 @@ ROWS_FIRST = __import__("os").environ.get("ORDER") == "rows"  # 26c: items row b
 
 
 def items(fb):
+    prev = (0, 0, 0)  # PIPEEPI: the previous item's rows, first panel and row count
     for item in range(nb * gh):
         r0, j0 = item % nb * MC, item // nb * JH
         if ROWS_FIRST:
             r0, j0 = item // gh * MC, item % gh * JH
-        fb(g[r0 * ldg:], dy, x, Wp, y, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0, min(JH, nh - j0), Ap, Ct)
+        fb(g[r0 * ldg:], dy, x, Wp, y, K, M, Mp, ldg, pstr, r0, min(MC, N - r0), j0, min(JH, nh - j0), Ap, Ct,
+           g[prev[0] * ldg:], prev[0], prev[1], prev[2])
+        prev = (r0, j0, min(MC, N - r0))
+    fb(g, dy, x, Wp, y, K, M, Mp, ldg, pstr, 0, 0, 0, 0, Ap, Ct, g[prev[0] * ldg:], prev[0], prev[1], prev[2])
 for f in variants.values(): items(f)
 ts = {k: [] for k in variants}
 for r in range(rounds):

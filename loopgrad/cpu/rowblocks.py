@@ -21,16 +21,17 @@ dW_part[:K·M] = Σ x[n,k]·g[n,m], the gradients `want` (WANT_* bits) names; th
 Σ z².  x's and y's rows are prefetched PF_BYTES ahead.
 
 The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
-float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f from
-float32's z, squared exactly in float64), with dx's sum in 8 lanes (columns m ≡ l mod 8 in
-order) added as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the same
-way. dW's sums stay float64 (its partial is in memory: each step x[n,k]·g in float64, exact,
-by one FMA for float32 inputs), so rowvec.py's guard here checks f and dx's bound only, and
-float32 inputs' chunks that fail it return NaN (loopgrad.cpu then runs the same rows in
-float64 arithmetic, narrow=False). Float32 arithmetic as AVX2 10⁶×2×32 20–22 → 16.2–16.5 ms,
-10⁶×3×16 13.7–13.9 → 10.2–11.2, natively 10⁶×3×16 9.4 → 8.1–8.4, the longer rows the same
-(dev/products_v26.md 27e). The same code for every `want` and for the loss: f has the same
-bits whichever gradients a call asks for. """
+float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f
+from float32's z, squared exactly in float64), with dx's sum in 8 lanes (columns m ≡ l mod
+8 in order) added as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), and f's 8 lanes the
+same way.  dW's sums stay float64 (its partial is in memory: each step x[n,k]·g in float64,
+exact, by one FMA for float32 inputs), so rowvec.py's guard here checks f and dx's bound
+only, and float32 inputs' chunks that fail it return NaN (loopgrad.cpu then runs the same
+rows in float64 arithmetic, narrow=False).  Float32 arithmetic as AVX2 10⁶×2×32 20–22 →
+16.2–16.5 ms, 10⁶×3×16 13.7–13.9 → 10.2–11.2, natively 10⁶×3×16 9.4 → 8.1–8.4, the longer
+rows the same (dev/products_v26.md 27e).  The same code for every `want` and for the loss:
+f has the same bits whichever gradients a call asks for.
+"""
 
 import functools
 

@@ -59,19 +59,20 @@ vectors (256 or 512; pointers to x's dtype, dW_part float64, zeroed here): rows
 
 The arithmetic is rowvec.py's: float64 inputs in float64 (a product and a sum a step),
 float32 inputs in float32 (h's and dx's sums by FMAs, z, g and dy from the rounded h, f the
-float64 sum of the exact squares of float32's z). dW's sums are float64 across a chunk's
+float64 sum of the exact squares of float32's z).  dW's sums are float64 across a chunk's
 groups; within a group float32 arithmetic sums its rows' x[n,k]·g[n,m] from 0 by FMAs (the
-tiled kernels' rule, over 3 to 16 rows where they take 256), float64 arithmetic adds them to
-the chunk's sums one by one (dW's float64 FMAs had been half the rows' work at short rows:
-10⁶×24×6 13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7;
-dev/products_v31.md 32b). For float32 inputs rowvec.guarded checks f, dx's bound and every
+tiled kernels' rule, over 3 to 16 rows where they take 256), float64 arithmetic adds them
+to the chunk's sums one by one (dW's float64 FMAs had been half the rows' work at short
+rows: 10⁶×24×6 13.5 → 12.2 ms, 10⁶×17×8 14.1 → 12.4, as AVX2 10⁶×48×6 20.8 → 18.7;
+dev/products_v31.md 32b).  For float32 inputs rowvec.guarded checks f, dx's bound and every
 dW sum of the chunk finite, and a chunk that fails it returns NaN (loopgrad.cpu runs the
-call again with narrow=False: the same rows in float64). x's rows are prefetched
+call again with narrow=False: the same rows in float64).  x's rows are prefetched
 rowvec.PF_BYTES ahead, y's a block at a time; where `flags` asks (the STREAM bit) dx's rows
 go past the caches where a row is a multiple of 16 bytes and dx starts on 16 bytes, a last
 partial vector in 16-byte parts (a line written both streamed and by a masked store is
-flushed each time, dev/products_v26.md 27e). The same code for every `want` and for the
-loss: f has the same bits whichever gradients a call asks for. """
+flushed each time, dev/products_v26.md 27e).  The same code for every `want` and for the
+loss: f has the same bits whichever gradients a call asks for.
+"""
 
 import functools
 

@@ -52,17 +52,17 @@ product's overflow.
 Float32 inputs take float32 arithmetic, as the tiled kernels do (and torch and BLAS): h's
 and dx's sums by float32 FMAs in the same order; z = max(h, 0) − y in float32 (the exact
 difference rounded once), g and dy = −2·z from it; dW's sums by float32 FMAs over blocks of
-NARROW_BLOCK rows from the chunk's first (dw_block's where given), each block's sum added to
-a float64 one in block order; f the same float64 partial sums of z², each the exact square
-of that float32 z (one FMA; dev/products_v35.md 36a). A row of 8 is one 256-bit register
-where float64 took two, and there are no conversions: as AVX2 10⁶×8×8 8.7 → 6.0 ms and
-10⁶×5×7 8.0 → 4.6, natively 5.6 → 4.5 and 4.5 → 3.7 (27b). Float32 sums can overflow where
-float64's would not, so the intrinsic returns NaN unless its chunk's f is finite,
+NARROW_BLOCK rows from the chunk's first (dw_block's where given), each block's sum added
+to a float64 one in block order; f the same float64 partial sums of z², each the exact
+square of that float32 z (one FMA; dev/products_v35.md 36a).  A row of 8 is one 256-bit
+register where float64 took two, and there are no conversions: as AVX2 10⁶×8×8 8.7 → 6.0 ms
+and 10⁶×5×7 8.0 → 4.6, natively 5.6 → 4.5 and 4.5 → 3.7 (27b).  Float32 sums can overflow
+where float64's would not, so the intrinsic returns NaN unless its chunk's f is finite,
 2·√f·max(‖W‖, 1) ≤ ½ float32's largest value (every dx sum is within it: |g[n,:]| ≤ 2·√f,
-Cauchy–Schwarz) and its dW sums are finite: guards.py's test, chunk by chunk. loopgrad.cpu
-then runs the call again on the same rows with narrow=False (float64 arithmetic: skinny.py's
-`rows_exact`, 5–10× faster than the general rows the tiled kernels fall back to); one
-without dW cannot see dW's overflow.
+Cauchy–Schwarz) and its dW sums are finite: guards.py's test, chunk by chunk.  loopgrad.cpu
+then runs the call again on the same rows with narrow=False (float64 arithmetic:
+skinny.py's `rows_exact`, 5–10× faster than the general rows the tiled kernels fall back
+to); one without dW cannot see dW's overflow.
 
 The same code for every `want` and for the loss, so f has the same bits whichever
 gradients a call asks for.

@@ -33,17 +33,18 @@ g kept only for either, and dy written into a block-sized sink where it is not w
 dev/tiled_v7.md and dev/machines_v8.md.
 
 Numerics (the contract in loopgrad.reference): h and dx are sums of K and M
-products in the input dtype, as in torch and BLAS, with FMA (`contract`);
-the h and dx sums run over blocks of KC terms (256: torch's error, see
-machine.py), the dW sum in the input dtype over blocks of KC ≤ reference.SUM_BLOCK
-rows and in float64 across them; z, g and dy are float64 from the rounded h,
-rounded once to the input dtype; f is a float64 sum of that z's squares (for
-float32 exact in float64, so one FMA each: dev/products_v35.md 36a).  Input-dtype sums and FMA differ from float64 where
-values overflow or meet inf and NaN (a float32 product overflows at 1.8e19;
-an FMA hides a product's overflow next to an infinite sum), so the kernels
-return NaN where f is not finite or where g·Wᵀ or dW could have overflowed
-(`trusted`), and loopgrad.cpu recomputes those calls with the float64 row
-kernels: torch's pattern of NaN and inf holds on every path.
+products in the input dtype, as in torch and BLAS, with FMA (`contract`); the h
+and dx sums run over blocks of KC terms (256: torch's error, see machine.py),
+the dW sum in the input dtype over blocks of KC ≤ reference.SUM_BLOCK rows and
+in float64 across them; z, g and dy are float64 from the rounded h, rounded
+once to the input dtype; f is a float64 sum of that z's squares (for float32
+exact in float64, so one FMA each: dev/products_v35.md 36a).  Input-dtype sums
+and FMA differ from float64 where values overflow or meet inf and NaN (a
+float32 product overflows at 1.8e19; an FMA hides a product's overflow next to
+an infinite sum), so the kernels return NaN where f is not finite or where g·Wᵀ
+or dW could have overflowed (`trusted`), and loopgrad.cpu recomputes those
+calls with the float64 row kernels: torch's pattern of NaN and inf holds on
+every path.
 
 Deterministic: blocks and chunks depend on the shape alone, every output
 element is written by one thread, and partial sums are added in a fixed order.

@@ -25,22 +25,24 @@ x = np.zeros(R * K + NR * 2, T); x[:R * K] = rng.standard_normal(R * K)
 g = np.zeros(R * M + NR * 2, T); g[:R * M] = rng.standard_normal(R * M)
 
 @njit
-def today(x2, g2, part2, Ct2, reps):
-    x, g, part, Ct = pointer(x2), pointer(g2), pointer(part2), pointer(Ct2)
+def tiles(a2, lda, nrow, b2, ldb, ncol, part2, Ct2, reps):
+    # part (nrow × ncol, float64) += a's columns · b's over the block's R rows, MR × NR tiles
+    # (a and b in place, rows lda and ldb apart), each added into part by tile_add64
+    a, b, part, Ct = pointer(a2), pointer(b2), pointer(part2), pointer(Ct2)
     for r in range(reps):
-        for jr in range(Mp // NR):
-            for ir in range(Kq // MR):
-                mk(R, x, ir * MR, K, 1, g, jr * NR, M, Ct, 0, NR)
-                ta(part, ir * MR * Mp + jr * NR, Mp, Ct, MR)
+        for jr in range(ncol // NR):
+            for ir in range(nrow // MR):
+                mk(R, a, ir * MR, lda, 1, b, jr * NR, ldb, Ct, 0, NR)
+                ta(part, ir * MR * ncol + jr * NR, ncol, Ct, MR)
 
-@njit
-def transposed(x2, g2, part2, Ct2, reps):
-    x, g, part, Ct = pointer(x2), pointer(g2), pointer(part2), pointer(Ct2)
-    for r in range(reps):
-        for jr in range(Kp // NR):
-            for ir in range(Mq // MR):
-                mk(R, g, ir * MR, M, 1, x, jr * NR, K, Ct, 0, NR)
-                ta(part, ir * MR * Kp + jr * NR, Kp, Ct, MR)
+
+def today(x, g, part, Ct, reps):  # dw_block's tiles: x as A, g as B
+    tiles(x, K, Kq, g, M, Mp, part, Ct, reps)
+
+
+def transposed(x, g, part, Ct, reps):  # dWᵀ's: g as A, x as B
+    tiles(g, M, Mq, x, K, Kp, part, Ct, reps)
+
 
 Ct = np.zeros(MR * NR, T)
 p1 = np.zeros(Kq * Mp); p2 = np.zeros(Mq * Kp)

@@ -1,13 +1,15 @@
 """The three-pass kernel built two ways, both compiled in one process and called alternately
 with the same arguments (dev/products_v19.md 20a–20l).
 
-    [SET=PANELS=True,False] [THREADS=2] [DTYPE=float32] python dev/three_ab_v19.py NxKxM ... [rounds=15]
+    [SET=PANELS=True,False] [THREADS=2] [DTYPE=float32] [WANT=7] python dev/three_ab_v19.py NxKxM ... [rounds=15]
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code (PANELS, H_COLS,
 XT_TASK, ...), KC3=A,B: the machine table's KC3 for DTYPE's tile, or HDR_NAME=A,B: a
 literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g. HDR_JB=4,8), or
 TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile in the machine table (MR×NR×MC×KC×KC3).  Prints, per shape,
 each build's median ms, the paired median ratio A ÷ B, and whether they give the same bits.
+WANT: the gradients asked, loopgrad._inputs's bits (4, dy alone: the h pass and its epilogue;
+the outputs not asked are left unwritten: `same bits` then also compares what each build's held).
 """
 import ast, os, sys, time
 import numpy as np, numba
@@ -58,7 +60,7 @@ for a in args:
     ws64, wsT = np.empty(max(s[0] for s in sizes)), np.empty(max(s[1] for s in sizes), DT)
     outs = {p: [np.empty_like(x), np.empty_like(W), np.empty_like(y)] for p in kern}
     nthr = numba.get_num_threads()
-    want = WANT_ALL | STREAM
+    want = int(os.environ.get("WANT", WANT_ALL)) | STREAM  # WANT: the _inputs bits (WANT_DY alone: the h pass)
     call = {p: (lambda p=p: kern[p][v](*outs[p], x, W, y, 0.0, nthr, 1, ws64, wsT, want))
             for p in kern}
     fs = {p: call[p]() for p in kern}

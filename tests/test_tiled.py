@@ -277,6 +277,33 @@ def test_empty_rows(rng, K, M):
     assert got.f == 0.0 and got.dx.shape == (0, K) and np.array_equal(got.dW, np.zeros((K, M), np.float32))
 
 
+@pytest.mark.parametrize("dtype,shape", [(np.float32, (1000, 1100, 1057)),
+                                         (np.float64, (1000, 600, 1100))])
+def test_three_pass_packs_x_before_its_items_chunk_by_chunk(rng, dtype, shape):
+    # Where h has XA_GROUPS column groups or more, the three-pass driver packs x before its
+    # h items, a chunk of whole row blocks of about XA_BYTES at a time (tiled.xa_rows):
+    # here two chunks on every entry, the second ending in a partial row block, and h's
+    # last panel a few columns wide.  Against torch; the serial kernel's bits; and the h
+    # pass alone (dy wanted) gives the same f and dy and writes nothing else
+    N, K, M = shape
+    name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype)
+    MC = machine.entry().tiles[variant].MC
+    rc = _tiled.xa_rows(N, K, M, variant)
+    assert name == "grads" and 0 < rc < N <= 2 * rc and N % MC, (variant, rc)
+    x, W, y = draw(rng, N, K, M, dtype)
+    par = run("grads", x, W, y, True)
+    assert_matches_torch(par, x, W, y)
+    for a, b in zip(par, run("grads", x, W, y, False)):
+        assert np.array_equal(a, b)
+    n64, nT = _tiled.scratch("grads", variant, N, K, M, nchunks, want=WANT_DY)
+    ws64, wsT = np.full(n64 + 3, np.nan), np.full(nT + 3, np.nan, dtype)
+    dx, dW, dy = (np.full(s, np.nan, dtype) for s in ((N, K), (K, M), (N, M)))
+    f = _tiled.kernel("grads", variant, True)(dx, dW, dy, x, W, y, 0.0, nchunks, rows, ws64,
+                                              wsT, WANT_DY)
+    assert f == par[0] and np.array_equal(dy, par[3])
+    assert np.isnan(dx).all() and np.isnan(dW).all()
+
+
 @pytest.mark.parametrize("krows,njr", [(96, 2), (21, 1)])
 def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
     # the three-pass kernel's dW items with one chunk sum into a region of their thread's
@@ -800,7 +827,8 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # cold call runs while they compile): the kernels must give its bits exactly, whatever
     # their tiles, packs and items (the fused and three-pass kernels and the loss; padded
     # and unpadded columns; KC blocks crossed along K, M and N; several chunks; h items
-    # narrowed for a short N (200×300×256: tiled.h_panels); the fused kernel's g with its
+    # narrowed for a short N (200×300×256: tiled.h_panels); x packed before the h items
+    # (97×130×1300: six column groups, tiled.xa_rows); the fused kernel's g with its
     # rows a line apart (300×20×384: Mp·size a multiple of 512 bytes, its epilogue row by
     # row), or M apart where M is not a multiple of NR (37×5×7, 300×40×70, and 130×600×50
     # with K past KC: h's last panel cut to the row, its epilogue one run a block); dW's
@@ -813,8 +841,8 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
         dtype), rng.integers(-3, 4, (70, 33)).astype(dtype)
     cases = [draw(rng, N, K, M, dtype) for N, K, M in
              [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64),
-              (200, 300, 256), (300, 20, 384), (3000, 64, 64), (3100, 64, 17),
-              (500, 32, 40)]] + [ties]
+              (200, 300, 256), (300, 20, 384), (97, 130, 1300), (3000, 64, 64),
+              (3100, 64, 17), (500, 32, 40)]] + [ties]
     for x, W, y in cases:
         N, K, M = x.shape[0], x.shape[1], W.shape[1]
         name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)

@@ -32,11 +32,13 @@ KC3 = 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
+XA_BYTES, XA_GROUPS = 4 << 20, 5
 ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
+INPLACE, PACKED, PREPACKED = 0, 1, 2
 G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
@@ -166,7 +168,7 @@ def tile_cut_add(C, co, ldc, Ct, ncol):
 
 
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
-                 nt.boolean, I, nt.boolean, nt.boolean), nogil=True, cache=True, fastmath=_FM)
+                 nt.boolean, I, I, nt.boolean), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, j0, nj, Ap2,
                   Ct2, want_grads, dshift, pack, stream):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
@@ -179,7 +181,10 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # f has the same bits), and g over h in place (g's columns past M hold junk that
     # nothing reads as g).  pack: the block's rows of x packed into Ap's micro-panels
     # for each block of kcb ≤ KC steps of K (BLIS's packed A; `packs_x`: KC, or the
-    # three-pass kernel's KC3), else read in place.  stream:
+    # three-pass kernel's KC3) where pack = 1, read in place where 0; where 2 (PREPACKED),
+    # Ap holds them already, packed by the three-pass driver (`pack_x`): the block of
+    # steps from pc at pc·rp (rp: the rows' whole panels), the next row block's after the
+    # last, the next block asked into L2 over this one's calls.  stream:
     # dy's stores past the caches (a large call, loopgrad.cpu.streams; epilogue's chunks
     # that start on a cache line)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
@@ -190,9 +195,16 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # x; the rest are packed, all of them where `pack`
     full = 0 if pack else (nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR)
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)  # the item's columns
+    rp = nir * MR
     for pc in range(0, K, kcb):
         kc = min(kcb, K - pc)
-        if full < nir:
+        # Ap's block; PREPACKED: the next one, its lines and the share of them a call asks for
+        ab, nxt, lines, pfl = 0, 0, 0, 0
+        if pack == PREPACKED:
+            ab, nxt = pc * rp, (pc + kc) * rp
+            lines = max(0, min(kcb * rp, Ap2.shape[0] - nxt)) // LINE
+            pfl = (lines + nj * nir - 1) // (nj * nir)
+        elif full < nir:
             pack_a(Ap, x, K, r0 + full * MR, rows - full * MR, pc, kc)
         for jr in range(j0, j0 + nj):
             bo = (jr * K + pc) * NR
@@ -204,8 +216,12 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
             for ir in range(nir):
                 co = ir * MR * ldg + jr * pstr
                 C, c0, ldc = (g, co, ldg) if direct else (Ct, 0, NR)
+                if pfl:  # PREPACKED: the next block into L2, a share a call (37a)
+                    call = (jr - j0) * nir + ir
+                    for q in range(call * pfl, min(call * pfl + pfl, lines)):
+                        prefetch_l2(Ap, nxt + q * LINE)
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
-                    mk(kc, Ap, (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
+                    mk(kc, Ap, ab + (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
                     if jr == j0 and K <= PF_K:
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
@@ -446,7 +462,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
-                               rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, False,
+                               rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
                                stream and wdy)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream)
@@ -575,6 +591,26 @@ def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
     pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
 
 
+@njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def pack_x(Xa2, x2, K, r0, rows, pc, kc):
+    # rows [r0, r0+rows) of x, columns [pc, pc+kc) → MR-row micro-panels at Xa: A of one
+    # KC block of an h item, packed before the items (forward_block's PREPACKED)
+    pack_a(pointer(Xa2), pointer(x2), K, r0, rows, pc, kc)
+
+
+@njit(I(I, I, I, I), nogil=True, cache=True)
+def xa_rows(N, K, Mp, gh):
+    # rows of x a chunk of the h pass packs before its items (tiled.xa_rows): whole blocks
+    # of MC rows, as many as keep the chunk's panels within about XA_BYTES (the chunks
+    # equal); 0, the items packing their own rows, where x is read in place or h has fewer
+    # than XA_GROUPS column groups
+    if not packs_x(K, Mp) or gh < XA_GROUPS or N == 0 or XA_BYTES == 0:
+        return 0
+    nb = (N + MC - 1) // MC
+    nxc = ((N + MR - 1) // MR * MR * K * (64 // LINE) + XA_BYTES - 1) // XA_BYTES
+    return MC * ((nb + nxc - 1) // nxc)
+
+
 @njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, I, I, I, A1), nogil=True,
       cache=True, fastmath=_FM)
 def dw_item(part2, dW2, Xp2, Gp2, gstr, M, pld, kp, jp, kc, k0, krows, jr0, njr, block, Ct2):
@@ -662,12 +698,6 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 pack_wt(Wtp, W, K, M, jr)
         else:
             w2[0] = w_squares(W)
-    # x's rows are packed by each h item, a KC block at a time into its own Ap, where they
-    # are long (BLIS's packed A).  A pack of all of x before the h pass, read back by the
-    # items, cost 0.25 of a torch.mm at 10⁵×256×256 (x 100 MB written and read again) and
-    # 1-2 % more than this at 1024³ and 2048×512×2048, where x is packed 4-8 times
-    # (dev/products_v17.md 18a)
-    pack = packs_x(K, Mp)
     rest = wsT[K * Mp + nwt:]
     Np = (N + MR - 1) // MR * MR  # whole panels of MR rows for dx
     ng = Np * Mp if wg else 0
@@ -690,22 +720,52 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         jh //= 2
     gh = (nh + jh - 1) // jh
     fb = np.empty(nb * gh)
-    # each thread a run of items of about equal work (`shares`: which thread runs an item
-    # changes no bit)
-    own = shares(N, nh, jh, nthr)
-    for w in prange(nthr):
-        for item in range(nb * gh):
-            if own[item] != w:
-                continue
-            r0, j0 = item % nb * MC, item // nb * jh
-            # without dx and dW, h lives in the item's own block; without dy, dy in a sink
-            gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
-            slot = item % nb * gh + item // nb  # f's partial in row-major order
-            fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0, K,
-                                     M, Mp, ldg if wg else Mp, pstr if wg else NR, KB, r0,
-                                     min(MC, N - r0), j0, min(jh, nh - j0),
-                                     np.empty(MC * KC, T), np.empty(MR * NR, T), True,
-                                     0 if wdy else r0 * M, pack, stream and wdy)
+    # x's rows are packed into MR-row micro-panels (BLIS's packed A) where they are long
+    # (`packs_x`).  Where h has XA_GROUPS column groups or more, before the items, a chunk
+    # of rows of about XA_BYTES at a time (`xa_rows`, into Xa past dW's blocks), each
+    # block of KB steps once, the items reading theirs back with the next block asked
+    # into L2: packed by each item for its own columns, x was packed once a group, and
+    # the packs waited on x's rows (the h pass 2-10 % slower at 1536×768×1280 to 2048³,
+    # level at 1024³'s four groups: dev/products_v36.md 37a).  Else by each item, a block
+    # at a time into its own Ap (all of x packed at once had cost 0.25 of a torch.mm at
+    # 10⁵×256×256, one column group: x 100 MB written and read again, dev/products_v17.md 18a)
+    nbc = min(DWB, (N + KB - 1) // KB)  # dW's blocks a chunk: scratch past g (below)
+    xpb = (K + MR - 1) // MR * MR * KB  # one block's xᵀ panels
+    ngp = 0 if G_PANELS else nbc * KB * Mp  # pack_g's blocks, where g is whole rows
+    rc = xa_rows(N, K, Mp, gh)
+    Xa = rest[ng + (ngp + nbc * xpb if wdw else 0):]
+    if Xa.shape[0] < min(rc, Np) * K:  # never: `scratch` makes room for it
+        rc = 0
+    pack = INPLACE if not packs_x(K, Mp) else (PREPACKED if rc else PACKED)
+    step = rc if rc else max(N, 1)  # one chunk of all the rows where nothing is packed before
+    for c0 in range(0, N, step):
+        c1 = min(N, c0 + step)
+        cb = (c1 - c0 + MC - 1) // MC  # the chunk's row blocks
+        if pack == PREPACKED:  # tasks: a block of MC rows × KB steps each
+            nkb = (K + KB - 1) // KB
+            for t in prange(cb * nkb):
+                b, pc = t // nkb, t % nkb * KB
+                rows = min(MC, c1 - c0 - b * MC)
+                pack_x(Xa[b * MC * K + pc * ((rows + MR - 1) // MR * MR):], x, K, c0 + b * MC,
+                       rows, pc, min(KB, K - pc))
+        # each thread a run of the chunk's items of about equal work (`shares`: which
+        # thread runs an item changes no bit)
+        own = shares(c1 - c0, nh, jh, nthr)
+        for w in prange(nthr):
+            for item in range(cb * gh):
+                if own[item] != w:
+                    continue
+                b, j0 = item % cb, item // cb * jh
+                r0 = c0 + b * MC
+                # without dx and dW, h lives in the item's own block; without dy, dy in a sink
+                gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
+                slot = (c0 // MC + b) * gh + item // cb  # f's partial in row-major order
+                Ap = Xa[b * MC * K:] if pack == PREPACKED else np.empty(MC * KC, T)
+                fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0,
+                                         K, M, Mp, ldg if wg else Mp, pstr if wg else NR, KB,
+                                         r0, min(MC, N - r0), j0, min(jh, nh - j0), Ap,
+                                         np.empty(MR * NR, T), True, 0 if wdy else r0 * M,
+                                         pack, stream and wdy)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -741,9 +801,6 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     njb = (nh + jw - 1) // jw
     if N == 0 and wdw:  # no block of rows: dW = 0
         dW[:] = 0.0
-    nbc = min(DWB, (N + KB - 1) // KB)
-    xpb = (K + MR - 1) // MR * MR * KB  # one block's xᵀ panels
-    ngp = 0 if G_PANELS else nbc * KB * Mp  # pack_g's blocks, where g is whole rows
     Gp = rest[ng:][:ngp]
     Xp = rest[ng + ngp:][:nbc * xpb]
     # one chunk of blocks (N ≤ DWB·KB) and room in part for a region per thread: each
@@ -815,7 +872,7 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
     h = np.empty(MC * M, T)
     return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, M, NR, KC, 0,
                          rows, 0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
-                         packs_x(K, Mp), False)
+                         PACKED if packs_x(K, Mp) else INPLACE, False)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)

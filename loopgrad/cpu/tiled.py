@@ -107,6 +107,10 @@ DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there
 DX_COLS = 128  # ...unless that leaves them fewer columns than this
 XT_COLS = {XT_COLS} * MR  # columns of x a task of the dW pass's pack of xᵀ packs
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
+INPLACE, PACKED, PREPACKED = 0, 1, 2  # forward_block's x: read in place, packed, packed before
+# the three-pass h pass packs x before its items, in chunks of about XA_BYTES, where it has
+# XA_GROUPS column groups or more (tiled.XA_BYTES)
+XA_BYTES, XA_GROUPS = {XA_BYTES}, {XA_GROUPS}
 # the three-pass kernel's g by column panels of NR (tiled.g_panels), else whole rows
 G_PANELS = {G_PANELS}
 # contract: FMA where a product meets a sum (the micro-kernel's are written as
@@ -199,7 +203,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
-                         DWB=DWB, JH=h_panels(NR), H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
+                         DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
+                         H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
         VW = _lanes(entry, T, NR)
@@ -384,7 +389,25 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
     nbc = min(DWB, -(-N // kb))  # KB blocks per dW chunk (the driver's nbc)
     gp = 0 if g_panels(t.NR) else kb * Mp  # pack_g's block of g
     dw = nbc * (gp + -(-K // t.MR) * t.MR * kb) if want & WANT_DW else 0
-    return n64, K * Mp + wt + g + dw
+    xa = min(xa_rows(N, K, M, variant, isa), -(-N // t.MR) * t.MR) * K  # x packed before h
+    return n64, K * Mp + wt + g + dw + xa
+
+
+def xa_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:
+    """Rows of x the three-pass kernel's h pass packs before its items, a chunk at a time
+    (the generated `xa_rows`): whole blocks of MC rows, the chunks equal and each within
+    about XA_BYTES; 0 where the items pack their own rows: x read in place (rows of at
+    most PF_K, or fewer than PACK_X_M columns), or fewer than XA_GROUPS groups of h's
+    column panels."""
+    t = machine.TABLE[_isa(isa)].tiles[variant]
+    Mp = -(-M // t.NR) * t.NR
+    nb, nh = -(-N // t.MC), Mp // t.NR
+    gh = -(-nh // h_panels(t.NR, nb, nh))
+    if not (K > PF_K and Mp >= PACK_X_M) or gh < XA_GROUPS or N == 0 or XA_BYTES == 0:
+        return 0
+    size = np.dtype(variant.split("-")[0]).itemsize
+    nxc = -(-(-(-N // t.MR) * t.MR * K * size) // XA_BYTES)
+    return t.MC * -(-nb // nxc)
 
 
 def streams_rows(variant: str, isa: str | None = None) -> bool:
@@ -411,6 +434,12 @@ PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
+# The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
+# time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once
+# rather than once a group; with fewer groups (1024³ has 4) it was level or slower, the
+# pack before costing a write and a read of x and a parallel loop more (`xa_rows`;
+# dev/products_v36.md 37a)
+XA_BYTES, XA_GROUPS = 4 << 20, 5
 # columns per h item of the three-pass kernel: JH = H_COLS // NR column panels (the
 # generated JH).  256 was the fastest h pass on every tile measured: 128 → 256 columns
 # 6-13 % off on avx512 float32 (JH 4 → 8), 5 % on float64 (8 → 16), 64 → 256 9-14 % as

@@ -7,16 +7,23 @@ one by one: forward_block without grads (h, z, f), forward_block (h and the epil
 
 REP=n: the driver runs its N rows n times over (N = 4096, REP = 244: 10⁶ rows' work with
 x, y, dx, dy in L2, dev/products_v18.md 19a); the 'kernel' column stays one call at N.
+STREAM=1: the pieces store dx and dy past the caches, as a large call does (the 'kernel'
+column's call does not: want 7).  PF=1 or 2: one more case, all with the next block's
+rows of x and y asked for as a burst after each block's h, into L2 or L1
+(dev/products_v36.md 37d).
 
 Under an ISA forced by loopgrad.bench.isa.child_environment it measures that entry.
 """
 import sys, time, numpy as np, numba
 from numba import njit
 from loopgrad.cpu import tiled, machine, workspace
+from loopgrad.cpu.intrinsics import pointer, prefetch, prefetch_l2
 numba.set_num_threads(1)
 N, K, M = (int(v) for v in sys.argv[1:4]); rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 REP = int(__import__("os").environ.get("REP", "1"))
 A0 = float(__import__("os").environ.get("A0", "0"))  # relu'(0)
+STREAM = __import__("os").environ.get("STREAM", "0") == "1"
+PF = int(__import__("os").environ.get("PF", "0"))
 e = machine.entry(); T = np.float32
 v = tiled.variant(K, M, T)
 c, fu = tiled.module(v, e.isa), tiled.module(v, e.isa, "fused")
@@ -36,16 +43,24 @@ LG = M if Mp != M else Mp if __import__("os").environ.get("NOPAD") else Mp + 64 
 
 
 @njit
-def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True):
+def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True, pf=0):
     Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.zeros(MC * LG + NR, T)  # NR: dW's reads past M (the driver's)
     f = 0.0
+    xp, yp = pointer(x), pointer(y)
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
-        f += fb(g, dy, x, Wp, y, A0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, False,
-                False)
+        f += fb(g, dy, x, Wp, y, A0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, 0,
+                STREAM)
+        if pf and r0 + MC < N:  # the next block's rows of x and y, a burst: L2 (1) or L1 (2)
+            for p, ld in ((xp, K), (yp, M)):
+                for q in range((r0 + MC) * ld // 16 * 16, min(N, r0 + 2 * MC) * ld, 16):
+                    if pf == 1:
+                        prefetch_l2(p, q)
+                    else:
+                        prefetch(p, q)
         if wdx:
-            dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, False)
+            dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, STREAM)
         if wdw:
             for k0 in range(0, K, MC):
                 dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
@@ -62,15 +77,17 @@ ws64, wsT = workspace.take(n64, np.float64), workspace.take(nT, T)
 x2, W2, y2 = x.reshape(N, K), W.reshape(K, M), y.reshape(N, M)
 out = (dx.reshape(N, K), dW.reshape(K, M), dy.reshape(N, M))
 whole = lambda: kern(*out, x2, W2, y2, 0.0, nchunks, R, ws64, wsT, 7)
-cases = {"h+f": (False, False, False), "h+epi": (False, False, True), "+dx": (True, False, True),
-         "+dW": (False, True, True), "all": (True, True, True)}
-for k, (a, b, gr) in cases.items():
-    run(a, b, x, Wp, Wtp, y, dx, dy, part, gr)
+cases = {"h+f": (False, False, False, 0), "h+epi": (False, False, True, 0),
+         "+dx": (True, False, True, 0), "+dW": (False, True, True, 0), "all": (True, True, True, 0)}
+if PF:
+    cases["all+pf"] = (True, True, True, PF)
+for k, (a, b, gr, p) in cases.items():
+    run(a, b, x, Wp, Wtp, y, dx, dy, part, gr, p)
 whole()
 ts = {k: [] for k in list(cases) + ["kernel"]}
 for r in range(rounds):
-    for k, (a, b, gr) in cases.items():
-        t = time.perf_counter(); run(a, b, x, Wp, Wtp, y, dx, dy, part, gr)
+    for k, (a, b, gr, p) in cases.items():
+        t = time.perf_counter(); run(a, b, x, Wp, Wtp, y, dx, dy, part, gr, p)
         ts[k].append(time.perf_counter() - t)
     t = time.perf_counter(); whole(); ts["kernel"].append(time.perf_counter() - t)
 med = {k: np.median(v) * 1e3 for k, v in ts.items()}

@@ -60,7 +60,8 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True, pf=0):
                     else:
                         prefetch(p, q)
         if wdx:
-            dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, STREAM)
+            dxb(dx, g, Wtp, K, M, LG, r0, rows, 0, Kp // NR, Ct, STREAM, x, y, min(N, r0 + MC),
+                min(N, r0 + 2 * MC))  # the next block asked for, as the driver's (37f)
         if wdw:
             for k0 in range(0, K, MC):
                 dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)

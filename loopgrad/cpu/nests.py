@@ -35,6 +35,7 @@ PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
 XA_BYTES, XA_GROUPS = 4 << 20, 5
 ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
+PF_NEXT = 1
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
@@ -274,21 +275,39 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     return f
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean), nogil=True, cache=True,
-      fastmath=_FM)
-def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream):
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean, R1, R1, I, I), nogil=True,
+      cache=True, fastmath=_FM)
+def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0, n1):
     # rows [r0, r0+rows), column panels [j0, j0+nj) of dx = g·Wᵀ (g: the block's rows,
     # ldg elements apart, read in place: its buffer has whole panels of rows):
     # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
-    # stream: whole tiles stored into dx past the caches (mks, where its rows are lines)
+    # stream: whole tiles stored into dx past the caches (mks, where its rows are lines);
+    # x, y, n0, n1: the next block's rows of the fused kernel's chunk, asked for into L2
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
+    x, y = pointer(x2), pointer(y2)
     nir = (rows + MR - 1) // MR
+    # rows [n0, n1) of x and y (the next block's) into L2, a share of their lines before
+    # each call: the block's memory asked for under dx's products, not waited for in h's
+    # (dev/products_v36.md 37f).  Not where h already asks for both ahead (K ≤ PF_K with PF_Y: the AVX2
+    # entry's 10⁶×24×40 2 % slower), nor y where it asks for y
+    on = PF_NEXT and (K > PF_K or PF_Y == 0)
+    nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
+    nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
+    calls = ((M + KC - 1) // KC) * nj * nir
+    pfl = (nxl + nyl + calls - 1) // max(calls, 1)
+    call = 0
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)
         for jr in range(j0, j0 + nj):
             ncol = min(NR, K - jr * NR)
             bo = (jr * M + pc) * NR
             for ir in range(nir):
+                for q in range(call * pfl, min(call * pfl + pfl, nxl + nyl)):
+                    if q < nxl:
+                        prefetch_l2(x, n0 * K + q * LINE)
+                    else:
+                        prefetch_l2(y, n0 * M + (q - nxl) * LINE)
+                call += 1
                 nrow = min(MR, rows - ir * MR)
                 b = (r0 + ir * MR) * K + jr * NR
                 # a whole tile of the first KC block straight into dx, else into Ct; one
@@ -465,7 +484,8 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
                                stream and wdy)
             if wdx:
-                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream)
+                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream, x, y,
+                         min(n1, r0 + MC), min(n1, r0 + 2 * MC))
             if wdw and tr:
                 dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct)
             elif wdw:

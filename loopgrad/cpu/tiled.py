@@ -92,6 +92,8 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
+# the fused kernel's dx calls ask for the next block's x and y into L2 (tiled.PF_NEXT)
+PF_NEXT = {PF_NEXT}
 PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
@@ -203,6 +205,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
+                         PF_NEXT=PF_NEXT,
                          DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -433,6 +436,10 @@ def variant(K: int, M: int, dtype, isa: str | None = None) -> str:
 PF_K = 64
 PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
+# The fused kernel's dx calls ask for the next block's rows of x and y into L2, a share
+# before each call (1; 0: not), so that the next h finds them there: 10⁶×64×17 and 24×40
+# 4-7 %, 2·10⁵×96×100 8 %, 10⁶×8×40 10 % faster (dev/products_v36.md 37f)
+PF_NEXT = 1
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once

@@ -217,7 +217,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
             for ir in range(nir):
                 co = ir * MR * ldg + jr * pstr
                 C, c0, ldc = (g, co, ldg) if direct else (Ct, 0, NR)
-                if pfl:  # PREPACKED: the next block into L2, a share a call (37a)
+                if pfl:  # PREPACKED: the next block into L2, a share a call
                     call = (jr - j0) * nir + ir
                     for q in range(call * pfl, min(call * pfl + pfl, lines)):
                         prefetch_l2(Ap, nxt + q * LINE)
@@ -288,8 +288,8 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
     nir = (rows + MR - 1) // MR
     # rows [n0, n1) of x and y (the next block's) into L2, a share of their lines before
     # each call: the block's memory asked for under dx's products, not waited for in h's
-    # (dev/products_v36.md 37f).  Not where h already asks for both ahead (K ≤ PF_K with PF_Y: the AVX2
-    # entry's 10⁶×24×40 2 % slower), nor y where it asks for y
+    # (dev/products_v36.md 37f).  Not where h already asks for both ahead (K ≤ PF_K with
+    # PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y where it asks for y
     on = PF_NEXT and (K > PF_K or PF_Y == 0)
     nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
     nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0

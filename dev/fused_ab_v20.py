@@ -1,12 +1,14 @@
 """The fused kernel built two ways, both compiled in one process and called alternately with
 the same arguments and tiled.plan's chunks (dev/products_v20.md).
 
-    SET=NAME=A,B [THREADS=2] [DTYPE=float32] [A0=0.5] python dev/fused_ab_v20.py NxKxM ... [rounds=15]
+    SET=NAME=A,B [THREADS=2] [DTYPE=float32] [A0=0.5] [WANT=15] python dev/fused_ab_v20.py NxKxM ... [rounds=15]
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code, or
 HDR_NAME=A,B: a literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g.
 HDR_PF_Y=256,0, dev/products_v25.md 26h).  Prints, per
 shape, each build's median ms, the paired median ratio A ÷ B, and whether the bits agree.
+WANT: loopgrad._inputs's bits (default all three gradients | STREAM; 10 = dW alone, as
+`wrt="W"` in a large call, dev/products_v37.md 38a).
 """
 import ast, os, sys, time
 import numpy as np, numba
@@ -51,14 +53,16 @@ for a in args:
     # alone moved the paired ratio of identical code by up to 4 %: dev/products_v25.md 26i)
     shared = [np.empty_like(x), np.empty_like(W), np.empty_like(y)]
     outs = {p: shared for p in kern}
-    want = WANT_ALL | STREAM
+    want = int(os.environ.get("WANT", WANT_ALL | STREAM))
     call = {p: (lambda p=p: kern[p](*outs[p], x, W, y, A0, nch, rows, ws64, wsT, want))
             for p in kern}
     fs, got = {}, {}
     for p in kern:
         fs[p] = call[p]()
         got[p] = [o.copy() for o in shared]
-    same = fs[A] == fs[B] and all(np.array_equal(u, w) for u, w in zip(got[A], got[B]))
+    # bitwise (outputs not asked for hold what the memory held, NaN patterns included)
+    same = np.float64(fs[A]).tobytes() == np.float64(fs[B]).tobytes() and \
+        all(u.tobytes() == w.tobytes() for u, w in zip(got[A], got[B]))
     ts = {p: [] for p in kern}
     for r in range(rounds):
         for p in (A, B) if r % 2 else (B, A):

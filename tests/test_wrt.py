@@ -25,6 +25,11 @@ FAMILIES = {
     # interleave count fixed (skinny._llvm_options), the lighter choices differ in f's bits
     "skinny 1×1": (1001, 1, 1),
     "tiled fused": (301, 20, 37),
+    # dW without dx asks for the next block under dW's calls (dev/products_v37.md 38a):
+    # with its tiles laid as dWᵀ's (nests.dw_transposed: 64×17 on AVX-512 and AVX2), and
+    # K past MC (dW's rows in three calls a block, each asking for its share)
+    "tiled fused dWᵀ": (301, 64, 17),
+    "tiled fused K past MC": (301, 200, 20),
     "tiled three-pass": (97, 150, 460),  # K·Mp > 65536 (tiled.fused_limit)
 }
 if cpu.rowvec.applies(6, 7, cpu.machine.entry().vector_bits):  # AVX2, AVX-512: K, M ≤ 8
@@ -45,7 +50,11 @@ def test_the_shapes_reach_their_families():
             first = "skinny"
         assert kernel.startswith(first), kernel
         if family.startswith("tiled"):
-            assert ("fused" in kernel) == (family == "tiled fused"), kernel
+            assert ("fused" in kernel) == family.startswith("tiled fused"), kernel
+        isa = cpu.machine.entry().isa
+        if family == "tiled fused dWᵀ" and isa in ("avx512", "avx2"):
+            _, variant, _, _ = tiled.plan(N, K, M, np.float32)
+            assert tiled.module(variant, isa, "fused").dw_transposed(K, M)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -36,6 +36,7 @@ XA_BYTES, XA_GROUPS = 4 << 20, 5
 ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
 PF_NEXT = 1
+PF_SHARE = 64
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
@@ -275,6 +276,30 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     return f
 
 
+@njit(nt.UniTuple(I, 2)(I, I, I, I), nogil=True, cache=True)
+def next_lines(K, M, n0, n1):
+    # the fused kernel's next block, rows [n0, n1) of x and y, as the lines its products'
+    # calls ask for into L2 (`ask_next`): x's, then y's.  None where h already asks for both
+    # ahead (K ≤ PF_K with PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y's where it
+    # asks for y (dev/products_v36.md 37f)
+    on = PF_NEXT and (K > PF_K or PF_Y == 0)
+    nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
+    nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
+    return nxl, nyl
+
+
+@njit(nogil=True, cache=True, inline="always")
+def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
+    # call number `call`'s share of next_lines's lines (x's from x[n0·K], then y's from
+    # y[n0·M]) into L2: the next block's memory asked for under this one's products, not
+    # waited for in its h (dev/products_v36.md 37f)
+    for q in range(call * share, min(call * share + share, nxl + nyl)):
+        if q < nxl:
+            prefetch_l2(x, n0 * K + q * LINE)
+        else:
+            prefetch_l2(y, n0 * M + (q - nxl) * LINE)
+
+
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean, R1, R1, I, I), nogil=True,
       cache=True, fastmath=_FM)
 def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0, n1):
@@ -283,18 +308,13 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
     # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
     # stream: whole tiles stored into dx past the caches (mks, where its rows are lines);
     # x, y, n0, n1: the next block's rows of the fused kernel's chunk, asked for into L2
+    # a share before each call (`ask_next`)
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
     x, y = pointer(x2), pointer(y2)
     nir = (rows + MR - 1) // MR
-    # rows [n0, n1) of x and y (the next block's) into L2, a share of their lines before
-    # each call: the block's memory asked for under dx's products, not waited for in h's
-    # (dev/products_v36.md 37f).  Not where h already asks for both ahead (K ≤ PF_K with
-    # PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y where it asks for y
-    on = PF_NEXT and (K > PF_K or PF_Y == 0)
-    nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
-    nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
+    nxl, nyl = next_lines(K, M, n0, n1)
     calls = ((M + KC - 1) // KC) * nj * nir
-    pfl = (nxl + nyl + calls - 1) // max(calls, 1)
+    share = (nxl + nyl + calls - 1) // max(calls, 1)
     call = 0
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)
@@ -302,11 +322,7 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
             ncol = min(NR, K - jr * NR)
             bo = (jr * M + pc) * NR
             for ir in range(nir):
-                for q in range(call * pfl, min(call * pfl + pfl, nxl + nyl)):
-                    if q < nxl:
-                        prefetch_l2(x, n0 * K + q * LINE)
-                    else:
-                        prefetch_l2(y, n0 * M + (q - nxl) * LINE)
+                ask_next(x, y, K, M, n0, nxl, nyl, call, share)
                 call += 1
                 nrow = min(MR, rows - ir * MR)
                 b = (r0 + ir * MR) * K + jr * NR
@@ -349,16 +365,23 @@ def decide(f, w2, bad):
 
 # part fused
 
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1), nogil=True, cache=True,
-      fastmath=_FM)
-def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
+@njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1, R1, I, I), nogil=True,
+      cache=True, fastmath=_FM)
+def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, q1):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
     # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
     # (g's rows ldg elements apart, part's Mp; a last panel of at most HALF columns of M
-    # by its live half, its other columns of part, never read, left as they are)
+    # by its live half, its other columns of part, never read, left as they are).
+    # y, q0, q1: rows [q0, q1) of x and y asked for into L2, a share before each call
+    # (`ask_next`: the next block's, where no dx_block does), at most PF_SHARE lines a call
+    # (these blocks have few calls: dev/products_v37.md 38a)
     part, x, g, Ap, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ap2), pointer(Ct2)
+    y = pointer(y2)
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
+    nxl, nyl = next_lines(K, M, q0, q1)
+    share = min(PF_SHARE, (nxl + nyl + nir * (Mp // NR) - 1) // max(nir * (Mp // NR), 1))
+    call = 0  # (the block's rows are at most MC ≤ KC: one block of KC)
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
         # a last partial panel reads in place too (its extra columns of x give rows
@@ -369,12 +392,16 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2):
         for jr in range(Mp // NR):
             bo = (pc - n0) * ldg + jr * NR
             for ir in range(whole):
+                ask_next(x, y, K, M, q0, nxl, nyl, call, share)
+                call += 1
                 if M - jr * NR <= HALF:
                     mkh(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 else:
                     mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
             if whole < nir:
+                ask_next(x, y, K, M, q0, nxl, nyl, call, share)
+                call += 1
                 if inside:
                     mk(kc, x, pc * K + k0 + whole * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 else:
@@ -395,19 +422,27 @@ def dw_transposed(K, M):
     return (M + MR - 1) // MR * MR < live
 
 
-@njit(nt.void(A64, R1, A1, I, I, I, I, I, A1), nogil=True, cache=True, fastmath=_FM)
-def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2):
+@njit(nt.void(A64, R1, A1, I, I, I, I, I, A1, R1, I, I), nogil=True, cache=True,
+      fastmath=_FM)
+def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2, y2, q0, q1):
     # dw_block's sums laid as dWᵀ (`dw_transposed`; sum_chunks reads them so): part[m, k]
     # += Σ_{n0≤n<n1} g[n−n0, m]·x[n,k], in T over blocks of KC rows, in float64 across
     # them: the same products in the same order as dw_block's, so the same bits.  g's rows
     # read in place as A (the tile's rows past M read the next row, or the buffer's NR
     # elements past the block: rows of the tile never stored), x's as B (K a multiple of
-    # NR); part's rows K apart
+    # NR); part's rows K apart.  y, q0, q1: as dw_block's
     part, x, g, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ct2)
+    y = pointer(y2)
+    nxl, nyl = next_lines(K, M, q0, q1)
+    calls = (n1 - n0 + KC - 1) // KC * (K // NR) * ((M + MR - 1) // MR)
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
+    call = 0
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
         for jr in range(K // NR):
             for ir in range((M + MR - 1) // MR):
+                ask_next(x, y, K, M, q0, nxl, nyl, call, share)
+                call += 1
                 mk(kc, g, (pc - n0) * ldg + ir * MR, ldg, 1, x, pc * K + jr * NR, K, Ct, 0,
                    NR)
                 tile_add64(part, ir * MR * K + jr * NR, K, Ct, min(MR, M - ir * MR))
@@ -483,14 +518,21 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
                                stream and wdy)
+            # the next block's rows of x and y, asked for into L2 under dx's calls, or
+            # where there are none, under dW's (dev/products_v36.md 37f,
+            # dev/products_v37.md 38a)
+            q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
             if wdx:
-                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream, x, y,
-                         min(n1, r0 + MC), min(n1, r0 + 2 * MC))
+                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream, x, y, q0, q1)
+                q1 = q0
             if wdw and tr:
-                dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct)
+                dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct, y, q0, q1)
             elif wdw:
+                nk = (K + MC - 1) // MC  # a share of the rows a call of dw_block
                 for k0 in range(0, K, MC):
-                    dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                    i = k0 // MC
+                    dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct,
+                             y, q0 + (q1 - q0) * i // nk, q0 + (q1 - q0) * (i + 1) // nk)
         fc[c] = f
     if wdw:  # the chunks' partials added row by row (dWᵀ's where tr), each row's in order
         pr = M if tr else K

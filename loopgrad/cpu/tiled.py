@@ -92,8 +92,9 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
-# the fused kernel's dx calls ask for the next block's x and y into L2 (tiled.PF_NEXT)
+# the fused kernel's dx calls (or dW's) ask for the next block's x and y into L2 (tiled.PF_NEXT)
 PF_NEXT = {PF_NEXT}
+PF_SHARE = {PF_SHARE}  # ...under dW's calls (no dx), at most this many lines a call
 PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
@@ -195,7 +196,7 @@ def _tile_adds(NR: int, part: str) -> str:
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, mkh, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, "
            "pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, count_nonfinite, "
-           "decide, cpr, packs_x, tpw, TR, TRANSPOSE")
+           "decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
@@ -205,7 +206,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
-                         PF_NEXT=PF_NEXT,
+                         PF_NEXT=PF_NEXT, PF_SHARE=PF_SHARE,
                          DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -438,8 +439,12 @@ PACK_X_M = 128
 DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DWB)
 # The fused kernel's dx calls ask for the next block's rows of x and y into L2, a share
 # before each call (1; 0: not), so that the next h finds them there: 10⁶×64×17 and 24×40
-# 4-7 %, 2·10⁵×96×100 8 %, 10⁶×8×40 10 % faster (dev/products_v36.md 37f)
+# 4-7 %, 2·10⁵×96×100 8 %, 10⁶×8×40 10 % faster (dev/products_v36.md 37f).  Where no dx
+# is wanted (`wrt` without x), dW's calls ask for them, at most PF_SHARE lines a call
+# (dW's blocks have few calls: 192 lines a call made float64's 10⁶×8×40 9 % slower; with
+# the cap `wrt="W"` 2-9 % faster, float64 3-10 %: dev/products_v37.md 38a)
 PF_NEXT = 1
+PF_SHARE = 64
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once

@@ -37,6 +37,7 @@ ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
 PF_NEXT = 1
 PF_SHARE = 64
+PF_BLOCK = 256 << 10
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
@@ -169,10 +170,34 @@ def tile_cut_add(C, co, ldc, Ct, ncol):
     tile_out(C, co, ldc, Ct, MR, ncol, False)
 
 
+@njit(nt.UniTuple(I, 2)(I, I, I, I), nogil=True, cache=True)
+def next_lines(K, M, n0, n1):
+    # the fused kernel's next block, rows [n0, n1) of x and y, as the lines its products'
+    # calls ask for into L2 (`ask_next`): x's, then y's.  None where h already asks for both
+    # ahead (K ≤ PF_K with PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y's where it
+    # asks for y (dev/products_v36.md 37f)
+    on = PF_NEXT and (K > PF_K or PF_Y == 0)
+    nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
+    nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
+    return nxl, nyl
+
+
+@njit(nogil=True, cache=True, inline="always")
+def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
+    # call number `call`'s share of next_lines's lines (x's from x[n0·K], then y's from
+    # y[n0·M]) into L2: the next block's memory asked for under this one's products, not
+    # waited for in its h (dev/products_v36.md 37f)
+    for q in range(call * share, min(call * share + share, nxl + nyl)):
+        if q < nxl:
+            prefetch_l2(x, n0 * K + q * LINE)
+        else:
+            prefetch_l2(y, n0 * M + (q - nxl) * LINE)
+
+
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
-                 nt.boolean, I, I, nt.boolean), nogil=True, cache=True, fastmath=_FM)
+                 nt.boolean, I, I, nt.boolean, I, I), nogil=True, cache=True, fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, j0, nj, Ap2,
-                  Ct2, want_grads, dshift, pack, stream):
+                  Ct2, want_grads, dshift, pack, stream, q0, q1):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # whole panels of MR rows; element (n, m) at n·ldg + (m // NR)·pstr + m % NR: rows of
     # ldg ≥ M (pstr = NR: Mp or more, or M itself, the fused kernel's, whose last panel's
@@ -188,10 +213,16 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # steps from pc at pc·rp (rp: the rows' whole panels), the next row block's after the
     # last, the next block asked into L2 over this one's calls.  stream:
     # dy's stores past the caches (a large call, loopgrad.cpu.streams; epilogue's chunks
-    # that start on a cache line)
+    # that start on a cache line).  q0, q1: rows [q0, q1) of x and y asked for into L2, a
+    # share before each call, at most PF_SHARE lines (`ask_next`: the next block's, where
+    # nothing after h would: the loss, dy alone; dev/products_v37.md 38b)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     nir = (rows + MR - 1) // MR
+    nxl, nyl = next_lines(K, M, q0, q1)
+    calls = (K + kcb - 1) // kcb * nj * nir
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
+    call = 0
     # the panels before `full` read x in place, a last partial one too (its extra rows
     # give rows of the tile that are never stored) unless it would read past the end of
     # x; the rest are packed, all of them where `pack`
@@ -219,9 +250,11 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                 co = ir * MR * ldg + jr * pstr
                 C, c0, ldc = (g, co, ldg) if direct else (Ct, 0, NR)
                 if pfl:  # PREPACKED: the next block into L2, a share a call
-                    call = (jr - j0) * nir + ir
-                    for q in range(call * pfl, min(call * pfl + pfl, lines)):
+                    c = (jr - j0) * nir + ir
+                    for q in range(c * pfl, min(c * pfl + pfl, lines)):
                         prefetch_l2(Ap, nxt + q * LINE)
+                ask_next(x, y, K, M, q0, nxl, nyl, call, share)
+                call += 1
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
                     mk(kc, Ap, ab + (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
@@ -274,30 +307,6 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     f = (((fs[0] + fs[1]) + (fs[2] + fs[3])) + ((fs[4] + fs[5]) + (fs[6] + fs[7]))) \
         + (((fs[8] + fs[9]) + (fs[10] + fs[11])) + ((fs[12] + fs[13]) + (fs[14] + fs[15])))
     return f
-
-
-@njit(nt.UniTuple(I, 2)(I, I, I, I), nogil=True, cache=True)
-def next_lines(K, M, n0, n1):
-    # the fused kernel's next block, rows [n0, n1) of x and y, as the lines its products'
-    # calls ask for into L2 (`ask_next`): x's, then y's.  None where h already asks for both
-    # ahead (K ≤ PF_K with PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y's where it
-    # asks for y (dev/products_v36.md 37f)
-    on = PF_NEXT and (K > PF_K or PF_Y == 0)
-    nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
-    nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
-    return nxl, nyl
-
-
-@njit(nogil=True, cache=True, inline="always")
-def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
-    # call number `call`'s share of next_lines's lines (x's from x[n0·K], then y's from
-    # y[n0·M]) into L2: the next block's memory asked for under this one's products, not
-    # waited for in its h (dev/products_v36.md 37f)
-    for q in range(call * share, min(call * share + share, nxl + nyl)):
-        if q < nxl:
-            prefetch_l2(x, n0 * K + q * LINE)
-        else:
-            prefetch_l2(y, n0 * M + (q - nxl) * LINE)
 
 
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, A1, nt.boolean, R1, R1, I, I), nogil=True,
@@ -515,13 +524,13 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         f = 0.0
         for r0 in range(n0, n1, MC):
             rows = min(MC, n1 - r0)
+            # the next block's rows of x and y, asked for into L2 under dx's calls, or
+            # where there are none, under dW's, or else h's (dev/products_v36.md 37f,
+            # dev/products_v37.md 38a, 38b)
+            q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
-                               stream and wdy)
-            # the next block's rows of x and y, asked for into L2 under dx's calls, or
-            # where there are none, under dW's (dev/products_v36.md 37f,
-            # dev/products_v37.md 38a)
-            q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
+                               stream and wdy, q0, q0 if wg else q1)
             if wdx:
                 dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream, x, y, q0, q1)
                 q1 = q0
@@ -827,7 +836,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                                          K, M, Mp, ldg if wg else Mp, pstr if wg else NR, KB,
                                          r0, min(MC, N - r0), j0, min(jh, nh - j0), Ap,
                                          np.empty(MR * NR, T), True, 0 if wdy else r0 * M,
-                                         pack, stream and wdy)
+                                         pack, stream and wdy, 0, 0)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -924,17 +933,18 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
 
 # part loss
 
-@njit(nt.float64(R1, A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows):
+@njit(nt.float64(R1, A1, R1, I, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
+def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows, nxt):
     # f of rows [r0, r0+rows) for the loss kernel.  The block's rows of x are packed where
     # the grads kernel packs them (`packs_x`, dev/products_v10.md 13d); forward_block sees
     # the block as rows from 0 of x and y.  The same products as in place: the same f.
     # h's rows M apart, as the fused kernel's g: its epilogue one run (dev/products_v25.md
-    # 26i)
+    # 26i).  The next block's nxt rows asked for into L2 under h's calls (dev/products_v37.md
+    # 38b)
     h = np.empty(MC * M, T)
     return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, M, NR, KC, 0,
                          rows, 0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
-                         PACKED if packs_x(K, Mp) else INPLACE, False)
+                         PACKED if packs_x(K, Mp) else INPLACE, False, rows, rows + nxt)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)
@@ -946,8 +956,13 @@ def _loss_parallel(x2, W2, y2, wsT):
     pack_w(Wp, W, K, M, 0, K)  # serial: one parallel loop less to compile
     nb = (N + MC - 1) // MC
     fb = np.empty(nb)
+    # each block asks for the next block's rows under its calls where they are at most
+    # PF_BLOCK bytes (dev/products_v37.md 38b)
+    ask = MC * (K + M) * (64 // LINE) <= PF_BLOCK
     for b in prange(nb):  # one call a block: a short parallel body compiles fast
-        fb[b] = loss_block(x, Wp, y, K, M, Mp, b * MC, min(MC, N - b * MC))
+        r0 = b * MC
+        fb[b] = loss_block(x, Wp, y, K, M, Mp, r0, min(MC, N - r0),
+                           min(MC, max(0, N - r0 - MC)) if ask else 0)
     f = 0.0
     for b in range(nb):
         f += fb[b]

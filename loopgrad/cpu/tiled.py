@@ -95,6 +95,7 @@ PF_K, PF_AHEAD = {PF_K}, 4096
 # the fused kernel's dx calls (or dW's) ask for the next block's x and y into L2 (tiled.PF_NEXT)
 PF_NEXT = {PF_NEXT}
 PF_SHARE = {PF_SHARE}  # ...under dW's calls (no dx), at most this many lines a call
+PF_BLOCK = {PF_BLOCK}  # the loss kernel's blocks ask for the next where its rows are at most this many bytes
 PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
@@ -206,7 +207,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     src = _HEADER.format(T=T, isa=entry.isa, bits=entry.vector_bits, MR=MR, NR=NR, MC=MC, KC=KC,
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
-                         PF_NEXT=PF_NEXT, PF_SHARE=PF_SHARE,
+                         PF_NEXT=PF_NEXT, PF_SHARE=PF_SHARE, PF_BLOCK=PF_BLOCK,
                          DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -445,6 +446,7 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 # the cap `wrt="W"` 2-9 % faster, float64 3-10 %: dev/products_v37.md 38a)
 PF_NEXT = 1
 PF_SHARE = 64
+PF_BLOCK = 256 << 10
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once

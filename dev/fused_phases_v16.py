@@ -51,7 +51,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True, pf=0):
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
         f += fb(g, dy, x, Wp, y, A0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, 0,
-                STREAM)
+                STREAM, 0, 0)
         if pf and r0 + MC < N:  # the next block's rows of x and y, a burst: L2 (1) or L1 (2)
             for p, ld in ((xp, K), (yp, M)):
                 for q in range((r0 + MC) * ld // 16 * 16, min(N, r0 + 2 * MC) * ld, 16):
@@ -64,7 +64,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True, pf=0):
                 min(N, r0 + 2 * MC))  # the next block asked for, as the driver's (37f)
         if wdw:
             for k0 in range(0, K, MC):
-                dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct)
+                dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct, y, 0, 0)
     return f
 
 

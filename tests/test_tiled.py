@@ -771,6 +771,43 @@ def test_streamed_stores_change_no_bit(rng, isa, dtype):
                     assert np.array_equal(a, b), (N, K, M, key, parallel)
 
 
+@pytest.mark.parametrize("isa", sorted(machine.TABLE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_staged_dx_changes_no_bit(rng, isa, dtype):
+    # Streamed, the fused kernel stages each block's dx where it has two column panels or
+    # more (nests.py's `stage`) and sends it out under the next block's h calls, a chunk's
+    # last block after them (`flush`): dx on a line, 16 bytes past one and one element
+    # past (a head and a tail by ordinary stores), blocks of MC rows with a partial last
+    # one, several chunks, with dW and without; every bit as unstreamed, nothing left
+    # unwritten, the outputs not asked for untouched
+    for N, K, M in [(1100, 64, 17), (700, 40, 24), (3100, 96, 20)]:
+        x, W, y = draw(rng, N, K, M, dtype)
+        name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)
+        assert name == "grads_fused"
+        NR = machine.TABLE[isa].tiles[variant].NR
+        assert -(-K // NR) >= 2 or NR < 32  # dx staged on the 32-column tiles
+        rows = 1200  # chunks of 12.5 blocks of 96 rows: N = 3100 takes three
+        nchunks = -(-N // rows)
+        n64, nT = _tiled.scratch(name, variant, N, K, M, nchunks, isa)
+        for parallel in (True, None):
+            kern = _tiled.driver(name, variant, isa) if parallel is None else \
+                _tiled.kernel(name, variant, parallel, isa)
+            for want in (WANT_ALL, WANT_DX | WANT_DY, WANT_DX):
+                got = {}
+                for stream, skip in ((0, 0), (STREAM, 0), (STREAM, 16 // np.dtype(dtype).itemsize),
+                                     (STREAM, 1)):
+                    outs = [past_a_line(s, dtype, skip) for s in ((N, K), (K, M), (N, M))]
+                    f = kern(*outs, x, W, y, 0.5, nchunks, rows, np.full(n64 + 3, np.nan),
+                             np.full(nT + 3, np.nan, dtype), want | stream)
+                    got[stream, skip] = (f, *outs)
+                    for bit, a in zip((WANT_DX, WANT_DW, WANT_DY), outs):
+                        assert np.isnan(a).all() != bool(want & bit), (N, K, M, want, skip)
+                for key, (f, *outs) in got.items():
+                    assert f == got[0, 0][0], (N, K, M, key, want)
+                    for a, b in zip(outs, got[0, 0][1:]):
+                        assert a.tobytes() == b.tobytes(), (N, K, M, key, want, parallel)
+
+
 def test_large_calls_stream_their_outputs(monkeypatch, rng):
     # the API asks for streamed stores past loopgrad.cpu.streams's threshold, on tiles whose
     # rows are whole lines; the compiled kernels have them (MOVNT on x86)

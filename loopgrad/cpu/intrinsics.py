@@ -47,7 +47,8 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     the others as zeros: a last panel of W that is padding past them (tiled.py's mkh).
 
 copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store (with
-masked=True, cpn(..., count) stores only the first count of them), and
+masked=True, cpn(..., count) stores only the first count of them), line_streamer(T):
+cpl(dst, do, src, so) one cache line with a non-temporal store, and
 transposer(T, R, VW): tp(dst, do, ldo, src, so, lds) an R×VW block transposed through
     registers: the tiled kernels' packs (a row of a panel, W's transpose for dx), which
     as loops LLVM left one element at a time (dev/products_v18.md 19f).
@@ -173,6 +174,30 @@ def copier(T: str, n: int, masked: bool = False):
     def cp(typingctx, dst, do, src, so):
         return types.void(P, I, P, I), codegen
     return cp
+
+
+@functools.lru_cache(maxsize=None)
+def line_streamer(T: str):
+    """cpl(dst, do, src, so): one cache line (64 bytes) of dtype name T from src[so:] to
+    dst[do:], one vector load (any alignment) and one non-temporal store, which needs
+    dst + do on a line: the fused kernel's dx, staged a block at a time in a cached
+    buffer, sent out line by line under dW's products (nests.put_share)."""
+    nbt = {"float32": types.float32, "float64": types.float64}[T]
+    P, I = types.CPointer(nbt), types.int64
+    n = _LINE * 8 // nbt.bitwidth
+
+    def codegen(context, builder, sig, args):
+        dst, do, src, so = args
+        vt = ir.VectorType(context.get_value_type(nbt), n)
+        v = builder.load(builder.bitcast(builder.gep(src, [so]), vt.as_pointer()),
+                         align=nbt.bitwidth // 8)
+        _store_streamed(builder, v, builder.bitcast(builder.gep(dst, [do]), vt.as_pointer()))
+        return context.get_dummy_value()
+
+    @intrinsic
+    def cpl(typingctx, dst, do, src, so):
+        return types.void(P, I, P, I), codegen
+    return cpl
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,8 +20,8 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import (copier, epilogue, microkernel, pointer, prefetch,
-                                      prefetch_l2, transposer)
+from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
+                                      prefetch, prefetch_l2, transposer)
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -38,6 +38,7 @@ PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
 PF_NEXT = 1
 PF_SHARE = 64
 PF_BLOCK = 256 << 10
+STAGE_PANELS = 2
 DX_ITEMS, DX_COLS = 16, 128
 XT_COLS = 4 * MR
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3
@@ -50,6 +51,7 @@ HALF = 16  # columns of mkh's live vectors (0: no such kernel, mkh is mk)
 mkh = microkernel("float32", MR, NR, 16, live=1)
 epi = epilogue("float32", NR)
 cpr, cpm, cpn = copier("float32", NR), copier("float32", MR), copier("float32", NR, masked=True)
+cpl = line_streamer("float32")
 TR = min(8, NR)
 tpw = transposer("float32", TR, 16)
 TRANSPOSE = True  # pack_wt through tpw: float32 only (tiled._MK)
@@ -182,7 +184,7 @@ def next_lines(K, M, n0, n1):
     return nxl, nyl
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nt.void(P, P, I, I, I, I, I, I, I), nogil=True, cache=True)
 def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
     # call number `call`'s share of next_lines's lines (x's from x[n0·K], then y's from
     # y[n0·M]) into L2: the next block's memory asked for under this one's products, not
@@ -194,10 +196,27 @@ def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
             prefetch_l2(y, n0 * M + (q - nxl) * LINE)
 
 
+@njit(nt.void(P, I, P, I, I, I, I), nogil=True, cache=True)
+def put_share(D, d0, S, n, head, call, share):
+    # call number `call`'s share of a staged block's way out, S[0:n] → D[d0:d0+n]: its whole
+    # cache lines past the caches (cpl), `share` lines a call, from D[d0 + head] (head: the
+    # elements before D's first line), and with the first call the head and the tail past
+    # the last whole line by ordinary stores (lines other blocks share)
+    lines = (n - head) // LINE if n > head else 0
+    if call == 0:
+        for i in range(min(head, n)):
+            D[d0 + i] = S[i]
+        for i in range(head + lines * LINE, n):
+            D[d0 + i] = S[i]
+    for q in range(call * share, min(call * share + share, lines)):
+        cpl(D, d0 + head + q * LINE, S, head + q * LINE)
+
+
 @njit(nt.float64(A1, A1, R1, A1, R1, nt.float64, I, I, I, I, I, I, I, I, I, I, A1, A1,
-                 nt.boolean, I, I, nt.boolean, I, I), nogil=True, cache=True, fastmath=_FM)
+                 nt.boolean, I, I, nt.boolean, I, I, A1, A1, I, I, I), nogil=True, cache=True,
+      fastmath=_FM)
 def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, j0, nj, Ap2,
-                  Ct2, want_grads, dshift, pack, stream, q0, q1):
+                  Ct2, want_grads, dshift, pack, stream, q0, q1, D2, S2, d0, nd, head):
     # rows [r0, r0+rows), column panels [j0, j0+nj): h = x·W into g (the block's rows,
     # whole panels of MR rows; element (n, m) at n·ldg + (m // NR)·pstr + m % NR: rows of
     # ldg ≥ M (pstr = NR: Mp or more, or M itself, the fused kernel's, whose last panel's
@@ -215,13 +234,18 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # dy's stores past the caches (a large call, loopgrad.cpu.streams; epilogue's chunks
     # that start on a cache line).  q0, q1: rows [q0, q1) of x and y asked for into L2, a
     # share before each call, at most PF_SHARE lines (`ask_next`: the next block's, where
-    # nothing after h would: the loss, dy alone; dev/products_v37.md 38b)
+    # nothing after h would: the loss, dy alone; dev/products_v37.md 38b).  D, S, d0, nd,
+    # head: S[0:nd] sent out to D[d0:] a share before each call (`put_share`: the fused
+    # kernel's previous block's dx, staged; head: D's elements from d0 up to a line; nd = 0:
+    # nothing; dev/products_v37.md 38d)
     g, dy, x, Wp, y = pointer(g2), pointer(dy2), pointer(x2), pointer(Wp2), pointer(y2)
     Ap, Ct = pointer(Ap2), pointer(Ct2)
+    D, S = pointer(D2), pointer(S2)
     nir = (rows + MR - 1) // MR
     nxl, nyl = next_lines(K, M, q0, q1)
-    calls = (K + kcb - 1) // kcb * nj * nir
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
+    calls = max((K + kcb - 1) // kcb * nj * nir, 1)
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
+    out = ((nd - head) // LINE + calls - 1) // calls if nd > head else 0
     call = 0
     # the panels before `full` read x in place, a last partial one too (its extra rows
     # give rows of the tile that are never stored) unless it would read past the end of
@@ -254,6 +278,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                     for q in range(c * pfl, min(c * pfl + pfl, lines)):
                         prefetch_l2(Ap, nxt + q * LINE)
                 ask_next(x, y, K, M, q0, nxl, nyl, call, share)
+                put_share(D, d0, S, nd, head, call, out)
                 call += 1
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
                     mk(kc, Ap, ab + (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
@@ -374,6 +399,19 @@ def decide(f, w2, bad):
 
 # part fused
 
+@njit(I(A1, I), nogil=True, cache=True)
+def lead(D2, d):
+    # D's elements from D[d] up to its first cache line (D[d + lead] starts one)
+    size = 64 // LINE
+    return (64 - (D2.ctypes.data + d * size) % 64) % 64 // size
+
+
+@njit(nt.void(A1, A1, I, I), nogil=True, cache=True)
+def flush(D2, S2, d0, nd):
+    # S[0:nd] out to D[d0:] at once, as put_share sends it: a chunk's last staged dx
+    put_share(pointer(D2), d0, pointer(S2), nd, lead(D2, d0), 0, nd)
+
+
 @njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1, R1, I, I), nogil=True,
       cache=True, fastmath=_FM)
 def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, q1):
@@ -389,7 +427,8 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
     nxl, nyl = next_lines(K, M, q0, q1)
-    share = min(PF_SHARE, (nxl + nyl + nir * (Mp // NR) - 1) // max(nir * (Mp // NR), 1))
+    calls = max(nir * (Mp // NR), 1)
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
     call = 0  # (the block's rows are at most MC ≤ KC: one block of KC)
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
@@ -443,8 +482,8 @@ def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2, y2, q0, q1):
     part, x, g, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ct2)
     y = pointer(y2)
     nxl, nyl = next_lines(K, M, q0, q1)
-    calls = (n1 - n0 + KC - 1) // KC * (K // NR) * ((M + MR - 1) // MR)
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
+    calls = max((n1 - n0 + KC - 1) // KC * (K // NR) * ((M + MR - 1) // MR), 1)
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
     call = 0
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
@@ -505,6 +544,12 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     # (rows of a multiple of 16 elements: the same bits as one run)
     lg = M if Mp != M else (Mp + LINE if Mp % (8 * LINE) == 0 else Mp)
     tr = dw_transposed(K, M)  # dW's tiles laid as dWᵀ's
+    # where dx is streamed and has STAGE_PANELS column panels or more, each block's dx is
+    # staged in a cached buffer (Sb, two blocks' worth) and sent out past the caches a share
+    # under each of the next block's h calls (`put_share`; the chunk's last after it), so
+    # that its memory traffic runs under h's arithmetic rather than in bursts after each
+    # tile of dx (dev/products_v37.md 38d)
+    stage = STAGE_PANELS and stream and wdx and Kp // NR >= STAGE_PANELS
     for jr in range(Kp // NR):  # NR rows of W, a panel of Wᵀ
         pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
         if wdx:
@@ -519,6 +564,8 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         g = np.empty(MC * lg + NR, T)   # MC: whole panels of MR rows; NR: dW's reads past M
         g[MC * lg:] = 0.0  # (columns never stored; zeros, not whatever the memory held)
         sink = np.empty(0 if wdy else MC * M, T)
+        Sb = np.empty(2 * MC * K if stage else 0, T)  # two blocks' dx, staged
+        pr0, prows = 0, 0  # the rows of the previous block's, staged
         pc = part[c * K * Mp:(c + 1) * K * Mp]
         pc[:] = 0.0
         f = 0.0
@@ -528,12 +575,18 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
             # where there are none, under dW's, or else h's (dev/products_v36.md 37f,
             # dev/products_v37.md 38a, 38b)
             q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
+            bi = (r0 - n0) // MC % 2  # this block's half of Sb
             f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
                                rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
-                               stream and wdy, q0, q0 if wg else q1)
-            if wdx:
-                dx_block(dx, g, Wtp, K, M, lg, r0, rows, 0, Kp // NR, Ct, stream, x, y, q0, q1)
+                               stream and wdy, q0, q0 if wg else q1, dx, Sb[(1 - bi) * MC * K:],
+                               pr0 * K, prows * K, lead(dx, pr0 * K))
+            if wdx:  # into dx, or staged in Sb (its rows from 0, cached)
+                dx_block(Sb[bi * MC * K:] if stage else dx, g, Wtp, K, M, lg,
+                         0 if stage else r0, rows, 0, Kp // NR, Ct, stream and not stage, x, y,
+                         q0, q1)
                 q1 = q0
+                if stage:
+                    pr0, prows = r0, rows
             if wdw and tr:
                 dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct, y, q0, q1)
             elif wdw:
@@ -542,6 +595,8 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
                     i = k0 // MC
                     dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct,
                              y, q0 + (q1 - q0) * i // nk, q0 + (q1 - q0) * (i + 1) // nk)
+        if prows:  # the chunk's last block's dx, staged: out now
+            flush(dx, Sb[(pr0 - n0) // MC % 2 * MC * K:], pr0 * K, prows * K)
         fc[c] = f
     if wdw:  # the chunks' partials added row by row (dWᵀ's where tr), each row's in order
         pr = M if tr else K
@@ -836,7 +891,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                                          K, M, Mp, ldg if wg else Mp, pstr if wg else NR, KB,
                                          r0, min(MC, N - r0), j0, min(jh, nh - j0), Ap,
                                          np.empty(MR * NR, T), True, 0 if wdy else r0 * M,
-                                         pack, stream and wdy, 0, 0)
+                                         pack, stream and wdy, 0, 0, Ap, Ap, 0, 0, 0)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -944,7 +999,8 @@ def loss_block(x2, Wp2, y2, K, M, Mp, r0, rows, nxt):
     h = np.empty(MC * M, T)
     return forward_block(h, h, x2[r0 * K:], Wp2, y2[r0 * M:], 0.0, K, M, Mp, M, NR, KC, 0,
                          rows, 0, Mp // NR, np.empty(MC * KC, T), np.empty(MR * NR, T), False, 0,
-                         PACKED if packs_x(K, Mp) else INPLACE, False, rows, rows + nxt)
+                         PACKED if packs_x(K, Mp) else INPLACE, False, rows, rows + nxt, h, h, 0,
+                         0, 0)
 
 
 # The loss kernel's driver (tiled.py adds its serial copy: prange → range)

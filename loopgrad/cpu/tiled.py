@@ -77,8 +77,8 @@ from numba import njit, prange, types as nt
 
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
-from loopgrad.cpu.intrinsics import (copier, epilogue, microkernel, pointer, prefetch,
-                                      prefetch_l2, transposer)
+from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
+                                      prefetch, prefetch_l2, transposer)
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}
@@ -95,6 +95,7 @@ PF_K, PF_AHEAD = {PF_K}, 4096
 # the fused kernel's dx calls (or dW's) ask for the next block's x and y into L2 (tiled.PF_NEXT)
 PF_NEXT = {PF_NEXT}
 PF_SHARE = {PF_SHARE}  # ...under dW's calls (no dx), at most this many lines a call
+STAGE_PANELS = {STAGE_PANELS}  # the fused kernel's dx staged from this many column panels (0: never)
 PF_BLOCK = {PF_BLOCK}  # the loss kernel's blocks ask for the next where its rows are at most this many bytes
 PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
@@ -148,6 +149,8 @@ mkh = microkernel("{T}", MR, NR, {VW}, live={LIVE}) if HALF else mk
 epi = epilogue("{T}", NR)
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)
+# a cache line out past the caches: the fused kernel's staged dx (put_share)
+cpl = line_streamer("{T}")
 # a row of the tile buffer cut to a tile's columns (tile_out): one masked vector store
 cpn = copier("{T}", NR, masked=True)
 TR = min(8, NR)
@@ -197,7 +200,7 @@ def _tile_adds(NR: int, part: str) -> str:
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, mkh, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, "
            "pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, count_nonfinite, "
-           "decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next")
+           "decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, put_share")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
@@ -208,6 +211,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          KC3=t.KC3 or t.KC, XT_COLS=XT_TASK,
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
                          PF_NEXT=PF_NEXT, PF_SHARE=PF_SHARE, PF_BLOCK=PF_BLOCK,
+                         STAGE_PANELS=STAGE_PANELS,
                          DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
@@ -447,6 +451,12 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 PF_NEXT = 1
 PF_SHARE = 64
 PF_BLOCK = 256 << 10
+# The fused kernel's dx, where it is streamed and has STAGE_PANELS column panels or more,
+# staged a block at a time in a cached buffer and sent out past the caches a share under
+# each of the next block's h calls (0: never): 10⁶×64×17 15 %, 2·10⁵×96×100 9 %, 10⁶×64×40
+# 4 % faster; with one panel (K ≤ 32 on the 32-column tiles) 1-6 % slower
+# (dev/products_v37.md 38d)
+STAGE_PANELS = 2
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once

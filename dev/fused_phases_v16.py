@@ -51,7 +51,7 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads=True, pf=0):
         r0 = b % ((N + MC - 1) // MC) * MC
         rows = min(MC, N - r0)
         f += fb(g, dy, x, Wp, y, A0, K, M, Mp, LG, NR, KC, r0, rows, 0, Mp // NR, Ap, Ct, grads, 0, 0,
-                STREAM, 0, 0)
+                STREAM, 0, 0, Ap, Ap, 0, 0, 0)
         if pf and r0 + MC < N:  # the next block's rows of x and y, a burst: L2 (1) or L1 (2)
             for p, ld in ((xp, K), (yp, M)):
                 for q in range((r0 + MC) * ld // 16 * 16, min(N, r0 + 2 * MC) * ld, 16):

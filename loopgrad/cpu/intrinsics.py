@@ -181,7 +181,7 @@ def line_streamer(T: str):
     """cpl(dst, do, src, so): one cache line (64 bytes) of dtype name T from src[so:] to
     dst[do:], one vector load (any alignment) and one non-temporal store, which needs
     dst + do on a line: the fused kernel's dx, staged a block at a time in a cached
-    buffer, sent out line by line under dW's products (nests.put_share)."""
+    buffer, sent out line by line under the next block's h products (nests.put_share)."""
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     P, I = types.CPointer(nbt), types.int64
     n = _LINE * 8 // nbt.bitwidth

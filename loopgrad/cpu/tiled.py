@@ -92,11 +92,14 @@ LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
-# the fused kernel's dx calls (or dW's) ask for the next block's x and y into L2 (tiled.PF_NEXT)
+# the fused kernel's dx calls (else dW's, else h's) ask for the next block's x and y into
+# L2 (tiled.PF_NEXT), dW's and h's at most PF_SHARE lines a call; the loss kernel's blocks
+# where a block's rows come to at most PF_BLOCK bytes (tiled.PF_BLOCK)
 PF_NEXT = {PF_NEXT}
-PF_SHARE = {PF_SHARE}  # ...under dW's calls (no dx), at most this many lines a call
-STAGE_PANELS = {STAGE_PANELS}  # the fused kernel's dx staged from this many column panels (0: never)
-PF_BLOCK = {PF_BLOCK}  # the loss kernel's blocks ask for the next where its rows are at most this many bytes
+PF_SHARE, PF_BLOCK = {PF_SHARE}, {PF_BLOCK}
+# the fused kernel's dx staged where it has this many column panels or more (0: never;
+# tiled.STAGE_PANELS)
+STAGE_PANELS = {STAGE_PANELS}
 PF_Y = {PF_Y}  # y's rows prefetched this far ahead (machine.Entry.pf_y)
 ROW_CALLS = {ROW_CALLS}  # the epilogue's rows this long: a call each (tiled.ROW_CALLS)
 # the three-pass kernel's h items pack their rows of x into MR-row micro-panels (rows
@@ -450,12 +453,16 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 # the cap `wrt="W"` 2-9 % faster, float64 3-10 %: dev/products_v37.md 38a)
 PF_NEXT = 1
 PF_SHARE = 64
+# Where neither dx nor dW is wanted (`wrt="y"`), the fused kernel's h calls ask (2-14 %
+# faster), and so do the loss kernel's blocks where the next block's rows of x and y come
+# to at most PF_BLOCK bytes (at 10⁶ rows 4-16 % faster, float64 5-19 %; 512³ to
+# 2048×512×2048, 384-960 KiB a block, 0-4 % slower: dev/products_v37.md 38b)
 PF_BLOCK = 256 << 10
-# The fused kernel's dx, where it is streamed and has STAGE_PANELS column panels or more,
-# staged a block at a time in a cached buffer and sent out past the caches a share under
-# each of the next block's h calls (0: never): 10⁶×64×17 15 %, 2·10⁵×96×100 9 %, 10⁶×64×40
-# 4 % faster; with one panel (K ≤ 32 on the 32-column tiles) 1-6 % slower
-# (dev/products_v37.md 38d)
+# The fused kernel's dx, where it is streamed (a large call) and has STAGE_PANELS column
+# panels or more, staged a block at a time in a cached buffer and sent out past the caches
+# a share under each of the next block's h calls (0: never): 10⁶×64×17 11-13 % faster,
+# `wrt="x"` 20 %, 2·10⁵×96×100 3-4 %, 10⁶×64×40 5 %; with one panel (K ≤ 32 on the
+# 32-column tiles) 1-6 % slower (dev/products_v37.md 38d)
 STAGE_PANELS = 2
 XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a

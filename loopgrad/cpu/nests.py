@@ -341,13 +341,14 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
     # h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m]
     # stream: whole tiles stored into dx past the caches (mks, where its rows are lines);
     # x, y, n0, n1: the next block's rows of the fused kernel's chunk, asked for into L2
-    # a share before each call (`ask_next`)
+    # a share before each call (`ask_next`), at most PF_SHARE lines (at wide M a block has
+    # few calls: dev/products_v37.md 38f)
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
     x, y = pointer(x2), pointer(y2)
     nir = (rows + MR - 1) // MR
     nxl, nyl = next_lines(K, M, n0, n1)
     calls = ((M + KC - 1) // KC) * nj * nir
-    share = (nxl + nyl + calls - 1) // max(calls, 1)
+    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
     call = 0
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)

@@ -93,7 +93,7 @@ BIG = float(np.finfo(T).max)
 # x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
 # the fused kernel's dx calls (else dW's, else h's) ask for the next block's x and y into
-# L2 (tiled.PF_NEXT), dW's and h's at most PF_SHARE lines a call; the loss kernel's blocks
+# L2 (tiled.PF_NEXT), at most PF_SHARE lines a call; the loss kernel's blocks
 # where a block's rows come to at most PF_BLOCK bytes (tiled.PF_BLOCK)
 PF_NEXT = {PF_NEXT}
 PF_SHARE, PF_BLOCK = {PF_SHARE}, {PF_BLOCK}
@@ -448,9 +448,11 @@ DWB = 4  # the three-pass kernel's KC blocks of N per dW chunk (the generated DW
 # The fused kernel's dx calls ask for the next block's rows of x and y into L2, a share
 # before each call (1; 0: not), so that the next h finds them there: 10⁶×64×17 and 24×40
 # 4-7 %, 2·10⁵×96×100 8 %, 10⁶×8×40 10 % faster (dev/products_v36.md 37f).  Where no dx
-# is wanted (`wrt` without x), dW's calls ask for them, at most PF_SHARE lines a call
-# (dW's blocks have few calls: 192 lines a call made float64's 10⁶×8×40 9 % slower; with
-# the cap `wrt="W"` 2-9 % faster, float64 3-10 %: dev/products_v37.md 38a)
+# is wanted (`wrt` without x), dW's calls ask for them (`wrt="W"` 2-9 % faster, float64
+# 3-10 %: dev/products_v37.md 38a).  Every call asks for at most PF_SHARE lines: where a
+# block has few calls (dW's; dx's at wide M) more held the fill buffers the products
+# need (192 lines a call: float64's 10⁶×8×40 9 % slower; capped, dx's at 10⁶×8×256 5-6 %
+# faster, float64 5-10 %: 38a, 38f)
 PF_NEXT = 1
 PF_SHARE = 64
 # Where neither dx nor dW is wanted (`wrt="y"`), the fused kernel's h calls ask (2-14 %

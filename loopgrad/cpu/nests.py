@@ -171,16 +171,18 @@ def tile_cut_add(C, co, ldc, Ct, ncol):
     tile_out(C, co, ldc, Ct, MR, ncol, False)
 
 
-@njit(nt.UniTuple(I, 2)(I, I, I, I), nogil=True, cache=True)
-def next_lines(K, M, n0, n1):
+@njit(nt.UniTuple(I, 3)(I, I, I, I, I), nogil=True, cache=True)
+def next_lines(K, M, n0, n1, calls):
     # the fused kernel's next block, rows [n0, n1) of x and y, as the lines its products'
-    # calls ask for into L2 (`ask_next`): x's, then y's.  None where h already asks for both
-    # ahead (K ≤ PF_K with PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y's where it
-    # asks for y (dev/products_v36.md 37f)
+    # `calls` calls ask for into L2 (`ask_next`): x's, then y's, and each call's share, at
+    # most PF_SHARE (where a block has few calls more held the fill buffers its products
+    # need: dev/products_v37.md 38a, 38f).  None where h already asks for both ahead (K ≤
+    # PF_K with PF_Y: the AVX2 entry's 10⁶×24×40 2 % slower), nor y's where it asks for y
+    # (dev/products_v36.md 37f)
     on = PF_NEXT and (K > PF_K or PF_Y == 0)
     nxl = ((n1 - n0) * K + LINE - 1) // LINE if on else 0
     nyl = ((n1 - n0) * M + LINE - 1) // LINE if on and PF_Y == 0 else 0
-    return nxl, nyl
+    return nxl, nyl, min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
 
 
 @njit(nt.void(P, P, I, I, I, I, I, I, I), nogil=True, cache=True)
@@ -241,9 +243,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     Ap, Ct = pointer(Ap2), pointer(Ct2)
     D, S = pointer(D2), pointer(S2)
     nir = (rows + MR - 1) // MR
-    nxl, nyl = next_lines(K, M, q0, q1)
     calls = max((K + kcb - 1) // kcb * nj * nir, 1)
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
+    nxl, nyl, share = next_lines(K, M, q0, q1, calls)
     out = ((nd - head) // LINE + calls - 1) // calls if nd > head else 0
     call = 0
     # the panels before `full` read x in place, a last partial one too (its extra rows
@@ -346,9 +347,7 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
     dx, g, Wtp, Ct = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2)
     x, y = pointer(x2), pointer(y2)
     nir = (rows + MR - 1) // MR
-    nxl, nyl = next_lines(K, M, n0, n1)
-    calls = ((M + KC - 1) // KC) * nj * nir
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
+    nxl, nyl, share = next_lines(K, M, n0, n1, (M + KC - 1) // KC * nj * nir)
     call = 0
     for pc in range(0, M, KC):
         kc = min(KC, M - pc)
@@ -426,9 +425,7 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
     y = pointer(y2)
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
-    nxl, nyl = next_lines(K, M, q0, q1)
-    calls = max(nir * (Mp // NR), 1)
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
+    nxl, nyl, share = next_lines(K, M, q0, q1, nir * (Mp // NR))
     call = 0  # (the block's rows are at most MC ≤ KC: one block of KC)
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
@@ -481,9 +478,8 @@ def dw_block_t(part2, x2, g2, K, M, ldg, n0, n1, Ct2, y2, q0, q1):
     # NR); part's rows K apart.  y, q0, q1: as dw_block's
     part, x, g, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ct2)
     y = pointer(y2)
-    nxl, nyl = next_lines(K, M, q0, q1)
-    calls = max((n1 - n0 + KC - 1) // KC * (K // NR) * ((M + MR - 1) // MR), 1)
-    share = min(PF_SHARE, (nxl + nyl + calls - 1) // calls)
+    nxl, nyl, share = next_lines(K, M, q0, q1,
+                                 (n1 - n0 + KC - 1) // KC * (K // NR) * ((M + MR - 1) // MR))
     call = 0
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)

@@ -278,13 +278,15 @@ def test_empty_rows(rng, K, M):
 
 
 @pytest.mark.parametrize("dtype,shape", [(np.float32, (1000, 1100, 1057)),
-                                         (np.float64, (1000, 600, 1100))])
+                                         (np.float64, (1000, 600, 1100)),
+                                         (np.float64, (1000, 600, 1000))])
 def test_three_pass_packs_x_before_its_items_chunk_by_chunk(rng, dtype, shape):
-    # Where h has XA_GROUPS column groups or more, the three-pass driver packs x before its
-    # h items, a chunk of whole row blocks of about XA_BYTES at a time (tiled.xa_rows):
-    # here two chunks on every entry, the second ending in a partial row block, and h's
-    # last panel a few columns wide.  Against torch; the serial kernel's bits; and the h
-    # pass alone (dy wanted) gives the same f and dy and writes nothing else
+    # Where h has XA_GROUPS column groups or more (float64's fewer: M = 1000 is four), the
+    # three-pass driver packs x before its h items, a chunk of whole row blocks of about
+    # XA_BYTES at a time (tiled.xa_rows): here two chunks on every entry, the second
+    # ending in a partial row block, and h's last panel a few columns wide.  Against
+    # torch; the serial kernel's bits; and the h pass alone (dy wanted) gives the same f
+    # and dy and writes nothing else
     N, K, M = shape
     name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype)
     MC = machine.entry().tiles[variant].MC

@@ -215,7 +215,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          PACK_X_M=PACK_X_M, PF_K=PF_K, ROW_CALLS=ROW_CALLS, PF_Y=entry.pf_y,
                          PF_NEXT=PF_NEXT, PF_SHARE=PF_SHARE, PF_BLOCK=PF_BLOCK,
                          STAGE_PANELS=STAGE_PANELS,
-                         DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS, JH=h_panels(NR),
+                         DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS[np.dtype(T).itemsize],
+                         JH=h_panels(NR),
                          H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
@@ -409,15 +410,15 @@ def xa_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int
     """Rows of x the three-pass kernel's h pass packs before its items, a chunk at a time
     (the generated `xa_rows`): whole blocks of MC rows, the chunks equal and each within
     about XA_BYTES; 0 where the items pack their own rows: x read in place (rows of at
-    most PF_K, or fewer than PACK_X_M columns), or fewer than XA_GROUPS groups of h's
+    most PF_K, or fewer than PACK_X_M columns), or fewer than XA_GROUPS[itemsize] groups of h's
     column panels."""
     t = machine.TABLE[_isa(isa)].tiles[variant]
     Mp = -(-M // t.NR) * t.NR
     nb, nh = -(-N // t.MC), Mp // t.NR
     gh = -(-nh // h_panels(t.NR, nb, nh))
-    if not (K > PF_K and Mp >= PACK_X_M) or gh < XA_GROUPS or N == 0 or XA_BYTES == 0:
-        return 0
     size = np.dtype(variant.split("-")[0]).itemsize
+    if not (K > PF_K and Mp >= PACK_X_M) or gh < XA_GROUPS[size] or N == 0 or XA_BYTES == 0:
+        return 0
     nxc = -(-(-(-N // t.MR) * t.MR * K * size) // XA_BYTES)
     return t.MC * -(-nb // nxc)
 
@@ -471,8 +472,10 @@ XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW p
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once
 # rather than once a group; with fewer groups (1024³ has 4) it was level or slower, the
 # pack before costing a write and a read of x and a parallel loop more (`xa_rows`;
-# dev/products_v36.md 37a)
-XA_BYTES, XA_GROUPS = 4 << 20, 5
+# dev/products_v36.md 37a).  Float64 from four groups: its x packs twice the bytes a KC
+# block of half the steps (KC3), and M ≈ 1000 ran 1-3 % faster packed before, where
+# float32's moved ±2 % (dev/products_v38.md 39a).  By the dtype's size in bytes
+XA_BYTES, XA_GROUPS = 4 << 20, {4: 5, 8: 4}
 # columns per h item of the three-pass kernel: JH = H_COLS // NR column panels (the
 # generated JH).  256 was the fastest h pass on every tile measured: 128 → 256 columns
 # 6-13 % off on avx512 float32 (JH 4 → 8), 5 % on float64 (8 → 16), 64 → 256 9-14 % as

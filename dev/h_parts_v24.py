@@ -11,7 +11,10 @@ items row block by row block), PACKX (the pack's pieces), PACKNTA (the next micr
 rows asked for first), INPLACE (x read in place) (dev/products_v25.md 26c, 26d, 26g); the
 `hot` set: y's or dy's rows hot against the prefetch of y (dev/products_v35.md 36c).
 
-    [ORDER=rows] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace|hot]
+    [ORDER=rows] [DTYPE=float64] python dev/h_parts_v24.py NxKxM [rounds] [parts|prefetch|epilogue|pipe|once|packx|nta|inplace|hot]
+
+DTYPE=float64: the float64 tile's items over its KC3 steps (dev/products_v38.md 39a; the
+sets that write float32 zeros themselves, once and packx, are float32's alone).
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -20,10 +23,11 @@ from loopgrad.cpu.intrinsics import pointer
 numba.set_num_threads(1)
 N, K, M = (int(v) for v in sys.argv[1].split("x"))
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-e = machine.entry(); c = tiled.module("float32", e.isa)
-MR, NR, MC, KC, JH = c.MR, c.NR, c.MC, c.KC, c.JH
+DT = __import__("os").environ.get("DTYPE", "float32")
+e = machine.entry(); c = tiled.module(DT, e.isa)
+MR, NR, MC, KC, JH = c.MR, c.NR, c.MC, c.KC3 if DT == "float64" else c.KC, c.JH
 mk, pack_a, tile_add, epilogue_rows = c.mk, c.pack_a, c.tile_add, c.epilogue_rows
-T = np.float32
+T = np.dtype(DT).type
 SRC = '''
 @njit
 def fb(g2, dy2, x2, Wp2, y2, K, M, Mp, ldg, pstr, r0, rows, j0, nj, Ap2, Ct2, gp2, pr0, pj0, prows):
@@ -228,5 +232,6 @@ ts = {k: [] for k in variants}
 for r in range(rounds):
     for k, f in variants.items():
         t = time.perf_counter(); items(f); ts[k].append(time.perf_counter() - t)
-print(sys.argv[1], "; ".join(f"{k} {np.median(v)*1e3:.2f}" for k, v in ts.items()), "ms; mk ideal at 180:",
-      f"{2*N*K*M/180e6:.2f}")
+RATE = 180 if DT == "float32" else 90  # GFLOP/s: about the micro-kernel's in-L1 rate
+print(sys.argv[1], DT, "; ".join(f"{k} {np.median(v)*1e3:.2f}" for k, v in ts.items()),
+      f"ms; mk ideal at {RATE}:", f"{2*N*K*M/RATE/1e6:.2f}")

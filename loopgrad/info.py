@@ -42,7 +42,7 @@ def report() -> dict:
     import numpy as np
 
     import loopgrad
-    from .cpu import caches, jit, machine, parallel, rows
+    from .cpu import caches, jit, machine, parallel, rows, workspace
 
     # the layer is chosen at the first parallel region: run a tiny one
     x = np.zeros((1, 1))
@@ -87,6 +87,9 @@ def report() -> dict:
                            + (" (concurrent calls serialised)" if layer == "workqueue" else "")
                            + (" (forked children run the serial kernels)" if layer == "omp" else ""),
         "kernel cache": cached,
+        "memory kept": f"scratch up to {workspace.KEEP_BYTES >> 20} MiB, dropped results' "
+                       f"up to {workspace.RESULT_BYTES >> 20} MiB between calls "
+                       f"(loopgrad.cpu.workspace; release() frees both)",
         "generated kernels": generated,
         "CUDA": gpu,
     }

@@ -145,13 +145,13 @@ def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M)
 
 
 def test_past_the_bound_an_idle_then_the_smallest_remembered_result_goes(monkeypatch):
-    # workspace.output remembers the buffers of the last results within KEEP_BYTES; past it
+    # workspace.output remembers the buffers of the last results within RESULT_BYTES; past it
     # the oldest nobody holds is forgotten first (an earlier shape's), else the smallest (a
     # larger one would cost more new pages): a call whose dx and dy pass the bound together
     # keeps dx's buffer for the next call, and a stale large one makes way for them
     from loopgrad.cpu import workspace
     workspace.release()
-    monkeypatch.setattr(workspace, "KEEP_BYTES", 3 << 20)
+    monkeypatch.setattr(workspace, "RESULT_BYTES", 3 << 20)
     dx, dy = workspace.output((2 << 20,), np.uint8), workspace.output((3 << 19,), np.uint8)
     assert [b.size for b in workspace._lent] == [(2 << 20) + 64]  # dy's forgotten, not dx's
     where = dx.ctypes.data
@@ -169,6 +169,39 @@ def test_past_the_bound_an_idle_then_the_smallest_remembered_result_goes(monkeyp
     dx, dy = workspace.output((1 << 20,), np.uint8), workspace.output((1 << 20,), np.uint8)
     assert {dx.ctypes.data, dy.ctypes.data} == set(where)
     workspace.release()
+
+
+def test_no_result_is_remembered_with_a_bound_of_zero(monkeypatch):
+    # RESULT_BYTES = 0: every large result on new memory, nothing held between calls
+    from loopgrad.cpu import workspace
+    workspace.release()
+    monkeypatch.setattr(workspace, "RESULT_BYTES", 0)
+    a = workspace.output((1 << 20,), np.uint8)
+    assert workspace._lent == [] and a.shape == (1 << 20,)
+    del a
+    workspace.release()
+
+
+def test_the_results_bound_follows_the_memory_the_process_may_use(tmp_path):
+    # a sixteenth of the smaller of physical memory and a cgroup's limit, from KEEP_BYTES
+    # to 2 GiB; a limit of "max" (cgroup v2: none) or garbage is no limit; without any
+    # number, KEEP_BYTES
+    from loopgrad.cpu import workspace
+    ram = workspace.memory_bytes(limits=())
+    if ram is None:
+        pytest.skip("no sysconf for the physical memory here")
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    v2.write_text("max\n")
+    v1.write_text(f"{1 << 30}\n")
+    assert workspace.memory_bytes(limits=(str(v2),)) == ram
+    assert workspace.memory_bytes(limits=(str(v2), str(v1))) == min(ram, 1 << 30)
+    v2.write_text("garbage")
+    assert workspace.memory_bytes(limits=(str(v2), str(tmp_path / "missing"))) == ram
+    assert workspace.result_bound(None) == workspace.KEEP_BYTES
+    assert workspace.result_bound(1 << 30) == workspace.KEEP_BYTES  # 64 MiB: raised
+    assert workspace.result_bound(24 << 30) == 24 << 26  # 1.5 GiB
+    assert workspace.result_bound(256 << 30) == 2 << 30
+    assert workspace.RESULT_BYTES == workspace.result_bound(workspace.memory_bytes())
 
 
 def test_the_scratch_kept_between_calls_stays_within_its_bound(monkeypatch):

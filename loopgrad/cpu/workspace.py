@@ -17,16 +17,49 @@ every call, faulted in and zeroed inside the kernel: 10⁶×4×4 float32 took 10
 call against 2.0 with `out=` (dev/products_v15.md 16h).  The buffers of the last
 results are remembered, and one whose arrays nobody holds any more (no view, tensor or
 other reference: its reference count says so) serves the next call.  An array still
-referenced anywhere is never reused.
+referenced anywhere is never reused.  They are remembered up to RESULT_BYTES: a
+sixteenth of the memory the process may use (the machine's, or its cgroup's limit where
+lower), from 256 MiB to 2 GiB, so that a loop at 10⁶×64×64 float32 (dx and dy 512 MB)
+faults in no new pages either: 127-130 → 104 ms a call, 10⁶×64×17 53-54 → 46
+(dev/products_v38.md 39e).  Set RESULT_BYTES lower to hold less between calls (0: none).
 """
 
 import bisect
+import os
 import sys
 import threading
 
 import numpy as np
 
 KEEP_BYTES = 256 << 20
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_bytes(limits=_CGROUP_LIMITS) -> "int | None":
+    """The memory this process may use: physical memory (sysconf), or a cgroup's limit
+    where lower (v2's memory.max, v1's memory.limit_in_bytes); None where neither says."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        pass
+    for path in limits:
+        try:
+            with open(path) as fh:
+                sizes.append(int(fh.read(64).strip()))  # "max" (no limit) raises
+        except (OSError, ValueError):
+            pass
+    sizes = [n for n in sizes if n > 0]
+    return min(sizes) if sizes else None
+
+
+def result_bound(memory: "int | None") -> int:
+    """RESULT_BYTES for a process that may use `memory` bytes: a sixteenth, from
+    KEEP_BYTES to 2 GiB (KEEP_BYTES where unknown)."""
+    return KEEP_BYTES if memory is None else min(max(memory // 16, KEEP_BYTES), 2 << 30)
+
+
+RESULT_BYTES = result_bound(memory_bytes())
 _LINE = 64  # every buffer starts on a cache line: chunks' partials never share one
 
 _lock = threading.Lock()
@@ -93,7 +126,7 @@ def output(shape, dtype) -> np.ndarray:
         _lent.append(raw)
         while len(_lent) > _OUT_KEEP:
             _lent.pop(0)  # forgotten: freed once nobody holds its arrays
-        while sum(b.size for b in _lent) > KEEP_BYTES:
+        while _lent and sum(b.size for b in _lent) > RESULT_BYTES:
             # the oldest that nobody holds forgotten first (an earlier shape's), else the
             # smallest: a buffer's new pages cost in proportion to its size (10⁶×64×8
             # float32: dx's 256 MB and dy's 32 MB pass 256 MiB; with the oldest, dx,

@@ -117,6 +117,10 @@ def test_json_has_exactly_the_documented_fields(capsys, tmp_path, tiny_ceilings)
 
     m = machine.summary()  # which CPU and which of loopgrad's table entries made the figures
     assert {k: rec["machine"][k] for k in m} == m and m["table_entry"] in machine.TABLE
+    from loopgrad.cpu import workspace
+
+    assert rec["machine"]["memory_kept"] == {"scratch_bytes": workspace.KEEP_BYTES,
+                                             "results_bytes": workspace.RESULT_BYTES}
     kernels = {r["impl"]: r["kernel"] for r in rec["results"]}
     assert kernels["loopgrad"] == "skinny rows K=2 M=3 (%d-bit)" % m["vector_bits"]
     assert kernels["numpy"] is None

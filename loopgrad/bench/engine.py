@@ -62,7 +62,10 @@ JSON (--json FILE): one object with these fields
                     LOOPGRAD_BENCH_ISA}; see loopgrad/bench/isa.py),
                     caches ({L1d, L2, L3: {bytes, ways, line, sets, shared_cpus, source}},
                     loopgrad.cpu.caches.geometry(): read from sysfs, else sysconf, else
-                    defaults, as source says)
+                    defaults, as source says), memory_kept ({scratch_bytes, results_bytes}:
+                    loopgrad.cpu.workspace's bounds on the scratch and on the memory of
+                    dropped results it keeps between calls; a loop past them faults in new
+                    pages every call)
     threads         numba, numba_threading_layer, torch, blas (numpy's BLAS threads)
     blas            numpy_build (name, version numpy was built with),
                     loaded (threadpoolctl.threadpool_info() during the run, every thread
@@ -791,7 +794,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
             threads, loaded, other_load, interrupted=False, ceilings=None) -> dict:
     import numba
 
-    from ..cpu import caches
+    from ..cpu import caches, workspace
     from ..info import cpu_model
     from . import isa as bench_isa
 
@@ -821,7 +824,9 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
                      python=platform.python_version(),
                      other_load=other_load,
                      isa_forced=bench_isa.forced(getattr(args, "isa", "native")),
-                     caches=caches.geometry()),
+                     caches=caches.geometry(),
+                     memory_kept=dict(scratch_bytes=workspace.KEEP_BYTES,
+                                      results_bytes=workspace.RESULT_BYTES)),
         threads=threads,
         blas=dict(numpy_build=build, loaded=loaded),
         env={k: os.environ.get(k) for k in _ENV},

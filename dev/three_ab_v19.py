@@ -4,7 +4,7 @@ with the same arguments (dev/products_v19.md 20a–20l).
     [SET=PANELS=True,False] [THREADS=2] [DTYPE=float32] [WANT=7] python dev/three_ab_v19.py NxKxM ... [rounds=15]
 
 SET=NAME=A,B: a setting of loopgrad.cpu.tiled that goes into the generated code (PANELS, H_COLS,
-XT_TASK, ...), KC3=A,B: the machine table's KC3 for DTYPE's tile, or HDR_NAME=A,B: a
+XT_TASK, ...; XA_GROUPS sets DTYPE's entry), KC3=A,B: the machine table's KC3 for DTYPE's tile, or HDR_NAME=A,B: a
 literal of the generated header (tiled._HEADER's `NAME = ...` line, e.g. HDR_JB=4,8), or
 TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile in the machine table (MR×NR×MC×KC×KC3).  Prints, per shape,
 each build's median ms, the paired median ratio A ÷ B, and whether they give the same bits.
@@ -25,6 +25,9 @@ NAME, values = os.environ.get("SET", "PANELS=True,False").split("=")
 A, B = (v if NAME == "TILE" else ast.literal_eval(v) for v in values.split(","))
 
 
+_XA_GROUPS = dict(tiled.XA_GROUPS)
+
+
 def setting(value):
     if NAME == "TILE":  # SET=TILE=6x32x96x256x128,12x16x96x256x0: DTYPE's tile (dev/products_v25.md 26f)
         machine.TABLE[isa].tiles[DT.name] = machine.Tile(*(int(v) for v in value.split("x")))
@@ -35,6 +38,8 @@ def setting(value):
         import re
         key = NAME[4:]
         tiled._HEADER = re.sub(rf"^{key} = \S+", f"{key} = {value}", tiled._HEADER, flags=re.M)
+    elif NAME == "XA_GROUPS":  # by dtype size (dev/products_v38.md 39a): DTYPE's entry
+        setattr(tiled, NAME, {**_XA_GROUPS, DT.itemsize: value})
     else:
         setattr(tiled, NAME, value)
     for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numba
 import numpy as np
 import pytest
 
@@ -304,6 +305,38 @@ def test_three_pass_packs_x_before_its_items_chunk_by_chunk(rng, dtype, shape):
                                               wsT, WANT_DY)
     assert f == par[0] and np.array_equal(dy, par[3])
     assert np.isnan(dx).all() and np.isnan(dW).all()
+
+
+@pytest.mark.parametrize("dtype,shape", [(np.float32, (300, 256, 200)),
+                                         (np.float64, (250, 130, 300))])
+def test_small_three_pass_shapes_take_their_items_by_rows(rng, dtype, shape):
+    # x, y and W within tiled.ROWS_BYTES and W at most half of x and g: the three-pass
+    # kernel's h and dx items go by rows (tiled.h_rows: four blocks here, the last one
+    # shorter), run row block by row block.  Against torch, and the same bits from the
+    # serial kernel and from one, two and three threads (which thread runs an item changes
+    # no bit); a shape whose W is as large as x and g keeps MC-row items
+    N, K, M = shape
+    name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype)
+    mb = _tiled.h_rows(N, K, M, variant)
+    assert name == "grads" and 0 < mb < N and N % mb and -(-N // mb) % 4 == 0, mb
+    assert _tiled.h_rows(256, 512, 512, variant) == 0
+    x, W, y = draw(rng, N, K, M, dtype)
+    ref = run("grads", x, W, y, False)
+    assert_matches_torch(ref, x, W, y)
+    kern = _tiled.kernel("grads", variant, True)
+    n64, nT = _tiled.scratch("grads", variant, N, K, M, nchunks)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            ws64, wsT = np.full(n64, np.nan), np.full(nT, np.nan, dtype)
+            outs = [np.full(s, np.nan, dtype) for s in ((N, K), (K, M), (N, M))]
+            f = kern(*outs, x, W, y, 0.0, threads, rows, ws64, wsT, WANT_ALL)
+            assert f == ref[0], threads
+            for a, b in zip(outs, ref[1:]):
+                assert np.array_equal(a, b), threads
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("krows,njr", [(96, 2), (21, 1)])
@@ -872,8 +905,9 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     # row), or M apart where M is not a multiple of NR (37×5×7, 300×40×70, and 130×600×50
     # with K past KC: h's last panel cut to the row, its epilogue one run a block); dW's
     # tiles laid as dWᵀ's (3100×64×17 over two chunks on the AVX-512 and AVX2 entries, 500×32×40
-    # on AVX-512's: nests.dw_transposed); exact ties h == 0), and so must the loops in any
-    # number of threads and for any gradients asked.
+    # on AVX-512's: nests.dw_transposed); h's and dx's items by rows for a small shape
+    # (300×256×200: tiled.h_rows, a last row block shorter); exact ties h == 0), and so
+    # must the loops in any number of threads and for any gradients asked.
     # Through the interpreted serial driver: bitwise the compiled serial and parallel
     # kernels (test_background, test_both_kernels), without their compile.
     ties = rng.integers(-2, 3, (70, 40)).astype(dtype), rng.integers(-2, 3, (40, 33)).astype(
@@ -881,7 +915,7 @@ def test_bits_are_the_ordered_loops(rng, isa, dtype):
     cases = [draw(rng, N, K, M, dtype) for N, K, M in
              [(37, 5, 7), (300, 40, 70), (130, 600, 50), (97, 33, 600), (600, 17, 64),
               (200, 300, 256), (300, 20, 384), (97, 130, 1300), (3000, 64, 64),
-              (3100, 64, 17), (500, 32, 40)]] + [ties]
+              (3100, 64, 17), (500, 32, 40), (300, 256, 200)]] + [ties]
     for x, W, y in cases:
         N, K, M = x.shape[0], x.shape[1], W.shape[1]
         name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype, isa)

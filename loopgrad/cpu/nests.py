@@ -32,6 +32,7 @@ KC3 = 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
+ROWS_BYTES = 2 << 20
 XA_BYTES, XA_GROUPS = 4 << 20, 5
 ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
@@ -606,22 +607,44 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
 
 # part three
 
-@njit(nt.Array(nt.int64, 1, "C")(I, I, I, I), nogil=True, cache=True)
-def shares(N, ncols, G, nthr):
-    # the thread of each item of MC rows × G column panels (ncols in all), the items column
-    # group by column group: runs of consecutive items, each of about 1/nthr of the rows ×
-    # panels, an item going where the middle of its own share falls.  Equal parts of the
-    # item count left a thread 1.2-1.4× the other's work where the last row block or column
-    # group is short (256³'s three h items, 512³'s dx items, dev/products_v15.md)
-    nb = (N + MC - 1) // MC
+@njit(nt.UniTuple(I, 2)(I, I, I, nt.boolean), nogil=True, cache=True)
+def item_at(i, nb, ng, rowwise):
+    # item i's (row block, column group) of nb × ng, in the order the passes run them
+    if rowwise:
+        return i // ng, i % ng
+    return i % nb, i // nb
+
+
+@njit(nt.Array(nt.int64, 1, "C")(I, I, I, I, I, nt.boolean), nogil=True, cache=True)
+def shares(N, ncols, G, nthr, mb, rowwise):
+    # the thread of each item of mb rows × G column panels (ncols in all), the items column
+    # group by column group (`rowwise`: row block by row block, see h_rows): runs of
+    # consecutive items, each of about 1/nthr of the rows × panels, an item going where the
+    # middle of its own share falls.  Equal parts of the item count left a thread 1.2-1.4×
+    # the other's work where the last row block or column group is short (256³'s three h
+    # items, 512³'s dx items, dev/products_v15.md)
+    nb, ng = (N + mb - 1) // mb, (ncols + G - 1) // G
     total = N * ncols
-    own = np.empty(nb * ((ncols + G - 1) // G), np.int64)
+    own = np.empty(nb * ng, np.int64)
     done = 0
     for i in range(own.shape[0]):
-        cost = min(MC, N - i % nb * MC) * min(G, ncols - i // nb * G)
+        b, c = item_at(i, nb, ng, rowwise)
+        cost = min(mb, N - b * mb) * min(G, ncols - c * G)
         own[i] = nthr * (2 * done + cost) // (2 * total)
         done += cost
     return own
+
+
+@njit(I(I, I, I), nogil=True, cache=True)
+def h_rows(N, K, M):
+    # the rows of an h and a dx item where the shape is small (tiled.h_rows): N in a
+    # multiple of four blocks of at most MC rows, whole micro-panels, where x, y and W
+    # come to at most ROWS_BYTES and W to at most half of x and g; else 0 (MC rows an
+    # item, column group by column group)
+    if (N * K + N * M + K * M) * (64 // LINE) > ROWS_BYTES or N * (K + M) < 2 * K * M:
+        return 0
+    nb = 4 * max(1, (N + 4 * MC - 1) // (4 * MC))
+    return max(MR, ((N + nb - 1) // nb + MR - 1) // MR * MR)
 
 
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
@@ -720,17 +743,17 @@ def pack_x(Xa2, x2, K, r0, rows, pc, kc):
     pack_a(pointer(Xa2), pointer(x2), K, r0, rows, pc, kc)
 
 
-@njit(I(I, I, I, I), nogil=True, cache=True)
-def xa_rows(N, K, Mp, gh):
+@njit(I(I, I, I, I, I), nogil=True, cache=True)
+def xa_rows(N, K, Mp, gh, mb):
     # rows of x a chunk of the h pass packs before its items (tiled.xa_rows): whole blocks
-    # of MC rows, as many as keep the chunk's panels within about XA_BYTES (the chunks
-    # equal); 0, the items packing their own rows, where x is read in place or h has fewer
-    # than XA_GROUPS column groups
+    # of mb rows (the items'), as many as keep the chunk's panels within about XA_BYTES
+    # (the chunks equal); 0, the items packing their own rows, where x is read in place or
+    # h has fewer than XA_GROUPS column groups
     if not packs_x(K, Mp) or gh < XA_GROUPS or N == 0 or XA_BYTES == 0:
         return 0
-    nb = (N + MC - 1) // MC
+    nb = (N + mb - 1) // mb
     nxc = ((N + MR - 1) // MR * MR * K * (64 // LINE) + XA_BYTES - 1) // XA_BYTES
-    return MC * ((nb + nxc - 1) // nxc)
+    return mb * ((nb + nxc - 1) // nxc)
 
 
 @njit(nt.void(A64, A1, A1, A1, I, I, I, I, I, I, I, I, I, I, I, A1), nogil=True,
@@ -834,11 +857,17 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # reuses the W panels in its core's L2 (row block by row block, each item fetched its
     # panels from L3, and the micro-kernel waits on B's first pass over each: 8-15 %,
     # dev/products_v14.md).  f's partials keep the row-major order, so f's bits do not
-    # depend on the order the items run in.
-    nb = (N + MC - 1) // MC
+    # depend on the order the items run in.  Small shapes (`h_rows`: x, y and W within
+    # ROWS_BYTES, W at most half of x and g) take items of a quarter of N or less × all of
+    # JH, row block by row block, the threads runs of rows: each thread's dx then reads the
+    # g its own h wrote, from its own core's L2 (4-8 %, dev/products_v39.md 40e)
+    mb = h_rows(N, K, M)
+    rowwise = mb > 0
+    mb = mb if rowwise else MC
+    nb = (N + mb - 1) // mb
     nh, nx = Mp // NR, Kp // NR
     jh = JH  # halved while there are fewer than H_ITEMS items (tiled.h_panels, as ordered.py)
-    while jh > 1 and nb * ((nh + jh - 1) // jh) < H_ITEMS and nb > 0:
+    while jh > 1 and nb * ((nh + jh - 1) // jh) < H_ITEMS and nb > 0 and not rowwise:
         jh //= 2
     gh = (nh + jh - 1) // jh
     fb = np.empty(nb * gh)
@@ -854,7 +883,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     nbc = min(DWB, (N + KB - 1) // KB)  # dW's blocks a chunk: scratch past g (below)
     xpb = (K + MR - 1) // MR * MR * KB  # one block's xᵀ panels
     ngp = 0 if G_PANELS else nbc * KB * Mp  # pack_g's blocks, where g is whole rows
-    rc = xa_rows(N, K, Mp, gh)
+    rc = xa_rows(N, K, Mp, gh, mb)
     Xa = rest[ng + (ngp + nbc * xpb if wdw else 0):]
     if Xa.shape[0] < min(rc, Np) * K:  # never: `scratch` makes room for it
         rc = 0
@@ -862,30 +891,30 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     step = rc if rc else max(N, 1)  # one chunk of all the rows where nothing is packed before
     for c0 in range(0, N, step):
         c1 = min(N, c0 + step)
-        cb = (c1 - c0 + MC - 1) // MC  # the chunk's row blocks
-        if pack == PREPACKED:  # tasks: a block of MC rows × KB steps each
+        cb = (c1 - c0 + mb - 1) // mb  # the chunk's row blocks
+        if pack == PREPACKED:  # tasks: a block of mb rows × KB steps each
             nkb = (K + KB - 1) // KB
             for t in prange(cb * nkb):
                 b, pc = t // nkb, t % nkb * KB
-                rows = min(MC, c1 - c0 - b * MC)
-                pack_x(Xa[b * MC * K + pc * ((rows + MR - 1) // MR * MR):], x, K, c0 + b * MC,
+                rows = min(mb, c1 - c0 - b * mb)
+                pack_x(Xa[b * mb * K + pc * ((rows + MR - 1) // MR * MR):], x, K, c0 + b * mb,
                        rows, pc, min(KB, K - pc))
         # each thread a run of the chunk's items of about equal work (`shares`: which
         # thread runs an item changes no bit)
-        own = shares(c1 - c0, nh, jh, nthr)
+        own = shares(c1 - c0, nh, jh, nthr, mb, rowwise)
         for w in prange(nthr):
             for item in range(cb * gh):
                 if own[item] != w:
                     continue
-                b, j0 = item % cb, item // cb * jh
-                r0 = c0 + b * MC
+                b, c = item_at(item, cb, gh, rowwise)
+                r0, j0 = c0 + b * mb, c * jh
                 # without dx and dW, h lives in the item's own block; without dy, dy in a sink
                 gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
-                slot = (c0 // MC + b) * gh + item // cb  # f's partial in row-major order
-                Ap = Xa[b * MC * K:] if pack == PREPACKED else np.empty(MC * KC, T)
+                slot = (c0 // mb + b) * gh + c  # f's partial in row-major order
+                Ap = Xa[b * mb * K:] if pack == PREPACKED else np.empty(MC * KC, T)
                 fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0,
                                          K, M, Mp, ldg if wg else Mp, pstr if wg else NR, KB,
-                                         r0, min(MC, N - r0), j0, min(jh, nh - j0), Ap,
+                                         r0, min(mb, N - r0), j0, min(jh, nh - j0), Ap,
                                          np.empty(MR * NR, T), True, 0 if wdy else r0 * M,
                                          pack, stream and wdy, 0, 0, Ap, Ap, 0, 0, 0)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
@@ -897,17 +926,21 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         # 32 columns an item, packed g 8 times: its dx pass 1.4× slower, dev/products_v15.md).
         # The items write disjoint parts of dx: their shape changes no bit.
         # Column group by column group, as h's: a thread's next item reuses Wᵀ's panels
-        # from L2 (3-6 % off the pass, dev/products_v14.md 15f)
+        # from L2 (3-6 % off the pass, dev/products_v14.md 15f); small shapes (rowwise) by
+        # whole rows, enough for the threads, each thread's rows those of its h items
         gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1), max(1, nx * NR // DX_COLS))
+        if rowwise:
+            gx = min(nx, max(1, (nthr + nb - 1) // max(nb, 1)))
         JX = (nx + gx - 1) // gx
         gx = (nx + JX - 1) // JX
-        own = shares(N, nx, JX, nthr)
+        own = shares(N, nx, JX, nthr, mb, rowwise)
         for w in prange(nthr):
             Cb = np.empty(MC * JX * NR if M > KB else 0, T)  # an item's tiles (dx_packed)
             for item in range(nb * gx):
                 if own[item] == w:
-                    r0, j0 = item % nb * MC, item // nb * JX
-                    dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, KB, r0, min(MC, N - r0),
+                    b, c = item_at(item, nb, gx, rowwise)
+                    r0, j0 = b * mb, c * JX
+                    dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, KB, r0, min(mb, N - r0),
                               j0, min(JX, nx - j0), np.empty(MR * NR, T),
                               np.empty(MC * KC, T), Cb, stream)
     # dW = xᵀ·g by chunks of DWB blocks of KB rows: the chunk's g by column panels (where
@@ -930,7 +963,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     lsize = MC * jw * NR
     local = N <= DWB * KB and nthr * lsize <= part.shape[0]
     if wdw:
-        ownw = shares(K, nh, jw, nthr)  # dW's items: MC rows of dW × jw panels
+        ownw = shares(K, nh, jw, nthr, MC, False)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KB):
             nbk = min(DWB, (N - c0 + KB - 1) // KB)
             # tasks: g's column panels (where g is in rows) and xᵀ's columns, XT_COLS a

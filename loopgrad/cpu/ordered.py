@@ -139,15 +139,18 @@ def _layout(name, variant, isa, N, K, M, nchunks, R):
     NR, MC, KC = t.NR, t.MC, t.KC
     Mp = -(-M // NR) * NR
     segs, chunks, pieces = [], [], []
-    if name == "grads":  # three passes: items of MC rows × JH column panels (the kernel
-        # runs them column group by column group but keeps f's partials in this order)
+    if name == "grads":  # three passes: items of MB rows × JH column panels (the kernel
+        # runs them column group by column group, or row block by row block where the
+        # shape is small, but keeps f's partials in this order)
         nh = Mp // NR
-        JH = tiled.h_panels(NR, -(-N // MC), nh)
+        MB = tiled.h_rows(N, K, M, variant, isa)
+        rowwise, MB = MB > 0, MB or MC
+        JH = tiled.h_panels(NR, -(-N // MB), nh, rowwise)
         gh = -(-nh // JH)
-        for item in range(-(-N // MC) * gh):
-            r0, j0 = item // gh * MC, item % gh * JH
+        for item in range(-(-N // MB) * gh):
+            r0, j0 = item // gh * MB, item % gh * JH
             c0, c1 = j0 * NR, min(M, (j0 + min(JH, nh - j0)) * NR)
-            segs.append((r0, min(MC, N - r0), c0, c1, Mp == M and c0 == 0 and c1 == M))
+            segs.append((r0, min(MB, N - r0), c0, c1, Mp == M and c0 == 0 and c1 == M))
         chunks.append((0, len(segs)))
         kb = t.kc3(K, M)
         pieces = [(p, min(p + kb, N), 0) for p in range(0, N, kb)]

@@ -111,6 +111,7 @@ JB = 8  # column panels per dW item of the three-pass kernel
 DWB = {DWB}  # KC blocks of N per dW chunk of the three-pass kernel: an item sums them in turn
 JH = {JH}  # column panels per h item of the three-pass kernel (tiled.h_panels)
 H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
+ROWS_BYTES = {ROWS_BYTES}  # x, y and W within this: h and dx items by rows (tiled.h_rows)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 DX_COLS = 128  # ...unless that leaves them fewer columns than this
 XT_COLS = {XT_COLS} * MR  # columns of x a task of the dW pass's pack of xᵀ packs
@@ -217,7 +218,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          STAGE_PANELS=STAGE_PANELS,
                          DWB=DWB, XA_BYTES=XA_BYTES, XA_GROUPS=XA_GROUPS[np.dtype(T).itemsize],
                          JH=h_panels(NR),
-                         H_ITEMS=H_ITEMS, G_PANELS=g_panels(NR),
+                         H_ITEMS=H_ITEMS, ROWS_BYTES=ROWS_BYTES, G_PANELS=g_panels(NR),
                          deps=_deps_digest())
     if part == "common":
         VW = _lanes(entry, T, NR)
@@ -408,19 +409,21 @@ def scratch(name: str, variant: str, N: int, K: int, M: int, nchunks: int,
 
 def xa_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:
     """Rows of x the three-pass kernel's h pass packs before its items, a chunk at a time
-    (the generated `xa_rows`): whole blocks of MC rows, the chunks equal and each within
-    about XA_BYTES; 0 where the items pack their own rows: x read in place (rows of at
-    most PF_K, or fewer than PACK_X_M columns), or fewer than XA_GROUPS[itemsize] groups of h's
-    column panels."""
+    (the generated `xa_rows`): whole blocks of the items' rows (`h_rows`, else MC), the
+    chunks equal and each within about XA_BYTES; 0 where the items pack their own rows: x
+    read in place (rows of at most PF_K, or fewer than PACK_X_M columns), or fewer than
+    XA_GROUPS[itemsize] groups of h's column panels."""
     t = machine.TABLE[_isa(isa)].tiles[variant]
     Mp = -(-M // t.NR) * t.NR
-    nb, nh = -(-N // t.MC), Mp // t.NR
-    gh = -(-nh // h_panels(t.NR, nb, nh))
+    mb = h_rows(N, K, M, variant, isa)
+    rowwise, mb = mb > 0, mb or t.MC
+    nb, nh = -(-N // mb), Mp // t.NR
+    gh = -(-nh // h_panels(t.NR, nb, nh, rowwise))
     size = np.dtype(variant.split("-")[0]).itemsize
     if not (K > PF_K and Mp >= PACK_X_M) or gh < XA_GROUPS[size] or N == 0 or XA_BYTES == 0:
         return 0
     nxc = -(-(-(-N // t.MR) * t.MR * K * size) // XA_BYTES)
-    return t.MC * -(-nb // nxc)
+    return mb * -(-nb // nxc)
 
 
 def streams_rows(variant: str, isa: str | None = None) -> bool:
@@ -504,14 +507,41 @@ def g_panels(NR: int) -> bool:
     return PANELS and NR % 16 == 0
 
 
-def h_panels(NR: int, nb: int = 0, nh: int = 0) -> int:
+def h_panels(NR: int, nb: int = 0, nh: int = 0, rowwise: bool = False) -> int:
     """JH: the column panels of NR columns an h item of the three-pass kernel takes, for a
-    shape of nb blocks of MC rows and nh panels (the generated driver's jh; without them,
-    the generated JH: the most it takes)."""
+    shape of nb blocks of rows and nh panels (the generated driver's jh; without them,
+    the generated JH: the most it takes); not halved where the items go by rows
+    (`h_rows`)."""
     jh = max(1, H_COLS // NR)
-    while jh > 1 and nb * -(-nh // jh) < H_ITEMS and nb:
+    while jh > 1 and nb * -(-nh // jh) < H_ITEMS and nb and not rowwise:
         jh //= 2
     return jh
+
+
+# Small shapes take the three-pass kernel's h and dx items by rows: where x, y and W come
+# to at most ROWS_BYTES (with g, the gradients and W's packs, what two cores' L2s hold)
+# and W to at most half of x and g (N·(K + M) ≥ 2·K·M), N in a multiple of four blocks of
+# at most MC rows (whole micro-panels), h's items with all of JH's columns, run row block
+# by row block and shared among the threads by runs of rows.  Each thread's dx items
+# then read the g its own h items wrote, in its own core's L2 (column group by column
+# group, half of g came from the other core): 4-8 % faster from 256³ to 384³ and at
+# 256×128×1024 (dev/products_v39.md 40e).  Where W is as large as x and g, each thread
+# reading all of W's panels cost more (256×512×512 3 % slower, 100×300×200 8 %).  A
+# function of the shape alone, as f's bits must be (the items' rows set f's partials).
+ROWS_BYTES = 2 << 20
+
+
+def h_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:
+    """The rows of the three-pass kernel's h and dx items where the shape is small (the
+    generated `h_rows`): N in a multiple of four blocks of at most MC rows, in whole
+    micro-panels of MR rows; 0 where MC rows an item, column group by column group."""
+    t = machine.TABLE[_isa(isa)].tiles[variant]
+    size = np.dtype(variant.split("-")[0]).itemsize
+    if (N * K + N * M + K * M) * size > ROWS_BYTES or N * (K + M) < 2 * K * M:
+        return 0
+    nb = 4 * max(1, -(-N // (4 * t.MC)))  # row blocks: a multiple of four, each at most MC rows
+    rows = -(-N // nb)
+    return max(t.MR, -(-rows // t.MR) * t.MR)
 
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: 256 KiB at

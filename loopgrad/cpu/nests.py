@@ -860,7 +860,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # depend on the order the items run in.  Small shapes (`h_rows`: x, y and W within
     # ROWS_BYTES, W at most half of x and g) take items of a quarter of N or less × all of
     # JH, row block by row block, the threads runs of rows: each thread's dx then reads the
-    # g its own h wrote, from its own core's L2 (4-8 %, dev/products_v39.md 40e)
+    # g its own h wrote, from its own core's L2 (2-9 %, dev/products_v39.md 40e)
     mb = h_rows(N, K, M)
     rowwise = mb > 0
     mb = mb if rowwise else MC

@@ -524,8 +524,8 @@ def h_panels(NR: int, nb: int = 0, nh: int = 0, rowwise: bool = False) -> int:
 # at most MC rows (whole micro-panels), h's items with all of JH's columns, run row block
 # by row block and shared among the threads by runs of rows.  Each thread's dx items
 # then read the g its own h items wrote, in its own core's L2 (column group by column
-# group, half of g came from the other core): 4-8 % faster from 256³ to 384³ and at
-# 256×128×1024 (dev/products_v39.md 40e).  Where W is as large as x and g, each thread
+# group, half of g came from the other core): 2-9 % faster from 256³ to 768×256×256, 7-10 %
+# at 256×128×1024 (dev/products_v39.md 40e).  Where W is as large as x and g, each thread
 # reading all of W's panels cost more (256×512×512 3 % slower, 100×300×200 8 %).  A
 # function of the shape alone, as f's bits must be (the items' rows set f's partials).
 ROWS_BYTES = 2 << 20

@@ -32,7 +32,7 @@ KC3 = 256
 LINE = 64 // np.dtype(T).itemsize
 BIG = float(np.finfo(T).max)
 PF_K, PF_AHEAD, PACK_X_M, JB, DWB, JH, H_ITEMS = 64, 4096, 128, 8, 4, 8, 6
-ROWS_BYTES = 2 << 20
+ROWS_BYTES = 4 << 20
 XA_BYTES, XA_GROUPS = 4 << 20, 5
 ROW_CALLS = 128
 PF_Y = 0  # the avx512 entry's (machine.Entry.pf_y)
@@ -860,7 +860,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
     # depend on the order the items run in.  Small shapes (`h_rows`: x, y and W within
     # ROWS_BYTES, W at most half of x and g) take items of a quarter of N or less × all of
     # JH, row block by row block, the threads runs of rows: each thread's dx then reads the
-    # g its own h wrote, from its own core's L2 (2-9 %, dev/products_v39.md 40e)
+    # g its own h wrote, from its own core's L2 (2-10 %, dev/products_v39.md 40e, 40g)
     mb = h_rows(N, K, M)
     rowwise = mb > 0
     mb = mb if rowwise else MC

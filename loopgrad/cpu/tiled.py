@@ -519,16 +519,17 @@ def h_panels(NR: int, nb: int = 0, nh: int = 0, rowwise: bool = False) -> int:
 
 
 # Small shapes take the three-pass kernel's h and dx items by rows: where x, y and W come
-# to at most ROWS_BYTES (with g, the gradients and W's packs, what two cores' L2s hold)
-# and W to at most half of x and g (N·(K + M) ≥ 2·K·M), N in a multiple of four blocks of
-# at most MC rows (whole micro-panels), h's items with all of JH's columns, run row block
-# by row block and shared among the threads by runs of rows.  Each thread's dx items
-# then read the g its own h items wrote, in its own core's L2 (column group by column
-# group, half of g came from the other core): 2-9 % faster from 256³ to 768×256×256, 7-10 %
-# at 256×128×1024 (dev/products_v39.md 40e).  Where W is as large as x and g, each thread
-# reading all of W's panels cost more (256×512×512 3 % slower, 100×300×200 8 %).  A
-# function of the shape alone, as f's bits must be (the items' rows set f's partials).
-ROWS_BYTES = 2 << 20
+# to at most ROWS_BYTES and W to at most half of x and g (N·(K + M) ≥ 2·K·M), N in a
+# multiple of four row blocks of at most MC rows (whole micro-panels), h's items with all
+# of JH's columns, run row block by row block and shared among the threads by runs of
+# rows.  Each thread's dx items then read the g its own h items wrote, in its own core's
+# L2 (column group by column group, half of g came from the other core): 2-10 % faster
+# from 256³ to 1024×256×256, 7-10 % at 256×128×1024 (dev/products_v39.md 40e, 40g).
+# Where W is as large as x and g, each thread reading all of W's panels cost more
+# (256×512×512 3 % slower, 100×300×200 8 %); 4 MiB (x, y and W as large as two cores'
+# L2s here) was 1-6 % faster than 2 and level with 8 (512³, 640³ and 768³ within ±4 %).
+# A function of the shape alone, as f's bits must be (the items' rows set f's partials).
+ROWS_BYTES = 4 << 20
 
 
 def h_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:

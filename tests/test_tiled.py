@@ -308,17 +308,21 @@ def test_three_pass_packs_x_before_its_items_chunk_by_chunk(rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype,shape", [(np.float32, (300, 256, 200)),
-                                         (np.float64, (250, 130, 300))])
+                                         (np.float64, (250, 130, 300)),
+                                         (np.float32, (260, 128, 1300))])
 def test_small_three_pass_shapes_take_their_items_by_rows(rng, dtype, shape):
     # x, y and W within tiled.ROWS_BYTES and W at most half of x and g: the three-pass
     # kernel's h and dx items go by rows (tiled.h_rows: four blocks here, the last one
-    # shorter), run row block by row block.  Against torch, and the same bits from the
-    # serial kernel and from one, two and three threads (which thread runs an item changes
-    # no bit); a shape whose W is as large as x and g keeps MC-row items
+    # shorter), run row block by row block; at 260×128×1300 with x packed before the h
+    # items (six column groups: tiled.xa_rows), in chunks of those blocks.  Against
+    # torch, and the same bits from the serial kernel and from one, two and three threads
+    # (which thread runs an item changes no bit); a shape whose W is as large as x and g
+    # keeps MC-row items
     N, K, M = shape
     name, variant, nchunks, rows = _tiled.plan(N, K, M, dtype)
     mb = _tiled.h_rows(N, K, M, variant)
     assert name == "grads" and 0 < mb < N and N % mb and -(-N // mb) % 4 == 0, mb
+    assert (_tiled.xa_rows(N, K, M, variant) > 0) == (M > 1000)
     assert _tiled.h_rows(256, 512, 512, variant) == 0
     x, W, y = draw(rng, N, K, M, dtype)
     ref = run("grads", x, W, y, False)

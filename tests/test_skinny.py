@@ -168,7 +168,7 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
     # grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
     dt = np.dtype(dtype)  # the dtype's rows (at 9×3 with AVX-512 float32's are rowdots.py's)
     mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", _skinny._source(K, M, bits, want, dt))
-    with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(K, M)):
+    with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(K, M, bits, dt)):
         fm = _skinny.fastmath(K, M, bits, dt)
         row = cfunc(chunks.row_signature("grads", dt), fastmath=fm)(mod.rows)
         loss = cfunc(chunks.row_signature("loss", dt), fastmath=fm)(mod.rows_loss)

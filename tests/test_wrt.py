@@ -121,6 +121,32 @@ def test_serial_and_parallel_agree_for_a_subset(rng):
         assert serial[0] == par[0] and serial[1][1].tobytes() == par[1][1].tobytes(), family
 
 
+# LLVM vectorizes the generated skinny rows over rows, f and dW summed in lanes of rows: each
+# `want`'s kernel must start its vector loop at the same chunk length, or chunks of 8 to 31
+# rows gave other bits of f and dW by `want` (skinny._llvm_options; the 1×1 rows take 32 a
+# step).  One chunk of N rows, N = 1 to 40, every kernel on NaN-poisoned outputs
+@pytest.mark.parametrize("K,M,dtype", [(1, 1, np.float64), (2, 2, np.float64), (4, 1, np.float32)])
+def test_short_chunks_of_generated_rows_keep_their_bits(rng, K, M, dtype):
+    if cpu.skinny.family(K, M, dtype) is not None:
+        pytest.skip(f"{K}×{M} rows are on intrinsics on this entry")
+    wants = (WANT_ALL, WANT_DX | WANT_DW, WANT_DW, 0)
+    kernels = {w: cpu.row_kernel("grads", dtype, False, K, M, w) for w in wants}
+    stride = rows.plan(1, K, M)[2]
+    for N in range(1, 41):
+        x, W, y = draw(rng, N, K, M, dtype)
+        got = {}
+        for w, kern in kernels.items():
+            dW = np.full((K, M), np.nan, dtype)
+            f = kern(np.full((N, K), np.nan, dtype), dW, np.full((N, M), np.nan, dtype),
+                     np.full((1, stride), np.nan), x, W, y, 0.5, N, w)
+            got[w] = (f, dW.tobytes() if w & WANT_DW else None)
+        f_all, dW_all = got[WANT_ALL]
+        assert np.isfinite(f_all)
+        for w, (f, dW) in got.items():
+            assert f == f_all, (N, w)
+            assert dW is None or dW == dW_all, (N, w)
+
+
 def test_torch_tensors_and_strided_inputs(rng):
     torch = pytest.importorskip("torch")
     x, W, y = draw(rng, 120, 9, 7, np.float64)

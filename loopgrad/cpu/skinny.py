@@ -134,16 +134,25 @@ LLVM_OPTIONS = {"vectorize-scev-check-threshold": (128, 16),
                 "max-interleave-group-factor": (16, 8)}
 
 
-def _llvm_options(K: int, M: int) -> dict:
-    # LLVM_OPTIONS, and the vectors per step of the row loop fixed: the interleave count
-    # LLVM's cost model picked for the all-gradients kernels on Emerald Rapids (4 for 1×1,
-    # 2 up to K·M = 3, else 1; 8 rows a vector there for every shape).  f and dW are
-    # summed in lanes of rows, so the kernels for other `want`s, whose lighter rows the
-    # cost model would interleave more, give the same bits (dev/machines_v8.md 11b).  The
-    # vector width is not forced: LLVM then reports every loop it cannot vectorize on
-    # stderr, the drivers' included.
+def _llvm_options(K: int, M: int, vector_bits: int, dtype=None) -> dict:
+    # LLVM_OPTIONS, and the rows per step of the row loop fixed: the interleave count LLVM's
+    # cost model picked for the all-gradients kernels on Emerald Rapids (4 for 1×1, 2 up to
+    # K·M = 3, else 1; dev/machines_v8.md 11b) and, where LLVM vectorizes the rows (not
+    # rowvec.py's, rowblocks.py's or rowdots.py's intrinsics, whose loops it would report
+    # on stderr as not vectorized), a float64 vector of rows.  f and dW are summed in lanes
+    # of rows, so every `want`'s kernel must take the same rows to its vector loop: left
+    # to LLVM, the lighter kernels interleaved more, and the cost of the alias checks that
+    # dx's and dy's stores need set the rows a chunk must have before the vector loop runs
+    # (24 for 2×2 with every gradient, 16 with dx and dW, 8 with dW alone), so chunks of 8
+    # to 31 rows gave other bits of f and dW by `want` (dev/products_v40.md 41a).  With the
+    # width forced, that is the vector's rows times the interleave count for every kernel,
+    # and no vectorized remainder after it (which the cost model picks per kernel)
     interleave = 4 if K * M == 1 else 2 if K * M <= 3 else 1
-    return {**LLVM_OPTIONS, "force-vector-interleave": (interleave, 0)}
+    options = {**LLVM_OPTIONS, "force-vector-interleave": (interleave, 0)}
+    if _along(K, M, vector_bits, dtype) is None:
+        options.update({"force-vector-width": (max(2, vector_bits // 64), 0),
+                        "enable-epilogue-vectorization": ("false", "true")})
+    return options
 
 
 _HEADER = '''\
@@ -202,7 +211,7 @@ def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL, dtype=None) 
     if mod is not None:                     # vector
         return _on_intrinsics(mod, K, M, vector_bits, want, dtype)
     wdx, wdw, wdy = (bool(want & b) for b in (WANT_DX, WANT_DW, WANT_DY))
-    llvm = ", ".join(f"-{k}={v}" for k, (v, _) in _llvm_options(K, M).items())
+    llvm = ", ".join(f"-{k}={v}" for k, (v, _) in _llvm_options(K, M, vector_bits, dtype).items())
     L = [_HEADER.format(K=K, M=M, bits=vector_bits, llvm=llvm, want=_want_name(want))]
     ind = "    "
     for k in range(K):
@@ -359,7 +368,8 @@ def row_function(name: str, K: int, M: int, dtype, want: int = WANT_ALL, exact: 
     if fn is None:
         # LLVM's loop vectorizer runs them over 8 rows at a time at 512 bits (Intel's AVX-512
         # chips would get 4 by default): 10⁶×4×4 4.9 → 3.3 ms (dev/machines_v8.md 8f)
-        with jit.settings(vector_bits=machine.entry().vector_bits, llvm=_llvm_options(K, M)):
+        bits = machine.entry().vector_bits
+        with jit.settings(vector_bits=bits, llvm=_llvm_options(K, M, bits, dtype)):
             fn = jit.cfunc_once(_ROWS, key, _row_py(name, K, M, want, dtype, exact),
                                 chunks.row_signature(name, dtype),
                                 f"the {dtype} row kernels for K = {K}, M = {M}",

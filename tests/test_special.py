@@ -4,14 +4,18 @@ import numpy as np
 import pytest
 
 import loopgrad
+from loopgrad import cpu
 from _helpers import assert_matches_torch, draw
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N,K,M", [(0, 3, 2), (4, 0, 2), (4, 3, 0), (0, 0, 0), (0, 5, 0)])
+@pytest.mark.parametrize("N,K,M", [(0, 3, 2), (4, 0, 2), (4, 3, 0), (0, 0, 0), (0, 5, 0),
+                                   (7, 40, 0), (0, 64, 64), (300, 0, 70)])
 @pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
 def test_empty_dimensions(rng, N, K, M, dtype, a0):
     x, W, y = draw(rng, N, K, M, dtype)
+    # the kernel in words (the bench's column), without a product to tile at M = 0
+    assert isinstance(cpu.describe(N, K, M, dtype), str)
     got = loopgrad.grads(x, W, y, relu_grad_at_zero=a0)
     assert [a.shape for a in got[1:]] == [(N, K), (K, M), (N, M)]
     assert_matches_torch(got, x, W, y, a0)

@@ -89,8 +89,9 @@ _CHOSEN: dict = {}  # (name, dtype, parallel, K, M) → row kernel: one lookup p
 
 def is_tiled(K: int, M: int, dtype) -> bool:
     """Whether an N×K×M problem with inputs of dtype goes to the tiled kernels rather than
-    the row kernels (the dtype matters at a few (K, M) only: rowvec.Y_LONG_K)."""
-    return K >= TILED_MIN_K and not skinny.covers(K, M, dtype)
+    the row kernels (the dtype matters at a few (K, M) only: rowvec.Y_LONG_K); M = 0 has no
+    product to tile (tiled.plan divides by K·M), and goes to the rows as in `grads`."""
+    return K >= TILED_MIN_K and M > 0 and not skinny.covers(K, M, dtype)
 
 
 def narrow_rows(K: int, M: int, dtype) -> bool:

@@ -143,10 +143,11 @@ def loss(x, W, y, *, device: str | None = None) -> float:
     Takes the same inputs (and device) as `grads` and raises the same errors.  Equal
     to `grads(...).f` to float64 rounding: the same chunks, summed in an order that
     may differ within a chunk.  One exception: where some float32 kernels' sums of the
-    gradients could overflow (values near 1e19), `grads` recomputes in float64 and
-    `loss`, which has no gradient to overflow, keeps its float32 h: the two f then
-    differ by h's float32 rounding (about 3e-15 relative in the test's case), both within
-    the accuracy contract (docs/accuracy.md).
+    gradients could overflow (values near 1e19) or meet an infinite input, `grads`
+    recomputes in float64 and `loss`, which has no gradient to overflow, keeps its float32
+    h: the two f then differ by h's float32 rounding (about 3e-15 relative in the test's
+    case; up to about 1e-7 where an infinite input gives an h of −inf, which the ReLU
+    clips to a finite f), both within the accuracy contract (docs/accuracy.md).
     """
     if _device(device, x, W, y) == "cuda":
         return cuda.loss(x, W, y)

@@ -45,6 +45,25 @@ def test_large_values_do_not_overflow_f(rng):
     assert np.isfinite(got.f) and got.f > float(np.finfo(np.float32).max)
 
 
+@pytest.mark.parametrize("N,K,M", [(300, 35, 1), (40, 9, 296), (8, 300, 300), (500, 2, 2)])
+def test_an_infinite_input_the_relu_clips(rng, N, K, M):
+    # x[3, 0] = inf against a negative row 0 of W: row 3's h is −inf, which the ReLU clips,
+    # so f stays finite, g is 0 there and dW's row 0 meets inf·0 (NaN, torch's answer).
+    # grads recomputes in float64 where its float32 sums met the infinity; loss, with no
+    # gradient, keeps float32's h (its docstring): both within the contract
+    from loopgrad import reference
+
+    x, W, y = draw(rng, N, K, M, np.float32)
+    W[0, :] = -np.abs(W[0, :]) - 0.5
+    x[3, 0] = np.inf
+    got = loopgrad.grads(x, W, y)
+    assert np.isfinite(got.f) and np.isnan(got.dW[0]).all()
+    ref = assert_matches_torch(got, x, W, y, form="sum")
+    with np.errstate(all="ignore"):
+        bound = reference.error_bounds(x, W, y, ref)[0]
+    reference.check("f", loopgrad.loss(x, W, y), ref[0], bound)
+
+
 @pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
 def test_nan_h_follows_each_torch_op(a0):
     # h = 0·inf = NaN: torch.relu and torch.maximum pass 2z = NaN back,

@@ -65,8 +65,9 @@ def grads(x, W, y, *, wrt=_inputs.WRT_ALL, out=None, relu_grad_at_zero: float = 
         f alone.  Gradients not asked for are None and cost nothing: no dx
         product, no dy stores, no N×M temporary beyond what the others need.
         f, and every gradient computed, has the same bits as in the call with
-        all three (one exception: float32 inputs whose dW sums overflow, which
-        a call with dW recomputes in float64).
+        all three (one exception: float32 inputs whose dW sums overflow or meet
+        an infinite input, which a call with dW recomputes in float64; a call
+        without dW keeps float32's h, f then within about 1e-7 relative).
     out : None or tuple (dx, dW, dy)
         Arrays to write the gradients into, NumPy's convention (None in the
         tuple: allocate that one; None for a gradient not in `wrt`): C-contiguous,

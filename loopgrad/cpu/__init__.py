@@ -269,8 +269,9 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
     arrays of x's dtype (or the arrays of `out`, validated by the caller), the others None.
 
     f, and each gradient computed, has the bits of the call with every gradient, except
-    where the tiled kernels' float32 sums of dW overflow: a call with dW then recomputes in
-    float64 (the row kernels), one without dW cannot see it and keeps its float32 dx.
+    where the float32 kernels' sums of dW overflow or meet an infinite input (an h of −inf
+    that the ReLU clips, f finite): a call with dW then recomputes in float64 (the row
+    kernels), one without dW cannot see it and keeps its float32 h, dx and dy.
     """
     N, K = x.shape
     M = W.shape[1]

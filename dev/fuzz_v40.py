@@ -4,8 +4,9 @@ times N), both dtypes, relu'(0) 0, ½, 1, random `wrt`, inputs C-ordered, Fortra
 strided or transposed views, ties (small integers: h == 0 exactly), now and then a NaN or
 an infinity in one input, inputs scaled up to where float32's sums overflow, or an empty
 dimension; per case: torch's bounds, the `wrt` call's bits against the full call's, one
-thread's against all threads', `out=`'s against fresh results, and `loopgrad.loss` against
-the full call's f to float64 rounding.  Prints FAIL lines and a count (dev/products_v40.md
+thread's against all threads', `out=`'s against fresh results, `loopgrad.loss` against
+the full call's f to float64 rounding, and now and then loopgrad.torch's op (f and
+backward) against `grads`' bits.  Prints FAIL lines and a count (dev/products_v40.md
 41a, 41b).
 
     [ISA env: loopgrad.bench.isa.child_environment] python dev/fuzz_v40.py SEED SECONDS
@@ -15,6 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import loopgrad
 from loopgrad import cpu
 from loopgrad import reference
+import torch
+from loopgrad import torch as lt
 seed, budget = int(sys.argv[1]), float(sys.argv[2])
 rng = np.random.default_rng(seed)
 t_end = time.time() + budget
@@ -113,6 +116,18 @@ while time.time() < t_end:
         assert np.isclose(lf, full.f, rtol=2.0 ** -20 if loose else 4 * (N * M + 1) * 2.0 ** -53,
                           atol=0.0) or (
             np.isnan(lf) and np.isnan(full.f)) or lf == full.f, f"loss {lf!r} against f {full.f!r}"
+        if rng.random() < 0.1:  # through loopgrad.torch: the op's f and backward
+            ts = [torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(v in wrt)
+                  for v, a in zip("xWy", (x, W, y))]
+            tf = lt.loss(*ts, relu_grad_at_zero=a0)
+            sub = loopgrad.grads(x, W, y, wrt=tuple(wrt), relu_grad_at_zero=a0)
+            want_f = dtype(sub.f if wrt else lf)  # summed in float64, rounded once
+            assert np.array_equal(tf.item(), want_f, equal_nan=True), f"torch op f {tf.item()!r}"
+            if wrt:
+                tf.backward()
+                for v, t, g in zip("xWy", ts, sub[1:]):
+                    if v in wrt:
+                        assert np.array_equal(t.grad.numpy(), g, equal_nan=True), f"torch op d{v}"
     except Exception as e:
         print("FAIL", desc, type(e).__name__, str(e)[:300], flush=True)
         if os.environ.get("FUZZ_KEEP"):  # the failing case's inputs, for a reproduction

@@ -10,6 +10,7 @@ N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 explicitly.  Inside it `import torch` is PyTorch itself (absolute imports).
 """
 
+import numpy as np
 import torch
 
 from . import _inputs, api, cuda
@@ -39,7 +40,7 @@ def loss(x, W, y, relu_grad_at_zero: float = 0.0) -> torch.Tensor:
     -------
     tensor
         f, 0-d, of the inputs' dtype and device (summed in float64, then
-        rounded once).  When grad mode is on and any input requires grad, its
+        rounded once: inf past float32's range, as torch's own sum).  When grad mode is on and any input requires grad, its
         backward hands each input that requires grad ∂f/∂input times the
         incoming gradient; otherwise (``torch.no_grad()``, or no input
         requiring grad) only the forward runs and no gradient is computed.
@@ -142,6 +143,10 @@ def _compute(x, W, y, relu_grad_at_zero, want):
     else:
         f, *grads = api.grads(x, W, y, wrt=_inputs.WRT_NAMES[want], relu_grad_at_zero=relu_grad_at_zero)
     grads = [None if g is None else torch.from_numpy(g) for g in grads]
+    # f (a float64) rounded once to the inputs' dtype: inf past float32's range, as torch's
+    # own float32 sum gives (torch.scalar_tensor refuses such a value: a RuntimeError)
+    with np.errstate(over="ignore"):
+        f = float(x.dtype.type(f))
     return (torch.scalar_tensor(f, dtype=_TORCH_DTYPE[x.dtype.name]), *grads)
 
 

@@ -243,6 +243,22 @@ def test_dtype_and_value_of_f(rng, dtype):
     assert f.dtype == x.dtype and f.device == x.device and f.item() == float(dtype(want))
 
 
+def test_f_past_float32s_range_is_inf_as_in_torch(rng):
+    # f is summed in float64 and rounded once to float32: past float32's range that is inf,
+    # torch's own answer (torch.scalar_tensor had refused the value: a RuntimeError)
+    x, W, y = (torch.from_numpy(a) for a in draw(rng, 30, 5, 4, np.float32, scale=1e12))
+    assert loopgrad.grads(x, W, y).f > float(np.finfo(np.float32).max)
+    assert torch.isinf(expression(x, W, y))
+    f = lt.loss(x, W, y)  # the forward alone
+    assert f.dtype == torch.float32 and torch.isinf(f)
+    xr, Wr = x.clone().requires_grad_(), W.clone().requires_grad_()
+    f = lt.loss(xr, Wr, y)
+    f.backward()
+    want = loopgrad.grads(x, W, y, wrt=("x", "W"))
+    assert torch.isinf(f) and xr.grad.numpy().tobytes() == want.dx.numpy().tobytes() \
+        and Wr.grad.numpy().tobytes() == want.dW.numpy().tobytes()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_contiguous_inputs_are_read_in_place(rng, monkeypatch, dtype):
     # the kernel receives the tensors' own memory: no copy on the way in

@@ -10,7 +10,7 @@ from _helpers import assert_matches_torch, draw
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,K,M", [(0, 3, 2), (4, 0, 2), (4, 3, 0), (0, 0, 0), (0, 5, 0),
-                                   (7, 40, 0), (0, 64, 64), (300, 0, 70)])
+                                   (7, 40, 0), (0, 64, 64), (300, 0, 70), (918, 0, 8)])
 @pytest.mark.parametrize("a0", [0.0, 0.5, 1.0])
 def test_empty_dimensions(rng, N, K, M, dtype, a0):
     x, W, y = draw(rng, N, K, M, dtype)

@@ -182,6 +182,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
     are built for either (skinny.py's modules, which hold both dtypes' row functions, and
     float32's exact rerun in float64 arithmetic)."""
+    if K < 1 or M < 1:  # an empty row (x's or y's): the general rows' (M = 8 had come here)
+        return False
     if vector_bits >= 512 and LONG < M <= Y_WIDE:  # y's row in 32 lanes: float32's
         return 4 <= K <= Y_WIDE_K and (dtype is None or np.dtype(dtype) == np.float32)
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes

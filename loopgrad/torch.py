@@ -40,10 +40,11 @@ def loss(x, W, y, relu_grad_at_zero: float = 0.0) -> torch.Tensor:
     -------
     tensor
         f, 0-d, of the inputs' dtype and device (summed in float64, then
-        rounded once: inf past float32's range, as torch's own sum).  When grad mode is on and any input requires grad, its
-        backward hands each input that requires grad ∂f/∂input times the
-        incoming gradient; otherwise (``torch.no_grad()``, or no input
-        requiring grad) only the forward runs and no gradient is computed.
+        rounded once: inf past float32's range, as torch's own sum).  When
+        grad mode is on and any input requires grad, its backward hands each
+        input that requires grad ∂f/∂input times the incoming gradient;
+        otherwise (``torch.no_grad()``, or no input requiring grad) only the
+        forward runs and no gradient is computed.
 
     Notes
     -----

@@ -83,6 +83,9 @@ def _exactly_integer(x, W, mantissa_bits):
 _CHUNK = 1 << 14    # rows of x a pass of error_bounds takes: its N×M temporaries stay in cache
 
 
+_NEAR_OVERFLOW = np.finfo(np.float64).max / 4  # a product sum past it may overflow
+
+
 def error_bounds(x, W, y, ref):
     """Per-element bounds (f, dx, dW, dy) on |computed − exact| for a correct implementation.
 
@@ -143,10 +146,18 @@ def error_bounds(x, W, y, ref):
             eg = np.where(amb & y_bad[r0:r1], np.inf, eg)
             G = 2 * Z + eg               # ≥ |ĝ|
             f_bound += float(np.sum(2 * Z * ez + ez * ez) + g_f * ZZ)
-            with np.errstate(invalid="ignore"):  # an unbounded g times a zero of W or
-                # x: a NaN bound, which check() reads as unbounded
+            with np.errstate(invalid="ignore", over="ignore"):  # an unbounded g times a
+                # zero of W or x: a NaN bound, which check() reads as unbounded
                 dx_bound[r0:r1] += (eg + g_M * G) @ aW.T + M * eta
                 dW_bound += ax.T @ (eg + sum_gamma * G) + (r1 - r0) * eta
+                # where Σ|g||W| or Σ|x||g| itself overflows, a term's magnitude does, and
+                # the answer depends on whether each product is fused with its sum (the
+                # bound above, γ taken first, stays finite there): unbounded, as check()
+                # admits (only where some such sum can reach the overflow threshold)
+                if G.max(initial=0) * aW.max(initial=0) * M > _NEAR_OVERFLOW:
+                    dx_bound[r0:r1] = np.where(np.isinf(G @ aW.T), np.inf, dx_bound[r0:r1])
+                if ax.max(initial=0) * G.max(initial=0) * (r1 - r0) > _NEAR_OVERFLOW:
+                    dW_bound = np.where(np.isinf(ax.T @ G), np.inf, dW_bound)
             dy_bound[r0:r1] += 2 * ez + 2 * u * Z + eta
     f, dx, dW, _ = ref
     for u in units:                      # the rounding of each output itself

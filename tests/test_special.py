@@ -80,6 +80,23 @@ def test_nan_h_follows_each_torch_op(a0):
     assert np.isnan(got.dW[1, 0]) == (a0 != 1.0)
 
 
+def test_bounds_are_unbounded_where_a_product_of_the_gradients_overflows():
+    # dx = 2·z0·W00 + 2·z1·W01 = 1e308 − 1e308: the exact sum 0, f finite, but the terms'
+    # magnitudes sum past float64's range, where the order of the sum and whether each
+    # product is fused with it decide the answer (inf, NaN or finite): the bound must admit
+    # any (Σ|g||W| overflows; with γ taken first it had stayed finite)
+    from loopgrad import reference
+
+    x, W, y = np.array([[1.0]]), np.array([[1e154, 1e154]]), np.array([[0.5e154, 1.5e154]])
+    with np.errstate(all="ignore"):
+        ref = reference.torch_autograd(x, W, y, form="sum")
+        bounds = reference.error_bounds(x, W, y, ref)
+    assert np.isfinite(ref[0]) and np.isfinite(ref[1]).all()
+    assert np.isinf(bounds[1]).all()                                   # dx
+    small = reference.error_bounds(x, W / 1e100, y / 1e100, ref)       # and finite below it
+    assert np.isfinite(small[1]).all()
+
+
 def test_check_admits_any_answer_only_where_the_bound_is_unbounded():
     # a finite reference wants a finite answer within the bound, a special one the same
     # special; where the magnitudes overflow (the bound is inf or NaN) a fused multiply-add

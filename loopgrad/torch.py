@@ -145,13 +145,16 @@ def _compute(x, W, y, relu_grad_at_zero, want):
         f, *grads = api.grads(x, W, y, wrt=_inputs.WRT_NAMES[want], relu_grad_at_zero=relu_grad_at_zero)
     grads = [None if g is None else torch.from_numpy(g) for g in grads]
     # f (a float64) rounded once to the inputs' dtype: inf past float32's range, as torch's
-    # own float32 sum gives (torch.scalar_tensor refuses such a value: a RuntimeError)
-    with np.errstate(over="ignore"):
-        f = float(x.dtype.type(f))
+    # own float32 sum gives (torch.scalar_tensor refuses such a value: a RuntimeError).
+    # NumPy rounds it only there: its errstate costs a µs a call
+    if abs(f) > _FLOAT32_MAX and x.dtype == np.float32:
+        with np.errstate(over="ignore"):
+            f = float(np.float32(f))
     return (torch.scalar_tensor(f, dtype=_TORCH_DTYPE[x.dtype.name]), *grads)
 
 
 _TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @_op.register_fake

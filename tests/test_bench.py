@@ -517,3 +517,69 @@ def test_loopgrad_settles_by_waiting_for_its_background_compiles(rng):
     assert background.running() == ["test-settle"]
     prep.settle()
     assert background.running() == [] and background.done("test-settle")
+
+
+def test_rounds_alternate_the_implementations_and_pool_their_calls(capsys, tmp_path, monkeypatch):
+    # --rounds 3: every implementation's first call and check first, then its timed calls
+    # in three rounds taken in turn (NumPy last in each), the median over all of them
+    order = []
+    samples = bench._samples
+
+    def recording(run, max_time, repeat):
+        got = samples(run, max_time, repeat)
+        order.append((run, len(got), max_time))
+        return got
+
+    monkeypatch.setattr(bench, "_samples", recording)
+    path = tmp_path / "r.json"
+    rc, out, _ = _bench(capsys, "--shapes", "9x3x4", "--impl", "loopgrad,numpy", "--rounds", "3",
+                        "--repeat", "7", "--max-time", "0.3", "--no-progress", "--json", str(path))
+    assert rc == 0
+    rec = json.loads(path.read_text())
+    assert rec["settings"]["rounds"] == 3
+    runs = [r for r, _, _ in order]
+    assert len(runs) == 6 and runs[0::2] == [runs[0]] * 3 and runs[1::2] == [runs[1]] * 3
+    assert runs[0] is not runs[1]
+    assert [n for _, n, _ in order] == [3] * 6  # ceil(7 / 3) calls a round
+    assert all(t == pytest.approx(0.1) for _, _, t in order)  # a third of the seconds
+    cells = {r["impl"]: r for r in rec["results"]}
+    assert list(cells) == ["loopgrad", "numpy"]
+    assert all(c["status"] == "timed" and c["samples"] == 9 for c in cells.values())
+    assert "in 3 alternating rounds" in out
+
+
+def test_a_call_that_fails_in_a_later_round_makes_only_its_cell_an_error(capsys, tmp_path,
+                                                                          monkeypatch):
+    rounds = []
+    samples = bench._samples
+
+    def counting(run, max_time, repeat):
+        rounds.append(getattr(run, "__name__", ""))
+        return samples(run, max_time, repeat)
+
+    class FailsLater(bench_impls.Impl):
+        key, label = "fails-later", "right first, then raises in its second round"
+
+        def prepare(self, x, W, y):
+            good = bench_impls.NumpyHand().prepare(x, W, y)
+
+            def fails_later():
+                if rounds.count("fails_later") > 1:
+                    raise RuntimeError("broke in round two")
+                return good.run()
+
+            return bench_impls.Prepared(fails_later, good.host)
+
+    monkeypatch.setattr(bench, "_samples", counting)
+    monkeypatch.setattr(bench_impls, "registry", lambda: [bench_impls.Loopgrad(), FailsLater()])
+    monkeypatch.setattr(bench_impls, "KEYS", ("loopgrad", "fails-later"))
+    path = tmp_path / "r.json"
+    rc, out, _ = _bench(capsys, "--shapes", "9x3x4", "--rounds", "3", "--repeat", "6",
+                        "--max-time", "0.3", "--no-progress", "--json", str(path))
+    cells = {r["impl"]: r for r in json.loads(path.read_text())["results"]}
+    assert rc == 1
+    assert rounds.count("fails_later") == 2  # no third round for it
+    assert cells["loopgrad"]["status"] == "timed" and cells["loopgrad"]["samples"] == 6
+    assert cells["fails-later"]["status"] == "error"
+    assert "broke in round two" in cells["fails-later"]["reason"]
+    assert cells["fails-later"]["median_s"] is None

@@ -24,6 +24,11 @@ implementation (`loopgrad.bench.impls`) gets the same arrays.  Each cell
 
 Cells are separated by a short sleep, and NumPy runs last at each shape:
 OpenBLAS threads spin for a while after a call and slow whatever runs next.
+With --rounds R, steps 4 and 5 run in R rounds at each shape, implementation
+after implementation in each, with 1/R of the calls and seconds a round: on a
+host whose speed drifts over seconds (a shared VM: on the Zen 4 guest 256³
+took 0.6 or 0.9 ms by the minute, every implementation alike) the ratios
+then compare calls made in the same minutes.
 
 --isa avx512|avx2|generic (loopgrad/bench/isa.py): the command runs itself
 again in a child process whose environment makes Numba compile for that ISA
@@ -47,7 +52,7 @@ JSON (--json FILE): one object with these fields
     command         the command line, as run
     date            ISO 8601, UTC
     settings        preset, shapes [[N, K, M], ...], dtype, impls, repeat,
-                    max_time_s, seed, relu_grad_at_zero, threads (requested or null),
+                    max_time_s, rounds, seed, relu_grad_at_zero, threads (requested or null),
                     isa (--isa: native, avx512, avx2 or generic)
     machine         cpu_model, llvm_cpu (LLVM's name of the CPU Numba compiles for), isa
                     (avx512, avx2 or generic), table_entry (loopgrad's machine-table entry the
@@ -236,6 +241,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-time", type=_positive(float), metavar="S",
                    help="stop timing a cell after S seconds (default: the preset's, "
                         "0.5 for quick, 1.5 otherwise)")
+    g.add_argument("--rounds", type=_positive(int), default=1, metavar="R",
+                   help="time each shape's implementations in R alternating rounds, each "
+                        "with 1/R of a cell's calls and seconds (default 1: one cell after "
+                        "another), so that a machine whose speed drifts over seconds (a "
+                        "shared host) slows them alike; the median is over all rounds' calls")
     g.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     g.add_argument("--ceilings", action="store_true",
                    help="also measure the machine's ceilings, printed after the table: memory "
@@ -268,6 +278,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------- timing
 
 def _time_cell(impl, x, W, y, ref, bounds, loose, max_time, repeat) -> dict:
+    """One cell: its first call and check, then its timed calls."""
+    cell, prep = _first_call(impl, x, W, y, ref, bounds, loose)
+    if prep is not None:
+        with impl.threads():
+            _sample_into(cell, prep, max_time, repeat)
+    return _finish(cell)
+
+
+def _first_call(impl, x, W, y, ref, bounds, loose) -> tuple:
+    """(cell, prepared): the first call timed (the compile it leaves behind waited for) and
+    checked; prepared is None where the cell ends there (error, skipped or mismatch)."""
     cell = dict(status="error", reason=None, check=None, errors=None, first_call_s=None,
                 compile_s=None, median_s=None, p20_s=None, p80_s=None, samples=0)
     clock = time.perf_counter
@@ -283,21 +304,68 @@ def _time_cell(impl, x, W, y, ref, bounds, loose, max_time, repeat) -> dict:
         except Exception as e:  # noqa: BLE001 - reported in the table, with the reason
             cell["status"] = "skipped" if impl.skip_on_error else "error"
             cell["reason"] = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
-            return cell
-        cell["check"], cell["reason"], cell["errors"] = _check(got, ref, bounds, loose)
-        del got
-        if cell["check"] == "mismatch":
-            cell["status"] = "mismatch"
-            return cell
-        try:
-            samples = _samples(prep.run, max_time, repeat)
-        except Exception as e:  # noqa: BLE001 - a call that fails after the check is an error
-            cell["reason"] = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
-            return cell
+            return cell, None
+    cell["check"], cell["reason"], cell["errors"] = _check(got, ref, bounds, loose)
+    del got
+    if cell["check"] == "mismatch":
+        cell["status"] = "mismatch"
+        return cell, None
+    cell["_samples"] = []
+    return cell, prep
+
+
+def _sample_into(cell, prep, max_time, repeat) -> bool:
+    """Add a warm-up and up to repeat timed calls (or max_time seconds) to the cell's
+    samples; False where a call failed (the cell is an error then)."""
+    try:
+        cell["_samples"] += _samples(prep.run, max_time, repeat)
+    except Exception as e:  # noqa: BLE001 - a call that fails after the check is an error
+        cell["reason"] = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+        cell["_failed"] = True
+        return False
+    return True
+
+
+def _finish(cell) -> dict:
+    """The cell's median and percentiles from its samples (where it has them)."""
+    samples = cell.pop("_samples", None)
+    if cell.pop("_failed", False) or not samples:
+        return cell
     p20, med, p80 = np.percentile(samples, [20, 50, 80])
     cell.update(status="timed", median_s=float(med), p20_s=float(p20), p80_s=float(p80),
                 samples=len(samples), compile_s=max(cell["first_call_s"] - float(med), 0.0))
     return cell
+
+
+def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, bar) -> list:
+    """--rounds R: every implementation's first call and check, then their timed calls in
+    R rounds, implementation after implementation in each (NumPy's last), each round with
+    1/R of the cell's time and calls: a host whose speed drifts over seconds (a shared
+    machine) then slows every implementation alike.  The cells, in `active`'s order."""
+    cells, preps = [], []
+    for impl in active:
+        _ctrl_c.check()
+        bar.set_postfix_str(f"{x.shape[0]}x{x.shape[1]}x{W.shape[1]} {impl.key} first call")
+        cell, prep = _first_call(impl, x, W, y, ref, bounds, loose)
+        cells.append(cell)
+        preps.append(prep)
+        time.sleep(_SETTLE_S)
+    per_round = max(1, -(-repeat // rounds))
+    for r in range(rounds):
+        for impl, cell, prep in zip(active, cells, preps):
+            if prep is None or cell.get("_failed"):
+                continue
+            _ctrl_c.check()
+            bar.set_postfix_str(f"{x.shape[0]}x{x.shape[1]}x{W.shape[1]} {impl.key} "
+                                f"round {r + 1}/{rounds}")
+            with impl.threads():
+                _sample_into(cell, prep, max_time / rounds, per_round)
+            gc.collect()
+            time.sleep(_SETTLE_S)
+    for cell in cells:
+        _finish(cell)
+        bar.update()
+    return cells
 
 
 def _samples(run, max_time, repeat) -> list:
@@ -563,7 +631,12 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
         loose = _loose_bounds(x, ref, bounds)
         bar.update()
         time.sleep(_SETTLE_S)
-        for impl in active:
+        rounds = getattr(args, "rounds", 1) or 1
+        if rounds > 1:
+            cells = _time_rounds(active, x, W, y, ref, bounds, loose, max_time, args.repeat,
+                                 rounds, bar)
+            results += [_describe(c, i, (N, K, M), dtype) for c, i in zip(cells, active)]
+        for impl in active if rounds == 1 else ():
             _ctrl_c.check()
             bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
             cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
@@ -815,6 +888,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,
                       impls=[i.key for i in impls], repeat=args.repeat, max_time_s=max_time,
+                      rounds=getattr(args, "rounds", 1) or 1,
                       seed=args.seed, relu_grad_at_zero=a0, threads=args.threads,
                       isa=getattr(args, "isa", "native")),
         machine=dict(cpu_model=cpu_model(), **_cpu_summary(), cores=os.cpu_count(),

@@ -222,7 +222,7 @@ def table(record) -> str:
     s = record["settings"]
     m = record["machine"]
     head = (f"loopgrad bench: f, dx, dW, dy in {s['dtype']}; median of up to {s['repeat']} "
-            f"calls (≤ {s['max_time_s']:g} s per cell) after warm-up; "
+            f"calls (≤ {s['max_time_s']:g} s per cell{_rounds(s)}) after warm-up; "
             f"Numba {record['threads']['numba']} threads\n"
             f"{m['cpu_model']} (LLVM {m.get('llvm_cpu')}, {m.get('isa')}); loopgrad's table "
             f"entry {m.get('table_entry')}{' (forced)' if m.get('table_forced') else ''}")
@@ -232,6 +232,12 @@ def table(record) -> str:
     out = [head, "", line(cols), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out + [""] + _notes(record, md=False) + _ceilings_block(record))
+
+
+def _rounds(settings) -> str:
+    r = settings.get("rounds") or 1
+    return (f", in {r} alternating rounds at each shape (warm-up and 1/{r} of the calls and "
+            "seconds a round)") if r > 1 else ""
 
 
 def _blas_line(record) -> str:
@@ -277,7 +283,7 @@ def markdown(record, plot=None) -> str:
         f"- Versions: {versions}",
         f"- Checked against: {record['reference']}, relu'(0) = {s['relu_grad_at_zero']}",
         f"- Timing: first call (compile) apart, warm-up, then up to {s['repeat']} calls or "
-        f"{s['max_time_s']:g} s per cell; median and 20th–80th percentiles; "
+        f"{s['max_time_s']:g} s per cell{_rounds(s)}; median and 20th–80th percentiles; "
         "GFLOP/s = 6·N·K·M / median, GB/s = bytes of x, W, y read and dx, dW, dy written / "
         "median",
         "",

@@ -138,7 +138,9 @@ def test_a_dropped_result_serves_the_next_call_with_the_right_bits(rng, N, K, M)
     where = loopgrad.grads(x, W, y).dy.ctypes.data  # the result dropped at once
     x2, W2, y2 = draw(rng, N, K, M, np.float32)
     got = loopgrad.grads(x2, W2, y2)
-    assert got.dy.ctypes.data == where
+    # the same buffer (still held by the workspace: a new one could not overlap it), the
+    # result placed within its first page by the new inputs' offsets (page_offset)
+    assert abs(got.dy.ctypes.data - where) < workspace._PAGE
     out = poisoned(x2, W2, y2)
     want = loopgrad.grads(x2, W2, y2, out=out)
     assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))
@@ -153,7 +155,7 @@ def test_past_the_bound_an_idle_then_the_smallest_remembered_result_goes(monkeyp
     workspace.release()
     monkeypatch.setattr(workspace, "RESULT_BYTES", 3 << 20)
     dx, dy = workspace.output((2 << 20,), np.uint8), workspace.output((3 << 19,), np.uint8)
-    assert [b.size for b in workspace._lent] == [(2 << 20) + 64]  # dy's forgotten, not dx's
+    assert [b.size for b in workspace._lent] == [(2 << 20) + workspace._PAGE]  # dy's forgotten
     where = dx.ctypes.data
     del dx, dy
     again = workspace.output((2 << 20,), np.uint8)
@@ -163,7 +165,7 @@ def test_past_the_bound_an_idle_then_the_smallest_remembered_result_goes(monkeyp
     stale = workspace.output((5 << 19,), np.uint8)  # 2.5 MiB, then nobody holds it
     del stale
     dx, dy = workspace.output((1 << 20,), np.uint8), workspace.output((1 << 20,), np.uint8)
-    assert [b.size for b in workspace._lent] == [(1 << 20) + 64] * 2  # the idle one went
+    assert [b.size for b in workspace._lent] == [(1 << 20) + workspace._PAGE] * 2  # the idle one went
     where = dx.ctypes.data, dy.ctypes.data
     del dx, dy
     dx, dy = workspace.output((1 << 20,), np.uint8), workspace.output((1 << 20,), np.uint8)
@@ -222,3 +224,46 @@ def test_the_scratch_kept_between_calls_stays_within_its_bound(monkeypatch):
     assert workspace.kept_bytes() == workspace._kept == 5600
     assert workspace.take(700, np.float64) is c and workspace.kept_bytes() == 0
     workspace.release()
+
+
+def _page(a):
+    return a.__array_interface__["data"][0] % 4096
+
+
+@pytest.mark.parametrize("offset", [0, 16, 48, 1000, 4080])
+def test_fresh_results_start_on_a_line_away_from_their_inputs_within_a_page(rng, offset):
+    # 4K aliasing: a row kernel's load of x's and y's rows waits on a pending store to dx or
+    # dy at the same address modulo 4 KiB; fresh results at d = 48 bytes past x (NumPy's
+    # malloc header) made 10⁶×4×4 streamed 4-5× slower on Zen 4.  Large fresh results now
+    # start on a cache line at least a line past x and y modulo 4 KiB and on none of
+    # their lines, whatever x's and y's offsets, with the bits of out=
+    from loopgrad.cpu import workspace
+    N, K, M = 70_001, 4, 4  # dx and dy past workspace._OUT_MIN
+    x0, W, y0 = draw(rng, N, K, M, np.float32)
+    raw = np.empty(2 * (x0.nbytes + 8192), np.uint8)
+    x = raw[offset:offset + x0.nbytes].view(np.float32).reshape(N, K)
+    y = raw[x0.nbytes + 4096 + (offset * 7 % 4096) // 4 * 4:][:y0.nbytes].view(np.float32)
+    y = y.reshape(N, M)
+    x[...], y[...] = x0, y0
+    got = loopgrad.grads(x, W, y)
+    assert got.dx.nbytes >= workspace._OUT_MIN
+    for out in (got.dx, got.dy):
+        assert _page(out) % 64 == 0
+        for a in (x, y):
+            assert 64 <= (_page(out) - _page(a)) % 4096 <= 4096 - 64, (offset, _page(out), _page(a))
+    assert _page(got.dx) != _page(got.dy)
+    out = poisoned(x, W, y)
+    want = loopgrad.grads(x, W, y, out=out)
+    assert got.f == want.f and all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], out))
+
+
+def test_page_offset_places_an_output_a_line_short_of_its_inputs():
+    from loopgrad.cpu import workspace
+    assert workspace.page_offset([]) == 0
+    assert workspace.page_offset([16, 16]) == 4032      # d = 4016 past both
+    assert workspace.page_offset([0]) == 4032           # d = 4032: the line before
+    assert workspace.page_offset([16, 16, 4032]) == 3968  # and off dx's line
+    for addresses in ([5, 77], [4095, 64, 2048], [123456789, 987654321]):
+        at = workspace.page_offset(addresses)
+        assert at % 64 == 0 and 0 <= at < 4096
+        assert all((at - a) % 4096 >= 64 for a in addresses)

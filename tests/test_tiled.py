@@ -893,6 +893,44 @@ def test_large_calls_stream_their_outputs(monkeypatch, rng):
         assert len(re.findall(r"\tvmovnt\w+\t", asm)) >= 2
 
 
+def test_short_rows_stream_where_the_host_cpu_gains_from_it(monkeypatch, rng):
+    # rowvec.py's rows store dx and dy past the caches in large calls except on AMD's Zen
+    # (the host's LLVM name, whatever Numba compiles for), where cached stores were faster;
+    # rowdots.py's long rows stream everywhere (machine.short_rows_stream)
+    from llvmlite import binding as ll
+    from loopgrad.cpu import rowvec, skinny
+    for name, streams in (("znver4", False), ("znver3", False), ("znver5", False),
+                          ("sapphirerapids", True), ("rocketlake", True), ("neoverse-v2", True)):
+        monkeypatch.setattr(ll, "get_host_cpu_name", lambda n=name: n)
+        assert machine.short_rows_stream.__wrapped__() is streams, name
+    flags = []
+    real = cpu.row_kernel
+
+    def spy(*a, **k):
+        kern = real(*a, **k)
+        return lambda *b: flags.append(b[-1]) or kern(*b)
+    monkeypatch.setattr(cpu, "row_kernel", spy)
+    monkeypatch.setattr(cpu, "_stream_from", 0)  # every call large
+    seen = set()
+    for K, M in ((8, 8), (4, 4), (32, 2), (64, 4)):
+        if cpu.is_tiled(K, M, np.float32):  # (the generic entry's)
+            continue
+        family = skinny.family(K, M, np.float32)
+        x, W, y = draw(rng, 500, K, M)
+        bits = []
+        for short in (True, False):
+            monkeypatch.setattr(machine, "short_rows_stream", lambda s=short: s)
+            flags.clear()
+            got = loopgrad.grads(x, W, y)
+            streamed = bool(flags[-1] & STREAM)
+            assert streamed == (short or family is not rowvec), (K, M, family, short)
+            bits.append((got.f, *(a.tobytes() for a in got[1:])))
+        assert bits[0] == bits[1]  # no value changes
+        seen.add(family)
+    if machine.entry().isa == "avx512":
+        assert rowvec in seen and len(seen) >= 2
+
+
 # ------------------------------------------------------------------ bit for bit
 
 @pytest.mark.parametrize("isa", sorted(machine.TABLE))

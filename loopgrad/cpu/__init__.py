@@ -277,9 +277,13 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
     M = W.shape[1]
     dt = x.dtype
     gx, gW, gy = out
-    dx = gx if gx is not None else workspace.output((N, K) if want & WANT_DX else (0, 0), dt)
+    # fresh dx and dy placed in their pages away from the rows loaded as they are stored
+    # (4K aliasing: workspace.page_offset)
+    dx = gx if gx is not None else workspace.output((N, K) if want & WANT_DX else (0, 0), dt,
+                                                    (x, y))
     dW = gW if gW is not None else workspace.output((K, M) if want & WANT_DW else (0, 0), dt)
-    dy = gy if gy is not None else workspace.output((N, M) if want & WANT_DY else (0, 0), dt)
+    dy = gy if gy is not None else workspace.output((N, M) if want & WANT_DY else (0, 0), dt,
+                                                    (y, x, dx) if want & WANT_DX else (y, x))
     f = _NAN
     # is_tiled(K, M, dt), its cheap test first: 10×4×4 takes 3 µs
     if K >= TILED_MIN_K and K * M > skinny.MAX_KM and not skinny.covers(K, M, dt):
@@ -305,7 +309,9 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         partials = rows.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
-        stream = STREAM if streams(N, K, M, dt) else 0  # heeded by rowvec.py's rows
+        # heeded by rowvec.py's and rowdots.py's rows (rowvec.py's not on every CPU)
+        stream = STREAM if streams(N, K, M, dt) and (
+            machine.short_rows_stream() or skinny.family(K, M, dt) is not rowvec) else 0
         kern = row_kernel("grads", dt, par, K, M, want)
         with parallel.guard(par):
             f = kern(dx, dW, dy, partials, x, W, y, relu_grad_at_zero, chunk_rows,

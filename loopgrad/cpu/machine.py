@@ -139,6 +139,27 @@ def target() -> dict:
                 forced=forced is not None)
 
 
+# rowvec.py's rows store dx and dy past the caches in large calls (loopgrad.cpu.streams):
+# on the Xeon guest 10⁶×8×8 5.6-5.9 → 5.1-5.4 ms (dev/products_v26.md 27a).  On the
+# Zen 4 guest, fresh results placed away from the inputs (workspace.page_offset), 2 threads,
+# cached → streamed: natively 10⁶×4×4 3.10 → 3.07 ms, 8×8 6.53 → 7.00, 16×16 13.71 →
+# 15.20, 12×9 9.54 → 11.48, 24×8 15.41 → 16.73; as AVX2 4×4 3.54 → 3.77, 8×8 8.54 → 8.74;
+# while rowdots.py's long rows gained (10⁶×32×2 12.88 → 9.47, 64×4 44.34 → 25.43) and the
+# tiled kernels too (10⁵×24×40 5.97 → 5.48, 10⁵×64×64 17.49 → 15.11; dev/products_v41.md
+# 42e).  So on AMD's Zen, by the host's CPU (not the one Numba may be told to compile
+# for), those rows stay cached.  Zen 4 measured; Zen 2, 3 and 5 taken to be alike.
+SHORT_ROWS_CACHED = ("znver",)
+
+
+@functools.lru_cache(maxsize=1)
+def short_rows_stream() -> bool:
+    """Whether rowvec.py's rows store dx and dy past the caches where a call is large: not
+    where the host CPU's LLVM name starts with one of SHORT_ROWS_CACHED."""
+    from llvmlite import binding as ll
+
+    return not ll.get_host_cpu_name().startswith(SHORT_ROWS_CACHED)
+
+
 def entry() -> Entry:
     """The table entry the kernels use on this machine (LOOPGRAD_CPU_ISA forces one)."""
     return TABLE[target()["entry"]]

@@ -99,10 +99,12 @@ _OUT_KEEP = 12       # the buffers of the last results remembered
 _lent: list = []     # (oldest first) buffers behind arrays `output` returned
 
 
-def output(shape, dtype) -> np.ndarray:
+def output(shape, dtype, apart=()) -> np.ndarray:
     """A new C-contiguous array of shape and dtype (contents undefined) for a call to return:
     from np.empty where small, else on the buffer of an earlier result that nobody
-    references any more (see the module's doc), or a new one."""
+    references any more (see the module's doc), or a new one; there it starts on a cache
+    line placed within its 4 KiB page (`page_offset`) so that it does not alias, modulo
+    4 KiB, the arrays `apart` (those a kernel reads as it writes this one)."""
     dtype = np.dtype(dtype)
     need = dtype.itemsize
     for n in shape:
@@ -114,13 +116,14 @@ def output(shape, dtype) -> np.ndarray:
         for i in range(len(_lent)):
             # references: _lent's and getrefcount's argument; any more is an array, view or
             # tensor on it somewhere (no local name for it here: that would be one more)
-            if need + _LINE <= _lent[i].size <= 2 * need + _LINE \
+            if need + _PAGE <= _lent[i].size <= 2 * need + _PAGE \
                     and sys.getrefcount(_lent[i]) == 2:
                 raw = _lent.pop(i)
                 break
     if raw is None:
-        raw = np.empty(need + _LINE, np.uint8)
-    skip = -raw.__array_interface__["data"][0] % _LINE
+        raw = np.empty(need + _PAGE, np.uint8)
+    at = page_offset([a.__array_interface__["data"][0] for a in apart])
+    skip = (at - raw.__array_interface__["data"][0]) % _PAGE
     out = raw[skip:skip + need].view(dtype).reshape(shape)
     with _lock:
         _lent.append(raw)
@@ -135,6 +138,34 @@ def output(shape, dtype) -> np.ndarray:
             idle = [i for i in range(len(_lent)) if sys.getrefcount(_lent[i]) == 2]
             _lent.pop(idle[0] if idle else min(range(len(_lent)), key=lambda i: _lent[i].size))
     return out
+
+
+# A store and a later load whose addresses agree modulo 4 KiB: the load waits on the store
+# (4K aliasing), and the row kernels load row n of x and y while the stores of rows n − 1,
+# n − 2, ... to dx and dy are still pending.  An output d bytes past its input modulo
+# 4 KiB (K = M: rows of one length, d constant) meets the store of d / row bytes rows
+# back.  Fresh results started on the line after a NumPy array's 16-byte malloc header:
+# d = 48.  On the Zen 4 guest, 10⁶×4×4 float32 with dx and dy streamed, ms by d: 16 28.4,
+# 48 12.4, 112 4.0, 496 2.9, 2048 2.5, 4032 2.5; cached 2.3-2.8 at every d, but 10⁶×8×8
+# cached 7.5-8.6 from d = 32 to 1024 against 5.1-5.5 from 2048, 6.5 at d = 0 (the same L1
+# sets as its input; dev/products_v41.md 42d).  So an output starts as far past its inputs
+# as a page allows: on the line before theirs (d up to _PAGE − _LINE), the store it meets
+# 4032 / row bytes rows back.
+_PAGE = 4096
+
+
+def page_offset(addresses) -> int:
+    """The start, within a 4 KiB page, of an output whose rows a kernel stores as it loads
+    the rows of arrays at `addresses`: a multiple of a cache line as far past each of them,
+    modulo 4 KiB, as the others allow, and not on a line of theirs (0 where there are none)."""
+    if not addresses:
+        return 0
+
+    def worst(o):  # the least distance past an address, -1 on a line of one
+        return min(d if _LINE <= (d := (o - a) % _PAGE) <= _PAGE - _LINE else -1
+                   for a in addresses)
+
+    return max(((a - _LINE) // _LINE * _LINE % _PAGE for a in addresses), key=worst)
 
 
 def _nbytes(b: np.ndarray) -> int:

@@ -4,7 +4,8 @@ in a prange driver, the variants alternating in one process (dev/products_v26.md
 
     python dev/rowvec_nt_v26.py N K M rounds VARIANT... [fresh]
     VARIANT: base, or knobs joined by +: nt, pfD (D bytes ahead), nar (float32 arithmetic),
-    nob (dW row by row: no dw_block), blk (dw_block 32)
+    nob (dW row by row: no dw_block), blk (dw_block 32), perm (lanes by shuffles, no stack
+    slot: slot_past 99; dev/products_v41.md 42f)
 """
 import sys, time
 import numpy as np
@@ -24,7 +25,8 @@ def knobs(name):
     parts = [] if name == "base" else name.split("+")
     pf = next((int(p[2:]) for p in parts if p.startswith("pf")), 0)
     return dict(stream="nt" in parts, pf=pf, narrow="nar" in parts,
-                dw_block=0 if "nob" in parts else 32 if "blk" in parts else dw)
+                dw_block=0 if "nob" in parts else 32 if "blk" in parts else dw,
+                slot_past=99 if "perm" in parts else 4)
 
 
 def driver(r):

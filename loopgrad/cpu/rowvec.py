@@ -244,7 +244,7 @@ def guarded(builder, f, W, size, sums=()):
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
-                dw_lanes: int = 4):
+                dw_lanes: int = 4, slot_past: int = 4):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
     row by row; stream: the code that stores rows past the caches where `flags` asks;
@@ -255,7 +255,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
                          f"K = {K}")
-    from_slot = max(K, M) > 4  # broadcasts from a stack slot (the module's doc)
+    from_slot = max(K, M) > slot_past  # broadcasts from a stack slot (the module's doc)
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
 
     def codegen(context, builder, sig, args):

@@ -250,7 +250,10 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     row by row; stream: the code that stores rows past the caches where `flags` asks;
     pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
     inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
-    lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries)."""
+    lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries);
+    slot_past: rows longer than this broadcast their lanes from a stack slot, shorter ones
+    by shuffles (the slot 1.2-1.3× faster at 8×8 on Zen 4 as on Intel: dev/products_v41.md
+    42f)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "

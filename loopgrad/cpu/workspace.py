@@ -148,7 +148,7 @@ def output(shape, dtype, apart=()) -> np.ndarray:
 # d = 48.  On the Zen 4 guest, 10⁶×4×4 float32 with dx and dy streamed, ms by d: 16 28.4,
 # 48 12.4, 112 4.0, 496 2.9, 2048 2.5, 4032 2.5; cached 2.3-2.8 at every d, but 10⁶×8×8
 # cached 7.5-8.6 from d = 32 to 1024 against 5.1-5.5 from 2048, 6.5 at d = 0 (the same L1
-# sets as its input; dev/products_v41.md 42d).  So an output starts as far past its inputs
+# sets as its input; dev/products_v41.md 42c, 42d).  So an output starts as far past its inputs
 # as a page allows: on the line before theirs (d up to _PAGE − _LINE), the store it meets
 # 4032 / row bytes rows back.
 _PAGE = 4096

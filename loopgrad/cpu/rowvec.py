@@ -50,7 +50,8 @@ dW's sums each in row order.  A product and a sum each step: an FMA would hide a
 product's overflow.
 
 Float32 inputs take float32 arithmetic, as the tiled kernels do (and torch and BLAS): h's
-and dx's sums by float32 FMAs in the same order; z = max(h, 0) − y in float32 (the exact
+and dx's sums by float32 FMAs in the same order, but split into even and odd terms from 5
+of them (THIN_ONE_CHAIN); z = max(h, 0) − y in float32 (the exact
 difference rounded once), g and dy = −2·z from it; dW's sums by float32 FMAs over blocks of
 NARROW_BLOCK rows from the chunk's first (dw_block's where given), each block's sum added
 to a float64 one in block order; f the same float64 partial sums of z², each the exact
@@ -113,6 +114,12 @@ X_WIDE_K, X_WIDE_M = 24, 6
 # 9 terms):
 # in L2 32×12 90 → 84 cycles a row, 24×12 73 → 68 (34a)
 CHAINS = 4
+# float32's h and dx sums in one chain up to this many terms, past it the even and the odd
+# terms apart (float64's keep skinny.py's order, one chain up to WIDE): a chain of 8
+# dependent FMAs a row left the out-of-order window few rows to overlap.  The intrinsic
+# alone at 10⁶×8×8 on the Zen 4 guest 4.32 → 3.83 ms on two threads, 8.65 → 7.74 on one
+# (dev/products_v41.md 42g)
+THIN_ONE_CHAIN = 4
 # dW's blocked sums take at most this many rows of accumulators (registers) a pass over
 # a block's rows: K = 17 to 64 along y's rows is K of them
 PASS = 16
@@ -424,10 +431,11 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                         builder.store(builder.fadd(builder.load(dWh[o][q]), wide), dWh[o][q])
 
         def split(chain, n):
-            # Σ over n terms: one chain up to WIDE terms, else the even and the odd apart,
+            # Σ over n terms: one chain up to WIDE terms (float32's THIN_ONE_CHAIN), else
+            # the even and the odd apart,
             # and where K or M is past LONG CHAINS of them (i mod 4, added ((c0 + c1) +
             # (c2 + c3)))
-            if n <= WIDE:
+            if n <= (THIN_ONE_CHAIN if thin else WIDE):
                 return chain(range(n))
             nc = CHAINS if max(K, M) > LONG else 2
             c = [chain(range(i, n, nc)) for i in range(nc)]

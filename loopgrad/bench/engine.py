@@ -368,6 +368,11 @@ def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, 
     return cells
 
 
+def _rounds(args) -> int:
+    # --rounds (1 where args come from elsewhere without it)
+    return getattr(args, "rounds", 1) or 1
+
+
 def _samples(run, max_time, repeat) -> list:
     """Seconds of each timed call of run(), after a warm-up."""
     clock = time.perf_counter
@@ -631,19 +636,20 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
         loose = _loose_bounds(x, ref, bounds)
         bar.update()
         time.sleep(_SETTLE_S)
-        rounds = getattr(args, "rounds", 1) or 1
+        rounds = _rounds(args)
         if rounds > 1:
             cells = _time_rounds(active, x, W, y, ref, bounds, loose, max_time, args.repeat,
                                  rounds, bar)
             results += [_describe(c, i, (N, K, M), dtype) for c, i in zip(cells, active)]
-        for impl in active if rounds == 1 else ():
-            _ctrl_c.check()
-            bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
-            cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
-            results.append(_describe(cell, impl, (N, K, M), dtype))
-            bar.update()
-            gc.collect()
-            time.sleep(_SETTLE_S)
+        else:
+            for impl in active:
+                _ctrl_c.check()
+                bar.set_postfix_str(f"{N}x{K}x{M} {impl.key}")
+                cell = _time_cell(impl, x, W, y, ref, bounds, loose, max_time, args.repeat)
+                results.append(_describe(cell, impl, (N, K, M), dtype))
+                bar.update()
+                gc.collect()
+                time.sleep(_SETTLE_S)
         del x, W, y, ref, bounds, loose
 
 
@@ -888,7 +894,7 @@ def _record(args, shapes, dtype, max_time, impls, skipped, results, ref_name, a0
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         settings=dict(preset=args.preset, shapes=[list(s) for s in shapes], dtype=dtype.name,
                       impls=[i.key for i in impls], repeat=args.repeat, max_time_s=max_time,
-                      rounds=getattr(args, "rounds", 1) or 1,
+                      rounds=_rounds(args),
                       seed=args.seed, relu_grad_at_zero=a0, threads=args.threads,
                       isa=getattr(args, "isa", "native")),
         machine=dict(cpu_model=cpu_model(), **_cpu_summary(), cores=os.cpu_count(),

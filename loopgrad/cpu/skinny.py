@@ -211,8 +211,7 @@ def _source(K: int, M: int, vector_bits: int, want: int = WANT_ALL, dtype=None) 
     if mod is not None:                     # vector
         return _on_intrinsics(mod, K, M, vector_bits, want, dtype)
     wdx, wdw, wdy = (bool(want & b) for b in (WANT_DX, WANT_DW, WANT_DY))
-    options = _llvm_options(K, M, vector_bits, dtype)
-    llvm = ", ".join(f"-{k}={v}" for k, (v, _) in options.items())
+    llvm = ", ".join(f"-{k}={v}" for k, (v, _) in _llvm_options(K, M, vector_bits, dtype).items())
     L = [_HEADER.format(K=K, M=M, bits=vector_bits, llvm=llvm, want=_want_name(want))]
     ind = "    "
     for k in range(K):

@@ -5,7 +5,9 @@ in a prange driver, the variants alternating in one process (dev/products_v26.md
     python dev/rowvec_nt_v26.py N K M rounds VARIANT... [fresh]
     VARIANT: base, or knobs joined by +: nt, pfD (D bytes ahead), nar (float32 arithmetic),
     nob (dW row by row: no dw_block), blk (dw_block 32), perm (lanes by shuffles, no stack
-    slot: slot_past 99; dev/products_v41.md 42f)
+    slot: slot_past 99; dev/products_v41.md 42f), one8 (float32 sums in one chain up to 8
+    terms, as before 42g: THIN_ONE_CHAIN 8 while its driver compiles), parts (partial rows
+    stored as power-of-two parts, not masked: dev/products_v42.md 43a)
 """
 import sys, time
 import numpy as np
@@ -26,7 +28,7 @@ def knobs(name):
     pf = next((int(p[2:]) for p in parts if p.startswith("pf")), 0)
     return dict(stream="nt" in parts, pf=pf, narrow="nar" in parts,
                 dw_block=0 if "nob" in parts else 32 if "blk" in parts else dw,
-                slot_past=99 if "perm" in parts else 4)
+                slot_past=99 if "perm" in parts else 4, masked_store="parts" not in parts)
 
 
 def driver(r):
@@ -52,9 +54,13 @@ y = rng.standard_normal((N, M)).astype(DT)
 T = get_num_threads()
 C = int(__import__("os").environ.get("CHUNKS", T))
 drv = {}
+dx, dy, dWp = np.empty_like(x), np.empty_like(y), np.zeros((C, K * M))
 for nm in names:
     drv[nm] = driver(rowvec.row_vectors(K, M, 7, **knobs(nm)))
-dx, dy, dWp = np.empty_like(x), np.empty_like(y), np.zeros((C, K * M))
+    kept = rowvec.THIN_ONE_CHAIN
+    rowvec.THIN_ONE_CHAIN = 8 if "one8" in nm.split("+") else kept
+    drv[nm](dx, dWp, dy, x, W, y, 0.5, C)  # compiles under the chain length asked
+    rowvec.THIN_ONE_CHAIN = kept
 ref = None
 for nm in names:
     dx[:] = np.nan; dy[:] = np.nan

@@ -161,13 +161,15 @@ def test_threads_asking_at_once_get_one_row_function(monkeypatch):
 
 # ------------------------------ rows as vectors (rowvec.py: K, M ≤ 8; rowblocks.py: K ≤ 3, M > 8)
 
-def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
+def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4, edit=None):
     # the (K, M) row functions skinny.py generates for an entry of `bits`-bit vectors,
     # compiled here as the kernels compile them (whatever this machine's entry is: 512-bit
     # code runs on an AVX2 machine too, its vectors split in two), and a
-    # grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them
+    # grads(parallel, x, W, y, a0, chunk_rows) -> (f, dx, dW, dy) that runs them; edit: a
+    # change to the generated source (a tag of its own)
     dt = np.dtype(dtype)  # the dtype's rows (at 9×3 with AVX-512 float32's are rowdots.py's)
-    mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", _skinny._source(K, M, bits, want, dt))
+    source = _skinny._source(K, M, bits, want, dt)
+    mod = jit.load(f"test_{tag}_k{K}_m{M}_w{want}_{bits}", edit(source) if edit else source)
     with jit.settings(vector_bits=bits, llvm=_skinny._llvm_options(K, M, bits, dt)):
         fm = _skinny.fastmath(K, M, bits, dt)
         row = cfunc(chunks.row_signature("grads", dt), fastmath=fm)(mod.rows)
@@ -180,13 +182,56 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4):
         nchunks, stride = -(-N // chunk_rows), rows.plan(N, K, M)[2]
         partials = rows.partials_buffer(nchunks, stride)
         partials.fill(np.nan)
-        out = [np.full(s, np.nan, dt) if skip is None or s == (K, M) else
-               past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
+        # dx and dy with NaN past their ends, which no store may touch
+        out = [np.full(s, np.nan, dt) if s == (K, M) else
+               np.full(N * s[1] + TAIL, np.nan, dt)[:N * s[1]].reshape(s) if skip is None
+               else past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
         f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
                                                  chunk_rows, want | flags)
+        for a in (out[0], out[2]):
+            whole = a.base.ravel()
+            end = (a.ctypes.data - whole.ctypes.data) // a.itemsize + a.size
+            assert np.isnan(whole[end:end + TAIL]).all()  # nothing past the rows written
         lf = chunks.driver("loss", dt, parallel)(loss.address, partials, x, W, y, chunk_rows)
         return (f, *out), lf
     return grads
+
+
+TAIL = 16  # elements past dx's and dy's ends that _row_vector_kernels checks
+
+
+@pytest.mark.parametrize("K,M,dtype", [(6, 6, np.float32), (5, 7, np.float64), (3, 7, np.float32),
+                                       (12, 4, np.float32), (20, 12, np.float32)])
+def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dtype):
+    # rows that fill part of their vector (5-7 of 8 lanes, 12 of 16, 20 of 32): on AVX2
+    # entries stored as power-of-two parts, on AVX-512 ones by masked stores (skinny.py's
+    # choice, dev/products_v42.md 43a).  Either way, for either entry's code: the same
+    # bits, every element of a row written and nothing past the last (the kernels' NaN
+    # tail), in order and from two threads, cached and streamed
+    from loopgrad._inputs import STREAM
+    from loopgrad.cpu import rowvec
+    assert rowvec.partial(K, M)
+    x, W, y = draw(rng, 1001, K, M, dtype)
+    x[:40] = np.round(x[:40])  # ties
+    head = f"row_vectors({K}, {M}, 7"  # the rows' intrinsics (the loss's stores nothing)
+
+    def masked(source):
+        return source.replace(", masked_store=False", "")
+
+    def parts(source):
+        return masked(source).replace(head, head + ", masked_store=False")
+    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:
+        source = _skinny._source(K, M, bits, 7, np.dtype(dtype))
+        assert ("masked_store=False" in source) == (bits < 512)
+        both = [_row_vector_kernels(7, dtype, bits=bits, tag=tag, K=K, M=M, edit=edit)
+                for tag, edit in (("mk", masked), ("pt", parts))]
+        for parallel, flags, skip in ((True, 0, None), (False, 0, None), (True, STREAM, 0),
+                                      (True, STREAM, 1)):
+            ref, got = (k(parallel, x, W, y, 0.5, 37, flags=flags, skip=skip)[0] for k in both)
+            assert_matches_torch(got, x, W, y, 0.5, form="sum")
+            assert got[0] == ref[0], (bits, parallel, flags, skip)
+            for a, b in zip(got[1:], ref[1:]):
+                assert np.array_equal(a, b), (bits, parallel, flags, skip)
 
 
 @pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (8, 4, np.float32),
@@ -264,7 +309,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
     assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
-    assert "row_vectors(6, 7, 7, dw_block=32)" in _skinny._source(6, 7, 256)
+    assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in

@@ -18,7 +18,10 @@ Here a vector is one row, where a row of x and of y fits one vector of up to 8 l
 (float64: two registers on AVX2; 5–7 elements as 8 lanes, loaded and stored masked), or
 x's or y's row one of 16 lanes (9–15 elements masked; two registers on AVX2, or in
 float64), and with y's row in 16 lanes x's one of 32 or 64 (17–63 elements masked; two or
-four registers), or y's row one of 32 (17–31 masked, two registers):
+four registers), or y's row one of 32 (17–31 masked, two registers).  On AVX2 such a
+partial row is stored as its power-of-two parts, not masked: VMASKMOVPS's store costs
+AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v42.md 43a).
+Then:
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
 loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
@@ -137,6 +140,12 @@ def _padded(n: int) -> int:
         n if n <= LONG else 1 << (n - 1).bit_length()
 
 
+def partial(K: int, M: int) -> bool:
+    """Whether x's or y's row fills only part of its vector (`_padded`): loaded masked,
+    stored masked or in parts (`row_vectors`' masked_store)."""
+    return _padded(K) != K or _padded(M) != M
+
+
 class _VolatileLoad(ir.instructions.LoadInstr):
     # `load volatile`, which llvmlite's builder does not write: LLVM keeps it a load of
     # its own (no forwarding from the store before it back into a permute), so the
@@ -251,7 +260,7 @@ def guarded(builder, f, W, size, sums=()):
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
-                dw_lanes: int = 4, slot_past: int = 4):
+                dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
     row by row; stream: the code that stores rows past the caches where `flags` asks;
@@ -260,7 +269,8 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries);
     slot_past: rows longer than this broadcast their lanes from a stack slot, shorter ones
     by shuffles (the slot 1.2-1.3× faster at 8×8 on Zen 4 as on Intel: dev/products_v41.md
-    42f)."""
+    42f); masked_store: a row that fills part of its vector stored by one masked store,
+    else as its power-of-two parts (4, 2, 1 lanes: 7 = 4 + 2 + 1)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
@@ -304,6 +314,20 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                             lanes_below(n, p), ir.Constant(ir.VectorType(et, p), [0.0] * p))
             return v if et == ct else builder.fpext(v, ir.VectorType(ct, p))
 
+        def store_first(v, ptr, at, n):
+            # v's first n lanes (of more): one masked store, or n's power-of-two parts as
+            # plain stores, largest first (masked_store: row_vectors' doc)
+            if masked_store:
+                p = v.type.count
+                _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
+                return
+            o = 0
+            for b in reversed(range(n.bit_length())):
+                if n >> b & 1:
+                    builder.store(lanes(v, o, o + (1 << b)),
+                                  vec(ptr, builder.add(at, i64(o)), 1 << b), align=size)
+                    o += 1 << b
+
         def store_row(v, ptr, at, n, streamed=None):
             # the first n of v's lanes; past the caches where `streamed` (an i1) is true
             p = v.type.count
@@ -319,16 +343,13 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             elif streamed is not None and n * size % _PART == 0:
                 # a row of whole 16-byte parts in a padded vector (12, 20, 24, 28 of 16 or
                 # 32 lanes): its first n lanes as those parts, past the caches
-                first = builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
-                                               ir.Constant(ir.VectorType(i32, n), list(range(n))))
                 with builder.if_else(streamed) as (past, cached):
                     with past:
-                        _store_streamed_parts(builder, first, vec(ptr, at, n))
+                        _store_streamed_parts(builder, lanes(v, 0, n), vec(ptr, at, n))
                     with cached:
-                        _masked(builder, "store", v.type, vec(ptr, at, p), size,
-                                lanes_below(n, p), v)
+                        store_first(v, ptr, at, n)
             else:
-                _masked(builder, "store", v.type, vec(ptr, at, p), size, lanes_below(n, p), v)
+                store_first(v, ptr, at, n)
 
         splat = functools.partial(_splat, builder)           # splat(s, n): n lanes of s
         madd = functools.partial(_madd, builder, fused)      # c + a·b (module doc)

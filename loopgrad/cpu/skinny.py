@@ -250,9 +250,9 @@ _ON_INTRINSICS = '''\
 # Numba's disk cache, keyed by this file, never serves code built on the old one.
 from loopgrad.cpu.{mod} import {make}
 
-_rows = {make}({shape}, {bits_want}{dw}{copy})
+_rows = {make}({shape}, {bits_want}{dw}{store}{copy})
 _loss = {make}({shape}, 0, loss=True{copy})
-_rows_exact = {make}({shape}, {bits_want}{dw}, narrow=False{copy})
+_rows_exact = {make}({shape}, {bits_want}{dw}{store}, narrow=False{copy})
 _loss_exact = {make}({shape}, 0, loss=True, narrow=False{copy})
 
 
@@ -297,7 +297,12 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
         which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
         bits_want=want, how=how, make=make, shape=shape, m_arg=arg, flags_arg=flags,
         dw=(f", dw_block={dw}" + (", dw_lanes=8" if vector_bits >= 512 else "")) if dw else "",
-        copy=", copy=False" if shuffled else "")
+        copy=", copy=False" if shuffled else "",
+        # rows that fill part of a vector: AVX2's masked stores (VMASKMOVPS) cost AMD's Zen
+        # far more than the row's parts as plain stores (as AVX2 on Zen 4 10⁶×6×6 7.3 →
+        # 4.1 ms: dev/products_v42.md 43a); AVX-512's, by a mask register, less than them
+        store=", masked_store=False" if mod is rowvec and vector_bits < 512
+        and rowvec.partial(K, M) else "")
 
 
 @functools.lru_cache(maxsize=None)

@@ -509,19 +509,21 @@ def test_micro_kernel_with_live_vectors_is_the_tile_of_zero_padding(rng, T, MR, 
 
 
 @pytest.mark.parametrize("T", ["float32", "float64"])
-@pytest.mark.parametrize("n", [32, 16, 8, 6])
-def test_masked_copier_writes_only_its_count(rng, T, n):
-    # cpn(dst, do, src, so, count): src's first count elements, nothing past them written
+@pytest.mark.parametrize("n,parts", [(32, False), (16, False), (8, False), (6, False),
+                                     (32, True), (16, True), (8, True)])
+def test_masked_copier_writes_only_its_count(rng, T, n, parts):
+    # cpn(dst, do, src, so, count): src's first count elements, nothing past them written;
+    # by one masked store, or (parts, AVX2 entries) by plain stores of count's parts
     from numba import njit, types as nt
 
-    cpn = intrinsics.copier(T, n, masked=True)
+    cpn = intrinsics.copier(T, n, masked=True, parts=parts)
     A1, I = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C"), nt.int64
 
     @njit(nt.void(A1, I, A1, I, I))
     def copy(dst, do, src, so, count):
         cpn(intrinsics.pointer(dst), do, intrinsics.pointer(src), so, count)
     src = rng.standard_normal(3 + n).astype(T)
-    for count in sorted({0, 1, n // 2 + 1, n - 1, n}):
+    for count in range(n + 1) if parts else sorted({0, 1, n // 2 + 1, n - 1, n}):
         dst = np.full(5 + n + 4, np.nan, T)
         copy(dst, 5, src, 3, count)
         want = np.full(dst.shape, np.nan, T)
@@ -582,20 +584,22 @@ def test_micro_kernel_sums_in_order_exactly():
     assert np.array_equal(C, np.zeros_like(C))
 
 
-@pytest.mark.parametrize("T", ["float32", "float64"])
-def test_epilogue_has_the_scalar_sources_bits(rng, T):
+@pytest.mark.parametrize("T,parts", [("float32", False), ("float64", False), ("float32", True),
+                                     ("float64", True)])
+def test_epilogue_has_the_scalar_sources_bits(rng, T, parts):
     # intrinsics.epilogue, 16 elements a vector step, against loopgrad._scalar's formula in
     # Python floats, element by element: z² (z rounded to T) into lane j mod 16 of f in
     # (row, j)'s order (a row's last partial step masked), −2z into dy and relu_backward
     # into g, in T; ties h == 0, NaN and inf among the values; offsets into the arrays,
     # and rows ldg and ldy apart with elements between them that must stay as they were;
     # nothing written without grads; dy streamed past the caches or not (stream, at a dy
-    # offset on a cache line, 16 bytes past one (stored as 16-byte parts), or off both)
+    # offset on a cache line, 16 bytes past one (stored as 16-byte parts), or off both);
+    # the last step's stores masked, or (parts, AVX2 entries) as plain stores of its parts
     from numba import njit
 
     from loopgrad._scalar import relu_backward
 
-    epi = intrinsics.epilogue(T)
+    epi = intrinsics.epilogue(T, parts=parts)
 
     @njit
     def run(g, y, dy, off, ldg, ldy, doff, rows, m, a0, want, f, stream):
@@ -609,7 +613,7 @@ def test_epilogue_has_the_scalar_sources_bits(rng, T):
              (1e-3, 1e10), (1.7e38, -1.7e38), (-0.0, 0.0), (5e-39, -5e-39), (0.0, 1e-45)]
     # rows of 20 and 24: the edge cases in a row's last, masked, step
     for m, rows in ((0, 1), (5, 1), (16, 1), (37, 1), (512, 1), (5, 3), (8, 4), (16, 3),
-                    (29, 3), (20, 1), (24, 2)):
+                    (29, 3), (20, 1), (24, 2), (31, 2), (15, 1)):
         ldg, ldy = (m + 5, m + 11) if rows > 1 else (0, 0)
         size = 2 + rows * max(ldg, ldy, m) + 40
         for a0 in (0.0, 0.3, 0.5, 1.0):

@@ -137,7 +137,7 @@ prefetch_l2 = _prefetcher(2)
 
 
 @functools.lru_cache(maxsize=None)
-def copier(T: str, n: int, masked: bool = False):
+def copier(T: str, n: int, masked: bool = False, parts: bool = False):
     """cp(dst, do, src, so): dst[do:do+n] = src[so:so+n] for pointers to dtype name T, as
     one vector load and one vector store of n elements (LLVM splits them into the
     target's registers).  The packs' row copies: as loops, or as straight-line code
@@ -145,7 +145,8 @@ def copier(T: str, n: int, masked: bool = False):
     masked=True: cp(dst, do, src, so, count) stores only the first count ≤ n of them
     (llvm.masked.store: nothing past them written; src's n elements are read): the tile
     buffer's rows cut to a tile's columns (nests.tile_out, 8×24 of dx at K = 24: as a
-    loop, a fifth of dx's time, dev/products_v23.md 24c)."""
+    loop, a fifth of dx's time, dev/products_v23.md 24c); parts=True: those count as plain
+    stores of their power-of-two parts (`_store_first`: AVX2 entries)."""
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     P, I = types.CPointer(nbt), types.int64
 
@@ -159,6 +160,9 @@ def copier(T: str, n: int, masked: bool = False):
             builder.store(v, to, align=size)
             return context.get_dummy_value()
         i64 = ir.IntType(64)
+        if parts:
+            _store_first(builder, v, to, args[4], size)
+            return context.get_dummy_value()
         lanes = ir.Constant(ir.VectorType(i64, n), list(range(n)))
         _masked(builder, "store", vt, to, size,
                 builder.icmp_signed("<", lanes, _splat(builder, args[4], n)), v)
@@ -411,6 +415,35 @@ def _masked(builder, op, vt, ptr, align, mask, value):
     builder.call(fn, [value, ptr, i32(align), mask])
 
 
+def _store_first(builder, v, ptr, count, align):
+    # v's first `count` lanes (an i64 from 0 to all of them; v's lanes a power of two) to
+    # ptr as plain stores, where a masked store would be VMASKMOVPS: AVX2's, which AMD's
+    # Zen runs as microcode, about 10 cycles a store on Zen 4 (dev/products_v42.md 43a,
+    # 43b).  All of v at once where count is all of them; else v through a stack slot,
+    # each power-of-two part b whose bit count has copied from offset count & −2b (a
+    # branch each, which goes the same way every row a call site stores)
+    vt, i64 = v.type, ir.IntType(64)
+    n = vt.count
+    whole = builder.icmp_unsigned("==", count, i64(n))
+    with builder.if_else(whole) as (all_lanes, some):
+        with all_lanes:
+            builder.store(v, ptr, align=align)
+        with some:
+            slot = cgutils.alloca_once(builder, vt)
+            builder.store(v, slot)
+            src, dst = (builder.bitcast(p, vt.element.as_pointer()) for p in (slot, ptr))
+            b = n // 2
+            while b:
+                with builder.if_then(builder.icmp_unsigned("!=", builder.and_(count, i64(b)),
+                                                           i64(0))):
+                    o, t = builder.and_(count, i64(-2 * b)), ir.VectorType(vt.element, b)
+                    part = builder.load(builder.bitcast(builder.gep(src, [o]), t.as_pointer()),
+                                        align=align)
+                    builder.store(part, builder.bitcast(builder.gep(dst, [o]), t.as_pointer()),
+                                  align=align)
+                b //= 2
+
+
 _LINE = 64  # bytes: a streamed store writes whole lines, from an address aligned to one
 _PART = 16  # bytes: where a row is not on a line, its vector goes out as non-temporal stores
             # of this many bytes (MOVNTPS xmm), which need that alignment only
@@ -466,8 +499,10 @@ def _stream_choice(builder, on_line, in_parts, emit):
 
 
 @functools.lru_cache(maxsize=None)
-def epilogue(T: str, piece: int = 0):
-    """The epilogue intrinsic for dtype name T, g whole or in pieces (see the module's doc)."""
+def epilogue(T: str, piece: int = 0, parts: bool = False):
+    """The epilogue intrinsic for dtype name T, g whole or in pieces (see the module's doc);
+    parts=True: a row's last partial step stored as plain stores of its power-of-two
+    parts (`_store_first`: AVX2 entries), not masked."""
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     P, PD, I = types.CPointer(nbt), types.CPointer(types.float64), types.int64
     lanes = 16
@@ -568,6 +603,8 @@ def epilogue(T: str, piece: int = 0):
             def store(value, ptr):
                 if mask is None:
                     builder.store(value, ptr, align=size)
+                elif parts:
+                    _store_first(builder, value, ptr, builder.sub(m, m16), size)
                 else:
                     _masked(builder, "store", vt, ptr, size, mask, value)
             hv, yv = load(at_g(gr, j)), load(at(y, yr, j))

@@ -150,13 +150,13 @@ mkh = microkernel("{T}", MR, NR, {VW}, live={LIVE}) if HALF else mk
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
 # g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
 # rows, or by NR-column panels (its `pstr` argument)
-epi = epilogue("{T}", NR)
+epi = epilogue("{T}", NR, parts={STORE_PARTS})
 # the packs' vector copies of NR and of MR elements, and pack_wt's TR×16 transposes
 cpr, cpm = copier("{T}", NR), copier("{T}", MR)
 # a cache line out past the caches: the fused kernel's staged dx (put_share)
 cpl = line_streamer("{T}")
 # a row of the tile buffer cut to a tile's columns (tile_out): one masked vector store
-cpn = copier("{T}", NR, masked=True)
+cpn = copier("{T}", NR, masked=True, parts={STORE_PARTS})
 TR = min(8, NR)
 tpw = transposer("{T}", TR, 16)
 TRANSPOSE = {TRANSPOSE}  # pack_wt through tpw (float32; float64's loop is faster)
@@ -223,7 +223,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     if part == "common":
         VW = _lanes(entry, T, NR)
         live = NR // VW // 2 if NR // VW % 2 == 0 else 0
-        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", HALF=live * VW, LIVE=live) + \
+        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", HALF=live * VW, LIVE=live,
+                          STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:
         src += (f"import sys\n{_SHARED} = (getattr(sys.modules[{common!r}], _n) "

@@ -355,21 +355,21 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert ("blocks of 8" in cpu.describe(10, 3, 40, np.float32)) == wide
     from loopgrad.cpu import rowdots  # M = 1 to 4: dot products along a row, K at run time
     assert "row_dots(512, 1, 7)" in _skinny._source(9, 1, 512)
-    assert "row_dots(256, 1, 5)" in _skinny._source(8, 1, 256, 5)  # before rowvec.py's 8×1
-    assert "row_dots(256, 2, 7)" in _skinny._source(9, 2, 256)
+    assert "row_dots(256, 1, 5" in _skinny._source(8, 1, 256, 5)  # before rowvec.py's 8×1
+    assert "row_dots(256, 2, 7" in _skinny._source(9, 2, 256)
     assert "row_dots(512, 4, 7)" in _skinny._source(16, 4, 512)
     assert "row_dots(512, 3, 7)" in _skinny._source(16, 3, 512)
-    assert "row_dots(256, 3, 7)" in _skinny._source(16, 3, 256)
+    assert "row_dots(256, 3, 7" in _skinny._source(16, 3, 256)
     assert "row_dots(512, 8, 7)" in _skinny._source(17, 8, 512)  # from K = 17 (31i); float32's
     assert "row_dots(512, 8, 7)" in _skinny._source(25, 8, 512, dtype=np.float32)  # from 25,
     assert "row_vectors(17, 8, 7, dw_block=32" in _skinny._source(17, 8, 512, dtype=np.float32)
     assert ("a vector a row" in cpu.describe(10, 24, 6, np.float32)) == avx512  # (34g)
-    assert "row_dots(256, 4, 7)" in _skinny._source(16, 4, 256)
+    assert "row_dots(256, 4, 7" in _skinny._source(16, 4, 256)
     assert rowdots.applies(512, 8, 512) and not rowdots.applies(513, 8, 512)  # W's copy
     assert rowdots.applies(1024, 4, 256) and not rowdots.applies(1025, 4, 256)
     assert rowdots.applies(1025, 4, 512) and rowdots.applies(5000, 3, 256)  # W shuffled
     for K, M in ((16, 5), (16, 6), (18, 7), (20, 8), (512, 8), (819, 5)):  # AVX2's M = 5 to 8
-        assert rowdots.applies(K, M, 256) and f"row_dots(256, {M}, 7)" in _skinny._source(K, M, 256)
+        assert rowdots.applies(K, M, 256) and f"row_dots(256, {M}, 7" in _skinny._source(K, M, 256)
     assert not rowdots.applies(513, 8, 256) and not rowdots.applies(820, 5, 256)
     for M in (1, 2):  # one module an M (M = 5 to 8: K up to COPIED // M)
         assert _skinny._source(16, M, 512, 7) == _skinny._source(3000, M, 512, 7)

@@ -389,12 +389,15 @@ def _load_vector(builder, ptr, i, vt, mask=None):
                    ir.Constant(vt, [0.0] * vt.count))
 
 
-def _store_vector(builder, v, ptr, i, mask=None):
-    # v to ptr[i] as _load_vector reads it (mask: None, or the lanes to write)
+def _store_vector(builder, v, ptr, i, mask=None, count=None):
+    # v to ptr[i] as _load_vector reads it (mask: None, or the lanes to write, the first
+    # `count` of them where count is given: then as plain stores, `_store_first`)
     vt = v.type
     align = 8 if isinstance(vt.element, ir.DoubleType) else 4
     if mask is None:
         builder.store(v, _vector_at(builder, ptr, i, vt), align=align)
+    elif count is not None:
+        _store_first(builder, v, _vector_at(builder, ptr, i, vt), count, align)
     else:
         _masked(builder, "store", vt, _vector_at(builder, ptr, i, vt), align, mask, v)
 

@@ -61,9 +61,12 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
+def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True,
+               masked_store: bool = True):
     """The intrinsic for K and the gradients `want` names, or the loss's (the module's doc);
-    narrow: float32 inputs in float32 arithmetic (else float64)."""
+    narrow: float32 inputs in float32 arithmetic (else float64); masked_store: a row's last,
+    partial, block stored by masked stores, else as plain stores of its power-of-two parts
+    (AVX2 entries: skinny.py)."""
     if not 1 <= K <= MAX_K:
         raise ValueError(f"row_blocks takes K ≤ {MAX_K}, got K = {K}")
     wdx, wdw, wdy = bool(want & WANT_DX), bool(want & WANT_DW), bool(want & WANT_DY)
@@ -96,8 +99,9 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True):
         def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
             return _load_vector(builder, ptr, i, t, mask)
 
-        def store(v, ptr, i, mask):
-            _store_vector(builder, v, ptr, i, mask)
+        def store(v, ptr, i, mask):  # mask: None, or `tail`
+            _store_vector(builder, v, ptr, i, mask,
+                          None if masked_store or mask is None else builder.sub(M, full))
 
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
 

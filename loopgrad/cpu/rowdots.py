@@ -201,11 +201,13 @@ def module_k(K: int, M: int, vector_bits: int, dtype=None) -> int:
 
 @functools.lru_cache(maxsize=None)
 def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bool = True,
-             copy: bool = True):
+             copy: bool = True, masked_store: bool = True):
     """The intrinsic for an entry of vector_bits, M outputs (1 to 8) and the gradients
     `want` names, or the loss's (the module's doc); narrow: float32 inputs in float32
     arithmetic (else float64); copy: W's columns from a transposed copy from M = COPY_FROM
-    (K·M ≤ COPIED: `copies`), else shuffled out of W's rows (M ≤ 4 only)."""
+    (K·M ≤ COPIED: `copies`), else shuffled out of W's rows (M ≤ 4 only); masked_store:
+    partial vectors (a block's dy, a row's last part of dx) stored by masked stores, else
+    as plain stores of their power-of-two parts (AVX2 entries: skinny.py)."""
     if M not in MS:
         raise ValueError(f"row_dots takes M in {MS}, got M = {M}")
     if not copy and M > 4:
@@ -242,16 +244,20 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
         def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
             return _load_vector(builder, ptr, i, t, mask)
 
-        def store(v, ptr, i, mask):
-            _store_vector(builder, v, ptr, i, mask)
+        counts = {}  # lanes_below's masks: the count of their lanes (0 to L)
+
+        def store(v, ptr, i, mask):  # where masked_store is False, as plain stores
+            _store_vector(builder, v, ptr, i, mask,
+                          None if masked_store or mask is None else counts[mask])
 
         def lanes_below(n):  # <L x i1>: lanes j < n (n an i64, negative: none)
             # compared as i32 lanes, n clamped to L: one compare of a vector's width, where
             # i64 lanes took two and a pack each time a block used it (as AVX2)
-            n = builder.trunc(builder.select(builder.icmp_signed(">", n, i64(L)), i64(L), n),
-                              i32)
-            return builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, L), list(range(L))),
-                                       _splat(builder, n, L))
+            n = builder.select(builder.icmp_signed(">", n, i64(L)), i64(L), n)
+            mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, L), list(range(L))),
+                                       _splat(builder, builder.trunc(n, i32), L))
+            counts[mask] = builder.select(builder.icmp_signed("<", n, i64(0)), i64(0), n)
+            return mask
 
         def rounded(v):  # into x's dtype
             n = v.type.count

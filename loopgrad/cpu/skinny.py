@@ -300,9 +300,9 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
         copy=", copy=False" if shuffled else "",
         # rows that fill part of a vector: AVX2's masked stores (VMASKMOVPS) cost AMD's Zen
         # far more than the row's parts as plain stores (as AVX2 on Zen 4 10⁶×6×6 7.3 →
-        # 4.1 ms: dev/products_v42.md 43a); AVX-512's, by a mask register, less than them
-        store=", masked_store=False" if mod is rowvec and vector_bits < 512
-        and rowvec.partial(K, M) else "")
+        # 4.1 ms: dev/products_v42.md 43a, 43c); AVX-512's, by a mask register, less
+        store=", masked_store=False" if vector_bits < 512
+        and (mod is not rowvec or rowvec.partial(K, M)) else "")
 
 
 @functools.lru_cache(maxsize=None)

@@ -313,7 +313,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
-                       (15, 4, 256),                                           # 16 lanes
+                       (15, 4, 256), (12, 5, 256), (16, 8, 256), (9, 7, 256),  # 16 lanes
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
                        (15, 9, 512), (16, 16, 512),  # K = 15, 16 past M = 8: float32 only
                        (17, 9, 512), (24, 12, 512), (33, 9, 512), (64, 16, 512),  # (x's row
@@ -325,9 +325,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
-                       (12, 6, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
+                       (12, 2, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
                        (16, 4, 256),
-                       (12, 5, 256), (8, 9, 256), (16, 16, 256)):
+                       (17, 5, 256), (8, 9, 256), (16, 16, 256)):
         assert not any(rowvec.applies(K, M, bits, d) for d in (None, np.float32, np.float64))
         assert "row_vectors" not in _skinny._source(K, M, bits)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
@@ -425,6 +425,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5),
      (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)] + \
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
+    [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0), (16, 8, 256, np.float32, 0.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -435,6 +436,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
 # M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled);
+# rowvec.py's x rows of 9 to 16 in 16 lanes at M = 5 to 8 on AVX2 (dev/products_v42.md 43d);
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
 # to 16 in 16 lanes (31c), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and

@@ -181,7 +181,10 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     32c).  On 256-bit ones
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
-    → 6.5–6.8 ms; past M = 4, dW's blocked sums, and at K = 16, level: 29f).  On 512-bit
+    → 6.5–6.8 ms; at K = 16, level: 29f), and 9 ≤ K ≤ 16 at M = 5 to 8, level with the tile
+    until partial rows went out as their parts (float32 10⁶×9×5 10.6 → 5.3 ms, 13×7 16.5
+    → 7.3, 15×8 12.9 → 8.7, 16×8 11.7 → 9.2; float64 9×8 16.8 → 13.7; rowdots.py's float64
+    M = 5 and 6 are taken first: dev/products_v42.md 43d).  On 512-bit
     ones also 9 ≤ M ≤ 16 with 4 ≤ K ≤ Y_LONG_K[dtype] (y's row in 16 lanes), which took the
     16×16 tile: 10⁶×4×9 8.6–10 → 4.5–5.1 ms, 10⁶×8×16 11.6–16.6 → 8.6–9.1, 10⁶×12×16
     14.8–15.5 → 10.6–10.7, 10⁶×14×16 14.2–14.4 → 11.9–12.8; float64 10⁶×4×12 13.1 → 10.0,
@@ -210,7 +213,7 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits < 256 or K > LONG or M > WIDE:
         return False
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
-        return M >= 3 if vector_bits >= 512 else 3 <= M <= 4 and K < LONG
+        return M >= 3 if vector_bits >= 512 else 3 <= M <= 4 and K < LONG or M >= 5
     if vector_bits == 256:
         return K * M >= 8
     return K * M >= 16 or M == WIDE

@@ -327,17 +327,21 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
                        (12, 2, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
                        (16, 4, 256),
-                       (17, 5, 256), (8, 9, 256), (16, 16, 256)):
+                       (17, 5, 256), (9, 9, 256), (8, 17, 256), (16, 16, 256)):
         assert not any(rowvec.applies(K, M, bits, d) for d in (None, np.float32, np.float64))
         assert "row_vectors" not in _skinny._source(K, M, bits)
+    for K, M in ((4, 9), (7, 11), (8, 13), (8, 16)):  # y's row in 16 lanes on AVX2, float64's
+        assert rowvec.applies(K, M, 256, np.float32)    # to M = 13 (dev/products_v42.md 43e)
+        assert rowvec.applies(K, M, 256, np.float64) == (M <= 13)
+        assert "row_vectors" in _skinny._source(K, M, 256)
     wide = machine.entry().vector_bits >= 256  # this machine's entry: 3×8 rows or tiles
     avx512 = machine.entry().vector_bits >= 512
     for dt in (np.float32, np.float64):
         assert cpu.is_tiled(8, 8, dt) != wide and cpu.is_tiled(4, 8, dt) != wide
         assert cpu.is_tiled(65, 9, dt) and cpu.is_tiled(4, 33, dt) and not cpu.is_tiled(4, 4, dt)
-        assert cpu.is_tiled(4, 9, dt) != avx512  # y's row in 16 lanes
-        for K in (9, 17):  # 16 lanes of x's row; dot products past K = 16 (AVX-512; AVX2's
-            assert cpu.is_tiled(K, 8, dt) != avx512  # M = 8 from K = 20)
+        assert cpu.is_tiled(4, 9, dt) != wide  # y's row in 16 lanes
+        assert cpu.is_tiled(9, 8, dt) != wide  # 16 lanes of x's row (AVX2 too: 43d); dot
+        assert cpu.is_tiled(17, 8, dt) != avx512  # products past K = 16 (AVX2's M = 8 from 20)
         assert cpu.is_tiled(24, 8, dt) != wide and cpu.is_tiled(19, 8, dt) != avx512
         for K, M in ((15, 9), (16, 16), (17, 9), (64, 16), (4, 17), (12, 32)):  # y's row in
             # 16 or 32 lanes: float64's stop at K = 14 and M = 16
@@ -426,6 +430,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)] + \
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
     [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0), (16, 8, 256, np.float32, 0.0)] + \
+    [(7, 11, 256, np.float32, 0.5), (8, 13, 256, np.float64, 0.0), (4, 16, 256, np.float32, 1.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -436,7 +441,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # (M = 3: a padding lane) and a partial last block; rowvec.py's rows of x in 16 lanes (9–15
 # of them masked; two registers on AVX2); rowdots.py's M = 5 to 8 from W's transposed copy;
 # M = 4 on AVX2 (W's copy, 30g), M = 3 and 4 past the copy's bound (W's columns shuffled);
-# rowvec.py's x rows of 9 to 16 in 16 lanes at M = 5 to 8 on AVX2 (dev/products_v42.md 43d);
+# rowvec.py's x rows of 9 to 16 in 16 lanes at M = 5 to 8 on AVX2 (dev/products_v42.md 43d)
+# and y's rows of 9 to 16 at K = 4 to 8 (43e);
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
 # to 16 in 16 lanes (31c), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and

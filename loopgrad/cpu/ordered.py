@@ -60,7 +60,7 @@ def _grads(name, variant, isa, threads, dx, dW, dy, x, W, y, a0, nchunks, chunk_
                                                name == "grads_fused"))
     f = _f(fseg, chunks)
     # guards.trusted's decision, with its sums in the same order (ordered_ir)
-    if not f - f == 0.0:
+    if not math.isfinite(f):
         return np.nan
     w2 = fns["sum_squares"](W.ctypes.data, W.size, np.empty(17).ctypes.data)
     if 2.0 * math.sqrt(f) * max(math.sqrt(w2), 1.0) > 0.5 * float(np.finfo(x.dtype).max):
@@ -76,7 +76,7 @@ def _loss(name, variant, isa, threads, x, W, y, wsT):
     h = np.empty((N, M), x.dtype)
     f = _f(_forward(fns, _kc(name, variant, isa, K, M), threads, x, W, y, h, h, 0.0, segs,
                     False, False), chunks)
-    return f if f - f == 0.0 else np.nan  # not finite: the caller recomputes in float64
+    return f if math.isfinite(f) else np.nan  # not finite: the caller recomputes in float64
 
 
 def _kc(name, variant, isa, K, M):

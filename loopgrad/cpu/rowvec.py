@@ -101,6 +101,13 @@ NARROW_BLOCK = 32  # rows a block of dW's float32 sums takes (float32 inputs)
 # 8×16 tile (10⁶×16×16 24.0 → 28.4, 10⁶×16×10 22.2 → 26.8), at 15 level
 # (dev/products_v30.md 31c, 31d; dev/products_v31.md 32a)
 Y_LONG_K = {"float32": 64, "float64": 14}
+# y's row in 16 lanes (two registers; float64's four) on 256-bit entries (AVX2), at
+# 4 ≤ K ≤ 8, up to this M by the inputs' dtype, where the 6×16 and 6×8 tiles had them (as
+# AVX2 on the Zen 4 guest, 2 threads, ms: float32 10⁶×4×12 13.6 → 8.3, 7×11 12.1 → 9.9,
+# 5×16 10.4 → 8.6, 8×16 level; float64 6×9 17.1 → 13.0, 8×12 19.3 → 15.4, 8×13 19.3 →
+# 17.9, 4×14 17.4 → 12.6, but 5×16 18.8 → 21.0, 8×16 20.0 → 26.0; past K = 8 level or
+# slower: float32 16×10 10.7 → 14.7, 12×12 12.8 → 11.7; dev/products_v42.md 43e)
+Y_LONG_M256 = {"float32": 16, "float64": 13}
 # y's row in 32 lanes (M = 17 to 32, AVX-512, float32) up to this K, which took the 8×32
 # tile: 10⁶×4×17 12.3–12.7 → 8.1–8.4 ms, 4×32 16.0–16.6 → 10.3–10.6, 8×20 14.6–14.7 →
 # 11.5–11.9, 8×32 16.6–18.8 → 12.4, 12×24 15.9–16.9 → 14.9–15.3; from K = 16 level or
@@ -195,9 +202,11 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     X_WIDE_K at X_WIDE_M ≤ M ≤ 8 (x's row in 32 lanes), which rowdots.py's dot products
     took (10⁶×20×8 1.25× faster: 34g).  Those (K, M) past 16 are 552 modules, which
     skinny.shapes leaves to the first call that asks for one (about a second's compile,
-    then the disk cache) rather than to `loopgrad compile`.
+    then the disk cache) rather than to `loopgrad compile`.  On 256-bit ones also 4 ≤ K ≤ 8
+    at M = 9 to Y_LONG_M256[dtype] (y's row in 16 lanes, two registers), which took the
+    6×16 and 6×8 tiles.
 
-    The rows of an entry are the same for both dtypes but at that one bound: dtype, the
+    The rows of an entry are the same for both dtypes but at the bounds by dtype: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
     are built for either (skinny.py's modules, which hold both dtypes' row functions, and
     float32's exact rerun in float64 arithmetic)."""
@@ -208,6 +217,9 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
         return 4 <= K <= (max(Y_LONG_K.values()) if dtype is None
                           else Y_LONG_K[np.dtype(dtype).name])
+    if vector_bits == 256 and WIDE < M <= LONG:  # y's row in 16 lanes, two registers
+        return 4 <= K <= WIDE and M <= (max(Y_LONG_M256.values()) if dtype is None
+                                        else Y_LONG_M256[np.dtype(dtype).name])
     if vector_bits >= 512 and LONG < K <= X_WIDE_K and X_WIDE_M <= M <= WIDE:  # x's row
         return dtype is None or np.dtype(dtype) == np.float32                # in 32 lanes
     if vector_bits < 256 or K > LONG or M > WIDE:

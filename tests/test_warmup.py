@@ -58,15 +58,17 @@ def test_units_cover_every_family():
     wide = sum(K * M > 16 for K in range(1, 9) for M in range(1, 9))  # rows as vectors
     bits = cpu.machine.entry().vector_bits
     # with AVX-512 also 9 ≤ K ≤ 16 at M = 3 to 8 (x's row in 16 lanes), on AVX2 9 ≤ K ≤ 15
-    # at M = 3, 4, but for the K that float32's dot products take (rowdots.min_k)
-    last = 16 if bits >= 512 else 15
-    dotted = sum(max(0, last + 1 - cpu.rowdots.min_k(bits, M, "float32")) for M in range(3, 9))
-    wide += 8 * 6 - dotted if bits >= 512 else 7 * 2 - dotted if bits == 256 else 0
+    # at M = 3, 4 and to 16 at M = 5 to 8, but for the K that float32's dot products take
+    # (rowdots.min_k)
+    last = {M: 16 if bits >= 512 or M >= 5 else 15 for M in range(3, 9)}
+    dotted = sum(max(0, last[M] + 1 - cpu.rowdots.min_k(bits, M, "float32")) for M in range(3, 9))
+    wide += sum(last[M] - 8 for M in range(3, 9)) - dotted if bits >= 256 else 0
     assert bits < 512 or [cpu.rowdots.min_k(bits, M, "float32") for M in range(3, 9)] == \
         [9, 9, 13, 25, 25, 25]  # M = 6 to 8 from 17 to 24 rowvec.py's, x in 32 lanes
     assert bits < 512 or [cpu.rowdots.min_k(bits, M, "float64") for M in range(3, 9)] == \
         [10, 12, 16, 16, 16, 16]
-    wide += 13 * 8 if bits >= 512 else 0  # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes)
+    # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes; on AVX2 4 ≤ K ≤ 8, float32's)
+    wide += 13 * 8 if bits >= 512 else 5 * 8 if bits == 256 else 0
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
     merged = cpu.skinny.MAX_KM - 8
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
@@ -82,12 +84,13 @@ def test_units_cover_every_family():
     assert tiles and all(t.startswith("float32") for t in tiles)
     assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units
     # float64's rows with y in 16 lanes stop at K = 14 (rowvec.Y_LONG_K): its units for K = 15,
-    # 16 at M = 9 to 16 name float32 alone; where float32 alone takes the dot products (9×3
+    # 16 at M = 9 to 16 name float32 alone (on AVX2 at M = 14 to 16: Y_LONG_M256); where float32 alone takes the dot products (9×3
     # with AVX-512), one unit holds both dtypes' modules, float32's rowdots.py's and float64's
     # rowvec.py's, and float64's dot products have a unit of their own at their first K
     both = [u for u in cpu.warm_units() if u[0] == "skinny"]
     assert [u[1:4] for u in both if u[1] == ("float32",) and u[3] > 8] == \
-        [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512]
+        [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512] + \
+        [(("float32",), K, M) for K in range(4, 9) for M in (14, 15, 16) if bits == 256]
     for _, ds, K, M, _ in both:  # each (K, M) names its module for each dtype it lists
         assert ds and all((K, M) in cpu.skinny.shapes(d) for d in ds)
     for d in ("float32", "float64"):  # and every module of a dtype has a unit

@@ -119,22 +119,6 @@ def _rows_forward(h, x, W, n):
 
 
 @_jit(fastmath=_FM)
-def _chunk_loss(x, W, y, start, stop):
-    # rows [start, stop) → Σ z²
-    M = np.uint64(W.shape[1])
-    h = np.empty(W.shape[1], np.float64)
-    f = 0.0
-    for n in range(np.uint64(start), np.uint64(stop)):
-        _rows_forward(h, x, W, n)
-        for m in range(M):
-            hm = h[m]
-            r = 0.0 if hm < 0.0 else hm  # max(h, 0) that keeps NaN, as torch does
-            z = r - y[n, m]
-            f += z * z
-    return f
-
-
-@_jit(fastmath=_FM)
 def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want):
     # rows [start, stop) → dx, dy rows; dW_part (K·M,) = Σ_n x[n,k]·g[n,m]; returns Σ z².
     # want (WANT_* bits) picks the gradients written.  The loops that sum f and dW are
@@ -190,8 +174,12 @@ def _grads_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K, M, 
 
 
 def _loss_rows(x, W, y, start, stop, K, M):
+    # the grads chunk asked for no gradient: f's sum is the same code as every grads call's,
+    # so the same bits (with reassoc LLVM had vectorized a loss loop's own sum another way: as
+    # AVX2 300×0×70's f differed in its last bit, dev/products_v42.md 43f)
     n = np.intp(stop)
-    return _chunk_loss(carray(x, (n, K)), carray(W, (K, M)), carray(y, (n, M)), start, stop)
+    return _chunk_grads(carray(x, (0, K)), np.empty(0), carray(y, (0, M)), carray(x, (n, K)),
+                        carray(W, (K, M)), carray(y, (n, M)), 0.0, start, stop, 0)
 
 
 _PY = {"grads": _grads_rows, "loss": _loss_rows}

@@ -3,12 +3,17 @@
 epilogue and dW without dy), each the compiled parallel kernel called alternately
 (dev/products_v20.md 21b).  Differences give each pass's cost and its two-thread scaling.
 
-    [DTYPE=float64] python dev/passes_v20.py NxKxM [rounds=31]
+    [DTYPE=float64] [SET=NAME=VALUE,...] python dev/passes_v20.py NxKxM [rounds=31]
+
+SET: tiled.py's constants set before the kernel is generated (DWB=16: a module of its own;
+dev/products_v42.md 43g).
 """
 import sys, time
 import numpy as np, numba
 from loopgrad._inputs import WANT_DX, WANT_DW, WANT_DY
 from loopgrad.cpu import tiled
+for _kv in filter(None, __import__("os").environ.get("SET", "").split(",")):
+    setattr(tiled, _kv.split("=")[0], int(_kv.split("=")[1]))
 N, K, M = (int(v) for v in sys.argv[1].split("x"))
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 31
 DT = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type

@@ -200,8 +200,8 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4, edit=None):
 TAIL = 16  # elements past dx's and dy's ends that _row_vector_kernels checks
 
 
-@pytest.mark.parametrize("K,M,dtype", [(6, 6, np.float32), (5, 7, np.float64), (3, 7, np.float32),
-                                       (12, 4, np.float32), (20, 12, np.float32)])
+@pytest.mark.parametrize("K,M,dtype", [(6, 6, np.float32), (5, 7, np.float64), (12, 4, np.float32),
+                                       (20, 12, np.float32)])
 def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dtype):
     # rows that fill part of their vector (5-7 of 8 lanes, 12 of 16, 20 of 32): on AVX2
     # entries stored as power-of-two parts, on AVX-512 ones by masked stores (skinny.py's
@@ -429,8 +429,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (40, 8, 256, np.float32, 1.0), (100, 8, 256, np.float64, 0.5), (19, 8, 512, np.float32, 0.5),
      (10, 3, 512, np.float32, 1.0), (12, 4, 512, np.float64, 0.0)] + \
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
-    [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0), (16, 8, 256, np.float32, 0.0)] + \
-    [(7, 11, 256, np.float32, 0.5), (8, 13, 256, np.float64, 0.0), (4, 16, 256, np.float32, 1.0)] + \
+    [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0)] + \
+    [(7, 11, 256, np.float32, 0.0), (8, 13, 256, np.float64, 1.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),

@@ -488,7 +488,10 @@ def test_rows_as_vectors_match_torch_for_every_want(rng, K, M, bits, dtype, a0):
     else:  # (finite where every h of row 9 is −inf: then within the bounds)
         ref = assert_matches_torch(got, *finite, a0, form="sum")[0]
         assert np.isfinite(ref) or np.array_equal(got[0], ref, equal_nan=True)
-    for want in (0, 1, 2, 4, 5):                         # f alone ... dx and dy
+    # f alone ... dx and dy: every want where relu'(0) = ½ (about a third of the cases, every
+    # kind of row among them), f alone elsewhere — each want a module to compile, and CI's
+    # run on 2 cores is near its 15 minutes
+    for want in (0, 1, 2, 4, 5) if a0 == 0.5 else (0,):
         got, _ = kernels(want)(True, x, W, y, a0, chunk_rows)
         assert np.array_equal(got[0], full[0], equal_nan=True)
         for bit, i in ((1, 1), (2, 2), (4, 3)):

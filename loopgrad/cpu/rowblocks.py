@@ -99,9 +99,9 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True,
         def load(ptr, i, mask, t=ve):  # mask: None (all lanes) or the lanes to read (others 0)
             return _load_vector(builder, ptr, i, t, mask)
 
-        def store(v, ptr, i, mask):  # mask: None, or `tail`
+        def store(v, ptr, i, mask):  # mask: None, or `tail` (its first `left` lanes)
             _store_vector(builder, v, ptr, i, mask,
-                          None if masked_store or mask is None else builder.sub(M, full))
+                          None if masked_store or mask is None else left)
 
         madd = functools.partial(_madd, builder, fused)  # c + a·b (rowvec.py's rule)
 
@@ -111,9 +111,9 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True,
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         full = builder.mul(builder.udiv(M, i64(L)), i64(L))  # columns in whole blocks
-        tail = builder.icmp_unsigned(  # lanes j < M − full of the last, partial, block
-            "<", ir.Constant(ir.VectorType(i64, L), list(range(L))),
-            _splat(builder, builder.sub(M, full), L))
+        left = builder.sub(M, full)  # the last, partial, block's columns
+        tail = builder.icmp_unsigned(  # its lanes j < left
+            "<", ir.Constant(ir.VectorType(i64, L), list(range(L))), _splat(builder, left, L))
         f = cgutils.alloca_once_value(builder, zero64)
         if not loss and wdw:  # the chunk's partial of dW, summed in place
             with cgutils.for_range(builder, builder.mul(M, i64(K))) as e:

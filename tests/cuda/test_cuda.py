@@ -98,7 +98,7 @@ import hashlib, sys
 import numpy as np
 sys.path[:0] = [{here!r}, {tests!r}]
 from test_cuda import draw, poisoned_run
-for N, K, M in ((45, 300, 20), (300, 20, 45)):   # a KC block of h and dx; SUM_ROWS of dW
+for N, K, M in ((20, 40, 9), (40, 9, 20)):   # past a KC block of h and dx; SUM_ROWS of dW
     out = poisoned_run(*draw(np.random.default_rng(N), N, K, M, np.float32))
     print(np.float64(out[0]).hex(), hashlib.sha256(b"".join(a.tobytes() for a in out[1:])).hexdigest())
 """
@@ -107,12 +107,15 @@ for N, K, M in ((45, 300, 20), (300, 20, 45)):   # a KC block of h and dx; SUM_R
 def test_slice_depth_leaves_the_bits():
     # BK (the shared slice's depth) sets how the sum over p is cut into slices, not its
     # order: the products' sums stay in KC (SUM_ROWS) blocks added in turn, so BK = 16
-    # gives BK = 8's bits (LOOPGRAD_CUDA_TUNE is read at import: a process of its own)
+    # gives BK = 8's bits (LOOPGRAD_CUDA_TUNE is read at import: a process of its own).
+    # KC and SUM_ROWS of 32 in both runs: blocks of 4 or 2 slices, the last one partial,
+    # at shapes the simulator runs in seconds (256 and 128 took it 40 s)
     here = pathlib.Path(__file__).parent
     code = _DIGEST.format(here=str(here), tests=str(here.parent))
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=dict(os.environ, LOOPGRAD_CUDA_TUNE=tune), timeout=600)
-            for tune in ("", "BK=16")]
+                           env=dict(os.environ, LOOPGRAD_CUDA_TUNE="KC=32,SUM_ROWS=32" + tune),
+                           timeout=600)
+            for tune in ("", ",BK=16")]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
     assert runs[0].stdout.count("\n") == 2 and runs[0].stdout == runs[1].stdout
 

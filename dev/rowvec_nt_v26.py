@@ -7,7 +7,8 @@ in a prange driver, the variants alternating in one process (dev/products_v26.md
     nob (dW row by row: no dw_block), blk (dw_block 32), perm (lanes by shuffles, no stack
     slot: slot_past 99; dev/products_v41.md 42f), one8 (float32 sums in one chain up to 8
     terms, as before 42g: THIN_ONE_CHAIN 8 while its driver compiles), parts (partial rows
-    stored as power-of-two parts, not masked: dev/products_v42.md 43a)
+    stored as power-of-two parts, not masked: dev/products_v42.md 43a), acr (float32 dW
+    along x's rows, row by row: dw_across, dev/products_v43.md 44b)
 """
 import sys, time
 import numpy as np
@@ -28,7 +29,8 @@ def knobs(name):
     pf = next((int(p[2:]) for p in parts if p.startswith("pf")), 0)
     return dict(stream="nt" in parts, pf=pf, narrow="nar" in parts,
                 dw_block=0 if "nob" in parts else 32 if "blk" in parts else dw,
-                slot_past=99 if "perm" in parts else 4, masked_store="parts" not in parts)
+                slot_past=99 if "perm" in parts else 4, masked_store="parts" not in parts,
+                dw_across="acr" in parts)
 
 
 def driver(r):

@@ -234,6 +234,30 @@ def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dty
                 assert np.array_equal(a, b), (bits, parallel, flags, skip)
 
 
+@pytest.mark.parametrize("K,M,want", [(8, 8, 7), (7, 11, 2)])  # 2: dW alone
+def test_row_vectors_dw_along_x_rows_has_the_blocks_bits(rng, K, M, want):
+    # AVX2's float32 rows of 5 to 8 inputs sum dW row by row along x's rows where the
+    # blocks' FMAs would be more (rowvec.dw_across, dev/products_v43.md 44b): the same
+    # products in the same order as the blocks', so their bits, whatever is asked; the
+    # blocks of 32 rows run across chunks of 37 and end in a partial one
+    from loopgrad.cpu import rowvec
+    assert rowvec.dw_across(K, M, 256) and not rowvec.dw_across(K, M, 512)
+    assert not rowvec.dw_across(5, 16, 256) and not rowvec.dw_across(13, 7, 256)
+    x, W, y = draw(rng, 1001, K, M, np.float32)
+    x[:40] = np.round(x[:40])  # ties
+    source = _skinny._source(K, M, 256, want, np.dtype(np.float32))
+    assert ", dw_across=True" in source
+    both = [_row_vector_kernels(want, np.float32, bits=256, tag=tag, K=K, M=M, edit=edit)
+            for tag, edit in (("ac", None), ("bk", lambda s: s.replace(", dw_across=True", "")))]
+    for parallel in (True, False):
+        got, ref = (k(parallel, x, W, y, 0.5, 37)[0] for k in both)
+        if want == 7:
+            assert_matches_torch(got, x, W, y, 0.5, form="sum")
+        assert got[0] == ref[0] and np.array_equal(got[2], ref[2]), parallel
+        for a, b in zip(got[1:], ref[1:]):
+            assert np.array_equal(a, b, equal_nan=True), parallel
+
+
 @pytest.mark.parametrize("K,M,dtype", [(8, 8, np.float32), (8, 4, np.float32),
                                        (4, 8, np.float64), (5, 7, np.float32),
                                        (16, 1, np.float32), (20, 1, np.float32),

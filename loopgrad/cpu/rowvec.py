@@ -23,8 +23,9 @@ partial row is stored as its power-of-two parts, not masked: VMASKMOVPS's store 
 AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v42.md 43a).
 Then:
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
-row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g.  Rows
-loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
+row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g (or its M
+column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
+`dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4 lanes x's row (float64)
 and g are stored to a stack slot and each lane broadcast from there (a load), where
 permutes from a register took the port the FMAs need (8×8 in cache: 14.4 → 12.0 ns a
 row); float32 x's lanes are broadcast from x itself.  x's and y's rows are prefetched
@@ -247,6 +248,21 @@ def dw_rows(K: int, M: int, vector_bits: int) -> int:
     return 32 if vector_bits == 256 and _padded(M) > 4 and K > 4 else 0
 
 
+def dw_across(K: int, M: int, vector_bits: int) -> bool:
+    """Whether float32 arithmetic's dW sums run row by row along x's rows (`row_vectors`'
+    dw_across) where `dw_rows` gives blocks: on 256-bit vectors with x's row one register
+    (5 ≤ K ≤ 8), where M FMAs a row (M accumulators of K lanes) are no more than the
+    blocks' K·(y's registers a row), which also broadcast x's K elements again and keep
+    both rows in buffers; g's broadcasts are the ones dx's sums take.  As AVX2 on Zen 4,
+    the intrinsic alone at 10⁶ rows, 2 threads: 8×8 5.17 → 4.84 ms, 8×5 4.47 → 3.83, 7×5
+    0.89×, 7×6 0.89×, 6×6 0.94×, 6×9 0.92×, 7×11 0.81×, 8×16 0.83–0.85×; where M FMAs
+    are more, level or slower (5×8 1.01–1.04×, 6×8 0.98×, 5×16 1.03–1.06×), as with x's
+    row in two registers (13×7 1.14×) and K ≤ 4's own rows, which share x's broadcasts
+    with h (4×8 1.08×; dev/products_v43.md 44b)."""
+    return (vector_bits == 256 and 4 < K <= WIDE and dw_rows(K, M, vector_bits) > 0
+            and M <= K * -(-_padded(M) // WIDE))
+
+
 def guarded(builder, f, W, size, sums=()):
     """f (a chunk's float64 Σ z²) where float32 sums of h, dx and dW cannot have overflowed
     where float64's would not, else NaN: f finite, 2·√f·max(‖W‖, 1) ≤ ½ float32's largest
@@ -275,7 +291,8 @@ def guarded(builder, f, W, size, sums=()):
 @functools.lru_cache(maxsize=None)
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
-                dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True):
+                dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
+                dw_across: bool = False):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's (see the
     module's doc); dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
     row by row; stream: the code that stores rows past the caches where `flags` asks;
@@ -285,7 +302,9 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     slot_past: rows longer than this broadcast their lanes from a stack slot, shorter ones
     by shuffles (the slot 1.2-1.3× faster at 8×8 on Zen 4 as on Intel: dev/products_v41.md
     42f); masked_store: a row that fills part of its vector stored by one masked store,
-    else as its power-of-two parts (4, 2, 1 lanes: 7 = 4 + 2 + 1)."""
+    else as its power-of-two parts (4, 2, 1 lanes: 7 = 4 + 2 + 1); dw_across: float32
+    arithmetic's dW sums row by row along x's rows, M accumulators of K lanes += g[n,m]·x's
+    row, g's broadcasts the ones dx takes (dw_block then for float64 arithmetic alone)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
@@ -312,8 +331,11 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         # dW's updates by blocks of rows: where asked, and always in float32 (its float32
         # sums then last one block, added in float64 after it)
         blk = dw_block or (NARROW_BLOCK if thin else 0)
-        blocked = bool(dw_block) and wdw and not loss  # x's and g's rows kept for dW
+        blocked = bool(dw_block) and wdw and not loss and not (thin and dw_across)
         stepped = thin and wdw and not loss and not blocked  # dW per row, float32 a block
+        # stepped along x's rows: dW's M rows of K lanes (dWᵀ's), g's broadcasts shared
+        # with dx's sums (the same products in the same order: the same bits)
+        turned = stepped and dw_across
 
         def vec(ptr, at, n):  # a pointer to the n elements of x's dtype at ptr[at]
             return builder.bitcast(builder.gep(ptr, [at]), ir.VectorType(et, n).as_pointer())
@@ -404,15 +426,18 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
         fs = [cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(d, hi - lo),
                                                              [0.0] * (hi - lo)))
               for lo, hi in fparts]
-        dW = [] if blocked else [cgutils.alloca_once_value(builder, zero) for _ in range(K)]
-        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vm64, [0.0] * Mp))
-                for _ in range(K)] if stepped else dW
+        vd, vd64 = (vk, ir.VectorType(d, Kp)) if turned else (vm, vm64)  # dW's accumulators
+        dzero = ir.Constant(vd, [0.0] * vd.count)
+        dW = [] if blocked else [cgutils.alloca_once_value(builder, dzero)
+                                 for _ in range(M if turned else K)]
+        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vd64, [0.0] * vd.count))
+                for _ in dW] if stepped else dW
 
         def flush():  # stepped: a block's float32 sums of dW added to the float64 ones
-            for k in range(K):
-                wide = builder.fpext(builder.load(dW[k]), vm64)
-                builder.store(builder.fadd(builder.load(dW64[k]), wide), dW64[k])
-                builder.store(zero, dW[k])
+            for acc, acc64 in zip(dW, dW64):
+                wide = builder.fpext(builder.load(acc), vd64)
+                builder.store(builder.fadd(builder.load(acc64), wide), acc64)
+                builder.store(dzero, acc)
         xslot, gslot = cgutils.alloca_once(builder, vk), cgutils.alloca_once(builder, vm)
         xd, gd = (builder.bitcast(v, ct.as_pointer()) for v in (xslot, gslot))
         # blocked: a block's rows of x and g (ct) for dW's sums after it, and those sums as
@@ -518,17 +543,19 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
                 nan = builder.select(drop_nan, zero, t)
                 g = relu_grad(builder, h, zero, t, tie, nan)
-            if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
+            if wdx or turned:  # g's lanes
                 if from_slot:
                     builder.store(g, gslot)
                     gs = [_load_volatile(builder, builder.gep(gd, [i64(m)]), csize)
                           for m in range(M)]
                 else:
                     gs = [lane(g, m) for m in range(M)]
+                gks = [splat(gm, Kp) for gm in gs]  # each for dx and dWᵀ
+            if wdx:  # dx[n,k] = Σ_m g[n,m]·W[k,m]
                 def dx_chain(ms):  # Σ_m g[n,m]·W[:,m] over ms, in their order
-                    c = builder.fmul(splat(gs[ms[0]], Kp), Wcol[ms[0]])
+                    c = builder.fmul(gks[ms[0]], Wcol[ms[0]])
                     for m in ms[1:]:
-                        c = madd(splat(gs[m], Kp), Wcol[m], c)
+                        c = madd(gks[m], Wcol[m], c)
                     return c
                 # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
                 s = split(dx_chain, M)
@@ -536,6 +563,9 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             if blocked:  # x's and g's rows kept for the block's dW sums
                 builder.store(xr, buffered(xbuf, slot, 0, vk), align=csize)
                 builder.store(g, buffered(gbuf, slot, 0, vm), align=csize)
+            elif turned:  # dWᵀ[m,k] += g[n,m]·x[n,k]
+                for m in range(M):
+                    builder.store(madd(gks[m], xr, builder.load(dW[m])), dW[m])
             elif wdw:  # dW[k,m] += x[n,k]·g[n,m]
                 for k in range(K):
                     builder.store(madd(xs[k], g, builder.load(dW[k])), dW[k])
@@ -558,7 +588,7 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             for m in range(M):
                 v = (lane(builder.load(dWh[m][k // HW]), k % HW) if across else
                      lane(builder.load(dWh[k][m // HW]), m % HW)) if blocked else \
-                    lane(builder.load(dW64[k]), m)
+                    lane(builder.load(dW64[m]), k) if turned else lane(builder.load(dW64[k]), m)
                 builder.store(v, builder.gep(dwp, [i64(k * M + m)]))
         sums = [builder.load(acc) for acc in fs]
 

@@ -296,7 +296,8 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
     return _ON_INTRINSICS.format(
         which=which, want=_want_name(want), bits=vector_bits, mod=name, deps=_digest(mod),
         bits_want=want, how=how, make=make, shape=shape, m_arg=arg, flags_arg=flags,
-        dw=(f", dw_block={dw}" + (", dw_lanes=8" if vector_bits >= 512 else "")) if dw else "",
+        dw=(f", dw_block={dw}" + (", dw_lanes=8" if vector_bits >= 512 else "") +
+            (", dw_across=True" if rowvec.dw_across(K, M, vector_bits) else "")) if dw else "",
         copy=", copy=False" if shuffled else "",
         # rows that fill part of a vector: AVX2's masked stores (VMASKMOVPS) cost AMD's Zen
         # far more than the row's parts as plain stores (as AVX2 on Zen 4 10⁶×6×6 7.3 →

@@ -9,7 +9,7 @@ the full call's f to float64 rounding, and now and then loopgrad.torch's op (f a
 backward) against `grads`' bits.  Prints FAIL lines and a count (dev/products_v40.md
 41a, 41b).
 
-    [ISA env: loopgrad.bench.isa.child_environment] python dev/fuzz_v40.py SEED SECONDS
+    [ISA env: loopgrad.bench.isa.child_environment] [KM=5:8,5:16] python dev/fuzz_v40.py SEED SECONDS
 """
 import os, sys, time, numpy as np, numba
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -36,6 +36,9 @@ def layout(a):
 while time.time() < t_end:
     dtype = [np.float32, np.float64][rng.integers(2)]
     K, M = logu(1, 700), logu(1, 700)
+    if os.environ.get("KM"):  # KM=5:8,5:16: K and M uniform in those ranges (44b's rows)
+        (k0, k1), (m0, m1) = (map(int, r.split(":")) for r in os.environ["KM"].split(","))
+        K, M = int(rng.integers(k0, k1 + 1)), int(rng.integers(m0, m1 + 1))
     cap = int(4e6 / max(K + M, 1))
     N = logu(1, max(1, min(300000, cap)))
     x = rng.standard_normal((N, K)); W = rng.standard_normal((K, M)); y = rng.standard_normal((N, M))

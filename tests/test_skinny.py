@@ -253,7 +253,7 @@ def test_row_vectors_dw_along_x_rows_has_the_blocks_bits(rng, K, M, want):
         got, ref = (k(parallel, x, W, y, 0.5, 37)[0] for k in both)
         if want == 7:
             assert_matches_torch(got, x, W, y, 0.5, form="sum")
-        assert got[0] == ref[0] and np.array_equal(got[2], ref[2]), parallel
+        assert got[0] == ref[0], parallel
         for a, b in zip(got[1:], ref[1:]):
             assert np.array_equal(a, b, equal_nan=True), parallel
 

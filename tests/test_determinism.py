@@ -69,3 +69,30 @@ def test_tiled_kernels_give_the_same_bits_on_one_thread_and_two(rng):
         assert not np.isnan(out[1][0])
         assert not any(np.isnan(np.frombuffer(a, np.float32)).any() for a in out[1][1:])
         assert all(out[1] == b for b in out.values()), (N, K, M, name)
+
+
+def test_general_rows_f_does_not_depend_on_where_arrays_lie(rng):
+    # the general rows (K = 0, float64 reruns, the generic entry) sum f under reassoc; a
+    # loop that also stores g and dy took LLVM's vector path or its scalar one by a run-time
+    # check of how far apart the arrays lie (its h and g scratch among them), so f's order
+    # followed the heap (918×0×8 float64: f's last bits moved call to call).  Outputs placed
+    # at several distances from y, and the heap stirred between calls: one f
+    from loopgrad.cpu import rows
+    for N, K, M in ((918, 0, 8), (301, 3, 37), (64, 0, 16)):
+        x, W, y = draw(rng, N, K, M, np.float64)
+        cr, nch, stride = rows.plan(N, K, M)
+        seen = set()
+        kern = rows.kernel("grads", np.float64, False)
+        for gap in (0, 1, 2, 3, 5, 8, 16, 64):
+            block = np.empty(N * M + gap + N * M)  # dy right after a copy of y
+            yy = block[:N * M].reshape(N, M)
+            yy[:] = y
+            dy = block[N * M + gap:].reshape(N, M)
+            stir = [np.empty(m) for m in range(1, 40, gap + 1)]  # the heap moved
+            f = kern(np.empty((N, K)), np.empty((K, M)), dy, rows.partials_buffer(nch, stride),
+                     x, W, yy, 0.0, cr, WANT_ALL)
+            f0 = rows.kernel("loss", np.float64, False)(
+                rows.partials_buffer(nch, rows.CACHE_LINE // 8), x, W, yy, cr)
+            seen |= {f.hex(), f0.hex()}
+            del stir
+        assert len(seen) == 1, (N, K, M, seen)

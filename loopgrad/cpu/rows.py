@@ -6,7 +6,8 @@ N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
     g = 2·z·relu'(h)    dx = g·Wᵀ    dW = xᵀ·g    dy = −2·z
 
 One fused pass over the rows: each row's h, z and g live in two length-M
-float64 scratch vectors, never as N×M arrays.  Rows are split into chunks
+float64 scratch vectors, never as N×M arrays; f in M partial sums (column m's
+over the chunk's rows in order), added after them.  Rows are split into chunks
 whose size depends only on the shape (see `plan`), never on the thread count.
 Each chunk writes its own rows of dx and dy and its own float64 partial of dW
 and f; the partials are then summed in chunk order (chunks.py's drivers, which
@@ -128,6 +129,12 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want)
     M = np.uint64(W.shape[1])
     h = np.empty(W.shape[1], np.float64)
     g = np.empty(W.shape[1], np.float64)
+    # f in M partial sums, column m's over the rows in order, added after the rows: an
+    # element's sum needs no reassociation.  A sum over m inside the row loop, which also
+    # stores g and dy, took LLVM's vector path (another order of f's terms) or its scalar
+    # one by a run-time check of how far apart h, g, y and dy lay: f's bits followed the
+    # heap (918×0×8 float64: its last bits moved call to call; tests/test_determinism.py)
+    fm = np.zeros(W.shape[1], np.float64)
     sink = np.empty(W.shape[1], dy.dtype)  # dy's row where dy is not wanted
     if want & WANT_DW:
         for i in range(K * M):
@@ -140,7 +147,7 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want)
             hm = h[m]
             r = 0.0 if hm < 0.0 else hm
             z = r - y[n, m]
-            f += z * z
+            fm[m] += z * z
             g[m] = relu_backward(hm, z, relu_grad_at_zero)
             d[m] = -2.0 * z
         # forward h[n,m] += x[n,k]·W[k,m]  →  dx[n,k] += g[n,m]·W[k,m],  dW[k,m] += x[n,k]·g[n,m]
@@ -156,6 +163,8 @@ def _chunk_grads(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, want)
                 base = k * M
                 for m in range(M):
                     dW_part[base + m] += xk * g[m]
+    for m in range(M):  # a loop that stores nothing: its order is M's alone
+        f += fm[m]
     return f
 
 

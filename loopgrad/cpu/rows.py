@@ -184,8 +184,8 @@ def _grads_rows(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop, K, M, 
 
 def _loss_rows(x, W, y, start, stop, K, M):
     # the grads chunk asked for no gradient: f's sum is the same code as every grads call's,
-    # so the same bits (with reassoc LLVM had vectorized a loss loop's own sum another way: as
-    # AVX2 300×0×70's f differed in its last bit, dev/products_v42.md 43f)
+    # so the same bits (a loss loop of its own had given AVX2's 300×0×70 another last bit,
+    # dev/products_v42.md 43f; most likely 44e's heap-dependent order, dev/products_v43.md)
     n = np.intp(stop)
     return _chunk_grads(carray(x, (0, K)), np.empty(0), carray(y, (0, M)), carray(x, (n, K)),
                         carray(W, (K, M)), carray(y, (n, M)), 0.0, start, stop, 0)

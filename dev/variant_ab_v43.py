@@ -14,7 +14,6 @@ rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 31
 DT = np.dtype(os.environ.get("DTYPE", "float32")).type
 forced = os.environ.get("VARIANT")
 if forced:
-    _own = tiled.variant
     tiled.variant = lambda K, M, dtype, isa=None: forced
     tiled._plan.cache_clear()
 rng = np.random.default_rng(0)

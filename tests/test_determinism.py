@@ -82,17 +82,16 @@ def test_general_rows_f_does_not_depend_on_where_arrays_lie(rng):
         x, W, y = draw(rng, N, K, M, np.float64)
         cr, nch, stride = rows.plan(N, K, M)
         seen = set()
-        kern = rows.kernel("grads", np.float64, False)
+        grads, loss = (rows.kernel(name, np.float64, False) for name in ("grads", "loss"))
         for gap in (0, 1, 2, 3, 5, 8, 16, 64):
             block = np.empty(N * M + gap + N * M)  # dy right after a copy of y
             yy = block[:N * M].reshape(N, M)
             yy[:] = y
             dy = block[N * M + gap:].reshape(N, M)
             stir = [np.empty(m) for m in range(1, 40, gap + 1)]  # the heap moved
-            f = kern(np.empty((N, K)), np.empty((K, M)), dy, rows.partials_buffer(nch, stride),
-                     x, W, yy, 0.0, cr, WANT_ALL)
-            f0 = rows.kernel("loss", np.float64, False)(
-                rows.partials_buffer(nch, rows.CACHE_LINE // 8), x, W, yy, cr)
+            f = grads(np.empty((N, K)), np.empty((K, M)), dy, rows.partials_buffer(nch, stride),
+                      x, W, yy, 0.0, cr, WANT_ALL)
+            f0 = loss(rows.partials_buffer(nch, rows.CACHE_LINE // 8), x, W, yy, cr)
             seen |= {f.hex(), f0.hex()}
             del stir
         assert len(seen) == 1, (N, K, M, seen)

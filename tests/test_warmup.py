@@ -84,9 +84,10 @@ def test_units_cover_every_family():
     assert tiles and all(t.startswith("float32") for t in tiles)
     assert ("rows", ("float32",)) in units and ("row drivers", ("float32",)) in units
     # float64's rows with y in 16 lanes stop at K = 14 (rowvec.Y_LONG_K): its units for K = 15,
-    # 16 at M = 9 to 16 name float32 alone (on AVX2 at M = 14 to 16: Y_LONG_M256); where float32 alone takes the dot products (9×3
-    # with AVX-512), one unit holds both dtypes' modules, float32's rowdots.py's and float64's
-    # rowvec.py's, and float64's dot products have a unit of their own at their first K
+    # 16 at M = 9 to 16 name float32 alone (on AVX2 at M = 14 to 16: Y_LONG_M256); where
+    # float32 alone takes the dot products (9×3 with AVX-512), one unit holds both dtypes'
+    # modules, float32's rowdots.py's and float64's rowvec.py's, and float64's dot products
+    # have a unit of their own at their first K
     both = [u for u in cpu.warm_units() if u[0] == "skinny"]
     assert [u[1:4] for u in both if u[1] == ("float32",) and u[3] > 8] == \
         [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512] + \

@@ -28,11 +28,12 @@ column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
 `dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4
 lanes x's row (float64) and g are stored to a stack slot and each lane broadcast from
 there (a load), where permutes from a register took the port the FMAs need (8×8 in
-cache: 14.4 → 12.0 ns a row); float32 x's lanes are broadcast from x itself.  x's and y's rows are prefetched
-PF_BYTES ahead; where a call asks (the STREAM bit of `flags`, loopgrad.cpu.streams) dx's
-and dy's rows go past the caches, where a row is a multiple of 16 bytes and the array
-starts on 16 bytes (dev/products_v26.md 27a), a row that fills part of its vector as its
-16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md 34c).  Float32 rows of
+cache: 14.4 → 12.0 ns a row); float32 x's lanes are broadcast from x itself.  x's and
+y's rows are prefetched PF_BYTES ahead; where a call asks (the STREAM bit of `flags`,
+loopgrad.cpu.streams) dx's and dy's rows go past the caches, where a row is a multiple of
+16 bytes and the array starts on 16 bytes (dev/products_v26.md 27a), a row that fills
+part of its vector as its 16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md
+34c).  Float32 rows of
 17 to 24 in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at
 12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b).
 

@@ -508,6 +508,84 @@ def test_micro_kernel_with_live_vectors_is_the_tile_of_zero_padding(rng, T, MR, 
         intrinsics.microkernel(T, MR, NR, VW, stream=True, live=1)
 
 
+def test_tails_pad_the_fewest_vector_fmas():
+    # tiled.tails: the last panels' kernels of each tile of the table, where 256-bit FMAs
+    # cost a 512-bit one (Intel, Zen 5) and where they cost half (Zen 4:
+    # machine.splits_512); a last panel's kernel is the first whose columns hold it
+    want = {("float32", False): ((16, 16, 1),),
+            ("float32", True): ((8, 8, 1), (16, 16, 1), (24, 8, 3)),
+            ("float32-narrow", False): (), ("float32-narrow", True): ((8, 8, 1),),
+            ("float64", False): ((8, 8, 1), (16, 8, 2), (24, 8, 3)),
+            ("float64", True): ((8, 8, 1), (16, 8, 2), (24, 8, 3)),
+            ("float64-narrow", False): ((8, 8, 1),),
+            ("float64-narrow", True): ((4, 4, 1), (8, 8, 1), (12, 4, 3))}
+    e = machine.TABLE["avx512"]
+    for (v, halves), kinds in want.items():
+        t = e.tiles[v]
+        VW = _tiled._lanes(e, v.split("-")[0], t.NR)
+        assert _tiled.tails(t.MR, t.NR, VW, e.registers, halves) == kinds, (v, halves)
+    # the AVX2 entry's tiles keep their half (8 columns of 16; 4 of 8) alone
+    assert _tiled.tails(6, 16, 8, 16, False) == ((8, 8, 1),)
+    assert _tiled.tails(6, 8, 4, 16, False) == ((4, 4, 1),)
+    assert _tiled.tails(12, 4, 4, 16, False) == ()
+    # one kernel at most: the half, which saves the most over the widths; and none that
+    # needs more accumulators than registers (10·3 + 3 + 1 > 32)
+    assert _tiled.tails(8, 32, 16, 32, True, most=1) == ((16, 16, 1),)
+    assert _tiled.tails(10, 32, 16, 32, True) == ((8, 8, 1), (16, 16, 1))
+    from llvmlite import binding as ll
+    import unittest.mock as mock
+    for name, split in (("znver4", True), ("znver5", False), ("znver3", False),
+                        ("sapphirerapids", False), ("neoverse-v2", False)):
+        with mock.patch.object(ll, "get_host_cpu_name", lambda n=name: n):
+            assert machine.splits_512.__wrapped__() is split, name
+
+
+def _mkt_runner(T, MR, NR, tails):
+    from numba import njit, types as nt
+
+    mkt = intrinsics.tail_kernel(T, MR, NR, tails)
+    A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
+    I = nt.int64
+
+    @njit(nt.void(I, I, A1, I, I, I, A1, I, I, A1, I, I))
+    def run(ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
+        mkt(ncol, kc, intrinsics.pointer(A), ao, lda, ldi, intrinsics.pointer(B), bo, ldb,
+            intrinsics.pointer(C), co, ldc)
+    return run
+
+
+@pytest.mark.parametrize("T,MR,NR,VW,tails", [
+    ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))])
+def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, tails):
+    # mkt(ncol, ...) for every ncol up to its widest tail: B's columns from ncol to the
+    # chosen kernel's live columns zeros (W's packs' padding), past them NaN (never read);
+    # the tile bitwise the full kernel's over B with zeros past ncol, +0.0 past ncol
+    kc, ldc, co = 29, NR + 3, NR + 4
+    mkt, full = _mkt_runner(T, MR, NR, tails), _mk_runner(T, MR, NR, VW)
+    A = rng.standard_normal(kc * MR).astype(T)
+    A[::5] = 0.0
+    for ncol in range(1, tails[-1][0] + 1):
+        live = next(c for c, _, _ in tails if c >= ncol)
+        B = rng.standard_normal((kc, NR)).astype(T)
+        B[:, ncol:live], B[:, live:] = 0.0, np.nan
+        C = np.full(co + MR * ldc + NR, np.nan, T)
+        mkt(ncol, kc, A, 0, MR, 1, B.reshape(-1), 0, NR, C, co, ldc)
+        Bz = np.where(np.isnan(B), 0, B).astype(T)
+        Cz = np.full(MR * NR, np.nan, T)
+        full(kc, A, 0, MR, 1, Bz.reshape(-1), 0, NR, Cz, 0, NR)
+        got = np.array([C[co + i * ldc:co + i * ldc + NR] for i in range(MR)])
+        assert np.array_equal(got, Cz.reshape(MR, NR)), ncol
+        assert not np.signbit(got[:, ncol:]).any() and not got[:, ncol:].any(), ncol
+        outside = np.ones(C.shape, bool)
+        for i in range(MR):
+            outside[co + i * ldc:co + i * ldc + NR] = False
+        assert np.isnan(C[outside]).all(), ncol
+    for bad in ((), ((16, 16, 1), (8, 8, 1)), ((8, 4, 1),)):
+        with pytest.raises(ValueError, match="tails"):
+            intrinsics.tail_kernel(T, MR, NR, bad)
+
+
 @pytest.mark.parametrize("T", ["float32", "float64"])
 @pytest.mark.parametrize("n,parts", [(32, False), (16, False), (8, False), (6, False),
                                      (32, True), (16, True), (8, True)])

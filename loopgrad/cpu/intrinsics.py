@@ -44,7 +44,9 @@ microkernel(T, MR, NR, VW): the tiled kernels' micro-kernel for one tile, an
     the tile's rows are whole cache lines and start on one, in 16-byte parts where they
     start 16 bytes past one and lie end to end (ldc = NR), else as mk.
     microkernel(..., live=n) sums only the first n vectors of each tile row and stores
-    the others as zeros: a last panel of W that is padding past them (tiled.py's mkh).
+    the others as zeros: a last panel of W that is padding past them.  tail_kernel(T,
+    MR, NR, tails) gives mkt(ncol, ...), such a kernel picked by the panel's live
+    columns from a few (tiled.tails: fewer vectors, or narrower ones).
 
 copier(T, n): cp(dst, do, src, so) copies n elements as one vector load and store (with
 masked=True, cpn(..., count) stores only the first count of them), line_streamer(T):
@@ -667,16 +669,9 @@ def epilogue(T: str, piece: int = 0, parts: bool = False):
     return epi
 
 
-@functools.lru_cache(maxsize=None)
-def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: int = 0):
-    """The micro-kernel intrinsic for an MR×NR tile of dtype name T, VW lanes a vector (see
-    the module's doc); VW must divide NR.  stream=True: one more argument, a boolean, that
-    asks for the tile's stores to go past the caches (non-temporal), which they do where
-    the tile's rows are whole cache lines (NR elements a multiple of 64 bytes; C[co] and
-    ldc aligned to them).  live = n (0 < n < NR/VW): only the tile's first n vectors of
-    each row are summed (B's others never read), the rest stored as zeros: the whole
-    tile as mk stores it where those columns of B are zero, for a panel's last columns
-    past the data (the padding that W's packs fill with zeros)."""
+def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int):
+    # microkernel's code generator: codegen(context, builder, sig, args) writes the tile's
+    # loop and stores for args (kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc[, streamed])
     if NR % VW:
         raise ValueError(f"VW must divide NR, got NR = {NR}, VW = {VW}")
     nbt = {"float32": types.float32, "float64": types.float64}[T]
@@ -684,7 +679,6 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: i
     if not 0 <= live < NV or live and stream:
         raise ValueError(f"live must be 0 or below NR/VW = {NV}, and not streamed, got {live}")
     NL = live or NV  # the vectors summed
-    I, P = types.int64, types.CPointer(nbt)
 
     def codegen(context, builder, sig, args):
         kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc = args[:11]
@@ -739,6 +733,22 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: i
         _stream_choice(builder, ok, parts, stores)
         return context.get_dummy_value()
 
+    return codegen
+
+
+@functools.lru_cache(maxsize=None)
+def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: int = 0):
+    """The micro-kernel intrinsic for an MR×NR tile of dtype name T, VW lanes a vector (see
+    the module's doc); VW must divide NR.  stream=True: one more argument, a boolean, that
+    asks for the tile's stores to go past the caches (non-temporal), which they do where
+    the tile's rows are whole cache lines (NR elements a multiple of 64 bytes; C[co] and
+    ldc aligned to them).  live = n (0 < n < NR/VW): only the tile's first n vectors of
+    each row are summed (B's others never read), the rest stored as zeros: the whole
+    tile as mk stores it where those columns of B are zero, for a panel's last columns
+    past the data (the padding that W's packs fill with zeros)."""
+    codegen = _microkernel_ir(T, MR, NR, VW, stream, live)
+    I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
+
     if stream:
         @intrinsic
         def mks(typingctx, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc, streamed):
@@ -749,3 +759,38 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: i
     def mk(typingctx, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
         return types.void(I, P, I, I, I, P, I, I, P, I, I), codegen
     return mk
+
+
+@functools.lru_cache(maxsize=None)
+def tail_kernel(T: str, MR: int, NR: int, tails: tuple):
+    """mkt(ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc): the MR×NR tile of a last panel
+    of W with ncol live columns (the rest zeros), as microkernel(T, MR, NR, VW, live=n) of
+    the first of `tails` ((columns, VW, n), columns ascending, each n·VW) with columns ≥
+    ncol, the last one's where none has: mk's tile, bitwise (each element's sum is the
+    same chain of FMAs whatever the vector), from fewer or narrower vectors (tiled.tails)."""
+    if not tails or list(tails) != sorted(tails) or any(c != vw * n for c, vw, n in tails):
+        raise ValueError(f"tails: (columns, VW, live) with columns = VW·live, ascending, "
+                         f"got {tails!r}")
+    gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n)) for c, vw, n in tails]
+    I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
+
+    def codegen(context, builder, sig, args):
+        ncol, rest = args[0], args[1:]
+
+        def emit(k):  # the tails from k on: the first whose columns hold ncol
+            if k == len(gens) - 1:
+                gens[k][1](context, builder, sig, rest)
+                return
+            fits = builder.icmp_signed("<=", ncol, ir.Constant(ncol.type, gens[k][0]))
+            with builder.if_else(fits) as (then, other):
+                with then:
+                    gens[k][1](context, builder, sig, rest)
+                with other:
+                    emit(k + 1)
+        emit(0)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def mkt(typingctx, ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):
+        return types.void(I, I, P, I, I, I, P, I, I, P, I, I), codegen
+    return mkt

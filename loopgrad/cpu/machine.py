@@ -160,6 +160,24 @@ def short_rows_stream() -> bool:
     return not ll.get_host_cpu_name().startswith(SHORT_ROWS_CACHED)
 
 
+# CPUs (the host's LLVM name) that run each 512-bit vector operation as two 256-bit halves,
+# so that a 256-bit FMA costs half a 512-bit one: AMD's Zen 4.  There the tiled kernels'
+# last panels of W also take 256-bit tails (tiled.tails): on the Zen 4 guest, in L1, an
+# 8-row tile's step over 8 live columns 8.0 → 4.8 cycles as 256-bit vectors, over 24
+# 14.9 → 11.9 (dev/products_v44.md 45a).  Zen 5 (full 512-bit pipes) and Intel's run a
+# 256-bit FMA at a 512-bit one's cost.
+SPLIT_512 = ("znver4",)
+
+
+@functools.lru_cache(maxsize=1)
+def splits_512() -> bool:
+    """Whether the host CPU (its LLVM name, not the one Numba may be told to compile for)
+    runs a 512-bit vector operation as two 256-bit halves: SPLIT_512."""
+    from llvmlite import binding as ll
+
+    return ll.get_host_cpu_name() in SPLIT_512
+
+
 def entry() -> Entry:
     """The table entry the kernels use on this machine (LOOPGRAD_CPU_ISA forces one)."""
     return TABLE[target()["entry"]]

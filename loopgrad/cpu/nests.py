@@ -21,7 +21,7 @@ from numba import njit, prange, types as nt
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
-                                      prefetch, prefetch_l2, transposer)
+                                      prefetch, prefetch_l2, tail_kernel, transposer)
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -47,8 +47,15 @@ G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
-HALF = 16  # columns of mkh's live vectors (0: no such kernel, mkh is mk)
-mkh = microkernel("float32", MR, NR, 16, live=1)
+TAILS, TAIL = ((16, 16, 1),), 16  # the last panels' kernels (TAIL 0: none, mkt is mk)
+mkt = tail_kernel("float32", MR, NR, TAILS)
+
+
+@njit(nt.int64(nt.int64), nogil=True, cache=True)
+def tail_cols(n):
+    return 16 if n <= 16 else NR
+
+
 epi = epilogue("float32", NR, parts=False)
 cpr, cpm = copier("float32", NR), copier("float32", MR)
 cpn = copier("float32", NR, masked=True, parts=False)
@@ -295,10 +302,11 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                             ya = (r0 + ir * MR + i + PF_Y) * M + col0
                             for q in range(0, col1 - col0, LINE):
                                 prefetch_l2(y, ya + q)
-                    # a last panel of at most HALF columns: its live half alone (the
+                    # a last panel of at most TAIL columns: its live columns alone (the
                     # rest of W's panel is padding, zeros: the same tile)
-                    if col1 - jr * NR <= HALF:
-                        mkh(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
+                    if TAIL and col1 - jr * NR <= TAIL:
+                        mkt(col1 - jr * NR, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR,
+                            C, c0, ldc)
                     else:
                         mk(kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, C, c0, ldc)
                 if cut == 0:
@@ -366,8 +374,8 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
                 # the tile's last (M ≤ KC): a later block would read it back
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
-                if ncol <= HALF:  # a last panel of at most HALF columns: its live half
-                    mkh(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, Ct, 0, NR)
+                if TAIL and ncol <= TAIL:  # a last panel of at most TAIL columns
+                    mkt(ncol, kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, Ct, 0, NR)
                 else:
                     mks(kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, C, c0, ldc,
                         stream and straight and kc == M)
@@ -418,8 +426,8 @@ def flush(D2, S2, d0, nd):
 def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, q1):
     # part[k, :] += Σ_{n0≤n<n1} x[n,k]·g[n−n0, :] for k in [k0, k0+krows):
     # dW[k,m] += x[n,k]·g[n,m], in T over blocks of KC rows, in float64 across them
-    # (g's rows ldg elements apart, part's Mp; a last panel of at most HALF columns of M
-    # by its live half, its other columns of part, never read, left as they are).
+    # (g's rows ldg elements apart, part's Mp; a last panel of at most TAIL columns of M
+    # by its live columns, its other columns of part, never read, left as they are).
     # y, q0, q1: rows [q0, q1) of x and y asked for into L2, a share before each call
     # (`ask_next`: the next block's, where no dx_block does), at most PF_SHARE lines a call
     # (these blocks have few calls: dev/products_v37.md 38a)
@@ -441,8 +449,8 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
             for ir in range(whole):
                 ask_next(x, y, K, M, q0, nxl, nyl, call, share)
                 call += 1
-                if M - jr * NR <= HALF:
-                    mkh(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
+                if TAIL and M - jr * NR <= TAIL:
+                    mkt(M - jr * NR, kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 else:
                     mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + ir * MR) * Mp + jr * NR, Mp, Ct, MR)
@@ -460,12 +468,13 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
 def dw_transposed(K, M):
     # whether the fused kernel sums dW as dWᵀ = gᵀ·x (dw_block_t): tiles of MR m's × NR
     # k's, where that pads fewer products than dw_block's MR k's × NR m's (M of 17 to 24 on
-    # the 8×32 tile: 24 rows of m for 32 columns), and K is whole panels of NR, so that x
+    # the 8×32 tile where its last panel sums all 32 columns: 24 rows of m for 32; not where
+    # it sums 24, tiled.tails), and K is whole panels of NR, so that x
     # read in place as B never reads past a row (dev/products_v34.md 35d)
     if K % NR != 0 or M % NR == 0:
         return False
     Mp = (M + NR - 1) // NR * NR
-    live = Mp - NR + (HALF if HALF and M - (Mp - NR) <= HALF else NR)  # dw_block's columns
+    live = Mp - NR + tail_cols(M - (Mp - NR))  # dw_block's columns
     return (M + MR - 1) // MR * MR < live
 
 

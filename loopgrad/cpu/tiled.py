@@ -57,6 +57,7 @@ compiles as before, whether numba was imported before loopgrad or after.
 
 import functools
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -78,7 +79,7 @@ from numba import njit, prange, types as nt
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
-                                      prefetch, prefetch_l2, transposer)
+                                      prefetch, prefetch_l2, tail_kernel, transposer)
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}
@@ -141,12 +142,22 @@ _MK = """
 mk = microkernel("{T}", MR, NR, {VW})
 # the same with one more argument: store the tile past the caches (dx, where it is streamed)
 mks = microkernel("{T}", MR, NR, {VW}, stream=True)
-# a panel's first half alone (its live vectors; the rest stored as zeros), for a last
-# panel of at most HALF columns, in the fused kernel's products (h's rows of x in place, dx,
-# dW): at 10⁵×24×40 the 8×32 tile's second panel is 8 columns of 32 (dev/products_v23.md
-# 24b); HALF 0 where a row of the tile is one vector (mkh is then mk, never called)
-HALF = {HALF}
-mkh = microkernel("{T}", MR, NR, {VW}, live={LIVE}) if HALF else mk
+# a last panel of W of at most TAIL columns (the rest of it zeros, padding past M or K),
+# in the fused kernel's products (h's rows of x in place, dx, dW): the tile from its
+# live columns alone, in fewer vectors or narrower ones, by TAILS' (columns, lanes, live
+# vectors) (intrinsics.tail_kernel, tiled.tails): at 10⁵×24×40 the 8×32 tile's second
+# panel is 8 columns of 32 (dev/products_v23.md 24b); TAILS () and TAIL 0: none (mkt is
+# mk; each call sits under `if TAIL and ...`, which Numba prunes before typing)
+TAILS, TAIL = {TAILS!r}, {TAIL}
+mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk
+
+
+@njit(nt.int64(nt.int64), nogil=True, cache=True)
+def tail_cols(n):
+    # the columns mkt sums for a last panel of n columns (NR past TAIL)
+    return {TAIL_COLS}
+
+
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
 # g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
 # rows, or by NR-column panels (its `pstr` argument)
@@ -202,7 +213,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, mkh, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, "
+_SHARED = ("mk, mks, mkt, TAIL, tail_cols, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, "
            "pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, count_nonfinite, "
            "decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, put_share")
 
@@ -222,8 +233,12 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          deps=_deps_digest())
     if part == "common":
         VW = _lanes(entry, T, NR)
-        live = NR // VW // 2 if NR // VW % 2 == 0 else 0
-        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", HALF=live * VW, LIVE=live,
+        kinds = tails(MR, NR, VW, entry.registers,
+                      entry.vector_bits == 512 and machine.splits_512())
+        cols = " else ".join(f"{c} if n <= {c}" for c, _, _ in kinds)
+        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TAILS=kinds,
+                          TAIL=kinds[-1][0] if kinds else 0,
+                          TAIL_COLS=f"{cols} else NR" if kinds else "NR",
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:
@@ -250,6 +265,36 @@ def _serial(part_src: str) -> str:
     name = m.group(1)
     return "\n\n" + part_src[m.start():].replace(f"{name}_parallel(", f"{name}_serial(", 1) \
         .replace("prange(", "range(")
+
+
+def tails(MR: int, NR: int, VW: int, registers: int, halves: bool, most: int = 3) -> tuple:
+    """The kernels of a last panel of W that holds 1 to NR − 1 live columns (the rest
+    padding): `intrinsics.tail_kernel`'s ((columns, lanes, live vectors), ...), at most
+    `most` of them, those that, for each column count, sum the fewest vector FMAs a step
+    of the tile, in total over the counts.  Candidates: n live vectors of VW lanes, and
+    where `halves` (a 512-bit entry on a CPU that runs each 512-bit operation as two
+    256-bit halves: machine.splits_512) of VW/2 lanes, each FMA then half a VW-lane one's;
+    a kernel's MR·n accumulators, n vectors of B and a broadcast within `registers`.  An
+    8×32 float32 tile takes its half (16 columns) everywhere, and on such a CPU also 8
+    columns and 24 columns of 256-bit vectors; ties go to the wider vectors."""
+    lanes = (VW, VW // 2) if halves and VW % 2 == 0 else (VW,)
+    cands = [(n * vw, vw, n, n * vw / VW if halves else n) for vw in lanes
+             for n in range(1, NR // vw) if MR * n + n + 1 <= registers]
+    full = (NR, VW, 0, NR // VW)
+
+    def best(kinds, c):  # the cheapest of kinds (and the whole tile) that holds c columns
+        return min((k for k in kinds + [full] if k[0] >= c), key=lambda k: (k[3], -k[1]))
+
+    chosen, total = [], sum(best([], c)[3] for c in range(1, NR))
+    for size in range(1, most + 1):
+        for kinds in itertools.combinations(cands, size):
+            t = sum(best(list(kinds), c)[3] for c in range(1, NR))
+            if t < total:
+                chosen, total = list(kinds), t
+    used = sorted({best(chosen, c) for c in range(1, NR)} - {full})
+    for c in range(1, NR):  # the first that holds c columns is the cheapest (tail_kernel)
+        assert next((k for k in used if k[0] >= c), full) == best(chosen, c)
+    return tuple((c, vw, n) for c, vw, n, _ in used)
 
 
 def _lanes(entry: machine.Entry, T: str, NR: int) -> int:

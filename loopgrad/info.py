@@ -11,6 +11,9 @@ import os
 import platform
 import sys
 
+# the kernel table's line where 512-bit vectors run as two 256-bit halves (machine.splits_512)
+HALVES = "; 512-bit operations as 256-bit halves: the tiles' last panels in 256-bit tails"
+
 
 def _version(dist: str) -> str:
     try:
@@ -78,7 +81,7 @@ def report() -> dict:
         "platform": f"{platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()})",
         "CPU": f"LLVM {m['llvm_cpu']}, vector ISA {m['isa']}",
         "kernel table": f"entry {m['table_entry']}{forced}: {m['vector_bits']}-bit vectors, "
-                        f"tiles {tiles}",
+                        f"tiles {tiles}" + (HALVES if m["halves_512"] else ""),
         "caches": caches.describe(caches.geometry()),
         "packages": ", ".join(f"{d} {_version(d)}" for d in
                               ("numpy", "numba", "llvmlite", "torch", "numba-cuda", "dask")),

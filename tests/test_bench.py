@@ -397,6 +397,8 @@ def test_markdown_and_plot(capsys, tmp_path):
     m = machine.summary()
     assert f"(LLVM `{m['llvm_cpu']}`, {m['isa']})" in out
     assert f"- loopgrad's kernels: machine-table entry {m['table_entry']}" in out
+    kernels = next(ln for ln in out.splitlines() if ln.startswith("- loopgrad's kernels:"))
+    assert kernels.endswith("(last panels in 256-bit tails)") is m["halves_512"]
     lines = [line for line in out.splitlines() if line.startswith("| 6×2×2") or
              line.startswith("| 40×3×2")]
     assert len(lines) == 4 and all(line.split(" | ")[3] == "ok" for line in lines)

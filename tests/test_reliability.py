@@ -179,4 +179,7 @@ def test_info_command():
     assert f"CPU:                LLVM {m['llvm_cpu']}, vector ISA {m['isa']}" in out
     forced = " (forced by LOOPGRAD_CPU_ISA)" if m["table_forced"] else ""  # the tests run forced too
     assert f"kernel table:       entry {m['table_entry']}{forced}: {m['vector_bits']}-bit vectors" in out
+    # 512-bit operations as 256-bit halves (Zen 4, a 512-bit entry): said on that line alone
+    line = next(ln for ln in out.splitlines() if ln.startswith("kernel table:"))
+    assert line.endswith("256-bit tails") is m["halves_512"], line
     assert "layer:  None" not in out

@@ -276,7 +276,9 @@ def markdown(record, plot=None) -> str:
         f"- loopgrad's kernels: machine-table entry {m.get('table_entry')}"
         f"{' (forced by LOOPGRAD_CPU_ISA)' if m.get('table_forced') else ''}, "
         f"{m.get('vector_bits')}-bit vectors, tiles "
-        + ", ".join(f"{k} {v}" for k, v in (m.get("tiles") or {}).items()),
+        + ", ".join(f"{k} {v}" for k, v in (m.get("tiles") or {}).items())
+        + ("; 512-bit operations as 256-bit halves (last panels in 256-bit tails)"
+           if m.get("halves_512") else ""),
         f"- Threads: Numba {t['numba']} ({t['numba_threading_layer']}), torch {t['torch']}, "
         f"NumPy's BLAS {t['blas']}",
         f"- NumPy's BLAS: {_blas_line(record)}",

@@ -185,9 +185,12 @@ def entry() -> Entry:
 
 def summary() -> dict:
     """The facts a benchmark figure needs to name its machine: LLVM's CPU name, the ISA, the
-    table entry in use (and whether LOOPGRAD_CPU_ISA forced it), its vector width and tiles."""
+    table entry in use (and whether LOOPGRAD_CPU_ISA forced it), its vector width and tiles,
+    and whether its 512-bit vectors run as 256-bit halves here (halves_512: `splits_512`,
+    for a 512-bit entry; the tiles' last panels then also take 256-bit vectors)."""
     t = target()
     e = TABLE[t["entry"]]
     tiles = {k: f"{v.MR}x{v.NR}" for k, v in e.tiles.items()}
     return dict(llvm_cpu=t["cpu_name"], isa=t["isa"], table_entry=t["entry"],
-                table_forced=t["forced"], vector_bits=e.vector_bits, tiles=tiles)
+                table_forced=t["forced"], vector_bits=e.vector_bits, tiles=tiles,
+                halves_512=e.vector_bits == 512 and splits_512())

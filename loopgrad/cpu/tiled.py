@@ -213,9 +213,10 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, mkt, TAIL, tail_cols, epi, epilogue_rows, tile_add, tile_out, pack_a, pack_at, "
-           "pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, count_nonfinite, "
-           "decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, put_share")
+_SHARED = ("mk, mks, mkt, TAIL, tail_cols, epi, epilogue_rows, tile_add, tile_out, pack_a, "
+           "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
+           "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, "
+           "put_share")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:

@@ -49,13 +49,7 @@ mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
 TAILS, TAIL = ((16, 16, 1),), 16  # the last panels' kernels (TAIL 0: none, mkt is mk)
 mkt = tail_kernel("float32", MR, NR, TAILS)
-
-
-@njit(nt.int64(nt.int64), nogil=True, cache=True)
-def tail_cols(n):
-    return 16 if n <= 16 else NR
-
-
+HALF = 16  # half a tile row's vectors, for dw_transposed (0: a row is one vector)
 epi = epilogue("float32", NR, parts=False)
 cpr, cpm = copier("float32", NR), copier("float32", MR)
 cpn = copier("float32", NR, masked=True, parts=False)
@@ -468,13 +462,16 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
 def dw_transposed(K, M):
     # whether the fused kernel sums dW as dWᵀ = gᵀ·x (dw_block_t): tiles of MR m's × NR
     # k's, where that pads fewer products than dw_block's MR k's × NR m's (M of 17 to 24 on
-    # the 8×32 tile where its last panel sums all 32 columns: 24 rows of m for 32; not where
-    # it sums 24, tiled.tails), and K is whole panels of NR, so that x
-    # read in place as B never reads past a row (dev/products_v34.md 35d)
+    # the 8×32 tile: 24 rows of m for 32 columns), and K is whole panels of NR, so that x
+    # read in place as B never reads past a row (dev/products_v34.md 35d).  Decided against
+    # a last panel summed by its half, as measured there, whatever tails mkt has: where
+    # those pad as few products as the transposed tiles (on Zen 4, 17 to 24 columns in
+    # 256-bit vectors), the transposed tiles' fewer tile adds still win (10⁵×64×17, 64×20
+    # 0.95×; dev/products_v44.md 45d)
     if K % NR != 0 or M % NR == 0:
         return False
     Mp = (M + NR - 1) // NR * NR
-    live = Mp - NR + tail_cols(M - (Mp - NR))  # dw_block's columns
+    live = Mp - NR + (HALF if HALF and M - (Mp - NR) <= HALF else NR)  # dw_block's columns
     return (M + MR - 1) // MR * MR < live
 
 

@@ -150,14 +150,9 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # mk; each call sits under `if TAIL and ...`, which Numba prunes before typing)
 TAILS, TAIL = {TAILS!r}, {TAIL}
 mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk
-
-
-@njit(nt.int64(nt.int64), nogil=True, cache=True)
-def tail_cols(n):
-    # the columns mkt sums for a last panel of n columns (NR past TAIL)
-    return {TAIL_COLS}
-
-
+# half a tile row's vectors (0 where a row is one vector): nests.dw_transposed's rule, as
+# measured against a last panel by its half (dev/products_v44.md 45d)
+HALF = {HALF}
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
 # g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole
 # rows, or by NR-column panels (its `pstr` argument)
@@ -213,7 +208,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, mkt, TAIL, tail_cols, epi, epilogue_rows, tile_add, tile_out, pack_a, "
+_SHARED = ("mk, mks, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
            "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
            "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, "
            "put_share")
@@ -236,10 +231,9 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
         VW = _lanes(entry, T, NR)
         kinds = tails(MR, NR, VW, entry.registers,
                       entry.vector_bits == 512 and machine.splits_512())
-        cols = " else ".join(f"{c} if n <= {c}" for c, _, _ in kinds)
+        half = NR // 2 if NR // VW % 2 == 0 else 0
         src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TAILS=kinds,
-                          TAIL=kinds[-1][0] if kinds else 0,
-                          TAIL_COLS=f"{cols} else NR" if kinds else "NR",
+                          TAIL=kinds[-1][0] if kinds else 0, HALF=half,
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:

@@ -150,8 +150,8 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # mk; each call sits under `if TAIL and ...`, which Numba prunes before typing)
 TAILS, TAIL = {TAILS!r}, {TAIL}
 mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk
-# half a tile row's vectors (0 where a row is one vector): nests.dw_transposed's rule, as
-# measured against a last panel by its half (dev/products_v44.md 45d)
+# the columns of half a tile row (0 where a row is one vector): nests.dw_transposed's rule,
+# as measured against a last panel summed by its half (dev/products_v44.md 45d)
 HALF = {HALF}
 # the epilogue over a block's rows (intrinsics.epilogue): z, f's 16 partial sums, dy and
 # g, 16 elements a step in LLVM IR vectors, a row's last partial step masked; g whole

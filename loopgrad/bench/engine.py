@@ -58,7 +58,8 @@ JSON (--json FILE): one object with these fields
                     (avx512, avx2 or generic), table_entry (loopgrad's machine-table entry the
                     kernels use), table_forced (LOOPGRAD_CPU_ISA set), vector_bits, tiles
                     ({dtype: "MRxNR"}), halves_512 (512-bit operations run as 256-bit
-                    halves: the tiles' last panels in 256-bit tails), cores, usable_cores, memory_gib, platform, python,
+                    halves: the tiles' last panels in 256-bit tails), cores, usable_cores,
+                    memory_gib, platform, python,
                     other_load (the fraction of all cores other processes kept busy
                     during the run, from /proc/stat; null where unknown),
                     isa_forced (null without --isa, else {isa, how: one line saying what was

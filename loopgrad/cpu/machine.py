@@ -178,6 +178,12 @@ def splits_512() -> bool:
     return ll.get_host_cpu_name() in SPLIT_512
 
 
+def halves_512(e: Entry) -> bool:
+    """Whether entry e's vectors run as 256-bit halves here: a 512-bit entry on a host that
+    `splits_512` (its tiles' last panels then also take 256-bit vectors, tiled.tails)."""
+    return e.vector_bits == 512 and splits_512()
+
+
 def entry() -> Entry:
     """The table entry the kernels use on this machine (LOOPGRAD_CPU_ISA forces one)."""
     return TABLE[target()["entry"]]
@@ -193,4 +199,4 @@ def summary() -> dict:
     tiles = {k: f"{v.MR}x{v.NR}" for k, v in e.tiles.items()}
     return dict(llvm_cpu=t["cpu_name"], isa=t["isa"], table_entry=t["entry"],
                 table_forced=t["forced"], vector_bits=e.vector_bits, tiles=tiles,
-                halves_512=e.vector_bits == 512 and splits_512())
+                halves_512=halves_512(e))

@@ -229,8 +229,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
                          deps=_deps_digest())
     if part == "common":
         VW = _lanes(entry, T, NR)
-        kinds = tails(MR, NR, VW, entry.registers,
-                      entry.vector_bits == 512 and machine.splits_512())
+        kinds = tails(MR, NR, VW, entry.registers, machine.halves_512(entry))
         half = NR // 2 if NR // VW % 2 == 0 else 0
         src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TAILS=kinds,
                           TAIL=kinds[-1][0] if kinds else 0, HALF=half,

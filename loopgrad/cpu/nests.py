@@ -57,6 +57,8 @@ cpl = line_streamer("float32")
 TR = min(8, NR)
 tpw = transposer("float32", TR, 16)
 TRANSPOSE = True  # pack_wt through tpw: float32 only (tiled._MK)
+TA = 8  # pack_a's and pack_gp's MR×TA transposes (tiled._MK: a 32-byte vector a row)
+tpa = transposer("float32", MR, TA)
 tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled._tile_adds)
 
 
@@ -64,10 +66,15 @@ tile_add = tile_add64 = tile_set64 = tile_fold = None  # generated for NR (tiled
 
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
 def pack_a(Ap, src, ld, r0, nrows, c0, kc):
-    # rows [r0, r0+nrows), columns [c0, c0+kc) of src (row stride ld) → MR-row micro-panels
+    # rows [r0, r0+nrows), columns [c0, c0+kc) of src (row stride ld) → MR-row micro-panels,
+    # zero-padded: a whole micro-panel's steps as MR×TA blocks transposed in registers
+    # (tpa), the rest a loop
     for ir in range((nrows + MR - 1) // MR):
         base = ir * kc * MR
-        for p in range(kc):
+        done = kc // TA * TA if (ir + 1) * MR <= nrows else 0
+        for p in range(0, done, TA):
+            tpa(Ap, base + p * MR, MR, src, (r0 + ir * MR) * ld + c0 + p, ld)
+        for p in range(done, kc):
             for i in range(MR):
                 r = ir * MR + i
                 Ap[base + p * MR + i] = src[(r0 + r) * ld + c0 + p] if r < nrows else T(0.0)
@@ -658,21 +665,20 @@ def h_rows(N, K, M):
 def pack_gp(Ap, g, pstr, nrows, c0, kc):
     # columns [c0, c0+kc) of rows [0, nrows) of g by column panels (element (n, m) at
     # n·NR + (m // NR)·pstr + m % NR, c0 a panel's first column) → MR-row micro-panels,
-    # zero-padded: A of dx.  A panel's MR rows lie together, an MR×NR block: in float32
-    # with MR = TR, its TR×16 blocks transposed in registers (tpw), else a loop
+    # zero-padded: A of dx.  A panel's MR rows lie together, an MR×NR block: its MR×TA
+    # blocks transposed in registers (tpa), a last partial micro-panel or block a loop
     for ir in range((nrows + MR - 1) // MR):
         base = ir * kc * MR
         for q in range(0, kc, NR):
             src = ir * MR * NR + (c0 + q) // NR * pstr
             w = min(NR, kc - q)
-            if TRANSPOSE and MR == TR and w == NR and (ir + 1) * MR <= nrows:
-                for p0 in range(0, NR, 16):
-                    tpw(Ap, base + (q + p0) * MR, MR, g, src + p0, NR)
-            else:
-                for p in range(w):
-                    for i in range(MR):
-                        Ap[base + (q + p) * MR + i] = g[src + i * NR + p] \
-                            if ir * MR + i < nrows else T(0.0)
+            done = w // TA * TA if (ir + 1) * MR <= nrows else 0
+            for p0 in range(0, done, TA):
+                tpa(Ap, base + (q + p0) * MR, MR, g, src + p0, NR)
+            for p in range(done, w):
+                for i in range(MR):
+                    Ap[base + (q + p) * MR + i] = g[src + i * NR + p] \
+                        if ir * MR + i < nrows else T(0.0)
 
 
 @njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean), nogil=True,

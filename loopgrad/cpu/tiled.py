@@ -166,6 +166,10 @@ cpn = copier("{T}", NR, masked=True, parts={STORE_PARTS})
 TR = min(8, NR)
 tpw = transposer("{T}", TR, 16)
 TRANSPOSE = {TRANSPOSE}  # pack_wt through tpw (float32; float64's loop is faster)
+# pack_a's and pack_gp's MR×TA blocks of A transposed in registers, a 32-byte vector a
+# row (an element at a time, packing from L2 ran 2.5–4× slower: dev/products_v45.md 46a)
+TA = {TA}
+tpa = transposer("{T}", MR, TA)
 """
 
 
@@ -210,7 +214,8 @@ def _tile_adds(NR: int, part: str) -> str:
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
            "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
-           "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, next_lines, ask_next, "
+           "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, tpa, TA, next_lines, "
+           "ask_next, "
            "put_share")
 
 
@@ -231,7 +236,8 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
         VW = _lanes(entry, T, NR)
         kinds = tails(MR, NR, VW, entry.registers, machine.halves_512(entry))
         half = NR // 2 if NR // VW % 2 == 0 else 0
-        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TAILS=kinds,
+        src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TA=32 // np.dtype(T).itemsize,
+                          TAILS=kinds,
                           TAIL=kinds[-1][0] if kinds else 0, HALF=half,
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")

@@ -681,9 +681,9 @@ def pack_gp(Ap, g, pstr, nrows, c0, kc):
                         if ir * MR + i < nrows else T(0.0)
 
 
-@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean), nogil=True,
+@njit(nt.void(A1, A1, A1, I, I, I, I, I, I, I, I, I, A1, A1, A1, nt.boolean, I), nogil=True,
       cache=True, fastmath=_FM)
-def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream):
+def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb2, stream, nn):
     # dx_block over blocks of kb ≤ KC steps (the driver's KB), with g's rows packed: each
     # block of the item's rows of g into Ap's micro-panels, once for all nj column panels
     # (rows of g read in place lay Mp·size bytes apart: 4 KiB at M = 1024, all in one L1
@@ -693,10 +693,15 @@ def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb
     # tiles, MR·NR elements each, together) and only its last block writes dx: dx's rows
     # lie K·size bytes apart (4 KiB at K = 1024), a tile's rows in a few L1 sets, and
     # each block had read and written them (dev/products_v19.md 20f).
-    # The same products in the same order: the same bits as dx_block.
+    # The same products in the same order: the same bits as dx_block.  nn: the next item's
+    # rows of g, those after this item's, asked into L2 a share before each call (0: none)
     dx, g, Wtp, Ct, Ap = pointer(dx2), pointer(g2), pointer(Wtp2), pointer(Ct2), pointer(Ap2)
     Cb = pointer(Cb2)
     nir = (rows + MR - 1) // MR
+    lp = (nn * NR + LINE - 1) // LINE  # the next rows' lines a panel (g by panels)
+    nl = lp * ((M + NR - 1) // NR) if ldg == NR else (nn * ldg + LINE - 1) // LINE
+    share = min(PF_SHARE, (nl + nir * nj - 1) // (nir * nj) if nn else 0)
+    call = 0
     for pc in range(0, M, kb):
         kc = min(kb, M - pc)
         last = pc + kc == M
@@ -715,6 +720,10 @@ def dx_packed(dx2, g2, Wtp2, K, M, ldg, pstr, kb, r0, rows, j0, nj, Ct2, Ap2, Cb
                 # (streamed where asked), else into Cb; later blocks into Ct, added to Cb,
                 # the last one's sum into dx; one call (the micro-kernel inlined once:
                 # compile time), A's strides literals.  A part of a tile: Ct, then dx.
+                for q in range(call * share, min(call * share + share, nl)):
+                    prefetch_l2(g, rows * ldg + q * LINE if ldg != NR else
+                                rows * NR + q // lp * pstr + q % lp * LINE)
+                call += 1
                 whole = nrow == MR and ncol == NR
                 if whole and pc == 0:
                     C, c0, ldc = (dx, b, K) if last else (Cb, cb, NR)
@@ -925,11 +934,18 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 gi = g[r0 * ldg:] if wg else np.empty(MC * Mp, T)
                 slot = (c0 // mb + b) * gh + c  # f's partial in row-major order
                 Ap = Xa[b * mb * K:] if pack == PREPACKED else np.empty(MC * KC, T)
+                # where the items pack their own rows and take all of h's columns (one
+                # column group), the thread's next item's rows of x (and y) asked into L2
+                # under this one's products (`ask_next`; with more groups x is read again
+                # from L3 a group: level at 1000³ and 2048×512×2048, dev/products_v45.md 46b)
+                q0 = q1 = 0
+                if pack == PACKED and gh == 1 and item + 1 < cb and own[item + 1] == w:
+                    q0, q1 = r0 + mb, min(c1, r0 + 2 * mb)
                 fb[slot] = forward_block(gi, dy if wdy else np.empty(MC * M, T), x, Wp, y, a0,
                                          K, M, Mp, ldg if wg else Mp, pstr if wg else NR, KB,
                                          r0, min(mb, N - r0), j0, min(jh, nh - j0), Ap,
                                          np.empty(MR * NR, T), True, 0 if wdy else r0 * M,
-                                         pack, stream and wdy, 0, 0, Ap, Ap, 0, 0, 0)
+                                         pack, stream and wdy, q0, q1, Ap, Ap, 0, 0, 0)
     # (the passes not wanted are skipped by `if`: a parallel loop whose count is a
     # conditional expression ran 1024³ 20 % slower, dev/machines_v8.md 11b)
     if wdx:
@@ -953,9 +969,13 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 if own[item] == w:
                     b, c = item_at(item, nb, gx, rowwise)
                     r0, j0 = b * mb, c * JX
+                    # one column group: the thread's next item's rows of g asked into L2
+                    # under this one's products (dev/products_v45.md 46c)
+                    nn = min(mb, N - r0 - mb) if gx == 1 and item + 1 < nb and \
+                        own[item + 1] == w else 0
                     dx_packed(dx, g[r0 * ldg:], Wtp, K, M, ldg, pstr, KB, r0, min(mb, N - r0),
                               j0, min(JX, nx - j0), np.empty(MR * NR, T),
-                              np.empty(MC * KC, T), Cb, stream)
+                              np.empty(MC * KC, T), Cb, stream, nn)
     # dW = xᵀ·g by chunks of DWB blocks of KB rows: the chunk's g by column panels (where
     # g is not so already) and xᵀ by MC rows of dW packed once for all threads, then
     # (MC rows × jw·NR columns of dW) items, each summing the chunk's blocks in turn into

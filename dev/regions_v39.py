@@ -22,10 +22,10 @@ s = mark(s, "    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]\n", "    TSB = 
 # after W packs region
 s = mark(s, "    rest = wsT[K * Mp + nwt:]\n", "    ws64[TSB + 1] = rdtsc()\n", after=False)
 # h items: per-thread end inside prange(nthr) (the first such loop)
-s = mark(s, """                                         pack, stream and wdy, 0, 0, Ap, Ap, 0, 0, 0)
+s = mark(s, """                                         pack, stream and wdy, q0, q1, Ap, Ap, 0, 0, 0)
 """, "            ws64[TSB + 8 + w] = rdtsc()\n")
 s = mark(s, "    if wdx:\n        # dx by items", "    ws64[TSB + 2] = rdtsc()\n", after=False)
-s = mark(s, """                              np.empty(MC * KC, T), Cb, stream)
+s = mark(s, """                              np.empty(MC * KC, T), Cb, stream, nn)
 """, "            ws64[TSB + 16 + w] = rdtsc()\n")
 s = mark(s, "    nk = (K + MC - 1) // MC\n", "    ws64[TSB + 3] = rdtsc()\n", after=False)
 s = mark(s, "            for w in prange(nthr):  # column group by column group", "            ws64[TSB + 4] = rdtsc()\n", after=False)

@@ -357,7 +357,7 @@ def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
     Xps = []
     for x in xs:
         Xp = np.empty(-(-K // MR) * MR * kc, np.float32)
-        th.pack_xt(Xp, x.reshape(-1), K, 0, kc, k0, krows)
+        th.pack_xt(Xp, x.reshape(-1), K, 0, kc, 0, kc)  # the block's rows, all columns
         Xps.append(Xp)
     gf, gstr = g.reshape(-1), 2 * kc * NR
     outs = []
@@ -610,7 +610,7 @@ def test_masked_copier_writes_only_its_count(rng, T, n, parts):
 
 
 @pytest.mark.parametrize("T", ["float32", "float64"])
-@pytest.mark.parametrize("R,VW", [(8, 16), (4, 16), (6, 8), (3, 5)])
+@pytest.mark.parametrize("R,VW", [(8, 16), (4, 16), (6, 8), (3, 5), (6, 4), (12, 8), (16, 8)])
 def test_pack_intrinsics_copy_and_transpose_exactly_their_block(rng, T, R, VW):
     # copier: n elements from an odd offset to an odd offset; transposer: an R×VW block of
     # a row-major matrix (row stride lds) to rows ldo apart; both into NaN-poisoned arrays,
@@ -644,6 +644,42 @@ def test_pack_intrinsics_copy_and_transpose_exactly_their_block(rng, T, R, VW):
         for i in range(R):
             want[do + p * ldo + i] = src[so + i * lds + p]
     assert np.array_equal(dst, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("T", ["float32", "float64"])
+def test_packs_of_x_lay_out_its_micro_panels(rng, T):
+    # pack_x (h's A: MR-row micro-panels, pack_a's MR×TA transposes and its loop) and
+    # pack_xt (dW's A: MR-column micro-panels of xᵀ, a task's run of a block's rows), into
+    # NaN-poisoned buffers: every element of the layout where it belongs, zeros past the
+    # rows or columns, nothing written outside
+    th = _tiled.module(T, machine.entry().isa, "three")
+    MR, TA = th.MR, th.TA
+    N, K = 5 * MR + 7, 3 * MR + 2 * TA + 3
+    x = rng.standard_normal((N, K)).astype(T)
+    r0, rows, pc, kc = 2, 2 * MR + 3, 1, 2 * TA + 3  # a partial micro-panel, kc % TA > 0
+    nir = -(-rows // MR)
+    Xa = np.full(nir * MR * kc + 8, np.nan, T)
+    th.pack_x(Xa, x.reshape(-1), K, r0, rows, pc, kc)
+    want = np.full(Xa.shape, np.nan, T)
+    for ir in range(nir):
+        for p in range(kc):
+            for i in range(MR):
+                r = ir * MR + i
+                want[ir * kc * MR + p * MR + i] = x[r0 + r, pc + p] if r < rows else 0.0
+    assert np.array_equal(Xa, want, equal_nan=True)
+
+    pc, kc = 3, N - 3 - MR  # a block of kc rows, packed by three runs of them
+    nkp = -(-K // MR)
+    Xp = np.full(nkp * MR * kc + 8, np.nan, T)
+    for p0, p1 in ((0, 5), (5, kc - 2), (kc - 2, kc)):
+        th.pack_xt(Xp, x.reshape(-1), K, pc, kc, p0, p1)
+    want = np.full(Xp.shape, np.nan, T)
+    for ir in range(nkp):
+        for p in range(kc):
+            for i in range(MR):
+                c = ir * MR + i
+                want[ir * kc * MR + p * MR + i] = x[pc + p, c] if c < K else 0.0
+    assert np.array_equal(Xp, want, equal_nan=True)
 
 
 def test_micro_kernel_sums_in_order_exactly():

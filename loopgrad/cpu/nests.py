@@ -752,10 +752,20 @@ def pack_g(Gp2, g2, Mp, pc, kc, jr):
 
 
 @njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
-def pack_xt(Xp2, x2, K, pc, kc, k0, krows):
-    # columns [k0, k0+krows) of rows [pc, pc+kc) of x → MR-column micro-panels at
-    # Xp[k0·kc:]: A of one KC block of dW = xᵀ·g, packed once for every item
-    pack_at(pointer(Xp2[k0 * kc:]), pointer(x2), K, k0, krows, pc, kc)
+def pack_xt(Xp2, x2, K, pc, kc, p0, p1):
+    # rows [pc + p0, pc + p1) of x's block [pc, pc+kc), all K columns → its MR-column
+    # micro-panels (panel ir at Xp[ir·kc·MR:], row p at p·MR), zero-padded: A of one KC
+    # block of dW = xᵀ·g, packed once for every item.  A task's rows read whole and in
+    # order (by columns, XT_COLS of each row, the reads waited on memory:
+    # dev/products_v45.md 46e)
+    Xp, x = pointer(Xp2), pointer(x2)
+    for p in range(p0, p1):
+        for ir in range(K // MR):
+            cpm(Xp, ir * kc * MR + p * MR, x, (pc + p) * K + ir * MR)
+        for ir in range(K // MR, (K + MR - 1) // MR):  # the last, zero-padded
+            for i in range(MR):
+                c = ir * MR + i
+                Xp[ir * kc * MR + p * MR + i] = x[(pc + p) * K + c] if c < K else T(0.0)
 
 
 @njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)
@@ -999,9 +1009,10 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         ownw = shares(K, nh, jw, nthr, MC, False)  # dW's items: MC rows of dW × jw panels
         for c0 in range(0, N, DWB * KB):
             nbk = min(DWB, (N - c0 + KB - 1) // KB)
-            # tasks: g's column panels (where g is in rows) and xᵀ's columns, XT_COLS a
-            # task (by MC, 256³'s three tasks had left one thread all of them after the
-            # panels' eight no-ops; dev/products_v19.md 20l)
+            # tasks: g's column panels (where g is in rows) and xᵀ's, as many a block as
+            # XT_COLS columns of x make (by MC, 256³'s three tasks had left one thread all
+            # of them after the panels' eight no-ops; dev/products_v19.md 20l), each a run
+            # of the block's rows (pack_xt)
             npg = 0 if G_PANELS else Mp // NR
             nxt = (K + XT_COLS - 1) // XT_COLS
             for t in prange(nbk * (npg + nxt)):
@@ -1011,8 +1022,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
                 if u < npg:
                     pack_g(Gp[b * KB * Mp:], g, Mp, pc, kc, u)
                 else:
-                    k0 = (u - npg) * XT_COLS
-                    pack_xt(Xp[b * xpb:], x, K, pc, kc, k0, min(XT_COLS, K - k0))
+                    r = u - npg  # the task's run of the block's rows
+                    pack_xt(Xp[b * xpb:], x, K, pc, kc, kc * r // nxt, kc * (r + 1) // nxt)
             for w in prange(nthr):  # column group by column group, as h's and dx's
                 Ct = np.empty(MR * NR, T)
                 # one chunk: each item sums all its blocks in turn, so its partial can

@@ -115,7 +115,7 @@ H_ITEMS = {H_ITEMS}  # fewer h items than this: JH halved (tiled.h_panels)
 ROWS_BYTES = {ROWS_BYTES}  # x, y and W within this: h and dx items by rows (tiled.h_rows)
 DX_ITEMS = 16  # dx items of the three-pass kernel: at least this many (if there are panels)
 DX_COLS = 128  # ...unless that leaves them fewer columns than this
-XT_COLS = {XT_COLS} * MR  # columns of x a task of the dW pass's pack of xᵀ packs
+XT_COLS = {XT_COLS} * MR  # dW's pack of xᵀ: a task a block for each XT_COLS columns of x
 FIRST, MIDDLE, LAST, ONLY = 0, 1, 2, 3  # which KC block of the sum over N a dw_item adds
 INPLACE, PACKED, PREPACKED = 0, 1, 2  # forward_block's x: read in place, packed, packed before
 # the three-pass h pass packs x before its items, in chunks of about XA_BYTES, where it has
@@ -214,9 +214,8 @@ def _tile_adds(NR: int, part: str) -> str:
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
            "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
-           "count_nonfinite, decide, cpr, cpm, packs_x, tpw, TR, TRANSPOSE, tpa, TA, next_lines, "
-           "ask_next, "
-           "put_share")
+           "count_nonfinite, decide, cpr, cpm, packs_x, tpw, TR, TRANSPOSE, tpa, TA, "
+           "next_lines, ask_next, put_share")
 
 
 def _source(entry: machine.Entry, variant: str, part: str = "common", common: str = "") -> str:
@@ -237,8 +236,7 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
         kinds = tails(MR, NR, VW, entry.registers, machine.halves_512(entry))
         half = NR // 2 if NR // VW % 2 == 0 else 0
         src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TA=32 // np.dtype(T).itemsize,
-                          TAILS=kinds,
-                          TAIL=kinds[-1][0] if kinds else 0, HALF=half,
+                          TAILS=kinds, TAIL=kinds[-1][0] if kinds else 0, HALF=half,
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:
@@ -516,7 +514,9 @@ PF_BLOCK = 256 << 10
 # `wrt="x"` 20 %, 2·10⁵×96×100 3-4 %, 10⁶×64×40 5 %; with one panel (K ≤ 32 on the
 # 32-column tiles) 1-6 % slower (dev/products_v37.md 38d)
 STAGE_PANELS = 2
-XT_TASK = 4  # MR-column micro-panels of xᵀ a pack task of the three-pass dW pass packs
+# the three-pass dW pass's pack of xᵀ: a task a block (a run of its rows) for each XT_TASK
+# MR-column micro-panels of xᵀ (the generated XT_COLS)
+XT_TASK = 4
 # The three-pass h pass packs x before its items, a chunk of rows of about XA_BYTES at a
 # time (0: never), where h has XA_GROUPS column groups or more, so that x is packed once
 # rather than once a group; with fewer groups (1024³ has 4) it was level or slower, the

@@ -646,6 +646,17 @@ def test_pack_intrinsics_copy_and_transpose_exactly_their_block(rng, T, R, VW):
     assert np.array_equal(dst, want, equal_nan=True)
 
 
+def _micro_panels(B, MR, size):
+    # B (n × kc) as the packs lay it out: MR-lane micro-panels of kc steps, panel ir's step p
+    # holding B[ir·MR:(ir+1)·MR, p] (zeros past n), then NaN up to `size` elements
+    n, kc = B.shape
+    nir = -(-n // MR)
+    padded = np.zeros((nir * MR, kc), B.dtype)
+    padded[:n] = B
+    flat = padded.reshape(nir, MR, kc).transpose(0, 2, 1).ravel()
+    return np.concatenate([flat, np.full(size - flat.size, np.nan, B.dtype)])
+
+
 @pytest.mark.parametrize("T", ["float32", "float64"])
 def test_packs_of_x_lay_out_its_micro_panels(rng, T):
     # pack_x (h's A: MR-row micro-panels, pack_a's MR×TA transposes and its loop) and
@@ -660,26 +671,15 @@ def test_packs_of_x_lay_out_its_micro_panels(rng, T):
     nir = -(-rows // MR)
     Xa = np.full(nir * MR * kc + 8, np.nan, T)
     th.pack_x(Xa, x.reshape(-1), K, r0, rows, pc, kc)
-    want = np.full(Xa.shape, np.nan, T)
-    for ir in range(nir):
-        for p in range(kc):
-            for i in range(MR):
-                r = ir * MR + i
-                want[ir * kc * MR + p * MR + i] = x[r0 + r, pc + p] if r < rows else 0.0
-    assert np.array_equal(Xa, want, equal_nan=True)
+    assert np.array_equal(Xa, _micro_panels(x[r0:r0 + rows, pc:pc + kc], MR, Xa.size),
+                          equal_nan=True)
 
     pc, kc = 3, N - 3 - MR  # a block of kc rows, packed by three runs of them
     nkp = -(-K // MR)
     Xp = np.full(nkp * MR * kc + 8, np.nan, T)
     for p0, p1 in ((0, 5), (5, kc - 2), (kc - 2, kc)):
         th.pack_xt(Xp, x.reshape(-1), K, pc, kc, p0, p1)
-    want = np.full(Xp.shape, np.nan, T)
-    for ir in range(nkp):
-        for p in range(kc):
-            for i in range(MR):
-                c = ir * MR + i
-                want[ir * kc * MR + p * MR + i] = x[pc + p, c] if c < K else 0.0
-    assert np.array_equal(Xp, want, equal_nan=True)
+    assert np.array_equal(Xp, _micro_panels(x[pc:pc + kc].T, MR, Xp.size), equal_nan=True)
 
 
 def test_micro_kernel_sums_in_order_exactly():

@@ -81,17 +81,18 @@ def pack_a(Ap, src, ld, r0, nrows, c0, kc):
 
 
 @njit(nogil=True, cache=True, fastmath=_FM, inline="always")
-def pack_at(Ap, src, ld, c0, ncols, r0, kc):
-    # the transpose: columns [c0, c0+ncols) of rows [r0, r0+kc) → MR-column micro-panels,
+def pack_at(Ap, src, ld, c0, ncols, r0, kc, p0, p1):
+    # the transpose: columns [c0, c0+ncols) of rows [r0 + p0, r0 + p1) of the block of kc
+    # rows from r0 → its MR-column micro-panels (panel ir at ir·kc·MR, row p at p·MR),
     # MR elements of a row a vector copy (cpm; a loop moved them one at a time), row by row:
     # the rows lie ld·size bytes apart, in a few L1 sets, and a loop over the panels first
     # fetched each row again for each panel (dev/products_v20.md 21a)
-    for p in range(kc):
+    for p in range(p0, p1):
         for ir in range(ncols // MR):
             cpm(Ap, ir * kc * MR + p * MR, src, (r0 + p) * ld + c0 + ir * MR)
     for ir in range(ncols // MR, (ncols + MR - 1) // MR):  # the last, zero-padded
         base = ir * kc * MR
-        for p in range(kc):
+        for p in range(p0, p1):
             row = (r0 + p) * ld + c0
             for i in range(MR):
                 c = ir * MR + i
@@ -444,7 +445,7 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
         # of the tile that are never stored) unless it would run past the end of x
         inside = whole < nir and (pc + kc - 1) * K + k0 + nir * MR <= x2.shape[0]
         if whole < nir and not inside:
-            pack_at(Ap, x, K, k0 + whole * MR, krows - whole * MR, pc, kc)
+            pack_at(Ap, x, K, k0 + whole * MR, krows - whole * MR, pc, kc, 0, kc)
         for jr in range(Mp // NR):
             bo = (pc - n0) * ldg + jr * NR
             for ir in range(whole):
@@ -758,14 +759,7 @@ def pack_xt(Xp2, x2, K, pc, kc, p0, p1):
     # block of dW = xᵀ·g, packed once for every item.  A task's rows read whole and in
     # order (by columns, XT_COLS of each row, the reads waited on memory:
     # dev/products_v45.md 46e)
-    Xp, x = pointer(Xp2), pointer(x2)
-    for p in range(p0, p1):
-        for ir in range(K // MR):
-            cpm(Xp, ir * kc * MR + p * MR, x, (pc + p) * K + ir * MR)
-        for ir in range(K // MR, (K + MR - 1) // MR):  # the last, zero-padded
-            for i in range(MR):
-                c = ir * MR + i
-                Xp[ir * kc * MR + p * MR + i] = x[(pc + p) * K + c] if c < K else T(0.0)
+    pack_at(pointer(Xp2), pointer(x2), K, 0, K, pc, kc, p0, p1)
 
 
 @njit(nt.void(A1, R1, I, I, I, I, I), nogil=True, cache=True, fastmath=_FM)

@@ -214,7 +214,7 @@ def _tile_adds(NR: int, part: str) -> str:
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
 _SHARED = ("mk, mks, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
            "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
-           "count_nonfinite, decide, cpr, cpm, packs_x, tpw, TR, TRANSPOSE, tpa, TA, "
+           "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, tpa, TA, "
            "next_lines, ask_next, put_share")
 
 

@@ -153,6 +153,8 @@ def test_json_has_exactly_the_documented_fields(capsys, tmp_path, tiny_ceilings)
         else:
             assert r["roofline"] is None
     assert re.search(r"vs torch\s+roofline$", out, re.M)
+    # one round: no ceilings in rounds
+    assert "in_rounds" not in ceil and all(r["roofline_rounds"] is None for r in rec["results"])
     md = bench_report.markdown(rec)
     assert "| vs torch | roofline |" in md
     assert "| what | figure | how measured |" in md
@@ -548,6 +550,52 @@ def test_rounds_alternate_the_implementations_and_pool_their_calls(capsys, tmp_p
     assert list(cells) == ["loopgrad", "numpy"]
     assert all(c["status"] == "timed" and c["samples"] == 9 for c in cells.values())
     assert "in 3 alternating rounds" in out
+
+
+def test_ceilings_in_rounds_meet_each_shapes_minutes(capsys, tmp_path, tiny_ceilings,
+                                                     monkeypatch):
+    # --ceilings --rounds 3: after each round's cells one product and one copy
+    # (ceilings.InRounds), their medians per shape beside the cells' medians
+    order = []
+    sample = bench_ceilings.InRounds.sample
+
+    def recording(self):
+        order.append("probe")
+        sample(self)
+
+    samples = bench._samples
+
+    def cells(run, max_time, repeat):
+        order.append("cell")
+        return samples(run, max_time, repeat)
+
+    monkeypatch.setattr(bench_ceilings.InRounds, "sample", recording)
+    monkeypatch.setattr(bench, "_samples", cells)
+    path = tmp_path / "r.json"
+    rc, out, _ = _bench(capsys, "--shapes", "9x3x4,40x30x20", "--impl", "loopgrad,numpy",
+                        "--rounds", "3", "--repeat", "6", "--max-time", "0.3", "--threads", "1",
+                        "--no-progress", "--ceilings", "--json", str(path))
+    assert rc == 0
+    # the warm-up's sample, then per shape three rounds of (two cells, a probe)
+    assert order == ["probe"] + ["cell", "cell", "probe"] * 6
+    rec = json.loads(path.read_text())
+    again = rec["ceilings"]["in_rounds"]
+    assert [c["shape"] for c in again] == [[9, 3, 4], [40, 30, 20]]
+    for c in again:
+        assert c["samples"] == 3 and _positive(c["gemm_gflops"]) and _positive(c["copy_gbps"])
+    shares = []
+    for r in rec["results"]:
+        c = again[0 if r["shape"] == [9, 3, 4] else 1]
+        least = max(r["bytes"] / (c["copy_gbps"] * 1e9), r["flops"] / (c["gemm_gflops"] * 1e9))
+        assert r["roofline_rounds"] == pytest.approx(least / r["median_s"])
+        assert r["roofline"] is not None  # the run's best ceilings as well
+        shares.append(rf"{100 * r['roofline']:.0f} %\s+{100 * r['roofline_rounds']:.0f} %")
+    assert re.search(r"vs torch\s+roofline\s+in rounds$", out, re.M)
+    assert all(re.search(r"\s" + sh + "$", out, re.M) for sh in shares), out
+    assert re.search(r"^  gemm in rounds\s+[\d.]+–[\d.]+ GFLOP/s  .*over 2 shapes", out, re.M)
+    assert re.search(r"^  copy in rounds\s+[\d.]+–[\d.]+ GB/s  ", out, re.M)
+    md = bench_report.markdown(rec)
+    assert "| roofline | in rounds |" in md and "| **gemm in rounds** |" in md
 
 
 def test_a_call_that_fails_in_a_later_round_makes_only_its_cell_an_error(capsys, tmp_path,

@@ -22,6 +22,10 @@ sgemm        GFLOP/s = 2·n³ / time of a float32 n × n matrix product (n =
              pin OpenBLAS would run the host's widest kernels, not the ISA's.
 dgemm        the same in float64, measured for --dtype float64 runs.
 
+in rounds    with --rounds R > 1, both again after each round of each shape's cells
+             (`InRounds`: NumPy's product in this process, the prange copy), their
+             medians the shape's: a drifting host's minutes met as the cells met them.
+
 Each figure is the fastest of `repeat` calls after a warm-up.  Every function
 returns a plain dict (JSON-ready): the ceiling, which measurement gave it, and
 every measurement with its label, time and figure, or the reason it is missing.
@@ -275,6 +279,49 @@ def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
     gflops, best = _ceiling(measurements, "gflops")
     return dict(gflops=gflops, best=best, n=n, dtype=dtype, repeat=repeat,
                 measurements=measurements)
+
+
+# ------------------------------------------------------ in a shape's rounds
+
+class InRounds:
+    """The ceilings again within each shape's rounds (`--ceilings --rounds R`, R > 1): one
+    NumPy product of SGEMM_N² in the run's dtype (in this process: NumPy's BLAS as the
+    peers run it) and one Numba prange copy of COPY_MIB MiB after each round's cells.  On
+    a host whose speed drifts by the minute (the 2-core Zen 4 guest: a call 2× slower in
+    some minutes, every implementation alike) the best ceilings measured once after the
+    table may meet a fast minute and a shape's cells a slow one; these meet the shape's
+    own minutes.  `take` gives the medians of the rounds since the last take."""
+
+    def __init__(self, dtype):
+        n = SGEMM_N
+        rng = np.random.default_rng(0)
+        self.a, self.b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+        self.c = np.empty((n, n), dtype)
+        self.src = np.arange(max(int(COPY_MIB * 2**20) // 4, 1), dtype=np.float32)
+        self.dst = np.zeros_like(self.src)  # touched: no page faults in the timed copies
+        self.copy = _prange_copy()
+        self._gemm_s, self._copy_s = [], []
+        self.sample()  # a warm-up: the copy's compile, BLAS's threads started
+        self._gemm_s, self._copy_s = [], []
+
+    def sample(self) -> None:
+        """Time one product and one copy (a round's)."""
+        t0 = time.perf_counter()
+        np.matmul(self.a, self.b, out=self.c)
+        t1 = time.perf_counter()
+        self.copy(self.dst, self.src)
+        t2 = time.perf_counter()
+        self._gemm_s.append(t1 - t0)
+        self._copy_s.append(t2 - t1)
+
+    def take(self, shape) -> dict:
+        """{shape, gemm_gflops, copy_gbps, samples}: the medians of the samples since the last
+        take (None where there are none), which it forgets."""
+        n, k = self.a.shape[0], len(self._gemm_s)
+        gemm = 2 * n**3 / float(np.median(self._gemm_s)) / 1e9 if k else None
+        copy = 2 * self.src.nbytes / float(np.median(self._copy_s)) / 1e9 if k else None
+        self._gemm_s, self._copy_s = [], []
+        return dict(shape=list(shape), gemm_gflops=gemm, copy_gbps=copy, samples=k)
 
 
 def measure(threads=None, mib=None, n=None, repeat=None) -> dict:

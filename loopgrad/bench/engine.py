@@ -101,6 +101,10 @@ JSON (--json FILE): one object with these fields
                                    OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE (not under --isa: it
                                    would run the host's widest kernels); torch.matmul
                       dgemm        only with --dtype float64: the same, float64
+                      in_rounds    only with --rounds R > 1: [{shape, gemm_gflops, copy_gbps,
+                                   samples}], per shape the medians of one NumPy product
+                                   (2048², the dtype's, in the bench's process) and one
+                                   prange copy timed after each of its rounds' cells
                     gbps, gflops: the best measurement's (named by best); each measurement is
                     the fastest of repeat calls after a warm-up, or null with its reason
     results         one object per shape × implementation that ran:
@@ -130,6 +134,8 @@ JSON (--json FILE): one object with these fields
                         float64)); null without them
         roofline        roofline_s / median_s: the share of it the cell reached (1 = at
                         the roofline), null without --ceilings or a median
+        roofline_rounds  the same share from the ceilings timed in the shape's own
+                        rounds (ceilings.in_rounds), null without --ceilings and --rounds R > 1
 
 Timing figures are null where the cell was not timed.
 """
@@ -339,11 +345,13 @@ def _finish(cell) -> dict:
     return cell
 
 
-def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, bar) -> list:
+def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, bar,
+                 probe=None) -> list:
     """--rounds R: every implementation's first call and check, then their timed calls in
     R rounds, implementation after implementation in each (NumPy's last), each round with
     1/R of the cell's time and calls: a host whose speed drifts over seconds (a shared
-    machine) then slows every implementation alike.  The cells, in `active`'s order."""
+    machine) then slows every implementation alike.  probe (ceilings.InRounds): sampled
+    after each round's cells.  The cells, in `active`'s order."""
     cells, preps = [], []
     for impl in active:
         _ctrl_c.check()
@@ -363,6 +371,12 @@ def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, 
             with impl.threads():
                 _sample_into(cell, prep, max_time / rounds, per_round)
             gc.collect()
+            time.sleep(_SETTLE_S)
+        if probe is not None:
+            _ctrl_c.check()
+            bar.set_postfix_str(f"{x.shape[0]}x{x.shape[1]}x{W.shape[1]} ceilings "
+                                f"round {r + 1}/{rounds}")
+            probe.sample()
             time.sleep(_SETTLE_S)
     for cell in cells:
         _finish(cell)
@@ -555,10 +569,12 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
     bar = _progress(len(shapes) * (len(active) + 1) + (len(ceilings) if ceilings else 0),
                     args.no_progress)
     results, interrupted = [], False
+    # the ceilings again in each shape's rounds (ceilings.InRounds)
+    in_rounds = [] if ceilings is not None and _rounds(args) > 1 else None
     try:
         try:
             with _ctrl_c:
-                _measure(args, active, shapes, dtype, max_time, a0, bar, results)
+                _measure(args, active, shapes, dtype, max_time, a0, bar, results, in_rounds)
                 if ceilings is not None:
                     _measure_ceilings(args, bar, ceilings)
         except KeyboardInterrupt:  # Ctrl-C: stop, and report the cells measured so far
@@ -568,6 +584,8 @@ def _run(args, impls, shapes, dtype, max_time) -> int:
         bar.close()
         restore_threads()
     _speedups(results, bench_impls.BASELINE)
+    if in_rounds is not None:
+        ceilings["in_rounds"] = in_rounds
     record = _record(args, shapes, dtype, max_time, impls, skipped, results, _reference_name(),
                      a0, threads, loaded, busy.other(), interrupted, ceilings)
     if args.json:
@@ -624,9 +642,17 @@ class _CtrlC:
 _ctrl_c = _CtrlC()
 
 
-def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
-    """Time every implementation at every shape, appending one record per cell to results."""
+def _measure(args, active, shapes, dtype, max_time, a0, bar, results, in_rounds=None):
+    """Time every implementation at every shape, appending one record per cell to results;
+    in_rounds (a list, with --rounds R > 1): the ceilings timed in each shape's rounds
+    appended to it, one entry a shape (ceilings.InRounds)."""
     from .. import reference
+    from . import ceilings as bench_ceilings
+
+    probe = None
+    if in_rounds is not None:
+        bar.set_postfix_str("ceilings in rounds: warm-up")
+        probe = bench_ceilings.InRounds(dtype)
 
     for N, K, M in shapes:
         _ctrl_c.check()
@@ -641,8 +667,10 @@ def _measure(args, active, shapes, dtype, max_time, a0, bar, results):
         rounds = _rounds(args)
         if rounds > 1:
             cells = _time_rounds(active, x, W, y, ref, bounds, loose, max_time, args.repeat,
-                                 rounds, bar)
+                                 rounds, bar, probe)
             results += [_describe(c, i, (N, K, M), dtype) for c, i in zip(cells, active)]
+            if probe is not None:
+                in_rounds.append(probe.take((N, K, M)))
         else:
             for impl in active:
                 _ctrl_c.check()
@@ -685,7 +713,7 @@ def _describe(cell, impl, nkm, dtype) -> dict:
                 kernel=impl.kernel(N, K, M, dtype), **cell, flops=flops, bytes=nbytes,
                 gflops=flops / med / 1e9 if med else None,
                 gbps=nbytes / med / 1e9 if med else None,
-                speedup_vs_torch=None, roofline_s=None, roofline=None)
+                speedup_vs_torch=None, roofline_s=None, roofline=None, roofline_rounds=None)
 
 
 def rooflines(results, ceilings) -> None:
@@ -696,7 +724,12 @@ def rooflines(results, ceilings) -> None:
         return c[key] if c and c.get(key) else None
 
     copy = best("memory_copy", "gbps")
+    rounds = {tuple(c["shape"]): c for c in (ceilings or {}).get("in_rounds") or ()}
     for r in results:
+        c = rounds.get(tuple(r["shape"]))
+        if r["median_s"] and c and c["gemm_gflops"] and c["copy_gbps"]:
+            r["roofline_rounds"] = max(r["bytes"] / (c["copy_gbps"] * 1e9),
+                                       r["flops"] / (c["gemm_gflops"] * 1e9)) / r["median_s"]
         gemm = (best("dgemm", "gflops") if r["dtype"] == "float64" else None) \
             or best("sgemm", "gflops")
         if copy is None or gemm is None:

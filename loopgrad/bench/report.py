@@ -8,7 +8,8 @@ import os
 
 COLUMNS = ("shape N×K×M", "dtype", "implementation", "check", "compile", "median",
            "p20–p80", "GFLOP/s", "GB/s", "vs torch")
-_RIGHT = {"compile", "median", "p20–p80", "GFLOP/s", "GB/s", "vs torch", "roofline"}
+_RIGHT = {"compile", "median", "p20–p80", "GFLOP/s", "GB/s", "vs torch", "roofline",
+          "in rounds"}
 
 
 def _unit(s):
@@ -57,8 +58,14 @@ def _check_cell(r) -> str:
 
 
 def columns(record) -> tuple:
-    """The table's columns: COLUMNS, and "roofline" where the run measured its ceilings."""
-    return COLUMNS + (("roofline",) if "ceilings" in record else ())
+    """The table's columns: COLUMNS, "roofline" where the run measured its ceilings, and
+    "in rounds" where it measured them in each shape's rounds too."""
+    return COLUMNS + (("roofline",) if "ceilings" in record else ()) \
+        + (("in rounds",) if _in_rounds(record) else ())
+
+
+def _in_rounds(record) -> list:
+    return (record.get("ceilings") or {}).get("in_rounds") or []
 
 
 def _share(v) -> str:
@@ -68,7 +75,7 @@ def _share(v) -> str:
 def rows(record) -> list:
     """One list of strings per result, in `columns` order."""
     out = []
-    roof = "ceilings" in record
+    roof, again = "ceilings" in record, bool(_in_rounds(record))
     for r in record["results"]:
         N, K, M = r["shape"]
         speed = r["speedup_vs_torch"]
@@ -76,7 +83,8 @@ def rows(record) -> list:
                     ("0" if r["compile_s"] == 0 else fmt_time(r["compile_s"]))
                     if r["median_s"] else "—",
                     fmt_time(r["median_s"]), _spread(r), _num(r["gflops"]), _num(r["gbps"]),
-                    _num(speed, "×")] + ([_share(r.get("roofline"))] if roof else []))
+                    _num(speed, "×")] + ([_share(r.get("roofline"))] if roof else [])
+                   + ([_share(r.get("roofline_rounds"))] if again else []))
     return out
 
 
@@ -124,6 +132,11 @@ def _notes(record, md) -> list:
                      "memory copy, flops / " + ("dgemm" if "dgemm" in record["ceilings"]
                                                   else "sgemm") + ") / median (100 % = at "
                      "the ceilings below)")
+    if _in_rounds(record):
+        lines.append("in rounds: the same share from ceilings timed in the shape's own rounds "
+                     "(after each round's cells one product and one copy, as below; their "
+                     "medians against the cell's): on a host whose speed drifts, the minutes "
+                     "the cells met")
     kernels = {}
     for r in record["results"]:
         if r.get("kernel") and r["impl"] == "loopgrad":
@@ -192,6 +205,14 @@ def ceiling_rows(record) -> list:
         out.append((what, _num(c[key], f" {unit}"), how, True))
         for m in c["measurements"]:
             out.append((m["label"], _num(m[key], f" {unit}"), _measurement_how(m), False))
+    again = [c for c in _in_rounds(record) if c["gemm_gflops"] and c["copy_gbps"]]
+    for key, what, unit, one in (("gemm_gflops", "gemm", "GFLOP/s", "NumPy product (this process)"),
+                                 ("copy_gbps", "copy", "GB/s", "prange copy")):
+        if again:
+            lo, hi = min(c[key] for c in again), max(c[key] for c in again)
+            out.append((f"{what} in rounds", f"{_g3(lo)}–{_g3(hi)} {unit}",
+                        f"per shape the median of one {one} after each of its rounds, over "
+                        f"{len(again)} shapes (the JSON's ceilings.in_rounds)", True))
     return out
 
 

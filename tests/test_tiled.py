@@ -343,6 +343,34 @@ def test_small_three_pass_shapes_take_their_items_by_rows(rng, dtype, shape):
         numba.set_num_threads(before)
 
 
+def test_dx_items_take_a_column_group_more_where_that_balances_the_threads(rng):
+    # 245×1168×200: on the AVX-512 and AVX2 entries two threads' dx items are better
+    # balanced with one column group more than DX_ITEMS asks (nests.busiest; AVX-512: 3 row
+    # blocks × 6 groups, one thread's share 5.3 % over the mean, × 7 groups 2.7 %;
+    # dev/item_balance_v47.py).  Into NaN-poisoned outputs, against torch, and the same bits
+    # as from one thread's items (one group fewer: the items' shape changes no bit)
+    N, K, M = 245, 1168, 200
+    name, variant, nchunks, rows = _tiled.plan(N, K, M, np.float32)
+    assert name == "grads" and _tiled.h_rows(N, K, M, variant) == 0
+    x, W, y = draw(rng, N, K, M, np.float32)
+    kern = _tiled.kernel("grads", variant, True)
+    n64, nT = _tiled.scratch("grads", variant, N, K, M, nchunks)
+    got = {}
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            ws64, wsT = np.full(n64, np.nan), np.full(nT, np.nan, np.float32)
+            outs = [np.full(s, np.nan, np.float32) for s in ((N, K), (K, M), (N, M))]
+            got[threads] = (kern(*outs, x, W, y, 0.0, threads, rows, ws64, wsT, WANT_ALL),
+                            *outs)
+    finally:
+        numba.set_num_threads(before)
+    assert_matches_torch(got[2], x, W, y)
+    for a, b in zip(got[1], got[2]):
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("krows,njr", [(96, 2), (21, 1)])
 def test_dw_item_sums_in_its_own_region_as_in_dws(rng, krows, njr):
     # the three-pass kernel's dW items with one chunk sum into a region of their thread's

@@ -285,8 +285,8 @@ def sgemm(n=None, repeat=None, threads=None, timeout=None, with_torch=True,
 
 class InRounds:
     """The ceilings again within each shape's rounds (`--ceilings --rounds R`, R > 1): one
-    NumPy product of SGEMM_N² in the run's dtype (in this process: NumPy's BLAS as the
-    peers run it) and one Numba prange copy of COPY_MIB MiB after each round's cells.  On
+    Numba prange copy of COPY_MIB MiB and one NumPy product of SGEMM_N² in the run's dtype
+    (in this process: NumPy's BLAS as the peer runs it) after each round's cells.  On
     a host whose speed drifts by the minute (the 2-core Zen 4 guest: a call 2× slower in
     some minutes, every implementation alike) the best ceilings measured once after the
     table may meet a fast minute and a shape's cells a slow one; these meet the shape's
@@ -305,14 +305,16 @@ class InRounds:
         self._gemm_s, self._copy_s = [], []
 
     def sample(self) -> None:
-        """Time one product and one copy (a round's)."""
+        """Time one copy and one product (a round's): the copy first, as OpenBLAS's threads
+        spin on after a product and slow what runs next (a copy after it ran at 17–22 GB/s
+        against the run's 30)."""
         t0 = time.perf_counter()
-        np.matmul(self.a, self.b, out=self.c)
-        t1 = time.perf_counter()
         self.copy(self.dst, self.src)
+        t1 = time.perf_counter()
+        np.matmul(self.a, self.b, out=self.c)
         t2 = time.perf_counter()
-        self._gemm_s.append(t1 - t0)
-        self._copy_s.append(t2 - t1)
+        self._copy_s.append(t1 - t0)
+        self._gemm_s.append(t2 - t1)
 
     def take(self, shape) -> dict:
         """{shape, gemm_gflops, copy_gbps, samples}: the medians of the samples since the last

@@ -559,9 +559,9 @@ def test_ceilings_in_rounds_meet_each_shapes_minutes(capsys, tmp_path, tiny_ceil
     order = []
     sample = bench_ceilings.InRounds.sample
 
-    def recording(self):
+    def recording(self, settle=0.0):
         order.append("probe")
-        sample(self)
+        sample(self, settle)
 
     samples = bench._samples
 

@@ -304,17 +304,18 @@ class InRounds:
         self.sample()  # a warm-up: the copy's compile, BLAS's threads started
         self._gemm_s, self._copy_s = [], []
 
-    def sample(self) -> None:
-        """Time one copy and one product (a round's): the copy first, as OpenBLAS's threads
-        spin on after a product and slow what runs next (a copy after it ran at 17–22 GB/s
-        against the run's 30)."""
+    def sample(self, settle: float = 0.0) -> None:
+        """Time one copy and one product (a round's), `settle` seconds apart: each side's
+        threads spin on after its call and slow what runs next on two cores (a copy right
+        after the product ran at 17–22 GB/s against the run's 30, a product right after
+        the copy at 181–188 GFLOP/s against 206)."""
         t0 = time.perf_counter()
         self.copy(self.dst, self.src)
-        t1 = time.perf_counter()
+        self._copy_s.append(time.perf_counter() - t0)
+        time.sleep(settle)
+        t0 = time.perf_counter()
         np.matmul(self.a, self.b, out=self.c)
-        t2 = time.perf_counter()
-        self._copy_s.append(t1 - t0)
-        self._gemm_s.append(t2 - t1)
+        self._gemm_s.append(time.perf_counter() - t0)
 
     def take(self, shape) -> dict:
         """{shape, gemm_gflops, copy_gbps, samples}: the medians of the samples since the last

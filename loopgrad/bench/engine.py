@@ -376,7 +376,7 @@ def _time_rounds(active, x, W, y, ref, bounds, loose, max_time, repeat, rounds, 
             _ctrl_c.check()
             bar.set_postfix_str(f"{x.shape[0]}x{x.shape[1]}x{W.shape[1]} ceilings "
                                 f"round {r + 1}/{rounds}")
-            probe.sample()
+            probe.sample(_SETTLE_S)
             time.sleep(_SETTLE_S)
     for cell in cells:
         _finish(cell)

@@ -134,9 +134,9 @@ def _notes(record, md) -> list:
                      "the ceilings below)")
     if _in_rounds(record):
         lines.append("in rounds: the same share from ceilings timed in the shape's own rounds "
-                     "(after each round's cells one product and one copy, as below; their "
-                     "medians against the cell's): on a host whose speed drifts, the minutes "
-                     "the cells met")
+                     "(after each round's cells one copy and one product, a settle apart, as "
+                     "below; their medians against the cell's): on a host whose speed "
+                     "drifts, the minutes the cells met")
     kernels = {}
     for r in record["results"]:
         if r.get("kernel") and r["impl"] == "loopgrad":

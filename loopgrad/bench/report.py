@@ -206,13 +206,14 @@ def ceiling_rows(record) -> list:
         for m in c["measurements"]:
             out.append((m["label"], _num(m[key], f" {unit}"), _measurement_how(m), False))
     again = [c for c in _in_rounds(record) if c["gemm_gflops"] and c["copy_gbps"]]
+    if not again:
+        return out
     for key, what, unit, one in (("gemm_gflops", "gemm", "GFLOP/s", "NumPy product (this process)"),
                                  ("copy_gbps", "copy", "GB/s", "prange copy")):
-        if again:
-            lo, hi = min(c[key] for c in again), max(c[key] for c in again)
-            out.append((f"{what} in rounds", f"{_g3(lo)}–{_g3(hi)} {unit}",
-                        f"per shape the median of one {one} after each of its rounds, over "
-                        f"{len(again)} shapes (the JSON's ceilings.in_rounds)", True))
+        lo, hi = min(c[key] for c in again), max(c[key] for c in again)
+        out.append((f"{what} in rounds", f"{_g3(lo)}–{_g3(hi)} {unit}",
+                    f"per shape the median of one {one} after each of its rounds, over "
+                    f"{len(again)} shapes (the JSON's ceilings.in_rounds)", True))
     return out
 
 

@@ -973,7 +973,8 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         # Column group by column group, as h's: a thread's next item reuses Wᵀ's panels
         # from L2 (3-6 % off the pass, dev/products_v14.md 15f); small shapes (rowwise) by
         # whole rows, enough for the threads, each thread's rows those of its h items
-        gx = min(nx, (DX_ITEMS + nb - 1) // max(nb, 1), max(1, nx * NR // DX_COLS))
+        widest = min(nx, max(1, nx * NR // DX_COLS))  # the most groups DX_COLS allows
+        gx = min(widest, (DX_ITEMS + nb - 1) // max(nb, 1))
         if rowwise:
             gx = min(nx, max(1, (nthr + nb - 1) // max(nb, 1)))
         JX = (nx + gx - 1) // gx
@@ -981,7 +982,7 @@ def _grads_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nthr, chunk_rows, ws64, wsT, 
         # AVX2: 7 row blocks × 3 groups, one thread's share 4.5 % over the mean, its dx
         # items ending 1 ms after the other's; × 4 groups 1.6 %: dev/products_v46.md 47b),
         # unless that makes the items narrower than DX_COLS
-        if not rowwise and gx < min(nx, max(1, nx * NR // DX_COLS)):
+        if not rowwise and gx < widest:
             J2 = (nx + gx) // (gx + 1)
             if busiest(N, nx, J2, nthr, mb, False) < busiest(N, nx, JX, nthr, mb, False):
                 JX = J2

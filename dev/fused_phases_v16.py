@@ -1,16 +1,17 @@
 """The fused kernel's pieces, one thread (dev/products_v16.md 17g): a chunk's loop over its
 blocks of MC rows run in an njit driver of this script's, with the pieces switched on
 one by one: forward_block without grads (h, z, f), forward_block (h and the epilogue),
-+ dx_block, + dw_block, all; and the whole serial kernel (stores not streamed).  Differences give each piece's cost.
++ dx_block, + dw_block, all; and the whole serial kernel (stores not streamed).
+Differences give each piece's cost.
 
     [REP=244] python dev/fused_phases_v16.py N K M [rounds]
 
 REP=n: the driver runs its N rows n times over (N = 4096, REP = 244: 10⁶ rows' work with
 x, y, dx, dy in L2, dev/products_v18.md 19a); the 'kernel' column stays one call at N.
-STREAM=1: the pieces store dx and dy past the caches, as a large call does (the 'kernel'
-column's call does not: want 7).  PF=1 or 2: one more case, all with the next block's
-rows of x and y asked for as a burst after each block's h, into L2 or L1
-(dev/products_v36.md 37d).
+DTYPE=float64: that dtype's kernels (float32 by default).  STREAM=1: the pieces store dx
+and dy past the caches, as a large call does (the 'kernel' column's call does not: want 7).
+PF=1 or 2: one more case, all with the next block's rows of x and y asked for as a burst
+after each block's h, into L2 or L1 (dev/products_v36.md 37d).
 
 Under an ISA forced by loopgrad.bench.isa.child_environment it measures that entry.
 """
@@ -24,7 +25,7 @@ REP = int(__import__("os").environ.get("REP", "1"))
 A0 = float(__import__("os").environ.get("A0", "0"))  # relu'(0)
 STREAM = __import__("os").environ.get("STREAM", "0") == "1"
 PF = int(__import__("os").environ.get("PF", "0"))
-e = machine.entry(); T = np.float32
+e = machine.entry(); T = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type
 v = tiled.variant(K, M, T)
 c, fu = tiled.module(v, e.isa), tiled.module(v, e.isa, "fused")
 MR, NR, MC, KC = c.MR, c.NR, c.MC, c.KC

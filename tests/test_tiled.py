@@ -614,6 +614,68 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
             intrinsics.tail_kernel(T, MR, NR, bad)
 
 
+def test_wide_tails_fit_both_panels_in_the_registers():
+    # tiled.wide_tails: the tail kinds a whole panel's rows take beside them (MR rows of
+    # both panels' vectors, both panels' vectors of B and a broadcast): the 8×32 float32
+    # tile's 8 and 16 columns on 32 registers (8·3 + 3 + 1), not 24 in three vectors
+    # (8·5 + 5 + 1); none for the AVX2 6×16 (6·3 + 3 + 1 > 16) or float64's 6×32
+    assert _tiled.wide_tails(8, 32, 16, 32, ((8, 8, 1), (16, 16, 1), (24, 8, 3))) == \
+        ((8, 8, 1), (16, 16, 1))
+    assert _tiled.wide_tails(8, 32, 16, 32, ((16, 16, 1),)) == ((16, 16, 1),)
+    assert _tiled.wide_tails(8, 16, 8, 32, ((4, 4, 1), (8, 8, 1), (12, 4, 3))) == \
+        ((4, 4, 1), (8, 8, 1))
+    assert _tiled.wide_tails(6, 16, 8, 16, ((8, 8, 1),)) == ()
+    assert _tiled.wide_tails(6, 32, 8, 32, ((8, 8, 1), (16, 8, 2))) == ()
+    assert _tiled.wide_tails(16, 16, 16, 32, ((8, 8, 1),)) == ()
+
+
+def _mkw_runner(T, MR, NR, VW, tails):
+    from numba import njit, types as nt
+
+    mkw = intrinsics.wide_kernel(T, MR, NR, VW, tails)
+    A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
+    I = nt.int64
+
+    @njit(nt.void(I, I, A1, I, I, I, A1, I, I, I, A1, I, I, I))
+    def run(ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2):
+        mkw(ncol, kc, intrinsics.pointer(A), ao, lda, ldi, intrinsics.pointer(B), bo, ldb, bo2,
+            intrinsics.pointer(C), co, ldc, co2)
+    return run
+
+
+@pytest.mark.parametrize("T,MR,NR,VW,tails", [
+    ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1))),
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1)))])
+def test_wide_kernel_is_both_panels_tiles(rng, T, MR, NR, VW, tails):
+    # mkw(ncol, ...): a whole panel's tile and the next panel's first ncol columns, for every
+    # ncol up to its widest tail, from x's rows as they lie (A with lda 1, ldi = K) and two
+    # panels of B (the last one's columns from ncol to the kernel's zeros, past them NaN:
+    # never read); bitwise the full kernel's tiles of each panel, the last cut to ncol,
+    # and nothing else of C written (NaN-poisoned)
+    kc, K, ldc = 23, 29, 2 * NR + 5
+    mkw, full = _mkw_runner(T, MR, NR, VW, tails), _mk_runner(T, MR, NR, VW)
+    A = rng.standard_normal(MR * K).astype(T)
+    A[::5] = 0.0
+    for ncol in range(1, tails[-1][0] + 1):
+        live = next(c for c, _, _ in tails if c >= ncol)
+        B = rng.standard_normal((2, kc, NR)).astype(T)  # two packed panels, kc rows each
+        B[1, :, ncol:live], B[1, :, live:] = 0.0, np.nan
+        C = np.full(3 + MR * ldc + 2 * NR, np.nan, T)
+        co, co2 = 3, 3 + NR + 1  # the last panel's tile a column past the whole one's
+        mkw(ncol, kc, A, 2, 1, K, B.reshape(-1), 0, NR, kc * NR, C, co, ldc, co2)
+        Bz = np.where(np.isnan(B), 0, B).astype(T)
+        for p, c0, n in ((0, co, NR), (1, co2, ncol)):
+            Cz = np.full(MR * NR, np.nan, T)
+            full(kc, A, 2, 1, K, Bz[p].reshape(-1), 0, NR, Cz, 0, NR)
+            got = np.array([C[c0 + i * ldc:c0 + i * ldc + n] for i in range(MR)])
+            assert np.array_equal(got, Cz.reshape(MR, NR)[:, :n]), (ncol, p)
+        written = np.zeros(C.shape, bool)
+        for i in range(MR):
+            written[co + i * ldc:co + i * ldc + NR] = True
+            written[co2 + i * ldc:co2 + i * ldc + ncol] = True
+        assert np.isnan(C[~written]).all(), ncol
+
+
 @pytest.mark.parametrize("T", ["float32", "float64"])
 @pytest.mark.parametrize("n,parts", [(32, False), (16, False), (8, False), (6, False),
                                      (32, True), (16, True), (8, True)])

@@ -761,6 +761,102 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: i
     return mk
 
 
+def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int):
+    # wide_kernel's code for one tail kind: args (kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co,
+    # ldc, co2, ncol): the NR // VW vectors of a whole panel from B[bo + p·ldb] and nt
+    # vectors of VWt lanes from the next panel's, B[bo2 + p·ldb], each row's sums as mk's;
+    # stored at C[co + i·ldc] and, masked to the first ncol columns, C[co2 + i·ldc]
+    nbt = {"float32": types.float32, "float64": types.float64}[T]
+    NV, size = NR // VW, 4 if T == "float32" else 8
+
+    def codegen(context, builder, sig, args):
+        kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2, ncol = args
+        et = context.get_value_type(nbt)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        groups = [(ir.VectorType(et, VW), NV, bo, co), (ir.VectorType(et, VWt), nt, bo2, co2)]
+
+        def fma(vt):
+            return cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                f"llvm.fmuladd.v{vt.count}f{8 * size}")
+
+        def vector(ptr, at, vt):
+            return builder.bitcast(builder.gep(ptr, [at]), vt.as_pointer())
+
+        # accumulators in allocas (SROA: registers), a row's whole-panel vectors, then its tail's
+        acc = [[[cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(n)]
+                for vt, n, _, _ in groups] for _ in range(MR)]
+        with cgutils.for_range(builder, kc) as loop:
+            p = loop.index
+            b = [[builder.load(vector(B, builder.add(builder.add(b0, builder.mul(p, ldb)),
+                                                     i64(v * vt.count)), vt), align=size)
+                  for v in range(n)] for vt, n, b0, _ in groups]
+            ap = builder.add(ao, builder.mul(p, lda))
+            for i in range(MR):
+                a = builder.load(builder.gep(A, [builder.add(ap, builder.mul(i64(i), ldi))]))
+                for g, (vt, n, _, _) in enumerate(groups):
+                    undef = ir.Constant(vt, ir.Undefined)
+                    lane0 = ir.Constant(ir.VectorType(i32, vt.count), None)
+                    av = builder.shuffle_vector(builder.insert_element(undef, a, i32(0)),
+                                                undef, lane0)
+                    for v in range(n):
+                        builder.store(builder.call(fma(vt), [av, b[g][v],
+                                                             builder.load(acc[i][g][v])]),
+                                      acc[i][g][v])
+        for i in range(MR):
+            for g, (vt, n, _, c0) in enumerate(groups):
+                r = builder.add(c0, builder.mul(i64(i), ldc))
+                for v in range(n):
+                    ptr = vector(C, builder.add(r, i64(v * vt.count)), vt)
+                    if g == 0:
+                        builder.store(builder.load(acc[i][g][v]), ptr, align=size)
+                        continue
+                    mask = builder.icmp_signed(
+                        "<", ir.Constant(ir.VectorType(i64, vt.count),
+                                         [v * vt.count + j for j in range(vt.count)]),
+                        _splat(builder, ncol, vt.count))
+                    _masked(builder, "store", vt, ptr, size, mask, builder.load(acc[i][g][v]))
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@functools.lru_cache(maxsize=None)
+def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
+    """mkw(ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2): a whole panel's
+    MR×NR tile and the next, last, panel's first ncol columns in one pass over A: the
+    whole panel's B from bo, the last's from bo2 (each step's rows ldb apart in both),
+    stored at C[co + i·ldc] and C[co2 + i·ldc], the last panel's to its ncol columns (a
+    masked store: nothing past them written).  The last panel's vectors as the first of
+    `tails` ((columns, lanes, live vectors), ascending) that holds ncol.  Each element the
+    same chain of FMAs as mk's and mkt's tiles give it: the same bits, with A's elements
+    broadcast once for both panels and no tile buffer for the cut last panel (where the
+    registers hold MR rows of both: tiled.wide_tails)."""
+    gens = [(c, _wide_ir(T, MR, NR, VW, vw, n)) for c, vw, n in tails]
+    I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
+
+    def codegen(context, builder, sig, args):
+        ncol, rest = args[0], list(args[1:]) + [args[0]]
+
+        def emit(k):  # the kinds from k on: the first whose columns hold ncol
+            if k == len(gens) - 1:
+                gens[k][1](context, builder, sig, rest)
+                return
+            fits = builder.icmp_signed("<=", ncol, ir.Constant(ncol.type, gens[k][0]))
+            with builder.if_else(fits) as (then, other):
+                with then:
+                    gens[k][1](context, builder, sig, rest)
+                with other:
+                    emit(k + 1)
+        emit(0)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def mkw(typingctx, ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2):
+        return types.void(I, I, P, I, I, I, P, I, I, I, P, I, I, I), codegen
+    return mkw
+
+
 @functools.lru_cache(maxsize=None)
 def tail_kernel(T: str, MR: int, NR: int, tails: tuple):
     """mkt(ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc): the MR×NR tile of a last panel

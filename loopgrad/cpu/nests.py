@@ -21,7 +21,8 @@ from numba import njit, prange, types as nt
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
-                                      prefetch, prefetch_l2, tail_kernel, transposer)
+                                      prefetch, prefetch_l2, tail_kernel, transposer,
+                                      wide_kernel)
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -49,6 +50,8 @@ mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
 TAILS, TAIL = ((16, 16, 1),), 16  # the last panels' kernels (TAIL 0: none, mkt is mk)
 mkt = tail_kernel("float32", MR, NR, TAILS)
+WTAILS, WTAIL = ((16, 16, 1),), 16  # the last panels beside a whole one (WTAIL 0: none)
+mkw = wide_kernel("float32", MR, NR, 16, WTAILS)
 HALF = 16  # the columns of half a tile row, for dw_transposed (0: a row is one vector)
 epi = epilogue("float32", NR, parts=False)
 cpr, cpm = copier("float32", NR), copier("float32", MR)
@@ -264,6 +267,12 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     full = 0 if pack else (nir if (r0 + nir * MR) * K <= x2.shape[0] else rows // MR)
     col0, col1 = j0 * NR, min(M, (j0 + nj) * NR)  # the item's columns
     rp = nir * MR
+    # K in one block of steps and a last panel of at most WTAIL columns: that panel's tiles
+    # of rows read in place with the panel before's, in one pass over them (mkw: x's
+    # elements broadcast once, the cut panel masked straight into g; dev/products_v47.md
+    # 48b)
+    last = j0 + nj - 1
+    wide = WTAIL > 0 and nj > 1 and kcb >= K and col1 - last * NR <= WTAIL
     for pc in range(0, K, kcb):
         kc = min(kcb, K - pc)
         # Ap's block; PREPACKED: the next one, its lines and the share of them a call asks for
@@ -291,6 +300,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                 ask_next(x, y, K, M, q0, nxl, nyl, call, share)
                 put_share(D, d0, S, nd, head, call, out)
                 call += 1
+                if WTAIL and wide and jr == last and ir < full:  # done beside the one before
+                    continue
                 if ir >= full:  # a packed micro-panel (pack_a); one call, A's strides literals
                     mk(kc, Ap, ab + (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
@@ -306,7 +317,10 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                                 prefetch_l2(y, ya + q)
                     # a last panel of at most TAIL columns: its live columns alone (the
                     # rest of W's panel is padding, zeros: the same tile)
-                    if TAIL and col1 - jr * NR <= TAIL:
+                    if WTAIL and wide and jr == last - 1:  # and the last panel's (straight)
+                        mkw(col1 - last * NR, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR,
+                            bo + K * NR, C, c0, ldc, ir * MR * ldg + last * pstr)
+                    elif TAIL and col1 - jr * NR <= TAIL:
                         mkt(col1 - jr * NR, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR,
                             C, c0, ldc)
                     else:

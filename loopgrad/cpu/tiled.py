@@ -79,7 +79,8 @@ from numba import njit, prange, types as nt
 from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
-                                      prefetch, prefetch_l2, tail_kernel, transposer)
+                                      prefetch, prefetch_l2, tail_kernel, transposer,
+                                      wide_kernel)
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}
@@ -150,6 +151,11 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # mk; each call sits under `if TAIL and ...`, which Numba prunes before typing)
 TAILS, TAIL = {TAILS!r}, {TAIL}
 mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk
+# a whole panel and a last one of at most WTAIL columns in one pass over x's rows, where
+# the registers hold both (intrinsics.wide_kernel, tiled.wide_tails): h's tiles at short K
+# (forward_block); WTAILS () and WTAIL 0: none (mkw unused, its calls pruned as mkt's)
+WTAILS, WTAIL = {WTAILS!r}, {WTAIL}
+mkw = wide_kernel("{T}", MR, NR, {VW}, WTAILS) if WTAILS else None
 # the columns of half a tile row (0 where a row is one vector): nests.dw_transposed's rule,
 # as measured against a last panel summed by its half (dev/products_v44.md 45d)
 HALF = {HALF}
@@ -234,9 +240,11 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
     if part == "common":
         VW = _lanes(entry, T, NR)
         kinds = tails(MR, NR, VW, entry.registers, machine.halves_512(entry))
+        wide = wide_tails(MR, NR, VW, entry.registers, kinds)
         half = NR // 2 if NR // VW % 2 == 0 else 0
         src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TA=32 // np.dtype(T).itemsize,
                           TAILS=kinds, TAIL=kinds[-1][0] if kinds else 0, HALF=half,
+                          WTAILS=wide, WTAIL=wide[-1][0] if wide else 0,
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:
@@ -293,6 +301,19 @@ def tails(MR: int, NR: int, VW: int, registers: int, halves: bool, most: int = 3
     for c in range(1, NR):  # the first that holds c columns is the cheapest (tail_kernel)
         assert next((k for k in used if k[0] >= c), full) == best(chosen, c)
     return tuple((c, vw, n) for c, vw, n, _ in used)
+
+
+def wide_tails(MR: int, NR: int, VW: int, registers: int, kinds: tuple) -> tuple:
+    """The tail kinds (of `tails`) that `intrinsics.wide_kernel` takes beside a whole
+    panel: the first of them, in ascending columns, whose MR rows of both panels' vectors,
+    both panels' vectors of B and a broadcast fit in `registers`.  The 8×32 float32 tile
+    on 32 registers: 8 and 16 columns (28 registers); a 6×16 one on 16: none."""
+    NV, out = NR // VW, []
+    for c, vw, n in kinds:
+        if MR * (NV + n) + NV + n + 1 > registers:
+            break
+        out.append((c, vw, n))
+    return tuple(out)
 
 
 def _lanes(entry: machine.Entry, T: str, NR: int) -> int:

@@ -652,6 +652,30 @@ def plan(N: int, K: int, M: int, dtype, isa: str | None = None) -> tuple[str, st
     return _plan(N, K, M, np.dtype(dtype), _isa(isa))
 
 
+def balanced(nb: int, b0: int, most: int, cores: int, low: int = 1) -> int:
+    """Blocks a chunk, for nb blocks in chunks of about b0 (at most `most` chunks), so that
+    the machine's `cores` threads share them evenly: Numba's prange gives its first threads
+    ceil(nc / cores) chunks each, so the busiest thread has that many whole chunks.  Of b0
+    down to half of it (not below `low`), the largest within 1 % of the least such load (35
+    chunks of 30 blocks on two threads left one 18 of them, 3.6 % over the mean: 10⁵×24×40;
+    36 of 29 leave it 0.2 %, dev/products_v47.md 48d).  A function of the shape and the
+    machine: the chunks, and so the bits, are the same for any number of threads asked for."""
+    if cores <= 1 or b0 <= 1:
+        return b0
+    load = {b: -(-(-(-nb // b)) // cores) * b
+            for b in range(b0, max(low, (b0 + 1) // 2) - 1, -1) if -(-nb // b) <= most}
+    least = min(load.values())
+    return max(b for b, v in load.items() if v * 100 <= least * 101)
+
+
+def _cores() -> int:
+    # the threads Numba runs by default on this machine (its CPUs; not NUMBA_NUM_THREADS
+    # nor set_num_threads, which must not change the chunks)
+    import numba
+
+    return max(1, numba.config.NUMBA_DEFAULT_NUM_THREADS)
+
+
 @functools.lru_cache(maxsize=256)
 def _plan(N, K, M, dtype, isa):
     v = variant(K, M, dtype, isa)
@@ -664,6 +688,10 @@ def _plan(N, K, M, dtype, isa):
         most = min(_MAX_CHUNKS, max(1, _PARTIAL_BYTES // (8 * K * Mp)))
         if N > most * rows:  # fewer, longer chunks
             rows = -(-N // most // t.MC) * t.MC
+        else:
+            b0 = rows // t.MC  # at least _CHUNK_ROWS where b0 has them
+            rows = balanced(-(-N // t.MC), b0, most, _cores(),
+                            min(b0, -(-_CHUNK_ROWS // t.MC))) * t.MC
         return "grads_fused", v, max(1, -(-N // rows)), rows
     kb = t.kc3(K, M)
     return "grads", v, 1, -(-max(N, 1) // kb) * kb  # one chunk: dW goes block by block

@@ -605,10 +605,10 @@ def test_tails_pad_the_fewest_vector_fmas():
             assert machine.splits_512.__wrapped__() is split, name
 
 
-def _mkt_runner(T, MR, NR, tails):
+def _mkt_runner(T, MR, NR, tails, cut=False):
     from numba import njit, types as nt
 
-    mkt = intrinsics.tail_kernel(T, MR, NR, tails)
+    mkt = intrinsics.tail_kernel(T, MR, NR, tails, cut)
     A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
     I = nt.int64
 
@@ -649,6 +649,35 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
     for bad in ((), ((16, 16, 1), (8, 8, 1)), ((8, 4, 1),)):
         with pytest.raises(ValueError, match="tails"):
             intrinsics.tail_kernel(T, MR, NR, bad)
+
+
+@pytest.mark.parametrize("T,MR,NR,VW,tails", [
+    ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))])
+def test_cut_tail_kernel_stores_only_its_columns(rng, T, MR, NR, VW, tails):
+    # tail_kernel(..., cut=True): the tile of mkt, each row's first ncol columns stored
+    # straight where they belong (rows ncol + 1 apart here: a row's end next to the next
+    # row's start) and nothing else written, NaN-poisoned; for every ncol up to its widest
+    kc = 27
+    mktc, full = _mkt_runner(T, MR, NR, tails, cut=True), _mk_runner(T, MR, NR, VW)
+    A = rng.standard_normal(kc * MR).astype(T)
+    A[::3] = 0.0
+    for ncol in range(1, tails[-1][0] + 1):
+        live = next(c for c, _, _ in tails if c >= ncol)
+        B = rng.standard_normal((kc, NR)).astype(T)
+        B[:, ncol:live], B[:, live:] = 0.0, np.nan
+        ldc, co = ncol + 1, 2
+        C = np.full(co + MR * ldc + NR, np.nan, T)
+        mktc(ncol, kc, A, 0, MR, 1, B.reshape(-1), 0, NR, C, co, ldc)
+        Cz = np.full(MR * NR, np.nan, T)
+        full(kc, A, 0, MR, 1, np.where(np.isnan(B), 0, B).astype(T).reshape(-1), 0, NR, Cz, 0,
+             NR)
+        got = np.array([C[co + i * ldc:co + i * ldc + ncol] for i in range(MR)])
+        assert np.array_equal(got, Cz.reshape(MR, NR)[:, :ncol]), ncol
+        written = np.zeros(C.shape, bool)
+        for i in range(MR):
+            written[co + i * ldc:co + i * ldc + ncol] = True
+        assert np.isnan(C[~written]).all(), ncol
 
 
 def test_wide_tails_fit_both_panels_in_the_registers():

@@ -50,6 +50,8 @@ mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
 TAILS, TAIL = ((16, 16, 1),), 16  # the last panels' kernels (TAIL 0: none, mkt is mk)
 mkt = tail_kernel("float32", MR, NR, TAILS)
+CUT = 16  # the widest last panel stored straight, cut (0: none; tiled._MK)
+mktc = tail_kernel("float32", MR, NR, TAILS, cut=True)
 WTAILS, WTAIL = ((16, 16, 1),), 16  # the last panels beside a whole one (WTAIL 0: none)
 mkw = wide_kernel("float32", MR, NR, 16, WTAILS)
 HALF = 16  # the columns of half a tile row, for dw_transposed (0: a row is one vector)
@@ -320,6 +322,11 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                     if WTAIL and wide and jr == last - 1:  # and the last panel's (straight)
                         mkw(col1 - last * NR, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR,
                             bo + K * NR, C, c0, ldc, ir * MR * ldg + last * pstr)
+                    elif CUT and 0 < cut <= CUT and pc == 0:
+                        # a last panel straight into g, each row cut to its `cut` columns
+                        # (masked stores; its live columns are at most those)
+                        mktc(cut, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, g, co, ldg)
+                        continue
                     elif TAIL and col1 - jr * NR <= TAIL:
                         mkt(col1 - jr * NR, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR,
                             C, c0, ldc)
@@ -390,6 +397,11 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
                 # the tile's last (M ≤ KC): a later block would read it back
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
+                if CUT and ncol <= CUT and nrow == MR and pc == 0:
+                    # a last panel of at most TAIL columns, its first block: straight into
+                    # dx, each row cut to its ncol columns (masked stores)
+                    mktc(ncol, kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, dx, b, K)
+                    continue
                 if TAIL and ncol <= TAIL:  # a last panel of at most TAIL columns
                     mkt(ncol, kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, Ct, 0, NR)
                 else:

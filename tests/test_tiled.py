@@ -605,10 +605,10 @@ def test_tails_pad_the_fewest_vector_fmas():
             assert machine.splits_512.__wrapped__() is split, name
 
 
-def _mkt_runner(T, MR, NR, tails, cut=False):
+def _mkt_runner(T, MR, NR, tails, cut=False, parts=False):
     from numba import njit, types as nt
 
-    mkt = intrinsics.tail_kernel(T, MR, NR, tails, cut)
+    mkt = intrinsics.tail_kernel(T, MR, NR, tails, cut, parts)
     A1 = nt.Array(nt.float32 if T == "float32" else nt.float64, 1, "C")
     I = nt.int64
 
@@ -653,13 +653,16 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
 
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [
     ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
-    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))])
-def test_cut_tail_kernel_stores_only_its_columns(rng, T, MR, NR, VW, tails):
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3))),
+    ("float32", 6, 16, 8, ((8, 8, 1),))])
+@pytest.mark.parametrize("parts", [False, True])
+def test_cut_tail_kernel_stores_only_its_columns(rng, T, MR, NR, VW, tails, parts):
     # tail_kernel(..., cut=True): the tile of mkt, each row's first ncol columns stored
     # straight where they belong (rows ncol + 1 apart here: a row's end next to the next
-    # row's start) and nothing else written, NaN-poisoned; for every ncol up to its widest
+    # row's start) and nothing else written, NaN-poisoned; for every ncol up to its widest;
+    # by masked stores, or (parts, AVX2 entries) plain stores of power-of-two parts
     kc = 27
-    mktc, full = _mkt_runner(T, MR, NR, tails, cut=True), _mk_runner(T, MR, NR, VW)
+    mktc, full = _mkt_runner(T, MR, NR, tails, True, parts), _mk_runner(T, MR, NR, VW)
     A = rng.standard_normal(kc * MR).astype(T)
     A[::3] = 0.0
     for ncol in range(1, tails[-1][0] + 1):

@@ -670,11 +670,12 @@ def epilogue(T: str, piece: int = 0, parts: bool = False):
 
 
 def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
-                    cut: bool = False):
+                    cut: bool = False, in_parts: bool = False):
     # microkernel's code generator: codegen(context, builder, sig, args) writes the tile's
     # loop and stores for args (kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc[, streamed]);
     # cut (with live): args end with ncol, and only each row's first ncol columns are
-    # stored, by masked stores of the live vectors (the others not stored)
+    # stored, by masked stores of the live vectors (the others not stored), or where
+    # `in_parts`, plain stores of their power-of-two parts (_store_first: AVX2 entries)
     if NR % VW:
         raise ValueError(f"VW must divide NR, got NR = {NR}, VW = {VW}")
     nbt = {"float32": types.float32, "float64": types.float64}[T]
@@ -716,7 +717,13 @@ def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
                 r = builder.add(co, builder.mul(i64(i), ldc))
                 for v in range(NV):
                     p = vector(C, builder.add(r, i64(v * VW)))
-                    if cut and v < NL:  # the row's first ncol columns alone
+                    if cut and v < NL and in_parts:  # the row's first ncol columns alone
+                        count = builder.sub(args[11], i64(v * VW))
+                        count = builder.select(builder.icmp_signed("<", count, i64(0)), i64(0),
+                                               builder.select(builder.icmp_signed(
+                                                   ">", count, i64(VW)), i64(VW), count))
+                        _store_first(builder, builder.load(acc[i][v]), p, count, size)
+                    elif cut and v < NL:
                         mask = builder.icmp_signed(
                             "<", ir.Constant(ir.VectorType(i64, VW),
                                              [v * VW + j for j in range(VW)]),
@@ -869,18 +876,20 @@ def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
 
 
 @functools.lru_cache(maxsize=None)
-def tail_kernel(T: str, MR: int, NR: int, tails: tuple, cut: bool = False):
+def tail_kernel(T: str, MR: int, NR: int, tails: tuple, cut: bool = False,
+                parts: bool = False):
     """mkt(ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc): the MR×NR tile of a last panel
     of W with ncol live columns (the rest zeros), as microkernel(T, MR, NR, VW, live=n) of
     the first of `tails` ((columns, VW, n), columns ascending, each n·VW) with columns ≥
     ncol, the last one's where none has: mk's tile, bitwise (each element's sum is the
     same chain of FMAs whatever the vector), from fewer or narrower vectors (tiled.tails).
-    cut=True: only each row's first ncol columns stored (masked stores), nothing past
-    them: the tile straight where it belongs, in a row no wider than ncol."""
+    cut=True: only each row's first ncol columns stored (masked stores; where `parts`,
+    plain stores of power-of-two parts), nothing past them: the tile straight where it
+    belongs, in a row no wider than ncol."""
     if not tails or list(tails) != sorted(tails) or any(c != vw * n for c, vw, n in tails):
         raise ValueError(f"tails: (columns, VW, live) with columns = VW·live, ascending, "
                          f"got {tails!r}")
-    gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n, cut)) for c, vw, n in tails]
+    gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n, cut, parts)) for c, vw, n in tails]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 
     def codegen(context, builder, sig, args):

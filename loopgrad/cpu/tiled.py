@@ -152,11 +152,11 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 TAILS, TAIL = {TAILS!r}, {TAIL}
 mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk
 # the same storing each row's first ncol columns alone, straight where they belong: a
-# tile whose rows end at its last live column (dx's, h's rows M apart), its first block;
-# CUT: its widest, 0 (none) where masked stores are slow (AVX2's vmaskmovps: dx and h at
-# 10⁵×24×40 as AVX2 8 % slower, dev/products_v47.md 48e)
-CUT = {CUT}
-mktc = tail_kernel("{T}", MR, NR, TAILS, cut=True) if CUT else mk
+# tile whose rows end at its last live column (dx's, h's rows M apart), its first block
+# (masked stores; AVX2's, vmaskmovps, are slow: there plain stores of the parts, as cpn's);
+# CUT: the widest such panel (TAIL; 0: none)
+CUT = TAIL
+mktc = tail_kernel("{T}", MR, NR, TAILS, cut=True, parts={STORE_PARTS}) if CUT else mk
 # a whole panel and a last one of at most WTAIL columns in one pass over x's rows, where
 # the registers hold both (intrinsics.wide_kernel, tiled.wide_tails): h's tiles at short K
 # (forward_block); WTAILS () and WTAIL 0: none (mkw unused, its calls pruned as mkt's)
@@ -251,7 +251,6 @@ def _source(entry: machine.Entry, variant: str, part: str = "common", common: st
         src += _MK.format(T=T, VW=VW, TRANSPOSE=T == "float32", TA=32 // np.dtype(T).itemsize,
                           TAILS=kinds, TAIL=kinds[-1][0] if kinds else 0, HALF=half,
                           WTAILS=wide, WTAIL=wide[-1][0] if wide else 0,
-                          CUT=kinds[-1][0] if kinds and entry.vector_bits == 512 else 0,
                           STORE_PARTS=entry.vector_bits < 512) + \
             _tile_adds(NR, part) + _nests("common")
     else:

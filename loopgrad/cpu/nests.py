@@ -324,7 +324,8 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                             bo + K * NR, C, c0, ldc, ir * MR * ldg + last * pstr)
                     elif CUT and 0 < cut <= CUT and pc == 0:
                         # a last panel straight into g, each row cut to its `cut` columns
-                        # (masked stores; its live columns are at most those)
+                        # (masked stores, or AVX2's in parts; its live columns are at most
+                        # those)
                         mktc(cut, kc, x, (r0 + ir * MR) * K + pc, 1, K, Wp, bo, NR, g, co, ldg)
                         continue
                     elif TAIL and col1 - jr * NR <= TAIL:
@@ -398,8 +399,9 @@ def dx_block(dx2, g2, Wtp2, K, M, ldg, r0, rows, j0, nj, Ct2, stream, x2, y2, n0
                 straight = nrow == MR and ncol == NR and pc == 0
                 C, c0, ldc = (dx, b, K) if straight else (Ct, 0, NR)
                 if CUT and ncol <= CUT and nrow == MR and pc == 0:
-                    # a last panel of at most TAIL columns, its first block: straight into
-                    # dx, each row cut to its ncol columns (masked stores)
+                    # a last panel of at most CUT columns, its first block: straight into
+                    # dx, each row cut to its ncol columns (masked stores, or AVX2's in
+                    # parts; dev/products_v47.md 48e)
                     mktc(ncol, kc, g, ir * MR * ldg + pc, 1, ldg, Wtp, bo, NR, dx, b, K)
                     continue
                 if TAIL and ncol <= TAIL:  # a last panel of at most TAIL columns

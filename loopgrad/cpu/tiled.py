@@ -675,8 +675,8 @@ def balanced(nb: int, b0: int, most: int, cores: int, low: int = 1) -> int:
 
 
 def _cores() -> int:
-    # the threads Numba runs by default on this machine (its CPUs; not NUMBA_NUM_THREADS
-    # nor set_num_threads, which must not change the chunks)
+    # the threads Numba runs by default on this machine: the CPUs the process may run on
+    # (not NUMBA_NUM_THREADS nor set_num_threads, which must not change the chunks)
     import numba
 
     return max(1, numba.config.NUMBA_DEFAULT_NUM_THREADS)

@@ -839,6 +839,29 @@ def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int):
     return codegen
 
 
+def _by_columns(gens, ncol_last: bool):
+    # the code of an intrinsic whose first argument is ncol: the first of gens ((columns,
+    # codegen), columns ascending) whose columns hold ncol, the last one's where none does,
+    # each given the other arguments (and ncol after them where ncol_last)
+    def codegen(context, builder, sig, args):
+        ncol, rest = args[0], list(args[1:]) + ([args[0]] if ncol_last else [])
+
+        def emit(k):  # the kinds from k on
+            if k == len(gens) - 1:
+                gens[k][1](context, builder, sig, rest)
+                return
+            fits = builder.icmp_signed("<=", ncol, ir.Constant(ncol.type, gens[k][0]))
+            with builder.if_else(fits) as (then, other):
+                with then:
+                    gens[k][1](context, builder, sig, rest)
+                with other:
+                    emit(k + 1)
+        emit(0)
+        return context.get_dummy_value()
+
+    return codegen
+
+
 @functools.lru_cache(maxsize=None)
 def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
     """mkw(ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2): a whole panel's
@@ -853,21 +876,7 @@ def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
     gens = [(c, _wide_ir(T, MR, NR, VW, vw, n)) for c, vw, n in tails]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 
-    def codegen(context, builder, sig, args):
-        ncol, rest = args[0], list(args[1:]) + [args[0]]
-
-        def emit(k):  # the kinds from k on: the first whose columns hold ncol
-            if k == len(gens) - 1:
-                gens[k][1](context, builder, sig, rest)
-                return
-            fits = builder.icmp_signed("<=", ncol, ir.Constant(ncol.type, gens[k][0]))
-            with builder.if_else(fits) as (then, other):
-                with then:
-                    gens[k][1](context, builder, sig, rest)
-                with other:
-                    emit(k + 1)
-        emit(0)
-        return context.get_dummy_value()
+    codegen = _by_columns(gens, ncol_last=True)
 
     @intrinsic
     def mkw(typingctx, ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2):
@@ -892,21 +901,7 @@ def tail_kernel(T: str, MR: int, NR: int, tails: tuple, cut: bool = False,
     gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n, cut, parts)) for c, vw, n in tails]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 
-    def codegen(context, builder, sig, args):
-        ncol, rest = args[0], list(args[1:]) + ([args[0]] if cut else [])
-
-        def emit(k):  # the tails from k on: the first whose columns hold ncol
-            if k == len(gens) - 1:
-                gens[k][1](context, builder, sig, rest)
-                return
-            fits = builder.icmp_signed("<=", ncol, ir.Constant(ncol.type, gens[k][0]))
-            with builder.if_else(fits) as (then, other):
-                with then:
-                    gens[k][1](context, builder, sig, rest)
-                with other:
-                    emit(k + 1)
-        emit(0)
-        return context.get_dummy_value()
+    codegen = _by_columns(gens, ncol_last=cut)
 
     @intrinsic
     def mkt(typingctx, ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc):

@@ -14,7 +14,8 @@ prefetch(p, i): a hint to the CPU to load p[i]'s cache line soon.  LLVM's
     reads only a few contiguous rows of x and the hardware prefetcher cannot
     get ahead (10⁶×16×16: the forward product's x reads 7.0 → 2.6 ms,
     dev/tiled_v7.md).  prefetch_l2(p, i): the same into L2 only (locality 2, PREFETCHT1
-    on x86): y's rows far ahead in the AVX2 entry's fused blocks (machine.Entry.pf_y).
+    on x86): x's rows ahead of those reads (dev/products_v48.md 49a), y's rows far ahead
+    in the AVX2 entry's fused blocks (machine.Entry.pf_y).
 
 call(address, *args): a float64 from the C function at `address` (an integer: a cfunc's,
     jit.cfunc) called with args, whose Numba types give the C types.  A plain call

@@ -308,9 +308,12 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
                     mk(kc, Ap, ab + (ir - full) * kc * MR, MR, 1, Wp, bo, NR, C, c0, ldc)
                 else:
                     if jr == j0 and K <= PF_K:
+                        # x's rows PF_AHEAD elements ahead into L2 (into L1, 16 KiB ahead in
+                        # float32 and 32 in float64, they evicted the block's own lines: as
+                        # AVX2 2–10 % slower, float64 5–17 %; dev/products_v48.md 49a)
                         ahead = (r0 + ir * MR) * K + PF_AHEAD
                         for q in range(0, MR * K, LINE):
-                            prefetch(x, ahead + q)
+                            prefetch_l2(x, ahead + q)
                         # and y's rows PF_Y ahead, this item's columns, into L2
                         # (machine.Entry.pf_y; dev/products_v21.md 22c)
                         for i in range(MR if PF_Y else 0):

@@ -92,7 +92,7 @@ MR, NR, MC, KC = {MR}, {NR}, {MC}, {KC}
 KC3 = {KC3}  # the three-pass kernel's KC where K and M exceed KC (machine.Tile.kc3)
 LINE = 64 // np.dtype(T).itemsize  # elements per cache line
 BIG = float(np.finfo(T).max)
-# x rows up to PF_K long are prefetched PF_AHEAD elements ahead (see intrinsics.py)
+# x rows up to PF_K long are asked for PF_AHEAD elements ahead into L2 (see intrinsics.py)
 PF_K, PF_AHEAD = {PF_K}, 4096
 # the fused kernel's dx calls (else dW's, else h's) ask for the next block's x and y into
 # L2 (tiled.PF_NEXT), at most PF_SHARE lines a call; the loss kernel's blocks

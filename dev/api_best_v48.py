@@ -1,0 +1,21 @@
+"""loopgrad.grads(..., out=) at each shape N×K×M, two threads: the best and the 25th percentile
+of 20–300 calls, ms (dev/products_v48.md).  DTYPE=float64 for that dtype.
+
+    python dev/api_best_v48.py 1000000x16x16,100000x24x40
+"""
+import sys, os, time, numpy as np, loopgrad
+from loopgrad.cpu import background
+DT = np.dtype(os.environ.get("DTYPE", "float32"))
+res = []
+for s in sys.argv[1].split(","):
+    N, K, M = (int(v) for v in s.split("x"))
+    rng = np.random.default_rng(0)
+    x, W, y = (rng.standard_normal(sh).astype(DT) for sh in ((N, K), (K, M), (N, M)))
+    r = loopgrad.grads(x, W, y); background.wait(); out = (r.dx, r.dW, r.dy)
+    loopgrad.grads(x, W, y, out=out)
+    reps = max(20, min(300, int(2e8 / (N * K * M * 6))))
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); loopgrad.grads(x, W, y, out=out); ts.append(time.perf_counter() - t)
+    ts.sort(); res.append(f"{s} {ts[0]*1e3:.3f}/{ts[len(ts)//4]*1e3:.3f}")
+print(" | ".join(res))

@@ -7,6 +7,7 @@ L2, then a script run under it (dev/products_v48.md 49a):
     nopfx    x's not; nopfy y's not (the AVX2 entry's pf_y)
     pfx1     x's into L1 (prefetch), as before 49a (into L2 since)
     noask    no ask_next (the next block's rows)
+    aheadN   x's rows N elements ahead (PF_AHEAD: 4096)
 
     VARIANT=nopfx python dev/variants_v48.py SCRIPT [args...]
 
@@ -40,6 +41,9 @@ def patch(part):
     if V == "pfx1":
         a = "                            prefetch_l2(x, ahead + q)\n"
         assert a in s; s = s.replace(a, "                            prefetch(x, ahead + q)\n")
+    if V.startswith("ahead"):  # aheadN: x's rows N elements ahead (PF_AHEAD 4096)
+        a = "ahead = (r0 + ir * MR) * K + PF_AHEAD\n"
+        assert a in s; s = s.replace(a, f"ahead = (r0 + ir * MR) * K + {int(V[5:])}\n")
     return s
 tiled._nests = patch
 for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):

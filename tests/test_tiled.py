@@ -209,8 +209,9 @@ def test_the_three_pass_guard_sees_dW_in_every_threads_share(row, col):
 
 
 def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
-    # K·Mp up to 32768 fused everywhere; up to 65536 where the L2 holds twice the chunk's
-    # float64 partial, whatever the dtype (dev/products_v17.md 18d, v19 20i, v48 49b)
+    # K·Mp up to 32768 fused everywhere; up to 131072 where the L2 holds the chunk's
+    # float64 partial, whatever the dtype, and N has 8192 rows (dev/products_v17.md 18d,
+    # v19 20i, v48 49b, 49c)
     from loopgrad.cpu import caches
 
     def with_l2(nbytes):
@@ -218,22 +219,23 @@ def test_the_fused_kernels_reach_follows_the_L2(monkeypatch):
         _tiled._plan.cache_clear()
 
     try:
-        for l2, f32, f64 in ((2 << 20, 65536, 65536), (1 << 20, 65536, 65536),
-                             (768 << 10, 49152, 49152), (512 << 10, 32768, 32768),
-                             (None, 32768, 32768), (64 << 20, 65536, 65536)):
+        for l2, limit in ((2 << 20, 131072), (1 << 20, 131072), (768 << 10, 98304),
+                          (512 << 10, 65536), (256 << 10, 32768), (None, 32768),
+                          (64 << 20, 131072)):
             with_l2(l2)
-            assert _tiled.fused_limit(np.float32) == f32
-            assert _tiled.fused_limit(np.float64) == f64
+            assert _tiled.fused_limit(np.float32) == _tiled.fused_limit(np.float64) == limit
             for isa in machine.TABLE:
-                big = "grads_fused" if f32 == 65536 else "grads"
-                assert _tiled.plan(10**5, 256, 256, np.float32, isa)[0] == big
+                for K, M, dt in ((256, 256, np.float32), (192, 256, np.float32),
+                                 (256, 257, np.float32), (256, 512, np.float32),
+                                 (320, 320, np.float32), (512, 512, np.float32),
+                                 (128, 512, np.float64), (512, 256, np.float64)):
+                    t = machine.TABLE[isa].tiles[_tiled.variant(K, M, dt, isa)]
+                    km = K * -(-M // t.NR) * t.NR  # K·Mp
+                    want = "grads_fused" if km <= limit else "grads"
+                    assert _tiled.plan(10**5, K, M, dt, isa)[0] == want, (l2, isa, K, M)
+                    short = "grads_fused" if km <= 32768 else "grads"  # N < 8192
+                    assert _tiled.plan(8191, K, M, dt, isa)[0] == short, (l2, isa, K, M)
                 assert _tiled.plan(10**5, 128, 256, np.float32, isa)[0] == "grads_fused"
-                assert _tiled.plan(10**5, 256, 257, np.float32, isa)[0] == "grads"
-                assert _tiled.plan(8191, 256, 256, np.float32, isa)[0] == "grads"  # short N
-                mid = "grads_fused" if f32 >= 49152 else "grads"  # K·Mp 49152
-                assert _tiled.plan(10**5, 192, 256, np.float32, isa)[0] == mid
-                wide64 = "grads_fused" if f64 == 65536 else "grads"
-                assert _tiled.plan(10**5, 128, 512, np.float64, isa)[0] == wide64
     finally:
         monkeypatch.undo()
         _tiled._plan.cache_clear()

@@ -2,7 +2,8 @@
 
 N rows, K inputs, M outputs.   x (N,K)  W (K,M)  y (N,M)
 
-Fused (`grads_fused`, K·Mp ≤ 32768): one pass over chunks of rows; per block of MC rows
+Fused (`grads_fused`, K·Mp ≤ 32768, or up to 131072 by the L2: `fused_limit`): one pass over
+    chunks of rows; per block of MC rows
     h = x·W → epilogue: z, f, dy, g (g: the block's rows only)
     dx = g·Wᵀ,  dW += xᵀ·g into the chunk's float64 partial (small: it stays in cache)
 Three passes (`grads`, wider): h and the epilogue, then dx, by items of MC rows × JH
@@ -620,7 +621,7 @@ def h_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:
 
 # The fused pass keeps a float64 dW partial of K·Mp per chunk in cache: 256 KiB at
 # K·Mp = _FUSED_KM (64×64 is 32 KiB), and up to _FUSED_KM_MAX where the L2 holds it
-# twice (`fused_limit`) and N has _FUSED_N rows (256×256:
+# (`fused_limit`) and N has _FUSED_N rows (256×256:
 # fused 0.64 against 0.45 ms at N = 256; at N = 4096 the three-pass kernel was 8-10 %
 # faster natively and as AVX2 once g lay by panels, at 8192 within ±4 %, from 12000 up
 # natively the fused one 8-17 %, dev/products_v19.md 20g).  Its chunks hold about
@@ -630,7 +631,7 @@ def h_rows(N: int, K: int, M: int, variant: str, isa: str | None = None) -> int:
 # their partials stay within _PARTIAL_BYTES.  Wider shapes take the three-pass kernel,
 # which has one partial.  All of it is a function of the shape and the machine alone.
 _FUSED_KM = 32768
-_FUSED_KM_MAX = 65536
+_FUSED_KM_MAX = 131072
 _FUSED_N = 8192
 _CHUNK_WORK = 1 << 24
 _CHUNK_ROWS = 1536
@@ -641,17 +642,18 @@ _PARTIAL_BYTES = 64 << 20
 
 def fused_limit(dtype) -> int:
     """The largest K·Mp the fused kernel takes: _FUSED_KM, or up to _FUSED_KM_MAX where the
-    L2 (caches.geometry) holds twice a chunk's float64 partial (read and written every
-    block).  With 2 MiB, float32's 256×256 fused ran 1.1–1.25× faster than the three-pass
-    kernel at N ≥ 2·10⁴ on the AVX-512 entry, and 10⁵×128×512 1.15× as AVX2; at K·Mp =
-    131072 they tied (dev/products_v17.md 18d, 18e); float64 at K·Mp = 65536 1.04–1.34×
-    (dev/products_v19.md 20i).  With 1 MiB (Zen 4), where the rule had also asked for room
-    for W's two packed copies and so kept K·Mp past 43690 (float64 32768) three-pass, the
-    fused kernel ran 5–30 % faster at K·Mp 40960–65536, both dtypes, natively and as AVX2
-    (10⁵×200×300 238–267 → 180 ms), and was not bimodal as the three-pass kernel's 800 MB
-    a call were there (dev/products_v48.md 49b).  Below 1 MiB: unmeasured, three-pass."""
+    L2 (caches.geometry) holds a chunk's float64 partial (read and written every block).
+    With 2 MiB, float32's 256×256 fused ran 1.1–1.25× faster than the three-pass kernel at
+    N ≥ 2·10⁴ on the AVX-512 entry, and 10⁵×128×512 1.15× as AVX2; at K·Mp = 131072 they
+    tied (dev/products_v17.md 18d, 18e); float64 at K·Mp = 65536 1.04–1.34×
+    (dev/products_v19.md 20i).  With 1 MiB (Zen 4), where the rule had asked for twice the
+    partial and W's two packed copies and so kept K·Mp past 43690 (float64 32768)
+    three-pass, the fused kernel ran 5–30 % faster at K·Mp 40960–65536 and 3–24 % at
+    131072 (but 10⁵×512×256 as AVX2, level), both dtypes, natively and as AVX2, and was
+    not bimodal as the three-pass kernel's 800 MB a call were at 10⁵×256² (dev/products_v48.md
+    49b, 49c).  Below 1 MiB: by the same rule, unmeasured."""
     l2 = caches.geometry().get("L2", {}).get("bytes") or 0
-    return min(_FUSED_KM_MAX, max(_FUSED_KM, l2 // (2 * 8)))  # twice the float64 partial
+    return min(_FUSED_KM_MAX, max(_FUSED_KM, l2 // 8))  # the float64 partial once
 
 
 def plan(N: int, K: int, M: int, dtype, isa: str | None = None) -> tuple[str, str, int, int]:

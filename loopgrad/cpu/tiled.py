@@ -651,7 +651,8 @@ def fused_limit(dtype) -> int:
     three-pass, the fused kernel ran 5–30 % faster at K·Mp 40960–65536 and 3–24 % at
     131072 (but 10⁵×512×256 as AVX2, level), both dtypes, natively and as AVX2, and was
     not bimodal as the three-pass kernel's 800 MB a call were at 10⁵×256² (dev/products_v48.md
-    49b, 49c).  Below 1 MiB: by the same rule, unmeasured."""
+    49b, 49c).  Below 1 MiB: by the same rule, unmeasured.  The same for either dtype
+    (the partial is float64 for both)."""
     l2 = caches.geometry().get("L2", {}).get("bytes") or 0
     return min(_FUSED_KM_MAX, max(_FUSED_KM, l2 // 8))  # the float64 partial once
 

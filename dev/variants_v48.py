@@ -8,6 +8,7 @@ L2, then a script run under it (dev/products_v48.md 49a):
     pfx1     x's into L1 (prefetch), as before 49a (into L2 since)
     noask    no ask_next (the next block's rows)
     aheadN   x's rows N elements ahead (PF_AHEAD: 4096)
+    nearN    and x's rows N tiles ahead into L1 (first panel's tiles, K <= PF_K)
 
     VARIANT=nopfx python dev/variants_v48.py SCRIPT [args...]
 
@@ -44,6 +45,12 @@ def patch(part):
     if V.startswith("ahead"):  # aheadN: x's rows N elements ahead (PF_AHEAD 4096)
         a = "ahead = (r0 + ir * MR) * K + PF_AHEAD\n"
         assert a in s; s = s.replace(a, f"ahead = (r0 + ir * MR) * K + {int(V[5:])}\n")
+    if V.startswith("near"):  # nearN: and the rows N tiles ahead into L1 (near1: the next tile's)
+        a = "                            prefetch_l2(x, ahead + q)\n"
+        assert a in s
+        s = s.replace(a, a + f"""                        for q in range(0, MR * K, LINE):
+                            prefetch(x, (r0 + ir * MR + {int(V[4:])} * MR) * K + q)
+""")
     return s
 tiled._nests = patch
 for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):

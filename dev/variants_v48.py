@@ -19,39 +19,34 @@ and compare alternating processes (the host's speed drifts).
 import os, sys, runpy
 from loopgrad.cpu import tiled
 V = os.environ.get("VARIANT", "base")
+N = int("".join(c for c in V if c.isdigit()) or 0)  # aheadN, nearN
+PFX = "                            prefetch_l2(x, ahead + q)\n"
+# variant: (text of nests.py's common part, what replaces it), each found exactly there
+CUTS = {
+    "noepi": ("    runs, length = (1, rows * M) if flat else (rows, col1 - col0)\n",
+              "    runs, length = (1, rows * M) if flat else (rows, col1 - col0)\n    runs = 0\n"),
+    "nopf": ("                    if jr == j0 and K <= PF_K:\n", "                    if False:\n"),
+    "noask": ("                ask_next(x, y, K, M, q0, nxl, nyl, call, share)\n", ""),
+    "nopfx": ("                        for q in range(0, MR * K, LINE):\n" + PFX, ""),
+    "nopfy": ("                        for i in range(MR if PF_Y else 0):\n",
+              "                        for i in range(0):\n"),
+    "pfx1": (PFX, PFX.replace("prefetch_l2", "prefetch")),
+    f"ahead{N}": ("ahead = (r0 + ir * MR) * K + PF_AHEAD\n", f"ahead = (r0 + ir * MR) * K + {N}\n"),
+    f"near{N}": (PFX, PFX + "                        for q in range(0, MR * K, LINE):\n"
+                 f"                            prefetch(x, (r0 + ir * MR + {N} * MR) * K + q)\n"),
+}
 orig = tiled._nests
+
+
 def patch(part):
     s = orig(part)
-    if part != "common":
+    if part != "common" or V == "base":
         return s
-    if V == "noepi":
-        a = "    runs, length = (1, rows * M) if flat else (rows, col1 - col0)\n"
-        assert a in s; s = s.replace(a, a + "    runs = 0\n")
-    if V == "nopf":
-        a = "                    if jr == j0 and K <= PF_K:\n"
-        assert a in s; s = s.replace(a, "                    if False:\n")
-    if V == "noask":
-        a = "                ask_next(x, y, K, M, q0, nxl, nyl, call, share)\n"
-        assert a in s; s = s.replace(a, "")
-    if V == "nopfx":
-        a = "                        for q in range(0, MR * K, LINE):\n                            prefetch_l2(x, ahead + q)\n"
-        assert a in s; s = s.replace(a, "")
-    if V == "nopfy":
-        a = "                        for i in range(MR if PF_Y else 0):\n"
-        assert a in s; s = s.replace(a, "                        for i in range(0):\n")
-    if V == "pfx1":
-        a = "                            prefetch_l2(x, ahead + q)\n"
-        assert a in s; s = s.replace(a, "                            prefetch(x, ahead + q)\n")
-    if V.startswith("ahead"):  # aheadN: x's rows N elements ahead (PF_AHEAD 4096)
-        a = "ahead = (r0 + ir * MR) * K + PF_AHEAD\n"
-        assert a in s; s = s.replace(a, f"ahead = (r0 + ir * MR) * K + {int(V[5:])}\n")
-    if V.startswith("near"):  # nearN: and the rows N tiles ahead into L1 (near1: the next tile's)
-        a = "                            prefetch_l2(x, ahead + q)\n"
-        assert a in s
-        s = s.replace(a, a + f"""                        for q in range(0, MR * K, LINE):
-                            prefetch(x, (r0 + ir * MR + {int(V[4:])} * MR) * K + q)
-""")
-    return s
+    old, new = CUTS[V]
+    assert old in s, V
+    return s.replace(old, new)
+
+
 tiled._nests = patch
 for f in (tiled._generated, tiled.module, tiled._kernel, tiled._dispatcher, tiled._plan):
     f.cache_clear()

@@ -624,6 +624,26 @@ def _mkt_runner(T, MR, NR, tails, cut=False, parts=False):
     return run
 
 
+def _last_panel(rng, T, MR, NR, tails, ncol, kc, A, full):
+    # a last panel of W with ncol live columns: B (kc×NR, flat) random up to ncol, zeros up
+    # to the chosen tail's live columns (W's packs' padding), NaN past them (never read);
+    # and its MR×NR tile by the full kernel over B with zeros past ncol
+    live = next(c for c, _, _ in tails if c >= ncol)
+    B = rng.standard_normal((kc, NR)).astype(T)
+    B[:, ncol:live], B[:, live:] = 0.0, np.nan
+    Cz = np.full(MR * NR, np.nan, T)
+    full(kc, A, 0, MR, 1, np.where(np.isnan(B), 0, B).astype(T).reshape(-1), 0, NR, Cz, 0, NR)
+    return B.reshape(-1), Cz.reshape(MR, NR)
+
+
+def _tile_rows(size, co, ldc, MR, width):
+    # the elements of a C of `size` that MR rows of `width` from co, ldc apart, cover
+    rows = np.zeros(size, bool)
+    for i in range(MR):
+        rows[co + i * ldc:co + i * ldc + width] = True
+    return rows
+
+
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [
     ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
     ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))])
@@ -636,21 +656,13 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
     A = rng.standard_normal(kc * MR).astype(T)
     A[::5] = 0.0
     for ncol in range(1, tails[-1][0] + 1):
-        live = next(c for c, _, _ in tails if c >= ncol)
-        B = rng.standard_normal((kc, NR)).astype(T)
-        B[:, ncol:live], B[:, live:] = 0.0, np.nan
+        B, Cz = _last_panel(rng, T, MR, NR, tails, ncol, kc, A, full)
         C = np.full(co + MR * ldc + NR, np.nan, T)
-        mkt(ncol, kc, A, 0, MR, 1, B.reshape(-1), 0, NR, C, co, ldc)
-        Bz = np.where(np.isnan(B), 0, B).astype(T)
-        Cz = np.full(MR * NR, np.nan, T)
-        full(kc, A, 0, MR, 1, Bz.reshape(-1), 0, NR, Cz, 0, NR)
+        mkt(ncol, kc, A, 0, MR, 1, B, 0, NR, C, co, ldc)
         got = np.array([C[co + i * ldc:co + i * ldc + NR] for i in range(MR)])
-        assert np.array_equal(got, Cz.reshape(MR, NR)), ncol
+        assert np.array_equal(got, Cz), ncol
         assert not np.signbit(got[:, ncol:]).any() and not got[:, ncol:].any(), ncol
-        outside = np.ones(C.shape, bool)
-        for i in range(MR):
-            outside[co + i * ldc:co + i * ldc + NR] = False
-        assert np.isnan(C[outside]).all(), ncol
+        assert np.isnan(C[~_tile_rows(C.size, co, ldc, MR, NR)]).all(), ncol
     for bad in ((), ((16, 16, 1), (8, 8, 1)), ((8, 4, 1),)):
         with pytest.raises(ValueError, match="tails"):
             intrinsics.tail_kernel(T, MR, NR, bad)
@@ -671,21 +683,13 @@ def test_cut_tail_kernel_stores_only_its_columns(rng, T, MR, NR, VW, tails, part
     A = rng.standard_normal(kc * MR).astype(T)
     A[::3] = 0.0
     for ncol in range(1, tails[-1][0] + 1):
-        live = next(c for c, _, _ in tails if c >= ncol)
-        B = rng.standard_normal((kc, NR)).astype(T)
-        B[:, ncol:live], B[:, live:] = 0.0, np.nan
+        B, Cz = _last_panel(rng, T, MR, NR, tails, ncol, kc, A, full)
         ldc, co = ncol + 1, 2
         C = np.full(co + MR * ldc + NR, np.nan, T)
-        mktc(ncol, kc, A, 0, MR, 1, B.reshape(-1), 0, NR, C, co, ldc)
-        Cz = np.full(MR * NR, np.nan, T)
-        full(kc, A, 0, MR, 1, np.where(np.isnan(B), 0, B).astype(T).reshape(-1), 0, NR, Cz, 0,
-             NR)
+        mktc(ncol, kc, A, 0, MR, 1, B, 0, NR, C, co, ldc)
         got = np.array([C[co + i * ldc:co + i * ldc + ncol] for i in range(MR)])
-        assert np.array_equal(got, Cz.reshape(MR, NR)[:, :ncol]), ncol
-        written = np.zeros(C.shape, bool)
-        for i in range(MR):
-            written[co + i * ldc:co + i * ldc + ncol] = True
-        assert np.isnan(C[~written]).all(), ncol
+        assert np.array_equal(got, Cz[:, :ncol]), ncol
+        assert np.isnan(C[~_tile_rows(C.size, co, ldc, MR, ncol)]).all(), ncol
 
 
 def test_wide_tails_fit_both_panels_in_the_registers():

@@ -165,7 +165,8 @@ def short_rows_stream() -> bool:
 # last panels of W also take 256-bit tails (tiled.tails): on the Zen 4 guest, in L1, an
 # 8-row tile's step over 8 live columns 8.0 → 4.8 cycles as 256-bit vectors, over 24
 # 14.9 → 11.9 (dev/products_v44.md 45a).  Zen 5 (full 512-bit pipes) and Intel's run a
-# 256-bit FMA at a 512-bit one's cost.
+# 256-bit FMA at a 512-bit one's cost (on the Zen 5 guest, 256-bit tails made the fused
+# kernel's dx at K = 24 0.2 ms slower in L2, three vectors for two: dev/products_v49.md 50b).
 SPLIT_512 = ("znver4",)
 
 

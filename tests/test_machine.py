@@ -50,6 +50,20 @@ def test_entries_are_consistent(isa):
     assert {"float32", "float64"} <= set(e.tiles)
 
 
+@pytest.mark.parametrize("host,mc", [("znver5", 144), ("znver4", 96), ("sapphirerapids", 96),
+                                     ("znver3", 96), ("neoverse-v2", 96)])
+def test_the_table_takes_the_hosts_block_rows(host, mc):
+    # the avx512 float32 tile's MC by the host CPU (machine.MC_512), every other size as written
+    t = machine.table_for(host)
+    assert t["avx512"].tiles["float32"].MC == mc
+    assert t["avx512"].tiles["float32"].MC % t["avx512"].tiles["float32"].MR == 0
+    for isa, e in t.items():
+        for name, tile in e.tiles.items():
+            if (isa, name) != ("avx512", "float32"):
+                assert tile == machine._TABLE[isa].tiles[name], (isa, name)
+    assert machine.TABLE == machine.table_for(machine._host_cpu())
+
+
 _CHILD = """
 import numpy as np, loopgrad
 from loopgrad import reference

@@ -17,7 +17,7 @@ round differently (its sums are grouped by other tile sizes).
 import functools
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ENV = "LOOPGRAD_CPU_ISA"
 
@@ -93,6 +93,37 @@ TABLE = {
         "12 accumulators of 128 bits, one vector a row: fits any 16-register ISA (SSE2 "
         "without FMA needs 2 more; NEON has 32); a safe default, not tuned"),
 }
+
+
+# CPUs (the host's LLVM name, not the one Numba may be told to compile for) whose avx512
+# float32 blocks take more rows than the table's MC 96: AMD's Zen 5 (48 KiB L1d, full
+# 512-bit pipes).  On the Zen 5 guest, 2 threads, MC 96 → 144, three alternations:
+# 10⁵×24×40 2.38–2.54 → 2.27–2.31 ms, 10⁵×64×64 6.29–6.56 → 6.05–6.12, 2·10⁵×32×20
+# 3.13–3.27 → 2.78–2.96; two: 512³ 1.84–1.87 → 1.79–1.80, 1000³ 13.9–14.3 → 13.4–13.9;
+# 256³ and 10⁵×256² level (dev/products_v49.md 50d).  Zen 4 and Intel's keep 96
+# (not measured at 144).  An MC of its own changes dW's and f's bits on that CPU alone.
+MC_512 = {"znver5": 144}
+
+
+def table_for(host: str) -> dict:
+    """TABLE for a host CPU (its LLVM name): the avx512 entry's float32 tile with
+    MC_512's rows where the host has them, every other size as written above."""
+    mc = MC_512.get(host)
+    if mc is None:
+        return dict(_TABLE)
+    e = _TABLE["avx512"]
+    tiles = {**e.tiles, "float32": replace(e.tiles["float32"], MC=mc)}
+    return {**_TABLE, "avx512": replace(e, tiles=tiles)}
+
+
+def _host_cpu() -> str:
+    from llvmlite import binding as ll
+
+    return ll.get_host_cpu_name()
+
+
+_TABLE = TABLE  # as written: every CPU's sizes
+TABLE = table_for(_host_cpu())  # this host's
 
 
 def llvm_target() -> tuple[str, str, str]:

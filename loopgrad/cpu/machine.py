@@ -10,8 +10,9 @@ LOOPGRAD_CPU_ISA=avx512|avx2|generic forces an entry.  Code for a narrower
 ISA runs anywhere (that is how the tests check every entry on one machine);
 an entry wider than the CPU still gives the right answers, only slowly.  The
 choice depends on the machine and the shape alone, so results are bitwise the
-same run to run and for any thread count on one machine; another entry may
-round differently (its sums are grouped by other tile sizes).
+same run to run and for any thread count on one machine; another entry, or the
+same entry on a CPU whose blocks take other rows (MC_512), may round differently
+(its sums are grouped by other tile sizes).
 """
 
 import functools
@@ -97,11 +98,11 @@ TABLE = {
 
 # CPUs (the host's LLVM name, not the one Numba may be told to compile for) whose avx512
 # float32 blocks take more rows than the table's MC 96: AMD's Zen 5 (48 KiB L1d, full
-# 512-bit pipes).  On the Zen 5 guest, 2 threads, MC 96 → 144, three alternations:
-# 10⁵×24×40 2.38–2.54 → 2.27–2.31 ms, 10⁵×64×64 6.29–6.56 → 6.05–6.12, 2·10⁵×32×20
-# 3.13–3.27 → 2.78–2.96; two: 512³ 1.84–1.87 → 1.79–1.80, 1000³ 13.9–14.3 → 13.4–13.9;
-# 256³ and 10⁵×256² level (dev/products_v49.md 50d).  Zen 4 and Intel's keep 96
-# (not measured at 144).  An MC of its own changes dW's and f's bits on that CPU alone.
+# 512-bit pipes).  On the Zen 5 guest, 2 threads, the trees before and after, three
+# alternations: 10⁵×24×40 2.41–2.51 → 2.18–2.32 ms, 10⁵×64×64 6.17–6.53 → 5.91–6.01,
+# 2·10⁵×32×20 3.06–3.17 → 2.81–2.89; 10⁵×128², 512³, 1000³ and 2048×512×2048 level
+# (dev/products_v49.md 50d).  Zen 4 and Intel's keep 96 (not measured at 144).  An MC of
+# its own changes dW's and f's bits on that CPU alone.
 MC_512 = {"znver5": 144}
 
 

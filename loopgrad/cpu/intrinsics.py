@@ -114,6 +114,18 @@ def pointer(typingctx, a):
     return types.CPointer(a.dtype)(a), codegen
 
 
+@intrinsic
+def zeros16(typingctx):
+    """A pointer to 16 float64 zeros in the caller's stack frame (forward_block's partial
+    sums of f: np.zeros(16) there was a heap allocation a block)."""
+    def codegen(context, builder, sig, args):
+        at = ir.ArrayType(ir.DoubleType(), 16)
+        buf = cgutils.alloca_once(builder, at)
+        builder.store(ir.Constant(at, [0.0] * 16), buf)
+        return builder.bitcast(buf, ir.DoubleType().as_pointer())
+    return types.CPointer(types.float64)(), codegen
+
+
 def _prefetch(builder, ptr, locality=3):
     # llvm.prefetch of the line at ptr (a read, data) for the cache levels `locality` names
     i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)

@@ -22,7 +22,7 @@ from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
                                       prefetch, prefetch_l2, tail_kernel, transposer,
-                                      wide_kernel)
+                                      wide_kernel, zeros16)
 
 T = np.float32
 I, P, P64 = nt.int64, nt.CPointer(nt.float32), nt.CPointer(nt.float64)
@@ -356,8 +356,7 @@ def forward_block(g2, dy2, x2, Wp2, y2, a0, K, M, Mp, ldg, pstr, kcb, r0, rows, 
     # are f's bits)
     flat = ldg == M and col0 == 0 and col1 == M and pstr == NR
     runs, length = (1, rows * M) if flat else (rows, col1 - col0)
-    fs2 = np.zeros(16)
-    fs = pointer(fs2)
+    fs = zeros16()
     yb = r0 * M + col0
     if length >= ROW_CALLS:  # a call a run (the same bits): see tiled.ROW_CALLS
         for n in range(runs):

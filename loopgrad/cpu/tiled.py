@@ -81,7 +81,7 @@ from loopgrad._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from loopgrad.cpu.guards import decide as _decide, nonfinite, sum_squares, trusted as _trusted
 from loopgrad.cpu.intrinsics import (copier, epilogue, line_streamer, microkernel, pointer,
                                       prefetch, prefetch_l2, tail_kernel, transposer,
-                                      wide_kernel)
+                                      wide_kernel, zeros16)
 from loopgrad.cpu.jit import StraightLine
 
 T = np.{T}

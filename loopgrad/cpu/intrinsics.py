@@ -7,6 +7,10 @@ pointer(a): a's data as a typed pointer (types.CPointer), for the tiled kernels'
     row kernels) and no shape to carry.  The array must outlive the pointer:
     take pointers of a function's own arguments, which the caller keeps alive.
 
+zeros16(): a pointer to 16 float64 zeros in the calling function's stack frame
+    (forward_block's partial sums of f; np.zeros(16) was a heap allocation a block,
+    dev/products_v49.md 50e).  Valid until that function returns.
+
 prefetch(p, i): a hint to the CPU to load p[i]'s cache line soon.  LLVM's
     llvm.prefetch intrinsic (read, keep in all cache levels, data).  A hint
     only: it never faults, so it may point past the end of the data, and it

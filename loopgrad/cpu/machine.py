@@ -118,6 +118,7 @@ def table_for(host: str) -> dict:
 
 
 def _host_cpu() -> str:
+    # the host CPU's LLVM name, whatever NUMBA_CPU_NAME tells Numba to compile for
     from llvmlite import binding as ll
 
     return ll.get_host_cpu_name()
@@ -187,9 +188,7 @@ SHORT_ROWS_CACHED = ("znver",)
 def short_rows_stream() -> bool:
     """Whether rowvec.py's rows store dx and dy past the caches where a call is large: not
     where the host CPU's LLVM name starts with one of SHORT_ROWS_CACHED."""
-    from llvmlite import binding as ll
-
-    return not ll.get_host_cpu_name().startswith(SHORT_ROWS_CACHED)
+    return not _host_cpu().startswith(SHORT_ROWS_CACHED)
 
 
 # CPUs (the host's LLVM name) that run each 512-bit vector operation as two 256-bit halves,
@@ -206,9 +205,7 @@ SPLIT_512 = ("znver4",)
 def splits_512() -> bool:
     """Whether the host CPU (its LLVM name, not the one Numba may be told to compile for)
     runs a 512-bit vector operation as two 256-bit halves: SPLIT_512."""
-    from llvmlite import binding as ll
-
-    return ll.get_host_cpu_name() in SPLIT_512
+    return _host_cpu() in SPLIT_512
 
 
 def halves_512(e: Entry) -> bool:

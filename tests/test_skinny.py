@@ -234,6 +234,46 @@ def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dty
                 assert np.array_equal(a, b), (bits, parallel, flags, skip)
 
 
+@pytest.mark.parametrize("bits", [512, 256])
+def test_rows_of_four_several_a_vector_have_rowvecs_bits(rng, bits):
+    # rowquad.py: 4×4 rows four a 512-bit vector (two a 256-bit one), h's and dx's sums as
+    # rowvec.py's rows (a vector a row) sum them: dx and dy the same bits; f's and dW's sums
+    # in other orders, both within torch's bounds.  Every remainder of rows past whole
+    # vectors (chunks of 37 rows, and of 1: all masked), ties, from two threads and one,
+    # cached and streamed, dx and dy starting off a line; float64 inputs rowvec.py's own
+    from loopgrad._inputs import STREAM
+    from loopgrad.cpu import rowquad, rowvec
+    for d in (None, np.float32, np.float64):
+        assert _skinny._along(4, 4, bits, d) is rowquad
+    assert rowquad.applies(4, 4, bits) and not rowvec.partial(4, 4)
+    assert not any(rowquad.applies(K, M, b) for K, M, b in ((4, 4, 128), (2, 2, 512), (8, 8, 512),
+                                                           (4, 8, 256), (3, 4, 512)))
+    head = f"quad_rows(4, 4, {bits}, "
+
+    def one_a_vector(source):  # the same module on rowvec.py's rows
+        return source.replace("from loopgrad.cpu.rowquad import quad_rows",
+                              "from loopgrad.cpu.rowvec import row_vectors") \
+            .replace(head, "row_vectors(4, 4, ")
+    for dtype in (np.float32, np.float64):
+        quad, single = (_row_vector_kernels(7, dtype, bits=bits, tag=tag, edit=edit)
+                        for tag, edit in (("qd", None), ("sg", one_a_vector)))
+        for N in (1003, 1001, 1002, 1000, 3):
+            x, W, y = draw(rng, N, 4, 4, dtype)
+            x[:40] = np.round(x[:40])  # ties
+            W[:] = np.round(W * 2) / 2
+            for parallel, chunk_rows, flags, skip in ((True, 37, 0, None), (False, 37, 0, None),
+                                                      (True, 1, 0, None), (True, 37, STREAM, 0),
+                                                      (True, 64, STREAM, 1)):
+                (got, lf), (ref, _) = (k(parallel, x, W, y, 0.5, chunk_rows, flags=flags, skip=skip)
+                                       for k in (quad, single))
+                assert_matches_torch(got, x, W, y, 0.5, form="sum")
+                assert lf == got[0]  # the loss: f's bits
+                case = (dtype, N, parallel, chunk_rows, flags, skip)
+                assert np.array_equal(got[1], ref[1]) and np.array_equal(got[3], ref[3]), case
+                if dtype == np.float64:  # rowvec.py's rows themselves
+                    assert got[0] == ref[0] and np.array_equal(got[2], ref[2]), case
+
+
 @pytest.mark.parametrize("K,M,want", [(8, 8, 7), (7, 11, 2)])  # 2: dW alone
 def test_row_vectors_dw_along_x_rows_has_the_blocks_bits(rng, K, M, want):
     # AVX2's float32 rows of 5 to 8 inputs sum dW row by row along x's rows where the
@@ -331,10 +371,10 @@ def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, M, bits, dtype
 
 def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
-    assert "row_vectors(4, 4, 7)" in _skinny._source(4, 4, 256)
+    assert "quad_rows(4, 4, 256, 7)" in _skinny._source(4, 4, 256)  # several a vector (below)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
-    for K, M, bits in ((4, 4, 512), (2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
+    for K, M, bits in ((2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
                        (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
                        (15, 4, 256), (12, 5, 256), (16, 8, 256), (9, 7, 256),  # 16 lanes
@@ -432,6 +472,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
 # rows of 5–7 elements masked into 8 lanes (5×7, 6×5), of 3 in LLVM's own vectors, and x's
 # or g's broadcasts from the stack slot (past 4 lanes)
 ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0, 0.5, 1.0)] + \
+    [(4, 4, 512, np.float32, 0.5), (4, 4, 512, np.float64, 1.0)] + \
     [(8, 8, 512, np.float32, 0.0), (5, 7, 512, np.float64, 0.5), (3, 8, 512, np.float32, 1.0),
      (8, 3, 512, np.float64, 0.0), (6, 5, 256, np.float32, 0.5), (8, 8, 256, np.float64, 1.0)] + \
     [(3, 16, 512, np.float32, 0.5), (2, 33, 256, np.float64, 1.0), (1, 17, 512, np.float64, 0.0),
@@ -531,19 +572,20 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     # float32 rows as vectors (and in blocks of 8, K ≤ 3) return NaN, and the API runs the
     # same rows in float64 arithmetic, where a float32 sum overflows and float64's would not: dW[0, :]
     # = 3e38·(−1 − 1 + 2) (0 in float64, −inf in float32: f finite, W zero, so only the dW
-    # check sees it; rowblocks.py sums dW in float64 and has no such case); h = 1e20·1e20
+    # check sees it; rowblocks.py sums dW in float64 and has no such case), from rows 0, 4
+    # and 8, which rowquad.py's vectors of 2 or 4 rows also sum in one lane; h = 1e20·1e20
     # (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).  The
     # API's answers are float64 arithmetic's (torch's in float64, rounded as stored)
     N = 300
     x, W, y = (np.zeros(s, np.float32) for s in ((N, K), (K, M), (N, M)))
-    x[:3, 0] = 3e38
-    y[:2], y[2] = 1.0, -2.0           # g = −y (h = 0, relu'(0) = ½)
+    x[[0, 4, 8], 0] = 3e38
+    y[[0, 4]], y[8] = 1.0, -2.0       # g = −y (h = 0, relu'(0) = ½)
     h_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     h_big[0][5, 0], h_big[1][0, 0] = 1e20, 1e20
     dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     dx_big[2][7, min(1, M - 1)], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
     from loopgrad.cpu import rowblocks
-    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: 256 only
+    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: rowquad.py's
         grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
         # (dW's float32 sums: rowvec.py's and rowdots.py's; rowblocks.py sums it in float64)
         for case in ([(x, W, y)] if _skinny._along(K, M, bits) is not rowblocks else []) + \

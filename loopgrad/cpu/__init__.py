@@ -47,7 +47,7 @@ import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rowdots, \
-    rows, rowvec, skinny, tiled, workspace
+    rowquad, rows, rowvec, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -122,7 +122,8 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
     if skinny.covers(K, M, dtype):
-        along = {rowvec: ", a vector a row", rowblocks: ", blocks of 8 along a row",
+        along = {rowvec: ", a vector a row", rowquad: ", several rows a vector",
+                 rowblocks: ", blocks of 8 along a row",
                  rowdots: ", dot products along a row"}.get(skinny.family(K, M, dtype), "")
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
     return "general rows (float64)"

@@ -234,31 +234,47 @@ def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dty
                 assert np.array_equal(a, b), (bits, parallel, flags, skip)
 
 
-@pytest.mark.parametrize("bits", [512, 256])
-def test_rows_of_four_several_a_vector_have_rowvecs_bits(rng, bits):
-    # rowquad.py: 4×4 rows four a 512-bit vector (two a 256-bit one), h's and dx's sums as
-    # rowvec.py's rows (a vector a row) sum them: dx and dy the same bits; f's and dW's sums
-    # in other orders, both within torch's bounds.  Every remainder of rows past whole
-    # vectors (chunks of 37 rows, and of 1: all masked), ties, from two threads and one,
-    # cached and streamed, dx and dy starting off a line; float64 inputs rowvec.py's own
-    from loopgrad._inputs import STREAM
+def test_rows_several_a_vector_are_chosen_where_two_or_more_fill_a_vector():
+    # rowquad.py: K and M powers of two up to 8 with at least two rows a vector; float64
+    # inputs only where rowvec.py's rows take them (through rowquad.py's intrinsics)
     from loopgrad.cpu import rowquad, rowvec
-    for d in (None, np.float32, np.float64):
-        assert _skinny._along(4, 4, bits, d) is rowquad
-    assert rowquad.applies(4, 4, bits) and not rowvec.partial(4, 4)
-    assert not any(rowquad.applies(K, M, b) for K, M, b in ((4, 4, 128), (2, 2, 512), (8, 8, 512),
-                                                           (4, 8, 256), (3, 4, 512)))
-    head = f"quad_rows(4, 4, {bits}, "
+    for K, M, bits in ((4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512), (8, 8, 512),
+                       (2, 8, 512), (8, 1, 512), (1, 4, 256), (4, 2, 256), (2, 1, 256)):
+        assert rowquad.applies(K, M, bits) and rowquad.applies(K, M, bits, np.float32)
+        assert _skinny._along(K, M, bits, np.float32) is rowquad
+        assert f"quad_rows({K}, {M}, {bits}, 7" in _skinny._source(K, M, bits, dtype=np.float32)
+        f64 = rowvec.applies(K, M, bits, np.float64)
+        assert rowquad.applies(K, M, bits, np.float64) == f64
+        assert _skinny._along(K, M, bits, np.float64) is (rowquad if f64 else None)
+    for K, M, bits in ((4, 4, 128), (8, 8, 256), (3, 4, 512), (4, 16, 512), (16, 1, 512),
+                       (8, 2, 256), (6, 6, 512), (1, 16, 512)):
+        assert not rowquad.applies(K, M, bits)
+        assert _skinny._along(K, M, bits, np.float32) is not rowquad
+
+
+@pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
+                                      (8, 2, 512), (2, 8, 512), (1, 4, 256), (4, 1, 256)])
+def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
+    # rowquad.py: rows of K and M powers of two, R = lanes ÷ max(K, M) of them a vector (16
+    # at 1×1 on 512 bits, 2 at 8×2); h's and dx's sums as rowvec.py's rows (a vector a row)
+    # sum them: dx and dy the same bits; f's and dW's sums in other orders, both within
+    # torch's bounds.  Every remainder of rows past whole vectors (chunks of 37 rows, and of
+    # 1: all masked), ties, from two threads and one, cached and streamed (chunks that start
+    # off 16 bytes: past the caches only where they do not), dx and dy starting off a line;
+    # float64 inputs, where they come here, rowvec.py's own rows
+    from loopgrad._inputs import STREAM
+    from loopgrad.cpu import rowquad
+    head = f"quad_rows({K}, {M}, {bits}, "
 
     def one_a_vector(source):  # the same module on rowvec.py's rows
         return source.replace("from loopgrad.cpu.rowquad import quad_rows",
                               "from loopgrad.cpu.rowvec import row_vectors") \
-            .replace(head, "row_vectors(4, 4, ")
-    for dtype in (np.float32, np.float64):
-        quad, single = (_row_vector_kernels(7, dtype, bits=bits, tag=tag, edit=edit)
+            .replace(head, f"row_vectors({K}, {M}, ")
+    for dtype in [d for d in (np.float32, np.float64) if rowquad.applies(K, M, bits, d)]:
+        quad, single = (_row_vector_kernels(7, dtype, bits=bits, tag=tag, K=K, M=M, edit=edit)
                         for tag, edit in (("qd", None), ("sg", one_a_vector)))
-        for N in (1003, 1001, 1002, 1000, 3):
-            x, W, y = draw(rng, N, 4, 4, dtype)
+        for N in (1003, 1000, 1001, 1002, 3):
+            x, W, y = draw(rng, N, K, M, dtype)
             x[:40] = np.round(x[:40])  # ties
             W[:] = np.round(W * 2) / 2
             for parallel, chunk_rows, flags, skip in ((True, 37, 0, None), (False, 37, 0, None),
@@ -374,8 +390,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "quad_rows(4, 4, 256, 7)" in _skinny._source(4, 4, 256)  # several a vector (below)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
-    for K, M, bits in ((2, 8, 512), (8, 2, 512), (1, 8, 512), (2, 4, 256),
-                       (4, 2, 256), (3, 3, 256),  # from K·M = 16 or M = 8; 8 on AVX2
+    for K, M, bits in ((3, 3, 256), (6, 8, 512), (5, 8, 256),  # from K·M = 16 or M = 8; 8 on
+                       # AVX2 (but K and M powers of two, two rows a vector: rowquad.py's)
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
                        (15, 4, 256), (12, 5, 256), (16, 8, 256), (9, 7, 256),  # 16 lanes
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),

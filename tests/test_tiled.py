@@ -1182,7 +1182,8 @@ def test_large_calls_stream_their_outputs(monkeypatch, rng):
 def test_short_rows_stream_where_the_host_cpu_gains_from_it(monkeypatch, rng):
     # rowvec.py's rows store dx and dy past the caches in large calls except on AMD's Zen
     # (the host's LLVM name, whatever Numba compiles for), where cached stores were faster;
-    # rowdots.py's long rows stream everywhere (machine.short_rows_stream)
+    # rowdots.py's long rows and rowquad.py's vectors of rows stream everywhere
+    # (machine.short_rows_stream)
     from llvmlite import binding as ll
     from loopgrad.cpu import rowvec, skinny
     for name, streams in (("znver4", False), ("znver3", False), ("znver5", False),
@@ -1198,7 +1199,7 @@ def test_short_rows_stream_where_the_host_cpu_gains_from_it(monkeypatch, rng):
     monkeypatch.setattr(cpu, "row_kernel", spy)
     monkeypatch.setattr(cpu, "_stream_from", 0)  # every call large
     seen = set()
-    for K, M in ((8, 8), (4, 4), (32, 2), (64, 4)):
+    for K, M in ((8, 8), (6, 6), (4, 4), (32, 2), (64, 4)):
         if cpu.is_tiled(K, M, np.float32):  # (the generic entry's)
             continue
         family = skinny.family(K, M, np.float32)

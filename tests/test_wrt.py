@@ -125,7 +125,7 @@ def test_serial_and_parallel_agree_for_a_subset(rng):
 # `want`'s kernel must start its vector loop at the same chunk length, or chunks of 8 to 31
 # rows gave other bits of f and dW by `want` (skinny._llvm_options; the 1×1 rows take 32 a
 # step).  One chunk of N rows, N = 1 to 40, every kernel on NaN-poisoned outputs
-@pytest.mark.parametrize("K,M,dtype", [(1, 1, np.float64), (2, 2, np.float64), (4, 1, np.float32)])
+@pytest.mark.parametrize("K,M,dtype", [(1, 1, np.float64), (2, 2, np.float64), (3, 1, np.float32)])
 def test_short_chunks_of_generated_rows_keep_their_bits(rng, K, M, dtype):
     if cpu.skinny.family(K, M, dtype) is not None:
         pytest.skip(f"{K}×{M} rows are on intrinsics on this entry")

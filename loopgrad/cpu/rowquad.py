@@ -1,29 +1,39 @@
-"""Float32 rows of K = M = 4 as several rows a vector, in LLVM IR: four rows a 512-bit
-vector, two a 256-bit one.
+"""Float32 rows of K and M up to 8 (powers of two) several a vector, in LLVM IR: R = lanes
+÷ max(K, M) rows a vector (four 4×4 rows a 512-bit vector, two a 256-bit one; sixteen 1×1).
 
 rowvec.py's rows take a vector a row: at 4×4, 4 of a 512-bit vector's 16 lanes live, and
 its loop is bound by its instructions (10⁶×4×4 natively at 75–77 % of the copy on Zen 5,
-13.6 cycles a row a core: dev/products_v49.md 50c).  Here lane r·4 + j of a vector is
-element j of row n + r: the R = lanes ÷ 4 rows from n lie one after the other in x, y, dx
-and dy, and each is one load or store.  A vector of rows:
+13.6 cycles a row a core: dev/products_v49.md 50c); LLVM's vectors of rows (skinny.py's
+scalar rows, below K·M = 16) shuffle their rows in and out.  Here the R rows from n lie one
+after the other in x (R·K lanes), y, dx and dy, each one load or store, and lane r·M + m of
+h, z and g is element m of row n + r:
 
-    xb_k   x[n+r, k] in row r's lanes (an in-lane shuffle), k < K
+    xb_k   x[n+r, k] in row r's M lanes (a shuffle), k < K
     h      Σ_k xb_k·W_k, W_k W's row k in every row's lanes
     z, f, g, dy   rowvec.py's, lane for lane
-    dx     Σ_m gb_m·V_m, gb_m g[n+r, m] in row r's lanes, V_m W's column m in each
+    dx     Σ_m gb_m·V_m in R·K lanes, gb_m g[n+r, m] in row r's K lanes, V_m W's column m
     dW     K accumulators += xb_k·g: lane (r, m) of accumulator k sums x[·,k]·g[·,m] over
            the rows r, r + R, r + 2R, ... of a block
 
-h's and dx's sums are rowvec.py's, term for term in the same order (one chain of FMAs:
-THIN_ONE_CHAIN), so h, z, g, dx and dy have rowvec.py's bits.  f and dW are summed in
-other orders: f in R·M float64 partial sums (lane (r, m) over the rows n ≡ r), added at
-the end by rows, then by columns, in halves; dW's float32 sums over blocks of
-NARROW_BLOCK rows from the chunk's first, each lane then added to a float64 one, and the
-R lanes of each (k, m) added last in halves.  A chunk's rows past its last whole vector
-are one vector loaded and stored masked, its missing rows zeros (h = 0, z = 0, g = 0:
-nothing added but zeros).  rowvec.guarded refuses a chunk whose float32 sums may have
-overflowed, as for rowvec.py's rows.  Float64 inputs, and narrow=False (float32's rerun
-in float64 arithmetic), take rowvec.py's own rows.
+h's and dx's sums are rowvec.py's, term for term in the same order (one chain of FMAs up
+to THIN_ONE_CHAIN terms, else the even and the odd terms apart), so h, z, g, dx and dy
+have rowvec.py's bits.  f and dW are summed in other orders: f in R·M float64 partial sums
+(lane (r, m) over the rows n ≡ r), added at the end by rows, then by columns, in halves;
+dW's float32 sums over blocks of NARROW_BLOCK rows from the chunk's first, each lane then
+added to a float64 one, and the R lanes of each (k, m) added last in halves.  A chunk's
+rows past its last whole vector are one vector loaded and stored masked, its missing rows
+zeros (h = 0, z = 0, g = 0: nothing added but zeros).  dx's and dy's vectors go past the
+caches where a call asks (STREAM) and the chunk's first row and each vector lie on 16-byte
+boundaries.  rowvec.guarded refuses a chunk whose float32 sums may have overflowed, as
+for rowvec.py's rows.  Float64 inputs, and narrow=False (float32's rerun in float64
+arithmetic), take rowvec.py's own rows; float64 ones come here only where those are
+rowvec.py's (`applies`), else they stay LLVM's vectors of rows.
+
+On the Zen 5 guest, 2 threads, 10⁶ rows, `out=`, best ms before → after: natively 1×1
+0.135 → 0.121, 1×4 0.77 → 0.51, 2×2 0.52 → 0.35, 4×2 0.95 → 0.67, 4×4 1.88 → 0.97, 8×2
+2.19 → 1.46, 8×8 3.09 → 2.94, 4×8 2.23 → 2.16 (1.03–1.94×); as AVX2 (K, M ≤ 4) 1×1 0.220
+→ 0.139, 2×2 1.04 → 0.42, 2×4 1.34 → 1.00, 4×4 1.87 → 1.32 (1.34–2.45×;
+dev/products_v50.md 51b).
 
     quad_rows(K, M, vector_bits, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero,
                                        start, stop, flags) -> f
@@ -34,6 +44,7 @@ take row_vectors' arguments (rowvec.py's module doc).
 
 import functools
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -42,27 +53,34 @@ from numba.extending import intrinsic
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
                          _streams, relu_grad)
+from . import rowvec
 from .rowvec import NARROW_BLOCK, PF_BYTES, THIN_ONE_CHAIN, guarded, row_codegen
 
-ROW = 4  # x's and y's elements a row: K = M = ROW
+SIZES = (1, 2, 4, 8)  # K and M: whole rows in a vector's lanes, a power of two each
 
 
-def applies(K: int, M: int, vector_bits: int) -> bool:
-    """Whether the (K, M) rows on an entry of vector_bits are these (float32 inputs; float64
-    ones take rowvec.py's rows through the same intrinsic)."""
-    return K == M == ROW and vector_bits in (256, 512)
+def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
+    """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry
+    of vector_bits and inputs of dtype (None: either): K and M in SIZES with at least two
+    rows a vector (R = lanes ÷ max(K, M)), on 256- and 512-bit entries; float64 inputs only
+    where they take rowvec.py's rows (the intrinsics pass them on)."""
+    if np.dtype(dtype or np.float32) == np.float64 and not rowvec.applies(K, M, vector_bits,
+                                                                          np.float64):
+        return False
+    return K in SIZES and M in SIZES and vector_bits in (256, 512) \
+        and vector_bits // 32 >= 2 * max(K, M)
 
 
 @functools.lru_cache(maxsize=None)
 def quad_rows(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
               narrow: bool = True, **rowvec_args):
-    """The intrinsic for (K, M) = (4, 4) on vectors of vector_bits and the gradients `want`
-    names, or the loss's: float32 inputs several rows a vector (module doc) where narrow,
-    else rowvec.row_codegen's rows with rowvec_args."""
+    """The intrinsic for (K, M) on vectors of vector_bits and the gradients `want` names,
+    or the loss's: float32 inputs several rows a vector (module doc) where narrow, else
+    rowvec.row_codegen's rows with rowvec_args."""
     if not applies(K, M, vector_bits):
-        raise ValueError(f"quad_rows takes K = M = {ROW} on 256- or 512-bit vectors; got K = "
-                         f"{K}, M = {M}, {vector_bits} bits")
-    own = _codegen(vector_bits // 32, want, loss) if narrow else None
+        raise ValueError(f"quad_rows takes K and M in {SIZES}, at least two rows a vector of "
+                         f"{vector_bits} bits; got K = {K}, M = {M}")
+    own = _codegen(vector_bits // 32, K, M, want, loss) if narrow else None
     other = row_codegen(K, M, want, loss, narrow=narrow, **rowvec_args)
 
     def pick(x):  # x's pointer type: float32 inputs take these rows where narrow
@@ -80,10 +98,10 @@ def quad_rows(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
     return rows
 
 
-def _codegen(lanes: int, want: int, loss: bool):
-    # the code of the float32 rows, R = lanes ÷ ROW rows a vector of `lanes` float32s
-    K = M = ROW
-    R = lanes // ROW
+def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
+    # the code of the float32 rows, R = lanes ÷ max(K, M) rows a vector: x's rows in R·K
+    # lanes, y's (and h's, z's, g's) in R·M
+    R = lanes // max(K, M)
     wdx, wdw, wdy = (bool(want & b) and not loss for b in (WANT_DX, WANT_DW, WANT_DY))
 
     def codegen(context, builder, sig, args):
@@ -93,61 +111,66 @@ def _codegen(lanes: int, want: int, loss: bool):
         else:
             (dx, dwp, dy, x, W, y, a0, start, stop, flags) = args
         f32, d, i64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(64), ir.IntType(32)
-        vt, vd = ir.VectorType(f32, lanes), ir.VectorType(d, lanes)
-        zero, two = ir.Constant(vt, [0.0] * lanes), ir.Constant(vt, [2.0] * lanes)
-        undef = ir.Constant(vt, ir.Undefined)
+        vk, vm, vd = ir.VectorType(f32, R * K), ir.VectorType(f32, R * M), ir.VectorType(d, R * M)
+        zero, two = ir.Constant(vm, [0.0] * (R * M)), ir.Constant(vm, [2.0] * (R * M))
 
         def shuffle(v, idx):
-            return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(i32, len(idx)), idx))
+            return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                          ir.Constant(ir.VectorType(i32, len(idx)), idx))
 
-        def at(ptr, row):  # the vector of x's (or y's, dx's, dy's) rows from `row`
-            p = builder.gep(ptr, [builder.mul(row, i64(ROW))])
-            return builder.bitcast(p, vt.as_pointer())
+        def at(ptr, row, n):  # the vector of R rows of n elements from `row`
+            p = builder.gep(ptr, [builder.mul(row, i64(n))])
+            return builder.bitcast(p, ir.VectorType(f32, R * n).as_pointer())
 
-        def first(rows):  # the lanes of a vector's first `rows` rows (an i64)
-            idx = ir.Constant(ir.VectorType(i64, lanes), [j // ROW for j in range(lanes)])
-            return builder.icmp_signed("<", idx, _splat(builder, rows, lanes))
+        def first(rows, n):  # the lanes of a vector's first `rows` rows of n (rows an i64)
+            idx = ir.Constant(ir.VectorType(i64, R * n), [j // n for j in range(R * n)])
+            return builder.icmp_signed("<", idx, _splat(builder, rows, R * n))
 
-        def load(ptr, row, rows):  # R rows, or the first `rows` of them (others 0)
+        def load(ptr, row, rows, n):  # R rows of n, or the first `rows` of them (others 0)
+            vt = ir.VectorType(f32, R * n)
             if rows is None:
-                return builder.load(at(ptr, row), align=4)
-            return _masked(builder, "load", vt, at(ptr, row), 4, first(rows), zero)
+                return builder.load(at(ptr, row, n), align=4)
+            return _masked(builder, "load", vt, at(ptr, row, n), 4, first(rows, n),
+                           ir.Constant(vt, [0.0] * (R * n)))
 
-        def store(v, ptr, row, rows, streamed):
+        def store(v, ptr, row, rows, n, streamed):
             if rows is not None:
-                _masked(builder, "store", vt, at(ptr, row), 4, first(rows), v)
-            elif streamed is None:
-                builder.store(v, at(ptr, row), align=4)
+                _masked(builder, "store", v.type, at(ptr, row, n), 4, first(rows, n), v)
+            elif streamed is None or R * n * 4 % _PART:
+                builder.store(v, at(ptr, row, n), align=4)
             else:
                 with builder.if_else(streamed) as (past, cached):
                     with past:
-                        _store_streamed_parts(builder, v, at(ptr, row))
+                        _store_streamed_parts(builder, v, at(ptr, row, n))
                     with cached:
-                        builder.store(v, at(ptr, row), align=4)
+                        builder.store(v, at(ptr, row, n), align=4)
 
         def madd(a, b, c):
             return _madd(builder, True, a, b, c)
 
-        # W's rows and columns in every row's lanes, once
+        # W's rows (lane r·M + m: W[k,m]) and columns (lane r·K + k: W[k,m]), once
         w = [[builder.load(builder.gep(W, [i64(k * M + m)])) for m in range(M)] for k in range(K)]
 
-        def repeated(vals):  # lane r·ROW + j: vals[j]
-            v = undef
-            for j in range(lanes):
-                v = builder.insert_element(v, vals[j % ROW], i32(j))
+        def repeated(vals):  # vals in each row's lanes
+            n = len(vals)
+            v = ir.Constant(ir.VectorType(f32, R * n), ir.Undefined)
+            for j in range(R * n):
+                v = builder.insert_element(v, vals[j % n], i32(j))
             return v
         Wrow = [repeated(w[k]) for k in range(K)]
         Wcol = [repeated([w[k][m] for k in range(K)]) for m in range(M)]
         sx = sy = None
-        if not loss:  # dx's and dy's rows past the caches: asked for, on 16-byte boundaries
+        if not loss:  # dx's and dy's rows past the caches: asked for, and each vector on
+            # 16-byte boundaries (the chunk's first row there, and whole 16-byte parts a vector)
             asked = builder.icmp_unsigned("!=", builder.and_(flags, i64(STREAM)), i64(0))
-            sx, sy = (_streams(builder, asked, p, align=_PART) for p in (dx, dy))
-        a0v = _splat(builder, builder.fptrunc(a0, f32), lanes)
+            sx, sy = (_streams(builder, asked, builder.gep(p, [builder.mul(start, i64(n))]),
+                               align=_PART) for p, n in ((dx, K), (dy, M)))
+        a0v = _splat(builder, builder.fptrunc(a0, f32), R * M)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
-        fs = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * lanes))
+        fs = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * M)))
         dW = [cgutils.alloca_once_value(builder, zero) for _ in range(K if wdw else 0)]
-        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * lanes)) for _ in dW]
+        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * M))) for _ in dW]
 
         def flush():  # a block's float32 sums of dW added to the float64 ones
             for acc, acc64 in zip(dW, dW64):
@@ -155,21 +178,27 @@ def _codegen(lanes: int, want: int, loss: bool):
                                            builder.fpext(builder.load(acc), vd)), acc64)
                 builder.store(zero, acc)
 
-        def chain(a, b):  # Σ_i a[i]·b[i] in i's order (rowvec.py's: one chain up to 4 terms)
-            assert len(a) <= THIN_ONE_CHAIN
-            c = builder.fmul(a[0], b[0])
-            for ai, bi in zip(a[1:], b[1:]):
-                c = madd(ai, bi, c)
-            return c
+        def split(a, b):
+            # Σ_i a[i]·b[i]: rowvec.py's order (`split`): one chain of FMAs in i's order up
+            # to THIN_ONE_CHAIN terms, else the even i's and the odd i's apart, then added
+            def chain(ids):
+                c = builder.fmul(a[ids[0]], b[ids[0]])
+                for i in ids[1:]:
+                    c = madd(a[i], b[i], c)
+                return c
+            n = len(a)
+            if n <= THIN_ONE_CHAIN:
+                return chain(list(range(n)))
+            return builder.fadd(chain(list(range(0, n, 2))), chain(list(range(1, n, 2))))
 
         def body(row, rows):
             # R rows from `row` (rows: None, or the first `rows` of them, an i64)
-            for ptr in (x, y) if PF_BYTES else ():
-                _prefetch(builder, builder.gep(ptr, [builder.add(builder.mul(row, i64(ROW)),
+            for ptr, n in ((x, K), (y, M)) if PF_BYTES else ():
+                _prefetch(builder, builder.gep(ptr, [builder.add(builder.mul(row, i64(n)),
                                                                  i64(PF_BYTES // 4))]))
-            xr, yr = load(x, row, rows), load(y, row, rows)
-            xb = [shuffle(xr, [j // ROW * ROW + k for j in range(lanes)]) for k in range(K)]
-            h = chain(xb, Wrow)
+            xr, yr = load(x, row, rows, K), load(y, row, rows, M)
+            xb = [shuffle(xr, [j // M * K + k for j in range(R * M)]) for k in range(K)]
+            h = split(xb, Wrow)
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
             z = builder.fsub(builder.select(below, zero, h), yr)
             z64 = builder.fpext(z, vd)  # f's z: float32's, its square exact in float64
@@ -178,20 +207,20 @@ def _codegen(lanes: int, want: int, loss: bool):
                 return
             t = builder.fmul(two, z)
             if wdy:
-                store(builder.fneg(t), dy, row, rows, sy)
+                store(builder.fneg(t), dy, row, rows, M, sy)
             if not (wdx or wdw):
                 return
             tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
             g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
             if wdx:
-                gb = [shuffle(g, [j // ROW * ROW + m for j in range(lanes)]) for m in range(M)]
-                store(chain(gb, Wcol), dx, row, rows, sx)
+                gb = [shuffle(g, [j // K * M + m for j in range(R * K)]) for m in range(M)]
+                store(split(gb, Wcol), dx, row, rows, K, sx)
             for k in range(len(dW)):  # dW[k,m] += x[n,k]·g[n,m]
                 builder.store(madd(xb[k], g, builder.load(dW[k])), dW[k])
 
         nrows = builder.sub(stop, start)
         whole = builder.sdiv(nrows, i64(R))  # vectors of R rows
-        per = NARROW_BLOCK // R  # vectors a block of dW's float32 sums
+        per = max(1, NARROW_BLOCK // R)  # vectors a block of dW's float32 sums
         nblocks = builder.sdiv(builder.add(whole, i64(per - 1)), i64(per))
         with cgutils.for_range(builder, nblocks) as block:
             v0 = builder.mul(block.index, i64(per))
@@ -216,9 +245,9 @@ def _codegen(lanes: int, want: int, loss: bool):
         sums = [builder.load(acc) for acc in dW64]
         for k, acc in enumerate(sums):
             for m in range(M):
-                builder.store(halves([lane(acc, r * ROW + m) for r in range(R)]),
+                builder.store(halves([lane(acc, r * M + m) for r in range(R)]),
                               builder.gep(dwp, [i64(k * M + m)]))
         f = builder.load(fs)
-        total = halves([halves([lane(f, r * ROW + m) for r in range(R)]) for m in range(M)])
+        total = halves([halves([lane(f, r * M + m) for r in range(R)]) for m in range(M)])
         return guarded(builder, total, W, i64(K * M), sums)
     return codegen

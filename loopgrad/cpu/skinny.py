@@ -28,9 +28,10 @@ dev/products_v16.md 17e); past K·M = 16 they would need more registers than the
 and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 → 11 ms,
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
-(dev/products_v26.md 27f).  At 4×4 they are rowquad.py's, several rows a vector for
-float32 inputs (rowvec.py's rows for float64 ones, through the same intrinsics: 10⁶×4×4
-natively 2.0×, as AVX2 1.4× faster: dev/products_v50.md 51b).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
+(dev/products_v26.md 27f).  Float32 rows whose K and M are powers of two up to 8, two or more
+of them a vector, are rowquad.py's, several rows a vector (float64 ones rowvec.py's rows
+through the same intrinsics where those took them, else LLVM's: 10⁶×4×4 natively 1.9×,
+as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
 K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
 AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's copy, K·M ≤ 4096) and
@@ -86,12 +87,12 @@ def family(K: int, M: int, dtype=None):
 
 def _along(K: int, M: int, vector_bits: int, dtype=None):
     # the module of intrinsics that builds the (K, M) rows along the row for inputs of
-    # dtype (None: either), or None; rowvec.py's and rowdots.py's bounds depend on the dtype
+    # dtype (None: either), or None; rowvec.py's, rowquad.py's and rowdots.py's bounds depend on the dtype
     if rowdots.applies(K, M, vector_bits, dtype):
         return rowdots
     if rowblocks.applies(K, M, vector_bits):
         return rowblocks
-    if rowquad.applies(K, M, vector_bits):
+    if rowquad.applies(K, M, vector_bits, dtype):
         return rowquad
     return rowvec if rowvec.applies(K, M, vector_bits, dtype) else None
 

@@ -310,7 +310,7 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         partials = rows.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
-        # heeded by rowvec.py's and rowdots.py's rows (rowvec.py's not on every CPU)
+        # heeded by rowvec.py's, rowquad.py's and rowdots.py's rows (rowvec.py's not on every CPU)
         stream = STREAM if streams(N, K, M, dt) and (
             machine.short_rows_stream() or skinny.family(K, M, dt) is not rowvec) else 0
         kern = row_kernel("grads", dt, par, K, M, want)

@@ -235,27 +235,27 @@ def test_row_vectors_partial_rows_stored_in_parts_or_masked_alike(rng, K, M, dty
 
 
 def test_rows_several_a_vector_are_chosen_where_two_or_more_fill_a_vector():
-    # rowquad.py: K and M powers of two up to 8 with at least two rows a vector; float64
-    # inputs only where rowvec.py's rows take them (through rowquad.py's intrinsics)
-    from loopgrad.cpu import rowquad, rowvec
+    # rowgroups.py: K and M powers of two up to 8 with at least two rows a vector; float64
+    # inputs only where rowvec.py's rows take them (through rowgroups.py's intrinsics)
+    from loopgrad.cpu import rowgroups, rowvec
     for K, M, bits in ((4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512), (8, 8, 512),
                        (2, 8, 512), (8, 1, 512), (1, 4, 256), (4, 2, 256), (2, 1, 256)):
-        assert rowquad.applies(K, M, bits) and rowquad.applies(K, M, bits, np.float32)
-        assert _skinny._along(K, M, bits, np.float32) is rowquad
-        assert f"quad_rows({K}, {M}, {bits}, 7" in _skinny._source(K, M, bits, dtype=np.float32)
+        assert rowgroups.applies(K, M, bits) and rowgroups.applies(K, M, bits, np.float32)
+        assert _skinny._along(K, M, bits, np.float32) is rowgroups
+        assert f"row_groups({K}, {M}, {bits}, 7" in _skinny._source(K, M, bits, dtype=np.float32)
         f64 = rowvec.applies(K, M, bits, np.float64)
-        assert rowquad.applies(K, M, bits, np.float64) == f64
-        assert _skinny._along(K, M, bits, np.float64) is (rowquad if f64 else None)
+        assert rowgroups.applies(K, M, bits, np.float64) == f64
+        assert _skinny._along(K, M, bits, np.float64) is (rowgroups if f64 else None)
     for K, M, bits in ((4, 4, 128), (8, 8, 256), (3, 4, 512), (4, 16, 512), (16, 1, 512),
                        (8, 2, 256), (6, 6, 512), (1, 16, 512)):
-        assert not rowquad.applies(K, M, bits)
-        assert _skinny._along(K, M, bits, np.float32) is not rowquad
+        assert not rowgroups.applies(K, M, bits)
+        assert _skinny._along(K, M, bits, np.float32) is not rowgroups
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
                                       (8, 2, 512), (2, 8, 512), (1, 4, 256), (4, 1, 256)])
 def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
-    # rowquad.py: rows of K and M powers of two, R = lanes ÷ max(K, M) of them a vector (16
+    # rowgroups.py: rows of K and M powers of two, R = lanes ÷ max(K, M) of them a vector (16
     # at 1×1 on 512 bits, 2 at 8×2); h's and dx's sums as rowvec.py's rows (a vector a row)
     # sum them: dx and dy the same bits; f's and dW's sums in other orders, both within
     # torch's bounds.  Every remainder of rows past whole vectors (chunks of 37 rows, and of
@@ -263,16 +263,16 @@ def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
     # off 16 bytes: past the caches only where they do not), dx and dy starting off a line;
     # float64 inputs, where they come here, rowvec.py's own rows
     from loopgrad._inputs import STREAM
-    from loopgrad.cpu import rowquad
-    head = f"quad_rows({K}, {M}, {bits}, "
+    from loopgrad.cpu import rowgroups
+    head = f"row_groups({K}, {M}, {bits}, "
 
     def one_a_vector(source):  # the same module on rowvec.py's rows
-        return source.replace("from loopgrad.cpu.rowquad import quad_rows",
+        return source.replace("from loopgrad.cpu.rowgroups import row_groups",
                               "from loopgrad.cpu.rowvec import row_vectors") \
             .replace(head, f"row_vectors({K}, {M}, ")
-    for dtype in [d for d in (np.float32, np.float64) if rowquad.applies(K, M, bits, d)]:
-        quad, single = (_row_vector_kernels(7, dtype, bits=bits, tag=tag, K=K, M=M, edit=edit)
-                        for tag, edit in (("qd", None), ("sg", one_a_vector)))
+    for dtype in [d for d in (np.float32, np.float64) if rowgroups.applies(K, M, bits, d)]:
+        grouped, single = (_row_vector_kernels(7, dtype, bits=bits, tag=tag, K=K, M=M, edit=edit)
+                           for tag, edit in (("grp", None), ("sg", one_a_vector)))
         for N in (1003, 1000, 1001, 1002, 3):
             x, W, y = draw(rng, N, K, M, dtype)
             x[:40] = np.round(x[:40])  # ties
@@ -281,7 +281,7 @@ def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
                                                       (True, 1, 0, None), (True, 37, STREAM, 0),
                                                       (True, 64, STREAM, 1)):
                 (got, lf), (ref, _) = (k(parallel, x, W, y, 0.5, chunk_rows, flags=flags, skip=skip)
-                                       for k in (quad, single))
+                                       for k in (grouped, single))
                 assert_matches_torch(got, x, W, y, 0.5, form="sum")
                 assert lf == got[0]  # the loss: f's bits
                 case = (dtype, N, parallel, chunk_rows, flags, skip)
@@ -387,11 +387,11 @@ def test_row_dots_blocks_cut_anywhere_keep_each_rows_bits(rng, K, M, bits, dtype
 
 def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     from loopgrad.cpu import rowvec
-    assert "quad_rows(4, 4, 256, 7)" in _skinny._source(4, 4, 256)  # several a vector (below)
+    assert "row_groups(4, 4, 256, 7)" in _skinny._source(4, 4, 256)  # several a vector (below)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((3, 3, 256), (6, 8, 512), (5, 8, 256),  # from K·M = 16 or M = 8; 8 on
-                       # AVX2 (but K and M powers of two, two rows a vector: rowquad.py's)
+                       # AVX2 (but K and M powers of two, two rows a vector: rowgroups.py's)
                        (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
                        (15, 4, 256), (12, 5, 256), (16, 8, 256), (9, 7, 256),  # 16 lanes
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
@@ -589,7 +589,7 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     # same rows in float64 arithmetic, where a float32 sum overflows and float64's would not: dW[0, :]
     # = 3e38·(−1 − 1 + 2) (0 in float64, −inf in float32: f finite, W zero, so only the dW
     # check sees it; rowblocks.py sums dW in float64 and has no such case), from rows 0, 4
-    # and 8, which rowquad.py's vectors of 2 or 4 rows also sum in one lane; h = 1e20·1e20
+    # and 8, which rowgroups.py's vectors of 2 or 4 rows also sum in one lane; h = 1e20·1e20
     # (f's z inf); and dx's bound (f finite, 2·√f·‖W‖ past half of float32's max).  The
     # API's answers are float64 arithmetic's (torch's in float64, rounded as stored)
     N = 300
@@ -601,7 +601,7 @@ def test_float32_row_vectors_refuse_sums_float32_cannot_hold(K, M):
     dx_big = [np.ones(s, np.float32) for s in ((N, K), (K, M), (N, M))]
     dx_big[2][7, min(1, M - 1)], dx_big[1][0, 0] = -1e19, 1e19  # z ≈ 1e19 (f 1e38), ‖W‖ 1e19
     from loopgrad.cpu import rowblocks
-    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: rowquad.py's
+    for bits in [b for b in (512, 256) if _skinny._along(K, M, b)]:  # 4×4: rowgroups.py's
         grads = _row_vector_kernels(7, np.float32, bits=bits, tag="guard", K=K, M=M)
         # (dW's float32 sums: rowvec.py's and rowdots.py's; rowblocks.py sums it in float64)
         for case in ([(x, W, y)] if _skinny._along(K, M, bits) is not rowblocks else []) + \

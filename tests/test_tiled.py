@@ -1182,7 +1182,7 @@ def test_large_calls_stream_their_outputs(monkeypatch, rng):
 def test_short_rows_stream_where_the_host_cpu_gains_from_it(monkeypatch, rng):
     # rowvec.py's rows store dx and dy past the caches in large calls except on AMD's Zen
     # (the host's LLVM name, whatever Numba compiles for), where cached stores were faster;
-    # rowdots.py's long rows and rowquad.py's vectors of rows stream everywhere
+    # rowdots.py's long rows and rowgroups.py's vectors of rows stream everywhere
     # (machine.short_rows_stream)
     from llvmlite import binding as ll
     from loopgrad.cpu import rowvec, skinny

@@ -47,7 +47,7 @@ import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rowdots, \
-    rowquad, rows, rowvec, skinny, tiled, workspace
+    rowgroups, rows, rowvec, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -122,7 +122,7 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         how = "fused" if name == "grads_fused" else "three-pass"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
     if skinny.covers(K, M, dtype):
-        along = {rowvec: ", a vector a row", rowquad: ", several rows a vector",
+        along = {rowvec: ", a vector a row", rowgroups: ", several rows a vector",
                  rowblocks: ", blocks of 8 along a row",
                  rowdots: ", dot products along a row"}.get(skinny.family(K, M, dtype), "")
         return f"skinny rows K={K} M={M} ({entry.vector_bits}-bit{along})"
@@ -310,7 +310,8 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         partials = rows.partials_buffer(nchunks, stride)
         # One chunk: the parallel region would cost more than it saves.
         par = nchunks > 1 and parallel.allowed()
-        # heeded by rowvec.py's, rowquad.py's and rowdots.py's rows (rowvec.py's not on every CPU)
+        # heeded by rowvec.py's, rowgroups.py's and rowdots.py's rows (rowvec.py's not on
+        # every CPU)
         stream = STREAM if streams(N, K, M, dt) and (
             machine.short_rows_stream() or skinny.family(K, M, dt) is not rowvec) else 0
         kern = row_kernel("grads", dt, par, K, M, want)

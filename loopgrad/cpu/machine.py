@@ -187,7 +187,7 @@ SHORT_ROWS_CACHED = ("znver",)
 @functools.lru_cache(maxsize=1)
 def short_rows_stream() -> bool:
     """Whether rowvec.py's rows store dx and dy past the caches where a call is large: not
-    where the host CPU's LLVM name starts with one of SHORT_ROWS_CACHED (rowquad.py's
+    where the host CPU's LLVM name starts with one of SHORT_ROWS_CACHED (rowgroups.py's
     vectors of rows and rowdots.py's long rows stream on every CPU)."""
     return not _host_cpu().startswith(SHORT_ROWS_CACHED)
 

@@ -294,21 +294,22 @@ def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
                 dw_across: bool = False):
-    """The intrinsic for (K, M) and the gradients `want` names, or the loss's: `codegen`'s
-    rows as an intrinsic (`wrap`; the arguments are `codegen`'s)."""
-    return wrap(row_codegen(K, M, want, loss, dw_block, stream, pf, narrow, dw_lanes, slot_past,
-                        masked_store, dw_across), loss)
+    """The intrinsic for (K, M) and the gradients `want` names, or the loss's: row_codegen's
+    rows (the arguments are its) as an intrinsic."""
+    return _wrap(row_codegen(K, M, want, loss, dw_block, stream, pf, narrow, dw_lanes,
+                             slot_past, masked_store, dw_across), loss)
 
 
 def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
                 dw_across: bool = False):
-    """The code of the intrinsic for (K, M) and the gradients `want` names, or the loss's
-    (see the module's doc), for Numba's @intrinsic; dw_block: dW's updates by blocks of that many rows (`dw_rows`), else
-    row by row; stream: the code that stores rows past the caches where `flags` asks;
-    pf: x's and y's rows prefetched that many bytes ahead (0: none); narrow: float32
-    inputs in float32 arithmetic (else float64; the module's doc); dw_lanes: the float64
+    """The code (for Numba's @intrinsic) of the rows for (K, M) and the gradients `want`
+    names, or the loss's (see the module's doc; rowgroups.py takes it for float64 inputs);
+    dw_block: dW's updates by blocks of that many rows (`dw_rows`), else row by row;
+    stream: the code that stores rows past the caches where `flags` asks; pf: x's and y's
+    rows prefetched that many bytes ahead (0: none); narrow: float32 inputs in float32
+    arithmetic (else float64; the module's doc); dw_lanes: the float64
     lanes a part of dW's blocked sums takes (4, an AVX2 register; 8 on 512-bit entries);
     slot_past: rows longer than this broadcast their lanes from a stack slot, shorter ones
     by shuffles (the slot 1.2-1.3× faster at 8×8 on Zen 4 as on Intel: dev/products_v41.md
@@ -620,8 +621,8 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     return codegen
 
 
-def wrap(codegen, loss: bool):
-    """An intrinsic of row_vectors' signature (or, where `loss`, its loss's) on codegen."""
+def _wrap(codegen, loss: bool):
+    # an intrinsic of row_vectors' signature (or, where `loss`, its loss's) on codegen
     if loss:
         @intrinsic
         def rows_loss(typingctx, x, W, y, start, stop):

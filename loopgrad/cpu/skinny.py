@@ -29,7 +29,7 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  Float32 rows whose K and M are powers of two up to 8, two or more
-of them a vector, are rowquad.py's, several rows a vector (float64 ones rowvec.py's rows
+of them a vector, are rowgroups.py's, several rows a vector (float64 ones rowvec.py's rows
 through the same intrinsics where those took them, else LLVM's: 10⁶×4×4 natively 1.9×,
 as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
 (M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
@@ -57,7 +57,7 @@ import hashlib
 import numpy as np
 
 from .._inputs import WANT_ALL, WANT_DW, WANT_DX, WANT_DY
-from . import chunks, intrinsics, jit, machine, rowblocks, rowdots, rowquad, rowvec
+from . import chunks, intrinsics, jit, machine, rowblocks, rowdots, rowgroups, rowvec
 
 MAX_KM = 16   # K·M up to this: K·M vector accumulators must fit in registers
 
@@ -87,13 +87,14 @@ def family(K: int, M: int, dtype=None):
 
 def _along(K: int, M: int, vector_bits: int, dtype=None):
     # the module of intrinsics that builds the (K, M) rows along the row for inputs of
-    # dtype (None: either), or None; rowvec.py's, rowquad.py's and rowdots.py's bounds depend on the dtype
+    # dtype (None: either), or None; rowvec.py's, rowgroups.py's and rowdots.py's bounds
+    # depend on the dtype
     if rowdots.applies(K, M, vector_bits, dtype):
         return rowdots
     if rowblocks.applies(K, M, vector_bits):
         return rowblocks
-    if rowquad.applies(K, M, vector_bits, dtype):
-        return rowquad
+    if rowgroups.applies(K, M, vector_bits, dtype):
+        return rowgroups
     return rowvec if rowvec.applies(K, M, vector_bits, dtype) else None
 
 
@@ -286,14 +287,14 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
     # intrinsics; M a run-time argument for rowblocks (one module per K), K for rowdots
     # (one module per M)
     name = mod.__name__.rsplit(".", 1)[1]
-    dw = rowvec.dw_rows(K, M, vector_bits) if mod in (rowvec, rowquad) else 0
+    dw = rowvec.dw_rows(K, M, vector_bits) if mod in (rowvec, rowgroups) else 0
     k0 = rowdots.module_k(K, M, vector_bits, dtype) if mod is rowdots else 0
     # past its copy's bound W's columns shuffled out of its rows
     shuffled = mod is rowdots and M >= rowdots.COPY_FROM and not rowdots.copies(K, M)
     make, shape, which, how, arg, flags = {
         "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
                    "vectors along each row", "", ", want_"),
-        "rowquad": ("quad_rows", f"{K}, {M}, {vector_bits}", f"K = {K}, M = {M}",
+        "rowgroups": ("row_groups", f"{K}, {M}, {vector_bits}", f"K = {K}, M = {M}",
                     "several rows a vector (float64 inputs rowvec.py's rows)", "", ", want_"),
         "rowblocks": ("row_blocks", K, f"K = {K}, any M > 8",
                       "blocks of 8 lanes along each row, M at run time", ", M_", ""),
@@ -310,13 +311,13 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
         # far more than the row's parts as plain stores (as AVX2 on Zen 4 10⁶×6×6 7.3 →
         # 4.1 ms: dev/products_v42.md 43a, 43c); AVX-512's, by a mask register, less
         store=", masked_store=False" if vector_bits < 512
-        and (mod not in (rowvec, rowquad) or rowvec.partial(K, M)) else "")
+        and (mod not in (rowvec, rowgroups) or rowvec.partial(K, M)) else "")
 
 
 @functools.lru_cache(maxsize=None)
 def _digest(mod) -> str:
     # mod's source and that of the modules its intrinsics are built from (rowblocks.py,
-    # rowdots.py and rowquad.py take rowvec.py's guard, rowquad.py its rows too; all take
+    # rowdots.py and rowgroups.py take rowvec.py's guard, rowgroups.py its rows too; all take
     # intrinsics.py's pieces)
     h = hashlib.sha256()
     for m in dict.fromkeys((mod, rowvec, intrinsics)):

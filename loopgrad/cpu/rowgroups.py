@@ -1,5 +1,6 @@
-"""Float32 rows of K and M up to 8 (powers of two) several a vector, in LLVM IR: R = lanes
-÷ max(K, M) rows a vector (four 4×4 rows a 512-bit vector, two a 256-bit one; sixteen 1×1).
+"""Float32 rows of K and M up to 8 (powers of two) in groups, several rows a vector, in LLVM
+IR: R = lanes ÷ max(K, M) rows a vector (four 4×4 rows a 512-bit vector, two a 256-bit
+one; sixteen 1×1 rows, two 8×8).
 
 rowvec.py's rows take a vector a row: at 4×4, 4 of a 512-bit vector's 16 lanes live, and
 its loop is bound by its instructions (10⁶×4×4 natively at 75–77 % of the copy on Zen 5,
@@ -35,9 +36,9 @@ On the Zen 5 guest, 2 threads, 10⁶ rows, `out=`, best ms before → after: nat
 → 0.139, 2×2 1.04 → 0.42, 2×4 1.34 → 1.00, 4×4 1.87 → 1.32 (1.34–2.45×;
 dev/products_v50.md 51b).
 
-    quad_rows(K, M, vector_bits, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero,
+    row_groups(K, M, vector_bits, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero,
                                        start, stop, flags) -> f
-    quad_rows(K, M, vector_bits, 0, loss=True)(x, W, y, start, stop) -> f
+    row_groups(K, M, vector_bits, 0, loss=True)(x, W, y, start, stop) -> f
 
 take row_vectors' arguments (rowvec.py's module doc).
 """
@@ -72,13 +73,13 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def quad_rows(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
+def row_groups(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
               narrow: bool = True, **rowvec_args):
     """The intrinsic for (K, M) on vectors of vector_bits and the gradients `want` names,
     or the loss's: float32 inputs several rows a vector (module doc) where narrow, else
     rowvec.row_codegen's rows with rowvec_args."""
     if not applies(K, M, vector_bits):
-        raise ValueError(f"quad_rows takes K and M in {SIZES}, at least two rows a vector of "
+        raise ValueError(f"row_groups takes K and M in {SIZES}, at least two rows a vector of "
                          f"{vector_bits} bits; got K = {K}, M = {M}")
     own = _codegen(vector_bits // 32, K, M, want, loss) if narrow else None
     other = row_codegen(K, M, want, loss, narrow=narrow, **rowvec_args)

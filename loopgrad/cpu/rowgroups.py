@@ -112,7 +112,7 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
         else:
             (dx, dwp, dy, x, W, y, a0, start, stop, flags) = args
         f32, d, i64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(64), ir.IntType(32)
-        vk, vm, vd = ir.VectorType(f32, R * K), ir.VectorType(f32, R * M), ir.VectorType(d, R * M)
+        vm, vd = ir.VectorType(f32, R * M), ir.VectorType(d, R * M)  # h, z, g; f's partial sums
         zero, two = ir.Constant(vm, [0.0] * (R * M)), ir.Constant(vm, [2.0] * (R * M))
 
         def shuffle(v, idx):

@@ -28,12 +28,12 @@ dev/products_v16.md 17e); past K·M = 16 they would need more registers than the
 and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 → 11 ms,
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
-(dev/products_v26.md 27f).  Float32 rows whose K and M are powers of two up to 8, two or more
-of them a vector, are rowgroups.py's, several rows a vector (float64 ones rowvec.py's rows
-through the same intrinsics where those took them, else LLVM's: 10⁶×4×4 natively 1.9×,
-as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with M > 8 calls rowblocks.py's, one module per K
-(M a run-time value) where the general row kernel ran them scalar (23f), and M = 1, 2 past
-K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
+(dev/products_v26.md 27f).  Float32 rows whose K and M are powers of two up to 8, two or
+more of them a vector, are rowgroups.py's, several rows a vector (float64 ones rowvec.py's
+rows through the same intrinsics where those took them, else LLVM's: 10⁶×4×4 natively
+1.9×, as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with
+M > 8 calls rowblocks.py's, one module per K (M a run-time value) where the general row
+kernel ran them scalar (23f), and M = 1, 2 past K = 8, M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
 AVX2 from 13: dev/products_v31.md 32e; M = 4 on AVX2 within W's copy, K·M ≤ 4096) and
 M = 5–8 from K = 16 (float32 with AVX-512 M = 6–8 from 25: rowvec.py's rows below; on AVX2
 from 16 to 20 by M; float64 on AVX2 M = 5–7 from 9, 10, 16) within W's copy call
@@ -295,7 +295,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
         "rowvec": ("row_vectors", f"{K}, {M}", f"K = {K}, M = {M}",
                    "vectors along each row", "", ", want_"),
         "rowgroups": ("row_groups", f"{K}, {M}, {vector_bits}", f"K = {K}, M = {M}",
-                    "several rows a vector (float64 inputs rowvec.py's rows)", "", ", want_"),
+                      "several rows a vector (float64 inputs rowvec.py's rows)", "", ", want_"),
         "rowblocks": ("row_blocks", K, f"K = {K}, any M > 8",
                       "blocks of 8 lanes along each row, M at run time", ", M_", ""),
         "rowdots": ("row_dots", f"{vector_bits}, {M}", f"any K ≥ {k0}, M = {M}",

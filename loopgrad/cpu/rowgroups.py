@@ -65,8 +65,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     of vector_bits and inputs of dtype (None: either): K and M in SIZES with at least two
     rows a vector (R = lanes ÷ max(K, M)), on 256- and 512-bit entries; float64 inputs only
     where they take rowvec.py's rows (the intrinsics pass them on)."""
-    if np.dtype(dtype or np.float32) == np.float64 and not rowvec.applies(K, M, vector_bits,
-                                                                          np.float64):
+    if dtype is not None and np.dtype(dtype) == np.float64 \
+            and not rowvec.applies(K, M, vector_bits, np.float64):
         return False
     return K in SIZES and M in SIZES and vector_bits in (256, 512) \
         and vector_bits // 32 >= 2 * max(K, M)

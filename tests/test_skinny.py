@@ -12,7 +12,8 @@ import loopgrad
 from loopgrad import cpu
 from loopgrad.cpu import chunks, jit, machine, rows, skinny as _skinny
 from loopgrad._inputs import WANT_ALL
-from _helpers import assert_matches_torch, draw, past_a_line
+from loopgrad import reference
+from _helpers import OUTPUTS, assert_matches_torch, draw, past_a_line
 
 # rows LLVM vectorizes with its default options (4×4, 3×5, 1×1, 5×3) and those that need
 # skinny.LLVM_OPTIONS (2×8, 16×1: more than 16 overflow checks; 1×12: an interleave group of 12)
@@ -55,6 +56,38 @@ def test_generated_ties_and_nan_rule(rng, a0):
     x[7, 0], W[1, 2] = np.nan, np.inf           # a NaN h in row 7, infinities in column 2
     assert_matches_torch(run("grads", x, W, y, True, a0), x, W, y, a0, form="sum")
 
+
+
+# a shape for each kind of row intrinsic, on 512-bit and on 256-bit entries and for either
+# dtype: rowgroups.py (4×4), rowvec.py (6×6), rowdots.py (24×4), rowblocks.py (3×12); and
+# 8×8, 16×6, 12×4, which move between them with the entry and the dtype
+ROW_KINDS = [(4, 4), (6, 6), (24, 4), (3, 12), (8, 8), (16, 6), (12, 4)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a0", [0.0, 0.5, 1.0, 0.25])
+def test_row_intrinsics_give_a_nan_h_torchs_g(rng, dtype, a0):
+    # g where h is NaN (x[7, 0]): 2z, NaN, for relu'(0) 0, ½ and 0.25, and 0 for 1 (torch's
+    # clamp): dx's row 7 NaN or 0, and dW's rows past 0 NaN or finite.  The error bounds
+    # admit any value where they are not finite, so NaN's places are compared on their own;
+    # relu'(0) = 0 takes a branch of its own in the intrinsics (intrinsics.relu_grad_at).
+    # Float32's rows refuse the chunk (f not finite) and answer from float64 arithmetic.
+    kinds = set()
+    for K, M in ROW_KINDS:
+        x, W, y = draw(rng, 301, K, M, dtype)
+        x[7, 0] = np.nan
+        got = loopgrad.grads(x, W, y, relu_grad_at_zero=a0)
+        ref = reference.torch_autograd(x, W, y, a0)
+        for name, g, r in zip(OUTPUTS, got, ref):
+            assert np.array_equal(np.isnan(g), np.isnan(r)), (name, K, M)
+        assert np.isnan(got.dx[7]).all() == (a0 != 1.0)
+        keep = np.ones(301, bool)
+        keep[7] = False
+        assert_matches_torch(loopgrad.grads(x[keep], W, y[keep], relu_grad_at_zero=a0),
+                             x[keep], W, y[keep], a0)
+        kinds.add(cpu.describe(301, K, M, dtype).partition("(")[2])
+    if machine.entry().vector_bits >= 256:
+        assert len({k.split(", ")[1] for k in kinds}) == 4, kinds  # the four kinds
 
 def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
     x, W, y = draw(rng, 50_000, 4, 4, np.float64)

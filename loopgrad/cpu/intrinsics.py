@@ -336,6 +336,20 @@ def relu_grad_fixed(builder, case, h, zero, t, half):
     return builder.select(builder.fcmp_unordered(">", h, zero), t, rest)
 
 
+def relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t):
+    """relu_grad for a relu'(0) known only at run time (a0v: it, splat as t; a0_zero,
+    drop_nan: i1s, whether it is 0 or 1): where it is 0, the API's default,
+    relu_grad_fixed's one compare, else relu_grad's three.  A branch between the two each
+    time it runs, which always goes the same way: the skinny rows' g, whose loops over the
+    rows would double their code if versioned whole (as AVX2 in cache 8×8 37–38 → 36, 6×6
+    26–28 → 25 cycles a row, dev/products_v51.md 52a)."""
+    def general():
+        tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
+        return relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
+    return by_cases(builder, [(a0_zero, lambda: relu_grad_fixed(builder, 0, h, zero, t, None)),
+                              (None, general)])
+
+
 def by_cases(builder, cases):
     """The value (or values) of the first of `cases`, (condition, fn), whose i1 condition
     holds (None: always; the last), each fn's code in a block of its own, joined by phis:

@@ -42,7 +42,7 @@ from numba.extending import intrinsic
 
 from .._inputs import WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import (_across, _load_vector, _madd, _prefetch, _splat, _store_vector,
-                         relu_grad)
+                         relu_grad_at)
 from .rowvec import PF_BYTES, guarded
 
 LANES = 8     # lanes a block
@@ -139,9 +139,7 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True,
             if wdy:
                 store(rounded(builder.fneg(t)), dy, yb, mask)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
-                tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
-                nan = builder.select(drop_nan, zero, t)
-                g = relu_grad(builder, h, zero, t, tie, nan)  # 0 past M, where t is
+                g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)  # 0 past M, where t is
             for k in range(K if wdx else 0):  # dx[n,k] = Σ_m g[n,m]·W[k,m], by lanes
                 builder.store(madd(g, Wk[k], builder.load(acc[k])), acc[k])
             g64 = to64(g) if wdw else None  # dW's sums stay float64, in the chunk's partial

@@ -84,7 +84,8 @@ from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import (_PART, _across, _load_vector, _madd, _prefetch, _splat,
-                         _store_streamed_parts, _store_vector, _streams, _vector_at, relu_grad)
+                         _store_streamed_parts, _store_vector, _streams, _vector_at,
+                         relu_grad_at)
 from .rowvec import PF_BYTES, guarded
 
 MS = (1, 2, 3, 4, 5, 6, 7, 8)  # the M these rows take: y's block is R·M ≤ L lanes, R = L // M
@@ -444,8 +445,7 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 store(rounded(builder.fneg(t)), dy, yb, rows)
             if not (wdx or wdw):
                 return
-            tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
-            g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
+            g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             store(g, gsp, builder.mul(b, i64(R * M)), None)
             if wdw and not thin:
                 store(wide(g, d), gsp64, builder.mul(b, i64(R * M)), None)

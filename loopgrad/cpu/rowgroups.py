@@ -53,7 +53,7 @@ from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
-                         _streams, relu_grad)
+                         _streams, relu_grad_at)
 from . import rowvec
 from .rowvec import NARROW_BLOCK, PF_BYTES, THIN_ONE_CHAIN, guarded, row_codegen
 
@@ -211,8 +211,7 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
                 store(builder.fneg(t), dy, row, rows, M, sy)
             if not (wdx or wdw):
                 return
-            tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
-            g = relu_grad(builder, h, zero, t, tie, builder.select(drop_nan, zero, t))
+            g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             if wdx:
                 gb = [shuffle(g, [j // K * M + m for j in range(R * K)]) for m in range(M)]
                 store(split(gb, Wcol), dx, row, rows, K, sx)

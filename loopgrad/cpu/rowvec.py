@@ -85,7 +85,7 @@ from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
 from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
-                         _streams, relu_grad)
+                         _streams, relu_grad_at)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
 LONG = 16     # lanes of float32 in a 512-bit vector: x's row up to this past WIDE (`applies`)
@@ -552,9 +552,7 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             if wdy:
                 store_row(builder.fneg(t), dy, yb, M, sy)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
-                tie = builder.select(a0_zero, zero, builder.fmul(a0v, t))
-                nan = builder.select(drop_nan, zero, t)
-                g = relu_grad(builder, h, zero, t, tie, nan)
+                g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             if wdx or turned:  # g's lanes
                 if from_slot:
                     builder.store(g, gslot)

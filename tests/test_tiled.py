@@ -279,6 +279,10 @@ def test_fused_chunks_share_evenly_among_the_machines_threads():
     assert _tiled.balanced(1042, 30, 1024, 16) == 22
     assert _tiled.balanced(1042, 30, 40, 2) == 29 and _tiled.balanced(1042, 30, 35, 2) == 30
     assert _tiled.balanced(1042, 30, 1024, 16, low=25) == 25  # not below `low`
+    # where b0 is `low` already (a short N, no room below it), above it up to twice b0:
+    # 5000×64×64's 35 blocks of 144 rows in 7 chunks of 5 (one thread 20) → 6 of 6 (18)
+    assert _tiled.balanced(35, 5, 1024, 2, low=5) == 6 and _tiled.balanced(35, 5, 1024, 2) == 3
+    assert _tiled.balanced(35, 5, 1024, 5, low=5) == 7  # 5 threads: 5 chunks of 7, not 7 of 5
     for nb, b0, cores in ((1042, 30, 2), (695, 20, 2), (10417, 114, 2), (105, 14, 4), (7, 3, 2),
                           (5000, 61, 6), (333, 40, 8)):
         b = _tiled.balanced(nb, b0, 1024, cores)
@@ -286,6 +290,13 @@ def test_fused_chunks_share_evenly_among_the_machines_threads():
         least = min(busiest(nb, c, cores) for c in range((b0 + 1) // 2, b0 + 1))
         assert busiest(nb, b, cores) * 100 <= least * 101, (nb, b0, cores, b)
         assert all(busiest(nb, c, cores) * 100 > least * 101 for c in range(b + 1, b0 + 1))
+    _tiled._plan.cache_clear()
+    cores = _tiled._cores
+    try:
+        _tiled._cores = lambda: 2
+        assert _tiled.plan(5000, 64, 64, np.float32, "avx512")[2:] == (6, 864)
+    finally:
+        _tiled._cores = cores
     # the chunks are the shape's and the machine's, not the threads asked for
     _tiled._plan.cache_clear()
     before = numba.get_num_threads()

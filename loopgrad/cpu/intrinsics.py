@@ -130,12 +130,13 @@ def zeros16(typingctx):
     return types.CPointer(types.float64)(), codegen
 
 
-def _prefetch(builder, ptr, locality=3):
-    # llvm.prefetch of the line at ptr (a read, data) for the cache levels `locality` names
+def _prefetch(builder, ptr, locality=3, write=False):
+    # llvm.prefetch of the line at ptr (data; a read, or a write: PREFETCHW) for the cache
+    # levels `locality` names
     i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
     fn = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), _NAME)
-    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(locality), i32(1)])
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(int(write)), i32(locality), i32(1)])
 
 
 def _prefetcher(locality):

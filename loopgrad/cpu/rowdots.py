@@ -408,6 +408,9 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 K) for r in range(R)]
             yb = builder.mul(r0, i64(M))
             _prefetch(builder, builder.gep(y, [builder.add(yb, i64(PF_BYTES // size))]))
+            if wdy and masked_store and R * M < L:  # dy's block stored masked: asked for
+                _prefetch(builder, builder.gep(dy, [builder.add(yb, i64(PF_BYTES // size))]),
+                          write=True)  # ahead for writing (rowvec.py's doc)
             for a in acc:
                 builder.store(zero, a)
 
@@ -474,7 +477,10 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                                     builder.gep(dx, [builder.add(at_x, e)]),
                                     part.as_pointer()))
                     with cached:
-                        store(v, dx, at_x, mask)
+                        if mask is not None and masked_store:  # a row's last vector, masked:
+                            _prefetch(builder, builder.gep(dx, [builder.add(  # its line asked
+                                at_x, i64(PF_BYTES // size))]), write=True)  # for ahead
+                        store(v, dx, at_x, mask)  # for writing (rowvec.py's doc)
 
             def by_rows():  # row by row, each row's lines in order
                 with cgutils.for_range(builder, count) as q:

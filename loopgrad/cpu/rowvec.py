@@ -33,7 +33,11 @@ y's rows are prefetched PF_BYTES ahead; where a call asks (the STREAM bit of `fl
 loopgrad.cpu.streams) dx's and dy's rows go past the caches, where a row is a multiple of
 16 bytes and the array starts on 16 bytes (dev/products_v26.md 27a), a row that fills
 part of its vector as its 16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md
-34c).  Float32 rows of
+34c).  A row stored by a masked store (AVX-512: a part of its vector) and not past the
+caches has its line PF_BYTES ahead asked for writing (PREFETCHW): such stores do not fetch
+their lines ahead as plain ones do, and on Zen 5 from memory they had run 10⁶×6×6, 5×7,
+9×5 1.2–1.35× slower (rowdots.py's dx rows of 10×1 1.9×; AVX2's rows of parts as plain
+stores level without it: dev/products_v51.md 52d).  Float32 rows of
 17 to 24 in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at
 12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b).
 
@@ -522,6 +526,18 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             for ptr, n in ((x, K), (y, M)) if pf else ():  # rows pf bytes ahead
                 ahead = builder.add(builder.mul(row, i64(n)), i64(pf // size))
                 _prefetch(builder, builder.gep(ptr, [ahead]))
+            # rows stored by a masked store (a part of their vector), where not past the
+            # caches: their lines asked for ahead for writing, which AVX-512's masked stores
+            # do not do as plain stores do (module doc)
+            for ptr, n, w, s in ((dx, K, wdx, sx), (dy, M, wdy, sy)) if pf and not loss else ():
+                if not (w and masked_store and _padded(n) != n):
+                    continue
+                at = builder.gep(ptr, [builder.add(builder.mul(row, i64(n)), i64(pf // size))])
+                if s is None or n * size % _PART:  # never streamed
+                    _prefetch(builder, at, write=True)
+                else:
+                    with builder.if_then(builder.not_(s)):
+                        _prefetch(builder, at, write=True)
             xr = load_row(x, builder.mul(row, i64(K)), K, Kp)
             if thin:  # x's elements broadcast from x itself
                 xs = [splat(_load_volatile(builder, builder.gep(x, [builder.add(

@@ -59,9 +59,9 @@ def test_generated_ties_and_nan_rule(rng, a0):
 
 
 # a shape for each kind of row intrinsic, on 512-bit and on 256-bit entries and for either
-# dtype: rowgroups.py (4×4), rowvec.py (6×6), rowdots.py (24×4), rowblocks.py (3×12); and
-# 8×8, 16×6, 12×4, which move between them with the entry and the dtype
-ROW_KINDS = [(4, 4), (6, 6), (24, 4), (3, 12), (8, 8), (16, 6), (12, 4)]
+# dtype: rowgroups.py (4×4), rowvec.py (6×6), rowdots.py (24×4), rowblocks.py (2×20); and
+# 8×8, 16×6, 12×4, 3×12, which move between them with the entry and the dtype
+ROW_KINDS = [(4, 4), (6, 6), (24, 4), (2, 20), (8, 8), (16, 6), (12, 4), (3, 12)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -285,6 +285,24 @@ def test_rows_several_a_vector_are_chosen_where_two_or_more_fill_a_vector():
         assert _skinny._along(K, M, bits, np.float32) is not rowgroups
 
 
+def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
+    # rowvec.short_x: x's rows of 1 to 3 with y's of 9 to 15 are rowvec.py's on both entries
+    # (float32's at K = 1 to M = 11, float64's from K = 2 to M = 14, and to 13 on 256 bits),
+    # the rest of K ≤ 3 past M = 8 rowblocks.py's, whose modules serve every M of a K
+    from loopgrad.cpu import rowblocks, rowvec
+    for bits in (512, 256):
+        for K, M, dtype in ((1, 9, np.float32), (1, 11, np.float32), (2, 10, np.float32),
+                            (3, 15, np.float32), (2, 9, np.float64), (3, 13, np.float64)):
+            assert _skinny._along(K, M, bits, dtype) is rowvec, (K, M, bits, dtype)
+            assert _skinny._along(K, M, bits) is rowvec  # the module is rowvec.py's
+        for K, M, dtype in ((1, 12, np.float32), (1, 15, np.float32), (1, 16, np.float32),
+                            (2, 16, np.float32), (3, 17, np.float32), (1, 10, np.float64),
+                            (2, 15, np.float64), (3, 16, np.float64)):
+            assert _skinny._along(K, M, bits, dtype) is rowblocks, (K, M, bits, dtype)
+    assert _skinny._along(3, 14, 512, np.float64) is rowvec
+    assert _skinny._along(3, 14, 256, np.float64) is rowblocks  # Y_LONG_M256's 13
+
+
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
                                       (8, 2, 512), (2, 8, 512), (1, 4, 256), (4, 1, 256)])
 def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
@@ -436,7 +454,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         dt = next(d for d in (np.float64, np.float32)  # the dtype that takes these rows
                   if _skinny._along(K, M, bits, d) is rowvec)  # (9×3: float32's dot products)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
-    for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 9, 512),
+    for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 16, 512),
                        (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
                        (12, 2, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
                        (16, 4, 256),
@@ -464,8 +482,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     # with AVX-512 rowdots.py takes M = 3 from K = 10 first, though rowvec.applies there too
     assert ("dot products" in cpu.describe(10, 10, 3, np.float32)) == avx512
     from loopgrad.cpu import rowblocks  # K ≤ 3 past M = 8: blocks of 8 lanes, M at run time
-    assert "row_blocks(2, 7)" in _skinny._source(2, 9, 512)
-    assert _skinny._source(2, 9, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
+    assert "row_blocks(2, 7)" in _skinny._source(2, 20, 512)  # (but rowvec.short_x's rows)
+    assert _skinny._source(2, 17, 256, 7) == _skinny._source(2, 500, 256, 7)  # one module a K
     assert rowblocks.applies(1, 9, 512) and rowblocks.applies(1, 16, 256)  # K·M ≤ 16 too
     for K, M, bits in ((1, 8, 512), (4, 9, 512), (3, 8, 256), (3, 9, 128)):
         assert not rowblocks.applies(K, M, bits)
@@ -545,6 +563,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
     [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0)] + \
     [(7, 11, 256, np.float32, 0.0), (8, 13, 256, np.float64, 1.0)] + \
+    [(2, 10, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
+     (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -558,7 +578,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # rowvec.py's x rows of 9 to 16 in 16 lanes at M = 5 to 8 on AVX2 (dev/products_v42.md 43d)
 # and y's rows of 9 to 16 at K = 4 to 8 (43e);
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
-# to 16 in 16 lanes (31c), at K = 15, 16 float32's route and float64 arithmetic's exact
+# to 16 in 16 lanes (31c) and at K = 1 to 3 (dev/products_v51.md 52e), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
 # 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
 # on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past

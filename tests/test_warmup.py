@@ -69,8 +69,12 @@ def test_units_cover_every_family():
         [10, 12, 16, 16, 16, 16]
     # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes; on AVX2 4 ≤ K ≤ 8, float32's)
     wide += 13 * 8 if bits >= 512 else 5 * 8 if bits == 256 else 0
-    blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×9 ... 1×16 too
-    merged = cpu.skinny.MAX_KM - 8
+    blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×12 ... 1×16 too, but
+    # rowvec.py's rows of 1 to 3 with y's of 9 to 15 (rowvec.short_x: float32's to 11 at
+    # K = 1), a module each
+    short = [(K, M) for K in (1, 2, 3) for M in range(9, 16) if cpu.rowvec.short_x(K, M, "float32")]
+    merged = cpu.skinny.MAX_KM - 8 - sum(K == 1 for K, _ in short)
+    wide += sum(K > 1 for K, _ in short) if bits >= 256 else 0
     # rowdots.py: one module for M = 1 from K = min_k, where K·M ≤ 16 had one a K, and one
     # for each other M it takes
     dots = cpu.skinny.MAX_KM - cpu.rowdots.min_k(bits) \
@@ -90,6 +94,8 @@ def test_units_cover_every_family():
     # have a unit of their own at their first K
     both = [u for u in cpu.warm_units() if u[0] == "skinny"]
     assert [u[1:4] for u in both if u[1] == ("float32",) and u[3] > 8] == \
+        [(("float32",), K, M) for K, M in short  # (float64's short_x rows: K = 2, 3 to 14)
+         if bits >= 256 and not cpu.rowvec.applies(K, M, bits, "float64")] + \
         [(("float32",), K, M) for K in (15, 16) for M in range(9, 17) if bits >= 512] + \
         [(("float32",), K, M) for K in range(4, 9) for M in (14, 15, 16) if bits == 256]
     for _, ds, K, M, _ in both:  # each (K, M) names its module for each dtype it lists

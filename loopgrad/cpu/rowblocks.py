@@ -56,7 +56,10 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry of
     vector_bits: K ≤ 3 and M > 8, on 256- and 512-bit vectors (from K·M = 16 down, 1×9 to
     1×16, they are faster than LLVM's vectors of rows: 10⁶×1×16 10.3 → 5.4 ms, as AVX2
-    13.3 → 6.3; 10⁶×1×12 the same natively, 11.0 → 8.3 as AVX2; dev/products_v26.md 27f)."""
+    13.3 → 6.3; 10⁶×1×12 the same natively, 11.0 → 8.3 as AVX2; dev/products_v26.md 27f),
+    but for rowvec.py's rows of 1 to 3 with y's of 9 to 15 (`rowvec.short_x`), which those
+    take (the module may build them for dtypes the rows as vectors do not take: skinny.py
+    asks rowvec.applies first)."""
     return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES
 
 

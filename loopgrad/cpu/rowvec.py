@@ -121,6 +121,16 @@ Y_LONG_M256 = {"float32": 16, "float64": 13}
 # loads of W's rows and columns, which the tile shares among 8 rows), and y's row in 64
 # lanes too (10⁶×4×64 1.2×, 4×40 level: dev/products_v33.md 34b)
 Y_WIDE, Y_WIDE_K = 32, 12
+# y's row in 16 lanes with x's of 1 to 3 elements (M = 9 to 15), which rowblocks.py's
+# blocks of 8 had (M at run time, the last block partial, dW float64 a row): natively,
+# 2 threads, 10⁶ rows, float32, 2×9 2.77×, 3×9 2.83×, 2×13 2.15×, 3×15 1.77× faster, as
+# AVX2 3×9 1.79×, 2×15 1.31×; at K = 1 dx takes M broadcasts a row where the blocks take
+# M / 8 FMAs and a sum across lanes, so up to this M (1×9 1.49×, 1×11 1.24×, as AVX2 1.26×
+# and 1.16×; 1×12 1.16× natively, 1.00× as AVX2, 1×15 0.97×, 0.97×); at M = 16, a whole
+# block, the blocks stay (1×16 0.83×, 2×16 0.89×, as AVX2 0.69–0.76×).  Float64 from K = 2
+# to M = 14 (natively 2×10 1.42×, 3×14 1.51×, 2×15 0.94×; as AVX2, to 13, 3×9 1.41×, 2×10
+# 1.17×; at K = 1 as AVX2 1×10 0.86–0.91×: dev/products_v51.md 52e)
+SHORT_X_M1 = 11
 # x's row in 32 lanes with y's in 8 (M = 6 to 8, AVX-512, float32) up to this K, where
 # rowdots.py's dot products had them: 10⁶×17×8 10.2–11.0 → 8.4–8.8 ms, 20×8 10.5–11.5 →
 # 8.2–8.6, 24×8 0.85, 17×6 0.89, 20×6 0.84, 18×7 0.86; from K = 28 level or slower, and
@@ -221,11 +231,11 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits >= 512 and LONG < M <= Y_WIDE:  # y's row in 32 lanes: float32's
         return 4 <= K <= Y_WIDE_K and (dtype is None or np.dtype(dtype) == np.float32)
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
-        return 4 <= K <= (max(Y_LONG_K.values()) if dtype is None
+        return (4 <= K or short_x(K, M, dtype)) and K <= (max(Y_LONG_K.values()) if dtype is None
                           else Y_LONG_K[np.dtype(dtype).name])
     if vector_bits == 256 and WIDE < M <= LONG:  # y's row in 16 lanes, two registers
-        return 4 <= K <= WIDE and M <= (max(Y_LONG_M256.values()) if dtype is None
-                                        else Y_LONG_M256[np.dtype(dtype).name])
+        return (4 <= K or short_x(K, M, dtype)) and K <= WIDE and M <= (
+            max(Y_LONG_M256.values()) if dtype is None else Y_LONG_M256[np.dtype(dtype).name])
     if vector_bits >= 512 and LONG < K <= X_WIDE_K and X_WIDE_M <= M <= WIDE:  # x's row
         return dtype is None or np.dtype(dtype) == np.float32                # in 32 lanes
     if vector_bits < 256 or K > LONG or M > WIDE:
@@ -235,6 +245,18 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits == 256:
         return K * M >= 8
     return K * M >= 16 or M == WIDE
+
+
+def short_x(K: int, M: int, dtype=None) -> bool:
+    """Whether (K, M) is a row of x of 1 to 3 elements with y's of 9 to 15 that these rows
+    take for inputs of dtype (None: either) on 256- and 512-bit entries, not rowblocks.py's:
+    float32's to M = SHORT_X_M1 at K = 1, float64's from K = 2 to M = 14 (SHORT_X_M1's
+    comment)."""
+    if dtype is None:
+        return short_x(K, M, np.float32) or short_x(K, M, np.float64)
+    if np.dtype(dtype) == np.float64:
+        return 2 <= K <= 3 and WIDE < M < LONG - 1
+    return 1 <= K <= 3 and WIDE < M < LONG and (K > 1 or M <= SHORT_X_M1)
 
 
 def dw_rows(K: int, M: int, vector_bits: int) -> int:

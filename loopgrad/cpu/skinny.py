@@ -91,7 +91,8 @@ def _along(K: int, M: int, vector_bits: int, dtype=None):
     # depend on the dtype
     if rowdots.applies(K, M, vector_bits, dtype):
         return rowdots
-    if rowblocks.applies(K, M, vector_bits):
+    if rowblocks.applies(K, M, vector_bits) and not (
+            rowvec.short_x(K, M, dtype) and rowvec.applies(K, M, vector_bits, dtype)):
         return rowblocks
     if rowgroups.applies(K, M, vector_bits, dtype):
         return rowgroups
@@ -104,8 +105,8 @@ def _one(K: int, M: int, dtype=None) -> tuple:
     # value, the module named by the dtype's first K: where float32 takes the dot products
     # from a lower K than float64, the two dtypes' (K, M) there are different modules)
     mod = _along(K, M, machine.entry().vector_bits, dtype)
-    if mod is rowblocks:
-        return K, max(rowblocks.LANES + 1, MAX_KM // K + 1)
+    if mod is rowblocks:  # named by an M past rowvec.py's short_x rows (M = 9 to 15)
+        return K, max(rowvec.LONG, MAX_KM // K + 1)
     if mod is rowdots:  # one module an M, two at M = 3, 4: K·M within W's copy and past it
         return rowdots.module_k(K, M, machine.entry().vector_bits, dtype), M
     return K, M
@@ -113,8 +114,8 @@ def _one(K: int, M: int, dtype=None) -> tuple:
 
 def shapes(dtype=None) -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry for
-    inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by its
-    first M, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
+    inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by M =
+    16, 17 at K = 1, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
     one past W's copy), but rowvec.py's past K = 16 or M = 16 (float32 with AVX-512: 384
     modules at M = 9 to 16, 144 at K = 4 to 12, 24 at M = 6 to 8, which compile at the first
     call that asks for one: rowvec.applies)."""

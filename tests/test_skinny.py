@@ -287,15 +287,15 @@ def test_rows_several_a_vector_are_chosen_where_two_or_more_fill_a_vector():
 
 def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
     # rowvec.short_x: x's rows of 1 to 3 with y's of 9 to 15 are rowvec.py's on both entries
-    # (float32's at K = 1 to M = 11, float64's from K = 2 to M = 14, and to 13 on 256 bits),
-    # the rest of K ≤ 3 past M = 8 rowblocks.py's, whose modules serve every M of a K
+    # (float64's from K = 2 to M = 14, and to 13 on 256 bits), the rest of K ≤ 3 past M = 8
+    # rowblocks.py's, whose modules serve every M of a K
     from loopgrad.cpu import rowblocks, rowvec
     for bits in (512, 256):
-        for K, M, dtype in ((1, 9, np.float32), (1, 11, np.float32), (2, 10, np.float32),
+        for K, M, dtype in ((1, 9, np.float32), (1, 15, np.float32), (2, 10, np.float32),
                             (3, 15, np.float32), (2, 9, np.float64), (3, 13, np.float64)):
             assert _skinny._along(K, M, bits, dtype) is rowvec, (K, M, bits, dtype)
             assert _skinny._along(K, M, bits) is rowvec  # the module is rowvec.py's
-        for K, M, dtype in ((1, 12, np.float32), (1, 15, np.float32), (1, 16, np.float32),
+        for K, M, dtype in ((1, 16, np.float32), (1, 17, np.float32),
                             (2, 16, np.float32), (3, 17, np.float32), (1, 10, np.float64),
                             (2, 15, np.float64), (3, 16, np.float64)):
             assert _skinny._along(K, M, bits, dtype) is rowblocks, (K, M, bits, dtype)
@@ -564,7 +564,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0)] + \
     [(7, 11, 256, np.float32, 0.0), (8, 13, 256, np.float64, 1.0)] + \
     [(2, 10, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
-     (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0)] + \
+     (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
+     (1, 13, 512, np.float64, 0.5)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),

@@ -70,8 +70,7 @@ def test_units_cover_every_family():
     # and 4 ≤ K ≤ 16 at M = 9 to 16 (y's row in 16 lanes; on AVX2 4 ≤ K ≤ 8, float32's)
     wide += 13 * 8 if bits >= 512 else 5 * 8 if bits == 256 else 0
     blocks = 3  # rowblocks.py: a module per K ≤ 3, which takes 1×12 ... 1×16 too, but
-    # rowvec.py's rows of 1 to 3 with y's of 9 to 15 (rowvec.short_x: float32's to 11 at
-    # K = 1), a module each
+    # rowvec.py's rows of 1 to 3 with y's of 9 to 15 (rowvec.short_x), a module each
     short = [(K, M) for K in (1, 2, 3) for M in range(9, 16) if cpu.rowvec.short_x(K, M, "float32")]
     merged = cpu.skinny.MAX_KM - 8 - sum(K == 1 for K, _ in short)
     wide += sum(K > 1 for K, _ in short) if bits >= 256 else 0

@@ -2,7 +2,8 @@
 (AVX2, AVX-512), from K·M = 8 on 256-bit ones and from K·M = 16 (or M = 8) on 512-bit ones;
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
 past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14), and to 32
-with 4 ≤ K ≤ 12, and K = 17 to 24 at M = 6 to 8 (float32 inputs: `applies`).
+with 4 ≤ K ≤ 12, and K = 17 to 24 at M = 6 to 8 (float32 inputs: `applies`); M = 9 to 15
+at K = 1 to 3 on both (`short_x`).
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -23,7 +24,8 @@ partial row is stored as its power-of-two parts, not masked: VMASKMOVPS's store 
 AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v42.md 43a).
 Then:
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
-row, dx = Σ_m g[n,m]·W[:,m], and dW's K row vectors of accumulators += x[n,k]·g (or its M
+row, dx = Σ_m g[n,m]·W[:,m] (at K = 1 past M = 8 one sum across g·W's row, its lanes
+added in halves), and dW's K row vectors of accumulators += x[n,k]·g (or its M
 column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
 `dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4
 lanes x's row (float64) and g are stored to a stack slot and each lane broadcast from
@@ -88,7 +90,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import (_PART, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
+from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
                          _streams, relu_grad_at)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
@@ -121,16 +123,6 @@ Y_LONG_M256 = {"float32": 16, "float64": 13}
 # loads of W's rows and columns, which the tile shares among 8 rows), and y's row in 64
 # lanes too (10⁶×4×64 1.2×, 4×40 level: dev/products_v33.md 34b)
 Y_WIDE, Y_WIDE_K = 32, 12
-# y's row in 16 lanes with x's of 1 to 3 elements (M = 9 to 15), which rowblocks.py's
-# blocks of 8 had (M at run time, the last block partial, dW float64 a row): natively,
-# 2 threads, 10⁶ rows, float32, 2×9 2.77×, 3×9 2.83×, 2×13 2.15×, 3×15 1.77× faster, as
-# AVX2 3×9 1.79×, 2×15 1.31×; at K = 1 dx takes M broadcasts a row where the blocks take
-# M / 8 FMAs and a sum across lanes, so up to this M (1×9 1.49×, 1×11 1.24×, as AVX2 1.26×
-# and 1.16×; 1×12 1.16× natively, 1.00× as AVX2, 1×15 0.97×, 0.97×); at M = 16, a whole
-# block, the blocks stay (1×16 0.83×, 2×16 0.89×, as AVX2 0.69–0.76×).  Float64 from K = 2
-# to M = 14 (natively 2×10 1.42×, 3×14 1.51×, 2×15 0.94×; as AVX2, to 13, 3×9 1.41×, 2×10
-# 1.17×; at K = 1 as AVX2 1×10 0.86–0.91×: dev/products_v51.md 52e)
-SHORT_X_M1 = 11
 # x's row in 32 lanes with y's in 8 (M = 6 to 8, AVX-512, float32) up to this K, where
 # rowdots.py's dot products had them: 10⁶×17×8 10.2–11.0 → 8.4–8.8 ms, 20×8 10.5–11.5 →
 # 8.2–8.6, 24×8 0.85, 17×6 0.89, 20×6 0.84, 18×7 0.86; from K = 28 level or slower, and
@@ -248,15 +240,21 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
 
 
 def short_x(K: int, M: int, dtype=None) -> bool:
-    """Whether (K, M) is a row of x of 1 to 3 elements with y's of 9 to 15 that these rows
-    take for inputs of dtype (None: either) on 256- and 512-bit entries, not rowblocks.py's:
-    float32's to M = SHORT_X_M1 at K = 1, float64's from K = 2 to M = 14 (SHORT_X_M1's
-    comment)."""
+    """Whether (K, M) is a row of x of 1 to 3 elements with y's of 9 to 15 (y's row in 16
+    lanes) that these rows take for inputs of dtype (None: either) on 256- and 512-bit
+    entries, where rowblocks.py's blocks of 8 had them (M at run time, a partial last block,
+    dW's float64 sums loaded and stored a row): natively, 2 threads, 10⁶ rows, float32 2×9
+    2.77×, 3×9 2.83×, 2×13 2.15×, 3×15 1.77× faster, as AVX2 3×9 1.79×, 2×15 1.31×; at K = 1,
+    with dx one sum across g·W's row (M broadcasts of g's elements had lost to the blocks
+    from M = 12), 1×9 to 1×15 1.1–2.3× natively, 1.45–1.9× as AVX2; at M = 16, whole blocks,
+    the blocks stay (1×16 0.86×, 2×16 0.89× natively).  Float64's from K = 2 to M = 14
+    (natively 2×10 1.42×, 3×14 1.51×, 2×15 0.94×; as AVX2 to 13 by Y_LONG_M256, 3×9 1.41×,
+    2×10 1.17×; at K = 1 level).  dev/products_v51.md 52e, 52f."""
     if dtype is None:
         return short_x(K, M, np.float32) or short_x(K, M, np.float64)
     if np.dtype(dtype) == np.float64:
         return 2 <= K <= 3 and WIDE < M < LONG - 1
-    return 1 <= K <= 3 and WIDE < M < LONG and (K > 1 or M <= SHORT_X_M1)
+    return 1 <= K <= 3 and WIDE < M < LONG
 
 
 def dw_rows(K: int, M: int, vector_bits: int) -> int:
@@ -591,7 +589,8 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 store_row(builder.fneg(t), dy, yb, M, sy)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
-            if wdx or turned:  # g's lanes
+            one_dx = K == 1 and M > WIDE  # dx one sum across g·W's row (below)
+            if wdx and not one_dx or turned:  # g's lanes
                 if from_slot:
                     builder.store(g, gslot)
                     gs = [_load_volatile(builder, builder.gep(gd, [i64(m)]), csize)
@@ -606,7 +605,11 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                         c = madd(gks[m], Wcol[m], c)
                     return c
                 # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
-                s = split(dx_chain, M)
+                if one_dx:
+                    s = builder.insert_element(ir.Constant(vk, None), _across(
+                        builder, builder.fmul(g, Wrow[0])), i32(0))
+                else:
+                    s = split(dx_chain, M)
                 store_row(s, dx, builder.mul(row, i64(K)), K, sx)
             if blocked:  # x's and g's rows kept for the block's dW sums
                 builder.store(xr, buffered(xbuf, slot, 0, vk), align=csize)

@@ -301,6 +301,11 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
             assert _skinny._along(K, M, bits, dtype) is rowblocks, (K, M, bits, dtype)
     assert _skinny._along(3, 14, 512, np.float64) is rowvec
     assert _skinny._along(3, 14, 256, np.float64) is rowblocks  # Y_LONG_M256's 13
+    for bits in (512, 256):  # x's row of 1 with y's of 5 to 7 too (dx one sum across g·W's
+        for M in (5, 6, 7):  # row, as past M = 8: dev/products_v51.md 52g)
+            assert _skinny._along(1, M, bits, np.float32) is rowvec
+            assert _skinny._along(1, M, bits, np.float64) is rowvec
+        assert _skinny._along(1, 3, bits) is not rowvec
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
@@ -565,7 +570,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(7, 11, 256, np.float32, 0.0), (8, 13, 256, np.float64, 1.0)] + \
     [(2, 10, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
      (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
-     (1, 13, 512, np.float64, 0.5)] + \
+     (1, 13, 512, np.float64, 0.5), (1, 6, 256, np.float32, 0.0), (1, 7, 512, np.float64, 0.5),
+     (1, 5, 512, np.float32, 1.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),

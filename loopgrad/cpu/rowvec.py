@@ -3,7 +3,7 @@
 past K = 8 up to 16 with 3 ≤ M ≤ 8 on 512-bit ones and 15 with M = 3, 4 on 256-bit ones;
 past M = 8 up to 16 with 4 ≤ K ≤ 64 on 512-bit ones (float64 inputs to 14), and to 32
 with 4 ≤ K ≤ 12, and K = 17 to 24 at M = 6 to 8 (float32 inputs: `applies`); M = 9 to 15
-at K = 1 to 3 on both (`short_x`).
+at K = 1 to 3 on both (`short_x`), and M = 5 to 7 at K = 1.
 
 skinny.py's row functions leave the vectorizing to LLVM, which runs them over vectors of
 rows: lane i of every value is row n + i.  x's and y's rows then come in interleaved and
@@ -24,8 +24,8 @@ partial row is stored as its power-of-two parts, not masked: VMASKMOVPS's store 
 AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v42.md 43a).
 Then:
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
-row, dx = Σ_m g[n,m]·W[:,m] (at K = 1 past M = 8 one sum across g·W's row, its lanes
-added in halves), and dW's K row vectors of accumulators += x[n,k]·g (or its M
+row, dx = Σ_m g[n,m]·W[:,m] (at K = 1 but M = 1, 2, 4, 8 one sum across g·W's row, its
+lanes added in halves), and dW's K row vectors of accumulators += x[n,k]·g (or its M
 column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
 `dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4
 lanes x's row (float64) and g are stored to a stack slot and each lane broadcast from
@@ -214,6 +214,11 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     at M = 9 to Y_LONG_M256[dtype] (y's row in 16 lanes, two registers), which took the
     6×16 and 6×8 tiles.
 
+    On both, x's rows of 1 with y's of 5 to 7, which LLVM's vectors of rows had (dx one sum
+    across g·W's row, as past M = 8): as AVX2 10⁶×1×5 1.49×, 1×6 1.79×, 1×7 2.02×, natively
+    1×6 1.17×, 1×7 1.80×, 1×5 level (0.97×; float64 1.36×: dev/products_v51.md 52g); and
+    x's rows of 1 to 3 with y's of 9 to 15 (`short_x`).
+
     The rows of an entry are the same for both dtypes but at the bounds by dtype: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
     are built for either (skinny.py's modules, which hold both dtypes' row functions, and
@@ -235,8 +240,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
         return M >= 3 if vector_bits >= 512 else 3 <= M <= 4 and K < LONG or M >= 5
     if vector_bits == 256:
-        return K * M >= 8
-    return K * M >= 16 or M == WIDE
+        return K * M >= 8 or K == 1 and M >= 5
+    return K * M >= 16 or M == WIDE or K == 1 and M >= 5
 
 
 def short_x(K: int, M: int, dtype=None) -> bool:
@@ -589,7 +594,9 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 store_row(builder.fneg(t), dy, yb, M, sy)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
-            one_dx = K == 1 and M > WIDE  # dx one sum across g·W's row (below)
+            # dx one sum across g·W's row at K = 1 but where rowgroups.py's rows (K, M powers
+            # of two to 8) keep these rows' order as theirs
+            one_dx = K == 1 and (M > WIDE or M & (M - 1))
             if wdx and not one_dx or turned:  # g's lanes
                 if from_slot:
                     builder.store(g, gslot)

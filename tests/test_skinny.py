@@ -306,6 +306,8 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
             assert _skinny._along(1, M, bits, np.float32) is rowvec
             assert _skinny._along(1, M, bits, np.float64) is rowvec
         assert _skinny._along(1, 3, bits) is not rowvec
+        assert (_skinny._along(2, 3, bits) is rowvec) == (_skinny._along(3, 2, bits) is rowvec) \
+            == (bits == 256)  # and K·M = 6 on AVX2 (52i)
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
@@ -460,7 +462,7 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
                   if _skinny._along(K, M, bits, d) is rowvec)  # (9×3: float32's dot products)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=dt)
     for K, M, bits in ((2, 4, 512), (8, 1, 512), (3, 5, 512), (9, 2, 512), (3, 16, 512),
-                       (2, 3, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
+                       (3, 1, 256), (1, 4, 256), (1, 16, 256), (8, 8, 128), (4, 4, 128),
                        (12, 2, 256), (17, 5, 512), (65, 9, 512), (4, 33, 512), (13, 17, 512),
                        (16, 4, 256),
                        (17, 5, 256), (9, 9, 256), (8, 17, 256), (16, 16, 256)):
@@ -571,7 +573,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(2, 10, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
      (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
      (1, 13, 512, np.float64, 0.5), (1, 6, 256, np.float32, 0.0), (1, 7, 512, np.float64, 0.5),
-     (1, 5, 512, np.float32, 1.0)] + \
+     (1, 5, 512, np.float32, 1.0), (2, 3, 256, np.float32, 0.5), (3, 2, 256, np.float64, 1.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),

@@ -217,7 +217,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     On both, x's rows of 1 with y's of 5 to 7, which LLVM's vectors of rows had (dx one sum
     across g·W's row, as past M = 8): as AVX2 10⁶×1×5 1.49×, 1×6 1.79×, 1×7 2.02×, natively
     1×6 1.17×, 1×7 1.80×, 1×5 level (0.97×; float64 1.36×: dev/products_v51.md 52g); and
-    x's rows of 1 to 3 with y's of 9 to 15 (`short_x`).
+    x's rows of 1 to 3 with y's of 9 to 15 (`short_x`).  On 256-bit ones also 2×3 and 3×2
+    (as AVX2 10⁶ rows 1.41–1.43×, 10⁵ 1.41×, float64 1.03–1.06×: dev/products_v51.md 52i).
 
     The rows of an entry are the same for both dtypes but at the bounds by dtype: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
@@ -240,7 +241,7 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if K > WIDE:  # x's row in 16 lanes (two registers on 256-bit vectors)
         return M >= 3 if vector_bits >= 512 else 3 <= M <= 4 and K < LONG or M >= 5
     if vector_bits == 256:
-        return K * M >= 8 or K == 1 and M >= 5
+        return K * M >= 8 or K == 1 and M >= 5 or K * M == 6 and M > 1
     return K * M >= 16 or M == WIDE or K == 1 and M >= 5
 
 

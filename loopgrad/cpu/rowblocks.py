@@ -57,9 +57,8 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     vector_bits: K ≤ 3 and M > 8, on 256- and 512-bit vectors (from K·M = 16 down, 1×9 to
     1×16, they are faster than LLVM's vectors of rows: 10⁶×1×16 10.3 → 5.4 ms, as AVX2
     13.3 → 6.3; 10⁶×1×12 the same natively, 11.0 → 8.3 as AVX2; dev/products_v26.md 27f),
-    but for rowvec.py's rows of 1 to 3 with y's of 9 to 15 (`rowvec.short_x`), which those
-    take (the module may build them for dtypes the rows as vectors do not take: skinny.py
-    asks rowvec.applies first)."""
+    but where rowvec.py's rows take x's rows of 1 to 3 with y's of 9 to 15 for the call's
+    dtype (`rowvec.short_x`, which skinny._along asks first)."""
     return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES
 
 
@@ -142,7 +141,8 @@ def row_blocks(K: int, want: int, loss: bool = False, narrow: bool = True,
             if wdy:
                 store(rounded(builder.fneg(t)), dy, yb, mask)
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
-                g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)  # 0 past M, where t is
+                # 0 past M, where t is
+                g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             for k in range(K if wdx else 0):  # dx[n,k] = Σ_m g[n,m]·W[k,m], by lanes
                 builder.store(madd(g, Wk[k], builder.load(acc[k])), acc[k])
             g64 = to64(g) if wdw else None  # dW's sums stay float64, in the chunk's partial

@@ -90,8 +90,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat, _store_streamed_parts,
-                         _streams, relu_grad_at)
+from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
+                         _store_streamed_parts, _streams, relu_grad_at)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
 LONG = 16     # lanes of float32 in a 512-bit vector: x's row up to this past WIDE (`applies`)
@@ -229,8 +229,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     if vector_bits >= 512 and LONG < M <= Y_WIDE:  # y's row in 32 lanes: float32's
         return 4 <= K <= Y_WIDE_K and (dtype is None or np.dtype(dtype) == np.float32)
     if vector_bits >= 512 and WIDE < M <= LONG:  # y's row in 16 lanes
-        return (4 <= K or short_x(K, M, dtype)) and K <= (max(Y_LONG_K.values()) if dtype is None
-                          else Y_LONG_K[np.dtype(dtype).name])
+        return (4 <= K or short_x(K, M, dtype)) and K <= (
+            max(Y_LONG_K.values()) if dtype is None else Y_LONG_K[np.dtype(dtype).name])
     if vector_bits == 256 and WIDE < M <= LONG:  # y's row in 16 lanes, two registers
         return (4 <= K or short_x(K, M, dtype)) and K <= WIDE and M <= (
             max(Y_LONG_M256.values()) if dtype is None else Y_LONG_M256[np.dtype(dtype).name])
@@ -555,7 +555,8 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             # rows stored by a masked store (a part of their vector), where not past the
             # caches: their lines asked for ahead for writing, which AVX-512's masked stores
             # do not do as plain stores do (module doc)
-            for ptr, n, w, s in ((dx, K, wdx, sx), (dy, M, wdy, sy)) if pf and not loss else ():
+            for ptr, n, w, s in ((dx, K, wdx, sx), (dy, M, wdy, sy)) if pf and not loss \
+                    else ():
                 if not (w and masked_store and _padded(n) != n):
                     continue
                 at = builder.gep(ptr, [builder.add(builder.mul(row, i64(n)), i64(pf // size))])
@@ -613,9 +614,10 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                         c = madd(gks[m], Wcol[m], c)
                     return c
                 # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
-                if one_dx:
+                if one_dx:  # g's lanes past M 0 (x·0 there is NaN where x is infinite)
+                    gm = g if Mp == M else builder.select(lanes_below(M, Mp), g, zero)
                     s = builder.insert_element(ir.Constant(vk, None), _across(
-                        builder, builder.fmul(g, Wrow[0])), i32(0))
+                        builder, builder.fmul(gm, Wrow[0])), i32(0))
                 else:
                     s = split(dx_chain, M)
                 store_row(s, dx, builder.mul(row, i64(K)), K, sx)

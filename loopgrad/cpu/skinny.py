@@ -115,8 +115,8 @@ def _one(K: int, M: int, dtype=None) -> tuple:
 def shapes(dtype=None) -> list:
     """A (K, M) for every generated module `covers` takes on this CPU's table entry for
     inputs of dtype (None: either), K's order then M's (rowblocks' one module per K by M =
-    16, 17 at K = 1, one past the others; rowdots' one module an M by its first K, and at M = 3, 4
-    one past W's copy), but rowvec.py's past K = 16 or M = 16 (float32 with AVX-512: 384
+    16, 17 at K = 1, one past the others; rowdots' one module an M by its first K, and at
+    M = 3, 4 one past W's copy), but rowvec.py's past K = 16 or M = 16 (float32 with AVX-512: 384
     modules at M = 9 to 16, 144 at K = 4 to 12, 24 at M = 6 to 8, which compile at the first
     call that asks for one: rowvec.applies)."""
     if dtype is None:

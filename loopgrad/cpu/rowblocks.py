@@ -58,7 +58,7 @@ def applies(K: int, M: int, vector_bits: int) -> bool:
     1×16, they are faster than LLVM's vectors of rows: 10⁶×1×16 10.3 → 5.4 ms, as AVX2
     13.3 → 6.3; 10⁶×1×12 the same natively, 11.0 → 8.3 as AVX2; dev/products_v26.md 27f),
     but where rowvec.py's rows take x's rows of 1 to 3 with y's of 9 to 15 for the call's
-    dtype (`rowvec.short_x`, which skinny._along asks first)."""
+    dtype (`rowvec.short_x`: skinny._along asks rowvec.applies first)."""
     return vector_bits >= 256 and 1 <= K <= MAX_K and M > LANES
 
 

@@ -408,9 +408,10 @@ def row_dots(vector_bits: int, M: int, want: int, loss: bool = False, narrow: bo
                 K) for r in range(R)]
             yb = builder.mul(r0, i64(M))
             _prefetch(builder, builder.gep(y, [builder.add(yb, i64(PF_BYTES // size))]))
-            if wdy and masked_store and R * M < L:  # dy's block stored masked: asked for
+            if wdy and masked_store and R * M < L:  # dy's block, a part of its vector (M = 3,
+                # 5 to 7), stored masked: its line asked for ahead for writing (rowvec.py's doc)
                 _prefetch(builder, builder.gep(dy, [builder.add(yb, i64(PF_BYTES // size))]),
-                          write=True)  # ahead for writing (rowvec.py's doc)
+                          write=True)
             for a in acc:
                 builder.store(zero, a)
 

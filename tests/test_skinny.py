@@ -308,6 +308,20 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
         assert _skinny._along(1, 3, bits) is not rowvec
         assert (_skinny._along(2, 3, bits) is rowvec) == (_skinny._along(3, 2, bits) is rowvec) \
             == (bits == 256)  # and K·M = 6 on AVX2 (52i)
+    # float32's dx at K = 2, 3 as K sums across g·W's rows (dev/products_v52.md 53a): on AVX2
+    # K = 2 and K = 3 from M = 12, with AVX-512 K = 2 from M = 11 and 3×15; in the modules'
+    # source, so the choice holds for the rows a call runs
+    across = {256: [(2, M) for M in range(9, 16)] + [(3, M) for M in range(12, 16)],
+              512: [(2, M) for M in range(11, 16)] + [(3, 15)]}
+    for bits in (512, 256):
+        for K in range(1, 5):
+            for M in range(1, 18):
+                assert rowvec.dx_across(K, M, bits) == ((K, M) in across[bits]), (K, M, bits)
+        made = dict(line.split(" = ", 1) for line in _skinny._source(2, 13, bits).splitlines()
+                    if line.startswith("_rows") or line.startswith("_loss"))
+        assert "dx_across=True" in made["_rows"]  # float64 arithmetic's rerun: the chains
+        assert not any("dx_across" in made[k] for k in ("_rows_exact", "_loss", "_loss_exact"))
+        assert "dx_across" not in _skinny._source(3, 9, bits)
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
@@ -570,10 +584,11 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
     [(16, 16, 512, np.float32, 0.5), (15, 9, 512, np.float32, 1.0), (16, 12, 512, np.float64, 0.0)] + \
     [(13, 7, 256, np.float32, 0.5), (9, 8, 256, np.float64, 1.0)] + \
     [(7, 11, 256, np.float32, 0.0), (8, 13, 256, np.float64, 1.0)] + \
-    [(2, 10, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
+    [(2, 11, 512, np.float32, 1.0), (1, 11, 256, np.float32, 0.5), (3, 14, 512, np.float64, 0.0),
      (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
      (1, 13, 512, np.float64, 0.5), (1, 6, 256, np.float32, 0.0), (1, 7, 512, np.float64, 0.5),
-     (1, 5, 512, np.float32, 1.0), (2, 3, 256, np.float32, 0.5), (3, 2, 256, np.float64, 1.0)] + \
+     (1, 5, 512, np.float32, 1.0), (2, 3, 256, np.float32, 0.5), (3, 2, 256, np.float64, 1.0),
+     (3, 13, 256, np.float32, 0.5)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -587,7 +602,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # rowvec.py's x rows of 9 to 16 in 16 lanes at M = 5 to 8 on AVX2 (dev/products_v42.md 43d)
 # and y's rows of 9 to 16 at K = 4 to 8 (43e);
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
-# to 16 in 16 lanes (31c) and at K = 1 to 3 (dev/products_v51.md 52e), at K = 15, 16 float32's route and float64 arithmetic's exact
+# to 16 in 16 lanes (31c) and at K = 1 to 3 (dev/products_v51.md 52e; float32's dx at K = 2
+# and 3 as sums across g·W's rows, 2×11 and 3×13: dev/products_v52.md 53a), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
 # 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
 # on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past

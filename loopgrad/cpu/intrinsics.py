@@ -395,6 +395,25 @@ def _across(builder, v):
     return builder.extract_element(v, i32(0))
 
 
+def _acrosses(builder, vs):
+    # each of the vectors vs (lanes a power of two) added across in _across's order, all at
+    # once: lane i of the result (len(vs) rounded up to a power of two lanes) is vs[i]'s sum
+    i32, n = ir.IntType(32), vs[0].type.count
+    P = 1 << (len(vs) - 1).bit_length()
+    vs = list(vs) + [ir.Constant(vs[0].type, ir.Undefined)] * (P - len(vs))
+    while len(vs) > 1:  # the vectors side by side, two at a time
+        vs = [builder.shuffle_vector(vs[i], vs[i + 1], ir.Constant(
+            ir.VectorType(i32, 2 * vs[i].type.count), list(range(2 * vs[i].type.count))))
+            for i in range(0, len(vs), 2)]
+    v = vs[0]
+    while n > 1:
+        n //= 2
+        lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, P * n), [
+            i * 2 * n + o + j for i in range(P) for j in range(n)])) for o in (0, n))
+        v = builder.fadd(lo, hi)
+    return v
+
+
 def _madd(builder, fused, a, b, c):
     # c + a·b for vectors of float64 (or float32): one FMA (llvm.fma) where fused (the row kernels'
     # float32 inputs: a product of float32s is exact in float64), else a product and a sum

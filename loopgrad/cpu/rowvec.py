@@ -25,7 +25,7 @@ AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v4
 Then:
 h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
 row, dx = Σ_m g[n,m]·W[:,m] (at K = 1 but M = 1, 2, 4, 8 one sum across g·W's row, its
-lanes added in halves), and dW's K row vectors of accumulators += x[n,k]·g (or its M
+lanes added in halves; float32's K of them side by side at K = 2, 3 where `dx_across`), and dW's K row vectors of accumulators += x[n,k]·g (or its M
 column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
 `dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4
 lanes x's row (float64) and g are stored to a stack slot and each lane broadcast from
@@ -90,7 +90,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._inputs import STREAM, WANT_DW, WANT_DX, WANT_DY
-from .intrinsics import (_PART, _across, _madd, _masked, _prefetch, _splat,
+from .intrinsics import (_PART, _acrosses, _madd, _masked, _prefetch, _splat,
                          _store_streamed_parts, _streams, relu_grad_at)
 
 WIDE = 8      # lanes of float64 in a 512-bit vector: K and M up to this on AVX-512
@@ -294,6 +294,22 @@ def dw_across(K: int, M: int, vector_bits: int) -> bool:
             and M <= K * -(-_padded(M) // WIDE))
 
 
+def dx_across(K: int, M: int, vector_bits: int) -> bool:
+    """Whether float32 arithmetic's dx of a row of x of 2 or 3 with y's of 9 to 15
+    (`short_x`) is K sums across g·W's rows (`row_codegen`'s dx_across: W's row k times g,
+    its lanes added in halves, the K sums side by side: intrinsics._acrosses), where M
+    broadcasts of g's elements and M FMAs into x's row (K of 4 lanes live) cost more: on
+    the Zen 5 guest, one thread in cache, cycles a row, as AVX2 2×9 to 2×15 29.5–40.7 →
+    24.1–27.3 (1.2–1.6×), 3×12 to 3×15 40–45 → 35–39 (1.1–1.2×; 3×9 to 3×11 level); natively
+    2×11 to 2×15 20.8–27.0 → 19.1–20.4 (1.07–1.38×; 2×9, 2×10 0.93–0.97×), 3×15 28.8–30.9 →
+    25.3–25.4 (3×9 to 3×14 0.75–1.0×).  dev/products_v52.md 53a."""
+    if not (WIDE < M < LONG):
+        return False
+    if vector_bits == 256:
+        return K == 2 or K == 3 and M >= 12
+    return K == 2 and M >= 11 or K == 3 and M == 15
+
+
 def guarded(builder, f, W, size, sums=()):
     """f (a chunk's float64 Σ z²) where float32 sums of h, dx and dW cannot have overflowed
     where float64's would not, else NaN: f finite, 2·√f·max(‖W‖, 1) ≤ ½ float32's largest
@@ -323,17 +339,17 @@ def guarded(builder, f, W, size, sums=()):
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
-                dw_across: bool = False):
+                dw_across: bool = False, dx_across: bool = False):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's: row_codegen's
     rows (the arguments are its) as an intrinsic."""
     return _wrap(row_codegen(K, M, want, loss, dw_block, stream, pf, narrow, dw_lanes,
-                             slot_past, masked_store, dw_across), loss)
+                             slot_past, masked_store, dw_across, dx_across), loss)
 
 
 def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
-                dw_across: bool = False):
+                dw_across: bool = False, dx_across: bool = False):
     """The code (for Numba's @intrinsic) of the rows for (K, M) and the gradients `want`
     names, or the loss's (see the module's doc; rowgroups.py takes it for float64 inputs);
     dw_block: dW's updates by blocks of that many rows (`dw_rows`), else row by row;
@@ -346,7 +362,8 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     42f); masked_store: a row that fills part of its vector stored by one masked store,
     else as its power-of-two parts (4, 2, 1 lanes: 7 = 4 + 2 + 1); dw_across: float32
     arithmetic's dW sums row by row along x's rows, M accumulators of K lanes += g[n,m]·x's
-    row, g's broadcasts the ones dx takes (dw_block then for float64 arithmetic alone)."""
+    row, g's broadcasts the ones dx takes (dw_block then for float64 arithmetic alone);
+    dx_across: float32 arithmetic's dx as K sums across g·W's rows (`dx_across`)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
@@ -597,8 +614,8 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             if wdx or wdw:  # g = 2·z·relu'(h), loopgrad._scalar.relu_backward's cases
                 g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             # dx one sum across g·W's row at K = 1 but where rowgroups.py's rows (K, M powers
-            # of two to 8) keep these rows' order as theirs
-            one_dx = K == 1 and (M > WIDE or M & (M - 1))
+            # of two to 8) keep these rows' order as theirs, and K of them where asked
+            one_dx = K == 1 and (M > WIDE or M & (M - 1)) or dx_across and thin
             if wdx and not one_dx or turned:  # g's lanes
                 if from_slot:
                     builder.store(g, gslot)
@@ -616,8 +633,10 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
                 # past M = 8 the even m's and the odd m's apart, as h's k's past K = 8
                 if one_dx:  # g's lanes past M 0 (x·0 there is NaN where x is infinite)
                     gm = g if Mp == M else builder.select(lanes_below(M, Mp), g, zero)
-                    s = builder.insert_element(ir.Constant(vk, None), _across(
-                        builder, builder.fmul(gm, Wrow[0])), i32(0))
+                    s = _acrosses(builder, [builder.fmul(gm, Wrow[k]) for k in range(K)])
+                    if s.type.count != Kp:  # K = 3: the sums' first 3 of 4 lanes
+                        s = builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(i32, Kp),
+                                                                     list(range(Kp))))
                 else:
                     s = split(dx_chain, M)
                 store_row(s, dx, builder.mul(row, i64(K)), K, sx)

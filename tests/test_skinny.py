@@ -322,6 +322,13 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
         assert "dx_across=True" in made["_rows"]  # float64 arithmetic's rerun: the chains
         assert not any("dx_across" in made[k] for k in ("_rows_exact", "_loss", "_loss_exact"))
         assert "dx_across" not in _skinny._source(3, 9, bits)
+    # and on AVX2 f's float64 partial sums of a row of 9 to 12 in 8 and 4 lanes, rows and
+    # loss alike (53b)
+    for bits in (512, 256):
+        for M in range(1, 34):
+            assert rowvec.f_parts(M, bits) == (bits == 256 and 9 <= M <= 12), (M, bits)
+    made = [line for line in _skinny._source(1, 11, 256).splitlines() if "f_parts=True" in line]
+    assert [line.split(" = ")[0] for line in made] == ["_rows", "_loss"]
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),

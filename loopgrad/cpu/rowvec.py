@@ -310,6 +310,16 @@ def dx_across(K: int, M: int, vector_bits: int) -> bool:
     return K == 2 and M >= 11 or K == 3 and M == 15
 
 
+def f_parts(M: int, vector_bits: int) -> bool:
+    """Whether float32 arithmetic's f of a row of y of 9 to 12 (16 lanes) keeps its float64
+    partial sums in 8 and 4 lanes, not 16 (`row_codegen`'s f_parts; the same sums, the lanes
+    past M never read): on 256-bit entries, where that is three registers of float64, not
+    four, and a conversion less a row: as AVX2 in cache, cycles a row, 3×12 35.2–35.4 →
+    32.2–33.1, 1×10 19.9–20.3 → 18.6, 6×9 48 → 43–45, 8×10 53 → 50–51, 2×10, 2×9, 4×12
+    level; natively (16 lanes one register) level or 1–3 % slower.  dev/products_v52.md 53b."""
+    return vector_bits == 256 and WIDE < M <= WIDE + 4
+
+
 def guarded(builder, f, W, size, sums=()):
     """f (a chunk's float64 Σ z²) where float32 sums of h, dx and dW cannot have overflowed
     where float64's would not, else NaN: f finite, 2·√f·max(‖W‖, 1) ≤ ½ float32's largest
@@ -339,17 +349,18 @@ def guarded(builder, f, W, size, sums=()):
 def row_vectors(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
-                dw_across: bool = False, dx_across: bool = False):
+                dw_across: bool = False, dx_across: bool = False, f_parts: bool = False):
     """The intrinsic for (K, M) and the gradients `want` names, or the loss's: row_codegen's
     rows (the arguments are its) as an intrinsic."""
     return _wrap(row_codegen(K, M, want, loss, dw_block, stream, pf, narrow, dw_lanes,
-                             slot_past, masked_store, dw_across, dx_across), loss)
+                             slot_past, masked_store, dw_across, dx_across, f_parts),
+                 loss)
 
 
 def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0,
                 stream: bool = True, pf: int = PF_BYTES, narrow: bool = True,
                 dw_lanes: int = 4, slot_past: int = 4, masked_store: bool = True,
-                dw_across: bool = False, dx_across: bool = False):
+                dw_across: bool = False, dx_across: bool = False, f_parts: bool = False):
     """The code (for Numba's @intrinsic) of the rows for (K, M) and the gradients `want`
     names, or the loss's (see the module's doc; rowgroups.py takes it for float64 inputs);
     dw_block: dW's updates by blocks of that many rows (`dw_rows`), else row by row;
@@ -363,7 +374,9 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
     else as its power-of-two parts (4, 2, 1 lanes: 7 = 4 + 2 + 1); dw_across: float32
     arithmetic's dW sums row by row along x's rows, M accumulators of K lanes += g[n,m]·x's
     row, g's broadcasts the ones dx takes (dw_block then for float64 arithmetic alone);
-    dx_across: float32 arithmetic's dx as K sums across g·W's rows (`dx_across`)."""
+    dx_across: float32 arithmetic's dx as K sums across g·W's rows (`dx_across`); f_parts:
+    float32 arithmetic's f of a row of 9 to 12 in 16 lanes in partial sums of 8 and 4
+    lanes (`f_parts`)."""
     most = max(Y_LONG_K.values()) if M > WIDE else X_WIDE_K
     if not (1 <= K <= most and 1 <= M <= Y_WIDE):
         raise ValueError(f"row_vectors takes M ≤ {Y_WIDE} and, at M = {M}, K ≤ {most}; got "
@@ -479,9 +492,11 @@ def row_codegen(K: int, M: int, want: int, loss: bool = False, dw_block: int = 0
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
         # f's partial sums, in vectors of lanes [lo, hi) of y's row: float32's rows of 17 to
         # 24 in 32 lanes as 16 and 8 (three registers of float64 where four converted the
-        # padding), else the row's vector
+        # padding), of 9 to 12 in 16 as 8 and 4 where asked (`f_parts`), else the row's
+        # vector (the lanes past M, never read, hold zeros)
         fparts = [(0, LONG), (LONG, LONG + WIDE)] if thin and Mp > LONG and M <= LONG + WIDE \
-            else [(0, Mp)]
+            else [(0, WIDE), (WIDE, WIDE + 4)] if thin and f_parts and Mp == LONG \
+            and M <= WIDE + 4 else [(0, Mp)]
         fs = [cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(d, hi - lo),
                                                              [0.0] * (hi - lo)))
               for lo, hi in fparts]

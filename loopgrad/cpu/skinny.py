@@ -258,8 +258,8 @@ _ON_INTRINSICS = '''\
 # Numba's disk cache, keyed by this file, never serves code built on the old one.
 from loopgrad.cpu.{mod} import {make}
 
-_rows = {make}({shape}, {bits_want}{dw}{store}{dxa}{copy})
-_loss = {make}({shape}, 0, loss=True{copy})
+_rows = {make}({shape}, {bits_want}{dw}{store}{dxa}{fp}{copy})
+_loss = {make}({shape}, 0, loss=True{fp}{copy})
 _rows_exact = {make}({shape}, {bits_want}{dw}{store}, narrow=False{copy})
 _loss_exact = {make}({shape}, 0, loss=True, narrow=False{copy})
 
@@ -310,6 +310,7 @@ def _on_intrinsics(mod, K: int, M: int, vector_bits: int, want: int, dtype=None)
             (", dw_across=True" if rowvec.dw_across(K, M, vector_bits) else "")) if dw else "",
         copy=", copy=False" if shuffled else "",
         dxa=", dx_across=True" if mod is rowvec and rowvec.dx_across(K, M, vector_bits) else "",
+        fp=", f_parts=True" if mod is rowvec and rowvec.f_parts(M, vector_bits) else "",
         # rows that fill part of a vector: AVX2's masked stores (VMASKMOVPS) cost AMD's Zen
         # far more than the row's parts as plain stores (as AVX2 on Zen 4 10⁶×6×6 7.3 →
         # 4.1 ms: dev/products_v42.md 43a, 43c); AVX-512's, by a mask register, less

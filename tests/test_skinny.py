@@ -541,8 +541,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert within == _skinny._source(rowdots.COPIED // M, M, bits, 7) and within != past
         assert past == _skinny._source(rowdots.COPIED // M + 1, M, bits, 7)
         assert "copy=False" in past and "copy=False" not in within
-    for K, M, bits in ((8, 1, 512), (7, 1, 256), (8, 2, 512), (12, 5, 512), (12, 4, 256),
-                       (8, 3, 512), (8, 4, 512), (12, 3, 256), (15, 8, 512),
+    for K, M, bits in ((8, 1, 512), (5, 1, 256), (8, 2, 512), (12, 5, 512), (7, 4, 256),
+                       (8, 3, 512), (8, 4, 512), (7, 3, 256), (7, 2, 256), (15, 8, 512),
                        (16, 1, 128), (8, 5, 256), (9, 6, 256), (15, 7, 256), (19, 8, 256),
                        (17, 9, 512)):
         assert not rowdots.applies(K, M, bits)
@@ -558,6 +558,12 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert not rowdots.applies(K, M, bits, np.float64)
         assert "row_dots" in _skinny._source(K, M, bits, dtype=np.float32)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=np.float64)
+    # and on AVX2 M = 1 from K = 6 (float64's LLVM's rows below 8), M = 2 to 4 from 8 (53c)
+    for K, M in ((6, 1), (7, 1), (8, 2), (8, 3), (12, 3), (8, 4), (12, 4)):
+        assert rowdots.applies(K, M, 256, np.float32) and rowdots.applies(K, M, 256)
+        assert not rowdots.applies(K, M, 256, np.float64)
+        assert "row_dots" in _skinny._source(K, M, 256, dtype=np.float32)
+        assert "row_dots" not in _skinny._source(K, M, 256, dtype=np.float64)
     assert rowdots.applies(16, 5, 512) and rowdots.applies(16, 7, 512)  # from K = 16 (32c)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1, np.float32) != wide and cpu.is_tiled(1000, 2, np.float64) != wide

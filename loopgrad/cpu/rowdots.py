@@ -162,7 +162,14 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     15.0, 14×6 24.6 → 18.3, 16×7 26.8 → 18.4; 10×7 and 17×8 slower: 32f).  Float32 inputs
     with AVX-512 take M = 6 to 8 from K = 25, where rowvec.py's rows with x in 32 lanes are
     faster below (10⁶×20×8 10.0–11.0 → 8.1–8.3 ms, 17×8 0.83, 24×8 0.87, 20×6 0.87, 18×7
-    0.89; 16×6 and 16×7 level: dev/products_v33.md 34g)."""
+    0.89; 16×6 and 16×7 level: dev/products_v33.md 34g).  On AVX2 float32 inputs take M = 1
+    from K = 6 (from LLVM's vectors of rows), M = 2 from 8 and M = 3 and 4 from 8 (from
+    rowvec.py's rows) since the rows' groups and W's copy: as AVX2 on the Zen 5 guest, 10⁶
+    rows, 2 threads, 6×1 2.01–2.06 → 1.62–1.66 ms, 7×1 2.33–2.53 → 1.71, 8×2 2.79–3.17 →
+    1.97, 8×3 3.13–3.16 → 2.58–2.62, 11×3 4.86–4.91 → 3.62–3.84, 12×3 5.41 → 3.87–3.90,
+    8×4 3.07–3.17 → 2.90–3.04, 9×4 1.04–1.06×, 12×4 5.50–5.68 → 4.56–4.61; below, slower
+    (in cache 5×1 14 → 16 cycles a row, 5×2 16 → 18.5, 6×2 0.95×, 6×3 0.93×, 7×3, 7×4
+    level; dev/products_v52.md 53c)."""
     wide = vector_bits >= 512
     if dtype is None:
         return min(_FIRST_K[wide, d][M - 1] for d in ("float32", "float64"))
@@ -172,7 +179,7 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
 # min_k's table: (512-bit entry, the inputs' dtype) → the first K at M = 1 to 8
 _FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 25, 25, 25),
             (True, "float64"): (9, 9, 10, 12, 16, 16, 16, 16),
-            (False, "float32"): (8, 9, 13, 13, 16, 16, 18, 20),
+            (False, "float32"): (6, 8, 8, 8, 16, 16, 18, 20),
             (False, "float64"): (8, 9, 16, 16, 9, 10, 16, 20)}
 
 

@@ -471,8 +471,8 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
     for K, M, bits in ((3, 3, 256), (6, 8, 512), (5, 8, 256),  # from K·M = 16 or M = 8; 8 on
                        # AVX2 (but K and M powers of two, two rows a vector: rowgroups.py's)
-                       (9, 3, 512), (12, 6, 512), (16, 8, 512), (9, 3, 256),  # x's row in
-                       (15, 4, 256), (12, 5, 256), (16, 8, 256), (9, 7, 256),  # 16 lanes
+                       (9, 3, 512), (12, 6, 512), (16, 8, 512),  # x's row in 16 lanes (on
+                       (12, 5, 256), (16, 8, 256), (9, 7, 256),  # AVX2 at M = 3, 4 rowdots')
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
                        (15, 9, 512), (16, 16, 512),  # K = 15, 16 past M = 8: float32 only
                        (17, 9, 512), (24, 12, 512), (33, 9, 512), (64, 16, 512),  # (x's row
@@ -552,18 +552,20 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
         assert rowdots.applies(K, M, bits, np.float64) and rowdots.applies(K, M, bits)
         assert not rowdots.applies(K, M, bits, np.float32)
     # float32 alone from a lower K at M = 3 to 5 (32e), where float64 keeps rowvec.py's rows
-    for K, M, bits in ((9, 3, 512), (9, 4, 512), (11, 4, 512), (13, 5, 512), (15, 5, 512),
-                       (13, 3, 256), (15, 4, 256)):
+    for K, M, bits in ((9, 3, 512), (9, 4, 512), (11, 4, 512), (13, 5, 512), (15, 5, 512)):
         assert rowdots.applies(K, M, bits, np.float32) and rowdots.applies(K, M, bits)
         assert not rowdots.applies(K, M, bits, np.float64)
         assert "row_dots" in _skinny._source(K, M, bits, dtype=np.float32)
         assert "row_vectors" in _skinny._source(K, M, bits, dtype=np.float64)
-    # and on AVX2 M = 1 from K = 6 (float64's LLVM's rows below 8), M = 2 to 4 from 8 (53c)
-    for K, M in ((6, 1), (7, 1), (8, 2), (8, 3), (12, 3), (8, 4), (12, 4)):
-        assert rowdots.applies(K, M, 256, np.float32) and rowdots.applies(K, M, 256)
-        assert not rowdots.applies(K, M, 256, np.float64)
-        assert "row_dots" in _skinny._source(K, M, 256, dtype=np.float32)
-        assert "row_dots" not in _skinny._source(K, M, 256, dtype=np.float64)
+    # and on AVX2 M = 2 to 4 from K = 8 for both, float32's M = 1 from 6 (float64's LLVM's
+    # rows below 8), where they took rowvec.py's rows (53c)
+    for K, M in ((6, 1), (7, 1), (8, 2), (8, 3), (12, 3), (8, 4), (12, 4), (13, 3), (15, 4)):
+        for dt in (np.float32, np.float64):
+            assert rowdots.applies(K, M, 256, dt) == (M > 1 or dt == np.float32), (K, M, dt)
+            assert ("row_dots" in _skinny._source(K, M, 256, dtype=dt)) \
+                == rowdots.applies(K, M, 256, dt)
+    for K, M in ((5, 1), (7, 2), (7, 3), (7, 4)):
+        assert not rowdots.applies(K, M, 256)
     assert rowdots.applies(16, 5, 512) and rowdots.applies(16, 7, 512)  # from K = 16 (32c)
     assert ("dot products along a row" in cpu.describe(10, 20, 2, np.float32)) == wide
     assert cpu.is_tiled(20, 1, np.float32) != wide and cpu.is_tiled(1000, 2, np.float64) != wide

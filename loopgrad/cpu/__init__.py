@@ -20,8 +20,8 @@ has every gradient computed (one exception: where float32 sums overflow, see
                 M = 8 y's row, K = 4 to 64 for float32 and to 14 for float64, and
                 at M = 17 to 32 K = 4 to 12 for float32), K ≤ 3 with
                 M > 8 (rowblocks.py's, blocks of 8 lanes) and M = 1, 2 past K = 8
-                (float32 on AVX2 M = 1 from 6, 2 from 8), M = 3 and 4 from K = 16 (10,
-                12 with AVX-512; float32 from 9, on AVX2 8),
+                (on AVX2 M = 2 from 8, float32's M = 1 from 6), M = 3 and 4 from K = 16
+                (10, 12 with AVX-512, float32 from 9; on AVX2 8),
                 M = 5 to 8 from 16 (on AVX2 from K = 16 to 20; float32 M = 5 with
                 AVX-512 from 13 and M = 6 to 8 from 25, where x's rows of 17 to 24 in
                 32 lanes are rowvec.py's, float64 M = 5 to 7 on AVX2 from 9 to 16)

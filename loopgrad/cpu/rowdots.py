@@ -169,7 +169,9 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
     1.97, 8×3 3.13–3.16 → 2.58–2.62, 11×3 4.86–4.91 → 3.62–3.84, 12×3 5.41 → 3.87–3.90,
     8×4 3.07–3.17 → 2.90–3.04, 9×4 1.04–1.06×, 12×4 5.50–5.68 → 4.56–4.61; below, slower
     (in cache 5×1 14 → 16 cycles a row, 5×2 16 → 18.5, 6×2 0.95×, 6×3 0.93×, 7×3, 7×4
-    level; dev/products_v52.md 53c)."""
+    level); float64 inputs M = 2 to 4 from K = 8 too (10⁶×8×2 4.14–4.19 → 2.89, 8×3
+    4.56–4.64 → 3.70–3.73, 12×3 6.84–7.08 → 4.77–4.80, 8×4 1.08×, 12×4 1.31×, 15×3 1.12×;
+    7×2 to 7×4 and M = 1 below 8 slower: dev/products_v52.md 53c)."""
     wide = vector_bits >= 512
     if dtype is None:
         return min(_FIRST_K[wide, d][M - 1] for d in ("float32", "float64"))
@@ -180,7 +182,7 @@ def min_k(vector_bits: int, M: int = 1, dtype=None) -> int:
 _FIRST_K = {(True, "float32"): (9, 9, 9, 9, 13, 25, 25, 25),
             (True, "float64"): (9, 9, 10, 12, 16, 16, 16, 16),
             (False, "float32"): (6, 8, 8, 8, 16, 16, 18, 20),
-            (False, "float64"): (8, 9, 16, 16, 9, 10, 16, 20)}
+            (False, "float64"): (8, 8, 8, 8, 9, 10, 16, 20)}
 
 
 def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:

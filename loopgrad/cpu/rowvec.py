@@ -196,7 +196,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     32c).  On 256-bit ones
     9 ≤ K ≤ 15 at M = 3 and 4 (as AVX2, in cache, cycles a row against the 6×16 tile: 9×3
     34 → 22, 10×4 33 → 24, 12×4 34 → 28, 15×4 39–44 → 37–38; in memory 10⁶×9×3 12.5–13.1
-    → 6.5–6.8 ms; at K = 16, level: 29f), and 9 ≤ K ≤ 16 at M = 5 to 8, level with the tile
+    → 6.5–6.8 ms; at K = 16, level: 29f; rowdots.py's dot products take them first since
+    dev/products_v52.md 53c), and 9 ≤ K ≤ 16 at M = 5 to 8, level with the tile
     until partial rows went out as their parts (float32 10⁶×9×5 10.6 → 5.3 ms, 13×7 16.5
     → 7.3, 15×8 12.9 → 8.7, 16×8 11.7 → 9.2; float64 9×8 16.8 → 13.7; rowdots.py's float64
     M = 5 and 6 are taken first: dev/products_v42.md 43d).  On 512-bit

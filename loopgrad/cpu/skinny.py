@@ -34,8 +34,8 @@ rows through the same intrinsics where those took them, else LLVM's: 10⁶×4×4
 1.9×, as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with
 M > 8 calls rowblocks.py's, one module per K (M a run-time value) where the general row
 kernel ran them scalar (23f), but for rowvec.py's rows of y's 9 to 15 (`rowvec.short_x`:
-dev/products_v51.md 52e), and M = 1, 2 past K = 8 (float32 inputs on AVX2 M = 1 from 6, 2
-from 8), M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12; float32 inputs from 9, on
+dev/products_v51.md 52e), and M = 1, 2 past K = 8 (on AVX2 M = 2 from 8, float32's M = 1
+from 6), M = 3 and 4 from K = 16 (with AVX-512 from 10 and 12, float32 inputs from 9; on
 AVX2 from 8: dev/products_v31.md 32e, dev/products_v52.md 53c; M = 4 on AVX2 within W's
 copy, K·M ≤ 4096) and
 M = 5–8 from K = 16 (float32 with AVX-512 M = 6–8 from 25: rowvec.py's rows below; on AVX2

@@ -41,7 +41,8 @@ their lines ahead as plain ones do, and on Zen 5 from memory they had run 10⁶�
 9×5 1.2–1.35× slower (rowdots.py's dx rows of 10×1 1.9×; AVX2's rows of parts as plain
 stores level without it: dev/products_v51.md 52d).  Float32 rows of
 17 to 24 in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at
-12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b).
+12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b), and on AVX2 rows of 9 to 12 in 16
+lanes their first 12 (8 and 4: `f_parts`).
 
     row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop,
                             flags) -> f

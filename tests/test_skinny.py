@@ -308,10 +308,10 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
         assert _skinny._along(1, 3, bits) is not rowvec
         assert (_skinny._along(2, 3, bits) is rowvec) == (_skinny._along(3, 2, bits) is rowvec) \
             == (bits == 256)  # and K·M = 6 on AVX2 (52i)
-    # float32's dx at K = 2, 3 as K sums across g·W's rows (dev/products_v52.md 53a): on AVX2
-    # K = 2 and K = 3 from M = 12, with AVX-512 K = 2 from M = 11 and 3×15; in the modules'
-    # source, so the choice holds for the rows a call runs
-    across = {256: [(2, M) for M in range(9, 16)] + [(3, M) for M in range(12, 16)],
+    # float32's dx at K = 2, 3 as K sums across g·W's rows (dev/products_v52.md 53a, 53d): on
+    # AVX2 K = 2 from M = 7, K = 3 at M = 8 and from 12, with AVX-512 K = 2 from M = 11 and
+    # 3×15; in the modules' source, so the choice holds for the rows a call runs
+    across = {256: [(2, M) for M in range(7, 16)] + [(3, M) for M in range(12, 16)] + [(3, 8)],
               512: [(2, M) for M in range(11, 16)] + [(3, 15)]}
     for bits in (512, 256):
         for K in range(1, 5):
@@ -603,7 +603,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
      (1, 13, 512, np.float64, 0.5), (1, 6, 256, np.float32, 0.0), (1, 7, 512, np.float64, 0.5),
      (1, 5, 512, np.float32, 1.0), (2, 3, 256, np.float32, 0.5), (3, 2, 256, np.float64, 1.0),
-     (3, 13, 256, np.float32, 0.5)] + \
+     (3, 13, 256, np.float32, 0.5), (2, 8, 256, np.float32, 0.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -618,7 +618,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # and y's rows of 9 to 16 at K = 4 to 8 (43e);
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
 # to 16 in 16 lanes (31c) and at K = 1 to 3 (dev/products_v51.md 52e; float32's dx at K = 2
-# and 3 as sums across g·W's rows, 2×11 and 3×13: dev/products_v52.md 53a), at K = 15, 16 float32's route and float64 arithmetic's exact
+# and 3 as sums across g·W's rows, 2×11 and 3×13, on AVX2 2×8 too: dev/products_v52.md
+# 53a, 53d), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
 # 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
 # on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past

@@ -298,13 +298,17 @@ def dw_across(K: int, M: int, vector_bits: int) -> bool:
 
 def dx_across(K: int, M: int, vector_bits: int) -> bool:
     """Whether float32 arithmetic's dx of a row of x of 2 or 3 with y's of 9 to 15
-    (`short_x`) is K sums across g·W's rows (`row_codegen`'s dx_across: W's row k times g,
+    (`short_x`; on AVX2 also 2×7, 2×8 and 3×8) is K sums across g·W's rows (`row_codegen`'s dx_across: W's row k times g,
     its lanes added in halves, the K sums side by side: intrinsics._acrosses), where M
     broadcasts of g's elements and M FMAs into x's row (K of 4 lanes live) cost more: on
     the Zen 5 guest, one thread in cache, cycles a row, as AVX2 2×9 to 2×15 29.5–40.7 →
     24.1–27.3 (1.2–1.6×), 3×12 to 3×15 40–45 → 35–39 (1.1–1.2×; 3×9 to 3×11 level); natively
     2×11 to 2×15 20.8–27.0 → 19.1–20.4 (1.07–1.38×; 2×9, 2×10 0.93–0.97×), 3×15 28.8–30.9 →
-    25.3–25.4 (3×9 to 3×14 0.75–1.0×).  dev/products_v52.md 53a."""
+    25.3–25.4 (3×9 to 3×14 0.75–1.0×).  dev/products_v52.md 53a.  As AVX2 with y's row one
+    register: 2×8 19.1–19.6 → 14.0–14.4 (10⁶ rows 2.16–2.34 → 1.57–1.82 ms), 2×7 17.1–18.0 →
+    16.1–16.2, 3×8 20.8–23.9 → 19.3–20.2 (2×5, 3×5, 3×6 slower, 2×6, 3×7 level; 53d)."""
+    if vector_bits == 256 and M <= WIDE:  # y's row one register
+        return K == 2 and M >= 7 or K == 3 and M == WIDE
     if not (WIDE < M < LONG):
         return False
     if vector_bits == 256:

@@ -108,14 +108,14 @@ def test_api_uses_them_and_agrees_with_the_general_kernel(rng):
 def test_source_is_written_once(monkeypatch, tmp_path):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(jit, "_MODULES", {})
-    mod = _skinny.module(2, 3)
+    mod = _skinny.module(1, 3)  # LLVM's vectors of rows on every entry (2×3 is rowgroups.py's)
     path = mod.__file__
     assert path.startswith(str(tmp_path))
     mtime = os.stat(path).st_mtime_ns
     monkeypatch.setattr(jit, "_MODULES", {})
-    assert _skinny.module(2, 3).__file__ == path and os.stat(path).st_mtime_ns == mtime
+    assert _skinny.module(1, 3).__file__ == path and os.stat(path).st_mtime_ns == mtime
     src = open(path).read()
-    assert "h2 = x0 * w0_2 + x1 * w1_2" in src and "dx[i + u1] =" in src
+    assert "h2 = x0 * w0_2" in src and "dx[i + u0] =" in src
 
 
 def test_no_writable_folder_falls_back_to_the_general_kernel(rng, monkeypatch):
@@ -216,9 +216,9 @@ def _row_vector_kernels(want, dtype, bits=256, tag="rv", K=4, M=4, edit=None):
         partials = rows.partials_buffer(nchunks, stride)
         partials.fill(np.nan)
         # dx and dy with NaN past their ends, which no store may touch
-        out = [np.full(s, np.nan, dt) if s == (K, M) else
+        out = [np.full(s, np.nan, dt) if i == 1 else  # dW (by place: N = K = M = 3 at 3×3)
                np.full(N * s[1] + TAIL, np.nan, dt)[:N * s[1]].reshape(s) if skip is None
-               else past_a_line(s, dt, skip) for s in ((N, K), (K, M), (N, M))]
+               else past_a_line(s, dt, skip) for i, s in enumerate(((N, K), (K, M), (N, M)))]
         f = chunks.driver("grads", dt, parallel)(row.address, *out, partials, x, W, y, a0,
                                                  chunk_rows, want | flags)
         for a in (out[0], out[2]):
@@ -279,17 +279,25 @@ def test_rows_several_a_vector_are_chosen_where_two_or_more_fill_a_vector():
         f64 = rowvec.applies(K, M, bits, np.float64)
         assert rowgroups.applies(K, M, bits, np.float64) == f64
         assert _skinny._along(K, M, bits, np.float64) is (rowgroups if f64 else None)
-    for K, M, bits in ((4, 4, 128), (8, 8, 256), (3, 4, 512), (4, 16, 512), (16, 1, 512),
-                       (8, 2, 256), (6, 6, 512), (1, 16, 512)):
+    for K, M, bits in ((4, 4, 128), (8, 8, 256), (3, 5, 512), (4, 16, 512), (16, 1, 512),
+                       (8, 2, 256), (6, 6, 512), (1, 16, 512), (1, 3, 256), (1, 3, 512),
+                       (3, 1, 512), (5, 3, 512), (3, 8, 256), (3, 3, 128)):
         assert not rowgroups.applies(K, M, bits)
         assert _skinny._along(K, M, bits, np.float32) is not rowgroups
+    # and rows with a 3 among K, M ≤ 4, padded to 4 lanes a row (dev/products_v52.md 53e)
+    for K, M, bits in ((3, 3, 256), (3, 4, 256), (4, 3, 256), (2, 3, 256), (3, 2, 256),
+                       (3, 1, 256), (3, 3, 512), (3, 4, 512), (4, 3, 512), (2, 3, 512),
+                       (3, 2, 512)):
+        assert rowgroups.applies(K, M, bits, np.float32), (K, M, bits)
+        assert _skinny._along(K, M, bits, np.float32) is rowgroups
+        assert f"row_groups({K}, {M}, {bits}, 7" in _skinny._source(K, M, bits, dtype=np.float32)
 
 
 def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
     # rowvec.short_x: x's rows of 1 to 3 with y's of 9 to 15 are rowvec.py's on both entries
     # (float64's from K = 2 to M = 14, and to 13 on 256 bits), the rest of K ≤ 3 past M = 8
     # rowblocks.py's, whose modules serve every M of a K
-    from loopgrad.cpu import rowblocks, rowvec
+    from loopgrad.cpu import rowblocks, rowgroups, rowvec
     for bits in (512, 256):
         for K, M, dtype in ((1, 9, np.float32), (1, 15, np.float32), (2, 10, np.float32),
                             (3, 15, np.float32), (2, 9, np.float64), (3, 13, np.float64)):
@@ -306,8 +314,9 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
             assert _skinny._along(1, M, bits, np.float32) is rowvec
             assert _skinny._along(1, M, bits, np.float64) is rowvec
         assert _skinny._along(1, 3, bits) is not rowvec
-        assert (_skinny._along(2, 3, bits) is rowvec) == (_skinny._along(3, 2, bits) is rowvec) \
-            == (bits == 256)  # and K·M = 6 on AVX2 (52i)
+        for K, M in ((2, 3), (3, 2)):  # and K·M = 6 on AVX2 (52i): float64's; float32's
+            assert rowvec.applies(K, M, bits, np.float64) == (bits == 256)  # rowgroups.py's,
+            assert _skinny._along(K, M, bits, np.float32) is rowgroups  # padded (53e)
     # float32's dx at K = 2, 3 as K sums across g·W's rows (dev/products_v52.md 53a, 53d): on
     # AVX2 K = 2 from M = 7, K = 3 at M = 8 and from 12, with AVX-512 K = 2 from M = 11 and
     # 3×15; in the modules' source, so the choice holds for the rows a call runs
@@ -332,10 +341,13 @@ def test_short_x_rows_with_y_rows_of_9_to_15_take_rowvec_else_the_blocks():
 
 
 @pytest.mark.parametrize("K,M,bits", [(4, 4, 512), (4, 4, 256), (2, 2, 512), (1, 1, 512),
-                                      (8, 2, 512), (2, 8, 512), (1, 4, 256), (4, 1, 256)])
+                                      (8, 2, 512), (2, 8, 512), (1, 4, 256), (4, 1, 256),
+                                      (3, 3, 256), (3, 4, 256), (4, 3, 256), (2, 3, 256),
+                                      (3, 2, 256), (3, 1, 256), (4, 3, 512)])
 def test_rows_several_a_vector_have_rowvecs_bits(rng, K, M, bits):
     # rowgroups.py: rows of K and M powers of two, R = lanes ÷ max(K, M) of them a vector (16
-    # at 1×1 on 512 bits, 2 at 8×2); h's and dx's sums as rowvec.py's rows (a vector a row)
+    # at 1×1 on 512 bits, 2 at 8×2), or with a 3 padded to 4 lanes (3×3 to 4×3, 3×1, 53e:
+    # y spread, dy gathered back); h's and dx's sums as rowvec.py's rows (a vector a row)
     # sum them: dx and dy the same bits; f's and dW's sums in other orders, both within
     # torch's bounds.  Every remainder of rows past whole vectors (chunks of 37 rows, and of
     # 1: all masked), ties, from two threads and one, cached and streamed (chunks that start
@@ -469,8 +481,9 @@ def test_rows_as_vectors_are_chosen_where_a_row_fills_a_vector():
     assert "row_groups(4, 4, 256, 7)" in _skinny._source(4, 4, 256)  # several a vector (below)
     assert "row_vectors(8, 3, 7)" in _skinny._source(8, 3, 512)
     assert "row_vectors(6, 7, 7, dw_block=32, masked_store=False)" in _skinny._source(6, 7, 256)
-    for K, M, bits in ((3, 3, 256), (6, 8, 512), (5, 8, 256),  # from K·M = 16 or M = 8; 8 on
-                       # AVX2 (but K and M powers of two, two rows a vector: rowgroups.py's)
+    for K, M, bits in ((3, 5, 256), (6, 8, 512), (5, 8, 256),  # from K·M = 16 or M = 8; 8 on
+                       # AVX2 (but K and M powers of two, two rows a vector, and with a 3
+                       # among K, M ≤ 4: rowgroups.py's)
                        (9, 3, 512), (12, 6, 512), (16, 8, 512),  # x's row in 16 lanes (on
                        (12, 5, 256), (16, 8, 256), (9, 7, 256),  # AVX2 at M = 3, 4 rowdots')
                        (4, 9, 512), (8, 9, 512), (14, 16, 512), (14, 9, 512), (5, 13, 512),
@@ -603,7 +616,8 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
      (2, 13, 256, np.float64, 0.5), (1, 9, 512, np.float32, 0.0), (1, 15, 256, np.float32, 1.0),
      (1, 13, 512, np.float64, 0.5), (1, 6, 256, np.float32, 0.0), (1, 7, 512, np.float64, 0.5),
      (1, 5, 512, np.float32, 1.0), (2, 3, 256, np.float32, 0.5), (3, 2, 256, np.float64, 1.0),
-     (3, 13, 256, np.float32, 0.5), (2, 8, 256, np.float32, 0.0)] + \
+     (3, 13, 256, np.float32, 0.5), (2, 8, 256, np.float32, 0.0), (3, 4, 256, np.float32, 0.5),
+     (4, 3, 512, np.float32, 0.0)] + \
     [(16, 10, 512, np.float32, 0.0)] + \
     [(19, 6, 512, np.float64, 1.0), (21, 5, 256, np.float32, 0.5)] + \
     [(17, 9, 512, np.float32, 0.5), (33, 9, 512, np.float32, 1.0), (64, 16, 512, np.float32, 0.0),
@@ -619,7 +633,7 @@ ROW_VECTORS = [(4, 4, 256, d, a) for d in (np.float32, np.float64) for a in (0.0
 # M = 5 to 8 on AVX2 (float64: a row's y over two vectors, 31a); rowvec.py's y's rows of 9
 # to 16 in 16 lanes (31c) and at K = 1 to 3 (dev/products_v51.md 52e; float32's dx at K = 2
 # and 3 as sums across g·W's rows, 2×11 and 3×13, on AVX2 2×8 too: dev/products_v52.md
-# 53a, 53d), at K = 15, 16 float32's route and float64 arithmetic's exact
+# 53a, 53d; rowgroups.py's rows with a 3 padded to 4 lanes, 3×4 and 4×3: 53e), at K = 15, 16 float32's route and float64 arithmetic's exact
 # rerun of it (32a); dW's sums along x's rows where 8 < M < K (15×9, 16×10, float64 14×11 and
 # 16×12: 33b); blocks of one row with h's last terms one by one (20×6, 17×5, 41×7, 100×8
 # on AVX2, float64 19×6 with AVX-512) or, past TERMS, a masked vector (21×5: 33d); past

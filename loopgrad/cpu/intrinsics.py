@@ -396,9 +396,15 @@ def _across(builder, v):
 
 
 def _acrosses(builder, vs):
-    # each of the vectors vs (lanes a power of two) added across in _across's order, all at
+    # each of the vectors vs added across in _across's order (past a power of two of lanes, as
+    # with zeros to the next), all at
     # once: lane i of the result (len(vs) rounded up to a power of two lanes) is vs[i]'s sum
     i32, n = ir.IntType(32), vs[0].type.count
+    if n & (n - 1):  # lanes not a power of two (3): zeros past them, which add nothing
+        p, zeros = 1 << n.bit_length(), ir.Constant(vs[0].type, [0.0] * n)
+        vs = [builder.shuffle_vector(v, zeros, ir.Constant(ir.VectorType(i32, p), list(
+            range(n)) + [n] * (p - n))) for v in vs]
+        n = p
     P = 1 << (len(vs) - 1).bit_length()
     vs = list(vs) + [ir.Constant(vs[0].type, ir.Undefined)] * (P - len(vs))
     while len(vs) > 1:  # the vectors side by side, two at a time

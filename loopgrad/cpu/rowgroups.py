@@ -1,13 +1,17 @@
 """Float32 rows of K and M up to 8 (powers of two) in groups, several rows a vector, in LLVM
 IR: R = lanes ÷ max(K, M) rows a vector (four 4×4 rows a 512-bit vector, two a 256-bit
-one; sixteen 1×1 rows, two 8×8).
+one; sixteen 1×1 rows, two 8×8); and rows with a 3 among K and M up to 4 (`PADDED`) as if
+that 3 were 4: R = lanes ÷ max(Kw, Mw), Kw and Mw the powers of two from K and M, y's, h's,
+z's and g's lanes of row r [r·Mw, r·Mw + M) (y's rows loaded end to end and spread, a zero
+in the lane past M; dy's gathered back before their store), x's and dx's rows end to end
+in R·K lanes, W's rows with a zero past M.
 
 rowvec.py's rows take a vector a row: at 4×4, 4 of a 512-bit vector's 16 lanes live, and
 its loop is bound by its instructions (10⁶×4×4 natively at 75–77 % of the copy on Zen 5,
 13.6 cycles a row a core: dev/products_v49.md 50c); LLVM's vectors of rows (skinny.py's
 scalar rows, below K·M = 16) shuffle their rows in and out.  Here the R rows from n lie one
 after the other in x (R·K lanes), y, dx and dy, each one load or store, and lane r·M + m of
-h, z and g is element m of row n + r:
+h, z and g (r·Mw + m where padded) is element m of row n + r:
 
     xb_k   x[n+r, k] in row r's M lanes (a shuffle), k < K
     h      Σ_k xb_k·W_k, W_k W's row k in every row's lanes
@@ -58,16 +62,28 @@ from . import rowvec
 from .rowvec import NARROW_BLOCK, PF_BYTES, THIN_ONE_CHAIN, guarded, row_codegen
 
 SIZES = (1, 2, 4, 8)  # K and M: whole rows in a vector's lanes, a power of two each
+# (K, M) of 3 by the entry's vector bits whose rows take padded lanes (module doc): as AVX2
+# in cache, one thread, cycles a row, 3×3 12.8 → 11.5, 3×4 12.4 → 10.6, 4×3 14.5 → 11.0,
+# 2×3 10.8 → 10.2, 3×2 10.4 → 7.9, 3×1 8.7 → 6.1; natively 3×3 9.3 → 8.5, 3×4 10.2 → 7.8,
+# 4×3 10.4 → 8.1, 2×3 8.4 → 7.4, 3×2 7.9 → 6.1 (3×1, 1×3 level there; 1×3 on AVX2 1.2×,
+# but rowvec.py sums its dx across g·W's row: not taken; dev/products_v52.md 53e)
+PADDED = {256: ((3, 1), (2, 3), (3, 2), (3, 3), (3, 4), (4, 3)),
+          512: ((2, 3), (3, 2), (3, 3), (3, 4), (4, 3))}
 
 
 def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     """Whether skinny.py builds the (K, M) row functions on these intrinsics for an entry
     of vector_bits and inputs of dtype (None: either): K and M in SIZES with at least two
-    rows a vector (R = lanes ÷ max(K, M)), on 256- and 512-bit entries; float64 inputs only
+    rows a vector (R = lanes ÷ max(K, M)), on 256- and 512-bit entries, and PADDED's (K, M)
+    (as AVX2 10⁶ rows, 2 threads, 3×3 1.39 → 1.15–1.19 ms, 4×3 1.53–1.56 → 1.10–1.12, 3×2
+    0.97–1.02 → 0.63, 3×1 0.86–0.87 → 0.57; natively 3×4 1.07–1.13 → 0.75, 4×3 1.01–1.15 →
+    0.69–0.72, 3×2 0.63–0.68 → 0.45–0.46, 3×3 1.07×; 53e); float64 inputs only
     where they take rowvec.py's rows (the intrinsics pass them on)."""
     if dtype is not None and np.dtype(dtype) == np.float64 \
             and not rowvec.applies(K, M, vector_bits, np.float64):
         return False
+    if (K, M) in PADDED.get(vector_bits, ()):
+        return True
     return K in SIZES and M in SIZES and vector_bits in (256, 512) \
         and vector_bits // 32 >= 2 * max(K, M)
 
@@ -102,7 +118,8 @@ def row_groups(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
 def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
     # the code of the float32 rows, R = lanes ÷ max(K, M) rows a vector: x's rows in R·K
     # lanes, y's (and h's, z's, g's) in R·M
-    R = lanes // max(K, M)
+    Kw, Mw = (1 << (n - 1).bit_length() for n in (K, M))  # each row's lanes: M of Mw
+    R = lanes // max(Kw, Mw)
     wdx, wdw, wdy = (bool(want & b) and not loss for b in (WANT_DX, WANT_DW, WANT_DY))
 
     def codegen(context, builder, sig, args):
@@ -112,8 +129,8 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
         else:
             (dx, dwp, dy, x, W, y, a0, start, stop, flags) = args
         f32, d, i64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(64), ir.IntType(32)
-        vm, vd = ir.VectorType(f32, R * M), ir.VectorType(d, R * M)  # h, z, g; f's partial sums
-        zero, two = ir.Constant(vm, [0.0] * (R * M)), ir.Constant(vm, [2.0] * (R * M))
+        vm, vd = ir.VectorType(f32, R * Mw), ir.VectorType(d, R * Mw)  # h, z, g; f's partial sums
+        zero, two = ir.Constant(vm, [0.0] * (R * Mw)), ir.Constant(vm, [2.0] * (R * Mw))
 
         def shuffle(v, idx):
             return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
@@ -149,6 +166,19 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
         def madd(a, b, c):
             return _madd(builder, True, a, b, c)
 
+        def spread(v):  # R rows of M end to end → each row in its Mw lanes (padding 0)
+            if Mw == M:
+                return v
+            zeros = ir.Constant(v.type, [0.0] * (R * M))
+            return builder.shuffle_vector(v, zeros, ir.Constant(ir.VectorType(i32, R * Mw), [
+                j // Mw * M + j % Mw if j % Mw < M else R * M for j in range(R * Mw)]))
+
+        def packed(v):  # spread's inverse: each row's first M lanes, end to end
+            if Mw == M:
+                return v
+            return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), ir.Constant(
+                ir.VectorType(i32, R * M), [r * Mw + m for r in range(R) for m in range(M)]))
+
         # W's rows (lane r·M + m: W[k,m]) and columns (lane r·K + k: W[k,m]), once
         w = [[builder.load(builder.gep(W, [i64(k * M + m)])) for m in range(M)] for k in range(K)]
 
@@ -158,7 +188,7 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
             for j in range(R * n):
                 v = builder.insert_element(v, vals[j % n], i32(j))
             return v
-        Wrow = [repeated(w[k]) for k in range(K)]
+        Wrow = [repeated(w[k] + [f32(0.0)] * (Mw - M)) for k in range(K)]
         Wcol = [repeated([w[k][m] for k in range(K)]) for m in range(M)]
         sx = sy = None
         if not loss:  # dx's and dy's rows past the caches: asked for, and each vector on
@@ -166,12 +196,12 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
             asked = builder.icmp_unsigned("!=", builder.and_(flags, i64(STREAM)), i64(0))
             sx, sy = (_streams(builder, asked, builder.gep(p, [builder.mul(start, i64(n))]),
                                align=_PART) for p, n in ((dx, K), (dy, M)))
-        a0v = _splat(builder, builder.fptrunc(a0, f32), R * M)
+        a0v = _splat(builder, builder.fptrunc(a0, f32), R * Mw)
         a0_zero, drop_nan = builder.fcmp_ordered("==", a0, d(0.0)), \
             builder.fcmp_ordered("==", a0, d(1.0))  # torch.clamp's rule: NaN h, g = 0
-        fs = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * M)))
+        fs = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * Mw)))
         dW = [cgutils.alloca_once_value(builder, zero) for _ in range(K if wdw else 0)]
-        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * M))) for _ in dW]
+        dW64 = [cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * (R * Mw))) for _ in dW]
 
         def flush():  # a block's float32 sums of dW added to the float64 ones
             for acc, acc64 in zip(dW, dW64):
@@ -197,8 +227,8 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
             for ptr, n in ((x, K), (y, M)) if PF_BYTES else ():
                 _prefetch(builder, builder.gep(ptr, [builder.add(builder.mul(row, i64(n)),
                                                                  i64(PF_BYTES // 4))]))
-            xr, yr = load(x, row, rows, K), load(y, row, rows, M)
-            xb = [shuffle(xr, [j // M * K + k for j in range(R * M)]) for k in range(K)]
+            xr, yr = load(x, row, rows, K), spread(load(y, row, rows, M))
+            xb = [shuffle(xr, [j // Mw * K + k for j in range(R * Mw)]) for k in range(K)]
             h = split(xb, Wrow)
             below = builder.fcmp_ordered("<", h, zero)  # max(h, 0) that keeps NaN
             z = builder.fsub(builder.select(below, zero, h), yr)
@@ -208,12 +238,12 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
                 return
             t = builder.fmul(two, z)
             if wdy:
-                store(builder.fneg(t), dy, row, rows, M, sy)
+                store(packed(builder.fneg(t)), dy, row, rows, M, sy)
             if not (wdx or wdw):
                 return
             g = relu_grad_at(builder, a0_zero, drop_nan, a0v, h, zero, t)
             if wdx:
-                gb = [shuffle(g, [j // K * M + m for j in range(R * K)]) for m in range(M)]
+                gb = [shuffle(g, [j // K * Mw + m for j in range(R * K)]) for m in range(M)]
                 store(split(gb, Wcol), dx, row, rows, K, sx)
             for k in range(len(dW)):  # dW[k,m] += x[n,k]·g[n,m]
                 builder.store(madd(xb[k], g, builder.load(dW[k])), dW[k])
@@ -245,9 +275,9 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
         sums = [builder.load(acc) for acc in dW64]
         for k, acc in enumerate(sums):
             for m in range(M):
-                builder.store(halves([lane(acc, r * M + m) for r in range(R)]),
+                builder.store(halves([lane(acc, r * Mw + m) for r in range(R)]),
                               builder.gep(dwp, [i64(k * M + m)]))
         f = builder.load(fs)
-        total = halves([halves([lane(f, r * M + m) for r in range(R)]) for m in range(M)])
+        total = halves([halves([lane(f, r * Mw + m) for r in range(R)]) for m in range(M)])
         return guarded(builder, total, W, i64(K * M), sums)
     return codegen

@@ -23,26 +23,26 @@ four registers), or y's row one of 32 (17–31 masked, two registers).  On AVX2 
 partial row is stored as its power-of-two parts, not masked: VMASKMOVPS's store costs
 AMD's Zen far more (as AVX2 on Zen 4 10⁶×6×6 7.3 → 4.1 ms, dev/products_v42.md 43a).
 Then:
-h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the
-row, dx = Σ_m g[n,m]·W[:,m] (at K = 1 but M = 1, 2, 4, 8 one sum across g·W's row, its
-lanes added in halves; float32's K of them side by side at K = 2, 3 where `dx_across`), and dW's K row vectors of accumulators += x[n,k]·g (or its M
-column vectors += g[n,m]·x's row, float32's on AVX2 where those FMAs are fewer:
-`dw_across`).  Rows loaded and stored whole; no shuffle but the broadcasts.  Past 4
-lanes x's row (float64) and g are stored to a stack slot and each lane broadcast from
-there (a load), where permutes from a register took the port the FMAs need (8×8 in
-cache: 14.4 → 12.0 ns a row); float32 x's lanes are broadcast from x itself.  x's and
-y's rows are prefetched PF_BYTES ahead; where a call asks (the STREAM bit of `flags`,
-loopgrad.cpu.streams) dx's and dy's rows go past the caches, where a row is a multiple of
-16 bytes and the array starts on 16 bytes (dev/products_v26.md 27a), a row that fills
-part of its vector as its 16-byte parts (12 of 16 lanes, 24 of 32; dev/products_v33.md
-34c).  A row stored by a masked store (AVX-512: a part of its vector) and not past the
-caches has its line PF_BYTES ahead asked for writing (PREFETCHW): such stores do not fetch
-their lines ahead as plain ones do, and on Zen 5 from memory they had run 10⁶×6×6, 5×7,
-9×5 1.2–1.35× slower (rowdots.py's dx rows of 10×1 1.9×; AVX2's rows of parts as plain
-stores level without it: dev/products_v51.md 52d).  Float32 rows of
-17 to 24 in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at
-12×24 27–28 → 22 cycles a row: dev/products_v34.md 35b), and on AVX2 rows of 9 to 12 in 16
-lanes their first 12 (8 and 4: `f_parts`).
+h = Σ_k x[n,k]·W[k,:] with x[n,k] broadcast, z, f's M partial sums, g and dy along the row,
+dx = Σ_m g[n,m]·W[:,m] (at K = 1 but M = 1, 2, 4, 8 one sum across g·W's row, its lanes
+added in halves; float32's K of them side by side at K = 2, 3 where `dx_across`), and dW's
+K row vectors of accumulators += x[n,k]·g (or its M column vectors += g[n,m]·x's row,
+float32's on AVX2 where those FMAs are fewer: `dw_across`).  Rows loaded and stored whole;
+no shuffle but the broadcasts.  Past 4 lanes x's row (float64) and g are stored to a stack
+slot and each lane broadcast from there (a load), where permutes from a register took the
+port the FMAs need (8×8 in cache: 14.4 → 12.0 ns a row); float32 x's lanes are broadcast
+from x itself.  x's and y's rows are prefetched PF_BYTES ahead; where a call asks (the
+STREAM bit of `flags`, loopgrad.cpu.streams) dx's and dy's rows go past the caches, where a
+row is a multiple of 16 bytes and the array starts on 16 bytes (dev/products_v26.md 27a), a
+row that fills part of its vector as its 16-byte parts (12 of 16 lanes, 24 of 32;
+dev/products_v33.md 34c).  A row stored by a masked store (AVX-512: a part of its vector)
+and not past the caches has its line PF_BYTES ahead asked for writing (PREFETCHW): such
+stores do not fetch their lines ahead as plain ones do, and on Zen 5 from memory they had
+run 10⁶×6×6, 5×7, 9×5 1.2–1.35× slower (rowdots.py's dx rows of 10×1 1.9×; AVX2's rows of
+parts as plain stores level without it: dev/products_v51.md 52d).  Float32 rows of 17 to 24
+in 32 lanes convert only their first 24 for f (16 and 8; in L2 the loss at 12×24 27–28 → 22
+cycles a row: dev/products_v34.md 35b), and on AVX2 rows of 9 to 12 in 16 lanes their first
+12 (8 and 4: `f_parts`).
 
     row_vectors(K, M, want)(dx, dW_part, dy, x, W, y, relu_grad_at_zero, start, stop,
                             flags) -> f
@@ -220,7 +220,8 @@ def applies(K: int, M: int, vector_bits: int, dtype=None) -> bool:
     across g·W's row, as past M = 8): as AVX2 10⁶×1×5 1.49×, 1×6 1.79×, 1×7 2.02×, natively
     1×6 1.17×, 1×7 1.80×, 1×5 level (0.97×; float64 1.36×: dev/products_v51.md 52g); and
     x's rows of 1 to 3 with y's of 9 to 15 (`short_x`).  On 256-bit ones also 2×3 and 3×2
-    (as AVX2 10⁶ rows 1.41–1.43×, 10⁵ 1.41×, float64 1.03–1.06×: dev/products_v51.md 52i).
+    (as AVX2 10⁶ rows 1.41–1.43×, 10⁵ 1.41×, float64 1.03–1.06×: dev/products_v51.md 52i;
+    float32's rowgroups.py's padded rows since dev/products_v52.md 53e).
 
     The rows of an entry are the same for both dtypes but at the bounds by dtype: dtype, the
     inputs' (float32 or float64), picks the kernel a call runs; None asks whether the rows
@@ -298,8 +299,9 @@ def dw_across(K: int, M: int, vector_bits: int) -> bool:
 
 def dx_across(K: int, M: int, vector_bits: int) -> bool:
     """Whether float32 arithmetic's dx of a row of x of 2 or 3 with y's of 9 to 15
-    (`short_x`; on AVX2 also 2×7, 2×8 and 3×8) is K sums across g·W's rows (`row_codegen`'s dx_across: W's row k times g,
-    its lanes added in halves, the K sums side by side: intrinsics._acrosses), where M
+    (`short_x`; on AVX2 also 2×7, 2×8 and 3×8) is K sums across g·W's rows (`row_codegen`'s
+    dx_across: W's row k times g, its lanes added in halves, the K sums side by side:
+    intrinsics._acrosses), where M
     broadcasts of g's elements and M FMAs into x's row (K of 4 lanes live) cost more: on
     the Zen 5 guest, one thread in cache, cycles a row, as AVX2 2×9 to 2×15 29.5–40.7 →
     24.1–27.3 (1.2–1.6×), 3×12 to 3×15 40–45 → 35–39 (1.1–1.2×; 3×9 to 3×11 level); natively

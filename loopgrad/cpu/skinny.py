@@ -29,7 +29,8 @@ and those shapes took the tiled kernels (10⁶×8×8 12.5 → 7 ms, as AVX2 20 �
 dev/products_v22.md 23b, 23c); below it, with their prefetch, streamed stores and float32
 arithmetic, they are faster than the vectors of rows at the shapes `applies` names
 (dev/products_v26.md 27f).  Float32 rows whose K and M are powers of two up to 8, two or
-more of them a vector, are rowgroups.py's, several rows a vector (float64 ones rowvec.py's
+more of them a vector (and with a 3 among K, M ≤ 4, padded: rowgroups.PADDED, 53e), are
+rowgroups.py's, several rows a vector (float64 ones rowvec.py's
 rows through the same intrinsics where those took them, else LLVM's: 10⁶×4×4 natively
 1.9×, as AVX2 1.4× faster, 10⁶×2×2 1.5× and 2.5×: dev/products_v50.md 51b).  K ≤ 3 with
 M > 8 calls rowblocks.py's, one module per K (M a run-time value) where the general row

@@ -396,9 +396,9 @@ def _across(builder, v):
 
 
 def _acrosses(builder, vs):
-    # each of the vectors vs added across in _across's order (past a power of two of lanes, as
-    # with zeros to the next), all at
-    # once: lane i of the result (len(vs) rounded up to a power of two lanes) is vs[i]'s sum
+    # each of the vectors vs added across in _across's order, all at once: lane i of the
+    # result (len(vs) rounded up to a power of two lanes) is vs[i]'s sum; a vector of lanes
+    # short of a power of two (3) as if zeros filled it (_across would drop its last lane)
     i32, n = ir.IntType(32), vs[0].type.count
     if n & (n - 1):  # lanes not a power of two (3): zeros past them, which add nothing
         p, zeros = 1 << n.bit_length(), ir.Constant(vs[0].type, [0.0] * n)

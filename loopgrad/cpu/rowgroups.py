@@ -22,7 +22,7 @@ h, z and g (r·Mw + m where padded) is element m of row n + r:
 
 h's and dx's sums are rowvec.py's, term for term in the same order (one chain of FMAs up
 to THIN_ONE_CHAIN terms, else the even and the odd terms apart), so h, z, g, dx and dy
-have rowvec.py's bits.  f and dW are summed in other orders: f in R·M float64 partial sums
+have rowvec.py's bits.  f and dW are summed in other orders: f in R·Mw float64 partial sums
 (lane (r, m) over the rows n ≡ r), added at the end by rows, then by columns, in halves;
 dW's float32 sums over blocks of NARROW_BLOCK rows from the chunk's first, each lane then
 added to a float64 one, and the R lanes of each (k, m) added last in halves.  A chunk's
@@ -116,8 +116,8 @@ def row_groups(K: int, M: int, vector_bits: int, want: int, loss: bool = False,
 
 
 def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
-    # the code of the float32 rows, R = lanes ÷ max(K, M) rows a vector: x's rows in R·K
-    # lanes, y's (and h's, z's, g's) in R·M
+    # the code of the float32 rows, R = lanes ÷ max(Kw, Mw) rows a vector: x's rows in R·K
+    # lanes, y's (and h's, z's, g's) in R·Mw (R·M where M is a power of two)
     Kw, Mw = (1 << (n - 1).bit_length() for n in (K, M))  # each row's lanes: M of Mw
     R = lanes // max(Kw, Mw)
     wdx, wdw, wdy = (bool(want & b) and not loss for b in (WANT_DX, WANT_DW, WANT_DY))
@@ -179,7 +179,7 @@ def _codegen(lanes: int, K: int, M: int, want: int, loss: bool):
             return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), ir.Constant(
                 ir.VectorType(i32, R * M), [r * Mw + m for r in range(R) for m in range(M)]))
 
-        # W's rows (lane r·M + m: W[k,m]) and columns (lane r·K + k: W[k,m]), once
+        # W's rows (lane r·Mw + m: W[k,m], 0 past M) and columns (lane r·K + k: W[k,m]), once
         w = [[builder.load(builder.gep(W, [i64(k * M + m)])) for m in range(M)] for k in range(K)]
 
         def repeated(vals):  # vals in each row's lanes

@@ -385,20 +385,13 @@ def _splat(builder, value, lanes):
 def _across(builder, v):
     # v's lanes added in halves (the first half plus the second, until one): at 8 lanes
     # ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), log2(lanes) shuffles and adds
-    i32, n = ir.IntType(32), v.type.count
-    while n > 1:
-        n //= 2
-        lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n),
-                                                           list(range(o, o + n))))
-                  for o in (0, n))
-        v = builder.fadd(lo, hi)
-    return builder.extract_element(v, i32(0))
+    return builder.extract_element(_acrosses(builder, [v]), ir.IntType(32)(0))
 
 
 def _acrosses(builder, vs):
     # each of the vectors vs added across in _across's order, all at once: lane i of the
     # result (len(vs) rounded up to a power of two lanes) is vs[i]'s sum; a vector of lanes
-    # short of a power of two (3) as if zeros filled it (_across would drop its last lane)
+    # short of a power of two (3) as if zeros filled it
     i32, n = ir.IntType(32), vs[0].type.count
     if n & (n - 1):  # lanes not a power of two (3): zeros past them, which add nothing
         p, zeros = 1 << n.bit_length(), ir.Constant(vs[0].type, [0.0] * n)

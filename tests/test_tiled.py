@@ -592,24 +592,27 @@ def test_micro_kernel_with_live_vectors_is_the_tile_of_zero_padding(rng, T, MR, 
 
 def test_tails_pad_the_fewest_vector_fmas():
     # tiled.tails: the last panels' kernels of each tile of the table, where 256-bit FMAs
-    # cost a 512-bit one (Intel, Zen 5) and where they cost half (Zen 4:
-    # machine.splits_512); a last panel's kernel is the first whose columns hold it
-    want = {("float32", False): ((16, 16, 1),),
+    # cost a 512-bit one (Intel, Zen 5: pair vectors, n·VW + VW/2 columns) and where they
+    # cost half (Zen 4: machine.splits_512); a last panel's kernel is the first whose
+    # columns hold it
+    want = {("float32", False): ((8, 16, 0), (16, 16, 1), (24, 16, 1)),
             ("float32", True): ((8, 8, 1), (16, 16, 1), (24, 8, 3)),
-            ("float32-narrow", False): (), ("float32-narrow", True): ((8, 8, 1),),
+            ("float32-narrow", False): ((8, 16, 0),), ("float32-narrow", True): ((8, 8, 1),),
             ("float64", False): ((8, 8, 1), (16, 8, 2), (24, 8, 3)),
             ("float64", True): ((8, 8, 1), (16, 8, 2), (24, 8, 3)),
-            ("float64-narrow", False): ((8, 8, 1),),
+            ("float64-narrow", False): ((4, 8, 0), (8, 8, 1), (12, 8, 1)),
             ("float64-narrow", True): ((4, 4, 1), (8, 8, 1), (12, 4, 3))}
     e = machine.TABLE["avx512"]
     for (v, halves), kinds in want.items():
         t = e.tiles[v]
         VW = _tiled._lanes(e, v.split("-")[0], t.NR)
         assert _tiled.tails(t.MR, t.NR, VW, e.registers, halves) == kinds, (v, halves)
-    # the AVX2 entry's tiles keep their half (8 columns of 16; 4 of 8) alone
-    assert _tiled.tails(6, 16, 8, 16, False) == ((8, 8, 1),)
-    assert _tiled.tails(6, 8, 4, 16, False) == ((4, 4, 1),)
-    assert _tiled.tails(12, 4, 4, 16, False) == ()
+    # the AVX2 entry's tiles: their half (8 columns of 16; 4 of 8) and the pair kinds
+    # around it; the generic 12×4's 2 columns a pair; an odd MR none
+    assert _tiled.tails(6, 16, 8, 16, False) == ((4, 8, 0), (8, 8, 1), (12, 8, 1))
+    assert _tiled.tails(6, 8, 4, 16, False) == ((2, 4, 0), (4, 4, 1), (6, 4, 1))
+    assert _tiled.tails(12, 4, 4, 16, False) == ((2, 4, 0),)
+    assert _tiled.tails(7, 32, 16, 32, False) == ((16, 16, 1),)
     # one kernel at most: the half, which saves the most over the widths; and none that
     # needs more accumulators than registers (10·3 + 3 + 1 > 32)
     assert _tiled.tails(8, 32, 16, 32, True, most=1) == ((16, 16, 1),)
@@ -656,9 +659,15 @@ def _tile_rows(size, co, ldc, MR, width):
     return rows
 
 
+# tails with pair vectors (n·VW + VW/2 columns: the last VW/2 two rows a vector)
+PAIRED = [("float32", 8, 32, 16, ((8, 16, 0), (16, 16, 1), (24, 16, 1))),
+          ("float32", 6, 16, 8, ((4, 8, 0), (8, 8, 1), (12, 8, 1))),
+          ("float64", 6, 32, 8, ((4, 8, 0), (12, 8, 1), (20, 8, 2)))]
+
+
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [
     ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
-    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))])
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3)))] + PAIRED)
 def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, tails):
     # mkt(ncol, ...) for every ncol up to its widest tail: B's columns from ncol to the
     # chosen kernel's live columns zeros (W's packs' padding), past them NaN (never read);
@@ -669,13 +678,15 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
     A[::5] = 0.0
     for ncol in range(1, tails[-1][0] + 1):
         B, Cz = _last_panel(rng, T, MR, NR, tails, ncol, kc, A, full)
-        C = np.full(co + MR * ldc + NR, np.nan, T)
-        mkt(ncol, kc, A, 0, MR, 1, B, 0, NR, C, co, ldc)
-        got = np.array([C[co + i * ldc:co + i * ldc + NR] for i in range(MR)])
-        assert np.array_equal(got, Cz), ncol
-        assert not np.signbit(got[:, ncol:]).any() and not got[:, ncol:].any(), ncol
-        assert np.isnan(C[~_tile_rows(C.size, co, ldc, MR, NR)]).all(), ncol
-    for bad in ((), ((16, 16, 1), (8, 8, 1)), ((8, 4, 1),)):
+        # A's rows side by side (packed: lda MR, ldi 1) and apart (in place: lda 1, ldi kc)
+        for At, lda, ldi in ((A, MR, 1), (A.reshape(kc, MR).T.copy().reshape(-1), 1, kc)):
+            C = np.full(co + MR * ldc + NR, np.nan, T)
+            mkt(ncol, kc, At, 0, lda, ldi, B, 0, NR, C, co, ldc)
+            got = np.array([C[co + i * ldc:co + i * ldc + NR] for i in range(MR)])
+            assert np.array_equal(got, Cz), (ncol, ldi)
+            assert not np.signbit(got[:, ncol:]).any() and not got[:, ncol:].any(), ncol
+            assert np.isnan(C[~_tile_rows(C.size, co, ldc, MR, NR)]).all(), ncol
+    for bad in ((), ((16, 16, 1), (8, 8, 1)), ((8, 4, 1),), ((8, 16, 1),), ((0, 16, 0),)):
         with pytest.raises(ValueError, match="tails"):
             intrinsics.tail_kernel(T, MR, NR, bad)
 
@@ -683,7 +694,7 @@ def test_tail_kernel_is_the_whole_tile_for_every_last_panel(rng, T, MR, NR, VW, 
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [
     ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1), (24, 8, 3))),
     ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1), (12, 4, 3))),
-    ("float32", 6, 16, 8, ((8, 8, 1),))])
+    ("float32", 6, 16, 8, ((8, 8, 1),))] + PAIRED)
 @pytest.mark.parametrize("parts", [False, True])
 def test_cut_tail_kernel_stores_only_its_columns(rng, T, MR, NR, VW, tails, parts):
     # tail_kernel(..., cut=True): the tile of mkt, each row's first ncol columns stored
@@ -717,6 +728,12 @@ def test_wide_tails_fit_both_panels_in_the_registers():
     assert _tiled.wide_tails(6, 16, 8, 16, ((8, 8, 1),)) == ()
     assert _tiled.wide_tails(6, 32, 8, 32, ((8, 8, 1), (16, 8, 2))) == ()
     assert _tiled.wide_tails(16, 16, 16, 32, ((8, 8, 1),)) == ()
+    # a pair kind's MR/2 more accumulators, B's half and two broadcasts: 8 columns beside
+    # the 8×32 tile's whole panel (8·2 + 4 + 2 + 1 + 3 registers), not 24 (8·3 + 4 + ...)
+    assert _tiled.wide_tails(8, 32, 16, 32, ((8, 16, 0), (16, 16, 1), (24, 16, 1))) == \
+        ((8, 16, 0), (16, 16, 1))
+    assert _tiled.wide_tails(16, 16, 16, 32, ((8, 16, 0),)) == ((8, 16, 0),)
+    assert _tiled.wide_tails(6, 16, 8, 16, ((4, 8, 0), (8, 8, 1), (12, 8, 1))) == ()
 
 
 def _mkw_runner(T, MR, NR, VW, tails):
@@ -735,7 +752,9 @@ def _mkw_runner(T, MR, NR, VW, tails):
 
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [
     ("float32", 8, 32, 16, ((8, 8, 1), (16, 16, 1))),
-    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1)))])
+    ("float64", 8, 16, 8, ((4, 4, 1), (8, 8, 1))),
+    ("float32", 8, 32, 16, ((8, 16, 0), (16, 16, 1), (24, 16, 1))),
+    ("float64", 6, 16, 8, ((4, 8, 0), (8, 8, 1), (12, 8, 1)))])
 def test_wide_kernel_is_both_panels_tiles(rng, T, MR, NR, VW, tails):
     # mkw(ncol, ...): a whole panel's tile and the next panel's first ncol columns, for every
     # ncol up to its widest tail, from x's rows as they lie (A with lda 1, ldi = K) and two

@@ -719,20 +719,63 @@ def epilogue(T: str, piece: int = 0, parts: bool = False):
     return epi
 
 
+def _pair_b(builder, B, at, vt, size):
+    # a step's B for a tile's pair vectors (_pair_fma): [B[at:at+VW/2] | B[at:at+VW/2]], VW
+    # the lanes of vt, one broadcast load (VBROADCASTF32X8)
+    VW, i32 = vt.count, ir.IntType(32)
+    ht = ir.VectorType(vt.element, VW // 2)
+    bh = builder.load(builder.bitcast(builder.gep(B, [at]), ht.as_pointer()), align=size)
+    return builder.shuffle_vector(bh, bh, ir.Constant(ir.VectorType(i32, VW),
+                                                      list(range(VW // 2)) * 2))
+
+
+def _pair_fma(builder, fma, bh, a0, a1, acc):
+    # one step of a pair vector: acc += [a0 × VW/2 | a1 × VW/2] · bh (_pair_b): two rows'
+    # VW/2 columns in one vector, each element the same chain of FMAs as in a vector of
+    # its own (dev/products_v53.md 54a).  a0, a1: the rows' a, broadcast (vectors of VW
+    # lanes, which the tile's whole vectors use too: their halves one two-source shuffle,
+    # VPERMT2PS), or scalars that lie side by side in A (a tile of pair vectors alone: one
+    # vector of the two, one load, spread by one shuffle)
+    vt, i32 = bh.type, ir.IntType(32)
+    VW, H = vt.count, vt.count // 2
+    if isinstance(a0.type, ir.VectorType):
+        a = builder.shuffle_vector(a0, a1, ir.Constant(ir.VectorType(i32, VW), list(
+            range(H)) + list(range(VW, VW + H))))
+    else:
+        two = ir.Constant(ir.VectorType(vt.element, 2), ir.Undefined)
+        two = builder.insert_element(builder.insert_element(two, a0, i32(0)), a1, i32(1))
+        a = builder.shuffle_vector(two, two, ir.Constant(ir.VectorType(i32, VW),
+                                                         [0] * H + [1] * H))
+    builder.store(builder.call(fma, [a, bh, builder.load(acc)]), acc)
+
+
+def _pair_row(builder, pairs, i):
+    # row i's VW/2 columns of its pair vector (_pair_fma) in a vector of VW lanes, zeros
+    # past them
+    v = builder.load(pairs[i // 2])
+    VW, i32 = v.type.count, ir.IntType(32)
+    H = VW // 2
+    return builder.shuffle_vector(v, ir.Constant(v.type, None), ir.Constant(
+        ir.VectorType(i32, VW), [i % 2 * H + j for j in range(H)] + [VW] * H))
+
+
 def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
-                    cut: bool = False, in_parts: bool = False):
+                    cut: bool = False, in_parts: bool = False, pair: bool = False):
     # microkernel's code generator: codegen(context, builder, sig, args) writes the tile's
     # loop and stores for args (kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc[, streamed]);
     # cut (with live): args end with ncol, and only each row's first ncol columns are
     # stored, by masked stores of the live vectors (the others not stored), or where
-    # `in_parts`, plain stores of their power-of-two parts (_store_first: AVX2 entries)
+    # `in_parts`, plain stores of their power-of-two parts (_store_first: AVX2 entries);
+    # pair: after the `live` whole vectors (0 or more) the next VW/2 columns, two rows a
+    # vector (_pair_fma)
     if NR % VW:
         raise ValueError(f"VW must divide NR, got NR = {NR}, VW = {VW}")
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     NV, size = NR // VW, 4 if T == "float32" else 8
-    if not 0 <= live < NV or live and stream:
-        raise ValueError(f"live must be 0 or below NR/VW = {NV}, and not streamed, got {live}")
-    NL = live or NV  # the vectors summed
+    if not 0 <= live < NV or (live or pair) and stream or pair and (MR % 2 or VW % 2):
+        raise ValueError(f"live must be 0 or below NR/VW = {NV}, and not streamed, and a pair "
+                         f"needs MR and VW even, got live {live}, pair {pair}, MR {MR}, VW {VW}")
+    NL = live if live or pair else NV  # the whole vectors summed
 
     def codegen(context, builder, sig, args):
         kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc = args[:11]
@@ -740,56 +783,92 @@ def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
         i64, i32 = ir.IntType(64), ir.IntType(32)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fmuladd.v{VW}f{8 * size}")
-        # accumulators in allocas: LLVM's SROA turns them into registers (phis of the loop)
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(NL)]
-               for _ in range(MR)]
         undef, lane0 = ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, VW), None)
 
         def vector(ptr, at):
             return builder.bitcast(builder.gep(ptr, [at]), vt.as_pointer())
 
-        with cgutils.for_range(builder, kc) as loop:
-            p = loop.index
-            bp = builder.add(bo, builder.mul(p, ldb))
-            b = [builder.load(vector(B, builder.add(bp, i64(v * VW))), align=size)
-                 for v in range(NL)]
-            ap = builder.add(ao, builder.mul(p, lda))
-            for i in range(MR):
-                a = builder.load(builder.gep(A, [builder.add(ap, builder.mul(i64(i), ldi))]))
-                a = builder.shuffle_vector(builder.insert_element(undef, a, i32(0)), undef, lane0)
-                for v in range(NL):
-                    builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
-                                  acc[i][v])
+        def tile(paired):
+            # the loop; returns value(i, v), row i's vector v.  A pair kind not `paired`
+            # (its rows apart in A, no whole vectors: _pair_fma's pairs would take two
+            # shuffles each) sums its VW/2 columns as one more vector a row, of B's half
+            # and zeros past it (a 256-bit load: the upper lanes zero)
+            nl = NL + (pair and not paired)
+            # accumulators in allocas: LLVM's SROA turns them into registers (loop phis)
+            acc = [[cgutils.alloca_once_value(builder, ir.Constant(vt, None))
+                    for _ in range(nl)] for _ in range(MR)]
+            pairs = [cgutils.alloca_once_value(builder, ir.Constant(vt, None))
+                     for _ in range(MR // 2 if paired else 0)]
+            with cgutils.for_range(builder, kc) as loop:
+                p = loop.index
+                bp = builder.add(bo, builder.mul(p, ldb))
+                b = [builder.load(vector(B, builder.add(bp, i64(v * VW))), align=size)
+                     for v in range(NL)]
+                if nl > NL:
+                    ht = ir.VectorType(vt.element, VW // 2)
+                    h = builder.load(builder.bitcast(builder.gep(B, [builder.add(
+                        bp, i64(NL * VW))]), ht.as_pointer()), align=size)
+                    b.append(builder.shuffle_vector(h, ir.Constant(ht, None), ir.Constant(
+                        ir.VectorType(i32, VW), list(range(VW)))))
+                bh = _pair_b(builder, B, builder.add(bp, i64(NL * VW)), vt, size) \
+                    if paired else None
+                ap = builder.add(ao, builder.mul(p, lda))
+                rows = []  # each row's a: broadcast for the whole vectors, else as it is
+                for i in range(MR):
+                    a = builder.load(builder.gep(A, [builder.add(ap, builder.mul(i64(i),
+                                                                                 ldi))]))
+                    if nl:
+                        a = builder.shuffle_vector(builder.insert_element(undef, a, i32(0)),
+                                                   undef, lane0)
+                    for v in range(nl):
+                        builder.store(builder.call(fma, [a, b[v], builder.load(acc[i][v])]),
+                                      acc[i][v])
+                    rows.append(a)
+                    if paired and i % 2:
+                        _pair_fma(builder, fma, bh, rows[i - 1], a, pairs[i // 2])
 
-        def stores(how):
+            def value(i, v):  # its accumulator, or its half of its pair's
+                return _pair_row(builder, pairs, i) if paired and v == NL else \
+                    builder.load(acc[i][v])
+            return value
+
+        def stores(value, how):
             # how: None (cached), _store_streamed (on lines) or _store_streamed_parts
             for i in range(MR):
                 r = builder.add(co, builder.mul(i64(i), ldc))
                 for v in range(NV):
                     p = vector(C, builder.add(r, i64(v * VW)))
-                    if cut and v < NL and in_parts:  # the row's first ncol columns alone
+                    if cut and v < NL + pair and in_parts:  # the row's first ncol columns alone
                         count = builder.sub(args[11], i64(v * VW))
                         count = builder.select(builder.icmp_signed("<", count, i64(0)), i64(0),
                                                builder.select(builder.icmp_signed(
                                                    ">", count, i64(VW)), i64(VW), count))
-                        _store_first(builder, builder.load(acc[i][v]), p, count, size)
-                    elif cut and v < NL:
+                        _store_first(builder, value(i, v), p, count, size)
+                    elif cut and v < NL + pair:
                         mask = builder.icmp_signed(
                             "<", ir.Constant(ir.VectorType(i64, VW),
                                              [v * VW + j for j in range(VW)]),
                             _splat(builder, args[11], VW))
-                        _masked(builder, "store", vt, p, size, mask, builder.load(acc[i][v]))
+                        _masked(builder, "store", vt, p, size, mask, value(i, v))
                     elif cut:
                         continue
-                    elif v >= NL:  # past the live vectors: zeros
+                    elif v >= NL + pair:  # past the live vectors: zeros
                         builder.store(ir.Constant(vt, None), p, align=size)
                     elif how is None:
-                        builder.store(builder.load(acc[i][v]), p, align=size)
+                        builder.store(value(i, v), p, align=size)
                     else:
-                        how(builder, builder.load(acc[i][v]), p)
+                        how(builder, value(i, v), p)
 
+        if pair and not NL:  # pairs where A's rows lie side by side (ldi 1), else not
+            with builder.if_else(builder.icmp_signed("==", ldi, i64(1))) as (side, apart):
+                with side:
+                    stores(tile(True), None)
+                with apart:
+                    stores(tile(False), None)
+            return context.get_dummy_value()
+        value = tile(pair)
         if not stream or NR * size % _LINE:  # rows of parts of lines: never streamed
-            stores(None)
+            stores(value, None)
             return context.get_dummy_value()
         ok = _streams(builder, args[11], builder.gep(C, [co]), builder.mul(ldc, i64(size)))
         # in parts only where the tile's rows lie end to end (ldc = NR), so that its lines,
@@ -798,7 +877,7 @@ def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
         # times: as AVX2 10⁶×32×32 into np.empty arrays went 48 → 55 ms (stop 31)
         parts = builder.and_(_streams(builder, args[11], builder.gep(C, [co]), align=_PART),
                              builder.icmp_signed("==", ldc, i64(NR)))
-        _stream_choice(builder, ok, parts, stores)
+        _stream_choice(builder, ok, parts, lambda how: stores(value, how))
         return context.get_dummy_value()
 
     return codegen
@@ -829,11 +908,12 @@ def microkernel(T: str, MR: int, NR: int, VW: int, stream: bool = False, live: i
     return mk
 
 
-def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int):
+def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int, pair: bool = False):
     # wide_kernel's code for one tail kind: args (kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co,
     # ldc, co2, ncol): the NR // VW vectors of a whole panel from B[bo + p·ldb] and nt
-    # vectors of VWt lanes from the next panel's, B[bo2 + p·ldb], each row's sums as mk's;
-    # stored at C[co + i·ldc] and, masked to the first ncol columns, C[co2 + i·ldc]
+    # vectors of VWt lanes from the next panel's, B[bo2 + p·ldb] (then, where `pair`, its
+    # next VWt/2 columns two rows a vector: _pair_fma), each row's sums as mk's; stored at
+    # C[co + i·ldc] and, masked to the first ncol columns, C[co2 + i·ldc]
     nbt = {"float32": types.float32, "float64": types.float64}[T]
     NV, size = NR // VW, 4 if T == "float32" else 8
 
@@ -854,12 +934,18 @@ def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int):
         # accumulators in allocas (SROA: registers), a row's whole-panel vectors, then its tail's
         acc = [[[cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(n)]
                 for vt, n, _, _ in groups] for _ in range(MR)]
+        tt = groups[1][0]
+        pairs = [cgutils.alloca_once_value(builder, ir.Constant(tt, None))
+                 for _ in range(MR // 2 if pair else 0)]
         with cgutils.for_range(builder, kc) as loop:
             p = loop.index
             b = [[builder.load(vector(B, builder.add(builder.add(b0, builder.mul(p, ldb)),
                                                      i64(v * vt.count)), vt), align=size)
                   for v in range(n)] for vt, n, b0, _ in groups]
             ap = builder.add(ao, builder.mul(p, lda))
+            bh = _pair_b(builder, B, builder.add(builder.add(bo2, builder.mul(p, ldb)),
+                                                 i64(nt * VWt)), tt, size) if pair else None
+            at = []  # the rows' broadcasts in the tail's lanes, for its pairs
             for i in range(MR):
                 a = builder.load(builder.gep(A, [builder.add(ap, builder.mul(i64(i), ldi))]))
                 for g, (vt, n, _, _) in enumerate(groups):
@@ -871,19 +957,24 @@ def _wide_ir(T: str, MR: int, NR: int, VW: int, VWt: int, nt: int):
                         builder.store(builder.call(fma(vt), [av, b[g][v],
                                                              builder.load(acc[i][g][v])]),
                                       acc[i][g][v])
+                at.append(av)
+                if pair and i % 2:
+                    _pair_fma(builder, fma(tt), bh, at[i - 1], av, pairs[i // 2])
         for i in range(MR):
             for g, (vt, n, _, c0) in enumerate(groups):
                 r = builder.add(c0, builder.mul(i64(i), ldc))
-                for v in range(n):
+                for v in range(n + (pair and g == 1)):
                     ptr = vector(C, builder.add(r, i64(v * vt.count)), vt)
+                    value = _pair_row(builder, pairs, i) if v == n else \
+                        builder.load(acc[i][g][v])
                     if g == 0:
-                        builder.store(builder.load(acc[i][g][v]), ptr, align=size)
+                        builder.store(value, ptr, align=size)
                         continue
                     mask = builder.icmp_signed(
                         "<", ir.Constant(ir.VectorType(i64, vt.count),
                                          [v * vt.count + j for j in range(vt.count)]),
                         _splat(builder, ncol, vt.count))
-                    _masked(builder, "store", vt, ptr, size, mask, builder.load(acc[i][g][v]))
+                    _masked(builder, "store", vt, ptr, size, mask, value)
         return context.get_dummy_value()
 
     return codegen
@@ -912,6 +1003,16 @@ def _by_columns(gens, ncol_last: bool):
     return codegen
 
 
+def _kinds(tails):
+    # tails, checked: (columns, VW, live) ascending, columns VW·live, or VW·live + VW/2
+    # where the live vectors are followed by a pair vector (_pair_fma)
+    if not tails or list(tails) != sorted(tails) or any(
+            c not in (vw * n, vw * n + vw // 2) or c < 1 for c, vw, n in tails):
+        raise ValueError(f"tails: (columns, VW, live) with columns = VW·live or VW·live + "
+                         f"VW/2, ascending, got {tails!r}")
+    return tails
+
+
 @functools.lru_cache(maxsize=None)
 def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
     """mkw(ncol, kc, A, ao, lda, ldi, B, bo, ldb, bo2, C, co, ldc, co2): a whole panel's
@@ -919,11 +1020,12 @@ def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
     whole panel's B from bo, the last's from bo2 (each step's rows ldb apart in both),
     stored at C[co + i·ldc] and C[co2 + i·ldc], the last panel's to its ncol columns (a
     masked store: nothing past them written).  The last panel's vectors as the first of
-    `tails` ((columns, lanes, live vectors), ascending) that holds ncol.  Each element the
+    `tails` ((columns, lanes, live vectors), ascending, as tail_kernel's) that holds ncol.
+    Each element the
     same chain of FMAs as mk's and mkt's tiles give it: the same bits, with A's elements
     broadcast once for both panels and no tile buffer for the cut last panel (where the
     registers hold MR rows of both: tiled.wide_tails)."""
-    gens = [(c, _wide_ir(T, MR, NR, VW, vw, n)) for c, vw, n in tails]
+    gens = [(c, _wide_ir(T, MR, NR, VW, vw, n, c != vw * n)) for c, vw, n in _kinds(tails)]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 
     codegen = _by_columns(gens, ncol_last=True)
@@ -939,16 +1041,15 @@ def tail_kernel(T: str, MR: int, NR: int, tails: tuple, cut: bool = False,
                 parts: bool = False):
     """mkt(ncol, kc, A, ao, lda, ldi, B, bo, ldb, C, co, ldc): the MR×NR tile of a last panel
     of W with ncol live columns (the rest zeros), as microkernel(T, MR, NR, VW, live=n) of
-    the first of `tails` ((columns, VW, n), columns ascending, each n·VW) with columns ≥
-    ncol, the last one's where none has: mk's tile, bitwise (each element's sum is the
-    same chain of FMAs whatever the vector), from fewer or narrower vectors (tiled.tails).
+    the first of `tails` ((columns, VW, n), columns ascending, each n·VW, or n·VW + VW/2:
+    then the n vectors and the next VW/2 columns two rows a vector) with columns ≥ ncol,
+    the last one's where none has: mk's tile, bitwise (each element's sum is the same
+    chain of FMAs whatever the vector), from fewer or narrower vectors (tiled.tails).
     cut=True: only each row's first ncol columns stored (masked stores; where `parts`,
     plain stores of power-of-two parts), nothing past them: the tile straight where it
     belongs, in a row no wider than ncol."""
-    if not tails or list(tails) != sorted(tails) or any(c != vw * n for c, vw, n in tails):
-        raise ValueError(f"tails: (columns, VW, live) with columns = VW·live, ascending, "
-                         f"got {tails!r}")
-    gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n, cut, parts)) for c, vw, n in tails]
+    gens = [(c, _microkernel_ir(T, MR, NR, vw, False, n, cut, parts, c != vw * n))
+            for c, vw, n in _kinds(tails)]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 
     codegen = _by_columns(gens, ncol_last=cut)

@@ -287,12 +287,20 @@ def tails(MR: int, NR: int, VW: int, registers: int, halves: bool, most: int = 3
     of the tile, in total over the counts.  Candidates: n live vectors of VW lanes, and
     where `halves` (a 512-bit entry on a CPU that runs each 512-bit operation as two
     256-bit halves: machine.splits_512) of VW/2 lanes, each FMA then half a VW-lane one's;
-    a kernel's MR·n accumulators, n vectors of B and a broadcast within `registers`.  An
-    8×32 float32 tile takes its half (16 columns) everywhere, and on such a CPU also 8
-    columns and 24 columns of 256-bit vectors; ties go to the wider vectors."""
+    a kernel's MR·n accumulators, n vectors of B and a broadcast within `registers`.
+    Elsewhere also n vectors and a pair vector (n·VW + VW/2 columns, the last VW/2 two
+    rows a vector: intrinsics._pair_fma), which costs half an FMA a row where a VW/2-lane
+    FMA costs a whole one (dev/products_v53.md 54a); its MR/2 more accumulators, B's half
+    and the two rows' broadcasts within `registers`.  An 8×32 float32 tile takes its
+    half (16 columns) everywhere, and on such a CPU also 8 columns and 24 columns of
+    256-bit vectors, elsewhere 8 and 24 columns with a pair vector; ties go to the wider
+    vectors."""
     lanes = (VW, VW // 2) if halves and VW % 2 == 0 else (VW,)
     cands = [(n * vw, vw, n, n * vw / VW if halves else n) for vw in lanes
              for n in range(1, NR // vw) if MR * n + n + 1 <= registers]
+    if not halves and MR % 2 == 0 and VW % 2 == 0:
+        cands += [(n * VW + VW // 2, VW, n, n + 0.5) for n in range(NR // VW)
+                  if MR * n + MR // 2 + n + 4 <= registers]
     full = (NR, VW, 0, NR // VW)
 
     def best(kinds, c):  # the cheapest of kinds (and the whole tile) that holds c columns
@@ -313,11 +321,13 @@ def tails(MR: int, NR: int, VW: int, registers: int, halves: bool, most: int = 3
 def wide_tails(MR: int, NR: int, VW: int, registers: int, kinds: tuple) -> tuple:
     """The tail kinds (of `tails`) that `intrinsics.wide_kernel` takes beside a whole
     panel: the first of them, in ascending columns, whose MR rows of both panels' vectors,
-    both panels' vectors of B and a broadcast fit in `registers`.  The 8×32 float32 tile
-    on 32 registers: 8 and 16 columns (28 registers); a 6×16 one on 16: none."""
+    both panels' vectors of B and a broadcast (and a pair vector's MR/2 accumulators, B's
+    half and the two rows' broadcasts) fit in `registers`.  The 8×32 float32 tile on 32
+    registers: 8 and 16 columns (28 registers); a 6×16 one on 16: none."""
     NV, out = NR // VW, []
     for c, vw, n in kinds:
-        if MR * (NV + n) + NV + n + 1 > registers:
+        pair = MR // 2 + 3 if c != vw * n else 0
+        if MR * (NV + n) + NV + n + 1 + pair > registers:
             break
         out.append((c, vw, n))
     return tuple(out)

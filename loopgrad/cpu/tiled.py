@@ -147,8 +147,9 @@ mks = microkernel("{T}", MR, NR, {VW}, stream=True)
 # a last panel of W of at most TAIL columns (the rest of it zeros, padding past M or K),
 # in the fused kernel's products (h's rows of x in place, dx, dW): the tile from its
 # live columns alone, in fewer vectors or narrower ones, by TAILS' (columns, lanes, live
-# vectors) (intrinsics.tail_kernel, tiled.tails): at 10⁵×24×40 the 8×32 tile's second
-# panel is 8 columns of 32 (dev/products_v23.md 24b); TAILS () and TAIL 0: none (mkt is
+# vectors; columns past lanes·live: then half a vector's columns two rows a vector)
+# (intrinsics.tail_kernel, tiled.tails): at 10⁵×24×40 the 8×32 tile's second panel is 8
+# columns of 32 (dev/products_v23.md 24b, products_v53.md 54a); TAILS () and TAIL 0: none (mkt is
 # mk; each call sits under `if TAIL and ...`, which Numba prunes before typing)
 TAILS, TAIL = {TAILS!r}, {TAIL}
 mkt = tail_kernel("{T}", MR, NR, TAILS) if TAILS else mk

@@ -792,7 +792,7 @@ def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
             # the loop; returns value(i, v), row i's vector v.  A pair kind not `paired`
             # (its rows apart in A, no whole vectors: _pair_fma's pairs would take two
             # shuffles each) sums its VW/2 columns as one more vector a row, of B's half
-            # and zeros past it (a 256-bit load: the upper lanes zero)
+            # and zeros past it (a load of half a vector, the upper lanes zero)
             nl = NL + (pair and not paired)
             # accumulators in allocas: LLVM's SROA turns them into registers (loop phis)
             acc = [[cgutils.alloca_once_value(builder, ir.Constant(vt, None))
@@ -1021,10 +1021,9 @@ def wide_kernel(T: str, MR: int, NR: int, VW: int, tails: tuple):
     stored at C[co + i·ldc] and C[co2 + i·ldc], the last panel's to its ncol columns (a
     masked store: nothing past them written).  The last panel's vectors as the first of
     `tails` ((columns, lanes, live vectors), ascending, as tail_kernel's) that holds ncol.
-    Each element the
-    same chain of FMAs as mk's and mkt's tiles give it: the same bits, with A's elements
-    broadcast once for both panels and no tile buffer for the cut last panel (where the
-    registers hold MR rows of both: tiled.wide_tails)."""
+    Each element the same chain of FMAs as mk's and mkt's tiles give it: the same bits,
+    with A's elements broadcast once for both panels and no tile buffer for the cut last
+    panel (where the registers hold MR rows of both: tiled.wide_tails)."""
     gens = [(c, _wide_ir(T, MR, NR, VW, vw, n, c != vw * n)) for c, vw, n in _kinds(tails)]
     I, P = types.int64, types.CPointer({"float32": types.float32, "float64": types.float64}[T])
 

@@ -662,7 +662,8 @@ def _tile_rows(size, co, ldc, MR, width):
 # tails with pair vectors (n·VW + VW/2 columns: the last VW/2 two rows a vector)
 PAIRED = [("float32", 8, 32, 16, ((8, 16, 0), (16, 16, 1), (24, 16, 1))),
           ("float32", 6, 16, 8, ((4, 8, 0), (8, 8, 1), (12, 8, 1))),
-          ("float64", 6, 32, 8, ((4, 8, 0), (12, 8, 1), (20, 8, 2)))]
+          ("float64", 6, 32, 8, ((4, 8, 0), (12, 8, 1), (20, 8, 2))),
+          ("float32", 12, 4, 4, ((2, 4, 0),))]  # the generic entry's (unmeasured: aarch64)
 
 
 @pytest.mark.parametrize("T,MR,NR,VW,tails", [

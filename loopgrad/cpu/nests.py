@@ -48,6 +48,7 @@ G_PANELS = True
 _FM = {"contract"}
 mk = microkernel("float32", MR, NR, 16)
 mks = microkernel("float32", MR, NR, 16, stream=True)
+mkh = microkernel("float32", MR // 2, NR, 16)
 TAILS, TAIL = ((16, 16, 1),), 16  # the last panels' kernels (TAIL 0: none, mkt is mk)
 mkt = tail_kernel("float32", MR, NR, TAILS)
 CUT = 16  # the widest last panel stored straight, cut (0: none; tiled._MK)
@@ -489,10 +490,11 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
             if whole < nir:
                 ask_next(x, y, K, M, q0, nxl, nyl, call, share)
                 call += 1
-                if inside:
-                    mk(kc, x, pc * K + k0 + whole * MR, K, 1, g, bo, ldg, Ct, 0, NR)
+                A, ao, lda = (x, pc * K + k0 + whole * MR, K) if inside else (Ap, 0, MR)
+                if krows - whole * MR <= MR // 2:  # at most half a tile's rows
+                    mkh(kc, A, ao, lda, 1, g, bo, ldg, Ct, 0, NR)
                 else:
-                    mk(kc, Ap, 0, MR, 1, g, bo, ldg, Ct, 0, NR)
+                    mk(kc, A, ao, lda, 1, g, bo, ldg, Ct, 0, NR)
                 tile_add64(part, (k0 + whole * MR) * Mp + jr * NR, Mp, Ct, krows - whole * MR)
 
 

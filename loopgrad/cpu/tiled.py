@@ -144,6 +144,8 @@ _MK = """
 mk = microkernel("{T}", MR, NR, {VW})
 # the same with one more argument: store the tile past the caches (dx, where it is streamed)
 mks = microkernel("{T}", MR, NR, {VW}, stream=True)
+# a tile of MR // 2 rows: dW's last rows of K where they fill at most half a tile
+mkh = microkernel("{T}", MR // 2, NR, {VW})
 # a last panel of W of at most TAIL columns (the rest of it zeros, padding past M or K),
 # in the fused kernel's products (h's rows of x in place, dx, dW): the tile from its
 # live columns alone, in fewer vectors or narrower ones, by TAILS' (columns, lanes, live
@@ -226,7 +228,7 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
+_SHARED = ("mk, mks, mkh, mkt, TAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
            "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
            "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, tpa, TA, "
            "next_lines, ask_next, put_share")

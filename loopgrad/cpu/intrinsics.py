@@ -719,14 +719,17 @@ def epilogue(T: str, piece: int = 0, parts: bool = False):
     return epi
 
 
-def _pair_b(builder, B, at, vt, size):
-    # a step's B for a tile's pair vectors (_pair_fma): [B[at:at+VW/2] | B[at:at+VW/2]], VW
-    # the lanes of vt, one broadcast load (VBROADCASTF32X8)
+def _pair_b(builder, B, at, vt, size, paired=True):
+    # a step's B for a tile's VW/2 columns past its whole vectors, VW the lanes of vt:
+    # paired, [B[at:at+VW/2] | B[at:at+VW/2]] for its pair vectors (_pair_fma: one broadcast
+    # load, VBROADCASTF32X8); else [B[at:at+VW/2] | zeros] for one vector a row (a load of
+    # half a vector, the upper lanes zero)
     VW, i32 = vt.count, ir.IntType(32)
     ht = ir.VectorType(vt.element, VW // 2)
     bh = builder.load(builder.bitcast(builder.gep(B, [at]), ht.as_pointer()), align=size)
-    return builder.shuffle_vector(bh, bh, ir.Constant(ir.VectorType(i32, VW),
-                                                      list(range(VW // 2)) * 2))
+    other = bh if paired else ir.Constant(ht, None)
+    lanes = list(range(VW // 2)) * 2 if paired else list(range(VW))
+    return builder.shuffle_vector(bh, other, ir.Constant(ir.VectorType(i32, VW), lanes))
 
 
 def _pair_fma(builder, fma, bh, a0, a1, acc):
@@ -805,11 +808,8 @@ def _microkernel_ir(T: str, MR: int, NR: int, VW: int, stream: bool, live: int,
                 b = [builder.load(vector(B, builder.add(bp, i64(v * VW))), align=size)
                      for v in range(NL)]
                 if nl > NL:
-                    ht = ir.VectorType(vt.element, VW // 2)
-                    h = builder.load(builder.bitcast(builder.gep(B, [builder.add(
-                        bp, i64(NL * VW))]), ht.as_pointer()), align=size)
-                    b.append(builder.shuffle_vector(h, ir.Constant(ht, None), ir.Constant(
-                        ir.VectorType(i32, VW), list(range(VW)))))
+                    b.append(_pair_b(builder, B, builder.add(bp, i64(NL * VW)), vt, size,
+                                     paired=False))
                 bh = _pair_b(builder, B, builder.add(bp, i64(NL * VW)), vt, size) \
                     if paired else None
                 ap = builder.add(ao, builder.mul(p, lda))

@@ -301,8 +301,8 @@ def dx_across(K: int, M: int, vector_bits: int) -> bool:
     """Whether float32 arithmetic's dx of a row of x of 2 or 3 with y's of 9 to 15
     (`short_x`; on AVX2 also 2×7, 2×8 and 3×8) is K sums across g·W's rows (`row_codegen`'s
     dx_across: W's row k times g, its lanes added in halves, the K sums side by side:
-    intrinsics._acrosses), where M
-    broadcasts of g's elements and M FMAs into x's row (K of 4 lanes live) cost more: on
+    intrinsics._acrosses), where M broadcasts of g's elements and M FMAs into x's row (K
+    of 4 lanes live) cost more: on
     the Zen 5 guest, one thread in cache, cycles a row, as AVX2 2×9 to 2×15 29.5–40.7 →
     24.1–27.3 (1.2–1.6×), 3×12 to 3×15 40–45 → 35–39 (1.1–1.2×; 3×9 to 3×11 level); natively
     2×11 to 2×15 20.8–27.0 → 19.1–20.4 (1.07–1.38×; 2×9, 2×10 0.93–0.97×), 3×15 28.8–30.9 →

@@ -202,11 +202,13 @@ def next_lines(K, M, n0, n1, calls):
     return nxl, nyl, min(PF_SHARE, (nxl + nyl + calls - 1) // max(calls, 1))
 
 
-@njit(nt.void(P, P, I, I, I, I, I, I, I), nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
     # call number `call`'s share of next_lines's lines (x's from x[n0·K], then y's from
     # y[n0·M]) into L2: the next block's memory asked for under this one's products, not
-    # waited for in its h (dev/products_v36.md 37f)
+    # waited for in its h (dev/products_v36.md 37f).  Inlined, as put_share: a call in the
+    # loops around the micro-kernel, even one that does nothing, cost 10⁵×24×40's h 4–5 %
+    # (a quarter where the shape is constant: shaped.py; dev/products_v54.md 55a)
     for q in range(call * share, min(call * share + share, nxl + nyl)):
         if q < nxl:
             prefetch_l2(x, n0 * K + q * LINE)
@@ -214,7 +216,7 @@ def ask_next(x, y, K, M, n0, nxl, nyl, call, share):
             prefetch_l2(y, n0 * M + (q - nxl) * LINE)
 
 
-@njit(nt.void(P, I, P, I, I, I, I), nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def put_share(D, d0, S, n, head, call, share):
     # call number `call`'s share of a staged block's way out, S[0:n] → D[d0:d0+n]: its whole
     # cache lines past the caches (cpl), `share` lines a call, from D[d0 + head] (head: the

@@ -1,5 +1,7 @@
 """loopgrad.grads(..., out=) at each shape N×K×M, two threads: the best and the 25th percentile
-of 20–300 calls, ms (dev/products_v48.md).  DTYPE=float64 for that dtype.
+of 20–300 calls, ms (dev/products_v48.md).  DTYPE=float64 for that dtype.  SHAPED=1: the
+fused kernel compiled for the shape where there is one (dev/products_v54.md 55b), as a
+hot shape gets; else whatever these few calls run (the generic kernel).
 
     python dev/api_best_v48.py 1000000x16x16,100000x24x40
 """
@@ -12,6 +14,9 @@ for s in sys.argv[1].split(","):
     rng = np.random.default_rng(0)
     x, W, y = (rng.standard_normal(sh).astype(DT) for sh in ((N, K), (K, M), (N, M)))
     r = loopgrad.grads(x, W, y); background.wait(); out = (r.dx, r.dW, r.dy)
+    if os.environ.get("SHAPED") == "1":  # the kernel compiled for the shape, as a hot one's
+        from loopgrad import cpu
+        cpu.specialize(N, K, M, DT)
     loopgrad.grads(x, W, y, out=out)
     reps = max(20, min(300, int(2e8 / (N * K * M * 6))))
     ts = []

@@ -45,7 +45,7 @@ def report() -> dict:
     import numpy as np
 
     import loopgrad
-    from .cpu import caches, jit, machine, parallel, rows, workspace
+    from .cpu import caches, jit, machine, parallel, rows, shaped, workspace
 
     # the layer is chosen at the first parallel region: run a tiny one
     x = np.zeros((1, 1))
@@ -94,6 +94,10 @@ def report() -> dict:
                        f"up to {workspace.RESULT_BYTES >> 20} MiB between calls "
                        f"(loopgrad.cpu.workspace; release() frees both)",
         "generated kernels": generated,
+        "shaped kernels": (f"on: the fused kernel compiled for a (K, M) of K·M ≤ {shaped.MAX_KM} "
+                           f"once its calls have spent {shaped.HOT_S:g} s (`loopgrad compile "
+                           f"--shapes`; {shaped.ENV}=0 turns them off)") if shaped.enabled()
+        else f"off ({shaped.ENV}=0)",
         "CUDA": gpu,
     }
 

@@ -55,6 +55,18 @@ def _wants(text: str) -> tuple:
     return tuple(dict.fromkeys(wants))
 
 
+def _shapes(text: str) -> tuple:
+    # "24x40,64x64" → ((24, 40), (64, 64))
+    out = []
+    for token in (t.strip() for t in text.split(",") if t.strip()):
+        k, _, m = token.lower().partition("x")
+        if not (k.isdigit() and m.isdigit() and int(k) > 0 and int(m) > 0):
+            raise argparse.ArgumentTypeError(f"expected shapes KxM such as 24x40,64x64 (K inputs, "
+                                             f"M outputs), got {text!r}")
+        out.append((int(k), int(m)))
+    return tuple(dict.fromkeys(out))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=_dtypes, default=("float32", "float64"), metavar="D[,D]",
                    help="float32, float64 or both (default both)")
@@ -65,6 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the choices of gradients (loopgrad.grads's wrt) to compile the skinny "
                         "row kernels for, which are generated per choice: letters of x, W, y, "
                         "or none (default xWy,W: all three, and W alone as a training step asks)")
+    p.add_argument("--shapes", type=_shapes, default=(), metavar="KxM[,...]",
+                   help="also the fused kernel compiled for each of these (K, M) (K·M up to "
+                        "4096), which calls at the shape otherwise compile once they have "
+                        "spent 2 s there (docs/first-calls.md)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,20 +105,26 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     target = machine.target()
-    units = cpu.warm_units(args.dtype, args.kernels, args.wrt)
-    # biggest first: the tiled modules take longest, the skinny ones fill in after
+    units = cpu.warm_units(args.dtype, args.kernels, args.wrt, args.shapes)
+    # biggest first: the tiled modules take longest, the skinny ones fill in after; the
+    # kernels compiled for a shape in a second round (they import their tile's modules)
     units.sort(key=lambda u: u[0] != "tiled")
-    print(f"loopgrad compile: {len(units)} modules for {target['cpu_name']} (table entry "
+    later = [u for u in units if u[0] == "shaped"]
+    units = [u for u in units if u[0] != "shaped"]
+    n = len(units) + len(later)
+    print(f"loopgrad compile: {n} modules for {target['cpu_name']} (table entry "
           f"{target['entry']}), {', '.join(args.dtype)}; generated source in {jit.folder()}",
           file=sys.stderr)
-    bar = progress(len(units), "loopgrad compile", "module", not args.no_progress)
-    jobs = max(1, min(args.jobs, len(units)))
+    bar = progress(n, "loopgrad compile", "module", not args.no_progress)
+    jobs = max(1, min(args.jobs, n))
     # spawn: a fresh interpreter per worker, no forked Numba or OpenMP state
     pool = multiprocessing.get_context("spawn").Pool(jobs) if jobs > 1 else None
     try:
-        for label, seconds in (pool.imap_unordered(_warm, units) if pool else map(_warm, units)):
-            bar.set_postfix_str(f"{label}: {seconds:.1f} s")
-            bar.update()
+        for batch in (units, later):
+            for label, seconds in (pool.imap_unordered(_warm, batch) if pool
+                                   else map(_warm, batch)):
+                bar.set_postfix_str(f"{label}: {seconds:.1f} s")
+                bar.update()
     finally:
         bar.close()
         if pool:

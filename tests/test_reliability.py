@@ -171,7 +171,7 @@ def test_peak_memory_is_inputs_plus_outputs():
 def test_info_command():
     out = run_child("from loopgrad import cli; cli.main(['info'])")
     for label in ("loopgrad:", "CPU:", "kernel table:", "threading layer:", "kernel cache:",
-                  "memory kept:", "generated kernels:", "CUDA:"):
+                  "memory kept:", "generated kernels:", "shaped kernels:", "CUDA:"):
         assert label in out
     from loopgrad.cpu import machine
 

@@ -31,14 +31,16 @@ with event.install_listener("numba:compile", Count()):
             x[0, 0] = np.nan
         loopgrad.grads(x, W, y)
         loopgrad.loss(x, W, y)
-print(Count.n)
+print(Count.n, any(k[0] == "shaped" for k in loopgrad.cpu._READY))
 """
 
 
 def test_compile_then_nothing_compiles(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    # and the fused kernel compiled for 24×40, which the later process's first call at that
+    # shape finds in the cache and runs (loopgrad/cpu/shaped.py)
     cmd = [sys.executable, "-m", "loopgrad", "compile", "--dtype", "float64", "--kernels",
-           "rows,tiled", "--jobs", "2", "--no-progress"]
+           "rows,tiled", "--shapes", "24x40", "--jobs", "2", "--no-progress"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "loopgrad compile: done in" in out.stderr
@@ -46,7 +48,16 @@ def test_compile_then_nothing_compiles(tmp_path):
     later = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                            text=True, timeout=600)
     assert later.returncode == 0, later.stderr[-2000:]
-    assert later.stdout.strip() == "0", later.stderr[-2000:]
+    assert later.stdout.strip() == "0 True", later.stderr[-2000:]
+
+
+def test_units_of_shapes_are_the_fused_ones_compiled_for_them():
+    units = cpu.warm_units(("float32", "float64"), ("tiled",), shapes=((24, 40), (4, 4),
+                                                                        (300, 300), (20, 36)))
+    shaped = [u for u in units if u[0] == "shaped"]  # not the skinny rows, nor three-pass
+    assert shaped == [("shaped", (d,), K, M) for d in ("float32", "float64")
+                      for K, M in ((24, 40), (20, 36))]
+    assert units[-len(shaped):] == shaped
 
 
 def test_units_cover_every_family():
@@ -110,7 +121,8 @@ def test_units_cover_every_family():
 
 @pytest.mark.parametrize("argv", [["compile", "--dtype", "float16"],
                                   ["compile", "--kernels", "gemm"],
-                                  ["compile", "--wrt", "xWz"]])
+                                  ["compile", "--wrt", "xWz"],
+                                  ["compile", "--shapes", "24by40"]])
 def test_bad_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

@@ -42,13 +42,14 @@ meets inf and NaN they return NaN, and the call is recomputed by float64 row ker
 
 import os
 import sys
+import time
 
 import numba
 import numpy as np
 
 from .._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from . import background, caches, chunks, jit, machine, ordered, parallel, rowblocks, rowdots, \
-    rowgroups, rows, rowvec, skinny, tiled, workspace
+    rowgroups, rows, rowvec, shaped, skinny, tiled, workspace
 
 # From K = 4 on (past the generated skinny kernels), the register-tiled products
 # beat the general row kernel 1.3–4× at 10⁵ rows (and 8–10× on square shapes);
@@ -121,6 +122,8 @@ def describe(N: int, K: int, M: int, dtype) -> str:
         name, variant, _, _ = tiled.plan(N, K, M, dtype)
         t = entry.tiles[variant]
         how = "fused" if name == "grads_fused" else "three-pass"
+        if name == "grads_fused" and shaped.applies(K, M) and shaped.enabled():
+            how += " (compiled for K, M once hot)"
         return f"tiled {how}, {dtype} {t.MR}×{t.NR} tile ({entry.isa})"
     if skinny.covers(K, M, dtype):
         along = {rowvec: ", a vector a row", rowgroups: ", several rows a vector",
@@ -220,6 +223,34 @@ def tiled_kernel(name: str, variant: str, par: bool):
     return _cold(name, variant, par), False
 
 
+def shaped_kernel(variant: str, K: int, M: int, par: bool, now: bool = False):
+    """The fused kernel specialized to (K, M) (shaped.py), serial or parallel, where it is
+    ready: compiled here, or in the disk cache at the first call at the shape.  Else None
+    (the caller runs the generic kernel: the same bits), and once the calls at the shape
+    have spent shaped.HOT_S in it (the caller adds up `_SPENT`), its compile starts in a
+    child process (once; one that failed is not tried again).  now: compiled (or loaded)
+    here, now."""
+    key = ("shaped", variant, par, K, M)
+    if key in _READY:
+        return shaped.kernel(variant, K, M, par)
+    first = key not in _SPENT
+    if first:
+        _SPENT[key] = 0.0
+    if now or (first and shaped.ready(variant, K, M, par)) or background.done(key):
+        _READY.add(key)
+        if par:
+            _TWINS[key] = lambda: shaped.ready(variant, K, M, False) \
+                and shaped_kernel(variant, K, M, False)
+        return shaped.kernel(variant, K, M, par)
+    if _SPENT[key] < shaped.HOT_S or background.busy(key) or background.failed(key):
+        return None
+    isa = machine.entry().isa
+    argv = [sys.executable, "-m", "loopgrad.cpu.compile_one", "shaped", variant,
+            "1" if par else "0", isa, str(K), str(M)] if sys.executable else None
+    background.start(key, lambda: shaped.kernel(variant, K, M, par, isa), argv)
+    return None
+
+
 def _cold(name: str, variant: str, par: bool):
     # the tiled kernel's bits while it compiles: its serial driver run by the interpreter
     # over its compiled pieces once the child has them in the disk cache (tiled.driver:
@@ -232,6 +263,20 @@ def _cold(name: str, variant: str, par: bool):
 
 
 _READY: set = set()
+_SPENT: dict = {}  # ("shaped", variant, par, K, M) → seconds in the generic kernel at the shape
+
+
+def specialize(N: int, K: int, M: int, dtype) -> bool:
+    """Compile (or load) now the fused kernel specialized to (K, M) that an N×K×M call
+    would run once its shape is hot (`shaped_kernel`), where there is one; whether there
+    is (the bench's first call waits for it, as for the kernels that call compiled)."""
+    variant = _shaped_variant(K, M, dtype) if shaped.enabled() else None
+    if variant is None:
+        return False
+    par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
+    tiled_kernel("grads_fused", variant, par)  # its modules first: the generic kernel's
+    background.wait()
+    return shaped_kernel(variant, K, M, par, now=True) is not None
 
 
 # ------------------------------------------------------------------ forks (parallel.py)
@@ -292,6 +337,13 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         name, variant, nchunks, chunk_rows = tiled.plan(N, K, M, dt)
         par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
         kern, par = tiled_kernel(name, variant, par)
+        # the fused kernel compiled for this (K, M), where it is ready, or once the calls at
+        # the shape have spent shaped.HOT_S in the generic one (`shaped_kernel`)
+        hot = name == "grads_fused" and (name, variant, par) in _READY and shaped.applies(K, M) \
+            and shaped.enabled()
+        own = shaped_kernel(variant, K, M, par) if hot else None
+        if own is not None:
+            kern, hot = own, False
         if name == "grads":  # the three-pass kernel: the threads that share its items
             nchunks = numba.get_num_threads() if par else 1
         n64, nT = tiled.scratch(name, variant, N, K, M, nchunks, want=want)
@@ -299,9 +351,12 @@ def grads(x, W, y, relu_grad_at_zero: float, want: int = WANT_ALL, out=(None, No
         try:
             # a bit of `want` that changes no value
             stream = STREAM if streams(N, K, M, dt) and tiled.streams_rows(variant) else 0
+            t0 = time.perf_counter()
             with parallel.guard(par):
                 f = kern(dx, dW, dy, x, W, y, relu_grad_at_zero, nchunks, chunk_rows, ws64, wsT,
                          want | stream)
+            if hot:
+                _SPENT[("shaped", variant, par, K, M)] += time.perf_counter() - t0
         finally:
             workspace.give(ws64)
             workspace.give(wsT)
@@ -360,10 +415,12 @@ def loss(x, W, y) -> float:
 # --------------------------------------------------------- compiling ahead (`loopgrad compile`)
 
 def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled"),
-               wants=(WANT_ALL, WANT_DW)) -> list:
+               wants=(WANT_ALL, WANT_DW), shapes=()) -> list:
     """Every kernel this CPU's shapes can use, as units of work that `warm` compiles: the
     skinny rows for each choice of gradients in `wants` (WANT_* bits; by default all three,
-    and W's alone, which a training step asks for), the others take any choice.
+    and W's alone, which a training step asks for), the others take any choice; and for
+    each (K, M) of `shapes` that has one, the fused kernel compiled for it (shaped.py),
+    last: it imports its tile's modules, which the tiled units compile.
 
     Each unit holds all the kernels of its generated module (or rows.py's row
     functions, or chunks.py's drivers, which both row families share), so that units
@@ -383,12 +440,28 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     if "tiled" in families:
         tiles = machine.entry().tiles
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]
+    for d in dtypes:
+        for K, M in shapes:
+            if _shaped_variant(K, M, d):
+                units.append(("shaped", (d,), K, M))
     return units
+
+
+def _shaped_variant(K: int, M: int, dtype) -> "str | None":
+    # the tile whose fused kernel shaped.py compiles for (K, M) in dtype, if there is one
+    if not (is_tiled(K, M, dtype) and shaped.applies(K, M)):
+        return None
+    name, variant, _, _ = tiled.plan(1 << 20, K, M, dtype)  # (the plan's kernel and tile
+    return variant if name == "grads_fused" else None     # depend on K and M alone)
 
 
 def warm(unit) -> str:
     """Compile (or load from the disk cache) the kernels of one `warm_units` unit; its label."""
     family, dtypes = unit[0], unit[1]
+    if family == "shaped":
+        for par in (False, True):
+            shaped.kernel(_shaped_variant(unit[2], unit[3], dtypes[0]), unit[2], unit[3], par)
+        return f"fused kernel for K = {unit[2]}, M = {unit[3]} ({dtypes[0]})"
     if family == "tiled":
         for par in (False, True):
             for name in ("grads_fused", "grads", "loss"):

@@ -456,6 +456,21 @@ def flush(D2, S2, d0, nd):
     put_share(pointer(D2), d0, pointer(S2), nd, lead(D2, d0), 0, nd)
 
 
+@njit(I(I, I), nogil=True, cache=True)
+def g_stride(M, Mp):
+    # the fused kernel's row stride of g, its block of h and then g (Mp: M padded to panels).
+    # g's rows M apart where M is not a multiple of NR, so that the epilogue runs a block's
+    # rows as one run of 16-element steps where each row's last step was a masked part
+    # (h's last panel cut to the row: forward_block's `cut`; dx reads M columns a row, and
+    # dW's last panel reads past M into the next row, columns of its tile never stored:
+    # dev/products_v25.md 26i).  Else a line more apart where Mp·size is a multiple of 512
+    # bytes: dW's B, a block's rows of one column panel, lay in 8 of the L1's 64 sets at
+    # M = 256 and left it before the next micro-panel of x came (10⁵×256² 4 %, float64
+    # 3-4 % at 128² to 256², dev/products_v20.md 21a); the epilogue then runs row by row
+    # (rows of a multiple of 16 elements: the same bits as one run)
+    return M if Mp != M else (Mp + LINE if Mp % (8 * LINE) == 0 else Mp)
+
+
 @njit(nt.void(A64, R1, A1, I, I, I, I, I, I, I, I, A1, A1, R1, I, I), nogil=True,
       cache=True, fastmath=_FM)
 def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, q1):
@@ -579,16 +594,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
     Wp = wsT[:K * Mp]                    # B of h = x·W
     Wtp = wsT[K * Mp:K * Mp + nwt]       # B of dx = g·Wᵀ
     part = ws64[:nchunks * K * Mp if wdw else 0]  # dW's float64 partials
-    # g's rows M apart where M is not a multiple of NR, so that the epilogue runs a block's
-    # rows as one run of 16-element steps where each row's last step was a masked part
-    # (h's last panel cut to the row: forward_block's `cut`; dx reads M columns a row, and
-    # dW's last panel reads past M into the next row, columns of its tile never stored:
-    # dev/products_v25.md 26i).  Else a line more apart where Mp·size is a multiple of 512
-    # bytes: dW's B, a block's rows of one column panel, lay in 8 of the L1's 64 sets at
-    # M = 256 and left it before the next micro-panel of x came (10⁵×256² 4 %, float64
-    # 3-4 % at 128² to 256², dev/products_v20.md 21a); the epilogue then runs row by row
-    # (rows of a multiple of 16 elements: the same bits as one run)
-    lg = M if Mp != M else (Mp + LINE if Mp % (8 * LINE) == 0 else Mp)
+    lg = g_stride(M, Mp)  # g's row stride
     tr = dw_transposed(K, M)  # dW's tiles laid as dWᵀ's
     # where dx is streamed and has STAGE_PANELS column panels or more, each block's dx is
     # staged in a cached buffer (Sb, two blocks' worth) and sent out past the caches a share

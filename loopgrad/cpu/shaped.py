@@ -142,7 +142,12 @@ def kernel(variant: str, K: int, M: int, parallel: bool, isa: str | None = None)
     """The fused kernel for shapes N×K×M of a variant of the machine table's entry (this
     CPU's unless `isa` names one), serial or parallel: tiled.kernel's arguments, and
     bitwise its results, for x of K columns and W of M."""
-    isa = tiled._isa(isa)
+    return _kernel(variant, tiled._isa(isa), K, M, parallel)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(variant, isa, K, M, parallel):
+    # once per process: a call's lookup is this cache's (the compile's checks cost 90 µs)
     disp = _dispatcher(variant, isa, K, M, parallel)
     dtype = np.dtype(variant.split("-")[0])
     with jit.notice(f"the {dtype} tiled kernels specialized to a shape"), \

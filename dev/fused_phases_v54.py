@@ -50,7 +50,7 @@ LG = M if Mp != M else Mp if __import__("os").environ.get("NOPAD") else Mp + 64 
 @njit
 def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape):
     N, K, M, Mp, Kp, LG, REP = shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
-    Ap = np.empty(MC * KC, T); Ct = np.empty(MR * NR, T); g = np.zeros(MC * LG + NR, T)  # NR: dW's reads past M (the driver's)
+    Ap = np.empty(MC * KC, T); Ct = np.empty(2 * MR * NR, T); g = np.zeros(MC * LG + NR, T)  # NR: dW's reads past M (the driver's)
     f = 0.0
     xp, yp = pointer(x), pointer(y)
     for b in range(REP * ((N + MC - 1) // MC)):  # N's blocks, REP times over

@@ -482,10 +482,16 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
     # (`ask_next`: the next block's, where no dx_block does), at most PF_SHARE lines a call
     # (these blocks have few calls: dev/products_v37.md 38a)
     part, x, g, Ap, Ct = pointer(part2), pointer(x2), pointer(g2), pointer(Ap2), pointer(Ct2)
-    y = pointer(y2)
+    y, Cw = pointer(y2), pointer(Ct2[MR * NR:])
     nir = (krows + MR - 1) // MR
     whole = krows // MR  # panels that read x's rows in place
     nxl, nyl, share = next_lines(K, M, q0, q1, nir * (Mp // NR))
+    # a last panel of at most WTAIL columns of M: with the panel before, in one pass over
+    # x's whole panels of rows (mkw, its tile in Ct's second half: x's elements broadcast
+    # once, and its few accumulators no longer a call's alone, a chain of FMAs each, bound
+    # by their latency; dev/products_v54.md 55c)
+    last = Mp // NR - 1
+    wide = WTAIL > 0 and last > 0 and M - last * NR <= WTAIL
     call = 0  # (the block's rows are at most MC ≤ KC: one block of KC)
     for pc in range(n0, n1, KC):
         kc = min(KC, n1 - pc)
@@ -499,7 +505,13 @@ def dw_block(part2, x2, g2, K, M, Mp, ldg, n0, n1, k0, krows, Ap2, Ct2, y2, q0, 
             for ir in range(whole):
                 ask_next(x, y, K, M, q0, nxl, nyl, call, share)
                 call += 1
-                if TAIL and M - jr * NR <= TAIL:
+                if WTAIL and wide and jr == last:  # done beside the panel before
+                    continue
+                if WTAIL and wide and jr == last - 1:
+                    mkw(M - last * NR, kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, bo + NR,
+                        Ct, 0, NR, MR * NR)
+                    tile_add64(part, (k0 + ir * MR) * Mp + last * NR, Mp, Cw, MR)
+                elif TAIL and M - jr * NR <= TAIL:
                     mkt(M - jr * NR, kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
                 else:
                     mk(kc, x, pc * K + k0 + ir * MR, K, 1, g, bo, ldg, Ct, 0, NR)
@@ -612,7 +624,7 @@ def _grads_fused_parallel(dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws
         n0 = c * R
         n1 = min(N, n0 + R)
         Ap = np.empty(MC * KC, T)
-        Ct = np.empty(MR * NR, T)
+        Ct = np.empty(2 * MR * NR, T)  # a tile, or two (dw_block's wide calls)
         g = np.empty(MC * lg + NR, T)   # MC: whole panels of MR rows; NR: dW's reads past M
         g[MC * lg:] = 0.0  # (columns never stored; zeros, not whatever the memory held)
         sink = np.empty(0 if wdy else MC * M, T)

@@ -115,13 +115,17 @@ def _synchronizer(x):
 def warm_up(runs, x, y):
     """One untimed forward and backward of each loss: Numba's compile or cache load, torch's
     set-up, and the wait for the kernels loopgrad's first call left compiling (so that no
-    timed step runs one in transition)."""
-    from .cpu import background
+    timed step runs one in transition), and on the CPU the fused kernel compiled for the
+    shape, which a long run at it gets (loopgrad/cpu/shaped.py)."""
+    from . import cpu
 
     for r in runs:
         W = r.W.detach().clone().requires_grad_()
         r.loss_fn(x, W, y).backward()
-    background.wait()
+    cpu.background.wait()
+    if x.device.type == "cpu" and runs:
+        cpu.specialize(x.shape[0], x.shape[1], runs[0].W.shape[1],
+                       str(x.dtype).removeprefix("torch."))
 
 
 def train(x, y, W0, optimizer="sgd", lr=None, steps=20, form="sum", progress=False,

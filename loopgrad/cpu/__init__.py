@@ -270,6 +270,7 @@ def specialize(N: int, K: int, M: int, dtype) -> bool:
     """Compile (or load) now the fused kernel specialized to (K, M) that an N×K×M call
     would run once its shape is hot (`shaped_kernel`), where there is one; whether there
     is (the bench's first call waits for it, as for the kernels that call compiled)."""
+    dtype = np.dtype(dtype)
     variant = _shaped_variant(K, M, dtype) if shaped.enabled() else None
     if variant is None:
         return False

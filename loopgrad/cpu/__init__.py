@@ -271,7 +271,7 @@ def specialize(N: int, K: int, M: int, dtype) -> bool:
     would run once its shape is hot (`shaped_kernel`), where there is one; whether there
     is (the bench's first call waits for it, as for the kernels that call compiled)."""
     dtype = np.dtype(dtype)
-    variant = _shaped_variant(K, M, dtype) if shaped.enabled() else None
+    variant = _shaped_variant(K, M, dtype, N) if shaped.enabled() else None
     if variant is None:
         return False
     par = N * K * M >= TILED_PARALLEL_WORK and parallel.allowed()
@@ -448,12 +448,13 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
     return units
 
 
-def _shaped_variant(K: int, M: int, dtype) -> "str | None":
-    # the tile whose fused kernel shaped.py compiles for (K, M) in dtype, if there is one
+def _shaped_variant(K: int, M: int, dtype, N: int = 1 << 20) -> "str | None":
+    # the tile whose fused kernel shaped.py compiles for (K, M) in dtype, if an N×K×M call
+    # runs the fused kernel (the default N: wherever a long one would)
     if not (is_tiled(K, M, dtype) and shaped.applies(K, M)):
         return None
-    name, variant, _, _ = tiled.plan(1 << 20, K, M, dtype)  # (the plan's kernel and tile
-    return variant if name == "grads_fused" else None     # depend on K and M alone)
+    name, variant, _, _ = tiled.plan(N, K, M, dtype)
+    return variant if name == "grads_fused" else None
 
 
 def warm(unit) -> str:

@@ -19,12 +19,14 @@ this one's: 10⁵×24×40 1.17–1.2, 10⁶×8×40 1.2, 10⁶×16×24 1.19, 2·1
 
 A shape's kernel compiles in 5–12 s on 2 cores (its pieces and driver; the tile's own
 modules it imports are the generic kernel's, compiled already), once per shape, dtype,
-ISA and loopgrad version, into Numba's disk cache.  loopgrad.cpu uses it where it is in the cache;
-else once a process has spent HOT_S in the generic kernel at the shape, it starts the
-compile in a child process (background.py) and runs the generic kernel until it is
-there: a long run at one shape pays for it, a script that tries many shapes once
-compiles nothing.  The bench compiles it at its first call (loopgrad.cpu.specialize).
-LOOPGRAD_SHAPED=0 in the environment turns this off (the generic kernel throughout).
+ISA and loopgrad version, into Numba's disk cache.  loopgrad.cpu uses it where it is in
+the cache at the shape's first call; else once a process has spent HOT_S in the generic
+kernel at the shape, it starts the compile in a child process (background.py, at the
+lowest priority) and runs the generic kernel until it is there: a long run at one shape
+pays for it, a script that tries many shapes once compiles nothing.  `loopgrad compile
+--shapes` compiles it ahead, the bench and `loopgrad fit` at their first call
+(loopgrad.cpu.specialize).  LOOPGRAD_SHAPED=0 in the environment turns this off (the
+generic kernel throughout).
 """
 
 import functools
@@ -46,7 +48,7 @@ HOT_S = 2.0
 # The fused driver's arguments to each piece that are constants for one shape, as the
 # wrapper passes them (names of the generated module's globals: KK, MM the shape, MP and
 # KP padded to whole panels of NR, LG g's row stride).  dw_block's rows of K are one call
-# (k0 = 0, krows = K) where K ≤ MC (`_literals`).
+# (k0 = 0, krows = K) where K ≤ MC (`_piece`).
 _LITERALS = {
     "forward_block": dict(K="KK", M="MM", Mp="MP", ldg="LG", pstr="NR", kcb="KC", j0="0",
                           nj="MP // NR", pack="INPLACE", want_grads="True"),

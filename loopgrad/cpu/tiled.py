@@ -228,8 +228,8 @@ def _tile_adds(NR: int, part: str) -> str:
 # blocks and driver: 1.5–2 s of compile a grads first call does not need, dev/cold_v11.md),
 # each of the last three importing the first.
 PARTS = {"loss": "loss", "grads_fused": "fused", "grads": "three"}
-_SHARED = ("mk, mks, mkh, mkt, mkw, TAIL, WTAIL, HALF, epi, epilogue_rows, tile_add, tile_out, pack_a, "
-           "pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
+_SHARED = ("mk, mks, mkh, mkt, mkw, TAIL, WTAIL, HALF, epi, epilogue_rows, tile_add, tile_out, "
+           "pack_a, pack_at, pack_w, pack_wt, forward_block, dx_block, trusted, w_squares, "
            "count_nonfinite, decide, cpr, packs_x, tpw, TR, TRANSPOSE, tpa, TA, "
            "next_lines, ask_next, put_share")
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 # (file, one-line label of the machine): the runs the README shows
 SOURCES = ["benchmarks/results-rocketlake-full49.json", "benchmarks/results-rocketlake-avx2-full49.json",
-           "benchmarks/results-znver5-full63.json", "benchmarks/results-znver5-avx2-full63.json"]
+           "benchmarks/results-znver5-full64.json", "benchmarks/results-znver5-avx2-full64.json"]
 SHAPES = [(1000000, 4, 4), (1000000, 8, 8), (1000000, 16, 16), (100000, 64, 64), (100000, 256, 256),
           (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)]
 PEERS = ("numpy", "torch", "torch-hand", "torch-compile", "jax", "jax-jit")

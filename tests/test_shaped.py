@@ -11,12 +11,12 @@ from loopgrad._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from _helpers import assert_matches_torch, draw, past_a_line
 
 # Each shape sits where a literal changes what the pieces do (each costs its kernel's
-# compile, 5–10 s): h's last panel beside a whole one (mkw) and dx's in a pair tail
-# (24×40); g's rows padded (M a multiple of NR, not of 8 NR: 64×32 on AVX-512) with dW's
-# tiles laid as dWᵀ's (64×17 on AVX-512 and AVX2); K past MC, dW's rows of K in two
-# calls (200×20); float64
+# compile, 5–10 s): h's and dW's last panels beside a whole one (mkw) and dx's in a pair
+# tail (24×40); dW's tiles laid as dWᵀ's (64×17 on AVX-512 and AVX2); K past MC, dW's rows
+# of K in two calls (200×20); g's rows a line longer than M (M a multiple of 8·NR·4 bytes:
+# 20×128, nests.g_stride); float64
 SHAPES = [(301, 24, 40, np.float32), (257, 64, 17, np.float32), (301, 200, 20, np.float32),
-          (203, 13, 70, np.float64)]
+          (150, 20, 128, np.float32), (203, 13, 70, np.float64)]
 WANTS = [WANT_ALL, WANT_ALL | STREAM, WANT_DX, WANT_DW, WANT_DY, WANT_DX | WANT_DY]
 
 

@@ -191,10 +191,10 @@ _noticed: set = set()
 
 
 @contextlib.contextmanager
-def notice(what: str):
+def notice(what: str, ahead: str = "`loopgrad compile`"):
     """One line on stderr (logger "loopgrad", level WARNING) if what compiles inside runs
     longer than NOTICE_AFTER_S: what is compiling, that it happens once for this CPU, and
-    where Numba caches it.
+    where Numba caches it (and `ahead`, the command that compiles it ahead of time).
 
     Numba's "numba:compile" event comes only when its disk cache has missed, so a
     cached kernel says nothing.  Said once per `what` in a process.  Held under
@@ -209,7 +209,7 @@ def notice(what: str):
     timer = None
 
     def say(path):
-        announce(what, path)
+        announce(what, path, ahead=ahead)
 
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -232,7 +232,7 @@ def notice(what: str):
             timer.cancel()
 
 
-def announce(what: str, path: str, how: str = "") -> None:
+def announce(what: str, path: str, how: str = "", ahead: str = "`loopgrad compile`") -> None:
     """notice's line, now (once per `what` in a process): what compiles for this CPU, `how`
     (e.g. "in a background process"), and where it is cached."""
     if what in _noticed:
@@ -240,8 +240,8 @@ def announce(what: str, path: str, how: str = "") -> None:
     _noticed.add(what)
     t = machine.target()
     _log.warning("loopgrad: compiling %s for this CPU (%s, table entry %s)%s: once per "
-                 "machine and loopgrad version, cached in %s; `loopgrad compile` does it "
-                 "ahead of time", what, t["cpu_name"], t["entry"], how and " " + how, path)
+                 "machine and loopgrad version, cached in %s; %s does it ahead of time",
+                 what, t["cpu_name"], t["entry"], how and " " + how, path, ahead)
 
 
 def writable(name: str, environ=None) -> str:

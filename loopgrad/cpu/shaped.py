@@ -152,7 +152,8 @@ def _kernel(variant, isa, K, M, parallel):
     # once per process: a call's lookup is this cache's (the compile's checks cost 90 µs)
     disp = _dispatcher(variant, isa, K, M, parallel)
     dtype = np.dtype(variant.split("-")[0])
-    with jit.notice(f"the {dtype} tiled kernels specialized to a shape"), \
+    with jit.notice(f"the {dtype} tiled kernels specialized to a shape",
+                    f"`loopgrad compile --shapes {K}x{M}`"), \
             jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
         jit.compile(disp, tiled._signature("grads_fused", dtype))
     _COMPILED.add((variant, isa, K, M, parallel))
@@ -165,7 +166,8 @@ def _kernel(variant, isa, K, M, parallel):
 def _dispatcher(variant: str, isa: str, K: int, M: int, parallel: bool):
     tiled.module(variant, isa, "fused")  # the modules it imports, loaded first
     dtype = np.dtype(variant.split("-")[0])
-    with jit.notice(f"the {dtype} tiled kernels specialized to a shape"), \
+    with jit.notice(f"the {dtype} tiled kernels specialized to a shape",
+                    f"`loopgrad compile --shapes {K}x{M}`"), \
             jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
         mod = jit.load(*_generated(variant, isa, K, M))
     py = getattr(mod, f"_grads_fused_{'parallel' if parallel else 'serial'}")

@@ -58,6 +58,11 @@ def test_units_of_shapes_are_the_fused_ones_compiled_for_them():
     assert shaped == [("shaped", (d,), K, M) for d in ("float32", "float64")
                       for K, M in ((24, 40), (20, 36))]
     assert units[-len(shaped):] == shaped
+    # without the tiled family, their tiles' units come too (in the first round: the shaped
+    # units, later, only load them)
+    alone = cpu.warm_units(("float32",), ("skinny",), shapes=((24, 40),))
+    assert alone[-2:] == [("tiled", ("float32",), cpu.tiled.variant(24, 40, "float32")),
+                          ("shaped", ("float32",), 24, 40)]
 
 
 def test_units_cover_every_family():

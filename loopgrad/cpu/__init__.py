@@ -443,7 +443,9 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
         units += [("tiled", (v.split("-")[0],), v) for v in tiles if v.split("-")[0] in dtypes]
     for d in dtypes:
         for K, M in shapes:
-            if _shaped_variant(K, M, d):
+            v = _shaped_variant(K, M, d)
+            if v:  # and its tile's modules, which it imports, in a unit of their own
+                units += [("tiled", (d,), v)] if ("tiled", (d,), v) not in units else []
                 units.append(("shaped", (d,), K, M))
     return units
 

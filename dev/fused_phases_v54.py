@@ -4,7 +4,7 @@ one by one: forward_block without grads (h, z, f), forward_block (h and the epil
 + dx_block, + dw_block, all; and the whole serial kernel (stores not streamed).
 Differences give each piece's cost.
 
-    [REP=244] python dev/fused_phases_v16.py N K M [rounds]
+    [REP=244] [CONST=1] python dev/fused_phases_v54.py N K M [rounds]
 
 REP=n: the driver runs its N rows n times over (N = 4096, REP = 244: 10⁶ rows' work with
 x, y, dx, dy in L2, dev/products_v18.md 19a); the 'kernel' column stays one call at N.
@@ -15,9 +15,11 @@ after each block's h, into L2 or L1 (dev/products_v36.md 37d).
 
 Under an ISA forced by loopgrad.bench.isa.child_environment it measures that entry.
 
-v54: the shape reaches the driver at run time, as the kernel's does (v16's driver read N, K,
-M as constants, and LLVM, inlining forward_block into it, specialized the pieces to them:
-h 12 % faster than in the kernel at 10⁵×24×40, dev/products_v54.md 55b).
+v54: the shape reaches the driver at run time, as the kernel's does.  CONST=1: v16's driver,
+which read N, K, M as module constants, and LLVM, inlining forward_block into it,
+specialized the pieces to them (h 12 % faster than in the kernel at 10⁵×24×40, as the
+kernels compiled for a shape are: dev/products_v54.md 55a, 55b); dev/fused_phases_v16.py
+runs this so.
 """
 import sys, time, numpy as np, numba
 from numba import njit
@@ -28,6 +30,7 @@ N, K, M = (int(v) for v in sys.argv[1:4]); rounds = int(sys.argv[4]) if len(sys.
 REP = int(__import__("os").environ.get("REP", "1"))
 A0 = float(__import__("os").environ.get("A0", "0"))  # relu'(0)
 STREAM = __import__("os").environ.get("STREAM", "0") == "1"
+CONST = __import__("os").environ.get("CONST", "0") == "1"
 PF = int(__import__("os").environ.get("PF", "0"))
 e = machine.entry(); T = np.dtype(__import__("os").environ.get("DTYPE", "float32")).type
 v = tiled.variant(K, M, T)
@@ -47,9 +50,8 @@ part = np.zeros(K * Mp)
 LG = M if Mp != M else Mp if __import__("os").environ.get("NOPAD") else Mp + 64 // T().itemsize if Mp % (8 * 64 // T().itemsize) == 0 else Mp  # g's row stride, as the driver's: M where M pads (one flat epilogue run a block, dev/products_v25.md 26i; dev/products_v34.md 35b), else dev/products_v20.md 21a
 
 
-@njit
-def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape):
-    N, K, M, Mp, Kp, LG, REP = shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
+@njit(inline="always")
+def pieces(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, N, K, M, Mp, Kp, LG, REP):
     Ap = np.empty(MC * KC, T); Ct = np.empty(2 * MR * NR, T); g = np.zeros(MC * LG + NR, T)  # NR: dW's reads past M (the driver's)
     f = 0.0
     xp, yp = pointer(x), pointer(y)
@@ -72,6 +74,21 @@ def run(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape):
             for k0 in range(0, K, MC):
                 dwb(part, x, g, K, M, Mp, LG, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct, y, 0, 0)
     return f
+
+
+@njit
+def run_runtime(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape):
+    return pieces(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape[0], shape[1], shape[2],
+                  shape[3], shape[4], shape[5], shape[6])
+
+
+@njit
+def run_const(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, shape):
+    # shape unused: the module's N, K, M, ... as constants (v16's driver)
+    return pieces(wdx, wdw, x, Wp, Wtp, y, dx, dy, part, grads, pf, N, K, M, Mp, Kp, LG, REP)
+
+
+run = run_const if CONST else run_runtime
 
 
 SHAPE = np.array([N, K, M, Mp, Kp, LG, REP], np.int64)

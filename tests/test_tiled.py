@@ -16,9 +16,8 @@ from loopgrad.cpu import guards, intrinsics, jit, machine, ordered, ordered_ir, 
 from loopgrad._inputs import STREAM, WANT_ALL, WANT_DW, WANT_DX, WANT_DY
 from _helpers import assert_matches_torch, draw, past_a_line
 
-# Every tile of this CPU's entry of the machine table; the other entries' (code for a
-# narrower ISA runs anywhere) in test_tiled_entries.py
-VARIANTS = [(machine.entry().isa, v) for v in machine.entry().tiles]
+# Every tile of every entry of the machine table (code for a narrower ISA runs anywhere)
+VARIANTS = [(isa, v) for isa, e in machine.TABLE.items() for v in e.tiles]
 
 # Block edges, on the AVX-512 entry: MR = 8 or 16 rows, NR = 32 or 16 columns, MC = 96
 # rows, KC = 256 steps, dW chunks of DWB·KC = 1024 rows; the others' are about as large

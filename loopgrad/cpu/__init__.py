@@ -445,7 +445,8 @@ def warm_units(dtypes=("float32", "float64"), families=("rows", "skinny", "tiled
         for K, M in shapes:
             v = _shaped_variant(K, M, d)
             if v:  # and its tile's modules, which it imports, in a unit of their own
-                units += [("tiled", (d,), v)] if ("tiled", (d,), v) not in units else []
+                if ("tiled", (d,), v) not in units:
+                    units.append(("tiled", (d,), v))
                 units.append(("shaped", (d,), K, M))
     return units
 

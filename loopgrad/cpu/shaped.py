@@ -29,6 +29,7 @@ pays for it, a script that tries many shapes once compiles nothing.  `loopgrad c
 generic kernel throughout).
 """
 
+import contextlib
 import functools
 import os
 import re
@@ -151,24 +152,29 @@ def kernel(variant: str, K: int, M: int, parallel: bool, isa: str | None = None)
 def _kernel(variant, isa, K, M, parallel):
     # once per process: a call's lookup is this cache's (the compile's checks cost 90 µs)
     disp = _dispatcher(variant, isa, K, M, parallel)
-    dtype = np.dtype(variant.split("-")[0])
-    with jit.notice(f"the {dtype} tiled kernels specialized to a shape",
-                    f"`loopgrad compile --shapes {K}x{M}`"), \
-            jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
-        jit.compile(disp, tiled._signature("grads_fused", dtype))
+    with _compiling(variant, isa, K, M):
+        jit.compile(disp, tiled._signature("grads_fused", np.dtype(variant.split("-")[0])))
     _COMPILED.add((variant, isa, K, M, parallel))
     if jit.has_disk_cache(disp):
         jit.mark(_marker(variant, isa, K, M, parallel))
     return disp
 
 
-@functools.lru_cache(maxsize=None)
-def _dispatcher(variant: str, isa: str, K: int, M: int, parallel: bool):
-    tiled.module(variant, isa, "fused")  # the modules it imports, loaded first
+@contextlib.contextmanager
+def _compiling(variant: str, isa: str, K: int, M: int):
+    # what the module's import (its pieces) and the driver's compile run under: the notice
+    # of a long compile, and the tile modules' compiler settings
     dtype = np.dtype(variant.split("-")[0])
     with jit.notice(f"the {dtype} tiled kernels specialized to a shape",
                     f"`loopgrad compile --shapes {K}x{M}`"), \
             jit.settings(slp=True, vector_bits=machine.TABLE[isa].vector_bits):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def _dispatcher(variant: str, isa: str, K: int, M: int, parallel: bool):
+    tiled.module(variant, isa, "fused")  # the modules it imports, loaded first
+    with _compiling(variant, isa, K, M):
         mod = jit.load(*_generated(variant, isa, K, M))
     py = getattr(mod, f"_grads_fused_{'parallel' if parallel else 'serial'}")
     return jit.jit(py, parallel=parallel)

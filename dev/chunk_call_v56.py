@@ -1,0 +1,173 @@
+"""The fused kernel's parallel driver with its per-chunk body compiled once, as a C function
+called by its address (intrinsics.call, as chunks.py calls the skinny rows), against
+tiled.kernel's driver, whose gufunc links and optimizes the pieces again
+(dev/products_v56.md 57e, 57f).  Times both compiles on an empty cache, checks the outputs
+bitwise at a few shapes and times the two kernels in alternation.
+
+    [ISA env] python dev/chunk_call_v56.py [float32|float64] [NxKxM ...]
+"""
+import os, sys, tempfile, time
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lgcc")
+import numpy as np, numba  # noqa: E401
+from numba import cfunc, carray, types as nt
+from loopgrad.cpu import jit, machine, tiled
+from loopgrad.cpu.intrinsics import call, pointer
+
+v = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1][0].isdigit() else "float32"
+shapes = [a for a in sys.argv[1:] if a[0].isdigit()] or ["100000x24x40", "20000x64x64",
+                                                          "3000x17x33"]
+isa = machine.entry().isa
+t = time.perf_counter()
+fu = tiled.module(v, isa, "fused")
+print(f"{isa} {v}: modules {time.perf_counter() - t:.2f} s")
+T = fu.T
+P, P64, I = nt.CPointer(nt.float32 if v.startswith("float32") else nt.float64), \
+    nt.CPointer(nt.float64), nt.int64
+
+# the body of _grads_fused_parallel's prange loop, one chunk, in the fused module's globals
+SRC = '''
+def _chunk(c, dxp, dyp, xp, yp, Wpp, Wtpp, partp, N, K, M, a0, R, want):
+    Mp = (M + NR - 1) // NR * NR
+    Kp = (K + NR - 1) // NR * NR
+    wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
+    wg = wdx or wdw
+    stream = (want & STREAM) != 0
+    dx = carray(dxp, N * K if wdx else 0)
+    dy = carray(dyp, N * M if wdy else 0)
+    x = carray(xp, N * K)
+    y = carray(yp, N * M)
+    Wp = carray(Wpp, K * Mp)
+    Wtp = carray(Wtpp, M * Kp if wdx else 0)
+    part = carray(partp, (c + 1) * K * Mp if wdw else 0)
+    lg = g_stride(M, Mp)
+    tr = dw_transposed(K, M)
+    stage = STAGE_PANELS and stream and wdx and Kp // NR >= STAGE_PANELS
+    n0 = c * R
+    n1 = min(N, n0 + R)
+    Ap = np.empty(MC * KC, T)
+    Ct = np.empty(2 * MR * NR, T)
+    g = np.empty(MC * lg + NR, T)
+    g[MC * lg:] = 0.0
+    sink = np.empty(0 if wdy else MC * M, T)
+    Sb = np.empty(2 * MC * K if stage else 0, T)
+    pr0, prows = 0, 0
+    pc = part[c * K * Mp:(c + 1) * K * Mp]
+    pc[:] = 0.0
+    f = 0.0
+    for r0 in range(n0, n1, MC):
+        rows = min(MC, n1 - r0)
+        q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
+        bi = (r0 - n0) // MC % 2
+        f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
+                           rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
+                           stream and wdy, q0, q0 if wg else q1, dx, Sb[(1 - bi) * MC * K:],
+                           pr0 * K, prows * K, lead(dx, pr0 * K))
+        if wdx:
+            dx_block(Sb[bi * MC * K:] if stage else dx, g, Wtp, K, M, lg,
+                     0 if stage else r0, rows, 0, Kp // NR, Ct, stream and not stage, x, y,
+                     q0, q1)
+            q1 = q0
+            if stage:
+                pr0, prows = r0, rows
+        if wdw and tr:
+            dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct, y, q0, q1)
+        elif wdw:
+            nk = (K + MC - 1) // MC
+            for k0 in range(0, K, MC):
+                i = k0 // MC
+                dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct,
+                         y, q0 + (q1 - q0) * i // nk, q0 + (q1 - q0) * (i + 1) // nk)
+    if prows:
+        flush(dx, Sb[(pr0 - n0) // MC % 2 * MC * K:], pr0 * K, prows * K)
+    return f
+
+
+def _driver(chunk, dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
+    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
+    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
+    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
+    Mp = (M + NR - 1) // NR * NR
+    Kp = (K + NR - 1) // NR * NR
+    wdx, wdw = (want & WANT_DX) != 0, (want & WANT_DW) != 0
+    nwt = M * Kp if wdx else 0
+    Wp = wsT[:K * Mp]
+    Wtp = wsT[K * Mp:K * Mp + nwt]
+    part = ws64[:nchunks * K * Mp if wdw else 0]
+    tr = dw_transposed(K, M)
+    for jr in range(Kp // NR):
+        pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
+        if wdx:
+            pack_wt(Wtp, W, K, M, jr)
+    nc, R = nchunks, chunk_rows
+    fc = np.empty(nc)
+    for c in prange(nc):
+        fc[c] = call(chunk, c, pointer(dx), pointer(dy), pointer(x), pointer(y), pointer(Wp),
+                     pointer(Wtp), pointer(part), N, K, M, a0, R, want)
+    if wdw:
+        pr = M if tr else K
+        for b in prange((pr + 7) // 8):
+            sum_chunks(dW, part, nc, K, M, Mp, b * 8, min(pr, b * 8 + 8), tr)
+    f = 0.0
+    for c in range(nc):
+        f += fc[c]
+    return trusted(f, W, dW, wdw)
+'''
+ns = dict(vars(fu), carray=carray, call=call)
+exec(compile(SRC, "<chunk_call_v56>", "exec"), ns)
+settings = lambda: jit.settings(slp=True, vector_bits=machine.entry().vector_bits)  # _kernel
+with settings():
+    t = time.perf_counter()
+    chunk = cfunc(nt.float64(I, P, P, P, P, P, P, P64, I, I, I, nt.float64, I, I),
+                  nopython=True)(ns["_chunk"])
+    t_chunk = time.perf_counter() - t
+drv = numba.njit(parallel=True, nogil=True)(ns["_driver"])
+ser = numba.njit(nogil=True)(ns["_driver"])  # prange runs as range without parallel=True
+t_drv_first = None
+ser_out = None
+t = time.perf_counter()
+kern = tiled.kernel("grads_fused", v, True)
+t_old = time.perf_counter() - t
+print(f"compile: tiled.kernel's parallel driver {t_old:.2f} s; the chunk body {t_chunk:.2f} s",
+      flush=True)
+for s in shapes:
+    N, K, M = (int(q) for q in s.split("x"))
+    name, _, nchunks, R = tiled.plan(N, K, M, T)
+    if name != "grads_fused":
+        print(s, "plans", name); continue
+    rng = np.random.default_rng(0)
+    x, W, y = (rng.standard_normal(sh).astype(T) for sh in ((N, K), (K, M), (N, M)))
+    n64, nT = tiled.scratch("grads_fused", v, N, K, M, nchunks)
+    ws64, wsT = np.empty(n64), np.empty(nT, T)
+    res = {}
+    if t_drv_first is None:  # the serial driver over the same body: compile, bits
+        o = (np.full((N, K), np.nan, T), np.full((K, M), np.nan, T), np.full((N, M), np.nan, T))
+        with settings():
+            t = time.perf_counter()
+            fs = ser(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7)
+            print(f"compile: a serial driver over the body (its first call) "
+                  f"{time.perf_counter() - t:.2f} s", flush=True)
+        ser_out = (fs, o)
+    for tag, run in (("old", lambda o: kern(*o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7)),
+                     ("new", lambda o: drv(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64,
+                                           wsT, 7))):
+        o = (np.full((N, K), np.nan, T), np.full((K, M), np.nan, T), np.full((N, M), np.nan, T))
+        with settings():
+            t = time.perf_counter(); f = run(o); dt = time.perf_counter() - t
+        if tag == "new" and t_drv_first is None:
+            t_drv_first = dt
+            print(f"compile: the new parallel driver (its first call) {dt:.2f} s", flush=True)
+        res[tag] = (f, o, run)
+    same = res["old"][0] == res["new"][0] and all(
+        np.array_equal(a, b) for a, b in zip(res["old"][1], res["new"][1]))
+    if ser_out is not None:
+        same = same and ser_out[0] == res["old"][0] and all(
+            np.array_equal(a, b) for a, b in zip(ser_out[1], res["old"][1]))
+        ser_out = None
+    ts = {"old": [], "new": []}
+    for _ in range(max(5, int(3e8 / (6 * N * K * M)))):
+        for tag in ("old", "new"):
+            o = res[tag][1]
+            t = time.perf_counter(); res[tag][2](o); ts[tag].append(time.perf_counter() - t)
+    print(f"{s}: bitwise the same {same}; best ms old {min(ts['old']) * 1e3:.3f} new "
+          f"{min(ts['new']) * 1e3:.3f}, median {np.median(ts['old']) * 1e3:.3f} / "
+          f"{np.median(ts['new']) * 1e3:.3f}")

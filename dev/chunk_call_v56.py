@@ -122,52 +122,41 @@ with settings():
     t_chunk = time.perf_counter() - t
 drv = numba.njit(parallel=True, nogil=True)(ns["_driver"])
 ser = numba.njit(nogil=True)(ns["_driver"])  # prange runs as range without parallel=True
-t_drv_first = None
-ser_out = None
 t = time.perf_counter()
 kern = tiled.kernel("grads_fused", v, True)
-t_old = time.perf_counter() - t
-print(f"compile: tiled.kernel's parallel driver {t_old:.2f} s; the chunk body {t_chunk:.2f} s",
-      flush=True)
+print(f"compile: tiled.kernel's parallel driver {time.perf_counter() - t:.2f} s; "
+      f"the chunk body {t_chunk:.2f} s", flush=True)
+first = True
 for s in shapes:
     N, K, M = (int(q) for q in s.split("x"))
     name, _, nchunks, R = tiled.plan(N, K, M, T)
     if name != "grads_fused":
-        print(s, "plans", name); continue
+        print(s, "plans", name)
+        continue
     rng = np.random.default_rng(0)
     x, W, y = (rng.standard_normal(sh).astype(T) for sh in ((N, K), (K, M), (N, M)))
     n64, nT = tiled.scratch("grads_fused", v, N, K, M, nchunks)
     ws64, wsT = np.empty(n64), np.empty(nT, T)
-    res = {}
-    if t_drv_first is None:  # the serial driver over the same body: compile, bits
-        o = (np.full((N, K), np.nan, T), np.full((K, M), np.nan, T), np.full((N, M), np.nan, T))
-        with settings():
-            t = time.perf_counter()
-            fs = ser(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7)
-            print(f"compile: a serial driver over the body (its first call) "
-                  f"{time.perf_counter() - t:.2f} s", flush=True)
-        ser_out = (fs, o)
-    for tag, run in (("old", lambda o: kern(*o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7)),
-                     ("new", lambda o: drv(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64,
-                                           wsT, 7))):
+    runs = {"old": lambda o: kern(*o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7),
+            "new": lambda o: drv(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64, wsT, 7),
+            "new serial": lambda o: ser(chunk.address, *o, x, W, y, 0.5, nchunks, R, ws64,
+                                        wsT, 7)}
+    outs = {}
+    for tag, run in runs.items():  # outputs poisoned first; the new drivers' first calls
         o = (np.full((N, K), np.nan, T), np.full((K, M), np.nan, T), np.full((N, M), np.nan, T))
         with settings():
             t = time.perf_counter(); f = run(o); dt = time.perf_counter() - t
-        if tag == "new" and t_drv_first is None:
-            t_drv_first = dt
-            print(f"compile: the new parallel driver (its first call) {dt:.2f} s", flush=True)
-        res[tag] = (f, o, run)
-    same = res["old"][0] == res["new"][0] and all(
-        np.array_equal(a, b) for a, b in zip(res["old"][1], res["new"][1]))
-    if ser_out is not None:
-        same = same and ser_out[0] == res["old"][0] and all(
-            np.array_equal(a, b) for a, b in zip(ser_out[1], res["old"][1]))
-        ser_out = None
+        if first and tag != "old":
+            print(f"compile: the {tag} driver (its first call) {dt:.2f} s", flush=True)
+        outs[tag] = (f, o)
+    first = False
+    same = all(outs[tag][0] == outs["old"][0] and all(
+        np.array_equal(a, b) for a, b in zip(outs[tag][1], outs["old"][1]))
+        for tag in ("new", "new serial"))
     ts = {"old": [], "new": []}
     for _ in range(max(5, int(3e8 / (6 * N * K * M)))):
-        for tag in ("old", "new"):
-            o = res[tag][1]
-            t = time.perf_counter(); res[tag][2](o); ts[tag].append(time.perf_counter() - t)
+        for tag in ts:
+            t = time.perf_counter(); runs[tag](outs[tag][1]); ts[tag].append(time.perf_counter() - t)
     print(f"{s}: bitwise the same {same}; best ms old {min(ts['old']) * 1e3:.3f} new "
           f"{min(ts['new']) * 1e3:.3f}, median {np.median(ts['old']) * 1e3:.3f} / "
           f"{np.median(ts['new']) * 1e3:.3f}")

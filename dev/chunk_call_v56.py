@@ -1,12 +1,14 @@
 """The fused kernel's parallel driver with its per-chunk body compiled once, as a C function
 called by its address (intrinsics.call, as chunks.py calls the skinny rows), against
-tiled.kernel's driver, whose gufunc links and optimizes the pieces again
+tiled.kernel's driver, whose gufunc links and optimizes the pieces again.  Both texts come
+from the fused driver's own (nests.py through tiled._nests): its prange loop's body as the
+chunk's function, the rest as the driver around the call
 (dev/products_v56.md 57e, 57f).  Times both compiles on an empty cache, checks the outputs
 bitwise at a few shapes and times the two kernels in alternation.
 
     [ISA env] python dev/chunk_call_v56.py [float32|float64] [NxKxM ...]
 """
-import os, sys, tempfile, time
+import os, re, sys, tempfile, time
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lgcc")
 import numpy as np, numba  # noqa: E401
 from numba import cfunc, carray, types as nt
@@ -24,9 +26,16 @@ T = fu.T
 P, P64, I = nt.CPointer(nt.float32 if v.startswith("float32") else nt.float64), \
     nt.CPointer(nt.float64), nt.int64
 
-# the body of _grads_fused_parallel's prange loop, one chunk, in the fused module's globals
-SRC = '''
+# the fused driver's text (tiled._nests, as shaped.py takes it): its prange loop's body
+# becomes one chunk's function, and the driver calls that by its address instead
+part = tiled._nests("fused")
+lines = part[re.search(r"^def _grads_fused_parallel\(", part, re.M).start():].split("\n")
+head = lines.index("    for c in prange(nc):")
+tail = lines.index("        fc[c] = f")
+body = "\n".join(line[4:] for line in lines[head + 1:tail])
+SRC = """
 def _chunk(c, dxp, dyp, xp, yp, Wpp, Wtpp, partp, N, K, M, a0, R, want):
+    # the driver's values its loop body reads, and its arrays from their pointers
     Mp = (M + NR - 1) // NR * NR
     Kp = (K + NR - 1) // NR * NR
     wdx, wdw, wdy = (want & WANT_DX) != 0, (want & WANT_DW) != 0, (want & WANT_DY) != 0
@@ -42,76 +51,15 @@ def _chunk(c, dxp, dyp, xp, yp, Wpp, Wtpp, partp, N, K, M, a0, R, want):
     lg = g_stride(M, Mp)
     tr = dw_transposed(K, M)
     stage = STAGE_PANELS and stream and wdx and Kp // NR >= STAGE_PANELS
-    n0 = c * R
-    n1 = min(N, n0 + R)
-    Ap = np.empty(MC * KC, T)
-    Ct = np.empty(2 * MR * NR, T)
-    g = np.empty(MC * lg + NR, T)
-    g[MC * lg:] = 0.0
-    sink = np.empty(0 if wdy else MC * M, T)
-    Sb = np.empty(2 * MC * K if stage else 0, T)
-    pr0, prows = 0, 0
-    pc = part[c * K * Mp:(c + 1) * K * Mp]
-    pc[:] = 0.0
-    f = 0.0
-    for r0 in range(n0, n1, MC):
-        rows = min(MC, n1 - r0)
-        q0, q1 = min(n1, r0 + MC), min(n1, r0 + 2 * MC)
-        bi = (r0 - n0) // MC % 2
-        f += forward_block(g, dy if wdy else sink, x, Wp, y, a0, K, M, Mp, lg, NR, KC, r0,
-                           rows, 0, Mp // NR, Ap, Ct, True, 0 if wdy else r0 * M, INPLACE,
-                           stream and wdy, q0, q0 if wg else q1, dx, Sb[(1 - bi) * MC * K:],
-                           pr0 * K, prows * K, lead(dx, pr0 * K))
-        if wdx:
-            dx_block(Sb[bi * MC * K:] if stage else dx, g, Wtp, K, M, lg,
-                     0 if stage else r0, rows, 0, Kp // NR, Ct, stream and not stage, x, y,
-                     q0, q1)
-            q1 = q0
-            if stage:
-                pr0, prows = r0, rows
-        if wdw and tr:
-            dw_block_t(pc, x, g, K, M, lg, r0, r0 + rows, Ct, y, q0, q1)
-        elif wdw:
-            nk = (K + MC - 1) // MC
-            for k0 in range(0, K, MC):
-                i = k0 // MC
-                dw_block(pc, x, g, K, M, Mp, lg, r0, r0 + rows, k0, min(MC, K - k0), Ap, Ct,
-                         y, q0 + (q1 - q0) * i // nk, q0 + (q1 - q0) * (i + 1) // nk)
-    if prows:
-        flush(dx, Sb[(pr0 - n0) // MC % 2 * MC * K:], pr0 * K, prows * K)
+""" + body + """
     return f
 
 
-def _driver(chunk, dx2, dW2, dy2, x2, W2, y2, a0, nchunks, chunk_rows, ws64, wsT, want):
-    N, K, M = x2.shape[0], x2.shape[1], W2.shape[1]
-    dx, dW, dy = dx2.reshape(-1), dW2.reshape(-1), dy2.reshape(-1)
-    x, W, y = x2.reshape(-1), W2.reshape(-1), y2.reshape(-1)
-    Mp = (M + NR - 1) // NR * NR
-    Kp = (K + NR - 1) // NR * NR
-    wdx, wdw = (want & WANT_DX) != 0, (want & WANT_DW) != 0
-    nwt = M * Kp if wdx else 0
-    Wp = wsT[:K * Mp]
-    Wtp = wsT[K * Mp:K * Mp + nwt]
-    part = ws64[:nchunks * K * Mp if wdw else 0]
-    tr = dw_transposed(K, M)
-    for jr in range(Kp // NR):
-        pack_w(Wp, W, K, M, jr * NR, min(K, jr * NR + NR))
-        if wdx:
-            pack_wt(Wtp, W, K, M, jr)
-    nc, R = nchunks, chunk_rows
-    fc = np.empty(nc)
-    for c in prange(nc):
+""" + "\n".join(lines[:head + 1]).replace(
+    "def _grads_fused_parallel(", "def _driver(chunk, ", 1) + """
         fc[c] = call(chunk, c, pointer(dx), pointer(dy), pointer(x), pointer(y), pointer(Wp),
                      pointer(Wtp), pointer(part), N, K, M, a0, R, want)
-    if wdw:
-        pr = M if tr else K
-        for b in prange((pr + 7) // 8):
-            sum_chunks(dW, part, nc, K, M, Mp, b * 8, min(pr, b * 8 + 8), tr)
-    f = 0.0
-    for c in range(nc):
-        f += fc[c]
-    return trusted(f, W, dW, wdw)
-'''
+""" + "\n".join(lines[tail + 1:])
 ns = dict(vars(fu), carray=carray, call=call)
 exec(compile(SRC, "<chunk_call_v56>", "exec"), ns)
 settings = lambda: jit.settings(slp=True, vector_bits=machine.entry().vector_bits)  # _kernel

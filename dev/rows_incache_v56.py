@@ -20,9 +20,11 @@ from loopgrad._inputs import WANT_ALL
 bits = machine.entry().vector_bits
 
 
-def module_options(K, M, bits):  # the row_vectors options skinny.py's module passes
-    o = dict(dw_block=rowvec.dw_rows(K, M, bits) or 0, dw_across=rowvec.dw_across(K, M, bits),
+def module_options(K, M, bits):  # the row_vectors options skinny._on_intrinsics passes
+    o = dict(dw_block=rowvec.dw_rows(K, M, bits), dw_across=rowvec.dw_across(K, M, bits),
              dx_across=rowvec.dx_across(K, M, bits), f_parts=rowvec.f_parts(M, bits))
+    if o["dw_block"] and bits >= 512:
+        o["dw_lanes"] = 8
     if hasattr(rowvec, "diagonals"):  # with dev/diagonals_v56.diff
         o["diagonals"] = rowvec.diagonals(K, M, bits)
     if bits < 512 and rowvec.partial(K, M):

@@ -6,7 +6,7 @@ assembly as the one path around it (header to the latch's exit test) for llvm-mc
 
     [ISA env] python dev/rows_mca_v56.py znver3 haswell skylake ...
 """
-import re, subprocess, sys, numba
+import os, re, subprocess, sys, numba
 from loopgrad.cpu import rowvec, skinny, jit, machine
 from loopgrad.cpu.intrinsics import pointer, relu_grad
 from loopgrad._inputs import WANT_ALL
@@ -19,6 +19,8 @@ def general(builder, a0_zero, drop_nan, a0v, h, zero, t):  # relu_grad_at withou
 
 rowvec.relu_grad_at = general
 bits = machine.entry().vector_bits
+sys.path.insert(0, os.path.dirname(__file__))
+from rows_incache_v56 import module_options  # noqa: E402
 
 
 def loop(asm):
@@ -40,10 +42,10 @@ def loop(asm):
                     not x.strip().startswith(".") and not re.match(r"\s*j\w+\s", x)]
 
 
-for diag in (False, True):
-    opts = dict(diagonals=True) if diag else {}
-    intr = rowvec.row_vectors(8, 8, WANT_ALL, dw_block=32, dw_across=True, stream=False, pf=0,
-                              **opts)
+for diag in (False, True) if hasattr(rowvec, "diagonals") else (False,):
+    opts = dict(diagonals=diag) if hasattr(rowvec, "diagonals") else {}
+    intr = rowvec.row_vectors(8, 8, WANT_ALL, **{**module_options(8, 8, bits), **opts},
+                              stream=False, pf=0)
 
     def make(intr):
         @numba.njit
